@@ -1,0 +1,34 @@
+//! What the core asks the runtime to do.
+
+use drover_types::{Attempt, TaskId, WorkerId};
+use serde::{Deserialize, Serialize};
+
+/// One instruction for the runtime. Actions are decided by the core when it applies a
+/// committed event, so every replica computes the same ones; only the leader carries
+/// them out.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// Start this attempt of the task on the worker. Its resources are already reserved.
+    Start { task: TaskId, attempt: Attempt, worker: WorkerId },
+    /// Stop this attempt: SIGTERM to its process tree, SIGKILL `grace_ms` later.
+    Kill { task: TaskId, attempt: Attempt, worker: WorkerId, reason: KillReason, grace_ms: u64 },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KillReason {
+    Cancelled,
+    TimeLimit,
+    /// Evicted to make room for a higher-priority task.
+    Preempted,
+    /// The worker runs an attempt that is no longer current (it rejoined after the
+    /// attempt was given up on).
+    Stale,
+}
+
+/// The actions of one scheduling round.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub actions: Vec<Action>,
+}

@@ -1,0 +1,26 @@
+//! Drover's scheduling core.
+//!
+//! A [`Scheduler`] holds the task table, the workers, the queues and the policies.
+//! It is driven by two calls and nothing else:
+//!
+//! - [`Scheduler::apply`] takes one [`Event`] (a submission, a worker joining, an attempt
+//!   starting or ending, a cancellation, a policy switch, ...) and the time `now`;
+//! - [`Scheduler::schedule`] runs one scheduling round at `now`: timers (time limits,
+//!   retry backoffs) fire, ready tasks are placed, preemptions are chosen.
+//!
+//! Both return [`Action`]s for the runtime to carry out (start an attempt on a worker,
+//! kill one). The core does no I/O, reads no clock and has no randomness, so the same
+//! events at the same `now` give the same actions on every replica of the replicated log:
+//! a placement is decided by the committed log itself.
+
+mod action;
+mod error;
+mod event;
+mod scheduler;
+mod view;
+
+pub use action::{Action, KillReason, Plan};
+pub use error::{CoreError, InvariantViolation};
+pub use event::{CancelTarget, Event};
+pub use scheduler::{Applied, Scheduler, SchedulerConfig, SchedulerSnapshot};
+pub use view::{AttemptRecord, Counts, TaskRange, TaskView, WorkerView};

@@ -1,0 +1,77 @@
+//! Read-only views of the core's state, for the API and for pending reasons.
+
+use drover_types::{Attempt, FailureCause, JobId, Millis, Outcome, Resources, TaskId, TaskSpec, TaskState, WorkerId, WorkerSpec, WorkerState, WorkerUsage};
+use serde::{Deserialize, Serialize};
+
+/// One attempt of a task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    pub attempt: Attempt,
+    pub worker: WorkerId,
+    pub assigned_at: Millis,
+    pub started_at: Option<Millis>,
+    pub ended_at: Option<Millis>,
+    /// The worker's report, when it sent one.
+    pub outcome: Option<Outcome>,
+    /// Why the attempt ended without success, when it did.
+    pub failure: Option<FailureCause>,
+}
+
+/// A task as the core knows it.
+#[derive(Clone, Debug)]
+pub struct TaskView<'a> {
+    pub id: TaskId,
+    pub job: JobId,
+    pub spec: &'a TaskSpec,
+    /// For an element of a task array: its index and the array's length.
+    pub array_index: Option<u32>,
+    pub array_count: Option<u32>,
+    pub state: TaskState,
+    /// The current attempt (0 before the first placement).
+    pub attempt: Attempt,
+    /// Where the current attempt is placed, while it is.
+    pub worker: Option<WorkerId>,
+    pub submitted_at: Millis,
+    /// When the current attempt started, and when the task reached a final state.
+    pub started_at: Option<Millis>,
+    pub ended_at: Option<Millis>,
+    /// Resolved dependencies in the order given (an array expands in index order).
+    pub deps: &'a [TaskId],
+    pub attempts: &'a [AttemptRecord],
+}
+
+/// A consecutive range of task ids: one task, or all the elements of an array.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskRange {
+    pub first: TaskId,
+    pub count: u32,
+}
+
+/// A worker as the core knows it.
+#[derive(Clone, Debug)]
+pub struct WorkerView<'a> {
+    pub id: WorkerId,
+    pub spec: &'a WorkerSpec,
+    pub state: WorkerState,
+    /// Reserved by the attempts placed on it.
+    pub allocated: Resources,
+    pub usage: &'a WorkerUsage,
+    pub running: Vec<TaskId>,
+}
+
+/// Tasks per state and workers per state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Indexed by the position of the state in [`TaskState::ALL`].
+    pub tasks: [u64; 10],
+    pub workers_active: u32,
+    pub workers_draining: u32,
+    pub workers_lost: u32,
+}
+
+impl Counts {
+    pub fn of(&self, state: TaskState) -> u64 {
+        let i = TaskState::ALL.iter().position(|s| *s == state).unwrap_or(0);
+        self.tasks[i]
+    }
+}

@@ -1,0 +1,107 @@
+//! Jobs: atomic batches of tasks, and how tasks refer to each other.
+
+use crate::ids::TaskId;
+use crate::task_spec::TaskSpec;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A batch of tasks submitted atomically: either every task is accepted, or none is.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobSpec {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// Default owner for tasks that name none.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub owner: String,
+    pub tasks: Vec<TaskSpec>,
+}
+
+/// A reference to another task: its numeric id (from an earlier submission) or its
+/// key (in this job or an earlier one). In JSON: `17` or `"prepare"`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum DepRef {
+    Id(TaskId),
+    Key(String),
+}
+
+impl fmt::Display for DepRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DepRef::Id(id) => write!(f, "{id}"),
+            DepRef::Key(k) => f.write_str(k),
+        }
+    }
+}
+
+impl DepRef {
+    /// Reads what a user typed: all digits is an id, anything else a key.
+    pub fn parse(text: &str) -> DepRef {
+        match text.parse::<u64>() {
+            Ok(n) => DepRef::Id(TaskId(n)),
+            Err(_) => DepRef::Key(text.to_string()),
+        }
+    }
+}
+
+/// An index range `start..=end` that expands one task entry into `end - start + 1` tasks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArraySpec {
+    pub start: u32,
+    /// Inclusive.
+    pub end: u32,
+}
+
+impl ArraySpec {
+    pub fn len(&self) -> u64 {
+        if self.end < self.start {
+            0
+        } else {
+            (self.end - self.start) as u64 + 1
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Parses `A-B` (inclusive) or a single `N` (meaning `0-(N-1)`).
+    pub fn parse(text: &str) -> Option<ArraySpec> {
+        let t = text.trim();
+        if let Some((a, b)) = t.split_once('-') {
+            Some(ArraySpec {
+                start: a.trim().parse().ok()?,
+                end: b.trim().parse().ok()?,
+            })
+        } else {
+            let n: u32 = t.parse().ok()?;
+            (n > 0).then(|| ArraySpec {
+                start: 0,
+                end: n - 1,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dep_refs_read_as_ids_or_keys() {
+        let deps: Vec<DepRef> = serde_json::from_str(r#"[17, "prepare"]"#).unwrap();
+        assert_eq!(deps, vec![DepRef::Id(TaskId(17)), DepRef::Key("prepare".into())]);
+        assert_eq!(DepRef::parse("42"), DepRef::Id(TaskId(42)));
+        assert_eq!(DepRef::parse("a42"), DepRef::Key("a42".into()));
+    }
+
+    #[test]
+    fn arrays_parse() {
+        assert_eq!(ArraySpec::parse("1-10").unwrap().len(), 10);
+        assert_eq!(ArraySpec::parse("4"), Some(ArraySpec { start: 0, end: 3 }));
+        assert_eq!(ArraySpec::parse("0"), None);
+        assert!(ArraySpec { start: 5, end: 4 }.is_empty());
+    }
+}

@@ -1,0 +1,31 @@
+//! Drover's domain model.
+//!
+//! Everything a user can say to Drover (task and job specs, worker specs, policies)
+//! and everything Drover says back about a task (its state, the outcome of an attempt)
+//! is defined here, together with the validation that turns user input into a
+//! well-formed spec or a [`ValidationError`] naming the offending field.
+//!
+//! This crate is pure: no I/O, no clock, no randomness. Time is carried as [`Millis`]
+//! values that the caller supplies.
+
+mod ids;
+mod job;
+mod limits;
+mod policy;
+mod resources;
+mod state;
+mod task_spec;
+mod time;
+mod validation;
+mod worker;
+
+pub use ids::{Attempt, JobId, TaskId, WorkerId};
+pub use job::{ArraySpec, DepRef, JobSpec};
+pub use limits::Limits;
+pub use policy::{PlacementPolicyKind, PolicyConfig, QueuePolicyKind};
+pub use resources::{ParseResourceError, Resources, format_bytes, parse_bytes, parse_cpus};
+pub use state::{FailureCause, Outcome, TaskState};
+pub use task_spec::{Backoff, LabelSelector, RetryPolicy, SelectorOp, TaskSpec};
+pub use time::{Millis, format_duration_ms};
+pub use validation::{ValidationError, validate_job, validate_task};
+pub use worker::{WorkerSpec, WorkerState, WorkerUsage};

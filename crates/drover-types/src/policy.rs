@@ -1,0 +1,116 @@
+//! The scheduling policies a cluster can be switched between at runtime.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Which ready task goes first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum QueuePolicyKind {
+    /// First come, first served.
+    Fcfs,
+    /// Higher priority first. Every `aging_ms` a task has waited counts as one more
+    /// level of priority, so low priorities never starve. `0` disables aging.
+    Priority { aging_ms: u64 },
+    /// Shortest expected runtime first (the maximum runtime when no hint was given;
+    /// tasks with neither go last, in submission order).
+    ShortestJobFirst,
+    /// Owners share the cluster in proportion to their weights (default weight 1);
+    /// within an owner, higher priority first.
+    FairShare { weights: BTreeMap<String, u32> },
+}
+
+impl Default for QueuePolicyKind {
+    fn default() -> Self {
+        QueuePolicyKind::Priority { aging_ms: 60_000 }
+    }
+}
+
+impl QueuePolicyKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            QueuePolicyKind::Fcfs => "fcfs",
+            QueuePolicyKind::Priority { .. } => "priority",
+            QueuePolicyKind::ShortestJobFirst => "sjf",
+            QueuePolicyKind::FairShare { .. } => "fair",
+        }
+    }
+
+    /// The policy for a short name, with default parameters.
+    pub fn from_name(name: &str) -> Option<QueuePolicyKind> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "fcfs" | "fifo" => Some(QueuePolicyKind::Fcfs),
+            "priority" => Some(QueuePolicyKind::default()),
+            "sjf" | "shortest-job-first" | "shortest_job_first" => {
+                Some(QueuePolicyKind::ShortestJobFirst)
+            }
+            "fair" | "fair-share" | "fair_share" | "fairshare" => Some(QueuePolicyKind::FairShare {
+                weights: BTreeMap::new(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Which worker a task goes to, among those it fits on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlacementPolicyKind {
+    /// Fill the busiest worker that fits, keeping others free for big tasks.
+    #[default]
+    BinPack,
+    /// The least loaded worker that fits.
+    Spread,
+    /// Workers in turn.
+    RoundRobin,
+}
+
+impl PlacementPolicyKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            PlacementPolicyKind::BinPack => "binpack",
+            PlacementPolicyKind::Spread => "spread",
+            PlacementPolicyKind::RoundRobin => "round-robin",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<PlacementPolicyKind> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "binpack" | "bin-pack" | "bin_pack" => Some(PlacementPolicyKind::BinPack),
+            "spread" => Some(PlacementPolicyKind::Spread),
+            "round-robin" | "round_robin" | "roundrobin" | "rr" => {
+                Some(PlacementPolicyKind::RoundRobin)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The whole scheduling configuration, switchable at runtime.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    pub queue: QueuePolicyKind,
+    pub placement: PlacementPolicyKind,
+    /// May running lower-priority tasks be evicted to make room?
+    pub preemption: bool,
+    /// Grace between the eviction signal and the kill, in milliseconds.
+    pub preemption_grace_ms: u64,
+    /// Score weight of holding a task's input keys (0 disables locality).
+    pub locality_weight: u32,
+    /// Score weight of matching a task's affinity selectors (0 disables affinity).
+    pub affinity_weight: u32,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            queue: QueuePolicyKind::default(),
+            placement: PlacementPolicyKind::default(),
+            preemption: false,
+            preemption_grace_ms: 5_000,
+            locality_weight: 10,
+            affinity_weight: 5,
+        }
+    }
+}

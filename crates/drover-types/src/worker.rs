@@ -1,0 +1,49 @@
+//! Workers as the core sees them.
+
+use crate::resources::Resources;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// What a worker declares when it joins.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WorkerSpec {
+    /// Stable name (by default the host name); a reconnecting worker uses the same one.
+    pub name: String,
+    /// What it offers to tasks.
+    pub capacity: Resources,
+    pub labels: BTreeMap<String, String>,
+    /// Data keys it already holds, for locality.
+    pub data_keys: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerState {
+    /// Takes new tasks.
+    Active,
+    /// Takes no new tasks; its running tasks finish.
+    Draining,
+    /// Missed its heartbeats; its attempts were ended. It may come back.
+    Lost,
+}
+
+impl fmt::Display for WorkerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            WorkerState::Active => "active",
+            WorkerState::Draining => "draining",
+            WorkerState::Lost => "lost",
+        })
+    }
+}
+
+/// A worker's measured usage, reported with its heartbeats.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WorkerUsage {
+    pub cpu_milli: u32,
+    pub memory_bytes: u64,
+    pub disk_free_bytes: u64,
+}
