@@ -1,0 +1,168 @@
+//! Bodies of the HTTP/JSON API under `/v1`.
+
+use crate::worker::AttemptUsage;
+use drover_types::{
+    Attempt, FailureCause, JobId, Millis, Outcome, PolicyConfig, Resources, TaskId, TaskSpec, TaskState,
+    WorkerId, WorkerState, WorkerUsage,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The body of every error response (4xx and 5xx).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// A stable, machine-readable code: `invalid_request`, `not_found`, `unauthorized`,
+    /// `conflict`, `payload_too_large`, `unavailable`, `internal`.
+    pub code: String,
+    /// What went wrong, for people.
+    pub message: String,
+    /// The offending field's path, when one field is to blame (`tasks[2].after[0]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// Answer to a task or job submission.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmitResponse {
+    pub job: JobId,
+    /// The job's tasks have consecutive ids `first .. first + count`.
+    pub first: TaskId,
+    pub count: u64,
+}
+
+impl SubmitResponse {
+    pub fn task_ids(&self) -> impl Iterator<Item = TaskId> + use<> {
+        let first = self.first.0;
+        (first..first + self.count).map(TaskId)
+    }
+}
+
+/// One attempt of a task, as the API shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptInfo {
+    pub attempt: Attempt,
+    pub worker: WorkerId,
+    pub worker_name: String,
+    pub assigned_at: Millis,
+    pub started_at: Option<Millis>,
+    pub ended_at: Option<Millis>,
+    pub outcome: Option<Outcome>,
+    pub failure: Option<FailureCause>,
+    pub usage: Option<AttemptUsage>,
+}
+
+/// Everything about one task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskInfo {
+    pub id: TaskId,
+    pub job: JobId,
+    pub key: Option<String>,
+    pub name: String,
+    pub state: TaskState,
+    /// Why it is not running (or how it ended), in a sentence.
+    pub reason: Option<String>,
+    pub attempt: Attempt,
+    pub max_attempts: u32,
+    pub worker: Option<String>,
+    pub submitted_at: Millis,
+    pub started_at: Option<Millis>,
+    pub ended_at: Option<Millis>,
+    pub duration_ms: Option<u64>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub outcome: Option<Outcome>,
+    pub usage: Option<AttemptUsage>,
+    /// The task's result (the start of its stdout), once it succeeded.
+    pub result: Option<String>,
+    pub array_index: Option<u32>,
+    pub array_count: Option<u32>,
+    pub deps: Vec<TaskId>,
+    pub spec: TaskSpec,
+    pub attempts: Vec<AttemptInfo>,
+}
+
+/// One row of a task listing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskSummary {
+    pub id: TaskId,
+    pub job: JobId,
+    pub key: Option<String>,
+    pub name: String,
+    pub state: TaskState,
+    pub priority: i32,
+    pub attempt: Attempt,
+    pub worker: Option<String>,
+    pub submitted_at: Millis,
+    pub started_at: Option<Millis>,
+    pub ended_at: Option<Millis>,
+    pub exit_code: Option<i32>,
+}
+
+/// A page of tasks. Pass `next_cursor` as `cursor` to get the next page.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskList {
+    pub tasks: Vec<TaskSummary>,
+    pub next_cursor: Option<String>,
+}
+
+/// A job and the states of its tasks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobInfo {
+    pub id: JobId,
+    pub name: String,
+    pub first: TaskId,
+    pub count: u64,
+    /// Tasks per state (only states with tasks).
+    pub states: BTreeMap<TaskState, u64>,
+    /// True when every task is in a final state.
+    pub finished: bool,
+    pub succeeded: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancelResponse {
+    pub cancelled: u64,
+}
+
+/// A worker as the API shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    pub id: WorkerId,
+    pub name: String,
+    pub state: WorkerState,
+    pub connected: bool,
+    pub capacity: Resources,
+    pub allocated: Resources,
+    pub usage: WorkerUsage,
+    pub labels: BTreeMap<String, String>,
+    pub running: Vec<TaskId>,
+    /// Milliseconds since the server last heard from it (None when never, on this server).
+    pub last_seen_ms_ago: Option<u64>,
+}
+
+/// The state of the whole cluster at a glance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterSummary {
+    pub version: String,
+    pub node_id: u64,
+    pub leader: Option<u64>,
+    pub term: u64,
+    pub last_applied: Option<u64>,
+    /// Tasks per state (every state listed).
+    pub tasks: BTreeMap<TaskState, u64>,
+    pub workers_active: u32,
+    pub workers_draining: u32,
+    pub workers_lost: u32,
+    pub policy: PolicyConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    pub status: String,
+    pub leader: bool,
+}

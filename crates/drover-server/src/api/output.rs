@@ -1,0 +1,131 @@
+//! Reading a task's output, from an offset, optionally following it live.
+
+use super::error::ApiError;
+use crate::node::Node;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
+use drover_proto::worker::OutputStream;
+use drover_types::{Attempt, DepRef};
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputQuery {
+    /// `stdout` (default) or `stderr`.
+    stream: Option<String>,
+    /// Which attempt (default: the latest that started).
+    attempt: Option<u32>,
+    offset: Option<u64>,
+    /// Keep the response open and stream new output until the attempt ends.
+    follow: Option<bool>,
+}
+
+const CHUNK: usize = 1 << 20;
+const MAX_RESPONSE: usize = 16 << 20;
+const FOLLOW_POLL: Duration = Duration::from_millis(200);
+
+pub async fn read(
+    State(node): State<Arc<Node>>,
+    Path(task): Path<String>,
+    Query(q): Query<OutputQuery>,
+) -> Result<Response, ApiError> {
+    let stream = match q.stream.as_deref() {
+        None | Some("stdout") => OutputStream::Stdout,
+        Some("stderr") => OutputStream::Stderr,
+        Some(other) => {
+            return Err(ApiError::invalid(
+                Some("stream".into()),
+                format!("{other:?} is not a stream: use stdout or stderr"),
+            ));
+        }
+    };
+    let (id, attempt) = {
+        let sm = node.state.read();
+        let range = sm
+            .scheduler()
+            .resolve(&DepRef::parse(&task))
+            .ok_or_else(|| ApiError::not_found(format!("no task {task:?}")))?;
+        if range.count != 1 {
+            return Err(ApiError::invalid(Some("task".into()), format!("{task:?} names an array; ask for one task")));
+        }
+        let view = sm
+            .scheduler()
+            .task(range.first)
+            .ok_or_else(|| ApiError::not_found(format!("no task {task:?}")))?;
+        let attempt = match q.attempt {
+            Some(a) if a == 0 || a > view.attempt.0 => {
+                return Err(ApiError::invalid(
+                    Some("attempt".into()),
+                    format!("task {} has attempts 1 to {}", view.id, view.attempt.0),
+                ));
+            }
+            Some(a) => Attempt(a),
+            None => view.attempt,
+        };
+        (range.first, attempt)
+    };
+    let offset = q.offset.unwrap_or(0);
+    let mut builder = Response::builder().header(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    if !q.follow.unwrap_or(false) {
+        let (data, len) = node
+            .output
+            .read(id, attempt, stream, offset, MAX_RESPONSE)
+            .map_err(|e| ApiError::internal(format!("could not read the output: {e}")))?;
+        let next = offset + data.len() as u64;
+        builder = builder
+            .header("x-drover-output-length", len)
+            .header("x-drover-next-offset", next);
+        return builder
+            .body(Body::from(data))
+            .map_err(|e| ApiError::internal(e.to_string()));
+    }
+    // Following a task that has not started yet waits for its first attempt.
+    let pinned = q.attempt.is_some();
+    let body = futures_util::stream::unfold(
+        (node, attempt, offset, false),
+        move |(node, mut attempt, mut offset, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                let (data, _) = match node.output.read(id, attempt, stream, offset, CHUNK) {
+                    Ok(r) => r,
+                    Err(e) => return Some((Err(e), (node, attempt, offset, true))),
+                };
+                if !data.is_empty() {
+                    let next = offset + data.len() as u64;
+                    return Some((Ok::<_, std::io::Error>(data), (node, attempt, next, false)));
+                }
+                // Nothing new: stop once this attempt is over (its output all arrived
+                // before its end was recorded), else wait for more.
+                let (current, over) = {
+                    let sm = node.state.read();
+                    match sm.scheduler().task(id) {
+                        None => (attempt, true),
+                        Some(v) => (
+                            v.attempt,
+                            v.attempt != attempt || v.state.is_final() || (attempt.0 > 0 && !v.state.is_on_worker()),
+                        ),
+                    }
+                };
+                if over && !pinned && attempt.0 == 0 && current.0 > 0 {
+                    attempt = current;
+                    offset = 0;
+                    continue;
+                }
+                if over {
+                    return None;
+                }
+                tokio::time::sleep(FOLLOW_POLL).await;
+            }
+        },
+    );
+    builder
+        .body(Body::from_stream(body))
+        .map_err(|e| ApiError::internal(e.to_string()))
+}
+

@@ -1,0 +1,343 @@
+//! Submitting, reading, listing and cancelling tasks and jobs.
+
+use super::error::ApiError;
+use super::json::JsonBody;
+use super::wall_now;
+use crate::node::Node;
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use drover_proto::api::{
+    AttemptInfo, CancelResponse, JobInfo, SubmitResponse, TaskInfo, TaskList, TaskSummary,
+};
+use drover_sched::{CancelTarget, TaskRange, TaskView};
+use drover_state::{Command, CommandResult, StateMachine};
+use drover_types::{DepRef, JobId, JobSpec, Millis, Outcome, TaskId, TaskSpec, TaskState};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub async fn submit_task(
+    State(node): State<Arc<Node>>,
+    JsonBody(task): JsonBody<TaskSpec>,
+) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
+    let job = JobSpec {
+        name: task.name.clone(),
+        owner: String::new(),
+        tasks: vec![task],
+    };
+    submit(&node, job, true).await
+}
+
+pub async fn submit_job(
+    State(node): State<Arc<Node>>,
+    JsonBody(job): JsonBody<JobSpec>,
+) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
+    submit(&node, job, false).await
+}
+
+async fn submit(node: &Node, job: JobSpec, single: bool) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
+    // Validate before proposing, so that malformed input never reaches the log. The
+    // core validates again when applying (it also knows the task table).
+    if let Err(mut e) = drover_types::validate_job(&job, &node.config.limits) {
+        if single {
+            // A single task was wrapped in a job: report its own field path.
+            e.field = e.field.strip_prefix("tasks[0].").unwrap_or(&e.field).to_string();
+        }
+        return Err(ApiError::invalid(Some(e.field), e.reason));
+    }
+    match node.proposer.propose(Command::Submit { job }).await? {
+        CommandResult::Submitted { job, tasks } => Ok((
+            StatusCode::CREATED,
+            Json(SubmitResponse {
+                job,
+                first: tasks.first,
+                count: tasks.count as u64,
+            }),
+        )),
+        CommandResult::Rejected(mut r) => {
+            if single && let Some(f) = &r.field {
+                r.field = Some(f.strip_prefix("tasks[0].").unwrap_or(f).to_string());
+            }
+            Err(r.into())
+        }
+        other => Err(ApiError::internal(format!("unexpected answer to a submission: {other:?}"))),
+    }
+}
+
+/// Resolves a task reference from a path: an id or a key naming a single task.
+fn resolve_one(sm: &StateMachine, text: &str) -> Result<TaskId, ApiError> {
+    let range = resolve(sm, text)?;
+    if range.count != 1 {
+        return Err(ApiError::invalid(
+            Some("task".into()),
+            format!(
+                "{text:?} names an array of {} tasks (ids {} to {}); ask for one of them",
+                range.count,
+                range.first,
+                range.first.0 + range.count as u64 - 1
+            ),
+        ));
+    }
+    Ok(range.first)
+}
+
+fn resolve(sm: &StateMachine, text: &str) -> Result<TaskRange, ApiError> {
+    sm.scheduler()
+        .resolve(&DepRef::parse(text))
+        .ok_or_else(|| ApiError::not_found(format!("no task {text:?}")))
+}
+
+fn worker_name(sm: &StateMachine, w: drover_types::WorkerId) -> String {
+    sm.scheduler()
+        .worker(w)
+        .map(|v| v.spec.name.clone())
+        .unwrap_or_else(|| w.to_string())
+}
+
+fn exit_of(outcome: Option<&Outcome>) -> (Option<i32>, Option<i32>) {
+    match outcome {
+        Some(Outcome::Exited { code }) => (Some(*code), None),
+        Some(Outcome::Signaled { signal }) => (None, Some(*signal)),
+        _ => (None, None),
+    }
+}
+
+pub(crate) fn task_info(sm: &StateMachine, view: &TaskView<'_>, now: Millis) -> TaskInfo {
+    let record = sm.record(view.id);
+    let last = view.attempts.last();
+    let outcome = last.and_then(|a| a.outcome.clone());
+    let (exit_code, signal) = exit_of(outcome.as_ref());
+    let usage_of = |attempt| {
+        record.and_then(|r| r.usage.iter().find(|(a, _)| *a == attempt).map(|(_, u)| u.clone()))
+    };
+    let duration_ms = view.started_at.map(|s| view.ended_at.unwrap_or(now).saturating_sub(s));
+    TaskInfo {
+        id: view.id,
+        job: view.job,
+        key: view.spec.key.clone(),
+        name: view.spec.name.clone(),
+        state: view.state,
+        reason: sm.scheduler().pending_reason(view.id, now),
+        attempt: view.attempt,
+        max_attempts: view.spec.retry.max_attempts,
+        worker: view.worker.map(|w| worker_name(sm, w)),
+        submitted_at: view.submitted_at,
+        started_at: view.started_at,
+        ended_at: view.ended_at,
+        duration_ms,
+        exit_code,
+        signal,
+        usage: last.and_then(|a| usage_of(a.attempt)),
+        outcome,
+        result: record.and_then(|r| r.result.clone()),
+        array_index: view.array_index,
+        array_count: view.array_count,
+        deps: view.deps.to_vec(),
+        spec: view.spec.clone(),
+        attempts: view
+            .attempts
+            .iter()
+            .map(|a| AttemptInfo {
+                attempt: a.attempt,
+                worker: a.worker,
+                worker_name: worker_name(sm, a.worker),
+                assigned_at: a.assigned_at,
+                started_at: a.started_at,
+                ended_at: a.ended_at,
+                outcome: a.outcome.clone(),
+                failure: a.failure.clone(),
+                usage: usage_of(a.attempt),
+            })
+            .collect(),
+    }
+}
+
+fn summary(sm: &StateMachine, view: &TaskView<'_>) -> TaskSummary {
+    let (exit_code, _) = exit_of(view.attempts.last().and_then(|a| a.outcome.as_ref()));
+    TaskSummary {
+        id: view.id,
+        job: view.job,
+        key: view.spec.key.clone(),
+        name: view.spec.name.clone(),
+        state: view.state,
+        priority: view.spec.priority,
+        attempt: view.attempt,
+        worker: view.worker.map(|w| worker_name(sm, w)),
+        submitted_at: view.submitted_at,
+        started_at: view.started_at,
+        ended_at: view.ended_at,
+        exit_code,
+    }
+}
+
+pub async fn get(State(node): State<Arc<Node>>, Path(task): Path<String>) -> Result<Json<TaskInfo>, ApiError> {
+    let sm = node.state.read();
+    let id = resolve_one(&sm, &task)?;
+    let view = sm
+        .scheduler()
+        .task(id)
+        .ok_or_else(|| ApiError::not_found(format!("no task {task:?}")))?;
+    Ok(Json(task_info(&sm, &view, wall_now())))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Comma-separated states.
+    state: Option<String>,
+    job: Option<u64>,
+    name: Option<String>,
+    /// `key=value`
+    label: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+const MAX_PAGE: usize = 1000;
+
+pub async fn list(State(node): State<Arc<Node>>, Query(q): Query<ListQuery>) -> Result<Json<TaskList>, ApiError> {
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ApiError::invalid(
+            Some("limit".into()),
+            format!("must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    let states: Option<Vec<TaskState>> = match &q.state {
+        None => None,
+        Some(text) => Some(
+            text.split(',')
+                .map(|s| {
+                    TaskState::parse(s).ok_or_else(|| {
+                        ApiError::invalid(Some("state".into()), format!("{s:?} is not a task state"))
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+    };
+    let label = match &q.label {
+        None => None,
+        Some(l) => Some(l.split_once('=').ok_or_else(|| {
+            ApiError::invalid(Some("label".into()), "use key=value")
+        })?),
+    };
+    let mut after: Option<TaskId> = match &q.cursor {
+        None => None,
+        Some(c) => Some(TaskId(c.parse().map_err(|_| {
+            ApiError::invalid(Some("cursor".into()), "not a cursor from a previous page")
+        })?)),
+    };
+    let sm = node.state.read();
+    let mut end: Option<TaskId> = None;
+    if let Some(job) = q.job {
+        let record = sm
+            .job(JobId(job))
+            .ok_or_else(|| ApiError::not_found(format!("no job {job}")))?;
+        let before_first = TaskId(record.first.0 - 1);
+        after = Some(after.map_or(before_first, |a| a.max(before_first)));
+        end = Some(TaskId(record.first.0 + record.count as u64 - 1));
+    }
+    let mut tasks = Vec::new();
+    let mut last_seen = None;
+    let mut more = false;
+    for view in sm.scheduler().tasks_after(after) {
+        if end.is_some_and(|e| view.id > e) {
+            break;
+        }
+        if tasks.len() == limit {
+            more = true;
+            break;
+        }
+        last_seen = Some(view.id);
+        if states.as_ref().is_some_and(|s| !s.contains(&view.state)) {
+            continue;
+        }
+        if q.name.as_ref().is_some_and(|n| &view.spec.name != n) {
+            continue;
+        }
+        if let Some((k, v)) = label
+            && view.spec.labels.get(k).map(String::as_str) != Some(v)
+        {
+            continue;
+        }
+        tasks.push(summary(&sm, &view));
+    }
+    let next_cursor = if more {
+        tasks.last().map(|t| t.id.0.to_string())
+    } else {
+        None
+    };
+    let _ = last_seen;
+    Ok(Json(TaskList { tasks, next_cursor }))
+}
+
+pub async fn cancel(
+    State(node): State<Arc<Node>>,
+    Path(task): Path<String>,
+) -> Result<Json<CancelResponse>, ApiError> {
+    let range = {
+        let sm = node.state.read();
+        resolve(&sm, &task)?
+    };
+    let commands: Vec<Command> = (0..range.count as u64)
+        .map(|i| Command::Cancel {
+            target: CancelTarget::Task(TaskId(range.first.0 + i)),
+        })
+        .collect();
+    let results = node.proposer.propose_all(commands).await?;
+    let mut cancelled = 0;
+    let mut last_rejection = None;
+    for r in results {
+        match r {
+            CommandResult::Cancelled { count } => cancelled += count,
+            CommandResult::Rejected(r) => last_rejection = Some(r),
+            _ => {}
+        }
+    }
+    match (cancelled, last_rejection) {
+        (0, Some(r)) => Err(r.into()),
+        _ => Ok(Json(CancelResponse { cancelled })),
+    }
+}
+
+pub async fn cancel_job(
+    State(node): State<Arc<Node>>,
+    Path(job): Path<u64>,
+) -> Result<Json<CancelResponse>, ApiError> {
+    match node
+        .proposer
+        .propose(Command::Cancel {
+            target: CancelTarget::Job(JobId(job)),
+        })
+        .await?
+    {
+        CommandResult::Cancelled { count } => Ok(Json(CancelResponse { cancelled: count })),
+        CommandResult::Rejected(r) => Err(r.into()),
+        other => Err(ApiError::internal(format!("unexpected answer to a cancellation: {other:?}"))),
+    }
+}
+
+pub async fn get_job(State(node): State<Arc<Node>>, Path(job): Path<u64>) -> Result<Json<JobInfo>, ApiError> {
+    let sm = node.state.read();
+    let record = sm
+        .job(JobId(job))
+        .ok_or_else(|| ApiError::not_found(format!("no job {job}")))?;
+    let mut states: BTreeMap<TaskState, u64> = BTreeMap::new();
+    for i in 0..record.count as u64 {
+        if let Some(v) = sm.scheduler().task(TaskId(record.first.0 + i)) {
+            *states.entry(v.state).or_default() += 1;
+        }
+    }
+    let finished = states.keys().all(|s| s.is_final());
+    let succeeded = finished && states.keys().all(|s| *s == TaskState::Succeeded);
+    Ok(Json(JobInfo {
+        id: JobId(job),
+        name: record.name.clone(),
+        first: record.first,
+        count: record.count as u64,
+        states,
+        finished,
+        succeeded,
+    }))
+}

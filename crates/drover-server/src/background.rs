@@ -1,0 +1,115 @@
+//! The leader's background duties: carry out dispatches, declare silent workers lost,
+//! and let time advance in the log so that timers fire.
+
+use crate::node::Node;
+use drover_proto::worker::ServerMessage;
+use drover_sched::KillReason;
+use drover_state::{Command, Dispatch};
+use drover_types::{TaskState, WorkerId, WorkerState};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// Sends what applied entries decided to the workers concerned. Followers drop it all.
+/// A message for a worker that is not connected is dropped too: when it reconnects, its
+/// join reconciles what it runs with what the log says it should.
+pub async fn dispatch_loop(node: Arc<Node>, mut rx: UnboundedReceiver<Vec<Dispatch>>) {
+    while let Some(batch) = rx.recv().await {
+        if !node.is_leader() {
+            continue;
+        }
+        for d in batch {
+            match d {
+                Dispatch::Start { worker, start } => {
+                    node.sessions.send(worker, &ServerMessage::Start(*start));
+                }
+                Dispatch::Kill {
+                    worker,
+                    task,
+                    attempt,
+                    grace_ms,
+                    reason,
+                } => {
+                    let reason = match reason {
+                        KillReason::Cancelled => "cancelled",
+                        KillReason::TimeLimit => "time limit",
+                        KillReason::Preempted => "preempted",
+                        KillReason::Stale => "stale attempt",
+                    };
+                    node.sessions.send(
+                        worker,
+                        &ServerMessage::Kill {
+                            task,
+                            attempt,
+                            grace_ms,
+                            reason: reason.to_string(),
+                        },
+                    );
+                }
+                Dispatch::FinishedAck { worker, task, attempt } => {
+                    node.sessions.send(worker, &ServerMessage::FinishedAck { task, attempt });
+                }
+            }
+        }
+    }
+}
+
+/// How often the leader looks at worker liveness and timers.
+const CHECK_EVERY: Duration = Duration::from_millis(200);
+/// How often time is written to the log while timers may be pending.
+const TICK_EVERY: Duration = Duration::from_millis(500);
+
+pub async fn liveness_loop(node: Arc<Node>) {
+    let mut was_leader = false;
+    let mut lost_proposed: HashMap<WorkerId, Instant> = HashMap::new();
+    let mut last_tick = Instant::now();
+    let mut interval = tokio::time::interval(CHECK_EVERY);
+    loop {
+        interval.tick().await;
+        let leader = node.is_leader();
+        if !leader {
+            was_leader = false;
+            continue;
+        }
+        let (workers, timers_pending) = {
+            let sm = node.state.read();
+            let sched = sm.scheduler();
+            let workers: Vec<(WorkerId, WorkerState)> = sched.workers().map(|w| (w.id, w.state)).collect();
+            let counts = sched.counts();
+            let timers = counts.of(TaskState::Backoff) > 0
+                || counts.of(TaskState::Running) > 0
+                || counts.of(TaskState::Assigned) > 0;
+            (workers, timers)
+        };
+        if !was_leader {
+            // A new leader gives every worker a fresh window to reach it.
+            node.sessions.reset_clocks(workers.iter().map(|(w, _)| *w));
+            was_leader = true;
+        }
+        let now = Instant::now();
+        for (worker, state) in workers {
+            if state == WorkerState::Lost {
+                lost_proposed.remove(&worker);
+                continue;
+            }
+            let silent_for = node
+                .sessions
+                .liveness(worker)
+                .map(|l| now.duration_since(l.last_seen))
+                .unwrap_or_default();
+            let recently_proposed = lost_proposed
+                .get(&worker)
+                .is_some_and(|t| now.duration_since(*t) < Duration::from_secs(5));
+            if silent_for > node.config.worker_lost_after && !recently_proposed {
+                tracing::warn!(%worker, silent_ms = silent_for.as_millis() as u64, "worker missed its heartbeats; declaring it lost");
+                lost_proposed.insert(worker, now);
+                node.proposer.propose_nowait(Command::WorkerLost { worker });
+            }
+        }
+        if timers_pending && now.duration_since(last_tick) >= TICK_EVERY {
+            last_tick = now;
+            node.proposer.propose_nowait(Command::Tick);
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! Drover's coordinator: the replicated log, the worker sessions, the HTTP API.
+//!
+//! [`start`] brings a server up from a [`ServerConfig`]. Every state change is a
+//! command proposed through the [`proposer`] into the raft log, applied by the
+//! deterministic state machine (`drover-state`) on every replica; the leader then
+//! carries out what the applied entries decided (start or kill attempts on workers).
+
+pub mod api;
+pub mod auth;
+mod background;
+pub mod config;
+pub mod node;
+pub mod output;
+pub mod proposer;
+pub mod raft;
+mod server;
+pub mod sessions;
+mod worker_session;
+
+pub use auth::ClusterToken;
+pub use config::ServerConfig;
+pub use server::{RunningServer, ServerError, start};

@@ -1,0 +1,184 @@
+//! Batches commands into log entries.
+//!
+//! Every state change goes through here. Commands that arrive while an entry is being
+//! written are gathered into the next entry, so a burst of submissions or reports pays
+//! one fsync and one scheduling round, not one each. Entries are handed to openraft in
+//! the order commands arrived, so two commands from one source (a worker's "started"
+//! then "finished") are applied in that order.
+
+use crate::raft::Raft;
+use drover_state::{Command, CommandResult, LogEntry};
+use drover_types::Millis;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+/// Most commands in one entry. Large enough to amortise the fsync, small enough that
+/// one entry never stalls the scheduler for long.
+const MAX_BATCH: usize = 4096;
+/// Entries in flight at once (written but not yet applied).
+const MAX_IN_FLIGHT: usize = 8;
+
+#[derive(Debug, thiserror::Error, Clone)]
+pub enum ProposeError {
+    #[error("this server is not the leader (leader: {leader:?})")]
+    NotLeader { leader: Option<u64> },
+    #[error("the replicated log refused the write: {0}")]
+    Raft(String),
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}
+
+type Reply = oneshot::Sender<Result<Vec<CommandResult>, ProposeError>>;
+
+struct Proposal {
+    commands: Vec<Command>,
+    reply: Option<Reply>,
+}
+
+/// A handle to the proposer task. Cheap to clone.
+#[derive(Clone)]
+pub struct Proposer {
+    tx: mpsc::UnboundedSender<Proposal>,
+}
+
+impl std::fmt::Debug for Proposal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Proposal({} commands)", self.commands.len())
+    }
+}
+
+impl Proposer {
+    /// Starts the proposer task for `raft`.
+    pub fn start(raft: Raft) -> Proposer {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(raft, rx));
+        Proposer { tx }
+    }
+
+    /// Proposes one command and waits until it is committed and applied.
+    pub async fn propose(&self, command: Command) -> Result<CommandResult, ProposeError> {
+        let mut results = self.propose_all(vec![command]).await?;
+        results.pop().ok_or(ProposeError::ShuttingDown)
+    }
+
+    /// Proposes commands that must land in the same entry, in this order, and waits.
+    pub async fn propose_all(&self, commands: Vec<Command>) -> Result<Vec<CommandResult>, ProposeError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Proposal {
+                commands,
+                reply: Some(reply),
+            })
+            .map_err(|_| ProposeError::ShuttingDown)?;
+        rx.await.map_err(|_| ProposeError::ShuttingDown)?
+    }
+
+    /// Proposes without waiting. Order with other proposals is kept.
+    pub fn propose_nowait(&self, command: Command) {
+        let _ = self.tx.send(Proposal {
+            commands: vec![command],
+            reply: None,
+        });
+    }
+}
+
+/// Wall-clock milliseconds, never going backwards within this process: entries carry
+/// the leader's time, and the core must see it advance monotonically.
+#[derive(Debug, Default)]
+struct LeaderClock {
+    last: u64,
+}
+
+impl LeaderClock {
+    fn now(&mut self) -> Millis {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_millis() as u64;
+        self.last = self.last.max(wall);
+        Millis(self.last)
+    }
+}
+
+async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Proposal>) {
+    let slots = std::sync::Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut clock = LeaderClock::default();
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        let mut n = batch[0].commands.len();
+        while n < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(p) => {
+                    n += p.commands.len();
+                    batch.push(p);
+                }
+                Err(_) => break,
+            }
+        }
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        // While we waited for a slot, more may have arrived: take them too.
+        while n < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(p) => {
+                    n += p.commands.len();
+                    batch.push(p);
+                }
+                Err(_) => break,
+            }
+        }
+        let mut commands = Vec::with_capacity(n);
+        let mut replies = Vec::with_capacity(batch.len());
+        for p in batch {
+            replies.push((p.commands.len(), p.reply));
+            commands.extend(p.commands);
+        }
+        let entry = LogEntry {
+            now: clock.now(),
+            commands,
+        };
+        // Hand the entry to openraft now (keeps arrival order); wait for it elsewhere.
+        let receiver = raft.client_write_ff(entry).await;
+        tokio::spawn(async move {
+            let _permit = permit;
+            let outcome: Result<Vec<CommandResult>, ProposeError> = match receiver {
+                Err(fatal) => Err(ProposeError::Raft(fatal.to_string())),
+                Ok(rx) => match rx.await {
+                    Err(_) => Err(ProposeError::ShuttingDown),
+                    Ok(Err(e)) => Err(match e {
+                        openraft::error::ClientWriteError::ForwardToLeader(f) => {
+                            ProposeError::NotLeader { leader: f.leader_id }
+                        }
+                        other => ProposeError::Raft(other.to_string()),
+                    }),
+                    Ok(Ok(resp)) => Ok(resp.data),
+                },
+            };
+            match outcome {
+                Ok(results) => {
+                    let mut it = results.into_iter();
+                    for (count, reply) in replies {
+                        let mine: Vec<CommandResult> = it.by_ref().take(count).collect();
+                        if let Some(reply) = reply {
+                            let _ = reply.send(Ok(mine));
+                        }
+                    }
+                }
+                Err(e) => {
+                    for (_, reply) in replies {
+                        if let Some(reply) = reply {
+                            let _ = reply.send(Err(e.clone()));
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+impl std::fmt::Debug for Proposer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Proposer")
+    }
+}

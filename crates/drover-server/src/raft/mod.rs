@@ -1,0 +1,32 @@
+//! The replicated log: openraft glue.
+//!
+//! - [`TypeConfig`]: a log entry carries a [`drover_state::LogEntry`]; applying one answers
+//!   a `Vec<CommandResult>` (one per command in the batch).
+//! - [`LogStore`]: the raft log, vote and committed pointer in a redb file, every append
+//!   fsynced before openraft is told it is durable.
+//! - [`StateStore`]: the state machine in memory, rebuilt at start from the latest
+//!   snapshot file plus the log after it.
+//! - [`Network`]: how servers talk to each other.
+
+mod log_store;
+mod network;
+mod state_store;
+
+pub use log_store::LogStore;
+pub use network::{Network, NetworkFactory};
+pub use state_store::{SharedState, StateStore};
+
+use drover_state::{CommandResult, LogEntry};
+use std::io::Cursor;
+
+openraft::declare_raft_types!(
+    /// Drover's raft types.
+    pub TypeConfig:
+        D = LogEntry,
+        R = Vec<CommandResult>,
+        NodeId = u64,
+        Node = openraft::BasicNode,
+);
+
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type StorageError = openraft::StorageError<u64>;

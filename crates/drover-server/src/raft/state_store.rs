@@ -1,0 +1,228 @@
+//! The state machine behind openraft's storage trait, and its snapshots.
+//!
+//! The state lives in memory (reads from the API take a read lock). Durability comes
+//! from the log: at start the state is restored from the latest snapshot file, and
+//! openraft re-applies the committed entries after it. A snapshot file is written to a
+//! temporary name, fsynced, then renamed over the old one, so a crash mid-write leaves
+//! the previous snapshot intact.
+
+use super::{StorageError, TypeConfig};
+use drover_sched::SchedulerConfig;
+use drover_state::{CommandResult, Dispatch, StateMachine, StateSnapshot};
+use openraft::storage::RaftStateMachine;
+use openraft::{
+    BasicNode, Entry, EntryPayload, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageIOError,
+    StoredMembership,
+};
+use serde::{Deserialize, Serialize};
+use std::io::{Cursor, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use tokio::sync::mpsc::UnboundedSender;
+
+/// The state shared between openraft (which applies entries) and the API (which reads).
+#[derive(Debug)]
+pub struct SharedState {
+    machine: RwLock<StateMachine>,
+    applied: Mutex<Applied>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Applied {
+    last: Option<LogId<u64>>,
+    membership: StoredMembership<u64, BasicNode>,
+}
+
+impl SharedState {
+    /// A read view of the state machine. Hold it briefly: applying waits for it.
+    pub fn read(&self) -> RwLockReadGuard<'_, StateMachine> {
+        self.machine.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn last_applied(&self) -> Option<LogId<u64>> {
+        self.applied.lock().unwrap_or_else(|p| p.into_inner()).last
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct SnapshotFile {
+    meta: SnapshotMeta<u64, BasicNode>,
+    state: StateSnapshot,
+}
+
+#[derive(Clone, Debug)]
+pub struct StateStore {
+    shared: Arc<SharedState>,
+    snapshot_path: PathBuf,
+    dispatch: UnboundedSender<Vec<Dispatch>>,
+}
+
+fn sm_read_err(e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::read_state_machine(&e).into()
+}
+
+fn snap_write_err(e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::write_snapshot(None, &e).into()
+}
+
+fn snap_read_err(e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::read_snapshot(None, &e).into()
+}
+
+impl StateStore {
+    /// Opens the state store in `dir`, restoring the latest snapshot if there is one.
+    /// Every applied entry's dispatches are sent to `dispatch`.
+    pub fn open(
+        dir: &Path,
+        config: SchedulerConfig,
+        dispatch: UnboundedSender<Vec<Dispatch>>,
+    ) -> Result<StateStore, StorageError> {
+        let snapshot_path = dir.join("snapshot.json");
+        let (machine, applied) = match std::fs::read(&snapshot_path) {
+            Ok(bytes) => {
+                let file: SnapshotFile = serde_json::from_slice(&bytes).map_err(snap_read_err)?;
+                let applied = Applied {
+                    last: file.meta.last_log_id,
+                    membership: file.meta.last_membership.clone(),
+                };
+                (StateMachine::restore(file.state), applied)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (StateMachine::new(config), Applied::default()),
+            Err(e) => return Err(snap_read_err(e)),
+        };
+        Ok(StateStore {
+            shared: Arc::new(SharedState {
+                machine: RwLock::new(machine),
+                applied: Mutex::new(applied),
+            }),
+            snapshot_path,
+            dispatch,
+        })
+    }
+
+    pub fn shared(&self) -> Arc<SharedState> {
+        self.shared.clone()
+    }
+
+    fn write_snapshot_file(&self, bytes: &[u8]) -> Result<(), StorageError> {
+        let tmp = self.snapshot_path.with_extension("json.tmp");
+        let mut f = std::fs::File::create(&tmp).map_err(snap_write_err)?;
+        f.write_all(bytes).map_err(snap_write_err)?;
+        f.sync_all().map_err(snap_write_err)?;
+        std::fs::rename(&tmp, &self.snapshot_path).map_err(snap_write_err)?;
+        if let Some(dir) = self.snapshot_path.parent()
+            && let Ok(d) = std::fs::File::open(dir)
+        {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateStore {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let (state, applied) = {
+            let machine = self.shared.read();
+            let applied = self.shared.applied.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            (machine.snapshot(), applied)
+        };
+        let snapshot_id = match applied.last {
+            Some(l) => format!("{}-{}", l.leader_id, l.index),
+            None => "empty".to_string(),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: applied.last,
+            last_membership: applied.membership,
+            snapshot_id,
+        };
+        let file = SnapshotFile { meta: meta.clone(), state };
+        let bytes = serde_json::to_vec(&file).map_err(snap_write_err)?;
+        self.write_snapshot_file(&bytes)?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(bytes)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateStore {
+    type SnapshotBuilder = StateStore;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, BasicNode>), StorageError> {
+        let a = self.shared.applied.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        Ok((a.last, a.membership))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<CommandResult>>, StorageError>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let mut replies = Vec::new();
+        let mut dispatches = Vec::new();
+        {
+            let mut machine = self.shared.machine.write().unwrap_or_else(|p| p.into_inner());
+            let mut applied = self.shared.applied.lock().unwrap_or_else(|p| p.into_inner());
+            for entry in entries {
+                applied.last = Some(entry.log_id);
+                match entry.payload {
+                    EntryPayload::Blank => replies.push(Vec::new()),
+                    EntryPayload::Normal(ref log_entry) => {
+                        let (results, mut d) = machine.apply(log_entry);
+                        dispatches.append(&mut d);
+                        replies.push(results);
+                    }
+                    EntryPayload::Membership(ref m) => {
+                        applied.membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                        replies.push(Vec::new());
+                    }
+                }
+            }
+        }
+        if !dispatches.is_empty() {
+            // The receiver lives as long as the server; if it is gone we are shutting down.
+            let _ = self.dispatch.send(dispatches);
+        }
+        Ok(replies)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<u64, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let bytes = snapshot.into_inner();
+        let file: SnapshotFile = serde_json::from_slice(&bytes).map_err(sm_read_err)?;
+        self.write_snapshot_file(&bytes)?;
+        let mut machine = self.shared.machine.write().unwrap_or_else(|p| p.into_inner());
+        let mut applied = self.shared.applied.lock().unwrap_or_else(|p| p.into_inner());
+        *machine = StateMachine::restore(file.state);
+        applied.last = meta.last_log_id;
+        applied.membership = meta.last_membership.clone();
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        match std::fs::read(&self.snapshot_path) {
+            Ok(bytes) => {
+                let file: SnapshotFile = serde_json::from_slice(&bytes).map_err(snap_read_err)?;
+                Ok(Some(Snapshot {
+                    meta: file.meta,
+                    snapshot: Box::new(Cursor::new(bytes)),
+                }))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(snap_read_err(e)),
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! One worker's connection: handshake, reconciliation, then reports in and work out.
+
+use crate::node::Node;
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use drover_proto::worker::{OutputFrame, PROTOCOL_VERSION, ServerMessage, WorkerMessage};
+use drover_state::{Command, CommandResult};
+use drover_types::{Attempt, TaskId, TaskState, WorkerId};
+use futures_util::{SinkExt, StreamExt};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub async fn connect(State(node): State<Arc<Node>>, ws: WebSocketUpgrade) -> Response {
+    ws.max_message_size(64 << 20)
+        .on_upgrade(move |socket| async move {
+            if let Err(e) = serve(node, socket).await {
+                tracing::info!("worker connection ended: {e}");
+            }
+        })
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error("no hello within {0:?}")]
+    NoHello(Duration),
+    #[error("protocol: {0}")]
+    Protocol(String),
+    #[error("rejected: {0}")]
+    Rejected(String),
+    #[error("socket: {0}")]
+    Socket(#[from] axum::Error),
+}
+
+async fn send(socket: &mut WebSocket, message: &ServerMessage) -> Result<(), SessionError> {
+    let text = serde_json::to_string(message).map_err(|e| SessionError::Protocol(e.to_string()))?;
+    socket.send(Message::Text(text.into())).await?;
+    Ok(())
+}
+
+async fn reject(mut socket: WebSocket, reason: String) -> Result<(), SessionError> {
+    let _ = send(&mut socket, &ServerMessage::Reject { reason: reason.clone() }).await;
+    let _ = socket.close().await;
+    Err(SessionError::Rejected(reason))
+}
+
+async fn serve(node: Arc<Node>, mut socket: WebSocket) -> Result<(), SessionError> {
+    let first = match tokio::time::timeout(HELLO_TIMEOUT, socket.recv()).await {
+        Ok(Some(Ok(Message::Text(t)))) => t,
+        Ok(_) => return Err(SessionError::Protocol("the first message must be a hello".into())),
+        Err(_) => return Err(SessionError::NoHello(HELLO_TIMEOUT)),
+    };
+    let (protocol_version, spec, mut running, finished) = match serde_json::from_str::<WorkerMessage>(&first) {
+        Ok(WorkerMessage::Hello {
+            protocol_version,
+            spec,
+            running,
+            finished,
+        }) => (protocol_version, spec, running, finished),
+        Ok(_) => return reject(socket, "the first message must be a hello".into()).await,
+        Err(e) => return reject(socket, format!("malformed hello: {e}")).await,
+    };
+    if protocol_version != PROTOCOL_VERSION {
+        return reject(
+            socket,
+            format!("this server speaks worker protocol {PROTOCOL_VERSION}, the worker speaks {protocol_version}"),
+        )
+        .await;
+    }
+    if !node.is_leader() {
+        return reject(socket, "this server is not the leader".into()).await;
+    }
+    if spec.name.is_empty() {
+        return reject(socket, "the worker has no name".into()).await;
+    }
+
+    // A worker we know may have been given attempts it never received (the connection
+    // dropped with the message in flight). Count them as its own and send them again,
+    // rather than losing them.
+    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    let known = node.state.read().scheduler().worker_by_name(&spec.name);
+    let mut resend: Vec<(TaskId, Attempt)> = Vec::new();
+    let mut conn = None;
+    if let Some(id) = known {
+        conn = Some(node.sessions.register(id, tx.clone()));
+        let sm = node.state.read();
+        let sched = sm.scheduler();
+        if let Some(w) = sched.worker(id) {
+            for task in w.running {
+                if let Some(view) = sched.task(task) {
+                    let key = (task, view.attempt);
+                    let reported = running.contains(&key)
+                        || finished.iter().any(|r| r.task == task && r.attempt == view.attempt);
+                    if view.state == TaskState::Assigned && !reported {
+                        running.push(key);
+                        resend.push(key);
+                    }
+                }
+            }
+        }
+    }
+    let mut commands: Vec<Command> = Vec::new();
+    if let Some(id) = known {
+        commands.extend(finished.into_iter().map(|report| Command::TaskFinished { worker: id, report }));
+    }
+    commands.push(Command::WorkerJoin {
+        spec: spec.clone(),
+        running,
+    });
+    let results = match node.proposer.propose_all(commands).await {
+        Ok(r) => r,
+        Err(e) => {
+            if let (Some(id), Some(c)) = (known, conn) {
+                node.sessions.unregister(id, c);
+            }
+            return reject(socket, format!("could not record the join: {e}")).await;
+        }
+    };
+    let worker: WorkerId = match results.last() {
+        Some(CommandResult::WorkerJoined { worker }) => *worker,
+        Some(CommandResult::Rejected(r)) => return reject(socket, r.message.clone()).await,
+        other => return reject(socket, format!("unexpected join result {other:?}")).await,
+    };
+    let conn = match conn {
+        Some(c) => c,
+        None => node.sessions.register(worker, tx.clone()),
+    };
+    tracing::info!(%worker, name = %spec.name, capacity = %spec.capacity, "worker joined");
+    send(
+        &mut socket,
+        &ServerMessage::Welcome {
+            protocol_version: PROTOCOL_VERSION,
+            worker,
+            heartbeat_interval_ms: node.config.heartbeat_interval.as_millis() as u64,
+            lost_after_ms: node.config.worker_lost_after.as_millis() as u64,
+        },
+    )
+    .await?;
+    let restarts: Vec<ServerMessage> = {
+        let sm = node.state.read();
+        resend
+            .iter()
+            .filter_map(|(t, a)| {
+                let view = sm.scheduler().task(*t)?;
+                (view.attempt == *a && view.state == TaskState::Assigned && view.worker == Some(worker))
+                    .then(|| sm.start_message(*t, *a))
+                    .flatten()
+                    .map(ServerMessage::Start)
+            })
+            .collect()
+    };
+    for m in &restarts {
+        send(&mut socket, m).await?;
+    }
+
+    let (mut sink, mut stream) = socket.split();
+    let writer = tokio::spawn(async move {
+        while let Some(text) = rx.recv().await {
+            if sink.send(Message::Text(text.into())).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    let result = read_loop(&node, worker, &mut stream).await;
+    node.sessions.unregister(worker, conn);
+    writer.abort();
+    tracing::info!(%worker, "worker disconnected");
+    result
+}
+
+async fn read_loop(
+    node: &Node,
+    worker: WorkerId,
+    stream: &mut futures_util::stream::SplitStream<WebSocket>,
+) -> Result<(), SessionError> {
+    while let Some(message) = stream.next().await {
+        node.sessions.touch(worker, None);
+        match message? {
+            Message::Text(text) => match serde_json::from_str::<WorkerMessage>(&text) {
+                Ok(WorkerMessage::Heartbeat { usage }) => node.sessions.touch(worker, Some(usage)),
+                Ok(WorkerMessage::Started { task, attempt }) => {
+                    node.proposer
+                        .propose_nowait(Command::TaskStarted { task, attempt, worker });
+                }
+                Ok(WorkerMessage::Finished(report)) => {
+                    node.proposer.propose_nowait(Command::TaskFinished { worker, report });
+                }
+                Ok(WorkerMessage::Hello { .. }) => {
+                    return Err(SessionError::Protocol("a second hello on one connection".into()));
+                }
+                Err(e) => return Err(SessionError::Protocol(format!("malformed message: {e}"))),
+            },
+            Message::Binary(bytes) => match OutputFrame::decode(&bytes) {
+                Ok(frame) => {
+                    if let Err(e) = node.output.append(&frame) {
+                        tracing::warn!(task = %frame.task, "could not store output: {e}");
+                    }
+                }
+                Err(e) => return Err(SessionError::Protocol(e.to_string())),
+            },
+            Message::Close(_) => break,
+            Message::Ping(_) | Message::Pong(_) => {}
+        }
+    }
+    Ok(())
+}

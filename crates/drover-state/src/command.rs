@@ -1,0 +1,74 @@
+//! What the log carries, and what applying it answers.
+
+use drover_proto::worker::AttemptReport;
+use drover_sched::{CancelTarget, CoreError, TaskRange};
+use drover_types::{Attempt, JobId, JobSpec, Millis, PolicyConfig, TaskId, WorkerId, WorkerSpec};
+use serde::{Deserialize, Serialize};
+
+/// One log entry: the leader's time when it proposed the entry, and a batch of commands.
+/// Batching many commands into one entry is what lets a burst of submissions share one
+/// fsync and one scheduling round.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LogEntry {
+    pub now: Millis,
+    pub commands: Vec<Command>,
+}
+
+/// A state change. Every change to the cluster's state is one of these, in the log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Command {
+    Submit { job: JobSpec },
+    Cancel { target: CancelTarget },
+    WorkerJoin { spec: WorkerSpec, running: Vec<(TaskId, Attempt)> },
+    WorkerLost { worker: WorkerId },
+    WorkerDrain { worker: WorkerId },
+    WorkerResume { worker: WorkerId },
+    TaskStarted { task: TaskId, attempt: Attempt, worker: WorkerId },
+    TaskFinished { worker: WorkerId, report: AttemptReport },
+    SetPolicy { policy: PolicyConfig },
+    /// Nothing but the passage of time: lets timers (time limits, retry backoffs) fire.
+    Tick,
+}
+
+/// The answer to one command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum CommandResult {
+    Submitted { job: JobId, tasks: TaskRange },
+    WorkerJoined { worker: WorkerId },
+    Cancelled { count: u64 },
+    Done,
+    Rejected(Rejection),
+}
+
+/// Why a command was refused. Carries what the API needs to answer with a 4xx.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejection {
+    /// `invalid_request`, `not_found`, `conflict`, or `stale`.
+    pub code: String,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+impl From<&CoreError> for Rejection {
+    fn from(e: &CoreError) -> Rejection {
+        let (code, field) = match e {
+            CoreError::Invalid(v) => ("invalid_request", Some(v.field.clone())),
+            CoreError::UnknownTask(_) | CoreError::UnknownJob(_) | CoreError::UnknownWorker(_) => {
+                ("not_found", None)
+            }
+            CoreError::StaleAttempt { .. } | CoreError::WrongWorker { .. } => ("stale", None),
+            CoreError::AlreadyFinal { .. } | CoreError::BadTransition { .. } => ("conflict", None),
+        };
+        let message = match e {
+            CoreError::Invalid(v) => v.reason.clone(),
+            other => other.to_string(),
+        };
+        Rejection {
+            code: code.to_string(),
+            message,
+            field,
+        }
+    }
+}

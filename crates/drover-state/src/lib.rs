@@ -1,0 +1,17 @@
+//! Drover's replicated state machine.
+//!
+//! The replicated log carries [`LogEntry`] values: a batch of [`Command`]s stamped with
+//! the proposing leader's time. [`StateMachine::apply`] applies one entry to the
+//! scheduling core and the side tables (results, usage), then runs one scheduling round,
+//! and returns a [`CommandResult`] per command plus the [`Dispatch`]es that the leader
+//! must carry out. Applying the same entries in the same order gives the same state and
+//! the same dispatches on every replica: a placement is decided by the log itself, so a
+//! restarted or newly elected leader can never assign a task twice.
+//!
+//! Pure: no I/O, no clock. The server wraps it in openraft's storage traits.
+
+mod command;
+mod machine;
+
+pub use command::{Command, CommandResult, LogEntry, Rejection};
+pub use machine::{Dispatch, JobRecord, StateMachine, StateSnapshot, TaskRecord};
