@@ -157,9 +157,20 @@ async fn serve(node: Arc<Node>, mut socket: WebSocket) -> Result<(), SessionErro
     }
 
     let (mut sink, mut stream) = socket.split();
+    // Pings at the heartbeat interval let a worker notice a silent partition (no
+    // FIN, no RST) and stop its tasks before this server re-places them.
+    let ping_every = node.config.heartbeat_interval;
     let writer = tokio::spawn(async move {
-        while let Some(text) = rx.recv().await {
-            if sink.send(Message::Text(text.into())).await.is_err() {
+        let mut ping = tokio::time::interval(ping_every);
+        loop {
+            let message = tokio::select! {
+                text = rx.recv() => match text {
+                    Some(text) => Message::Text(text.into()),
+                    None => break,
+                },
+                _ = ping.tick() => Message::Ping(Default::default()),
+            };
+            if sink.send(message).await.is_err() {
                 break;
             }
         }

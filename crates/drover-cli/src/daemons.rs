@@ -1,0 +1,216 @@
+//! The long-running commands: `up`, `server`, `worker`.
+
+use crate::Global;
+use crate::jobfile::parse_duration_ms;
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Args;
+use drover_client::discovery;
+use drover_server::ServerConfig;
+use drover_types::{parse_bytes, parse_cpus};
+use drover_worker::WorkerConfig;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Address to listen on (loopback by default: other machines need it said)
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    listen: SocketAddr,
+    /// A worker silent for this long is declared lost and its tasks re-placed
+    #[arg(long, default_value = "30s")]
+    worker_timeout: String,
+    /// This server's id in the replicated group
+    #[arg(long, default_value_t = 1)]
+    node_id: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Worker name [default: the host name]
+    #[arg(long)]
+    name: Option<String>,
+    /// CPUs to offer, e.g. 4 or 0.5 [default: all of this host's]
+    #[arg(long)]
+    cpus: Option<String>,
+    /// Memory to offer, e.g. 16G [default: all of this host's]
+    #[arg(long)]
+    memory: Option<String>,
+    /// Disk to offer, e.g. 100G [default: the size of the data directory's file system]
+    #[arg(long)]
+    disk: Option<String>,
+    #[arg(long, default_value_t = 0)]
+    gpus: u32,
+    /// A custom resource, NAME=COUNT (repeatable)
+    #[arg(long = "resource", value_name = "NAME=COUNT")]
+    resources: Vec<String>,
+    /// A label, KEY=VALUE (repeatable)
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    labels: Vec<String>,
+    /// Data keys this worker holds, for locality (repeatable)
+    #[arg(long = "data-key")]
+    data_keys: Vec<String>,
+    /// Grace between SIGTERM and SIGKILL when a task is stopped
+    #[arg(long, default_value = "5s")]
+    kill_grace: String,
+    /// Do not use cgroups even where they are writable
+    #[arg(long)]
+    no_cgroups: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// How many local workers to start (the host's CPUs are split between them)
+    #[arg(long, default_value_t = 1)]
+    workers: u32,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+fn server_config(g: &Global, a: &ServerArgs) -> Result<ServerConfig> {
+    let mut c = ServerConfig::new(discovery::server_dir(&g.data_dir()));
+    c.listen = a.listen;
+    c.node_id = a.node_id;
+    c.worker_lost_after = Duration::from_millis(parse_duration_ms(&a.worker_timeout).context("--worker-timeout")?);
+    if c.worker_lost_after < Duration::from_millis(500) {
+        bail!("--worker-timeout must be at least 500ms");
+    }
+    c.token = g.token.clone();
+    Ok(c)
+}
+
+fn pairs(items: &[String], what: &str) -> Result<BTreeMap<String, String>> {
+    items
+        .iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .ok_or_else(|| anyhow!("{what} {p:?} is not KEY=VALUE"))
+        })
+        .collect()
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "worker".into())
+}
+
+fn worker_config(server: String, token: String, data_dir: PathBuf, a: &WorkerArgs) -> Result<WorkerConfig> {
+    let name = a.name.clone().unwrap_or_else(hostname);
+    let mut c = WorkerConfig::new(server, token, name, data_dir);
+    c.cpu_milli = a.cpus.as_deref().map(parse_cpus).transpose().context("--cpus")?;
+    c.memory_bytes = a.memory.as_deref().map(parse_bytes).transpose().context("--memory")?;
+    c.disk_bytes = a.disk.as_deref().map(parse_bytes).transpose().context("--disk")?;
+    c.gpus = a.gpus;
+    c.custom = pairs(&a.resources, "--resource")?
+        .into_iter()
+        .map(|(k, v)| Ok((k, v.parse::<u64>().map_err(|_| anyhow!("--resource {v:?} is not a count"))?)))
+        .collect::<Result<_>>()?;
+    c.labels = pairs(&a.labels, "--label")?;
+    c.data_keys = a.data_keys.clone();
+    c.kill_grace = Duration::from_millis(parse_duration_ms(&a.kill_grace).context("--kill-grace")?);
+    c.cgroups = !a.no_cgroups;
+    Ok(c)
+}
+
+async fn ctrl_c() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => ctrl_c().await,
+    }
+}
+
+pub async fn server(g: &Global, a: ServerArgs) -> Result<ExitCode> {
+    let config = server_config(g, &a)?;
+    let data_dir = config.data_dir.clone();
+    let running = drover_server::start(config).await?;
+    eprintln!("drover server listening on {}", running.url());
+    eprintln!("data directory: {}", data_dir.display());
+    eprintln!("cluster token:  {}", drover_server::ClusterToken::path(&data_dir).display());
+    stop_signal().await;
+    eprintln!("stopping");
+    running.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn worker(g: &Global, a: WorkerArgs) -> Result<ExitCode> {
+    let data = g.data_dir();
+    let server = match &g.server {
+        Some(s) => s.clone(),
+        None => discovery::local_endpoint(&data).ok_or_else(|| anyhow!("pass --server URL (or set DROVER_SERVER)"))?,
+    };
+    let token = g
+        .token
+        .clone()
+        .or_else(|| discovery::local_token(&data))
+        .ok_or_else(|| anyhow!("pass --token (or set DROVER_TOKEN): the cluster token is in the server's data directory, file 'token'"))?;
+    let name = a.name.clone().unwrap_or_else(hostname);
+    let config = worker_config(server, token, data.join("workers").join(&name), &a)?;
+    drover_worker::run(config, stop_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn up(g: &Global, a: UpArgs) -> Result<ExitCode> {
+    if a.workers == 0 {
+        bail!("--workers must be at least 1");
+    }
+    let config = server_config(g, &a.server)?;
+    let data_dir = config.data_dir.clone();
+    let running = drover_server::start(config).await?;
+    let url = running.url();
+    let token = running.node.token.as_str().to_string();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32 * 1000;
+    let share = (cpus / a.workers).max(100);
+    let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let mut workers = Vec::new();
+    for i in 1..=a.workers {
+        let name = format!("local-{i}");
+        let mut config = WorkerConfig::new(url.clone(), token.clone(), name.clone(), g.data_dir().join("workers").join(&name));
+        if a.workers > 1 {
+            config.cpu_milli = Some(share);
+        }
+        let mut stop = stop_tx.subscribe();
+        workers.push(tokio::spawn(async move {
+            if let Err(e) = drover_worker::run(config, async move {
+                let _ = stop.recv().await;
+            })
+            .await
+            {
+                eprintln!("worker {name}: {e}");
+            }
+        }));
+    }
+    println!("Drover is up: server {url} with {} local worker(s).", a.workers);
+    println!("  data:  {}", data_dir.display());
+    println!("  token: {}", drover_server::ClusterToken::path(&data_dir).display());
+    println!();
+    println!("In another terminal (the CLI finds this server by itself):");
+    println!("  drover run -- echo hello");
+    println!("  drover submit --name sleepy -- sleep 30");
+    println!("  drover list");
+    println!("  drover run -f examples/sum_of_squares.yaml");
+    println!();
+    println!("Ctrl-C stops everything.");
+    stop_signal().await;
+    eprintln!("stopping workers and server");
+    let _ = stop_tx.send(());
+    for w in workers {
+        let _ = w.await;
+    }
+    running.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}

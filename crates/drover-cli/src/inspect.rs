@@ -1,0 +1,336 @@
+//! Reading the cluster's state: `status`, `list`, `logs`, `job`, `workers`, `policy`,
+//! `cluster`; and `cancel`.
+
+use crate::Global;
+use crate::render;
+use anyhow::{Result, bail};
+use clap::Args;
+use drover_client::ListQuery;
+use drover_types::{PlacementPolicyKind, QueuePolicyKind, format_bytes, format_duration_ms};
+use futures_util::StreamExt;
+use std::io::Write;
+use std::process::ExitCode;
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Task id or key
+    task: String,
+}
+
+pub async fn status(g: &Global, a: StatusArgs) -> Result<ExitCode> {
+    let t = g.client()?.task(&a.task).await?;
+    if g.json {
+        render::print_json(&t)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let title = match (&t.key, t.name.is_empty()) {
+        (Some(k), true) => format!("task {} ({k})", t.id),
+        (Some(k), false) => format!("task {} ({k}, {})", t.id, t.name),
+        (None, false) => format!("task {} ({})", t.id, t.name),
+        (None, true) => format!("task {}", t.id),
+    };
+    println!("{title}");
+    println!("  state:     {}", render::state(t.state));
+    if let Some(r) = &t.reason {
+        println!("  why:       {r}");
+    }
+    println!("  job:       {}", t.job);
+    println!("  command:   {}", t.spec.command.join(" "));
+    println!("  resources: {}", t.spec.resources);
+    println!("  attempt:   {} of {}", t.attempt, t.max_attempts);
+    if let Some(w) = &t.worker {
+        println!("  worker:    {w}");
+    }
+    println!("  submitted: {}", render::when(Some(t.submitted_at)));
+    if t.started_at.is_some() {
+        println!("  started:   {}", render::when(t.started_at));
+    }
+    if t.ended_at.is_some() {
+        println!("  ended:     {}", render::when(t.ended_at));
+    }
+    if let Some(d) = t.duration_ms {
+        println!("  duration:  {}", format_duration_ms(d));
+    }
+    if let Some(o) = &t.outcome {
+        println!("  outcome:   {o}");
+    }
+    if let Some(u) = &t.usage {
+        println!(
+            "  usage:     cpu {} · peak memory {} · read {} · written {}",
+            format_duration_ms(u.cpu_time_ms),
+            format_bytes(u.peak_memory_bytes),
+            format_bytes(u.read_bytes),
+            format_bytes(u.write_bytes)
+        );
+    }
+    if !t.deps.is_empty() {
+        let deps: Vec<String> = t.deps.iter().take(20).map(|d| d.to_string()).collect();
+        let more = if t.deps.len() > 20 { format!(" (+{} more)", t.deps.len() - 20) } else { String::new() };
+        println!("  after:     {}{more}", deps.join(", "));
+    }
+    if let Some(r) = &t.result
+        && !r.is_empty()
+    {
+        let line = r.lines().next().unwrap_or("");
+        println!("  result:    {line}{}", if r.lines().count() > 1 { " …" } else { "" });
+    }
+    if t.attempts.len() > 1 {
+        println!("  attempts:");
+        for at in &t.attempts {
+            let how = at
+                .failure
+                .as_ref()
+                .map(|f| f.to_string())
+                .or_else(|| at.outcome.as_ref().map(|o| o.to_string()))
+                .unwrap_or_else(|| "in progress".into());
+            println!("    #{} on {}: {how}", at.attempt, at.worker_name);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only these states, comma-separated (e.g. running,ready)
+    #[arg(long)]
+    state: Option<String>,
+    /// Only this job's tasks
+    #[arg(long)]
+    job: Option<u64>,
+    #[arg(long)]
+    name: Option<String>,
+    /// KEY=VALUE
+    #[arg(long)]
+    label: Option<String>,
+    /// Rows per page
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    /// Continue after this cursor (printed at the end of a page)
+    #[arg(long)]
+    cursor: Option<String>,
+    /// Every page, not just the first
+    #[arg(long)]
+    all: bool,
+}
+
+pub async fn list(g: &Global, a: ListArgs) -> Result<ExitCode> {
+    let client = g.client()?;
+    let mut query = ListQuery {
+        state: a.state,
+        job: a.job,
+        name: a.name,
+        label: a.label,
+        limit: Some(a.limit.min(1000)),
+        cursor: a.cursor,
+    };
+    let mut table = render::table(&["ID", "KEY/NAME", "STATE", "PRIO", "TRY", "WORKER", "SUBMITTED", "EXIT"]);
+    let mut all = Vec::new();
+    let next = loop {
+        let page = client.list(&query).await?;
+        for t in &page.tasks {
+            let label = t.key.clone().unwrap_or_else(|| t.name.clone());
+            table.add_row(vec![
+                t.id.to_string(),
+                label,
+                render::state(t.state),
+                t.priority.to_string(),
+                t.attempt.to_string(),
+                t.worker.clone().unwrap_or_else(|| "-".into()),
+                render::ago(Some(t.submitted_at)),
+                t.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+            ]);
+        }
+        all.extend(page.tasks);
+        match page.next_cursor {
+            Some(c) if a.all => query.cursor = Some(c),
+            other => break other,
+        }
+    };
+    if g.json {
+        render::print_json(&all)?;
+    } else {
+        println!("{table}");
+        if let Some(c) = next {
+            println!("more: --cursor {c} (or --all)");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Task id or key
+    task: String,
+    /// Keep printing new output until the task ends
+    #[arg(short, long)]
+    follow: bool,
+    /// Standard error instead of standard output
+    #[arg(long)]
+    stderr: bool,
+}
+
+pub async fn logs(g: &Global, a: LogsArgs) -> Result<ExitCode> {
+    let client = g.client()?;
+    let mut out = std::io::stdout().lock();
+    if a.follow {
+        let mut stream = Box::pin(client.follow_output(&a.task, a.stderr).await?);
+        while let Some(chunk) = stream.next().await {
+            out.write_all(&chunk?)?;
+            out.flush()?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut offset = 0;
+    loop {
+        let (bytes, next) = client.output(&a.task, a.stderr, offset).await?;
+        if bytes.is_empty() {
+            break;
+        }
+        out.write_all(&bytes)?;
+        offset = next;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// Task ids or keys
+    tasks: Vec<String>,
+    /// Cancel a whole job
+    #[arg(long)]
+    job: Option<u64>,
+}
+
+pub async fn cancel(g: &Global, a: CancelArgs) -> Result<ExitCode> {
+    if a.tasks.is_empty() && a.job.is_none() {
+        bail!("name the tasks to cancel (ids or keys), or --job N");
+    }
+    let client = g.client()?;
+    let mut total = 0;
+    if let Some(j) = a.job {
+        total += client.cancel_job(j).await?.cancelled;
+    }
+    for t in &a.tasks {
+        total += client.cancel_task(t).await?.cancelled;
+    }
+    if g.json {
+        render::print_json(&serde_json::json!({ "cancelled": total }))?;
+    } else {
+        println!("cancelled {total} task(s)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+pub struct JobArgs {
+    job: u64,
+}
+
+pub async fn job(g: &Global, a: JobArgs) -> Result<ExitCode> {
+    let info = g.client()?.job(a.job).await?;
+    if g.json {
+        render::print_json(&info)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "job {}{}: {} task(s), ids {} to {}",
+        info.id,
+        if info.name.is_empty() { String::new() } else { format!(" ({})", info.name) },
+        info.count,
+        info.first,
+        info.first.0 + info.count - 1
+    );
+    for (s, n) in &info.states {
+        println!("  {:<18} {n}", render::state(*s));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn workers(g: &Global) -> Result<ExitCode> {
+    let list = g.client()?.workers().await?;
+    if g.json {
+        render::print_json(&list)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut table = render::table(&["ID", "NAME", "STATE", "CPU (alloc/cap)", "MEMORY (alloc/cap)", "RUNNING", "LAST SEEN"]);
+    for w in &list {
+        let state = if w.connected { w.state.to_string() } else { format!("{} (disconnected)", w.state) };
+        table.add_row(vec![
+            w.id.to_string(),
+            w.name.clone(),
+            state,
+            format!("{:.2}/{:.2}", w.allocated.cpu_milli as f64 / 1000.0, w.capacity.cpu_milli as f64 / 1000.0),
+            format!("{}/{}", format_bytes(w.allocated.memory_bytes), format_bytes(w.capacity.memory_bytes)),
+            w.running.len().to_string(),
+            w.last_seen_ms_ago
+                .map(|ms| format!("{} ago", format_duration_ms(ms)))
+                .unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    println!("{table}");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// Queue policy: fcfs, priority, sjf, fair
+    queue: Option<String>,
+    /// Placement: binpack, spread, round-robin
+    #[arg(long)]
+    placement: Option<String>,
+    /// Allow preemption of lower-priority tasks: on or off
+    #[arg(long)]
+    preemption: Option<String>,
+}
+
+pub async fn policy(g: &Global, a: PolicyArgs) -> Result<ExitCode> {
+    let client = g.client()?;
+    let mut policy = client.policy().await?;
+    let changing = a.queue.is_some() || a.placement.is_some() || a.preemption.is_some();
+    if let Some(q) = &a.queue {
+        policy.queue = QueuePolicyKind::from_name(q)
+            .ok_or_else(|| anyhow::anyhow!("{q:?} is not a queue policy: use fcfs, priority, sjf or fair"))?;
+    }
+    if let Some(p) = &a.placement {
+        policy.placement = PlacementPolicyKind::from_name(p)
+            .ok_or_else(|| anyhow::anyhow!("{p:?} is not a placement policy: use binpack, spread or round-robin"))?;
+    }
+    if let Some(p) = &a.preemption {
+        policy.preemption = match p.as_str() {
+            "on" | "true" | "yes" => true,
+            "off" | "false" | "no" => false,
+            other => bail!("--preemption {other:?}: use on or off"),
+        };
+    }
+    if changing {
+        policy = client.set_policy(&policy).await?;
+    }
+    if g.json {
+        render::print_json(&policy)?;
+    } else {
+        println!("queue:      {}", policy.queue.name());
+        println!("placement:  {}", policy.placement.name());
+        println!("preemption: {}", if policy.preemption { "on" } else { "off" });
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn cluster(g: &Global) -> Result<ExitCode> {
+    let c = g.client()?.cluster().await?;
+    if g.json {
+        render::print_json(&c)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("drover {} · node {} · leader {:?} · term {}", c.version, c.node_id, c.leader, c.term);
+    println!(
+        "workers: {} active, {} draining, {} lost",
+        c.workers_active, c.workers_draining, c.workers_lost
+    );
+    println!("policy: queue {}, placement {}", c.policy.queue.name(), c.policy.placement.name());
+    for (s, n) in &c.tasks {
+        if *n > 0 {
+            println!("  {:<18} {n}", render::state(*s));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

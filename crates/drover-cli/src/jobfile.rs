@@ -1,0 +1,326 @@
+//! The job file: a YAML (or JSON) description of many tasks and their dependencies.
+//!
+//! ```yaml
+//! name: sum-of-squares
+//! tasks:
+//!   - key: part                 # your own id, for dependencies
+//!     array: 0-9                # ten tasks; each sees DROVER_TASK_INDEX and DROVER_TASK_COUNT
+//!     shell: true
+//!     command: 'echo $DROVER_TASK_INDEX'
+//!     cpus: 0.5
+//!     memory: 256M
+//!     timeout: 10m
+//!     retries: 2                # attempts after the first
+//!   - key: combine
+//!     after: [part]             # every element of the array must succeed first
+//!     command: [python3, combine.py]   # reads the parts' results on stdin, in order
+//! ```
+//!
+//! Every field of a task: `key`, `name`, `command` (a list, or a string split on
+//! whitespace; with `shell: true` a string goes to `/bin/sh -c` as is), `shell`, `env`,
+//! `workdir`, `cpus`, `memory`, `disk`, `gpus`, `custom`, `after`, `priority`,
+//! `timeout`, `expected_runtime`, `retries`, `backoff`, `retry_on_exit_codes`, `labels`,
+//! `constraints`, `affinity`, `inputs`, `owner`, `array`. Unknown fields are errors.
+
+use anyhow::{Context, Result, anyhow, bail};
+use drover_types::{
+    ArraySpec, Backoff, DepRef, JobSpec, LabelSelector, Resources, RetryPolicy, TaskSpec, parse_bytes, parse_cpus,
+};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobFile {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    owner: String,
+    tasks: Vec<TaskEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Command {
+    List(Vec<String>),
+    Line(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Number {
+    Int(u64),
+    Float(f64),
+    Text(String),
+}
+
+impl Number {
+    fn text(&self) -> String {
+        match self {
+            Number::Int(i) => i.to_string(),
+            Number::Float(f) => f.to_string(),
+            Number::Text(t) => t.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Dep {
+    Id(u64),
+    Key(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Array {
+    Range(String),
+    Count(u32),
+    Spec { start: u32, end: u32 },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackoffEntry {
+    initial: Option<String>,
+    multiplier: Option<f64>,
+    max: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TaskEntry {
+    #[serde(alias = "id")]
+    key: Option<String>,
+    #[serde(default)]
+    name: String,
+    command: Command,
+    #[serde(default)]
+    shell: bool,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    workdir: Option<String>,
+    cpus: Option<Number>,
+    memory: Option<Number>,
+    disk: Option<Number>,
+    #[serde(default)]
+    gpus: u32,
+    #[serde(default)]
+    custom: BTreeMap<String, u64>,
+    #[serde(default)]
+    after: Vec<Dep>,
+    #[serde(default)]
+    priority: i32,
+    timeout: Option<String>,
+    expected_runtime: Option<String>,
+    #[serde(default)]
+    retries: u32,
+    backoff: Option<BackoffEntry>,
+    #[serde(default)]
+    retry_on_exit_codes: Vec<i32>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    constraints: Vec<String>,
+    #[serde(default)]
+    affinity: Vec<String>,
+    #[serde(default)]
+    inputs: Vec<String>,
+    #[serde(default)]
+    owner: String,
+    array: Option<Array>,
+}
+
+/// Parses `500ms`, `30s`, `10m`, `2h`, or a plain number of seconds.
+pub fn parse_duration_ms(text: &str) -> Result<u64> {
+    let t = text.trim();
+    let (num, mult) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1000.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60_000.0)
+    } else if let Some(n) = t.strip_suffix('h') {
+        (n, 3_600_000.0)
+    } else if let Some(n) = t.strip_suffix('d') {
+        (n, 86_400_000.0)
+    } else {
+        (t, 1000.0)
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| anyhow!("{text:?} is not a duration (examples: 500ms, 30s, 10m, 2h)"))?;
+    if !(v.is_finite() && v >= 0.0) {
+        bail!("{text:?} is not a duration");
+    }
+    Ok((v * mult).round() as u64)
+}
+
+pub fn parse_selector(text: &str) -> Result<LabelSelector> {
+    LabelSelector::parse(text).ok_or_else(|| anyhow!("{text:?} is not a label selector (use key=value, key!=value, 'key in a|b', key, !key)"))
+}
+
+impl TaskEntry {
+    fn into_spec(self, i: usize) -> Result<TaskSpec> {
+        let at = |field: &str| format!("tasks[{i}].{field}");
+        let command = match (self.command, self.shell) {
+            (Command::List(list), _) => list,
+            (Command::Line(line), true) => vec![line],
+            (Command::Line(line), false) => line.split_whitespace().map(String::from).collect(),
+        };
+        let mut resources = Resources::cpus(1000);
+        if let Some(c) = &self.cpus {
+            resources.cpu_milli = parse_cpus(&c.text()).with_context(|| at("cpus"))?;
+        }
+        if let Some(m) = &self.memory {
+            resources.memory_bytes = parse_bytes(&m.text()).with_context(|| at("memory"))?;
+        }
+        if let Some(d) = &self.disk {
+            resources.disk_bytes = parse_bytes(&d.text()).with_context(|| at("disk"))?;
+        }
+        resources.gpus = self.gpus;
+        resources.custom = self.custom;
+        let mut backoff = Backoff::default();
+        if let Some(b) = self.backoff {
+            if let Some(x) = b.initial {
+                backoff.initial_ms = parse_duration_ms(&x).with_context(|| at("backoff.initial"))?;
+            }
+            if let Some(x) = b.max {
+                backoff.max_ms = parse_duration_ms(&x).with_context(|| at("backoff.max"))?;
+            }
+            if let Some(m) = b.multiplier {
+                backoff.multiplier_percent = (m * 100.0).round() as u32;
+            }
+        }
+        let array = match self.array {
+            None => None,
+            Some(Array::Count(n)) if n > 0 => Some(ArraySpec { start: 0, end: n - 1 }),
+            Some(Array::Count(_)) => bail!("{}: an array needs at least one element", at("array")),
+            Some(Array::Range(r)) => {
+                Some(ArraySpec::parse(&r).ok_or_else(|| anyhow!("{}: {r:?} is not a range like 0-9", at("array")))?)
+            }
+            Some(Array::Spec { start, end }) => Some(ArraySpec { start, end }),
+        };
+        Ok(TaskSpec {
+            key: self.key,
+            name: self.name,
+            command,
+            shell: self.shell,
+            env: self.env,
+            workdir: self.workdir,
+            resources,
+            after: self
+                .after
+                .into_iter()
+                .map(|d| match d {
+                    Dep::Id(n) => DepRef::Id(drover_types::TaskId(n)),
+                    Dep::Key(k) => DepRef::parse(&k),
+                })
+                .collect(),
+            priority: self.priority,
+            max_runtime_ms: self.timeout.map(|t| parse_duration_ms(&t)).transpose().with_context(|| at("timeout"))?,
+            expected_runtime_ms: self
+                .expected_runtime
+                .map(|t| parse_duration_ms(&t))
+                .transpose()
+                .with_context(|| at("expected_runtime"))?,
+            retry: RetryPolicy {
+                max_attempts: self.retries.saturating_add(1),
+                backoff,
+                retry_on_exit_codes: self.retry_on_exit_codes,
+            },
+            labels: self.labels,
+            constraints: self
+                .constraints
+                .iter()
+                .map(|c| parse_selector(c))
+                .collect::<Result<_>>()
+                .with_context(|| at("constraints"))?,
+            affinity: self
+                .affinity
+                .iter()
+                .map(|c| parse_selector(c))
+                .collect::<Result<_>>()
+                .with_context(|| at("affinity"))?,
+            inputs: self.inputs,
+            owner: self.owner,
+            array,
+        })
+    }
+}
+
+/// Reads a job file (YAML, of which JSON is a subset).
+pub fn load(path: &Path) -> Result<JobSpec> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the job file {}", path.display()))?;
+    parse(&text).with_context(|| format!("in the job file {}", path.display()))
+}
+
+pub fn parse(text: &str) -> Result<JobSpec> {
+    let file: JobFile = serde_norway::from_str(text)?;
+    let tasks = file
+        .tasks
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| t.into_spec(i))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(JobSpec {
+        name: file.name,
+        owner: file.owner,
+        tasks,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_file_reads_into_a_job() {
+        let job = parse(
+            r#"
+name: demo
+tasks:
+  - key: part
+    array: 0-9
+    shell: true
+    command: 'echo $DROVER_TASK_INDEX'
+    cpus: 0.5
+    memory: 256M
+    timeout: 10m
+    retries: 2
+  - key: combine
+    after: [part, 7]
+    command: sort -n
+"#,
+        )
+        .unwrap();
+        assert_eq!(job.name, "demo");
+        let part = &job.tasks[0];
+        assert_eq!(part.command, vec!["echo $DROVER_TASK_INDEX"]);
+        assert_eq!(part.resources.cpu_milli, 500);
+        assert_eq!(part.resources.memory_bytes, 256 << 20);
+        assert_eq!(part.max_runtime_ms, Some(600_000));
+        assert_eq!(part.retry.max_attempts, 3);
+        assert_eq!(part.array.unwrap().len(), 10);
+        let combine = &job.tasks[1];
+        assert_eq!(combine.command, vec!["sort", "-n"]);
+        assert_eq!(combine.after, vec![DepRef::Key("part".into()), DepRef::Id(drover_types::TaskId(7))]);
+    }
+
+    #[test]
+    fn unknown_fields_are_errors() {
+        let e = parse("tasks:\n  - command: [x]\n    cpu: 2\n").unwrap_err();
+        assert!(format!("{e:#}").contains("cpu"), "{e:#}");
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration_ms("500ms").unwrap(), 500);
+        assert_eq!(parse_duration_ms("1.5s").unwrap(), 1500);
+        assert_eq!(parse_duration_ms("10m").unwrap(), 600_000);
+        assert_eq!(parse_duration_ms("2").unwrap(), 2000);
+        assert!(parse_duration_ms("soon").is_err());
+    }
+}

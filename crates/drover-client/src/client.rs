@@ -1,0 +1,231 @@
+//! The HTTP client.
+
+use bytes::Bytes;
+use drover_proto::api::{
+    CancelResponse, ClusterSummary, ErrorBody, Health, JobInfo, SubmitResponse, TaskInfo, TaskList, WorkerInfo,
+};
+use drover_types::{JobSpec, PolicyConfig, TaskSpec};
+use futures_util::Stream;
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the Drover server at {url}: {message}")]
+    Unreachable { url: String, message: String },
+    /// The server answered with an error.
+    #[error("{}{message} (HTTP {status})", field.as_ref().map(|f| format!("{f}: ")).unwrap_or_default())]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+        field: Option<String>,
+    },
+    #[error("unexpected answer from the server: {0}")]
+    Decode(String),
+}
+
+impl ClientError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ClientError::Api { status: 404, .. })
+    }
+}
+
+/// Filters for listing tasks.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ListQuery {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Client {
+    pub fn new(base: impl Into<String>, token: Option<String>) -> Client {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .unwrap_or_default();
+        Client {
+            http,
+            base: base.into().trim_end_matches('/').to_string(),
+            token,
+        }
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        req
+    }
+
+    async fn send(&self, req: RequestBuilder) -> Result<Response, ClientError> {
+        let resp = req.send().await.map_err(|e| ClientError::Unreachable {
+            url: self.base.clone(),
+            message: root_cause(&e),
+        })?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        Err(match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(body) => ClientError::Api {
+                status: status.as_u16(),
+                code: body.error.code,
+                message: body.error.message,
+                field: body.error.field,
+            },
+            Err(_) => ClientError::Api {
+                status: status.as_u16(),
+                code: status.canonical_reason().unwrap_or("error").to_string(),
+                message: text,
+                field: None,
+            },
+        })
+    }
+
+    async fn json<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T, ClientError> {
+        let resp = self.send(req).await?;
+        let bytes = resp.bytes().await.map_err(|e| ClientError::Decode(e.to_string()))?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    pub async fn health(&self) -> Result<Health, ClientError> {
+        self.json(self.request(Method::GET, "/v1/health")).await
+    }
+
+    pub async fn submit_task(&self, task: &TaskSpec) -> Result<SubmitResponse, ClientError> {
+        self.json(self.request(Method::POST, "/v1/tasks").json(task)).await
+    }
+
+    pub async fn submit_job(&self, job: &JobSpec) -> Result<SubmitResponse, ClientError> {
+        self.json(self.request(Method::POST, "/v1/jobs").json(job)).await
+    }
+
+    pub async fn task(&self, reference: &str) -> Result<TaskInfo, ClientError> {
+        self.json(self.request(Method::GET, &format!("/v1/tasks/{}", encode(reference))))
+            .await
+    }
+
+    pub async fn list(&self, query: &ListQuery) -> Result<TaskList, ClientError> {
+        self.json(self.request(Method::GET, "/v1/tasks").query(query)).await
+    }
+
+    pub async fn cancel_task(&self, reference: &str) -> Result<CancelResponse, ClientError> {
+        self.json(self.request(Method::POST, &format!("/v1/tasks/{}/cancel", encode(reference))))
+            .await
+    }
+
+    pub async fn job(&self, id: u64) -> Result<JobInfo, ClientError> {
+        self.json(self.request(Method::GET, &format!("/v1/jobs/{id}"))).await
+    }
+
+    pub async fn cancel_job(&self, id: u64) -> Result<CancelResponse, ClientError> {
+        self.json(self.request(Method::POST, &format!("/v1/jobs/{id}/cancel")))
+            .await
+    }
+
+    pub async fn workers(&self) -> Result<Vec<WorkerInfo>, ClientError> {
+        self.json(self.request(Method::GET, "/v1/workers")).await
+    }
+
+    pub async fn cluster(&self) -> Result<ClusterSummary, ClientError> {
+        self.json(self.request(Method::GET, "/v1/cluster")).await
+    }
+
+    pub async fn policy(&self) -> Result<PolicyConfig, ClientError> {
+        self.json(self.request(Method::GET, "/v1/policy")).await
+    }
+
+    pub async fn set_policy(&self, policy: &PolicyConfig) -> Result<PolicyConfig, ClientError> {
+        self.json(self.request(Method::PUT, "/v1/policy").json(policy)).await
+    }
+
+    /// A task's output from `offset`: the bytes and the offset after them.
+    pub async fn output(&self, reference: &str, stderr: bool, offset: u64) -> Result<(Bytes, u64), ClientError> {
+        let stream = if stderr { "stderr" } else { "stdout" };
+        let resp = self
+            .send(
+                self.request(Method::GET, &format!("/v1/tasks/{}/output", encode(reference)))
+                    .query(&[("stream", stream), ("offset", &offset.to_string())]),
+            )
+            .await?;
+        let bytes = resp.bytes().await.map_err(|e| ClientError::Decode(e.to_string()))?;
+        let next = offset + bytes.len() as u64;
+        Ok((bytes, next))
+    }
+
+    /// A task's output, followed live until its attempt ends.
+    pub async fn follow_output(
+        &self,
+        reference: &str,
+        stderr: bool,
+    ) -> Result<impl Stream<Item = Result<Bytes, ClientError>> + use<>, ClientError> {
+        let stream = if stderr { "stderr" } else { "stdout" };
+        let resp = self
+            .send(
+                self.request(Method::GET, &format!("/v1/tasks/{}/output", encode(reference)))
+                    .query(&[("stream", stream), ("follow", "true")]),
+            )
+            .await?;
+        use futures_util::StreamExt;
+        Ok(resp
+            .bytes_stream()
+            .map(|r| r.map_err(|e| ClientError::Decode(e.to_string()))))
+    }
+
+    /// Raw request, for tests of the API's edges.
+    pub async fn raw(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<(StatusCode, Bytes), ClientError> {
+        let mut req = self.request(method, path);
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b);
+        }
+        let resp = req.send().await.map_err(|e| ClientError::Unreachable {
+            url: self.base.clone(),
+            message: root_cause(&e),
+        })?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| ClientError::Decode(e.to_string()))?;
+        Ok((status, bytes))
+    }
+}
+
+/// Task references are ids or keys of `[A-Za-z0-9-_.:/@]`; only `/` needs escaping.
+fn encode(reference: &str) -> String {
+    reference.replace('%', "%25").replace('/', "%2F").replace('?', "%3F").replace('#', "%23")
+}
+
+fn root_cause(e: &dyn std::error::Error) -> String {
+    let mut cause = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        cause = s.to_string();
+        source = s.source();
+    }
+    cause
+}

@@ -1,0 +1,7 @@
+//! A Rust client for Drover's HTTP API, and how a client on the server's machine finds
+//! the server and its token without being told.
+
+mod client;
+pub mod discovery;
+
+pub use client::{Client, ClientError, ListQuery};

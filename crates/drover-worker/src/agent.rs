@@ -1,0 +1,329 @@
+//! The agent's main loop: connect, run what the server starts, report, reconnect.
+
+use crate::config::WorkerConfig;
+use crate::connection::{self, ConnectError, Socket};
+use crate::runner::{self, RunnerEvent};
+use drover_exec::{CgroupMode, Driver, DriverConfig, HostInfo, HostSampler, KillHandle, ProcessDriver};
+use drover_proto::worker::{AttemptReport, AttemptUsage, PROTOCOL_VERSION, ServerMessage, WorkerMessage};
+use drover_types::{Attempt, Outcome, TaskId, WorkerSpec};
+use futures_util::{SinkExt, StreamExt};
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("cannot set up the execution driver: {0}")]
+    Driver(#[from] drover_exec::ExecError),
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error("the server rejected this worker: {0}")]
+    Rejected(String),
+    #[error("cannot use the data directory {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// How long to wait for the server's welcome after the hello.
+const WELCOME_TIMEOUT: Duration = Duration::from_secs(15);
+/// Before the first welcome tells us the server's setting.
+const DEFAULT_LOST_AFTER: Duration = Duration::from_secs(30);
+
+struct Agent {
+    config: WorkerConfig,
+    driver: Arc<dyn Driver>,
+    spec: WorkerSpec,
+    sampler: HostSampler,
+    running: HashMap<(TaskId, Attempt), KillHandle>,
+    /// Ended attempts whose end the server has not acknowledged yet; sent again on
+    /// every reconnect until it does.
+    unacked: BTreeMap<(TaskId, Attempt), AttemptReport>,
+    events_tx: mpsc::UnboundedSender<RunnerEvent>,
+    events_rx: mpsc::UnboundedReceiver<RunnerEvent>,
+    heartbeat_every: Duration,
+    lost_after: Duration,
+    last_contact: Instant,
+    fenced: bool,
+}
+
+/// Runs a worker until `shutdown` resolves (or a fatal error). Running tasks are killed
+/// on shutdown.
+pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Result<(), WorkerError> {
+    let work_root = config.data_dir.join("work");
+    std::fs::create_dir_all(&work_root).map_err(|source| WorkerError::DataDir {
+        path: work_root.clone(),
+        source,
+    })?;
+    let agent_id: String = config
+        .name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
+        .take(64)
+        .collect();
+    let mut driver_config = DriverConfig::new(&work_root, agent_id);
+    driver_config.kill_grace = config.kill_grace;
+    driver_config.output_limit_bytes = config.output_limit_bytes;
+    driver_config.result_limit_bytes = config.result_limit_bytes;
+    driver_config.cgroups = if config.cgroups { CgroupMode::Auto } else { CgroupMode::Off };
+    let driver = ProcessDriver::new(driver_config)?;
+    tracing::info!(mode = %driver.mode_description(), "execution driver ready");
+    let host = HostInfo::detect(&work_root)?;
+    let spec = WorkerSpec {
+        name: config.name.clone(),
+        capacity: config.capacity(&host.capacity),
+        labels: config.labels.clone(),
+        data_keys: config.data_keys.clone(),
+    };
+    let driver: Arc<dyn Driver> = Arc::new(driver);
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let mut agent = Agent {
+        sampler: HostSampler::new(&work_root),
+        config,
+        driver,
+        spec,
+        running: HashMap::new(),
+        unacked: BTreeMap::new(),
+        events_tx,
+        events_rx,
+        heartbeat_every: Duration::from_secs(1),
+        lost_after: DEFAULT_LOST_AFTER,
+        last_contact: Instant::now(),
+        fenced: false,
+    };
+    // Attempts a previous run of this agent left behind cannot be watched any more:
+    // end them, and report them ended so the server can retry them per their policy.
+    for orphan in agent.driver.reap_orphans() {
+        tracing::warn!(task = orphan.task, attempt = orphan.attempt, "killed an attempt left by a previous run of this worker");
+        let key = (TaskId(orphan.task), Attempt(orphan.attempt));
+        agent.unacked.insert(key, ended_report(key, Outcome::Killed));
+    }
+    tokio::pin!(shutdown);
+    let result = agent.serve(&mut shutdown).await;
+    for kill in agent.running.values() {
+        kill.kill(Duration::from_millis(500));
+    }
+    result
+}
+
+fn ended_report((task, attempt): (TaskId, Attempt), outcome: Outcome) -> AttemptReport {
+    AttemptReport {
+        task,
+        attempt,
+        outcome,
+        usage: AttemptUsage::default(),
+        result: String::new(),
+        stdout_bytes: 0,
+        stderr_bytes: 0,
+        output_truncated: false,
+    }
+}
+
+async fn send_json(socket: &mut Socket, message: &WorkerMessage) -> Result<(), String> {
+    let text = serde_json::to_string(message).map_err(|e| e.to_string())?;
+    socket.send(Message::Text(text.into())).await.map_err(|e| e.to_string())
+}
+
+enum SessionEnd {
+    Shutdown,
+    Disconnected(String),
+}
+
+impl Agent {
+    async fn serve(&mut self, shutdown: &mut (impl Future<Output = ()> + Unpin)) -> Result<(), WorkerError> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let connected = tokio::select! {
+                _ = &mut *shutdown => return Ok(()),
+                c = connection::connect(&self.config.server, &self.config.token) => c,
+            };
+            match connected {
+                Ok(socket) => match self.session(socket, shutdown).await? {
+                    SessionEnd::Shutdown => return Ok(()),
+                    SessionEnd::Disconnected(why) => {
+                        tracing::warn!("lost the connection to the server: {why}");
+                        backoff = Duration::from_millis(100);
+                    }
+                },
+                Err(e) if e.is_fatal() => return Err(e.into()),
+                Err(e) => tracing::debug!("{e}"),
+            }
+            // Wait before the next try, still handling what attempts report.
+            let until = Instant::now() + backoff;
+            backoff = (backoff * 2).min(self.config.max_reconnect_backoff);
+            loop {
+                self.fence_if_cut_off();
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                tokio::select! {
+                    _ = &mut *shutdown => return Ok(()),
+                    ev = self.events_rx.recv() => if let Some(ev) = ev { self.record_offline(ev) },
+                    _ = tokio::time::sleep(left.min(Duration::from_millis(250))) => {}
+                }
+            }
+        }
+    }
+
+    /// Cut off from the server for nearly as long as the server waits before declaring
+    /// this worker lost: stop every task now, so that no attempt runs here while the
+    /// server re-places it elsewhere.
+    fn fence_if_cut_off(&mut self) {
+        if self.fenced || self.running.is_empty() {
+            return;
+        }
+        let margin = (self.config.kill_grace + Duration::from_secs(1)).max(self.lost_after / 5);
+        let fence_at = self.lost_after.saturating_sub(margin).max(self.lost_after / 2);
+        if self.last_contact.elapsed() >= fence_at {
+            tracing::warn!(
+                tasks = self.running.len(),
+                "cut off from the server for {:?}: stopping every task before the server re-places them",
+                self.last_contact.elapsed()
+            );
+            for kill in self.running.values() {
+                kill.kill(self.config.kill_grace);
+            }
+            self.fenced = true;
+        }
+    }
+
+    fn record_offline(&mut self, ev: RunnerEvent) {
+        if let RunnerEvent::Finished(report) = ev {
+            let key = (report.task, report.attempt);
+            self.running.remove(&key);
+            self.unacked.insert(key, report);
+        }
+    }
+
+    async fn session(
+        &mut self,
+        mut socket: Socket,
+        shutdown: &mut (impl Future<Output = ()> + Unpin),
+    ) -> Result<SessionEnd, WorkerError> {
+        // Reports that ended while we were away go first, inside the hello.
+        while let Ok(ev) = self.events_rx.try_recv() {
+            self.record_offline(ev);
+        }
+        let hello = WorkerMessage::Hello {
+            protocol_version: PROTOCOL_VERSION,
+            spec: self.spec.clone(),
+            running: self.running.keys().copied().collect(),
+            finished: self.unacked.values().cloned().collect(),
+        };
+        if let Err(e) = send_json(&mut socket, &hello).await {
+            return Ok(SessionEnd::Disconnected(e));
+        }
+        let welcome = match tokio::time::timeout(WELCOME_TIMEOUT, socket.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => serde_json::from_str::<ServerMessage>(&t).ok(),
+            Ok(_) => None,
+            Err(_) => return Ok(SessionEnd::Disconnected("no welcome from the server".into())),
+        };
+        match welcome {
+            Some(ServerMessage::Welcome {
+                protocol_version,
+                worker,
+                heartbeat_interval_ms,
+                lost_after_ms,
+            }) => {
+                tracing::info!(%worker, protocol_version, server = %self.config.server, "joined the cluster");
+                self.heartbeat_every = Duration::from_millis(heartbeat_interval_ms.max(50));
+                self.lost_after = Duration::from_millis(lost_after_ms.max(1000));
+            }
+            Some(ServerMessage::Reject { reason }) => {
+                if reason.contains("protocol") {
+                    return Err(WorkerError::Rejected(reason));
+                }
+                return Ok(SessionEnd::Disconnected(format!("rejected: {reason}")));
+            }
+            _ => return Ok(SessionEnd::Disconnected("no welcome from the server".into())),
+        }
+        self.last_contact = Instant::now();
+        self.fenced = false;
+        let mut heartbeat = tokio::time::interval(self.heartbeat_every);
+        // The server pings at the heartbeat interval; silence for several intervals
+        // means the path is broken even if TCP has not noticed.
+        let silence_limit = (self.heartbeat_every * 5).max(Duration::from_secs(3));
+        loop {
+            tokio::select! {
+                _ = &mut *shutdown => {
+                    let _ = socket.close(None).await;
+                    return Ok(SessionEnd::Shutdown);
+                }
+                incoming = socket.next() => {
+                    match incoming {
+                        Some(Ok(Message::Text(t))) => {
+                            self.last_contact = Instant::now();
+                            match serde_json::from_str::<ServerMessage>(&t) {
+                                Ok(m) => self.on_server_message(m),
+                                Err(e) => tracing::warn!("ignoring a malformed server message: {e}"),
+                            }
+                        }
+                        Some(Ok(Message::Close(_))) | None => return Ok(SessionEnd::Disconnected("the server closed the connection".into())),
+                        Some(Ok(_)) => self.last_contact = Instant::now(),
+                        Some(Err(e)) => return Ok(SessionEnd::Disconnected(e.to_string())),
+                    }
+                }
+                ev = self.events_rx.recv() => {
+                    let Some(ev) = ev else { continue };
+                    let sent = match ev {
+                        RunnerEvent::Started(task, attempt) => send_json(&mut socket, &WorkerMessage::Started { task, attempt }).await,
+                        RunnerEvent::Output(frame) => socket.send(Message::Binary(frame.encode().into())).await.map_err(|e| e.to_string()),
+                        RunnerEvent::Finished(report) => {
+                            let key = (report.task, report.attempt);
+                            self.running.remove(&key);
+                            self.unacked.insert(key, report.clone());
+                            send_json(&mut socket, &WorkerMessage::Finished(report)).await
+                        }
+                    };
+                    if let Err(e) = sent {
+                        return Ok(SessionEnd::Disconnected(e));
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    if self.last_contact.elapsed() > silence_limit {
+                        return Ok(SessionEnd::Disconnected(format!("nothing from the server for {:?}", self.last_contact.elapsed())));
+                    }
+                    let usage = self.sampler.sample();
+                    if let Err(e) = send_json(&mut socket, &WorkerMessage::Heartbeat { usage }).await {
+                        return Ok(SessionEnd::Disconnected(e));
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_server_message(&mut self, message: ServerMessage) {
+        match message {
+            ServerMessage::Start(start) => {
+                let key = (start.task, start.attempt);
+                // A start can arrive twice (resent after a reconnect): the attempt
+                // number makes it idempotent.
+                if self.running.contains_key(&key) || self.unacked.contains_key(&key) {
+                    return;
+                }
+                let kill = runner::launch(&self.driver, start, self.events_tx.clone());
+                self.running.insert(key, kill);
+            }
+            ServerMessage::Kill {
+                task,
+                attempt,
+                grace_ms,
+                reason,
+            } => {
+                if let Some(kill) = self.running.get(&(task, attempt)) {
+                    tracing::info!(%task, %attempt, %reason, "killing on the server's request");
+                    kill.kill(Duration::from_millis(grace_ms));
+                }
+            }
+            ServerMessage::FinishedAck { task, attempt } => {
+                self.unacked.remove(&(task, attempt));
+            }
+            ServerMessage::Welcome { .. } | ServerMessage::Reject { .. } => {}
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! Worker configuration.
+
+use drover_types::Resources;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// The server's URL, e.g. `http://127.0.0.1:7070`.
+    pub server: String,
+    /// The cluster token.
+    pub token: String,
+    /// Stable name; a restarted worker with the same name is the same worker.
+    pub name: String,
+    /// Attempt directories and the agent's own state live here.
+    pub data_dir: PathBuf,
+    /// Capacity overrides; `None` fields are detected from the host.
+    pub cpu_milli: Option<u32>,
+    pub memory_bytes: Option<u64>,
+    pub disk_bytes: Option<u64>,
+    pub gpus: u32,
+    pub custom: BTreeMap<String, u64>,
+    pub labels: BTreeMap<String, String>,
+    pub data_keys: Vec<String>,
+    /// Between SIGTERM and SIGKILL at a time limit or a kill.
+    pub kill_grace: Duration,
+    /// Bytes of stdout and of stderr kept per attempt.
+    pub output_limit_bytes: u64,
+    /// Bytes of stdout reported as the task's result.
+    pub result_limit_bytes: u64,
+    /// Longest wait between reconnection attempts.
+    pub max_reconnect_backoff: Duration,
+    /// Use cgroups where they are writable.
+    pub cgroups: bool,
+}
+
+impl WorkerConfig {
+    pub fn new(server: impl Into<String>, token: impl Into<String>, name: impl Into<String>, data_dir: PathBuf) -> Self {
+        WorkerConfig {
+            server: server.into(),
+            token: token.into(),
+            name: name.into(),
+            data_dir,
+            cpu_milli: None,
+            memory_bytes: None,
+            disk_bytes: None,
+            gpus: 0,
+            custom: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            data_keys: Vec::new(),
+            kill_grace: Duration::from_secs(5),
+            output_limit_bytes: 64 << 20,
+            result_limit_bytes: 64 << 10,
+            max_reconnect_backoff: Duration::from_secs(5),
+            cgroups: true,
+        }
+    }
+
+    /// The capacity to declare: detected values with the overrides applied.
+    pub fn capacity(&self, detected: &Resources) -> Resources {
+        Resources {
+            cpu_milli: self.cpu_milli.unwrap_or(detected.cpu_milli),
+            memory_bytes: self.memory_bytes.unwrap_or(detected.memory_bytes),
+            disk_bytes: self.disk_bytes.unwrap_or(detected.disk_bytes),
+            gpus: self.gpus,
+            custom: self.custom.clone(),
+        }
+    }
+}

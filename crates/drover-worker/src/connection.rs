@@ -1,0 +1,68 @@
+//! Opening the WebSocket to the server.
+
+use drover_proto::worker::WORKER_CONNECT_PATH;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode, header::AUTHORIZATION};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The server refused the token: retrying will not help.
+    #[error("the server refused the cluster token (HTTP 401); check --token or DROVER_TOKEN")]
+    Unauthorized,
+    #[error("bad server URL {url:?}: {message}")]
+    BadUrl { url: String, message: String },
+    /// Anything else (server down, network) is worth retrying.
+    #[error("cannot reach {url}: {message}")]
+    Unreachable { url: String, message: String },
+}
+
+impl ConnectError {
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, ConnectError::Unauthorized | ConnectError::BadUrl { .. })
+    }
+}
+
+/// The WebSocket URL of the worker endpoint for a server URL.
+pub fn endpoint(server: &str) -> Result<String, ConnectError> {
+    let base = server.trim_end_matches('/');
+    let ws = if let Some(rest) = base.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else if let Some(rest) = base.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else if base.starts_with("ws://") || base.starts_with("wss://") {
+        base.to_string()
+    } else {
+        return Err(ConnectError::BadUrl {
+            url: server.to_string(),
+            message: "use http://host:port".into(),
+        });
+    };
+    Ok(format!("{ws}{WORKER_CONNECT_PATH}"))
+}
+
+pub async fn connect(server: &str, token: &str) -> Result<Socket, ConnectError> {
+    let url = endpoint(server)?;
+    let mut request = url.as_str().into_client_request().map_err(|e| ConnectError::BadUrl {
+        url: url.clone(),
+        message: e.to_string(),
+    })?;
+    let value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| ConnectError::BadUrl {
+        url: url.clone(),
+        message: "the token has characters a header cannot carry".into(),
+    })?;
+    request.headers_mut().insert(AUTHORIZATION, value);
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((socket, _)) => Ok(socket),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) if resp.status() == StatusCode::UNAUTHORIZED => {
+            Err(ConnectError::Unauthorized)
+        }
+        Err(e) => Err(ConnectError::Unreachable {
+            url,
+            message: e.to_string(),
+        }),
+    }
+}

@@ -1,0 +1,126 @@
+//! Running one attempt: launch through the driver, forward its output, report its end.
+
+use drover_exec::{Driver, KillHandle, LaunchSpec, OutputChunk, Stream};
+use drover_proto::worker::{AttemptReport, AttemptUsage, OutputFrame, OutputStream, StartTask};
+use drover_types::Outcome;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// What attempts tell the connection, in the order it must reach the server: an
+/// attempt's output frames always precede its end.
+#[derive(Debug)]
+pub enum RunnerEvent {
+    Started(drover_types::TaskId, drover_types::Attempt),
+    Output(OutputFrame),
+    Finished(AttemptReport),
+}
+
+/// The environment Drover adds for a task, besides the driver's own variables.
+fn task_env(start: &StartTask) -> std::collections::BTreeMap<String, String> {
+    let mut env = start.spec.env.clone();
+    if let (Some(i), Some(n)) = (start.array_index, start.array_count) {
+        env.insert("DROVER_TASK_INDEX".into(), i.to_string());
+        env.insert("DROVER_TASK_COUNT".into(), n.to_string());
+    }
+    if !start.inputs.is_empty() {
+        env.insert("DROVER_INPUT_COUNT".into(), start.inputs.len().to_string());
+    }
+    env
+}
+
+/// The results of the task's dependencies, one after the other, each ending in a
+/// newline: what a combine step reads on its stdin.
+fn stdin_of(start: &StartTask) -> Option<Vec<u8>> {
+    if start.inputs.is_empty() {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    for input in &start.inputs {
+        bytes.extend_from_slice(input.as_bytes());
+        if !input.ends_with('\n') {
+            bytes.push(b'\n');
+        }
+    }
+    Some(bytes)
+}
+
+/// Launches the attempt and returns its kill handle; a task reports its end through
+/// `events`. A launch the driver refuses is reported as a spawn failure at once.
+pub fn launch(driver: &Arc<dyn Driver>, start: StartTask, events: mpsc::UnboundedSender<RunnerEvent>) -> KillHandle {
+    let (out_tx, mut out_rx) = mpsc::channel::<OutputChunk>(256);
+    let spec = LaunchSpec {
+        task: start.task.0,
+        attempt: start.attempt.0,
+        command: start.spec.command.clone(),
+        shell: start.spec.shell,
+        env: task_env(&start),
+        workdir: start.spec.workdir.as_ref().map(Into::into),
+        time_limit: start.spec.max_runtime_ms.map(Duration::from_millis),
+        memory_limit_bytes: (start.spec.resources.memory_bytes > 0).then_some(start.spec.resources.memory_bytes),
+        cpu_milli: start.spec.resources.cpu_milli,
+        stdin: stdin_of(&start),
+        output: Some(out_tx),
+    };
+    let (task, attempt) = (start.task, start.attempt);
+    let running = match driver.launch(spec) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = events.send(RunnerEvent::Finished(AttemptReport {
+                task,
+                attempt,
+                outcome: Outcome::SpawnFailed { message: e.to_string() },
+                usage: AttemptUsage::default(),
+                result: String::new(),
+                stdout_bytes: 0,
+                stderr_bytes: 0,
+                output_truncated: false,
+            }));
+            return KillHandle::new();
+        }
+    };
+    let kill = running.kill_handle();
+    let _ = events.send(RunnerEvent::Started(task, attempt));
+    let forward_events = events.clone();
+    let forwarder = tokio::spawn(async move {
+        while let Some(chunk) = out_rx.recv().await {
+            let frame = OutputFrame {
+                task,
+                attempt,
+                stream: match chunk.stream {
+                    Stream::Stdout => OutputStream::Stdout,
+                    Stream::Stderr => OutputStream::Stderr,
+                },
+                offset: chunk.offset,
+                data: chunk.data,
+            };
+            if forward_events.send(RunnerEvent::Output(frame)).is_err() {
+                break;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let finished = running.wait().await;
+        // Let the last chunks through before the end, so a follower of the output sees
+        // all of it before the task is over.
+        let _ = tokio::time::timeout(Duration::from_secs(2), forwarder).await;
+        let u = finished.usage;
+        let _ = events.send(RunnerEvent::Finished(AttemptReport {
+            task,
+            attempt,
+            outcome: finished.outcome,
+            usage: AttemptUsage {
+                wall_ms: u.wall_ms,
+                cpu_time_ms: u.cpu_time_ms,
+                peak_memory_bytes: u.peak_memory_bytes,
+                read_bytes: u.read_bytes,
+                write_bytes: u.write_bytes,
+            },
+            result: String::from_utf8_lossy(&finished.result).into_owned(),
+            stdout_bytes: finished.stdout.bytes,
+            stderr_bytes: finished.stderr.bytes,
+            output_truncated: finished.stdout.truncated || finished.stderr.truncated,
+        }));
+    });
+    kill
+}
