@@ -258,12 +258,8 @@ async fn print_results(client: &Client, g: &Global, info: &JobInfo, sinks: &[Tas
         }
         out.flush()?;
         if task.state != TaskState::Succeeded {
-            eprintln!(
-                "task {} {}{}",
-                task.id,
-                render::state(task.state),
-                task.reason.map(|r| format!(": {r}")).unwrap_or_default()
-            );
+            let why = task.reason.unwrap_or_else(|| render::state(task.state));
+            eprintln!("task {}: {why}", task.id);
         }
     }
     if g.json {

@@ -121,7 +121,10 @@ pub(crate) fn task_info(sm: &StateMachine, view: &TaskView<'_>, now: Millis) -> 
         reason: sm.scheduler().pending_reason(view.id, now),
         attempt: view.attempt,
         max_attempts: view.spec.retry.max_attempts,
-        worker: view.worker.map(|w| worker_name(sm, w)),
+        worker: view
+            .worker
+            .or_else(|| view.attempts.last().map(|a| a.worker))
+            .map(|w| worker_name(sm, w)),
         submitted_at: view.submitted_at,
         started_at: view.started_at,
         ended_at: view.ended_at,
@@ -163,7 +166,11 @@ fn summary(sm: &StateMachine, view: &TaskView<'_>) -> TaskSummary {
         state: view.state,
         priority: view.spec.priority,
         attempt: view.attempt,
-        worker: view.worker.map(|w| worker_name(sm, w)),
+        // While placed, where it runs; once over, where its last attempt ran.
+        worker: view
+            .worker
+            .or_else(|| view.attempts.last().map(|a| a.worker))
+            .map(|w| worker_name(sm, w)),
         submitted_at: view.submitted_at,
         started_at: view.started_at,
         ended_at: view.ended_at,
