@@ -1,0 +1,214 @@
+//! End-to-end benchmarks through real processes: one `drover server`, one
+//! `drover worker` with 2 CPU slots, on loopback. Prints one line per case:
+//!
+//! - `e2e_true`: N `/bin/true` tasks (one job), from submission to the last end, beside
+//!   `seq N | xargs -P 2 -n 1 /bin/true` in the same run (the machine's physical limit
+//!   for spawning processes two at a time). `ratio` = xargs time / drover time (1.0 is
+//!   as fast as xargs). Also the server's and the worker's CPU time per task.
+//! - `submit_latency`: single-task submissions one after another (each fsynced and
+//!   applied before it is acknowledged): p50 and p99.
+//! - `submit_job`: one job of 100,000 tasks: time to acknowledge, and the server's RSS
+//!   with them queued (the worker is drained first so they stay queued).
+//! - `server_rss`: the server's RSS after the N finished tasks of `e2e_true`.
+//!
+//! `cargo bench -p drover-cli --bench e2e` (full), `-- --quick` (1/100 scale, smoke).
+
+use drover_client::Client;
+use drover_types::{ArraySpec, JobSpec, TaskSpec};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const DROVER: &str = env!("CARGO_BIN_EXE_drover");
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+/// User + system CPU time of a process, in milliseconds.
+fn cpu_ms(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    // USER_HZ is 100 on Linux.
+    ticks * 10
+}
+
+fn wait_for_file(path: &Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(s) = std::fs::read_to_string(path)
+            && !s.trim().is_empty()
+        {
+            return s.trim().to_string();
+        }
+        assert!(Instant::now() < deadline, "{} never appeared", path.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i]
+}
+
+fn xargs_seconds(n: u64) -> f64 {
+    let start = Instant::now();
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!("seq {n} | xargs -P 2 -n 1 /bin/true"))
+        .status()
+        .expect("sh");
+    assert!(status.success());
+    start.elapsed().as_secs_f64()
+}
+
+async fn wait_job(client: &Client, job: u64) {
+    loop {
+        let info = client.job(job).await.expect("job");
+        if info.finished {
+            assert!(info.succeeded, "benchmark tasks failed: {info:?}");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let quick = std::env::args().any(|a| a == "--quick") || std::env::var_os("DROVER_BENCH_QUICK").is_some();
+    let n_true: u64 = if quick { 200 } else { 10_000 };
+    let n_latency: usize = if quick { 20 } else { 300 };
+    let n_job: u32 = if quick { 1_000 } else { 100_000 };
+
+    let dir: PathBuf = std::env::temp_dir().join(format!("drover-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let server = Proc(
+        Command::new(DROVER)
+            .args(["--data-dir"])
+            .arg(&dir)
+            .args(["server", "--listen", "127.0.0.1:0"])
+            .env("DROVER_LOG", "warn")
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the server"),
+    );
+    let url = wait_for_file(&dir.join("server/endpoint"));
+    let token = wait_for_file(&dir.join("server/token"));
+    let worker = Proc(
+        Command::new(DROVER)
+            .args(["--data-dir"])
+            .arg(&dir)
+            .args(["worker", "--name", "bench", "--cpus", "2", "--memory", "4G"])
+            .env("DROVER_LOG", "warn")
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the worker"),
+    );
+    let client = Client::new(url, Some(token));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client.workers().await.map(|w| w.is_empty()).unwrap_or(true) {
+        assert!(Instant::now() < deadline, "the worker never joined");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (spid, wpid) = (server.0.id(), worker.0.id());
+
+    // e2e_true, with xargs on each side to even out drift of a shared machine.
+    let xargs_before = xargs_seconds(n_true);
+    let (s_cpu0, w_cpu0) = (cpu_ms(spid), cpu_ms(wpid));
+    let task = TaskSpec {
+        array: Some(ArraySpec { start: 0, end: (n_true - 1) as u32 }),
+        ..TaskSpec::command(["/bin/true"])
+    };
+    let start = Instant::now();
+    let resp = client.submit_task(&task).await.expect("submit");
+    wait_job(&client, resp.job.0).await;
+    let drover_s = start.elapsed().as_secs_f64();
+    let (s_cpu, w_cpu) = (cpu_ms(spid) - s_cpu0, cpu_ms(wpid) - w_cpu0);
+    let xargs_after = xargs_seconds(n_true);
+    let xargs_s = (xargs_before + xargs_after) / 2.0;
+    println!(
+        "bench=e2e_true tasks={n_true} worker_slots=2 drover_s={drover_s:.2} xargs_s={xargs_s:.2} ratio={:.2} tasks_per_s={:.0} server_cpu_us_per_task={:.0} worker_cpu_us_per_task={:.0}",
+        xargs_s / drover_s,
+        n_true as f64 / drover_s,
+        s_cpu as f64 * 1000.0 / n_true as f64,
+        w_cpu as f64 * 1000.0 / n_true as f64,
+    );
+    println!(
+        "bench=server_rss finished_tasks={n_true} rss_mib={:.1}",
+        proc_status_kib(spid, "VmRSS:") as f64 / 1024.0
+    );
+
+    // submit_latency: one task at a time.
+    let mut lat = Vec::with_capacity(n_latency);
+    for _ in 0..n_latency {
+        let t = Instant::now();
+        client.submit_task(&TaskSpec::command(["/bin/true"])).await.expect("submit");
+        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let p50 = median(&mut lat.clone());
+    let p99 = percentile(&mut lat, 0.99);
+    println!("bench=submit_latency n={n_latency} p50_ms={p50:.2} p99_ms={p99:.2}");
+
+    // submit_job: a big job of distinct tasks, kept queued on a drained worker.
+    let workers = client.workers().await.expect("workers");
+    let id = workers[0].id.0;
+    client
+        .raw(reqwest_method_post(), &format!("/v1/workers/{id}/drain"), None)
+        .await
+        .expect("drain");
+    let job = JobSpec {
+        name: "big".into(),
+        owner: String::new(),
+        tasks: (0..n_job)
+            .map(|i| TaskSpec {
+                name: format!("t{i}"),
+                ..TaskSpec::command(["/bin/true"])
+            })
+            .collect(),
+    };
+    let rss_before = proc_status_kib(spid, "VmRSS:");
+    let t = Instant::now();
+    let resp = client.submit_job(&job).await.expect("submit job");
+    let submit_s = t.elapsed().as_secs_f64();
+    assert_eq!(resp.count, n_job as u64);
+    let rss_after = proc_status_kib(spid, "VmRSS:");
+    println!(
+        "bench=submit_job tasks={n_job} submit_s={submit_s:.2} tasks_per_s={:.0} server_rss_mib={:.1} rss_growth_mib={:.1}",
+        n_job as f64 / submit_s,
+        rss_after as f64 / 1024.0,
+        rss_after.saturating_sub(rss_before) as f64 / 1024.0
+    );
+    drop(worker);
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn reqwest_method_post() -> reqwest::Method {
+    reqwest::Method::POST
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Every check and test Drover has, from a fresh machine: installs what the tests need,
+# then formatting, lints, the whole test suite, and a smoke run of every benchmark at
+# 1/100 scale (so benchmarks cannot rot). CI runs exactly this (.ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_install() {
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  else
+    echo "missing: $* (install it, or run as root on Debian)" >&2
+    exit 1
+  fi
+}
+# The driver tests use python3 (a memory hog) and /bin/sh; the agent reads /proc.
+command -v python3 >/dev/null 2>&1 || apt_install python3
+command -v cargo >/dev/null 2>&1 || { echo "cargo is required (https://rustup.rs)" >&2; exit 1; }
+
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+step() { printf '\n== %s\n' "$*"; }
+
+step "format"
+cargo fmt --all -- --check
+step "lints"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+step "tests"
+cargo test --workspace
+step "benchmark smoke runs (1/100 scale; figures are not meaningful here)"
+cargo bench -p drover-sched --bench core -- --quick
+cargo bench -p drover-exec --bench spawn -- --quick
+cargo bench -p drover-cli --bench e2e -- --quick
