@@ -60,7 +60,11 @@ fn wait_for_file(path: &Path) -> String {
         {
             return s.trim().to_string();
         }
-        assert!(Instant::now() < deadline, "{} never appeared", path.display());
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -100,7 +104,8 @@ async fn wait_job(client: &Client, job: u64) {
 
 #[tokio::main]
 async fn main() {
-    let quick = std::env::args().any(|a| a == "--quick") || std::env::var_os("DROVER_BENCH_QUICK").is_some();
+    let quick = std::env::args().any(|a| a == "--quick")
+        || std::env::var_os("DROVER_BENCH_QUICK").is_some();
     let n_true: u64 = if quick { 200 } else { 10_000 };
     let n_latency: usize = if quick { 20 } else { 300 };
     let n_job: u32 = if quick { 1_000 } else { 100_000 };
@@ -142,7 +147,10 @@ async fn main() {
     let xargs_before = xargs_seconds(n_true);
     let (s_cpu0, w_cpu0) = (cpu_ms(spid), cpu_ms(wpid));
     let task = TaskSpec {
-        array: Some(ArraySpec { start: 0, end: (n_true - 1) as u32 }),
+        array: Some(ArraySpec {
+            start: 0,
+            end: (n_true - 1) as u32,
+        }),
         ..TaskSpec::command(["/bin/true"])
     };
     let start = Instant::now();
@@ -168,7 +176,10 @@ async fn main() {
     let mut lat = Vec::with_capacity(n_latency);
     for _ in 0..n_latency {
         let t = Instant::now();
-        client.submit_task(&TaskSpec::command(["/bin/true"])).await.expect("submit");
+        client
+            .submit_task(&TaskSpec::command(["/bin/true"]))
+            .await
+            .expect("submit");
         lat.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     let p50 = median(&mut lat.clone());
@@ -179,7 +190,11 @@ async fn main() {
     let workers = client.workers().await.expect("workers");
     let id = workers[0].id.0;
     client
-        .raw(reqwest_method_post(), &format!("/v1/workers/{id}/drain"), None)
+        .raw(
+            reqwest_method_post(),
+            &format!("/v1/workers/{id}/drain"),
+            None,
+        )
         .await
         .expect("drain");
     let job = JobSpec {

@@ -73,7 +73,8 @@ fn server_config(g: &Global, a: &ServerArgs) -> Result<ServerConfig> {
     let mut c = ServerConfig::new(discovery::server_dir(&g.data_dir()));
     c.listen = a.listen;
     c.node_id = a.node_id;
-    c.worker_lost_after = Duration::from_millis(parse_duration_ms(&a.worker_timeout).context("--worker-timeout")?);
+    c.worker_lost_after =
+        Duration::from_millis(parse_duration_ms(&a.worker_timeout).context("--worker-timeout")?);
     if c.worker_lost_after < Duration::from_millis(500) {
         bail!("--worker-timeout must be at least 500ms");
     }
@@ -98,16 +99,42 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "worker".into())
 }
 
-fn worker_config(server: String, token: String, data_dir: PathBuf, a: &WorkerArgs) -> Result<WorkerConfig> {
+fn worker_config(
+    server: String,
+    token: String,
+    data_dir: PathBuf,
+    a: &WorkerArgs,
+) -> Result<WorkerConfig> {
     let name = a.name.clone().unwrap_or_else(hostname);
     let mut c = WorkerConfig::new(server, token, name, data_dir);
-    c.cpu_milli = a.cpus.as_deref().map(parse_cpus).transpose().context("--cpus")?;
-    c.memory_bytes = a.memory.as_deref().map(parse_bytes).transpose().context("--memory")?;
-    c.disk_bytes = a.disk.as_deref().map(parse_bytes).transpose().context("--disk")?;
+    c.cpu_milli = a
+        .cpus
+        .as_deref()
+        .map(parse_cpus)
+        .transpose()
+        .context("--cpus")?;
+    c.memory_bytes = a
+        .memory
+        .as_deref()
+        .map(parse_bytes)
+        .transpose()
+        .context("--memory")?;
+    c.disk_bytes = a
+        .disk
+        .as_deref()
+        .map(parse_bytes)
+        .transpose()
+        .context("--disk")?;
     c.gpus = a.gpus;
     c.custom = pairs(&a.resources, "--resource")?
         .into_iter()
-        .map(|(k, v)| Ok((k, v.parse::<u64>().map_err(|_| anyhow!("--resource {v:?} is not a count"))?)))
+        .map(|(k, v)| {
+            Ok((
+                k,
+                v.parse::<u64>()
+                    .map_err(|_| anyhow!("--resource {v:?} is not a count"))?,
+            ))
+        })
         .collect::<Result<_>>()?;
     c.labels = pairs(&a.labels, "--label")?;
     c.data_keys = a.data_keys.clone();
@@ -140,7 +167,10 @@ pub async fn server(g: &Global, a: ServerArgs) -> Result<ExitCode> {
     let running = drover_server::start(config).await?;
     eprintln!("drover server listening on {}", running.url());
     eprintln!("data directory: {}", data_dir.display());
-    eprintln!("cluster token:  {}", drover_server::ClusterToken::path(&data_dir).display());
+    eprintln!(
+        "cluster token:  {}",
+        drover_server::ClusterToken::path(&data_dir).display()
+    );
     stop_signal().await;
     eprintln!("stopping");
     running.shutdown().await;
@@ -151,7 +181,8 @@ pub async fn worker(g: &Global, a: WorkerArgs) -> Result<ExitCode> {
     let data = g.data_dir();
     let server = match &g.server {
         Some(s) => s.clone(),
-        None => discovery::local_endpoint(&data).ok_or_else(|| anyhow!("pass --server URL (or set DROVER_SERVER)"))?,
+        None => discovery::local_endpoint(&data)
+            .ok_or_else(|| anyhow!("pass --server URL (or set DROVER_SERVER)"))?,
     };
     let token = g
         .token
@@ -179,7 +210,12 @@ pub async fn up(g: &Global, a: UpArgs) -> Result<ExitCode> {
     let mut workers = Vec::new();
     for i in 1..=a.workers {
         let name = format!("local-{i}");
-        let mut config = WorkerConfig::new(url.clone(), token.clone(), name.clone(), g.data_dir().join("workers").join(&name));
+        let mut config = WorkerConfig::new(
+            url.clone(),
+            token.clone(),
+            name.clone(),
+            g.data_dir().join("workers").join(&name),
+        );
         if a.workers > 1 {
             config.cpu_milli = Some(share);
         }
@@ -194,9 +230,15 @@ pub async fn up(g: &Global, a: UpArgs) -> Result<ExitCode> {
             }
         }));
     }
-    println!("Drover is up: server {url} with {} local worker(s).", a.workers);
+    println!(
+        "Drover is up: server {url} with {} local worker(s).",
+        a.workers
+    );
     println!("  data:  {}", data_dir.display());
-    println!("  token: {}", drover_server::ClusterToken::path(&data_dir).display());
+    println!(
+        "  token: {}",
+        drover_server::ClusterToken::path(&data_dir).display()
+    );
     println!();
     println!("In another terminal (the CLI finds this server by itself):");
     println!("  drover run -- echo hello");

@@ -65,14 +65,21 @@ pub async fn status(g: &Global, a: StatusArgs) -> Result<ExitCode> {
     }
     if !t.deps.is_empty() {
         let deps: Vec<String> = t.deps.iter().take(20).map(|d| d.to_string()).collect();
-        let more = if t.deps.len() > 20 { format!(" (+{} more)", t.deps.len() - 20) } else { String::new() };
+        let more = if t.deps.len() > 20 {
+            format!(" (+{} more)", t.deps.len() - 20)
+        } else {
+            String::new()
+        };
         println!("  after:     {}{more}", deps.join(", "));
     }
     if let Some(r) = &t.result
         && !r.is_empty()
     {
         let line = r.lines().next().unwrap_or("");
-        println!("  result:    {line}{}", if r.lines().count() > 1 { " …" } else { "" });
+        println!(
+            "  result:    {line}{}",
+            if r.lines().count() > 1 { " …" } else { "" }
+        );
     }
     if t.attempts.len() > 1 {
         println!("  attempts:");
@@ -123,7 +130,16 @@ pub async fn list(g: &Global, a: ListArgs) -> Result<ExitCode> {
         limit: Some(a.limit.min(1000)),
         cursor: a.cursor,
     };
-    let mut table = render::table(&["ID", "KEY/NAME", "STATE", "PRIO", "TRY", "WORKER", "SUBMITTED", "EXIT"]);
+    let mut table = render::table(&[
+        "ID",
+        "KEY/NAME",
+        "STATE",
+        "PRIO",
+        "TRY",
+        "WORKER",
+        "SUBMITTED",
+        "EXIT",
+    ]);
     let mut all = Vec::new();
     let next = loop {
         let page = client.list(&query).await?;
@@ -137,7 +153,9 @@ pub async fn list(g: &Global, a: ListArgs) -> Result<ExitCode> {
                 t.attempt.to_string(),
                 t.worker.clone().unwrap_or_else(|| "-".into()),
                 render::ago(Some(t.submitted_at)),
-                t.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+                t.exit_code
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "-".into()),
             ]);
         }
         all.extend(page.tasks);
@@ -235,7 +253,11 @@ pub async fn job(g: &Global, a: JobArgs) -> Result<ExitCode> {
     println!(
         "job {}{}: {} task(s), ids {} to {}",
         info.id,
-        if info.name.is_empty() { String::new() } else { format!(" ({})", info.name) },
+        if info.name.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", info.name)
+        },
         info.count,
         info.first,
         info.first.0 + info.count - 1
@@ -252,15 +274,35 @@ pub async fn workers(g: &Global) -> Result<ExitCode> {
         render::print_json(&list)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let mut table = render::table(&["ID", "NAME", "STATE", "CPU (alloc/cap)", "MEMORY (alloc/cap)", "RUNNING", "LAST SEEN"]);
+    let mut table = render::table(&[
+        "ID",
+        "NAME",
+        "STATE",
+        "CPU (alloc/cap)",
+        "MEMORY (alloc/cap)",
+        "RUNNING",
+        "LAST SEEN",
+    ]);
     for w in &list {
-        let state = if w.connected { w.state.to_string() } else { format!("{} (disconnected)", w.state) };
+        let state = if w.connected {
+            w.state.to_string()
+        } else {
+            format!("{} (disconnected)", w.state)
+        };
         table.add_row(vec![
             w.id.to_string(),
             w.name.clone(),
             state,
-            format!("{:.2}/{:.2}", w.allocated.cpu_milli as f64 / 1000.0, w.capacity.cpu_milli as f64 / 1000.0),
-            format!("{}/{}", format_bytes(w.allocated.memory_bytes), format_bytes(w.capacity.memory_bytes)),
+            format!(
+                "{:.2}/{:.2}",
+                w.allocated.cpu_milli as f64 / 1000.0,
+                w.capacity.cpu_milli as f64 / 1000.0
+            ),
+            format!(
+                "{}/{}",
+                format_bytes(w.allocated.memory_bytes),
+                format_bytes(w.capacity.memory_bytes)
+            ),
             w.running.len().to_string(),
             w.last_seen_ms_ago
                 .map(|ms| format!("{} ago", format_duration_ms(ms)))
@@ -288,12 +330,14 @@ pub async fn policy(g: &Global, a: PolicyArgs) -> Result<ExitCode> {
     let mut policy = client.policy().await?;
     let changing = a.queue.is_some() || a.placement.is_some() || a.preemption.is_some();
     if let Some(q) = &a.queue {
-        policy.queue = QueuePolicyKind::from_name(q)
-            .ok_or_else(|| anyhow::anyhow!("{q:?} is not a queue policy: use fcfs, priority, sjf or fair"))?;
+        policy.queue = QueuePolicyKind::from_name(q).ok_or_else(|| {
+            anyhow::anyhow!("{q:?} is not a queue policy: use fcfs, priority, sjf or fair")
+        })?;
     }
     if let Some(p) = &a.placement {
-        policy.placement = PlacementPolicyKind::from_name(p)
-            .ok_or_else(|| anyhow::anyhow!("{p:?} is not a placement policy: use binpack, spread or round-robin"))?;
+        policy.placement = PlacementPolicyKind::from_name(p).ok_or_else(|| {
+            anyhow::anyhow!("{p:?} is not a placement policy: use binpack, spread or round-robin")
+        })?;
     }
     if let Some(p) = &a.preemption {
         policy.preemption = match p.as_str() {
@@ -310,7 +354,10 @@ pub async fn policy(g: &Global, a: PolicyArgs) -> Result<ExitCode> {
     } else {
         println!("queue:      {}", policy.queue.name());
         println!("placement:  {}", policy.placement.name());
-        println!("preemption: {}", if policy.preemption { "on" } else { "off" });
+        println!(
+            "preemption: {}",
+            if policy.preemption { "on" } else { "off" }
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -321,12 +368,19 @@ pub async fn cluster(g: &Global) -> Result<ExitCode> {
         render::print_json(&c)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("drover {} · node {} · leader {:?} · term {}", c.version, c.node_id, c.leader, c.term);
+    println!(
+        "drover {} · node {} · leader {:?} · term {}",
+        c.version, c.node_id, c.leader, c.term
+    );
     println!(
         "workers: {} active, {} draining, {} lost",
         c.workers_active, c.workers_draining, c.workers_lost
     );
-    println!("policy: queue {}, placement {}", c.policy.queue.name(), c.policy.placement.name());
+    println!(
+        "policy: queue {}, placement {}",
+        c.policy.queue.name(),
+        c.policy.placement.name()
+    );
     for (s, n) in &c.tasks {
         if *n > 0 {
             println!("  {:<18} {n}", render::state(*s));

@@ -24,7 +24,8 @@
 
 use anyhow::{Context, Result, anyhow, bail};
 use drover_types::{
-    ArraySpec, Backoff, DepRef, JobSpec, LabelSelector, Resources, RetryPolicy, TaskSpec, parse_bytes, parse_cpus,
+    ArraySpec, Backoff, DepRef, JobSpec, LabelSelector, Resources, RetryPolicy, TaskSpec,
+    parse_bytes, parse_cpus,
 };
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -159,7 +160,11 @@ pub fn parse_duration_ms(text: &str) -> Result<u64> {
 }
 
 pub fn parse_selector(text: &str) -> Result<LabelSelector> {
-    LabelSelector::parse(text).ok_or_else(|| anyhow!("{text:?} is not a label selector (use key=value, key!=value, 'key in a|b', key, !key)"))
+    LabelSelector::parse(text).ok_or_else(|| {
+        anyhow!(
+            "{text:?} is not a label selector (use key=value, key!=value, 'key in a|b', key, !key)"
+        )
+    })
 }
 
 impl TaskEntry {
@@ -185,7 +190,8 @@ impl TaskEntry {
         let mut backoff = Backoff::default();
         if let Some(b) = self.backoff {
             if let Some(x) = b.initial {
-                backoff.initial_ms = parse_duration_ms(&x).with_context(|| at("backoff.initial"))?;
+                backoff.initial_ms =
+                    parse_duration_ms(&x).with_context(|| at("backoff.initial"))?;
             }
             if let Some(x) = b.max {
                 backoff.max_ms = parse_duration_ms(&x).with_context(|| at("backoff.max"))?;
@@ -196,11 +202,15 @@ impl TaskEntry {
         }
         let array = match self.array {
             None => None,
-            Some(Array::Count(n)) if n > 0 => Some(ArraySpec { start: 0, end: n - 1 }),
+            Some(Array::Count(n)) if n > 0 => Some(ArraySpec {
+                start: 0,
+                end: n - 1,
+            }),
             Some(Array::Count(_)) => bail!("{}: an array needs at least one element", at("array")),
-            Some(Array::Range(r)) => {
-                Some(ArraySpec::parse(&r).ok_or_else(|| anyhow!("{}: {r:?} is not a range like 0-9", at("array")))?)
-            }
+            Some(Array::Range(r)) => Some(
+                ArraySpec::parse(&r)
+                    .ok_or_else(|| anyhow!("{}: {r:?} is not a range like 0-9", at("array")))?,
+            ),
             Some(Array::Spec { start, end }) => Some(ArraySpec { start, end }),
         };
         Ok(TaskSpec {
@@ -220,7 +230,11 @@ impl TaskEntry {
                 })
                 .collect(),
             priority: self.priority,
-            max_runtime_ms: self.timeout.map(|t| parse_duration_ms(&t)).transpose().with_context(|| at("timeout"))?,
+            max_runtime_ms: self
+                .timeout
+                .map(|t| parse_duration_ms(&t))
+                .transpose()
+                .with_context(|| at("timeout"))?,
             expected_runtime_ms: self
                 .expected_runtime
                 .map(|t| parse_duration_ms(&t))
@@ -253,7 +267,8 @@ impl TaskEntry {
 
 /// Reads a job file (YAML, of which JSON is a subset).
 pub fn load(path: &Path) -> Result<JobSpec> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the job file {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the job file {}", path.display()))?;
     parse(&text).with_context(|| format!("in the job file {}", path.display()))
 }
 
@@ -306,7 +321,13 @@ tasks:
         assert_eq!(part.array.unwrap().len(), 10);
         let combine = &job.tasks[1];
         assert_eq!(combine.command, vec!["sort", "-n"]);
-        assert_eq!(combine.after, vec![DepRef::Key("part".into()), DepRef::Id(drover_types::TaskId(7))]);
+        assert_eq!(
+            combine.after,
+            vec![
+                DepRef::Key("part".into()),
+                DepRef::Id(drover_types::TaskId(7))
+            ]
+        );
     }
 
     #[test]

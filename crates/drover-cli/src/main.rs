@@ -41,7 +41,9 @@ pub struct Global {
 
 impl Global {
     pub fn data_dir(&self) -> PathBuf {
-        self.data_dir.clone().unwrap_or_else(discovery::default_data_dir)
+        self.data_dir
+            .clone()
+            .unwrap_or_else(discovery::default_data_dir)
     }
 
     /// A client for the server named by the flags, or the local one.
@@ -102,7 +104,10 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -7,7 +7,9 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use drover_client::{Client, ListQuery};
 use drover_proto::api::{JobInfo, SubmitResponse};
-use drover_types::{ArraySpec, DepRef, JobSpec, RetryPolicy, TaskId, TaskSpec, TaskState, parse_bytes, parse_cpus};
+use drover_types::{
+    ArraySpec, DepRef, JobSpec, RetryPolicy, TaskId, TaskSpec, TaskState, parse_bytes, parse_cpus,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
@@ -83,7 +85,9 @@ fn pairs(items: &[String], what: &str) -> Result<BTreeMap<String, String>> {
 
 fn task_from_args(a: &SubmitArgs) -> Result<TaskSpec> {
     if a.command.is_empty() {
-        bail!("give the command after `--` (e.g. `drover submit -- echo hello`), or a job file with -f");
+        bail!(
+            "give the command after `--` (e.g. `drover submit -- echo hello`), or a job file with -f"
+        );
     }
     let mut spec = TaskSpec::command(a.command.clone());
     if a.shell {
@@ -102,17 +106,29 @@ fn task_from_args(a: &SubmitArgs) -> Result<TaskSpec> {
     spec.resources.gpus = a.gpus;
     spec.priority = a.priority;
     spec.after = a.after.iter().map(|d| DepRef::parse(d)).collect();
-    spec.max_runtime_ms = a.timeout.as_deref().map(parse_duration_ms).transpose().context("--timeout")?;
+    spec.max_runtime_ms = a
+        .timeout
+        .as_deref()
+        .map(parse_duration_ms)
+        .transpose()
+        .context("--timeout")?;
     spec.retry = RetryPolicy {
         max_attempts: a.retries.saturating_add(1),
         ..RetryPolicy::default()
     };
     if let Some(r) = &a.array {
-        spec.array = Some(ArraySpec::parse(r).ok_or_else(|| anyhow::anyhow!("--array {r:?} is not a range like 1-100"))?);
+        spec.array = Some(
+            ArraySpec::parse(r)
+                .ok_or_else(|| anyhow::anyhow!("--array {r:?} is not a range like 1-100"))?,
+        );
     }
     spec.labels = pairs(&a.labels, "--label")?;
     spec.env = pairs(&a.env, "--env")?;
-    spec.constraints = a.constraints.iter().map(|c| parse_selector(c)).collect::<Result<_>>()?;
+    spec.constraints = a
+        .constraints
+        .iter()
+        .map(|c| parse_selector(c))
+        .collect::<Result<_>>()?;
     Ok(spec)
 }
 
@@ -191,7 +207,10 @@ pub async fn submit(g: &Global, a: SubmitArgs, run: bool) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if !g.json && !run {
-        eprintln!("submitted job {} ({} task(s) from {})", resp.job, resp.count, resp.first);
+        eprintln!(
+            "submitted job {} ({} task(s) from {})",
+            resp.job, resp.count, resp.first
+        );
     }
     let info = wait_job(&client, &resp, !g.json).await?;
     if run {
@@ -237,7 +256,12 @@ async fn job_exit_code(client: &Client, info: &JobInfo) -> ExitCode {
     ExitCode::from(code as u8)
 }
 
-async fn print_results(client: &Client, g: &Global, info: &JobInfo, sinks: &[TaskId]) -> Result<ExitCode> {
+async fn print_results(
+    client: &Client,
+    g: &Global,
+    info: &JobInfo,
+    sinks: &[TaskId],
+) -> Result<ExitCode> {
     let mut results = Vec::new();
     for id in sinks {
         let task = client.task(&id.to_string()).await?;
@@ -279,8 +303,10 @@ fn bar(total: u64, show: bool) -> ProgressBar {
     }
     let pb = ProgressBar::new(total);
     pb.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} done {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} done {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     pb
 }
@@ -290,7 +316,12 @@ async fn wait_job(client: &Client, resp: &SubmitResponse, show: bool) -> Result<
     let pb = bar(resp.count, show);
     loop {
         let info = client.job(resp.job.0).await?;
-        let done: u64 = info.states.iter().filter(|(s, _)| s.is_final()).map(|(_, n)| n).sum();
+        let done: u64 = info
+            .states
+            .iter()
+            .filter(|(s, _)| s.is_final())
+            .map(|(_, n)| n)
+            .sum();
         pb.set_position(done);
         let running = info.states.get(&TaskState::Running).copied().unwrap_or(0);
         pb.set_message(format!("({running} running)"));
@@ -341,16 +372,34 @@ pub async fn wait(g: &Global, a: WaitArgs) -> Result<ExitCode> {
         let mut open_jobs = Vec::new();
         for j in jobs {
             let info = client.job(j).await?;
-            job_done += info.states.iter().filter(|(s, _)| s.is_final()).map(|(_, n)| n).sum::<u64>();
+            job_done += info
+                .states
+                .iter()
+                .filter(|(s, _)| s.is_final())
+                .map(|(_, n)| n)
+                .sum::<u64>();
             if info.finished {
                 failed |= !info.succeeded;
-                finals.insert(format!("job {j}"), if info.succeeded { TaskState::Succeeded } else { TaskState::Failed });
+                finals.insert(
+                    format!("job {j}"),
+                    if info.succeeded {
+                        TaskState::Succeeded
+                    } else {
+                        TaskState::Failed
+                    },
+                );
             } else {
                 open_jobs.push(j);
             }
         }
         jobs = open_jobs;
-        pb.set_position(finals.iter().filter(|(k, _)| !k.starts_with("job ")).count() as u64 + job_done);
+        pb.set_position(
+            finals
+                .iter()
+                .filter(|(k, _)| !k.starts_with("job "))
+                .count() as u64
+                + job_done,
+        );
         if pending.is_empty() && jobs.is_empty() {
             break;
         }
@@ -364,5 +413,9 @@ pub async fn wait(g: &Global, a: WaitArgs) -> Result<ExitCode> {
             println!("{t}: {}", render::state(*s));
         }
     }
-    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -2,7 +2,8 @@
 
 use bytes::Bytes;
 use drover_proto::api::{
-    CancelResponse, ClusterSummary, ErrorBody, Health, JobInfo, SubmitResponse, TaskInfo, TaskList, WorkerInfo,
+    CancelResponse, ClusterSummary, ErrorBody, Health, JobInfo, SubmitResponse, TaskInfo, TaskList,
+    WorkerInfo,
 };
 use drover_types::{JobSpec, PolicyConfig, TaskSpec};
 use futures_util::Stream;
@@ -111,7 +112,10 @@ impl Client {
 
     async fn json<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T, ClientError> {
         let resp = self.send(req).await?;
-        let bytes = resp.bytes().await.map_err(|e| ClientError::Decode(e.to_string()))?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
     }
 
@@ -120,11 +124,13 @@ impl Client {
     }
 
     pub async fn submit_task(&self, task: &TaskSpec) -> Result<SubmitResponse, ClientError> {
-        self.json(self.request(Method::POST, "/v1/tasks").json(task)).await
+        self.json(self.request(Method::POST, "/v1/tasks").json(task))
+            .await
     }
 
     pub async fn submit_job(&self, job: &JobSpec) -> Result<SubmitResponse, ClientError> {
-        self.json(self.request(Method::POST, "/v1/jobs").json(job)).await
+        self.json(self.request(Method::POST, "/v1/jobs").json(job))
+            .await
     }
 
     pub async fn task(&self, reference: &str) -> Result<TaskInfo, ClientError> {
@@ -133,16 +139,21 @@ impl Client {
     }
 
     pub async fn list(&self, query: &ListQuery) -> Result<TaskList, ClientError> {
-        self.json(self.request(Method::GET, "/v1/tasks").query(query)).await
-    }
-
-    pub async fn cancel_task(&self, reference: &str) -> Result<CancelResponse, ClientError> {
-        self.json(self.request(Method::POST, &format!("/v1/tasks/{}/cancel", encode(reference))))
+        self.json(self.request(Method::GET, "/v1/tasks").query(query))
             .await
     }
 
+    pub async fn cancel_task(&self, reference: &str) -> Result<CancelResponse, ClientError> {
+        self.json(self.request(
+            Method::POST,
+            &format!("/v1/tasks/{}/cancel", encode(reference)),
+        ))
+        .await
+    }
+
     pub async fn job(&self, id: u64) -> Result<JobInfo, ClientError> {
-        self.json(self.request(Method::GET, &format!("/v1/jobs/{id}"))).await
+        self.json(self.request(Method::GET, &format!("/v1/jobs/{id}")))
+            .await
     }
 
     pub async fn cancel_job(&self, id: u64) -> Result<CancelResponse, ClientError> {
@@ -163,19 +174,31 @@ impl Client {
     }
 
     pub async fn set_policy(&self, policy: &PolicyConfig) -> Result<PolicyConfig, ClientError> {
-        self.json(self.request(Method::PUT, "/v1/policy").json(policy)).await
+        self.json(self.request(Method::PUT, "/v1/policy").json(policy))
+            .await
     }
 
     /// A task's output from `offset`: the bytes and the offset after them.
-    pub async fn output(&self, reference: &str, stderr: bool, offset: u64) -> Result<(Bytes, u64), ClientError> {
+    pub async fn output(
+        &self,
+        reference: &str,
+        stderr: bool,
+        offset: u64,
+    ) -> Result<(Bytes, u64), ClientError> {
         let stream = if stderr { "stderr" } else { "stdout" };
         let resp = self
             .send(
-                self.request(Method::GET, &format!("/v1/tasks/{}/output", encode(reference)))
-                    .query(&[("stream", stream), ("offset", &offset.to_string())]),
+                self.request(
+                    Method::GET,
+                    &format!("/v1/tasks/{}/output", encode(reference)),
+                )
+                .query(&[("stream", stream), ("offset", &offset.to_string())]),
             )
             .await?;
-        let bytes = resp.bytes().await.map_err(|e| ClientError::Decode(e.to_string()))?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
         let next = offset + bytes.len() as u64;
         Ok((bytes, next))
     }
@@ -189,8 +212,11 @@ impl Client {
         let stream = if stderr { "stderr" } else { "stdout" };
         let resp = self
             .send(
-                self.request(Method::GET, &format!("/v1/tasks/{}/output", encode(reference)))
-                    .query(&[("stream", stream), ("follow", "true")]),
+                self.request(
+                    Method::GET,
+                    &format!("/v1/tasks/{}/output", encode(reference)),
+                )
+                .query(&[("stream", stream), ("follow", "true")]),
             )
             .await?;
         use futures_util::StreamExt;
@@ -200,7 +226,12 @@ impl Client {
     }
 
     /// Raw request, for tests of the API's edges.
-    pub async fn raw(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<(StatusCode, Bytes), ClientError> {
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
         let mut req = self.request(method, path);
         if let Some(b) = body {
             req = req.header("content-type", "application/json").body(b);
@@ -210,14 +241,21 @@ impl Client {
             message: root_cause(&e),
         })?;
         let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| ClientError::Decode(e.to_string()))?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
         Ok((status, bytes))
     }
 }
 
 /// Task references are ids or keys of `[A-Za-z0-9-_.:/@]`; only `/` needs escaping.
 fn encode(reference: &str) -> String {
-    reference.replace('%', "%25").replace('/', "%2F").replace('?', "%3F").replace('#', "%23")
+    reference
+        .replace('%', "%25")
+        .replace('/', "%2F")
+        .replace('?', "%3F")
+        .replace('#', "%23")
 }
 
 fn root_cause(e: &dyn std::error::Error) -> String {

@@ -2,8 +2,8 @@
 
 use crate::worker::AttemptUsage;
 use drover_types::{
-    Attempt, FailureCause, JobId, Millis, Outcome, PolicyConfig, Resources, TaskId, TaskSpec, TaskState,
-    WorkerId, WorkerState, WorkerUsage,
+    Attempt, FailureCause, JobId, Millis, Outcome, PolicyConfig, Resources, TaskId, TaskSpec,
+    TaskState, WorkerId, WorkerState, WorkerUsage,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -198,7 +198,10 @@ mod tests {
 
     #[test]
     fn messages_are_tagged_json() {
-        let m = WorkerMessage::Started { task: TaskId(1), attempt: Attempt(1) };
+        let m = WorkerMessage::Started {
+            task: TaskId(1),
+            attempt: Attempt(1),
+        };
         let s = serde_json::to_string(&m).unwrap();
         assert_eq!(s, r#"{"type":"started","task":1,"attempt":1}"#);
     }

@@ -90,7 +90,11 @@ impl ClusterToken {
 const PUBLIC: &[&str] = &["/v1/health"];
 
 /// The middleware: 401 with a JSON body for a missing or wrong token.
-pub async fn require_token(State(token): State<ClusterToken>, request: Request, next: Next) -> Response {
+pub async fn require_token(
+    State(token): State<ClusterToken>,
+    request: Request,
+    next: Next,
+) -> Response {
     if PUBLIC.contains(&request.uri().path()) {
         return next.run(request).await;
     }
@@ -121,7 +125,10 @@ mod tests {
         let t2 = ClusterToken::load_or_create(&dir).unwrap();
         assert_eq!(t1.as_str(), t2.as_str());
         assert_eq!(t1.as_str().len(), 64);
-        let mode = std::fs::metadata(ClusterToken::path(&dir)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(ClusterToken::path(&dir))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         assert!(t1.matches(t1.as_str()));
         assert!(!t1.matches("nope"));

@@ -47,8 +47,13 @@ pub async fn dispatch_loop(node: Arc<Node>, mut rx: UnboundedReceiver<Vec<Dispat
                         },
                     );
                 }
-                Dispatch::FinishedAck { worker, task, attempt } => {
-                    node.sessions.send(worker, &ServerMessage::FinishedAck { task, attempt });
+                Dispatch::FinishedAck {
+                    worker,
+                    task,
+                    attempt,
+                } => {
+                    node.sessions
+                        .send(worker, &ServerMessage::FinishedAck { task, attempt });
                 }
             }
         }
@@ -75,7 +80,8 @@ pub async fn liveness_loop(node: Arc<Node>) {
         let (workers, timers_pending) = {
             let sm = node.state.read();
             let sched = sm.scheduler();
-            let workers: Vec<(WorkerId, WorkerState)> = sched.workers().map(|w| (w.id, w.state)).collect();
+            let workers: Vec<(WorkerId, WorkerState)> =
+                sched.workers().map(|w| (w.id, w.state)).collect();
             let counts = sched.counts();
             let timers = counts.of(TaskState::Backoff) > 0
                 || counts.of(TaskState::Running) > 0

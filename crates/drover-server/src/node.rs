@@ -28,6 +28,8 @@ impl Node {
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Node").field("node_id", &self.config.node_id).finish_non_exhaustive()
+        f.debug_struct("Node")
+            .field("node_id", &self.config.node_id)
+            .finish_non_exhaustive()
     }
 }

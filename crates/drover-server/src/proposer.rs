@@ -62,7 +62,10 @@ impl Proposer {
     }
 
     /// Proposes commands that must land in the same entry, in this order, and waits.
-    pub async fn propose_all(&self, commands: Vec<Command>) -> Result<Vec<CommandResult>, ProposeError> {
+    pub async fn propose_all(
+        &self,
+        commands: Vec<Command>,
+    ) -> Result<Vec<CommandResult>, ProposeError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Proposal {
@@ -148,7 +151,9 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Proposal>) {
                     Err(_) => Err(ProposeError::ShuttingDown),
                     Ok(Err(e)) => Err(match e {
                         openraft::error::ClientWriteError::ForwardToLeader(f) => {
-                            ProposeError::NotLeader { leader: f.leader_id }
+                            ProposeError::NotLeader {
+                                leader: f.leader_id,
+                            }
                         }
                         other => ProposeError::Raft(other.to_string()),
                     }),

@@ -22,13 +22,19 @@ use tokio::task::JoinHandle;
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("cannot use the data directory {path}: {source}")]
-    DataDir { path: PathBuf, source: std::io::Error },
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot open the log store {path}: {message}")]
     Store { path: PathBuf, message: String },
     #[error("raft: {0}")]
     Raft(String),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("no leader was elected within {0:?}")]
     NoLeader(Duration),
 }
@@ -84,10 +90,11 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         limits: config.limits.clone(),
         policy: config.policy.clone(),
     };
-    let state_store = StateStore::open(&dir, sched_config, dispatch_tx).map_err(|e| ServerError::Store {
-        path: dir.clone(),
-        message: e.to_string(),
-    })?;
+    let state_store =
+        StateStore::open(&dir, sched_config, dispatch_tx).map_err(|e| ServerError::Store {
+            path: dir.clone(),
+            message: e.to_string(),
+        })?;
     let shared = state_store.shared();
 
     let raft_config = openraft::Config {
@@ -102,9 +109,15 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     }
     .validate()
     .map_err(|e| ServerError::Raft(e.to_string()))?;
-    let raft = Raft::new(config.node_id, Arc::new(raft_config), NetworkFactory, log_store, state_store)
-        .await
-        .map_err(|e| ServerError::Raft(e.to_string()))?;
+    let raft = Raft::new(
+        config.node_id,
+        Arc::new(raft_config),
+        NetworkFactory,
+        log_store,
+        state_store,
+    )
+    .await
+    .map_err(|e| ServerError::Raft(e.to_string()))?;
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -117,8 +130,17 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         source,
     })?;
 
-    if !raft.is_initialized().await.map_err(|e| ServerError::Raft(e.to_string()))? {
-        let members = BTreeMap::from([(config.node_id, BasicNode { addr: addr.to_string() })]);
+    if !raft
+        .is_initialized()
+        .await
+        .map_err(|e| ServerError::Raft(e.to_string()))?
+    {
+        let members = BTreeMap::from([(
+            config.node_id,
+            BasicNode {
+                addr: addr.to_string(),
+            },
+        )]);
         raft.initialize(members)
             .await
             .map_err(|e| ServerError::Raft(e.to_string()))?;

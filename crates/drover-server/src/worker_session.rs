@@ -42,7 +42,13 @@ async fn send(socket: &mut WebSocket, message: &ServerMessage) -> Result<(), Ses
 }
 
 async fn reject(mut socket: WebSocket, reason: String) -> Result<(), SessionError> {
-    let _ = send(&mut socket, &ServerMessage::Reject { reason: reason.clone() }).await;
+    let _ = send(
+        &mut socket,
+        &ServerMessage::Reject {
+            reason: reason.clone(),
+        },
+    )
+    .await;
     let _ = socket.close().await;
     Err(SessionError::Rejected(reason))
 }
@@ -50,19 +56,24 @@ async fn reject(mut socket: WebSocket, reason: String) -> Result<(), SessionErro
 async fn serve(node: Arc<Node>, mut socket: WebSocket) -> Result<(), SessionError> {
     let first = match tokio::time::timeout(HELLO_TIMEOUT, socket.recv()).await {
         Ok(Some(Ok(Message::Text(t)))) => t,
-        Ok(_) => return Err(SessionError::Protocol("the first message must be a hello".into())),
+        Ok(_) => {
+            return Err(SessionError::Protocol(
+                "the first message must be a hello".into(),
+            ));
+        }
         Err(_) => return Err(SessionError::NoHello(HELLO_TIMEOUT)),
     };
-    let (protocol_version, spec, mut running, finished) = match serde_json::from_str::<WorkerMessage>(&first) {
-        Ok(WorkerMessage::Hello {
-            protocol_version,
-            spec,
-            running,
-            finished,
-        }) => (protocol_version, spec, running, finished),
-        Ok(_) => return reject(socket, "the first message must be a hello".into()).await,
-        Err(e) => return reject(socket, format!("malformed hello: {e}")).await,
-    };
+    let (protocol_version, spec, mut running, finished) =
+        match serde_json::from_str::<WorkerMessage>(&first) {
+            Ok(WorkerMessage::Hello {
+                protocol_version,
+                spec,
+                running,
+                finished,
+            }) => (protocol_version, spec, running, finished),
+            Ok(_) => return reject(socket, "the first message must be a hello".into()).await,
+            Err(e) => return reject(socket, format!("malformed hello: {e}")).await,
+        };
     if protocol_version != PROTOCOL_VERSION {
         return reject(
             socket,
@@ -93,7 +104,9 @@ async fn serve(node: Arc<Node>, mut socket: WebSocket) -> Result<(), SessionErro
                 if let Some(view) = sched.task(task) {
                     let key = (task, view.attempt);
                     let reported = running.contains(&key)
-                        || finished.iter().any(|r| r.task == task && r.attempt == view.attempt);
+                        || finished
+                            .iter()
+                            .any(|r| r.task == task && r.attempt == view.attempt);
                     if view.state == TaskState::Assigned && !reported {
                         running.push(key);
                         resend.push(key);
@@ -104,7 +117,11 @@ async fn serve(node: Arc<Node>, mut socket: WebSocket) -> Result<(), SessionErro
     }
     let mut commands: Vec<Command> = Vec::new();
     if let Some(id) = known {
-        commands.extend(finished.into_iter().map(|report| Command::TaskFinished { worker: id, report }));
+        commands.extend(
+            finished
+                .into_iter()
+                .map(|report| Command::TaskFinished { worker: id, report }),
+        );
     }
     commands.push(Command::WorkerJoin {
         spec: spec.clone(),
@@ -145,10 +162,12 @@ async fn serve(node: Arc<Node>, mut socket: WebSocket) -> Result<(), SessionErro
             .iter()
             .filter_map(|(t, a)| {
                 let view = sm.scheduler().task(*t)?;
-                (view.attempt == *a && view.state == TaskState::Assigned && view.worker == Some(worker))
-                    .then(|| sm.start_message(*t, *a))
-                    .flatten()
-                    .map(ServerMessage::Start)
+                (view.attempt == *a
+                    && view.state == TaskState::Assigned
+                    && view.worker == Some(worker))
+                .then(|| sm.start_message(*t, *a))
+                .flatten()
+                .map(ServerMessage::Start)
             })
             .collect()
     };
@@ -194,14 +213,20 @@ async fn read_loop(
             Message::Text(text) => match serde_json::from_str::<WorkerMessage>(&text) {
                 Ok(WorkerMessage::Heartbeat { usage }) => node.sessions.touch(worker, Some(usage)),
                 Ok(WorkerMessage::Started { task, attempt }) => {
-                    node.proposer
-                        .propose_nowait(Command::TaskStarted { task, attempt, worker });
+                    node.proposer.propose_nowait(Command::TaskStarted {
+                        task,
+                        attempt,
+                        worker,
+                    });
                 }
                 Ok(WorkerMessage::Finished(report)) => {
-                    node.proposer.propose_nowait(Command::TaskFinished { worker, report });
+                    node.proposer
+                        .propose_nowait(Command::TaskFinished { worker, report });
                 }
                 Ok(WorkerMessage::Hello { .. }) => {
-                    return Err(SessionError::Protocol("a second hello on one connection".into()));
+                    return Err(SessionError::Protocol(
+                        "a second hello on one connection".into(),
+                    ));
                 }
                 Err(e) => return Err(SessionError::Protocol(format!("malformed message: {e}"))),
             },

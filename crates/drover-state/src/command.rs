@@ -18,15 +18,37 @@ pub struct LogEntry {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Command {
-    Submit { job: JobSpec },
-    Cancel { target: CancelTarget },
-    WorkerJoin { spec: WorkerSpec, running: Vec<(TaskId, Attempt)> },
-    WorkerLost { worker: WorkerId },
-    WorkerDrain { worker: WorkerId },
-    WorkerResume { worker: WorkerId },
-    TaskStarted { task: TaskId, attempt: Attempt, worker: WorkerId },
-    TaskFinished { worker: WorkerId, report: AttemptReport },
-    SetPolicy { policy: PolicyConfig },
+    Submit {
+        job: JobSpec,
+    },
+    Cancel {
+        target: CancelTarget,
+    },
+    WorkerJoin {
+        spec: WorkerSpec,
+        running: Vec<(TaskId, Attempt)>,
+    },
+    WorkerLost {
+        worker: WorkerId,
+    },
+    WorkerDrain {
+        worker: WorkerId,
+    },
+    WorkerResume {
+        worker: WorkerId,
+    },
+    TaskStarted {
+        task: TaskId,
+        attempt: Attempt,
+        worker: WorkerId,
+    },
+    TaskFinished {
+        worker: WorkerId,
+        report: AttemptReport,
+    },
+    SetPolicy {
+        policy: PolicyConfig,
+    },
     /// Nothing but the passage of time: lets timers (time limits, retry backoffs) fire.
     Tick,
 }

@@ -32,10 +32,23 @@ pub struct JobRecord {
 /// list and drop it.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Dispatch {
-    Start { worker: WorkerId, start: Box<StartTask> },
-    Kill { worker: WorkerId, task: TaskId, attempt: Attempt, grace_ms: u64, reason: KillReason },
+    Start {
+        worker: WorkerId,
+        start: Box<StartTask>,
+    },
+    Kill {
+        worker: WorkerId,
+        task: TaskId,
+        attempt: Attempt,
+        grace_ms: u64,
+        reason: KillReason,
+    },
     /// The end of this attempt is recorded (or was stale): the worker may forget it.
-    FinishedAck { worker: WorkerId, task: TaskId, attempt: Attempt },
+    FinishedAck {
+        worker: WorkerId,
+        task: TaskId,
+        attempt: Attempt,
+    },
 }
 
 /// The durable state, as written into a snapshot.
@@ -89,7 +102,12 @@ impl StateMachine {
         (results, dispatches)
     }
 
-    fn apply_command(&mut self, now: Millis, command: &Command, out: &mut Vec<Dispatch>) -> CommandResult {
+    fn apply_command(
+        &mut self,
+        now: Millis,
+        command: &Command,
+        out: &mut Vec<Dispatch>,
+    ) -> CommandResult {
         let event = match command {
             Command::Submit { job } => Event::Submit { job: job.clone() },
             Command::Cancel { target } => Event::Cancel { target: *target },
@@ -100,7 +118,11 @@ impl StateMachine {
             Command::WorkerLost { worker } => Event::WorkerLost { worker: *worker },
             Command::WorkerDrain { worker } => Event::WorkerDrain { worker: *worker },
             Command::WorkerResume { worker } => Event::WorkerResume { worker: *worker },
-            Command::TaskStarted { task, attempt, worker } => Event::TaskStarted {
+            Command::TaskStarted {
+                task,
+                attempt,
+                worker,
+            } => Event::TaskStarted {
                 task: *task,
                 attempt: *attempt,
                 worker: *worker,
@@ -120,7 +142,9 @@ impl StateMachine {
                     outcome: report.outcome.clone(),
                 }
             }
-            Command::SetPolicy { policy } => Event::SetPolicy { policy: policy.clone() },
+            Command::SetPolicy { policy } => Event::SetPolicy {
+                policy: policy.clone(),
+            },
             Command::Tick => return CommandResult::Done,
         };
         match self.sched.apply(now, event) {
@@ -153,7 +177,9 @@ impl StateMachine {
                 } else if let Some(worker) = applied.worker {
                     CommandResult::WorkerJoined { worker }
                 } else if matches!(command, Command::Cancel { .. }) {
-                    CommandResult::Cancelled { count: applied.cancelled }
+                    CommandResult::Cancelled {
+                        count: applied.cancelled,
+                    }
                 } else {
                     CommandResult::Done
                 }
@@ -164,7 +190,11 @@ impl StateMachine {
 
     fn push_action(&self, action: Action, out: &mut Vec<Dispatch>) {
         match action {
-            Action::Start { task, attempt, worker } => {
+            Action::Start {
+                task,
+                attempt,
+                worker,
+            } => {
                 if let Some(start) = self.start_message(task, attempt) {
                     out.push(Dispatch::Start {
                         worker,

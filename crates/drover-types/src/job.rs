@@ -92,7 +92,10 @@ mod tests {
     #[test]
     fn dep_refs_read_as_ids_or_keys() {
         let deps: Vec<DepRef> = serde_json::from_str(r#"[17, "prepare"]"#).unwrap();
-        assert_eq!(deps, vec![DepRef::Id(TaskId(17)), DepRef::Key("prepare".into())]);
+        assert_eq!(
+            deps,
+            vec![DepRef::Id(TaskId(17)), DepRef::Key("prepare".into())]
+        );
         assert_eq!(DepRef::parse("42"), DepRef::Id(TaskId(42)));
         assert_eq!(DepRef::parse("a42"), DepRef::Key("a42".into()));
     }

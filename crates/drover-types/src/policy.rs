@@ -44,9 +44,11 @@ impl QueuePolicyKind {
             "sjf" | "shortest-job-first" | "shortest_job_first" => {
                 Some(QueuePolicyKind::ShortestJobFirst)
             }
-            "fair" | "fair-share" | "fair_share" | "fairshare" => Some(QueuePolicyKind::FairShare {
-                weights: BTreeMap::new(),
-            }),
+            "fair" | "fair-share" | "fair_share" | "fairshare" => {
+                Some(QueuePolicyKind::FairShare {
+                    weights: BTreeMap::new(),
+                })
+            }
             _ => None,
         }
     }

@@ -72,7 +72,7 @@ impl fmt::Display for Resources {
 }
 
 fn format_cpus(milli: u32) -> String {
-    if milli % 1000 == 0 {
+    if milli.is_multiple_of(1000) {
         (milli / 1000).to_string()
     } else {
         let s = format!("{}.{:03}", milli / 1000, milli % 1000);

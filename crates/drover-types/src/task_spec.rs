@@ -170,8 +170,8 @@ impl Backoff {
     pub fn delay_before(&self, next_attempt: u32) -> u64 {
         let mut delay = self.initial_ms;
         for _ in 2..next_attempt {
-            delay = (delay as u128 * self.multiplier_percent as u128 / 100)
-                .min(self.max_ms as u128) as u64;
+            delay = (delay as u128 * self.multiplier_percent as u128 / 100).min(self.max_ms as u128)
+                as u64;
             if delay >= self.max_ms {
                 break;
             }
@@ -278,7 +278,11 @@ mod tests {
         labels.insert("zone".to_string(), "a".to_string());
         assert!(LabelSelector::parse("zone=a").unwrap().matches(&labels));
         assert!(!LabelSelector::parse("zone!=a").unwrap().matches(&labels));
-        assert!(LabelSelector::parse("zone in b|a").unwrap().matches(&labels));
+        assert!(
+            LabelSelector::parse("zone in b|a")
+                .unwrap()
+                .matches(&labels)
+        );
         assert!(LabelSelector::parse("zone").unwrap().matches(&labels));
         assert!(LabelSelector::parse("!gpu").unwrap().matches(&labels));
         assert!(LabelSelector::parse("=x").is_none());

@@ -60,6 +60,9 @@ mod tests {
 
     #[test]
     fn millis_display_is_time_of_day_utc() {
-        assert_eq!(Millis(((12 * 3600) + 4 * 60 + 31) * 1000).to_string(), "12:04:31");
+        assert_eq!(
+            Millis(((12 * 3600) + 4 * 60 + 31) * 1000).to_string(),
+            "12:04:31"
+        );
     }
 }

@@ -57,12 +57,19 @@ pub fn validate_task(spec: &TaskSpec, limits: &Limits, path: &str) -> Check {
         ));
     }
     if spec.command[0].is_empty() {
-        return Err(ValidationError::new(f("command[0]"), "the program name is empty"));
+        return Err(ValidationError::new(
+            f("command[0]"),
+            "the program name is empty",
+        ));
     }
     if spec.command.len() > limits.max_command_args {
         return Err(ValidationError::new(
             f("command"),
-            format!("has {} arguments; at most {} are allowed", spec.command.len(), limits.max_command_args),
+            format!(
+                "has {} arguments; at most {} are allowed",
+                spec.command.len(),
+                limits.max_command_args
+            ),
         ));
     }
     for (i, arg) in spec.command.iter().enumerate() {
@@ -71,7 +78,11 @@ pub fn validate_task(spec: &TaskSpec, limits: &Limits, path: &str) -> Check {
     if spec.env.len() > limits.max_env_vars {
         return Err(ValidationError::new(
             f("env"),
-            format!("has {} variables; at most {} are allowed", spec.env.len(), limits.max_env_vars),
+            format!(
+                "has {} variables; at most {} are allowed",
+                spec.env.len(),
+                limits.max_env_vars
+            ),
         ));
     }
     let mut env_bytes = 0usize;
@@ -84,7 +95,10 @@ pub fn validate_task(spec: &TaskSpec, limits: &Limits, path: &str) -> Check {
             ));
         }
         if k.starts_with("DROVER_") {
-            return Err(ValidationError::new(field, "names starting with DROVER_ are reserved for Drover"));
+            return Err(ValidationError::new(
+                field,
+                "names starting with DROVER_ are reserved for Drover",
+            ));
         }
         check_string(v, limits, &field)?;
         env_bytes += k.len() + v.len();
@@ -92,20 +106,30 @@ pub fn validate_task(spec: &TaskSpec, limits: &Limits, path: &str) -> Check {
     if env_bytes > limits.max_env_bytes {
         return Err(ValidationError::new(
             f("env"),
-            format!("is {env_bytes} bytes; at most {} are allowed", limits.max_env_bytes),
+            format!(
+                "is {env_bytes} bytes; at most {} are allowed",
+                limits.max_env_bytes
+            ),
         ));
     }
     if let Some(dir) = &spec.workdir {
         check_string(dir, limits, &f("workdir"))?;
         if dir.is_empty() {
-            return Err(ValidationError::new(f("workdir"), "must not be empty when given"));
+            return Err(ValidationError::new(
+                f("workdir"),
+                "must not be empty when given",
+            ));
         }
     }
     validate_resources(spec, limits, &f("resources"))?;
     if spec.after.len() > limits.max_deps_per_task {
         return Err(ValidationError::new(
             f("after"),
-            format!("has {} dependencies; at most {} are allowed", spec.after.len(), limits.max_deps_per_task),
+            format!(
+                "has {} dependencies; at most {} are allowed",
+                spec.after.len(),
+                limits.max_deps_per_task
+            ),
         ));
     }
     for (i, dep) in spec.after.iter().enumerate() {
@@ -113,7 +137,10 @@ pub fn validate_task(spec: &TaskSpec, limits: &Limits, path: &str) -> Check {
             validate_key(k, limits, &f(&format!("after[{i}]")))?;
         }
     }
-    for (name, value) in [("max_runtime_ms", spec.max_runtime_ms), ("expected_runtime_ms", spec.expected_runtime_ms)] {
+    for (name, value) in [
+        ("max_runtime_ms", spec.max_runtime_ms),
+        ("expected_runtime_ms", spec.expected_runtime_ms),
+    ] {
         if let Some(ms) = value
             && (ms < limits.min_runtime_ms || ms > limits.max_runtime_ms)
         {
@@ -130,10 +157,15 @@ pub fn validate_task(spec: &TaskSpec, limits: &Limits, path: &str) -> Check {
     if retry.max_attempts == 0 || retry.max_attempts > limits.max_attempts {
         return Err(ValidationError::new(
             f("retry.max_attempts"),
-            format!("must be between 1 and {} (1 means never retried)", limits.max_attempts),
+            format!(
+                "must be between 1 and {} (1 means never retried)",
+                limits.max_attempts
+            ),
         ));
     }
-    if retry.backoff.initial_ms > limits.max_backoff_ms || retry.backoff.max_ms > limits.max_backoff_ms {
+    if retry.backoff.initial_ms > limits.max_backoff_ms
+        || retry.backoff.max_ms > limits.max_backoff_ms
+    {
         return Err(ValidationError::new(
             f("retry.backoff"),
             format!("delays must be at most {} ms", limits.max_backoff_ms),
@@ -146,25 +178,40 @@ pub fn validate_task(spec: &TaskSpec, limits: &Limits, path: &str) -> Check {
         ));
     }
     if retry.backoff.max_ms < retry.backoff.initial_ms {
-        return Err(ValidationError::new(f("retry.backoff.max_ms"), "must be at least initial_ms"));
+        return Err(ValidationError::new(
+            f("retry.backoff.max_ms"),
+            "must be at least initial_ms",
+        ));
     }
     if spec.labels.len() > limits.max_labels {
-        return Err(ValidationError::new(f("labels"), format!("at most {} labels are allowed", limits.max_labels)));
+        return Err(ValidationError::new(
+            f("labels"),
+            format!("at most {} labels are allowed", limits.max_labels),
+        ));
     }
     for (k, v) in &spec.labels {
         check_label_key(k, &f("labels"))?;
         check_string(v, limits, &f(&format!("labels.{k}")))?;
     }
-    for (name, selectors) in [("constraints", &spec.constraints), ("affinity", &spec.affinity)] {
+    for (name, selectors) in [
+        ("constraints", &spec.constraints),
+        ("affinity", &spec.affinity),
+    ] {
         if selectors.len() > limits.max_labels {
-            return Err(ValidationError::new(f(name), format!("at most {} selectors are allowed", limits.max_labels)));
+            return Err(ValidationError::new(
+                f(name),
+                format!("at most {} selectors are allowed", limits.max_labels),
+            ));
         }
         for (i, sel) in selectors.iter().enumerate() {
             validate_selector(sel, limits, &f(&format!("{name}[{i}]")))?;
         }
     }
     if spec.inputs.len() > limits.max_inputs {
-        return Err(ValidationError::new(f("inputs"), format!("at most {} input keys are allowed", limits.max_inputs)));
+        return Err(ValidationError::new(
+            f("inputs"),
+            format!("at most {} input keys are allowed", limits.max_inputs),
+        ));
     }
     for (i, k) in spec.inputs.iter().enumerate() {
         check_string(k, limits, &f(&format!("inputs[{i}]")))?;
@@ -172,12 +219,19 @@ pub fn validate_task(spec: &TaskSpec, limits: &Limits, path: &str) -> Check {
     check_string(&spec.owner, limits, &f("owner"))?;
     if let Some(array) = &spec.array {
         if array.is_empty() {
-            return Err(ValidationError::new(f("array"), "end must not be below start"));
+            return Err(ValidationError::new(
+                f("array"),
+                "end must not be below start",
+            ));
         }
         if array.len() > limits.max_array_len {
             return Err(ValidationError::new(
                 f("array"),
-                format!("has {} elements; at most {} are allowed", array.len(), limits.max_array_len),
+                format!(
+                    "has {} elements; at most {} are allowed",
+                    array.len(),
+                    limits.max_array_len
+                ),
             ));
         }
     }
@@ -199,13 +253,19 @@ fn validate_resources(spec: &TaskSpec, limits: &Limits, path: &str) -> Check {
         ("cpu_milli", r.cpu_milli as u64),
     ] {
         if amount > MAX_RESOURCE_AMOUNT {
-            return Err(ValidationError::new(format!("{path}.{name}"), format!("{amount} is too large")));
+            return Err(ValidationError::new(
+                format!("{path}.{name}"),
+                format!("{amount} is too large"),
+            ));
         }
     }
     if r.custom.len() > limits.max_custom_resources {
         return Err(ValidationError::new(
             format!("{path}.custom"),
-            format!("at most {} custom resources are allowed", limits.max_custom_resources),
+            format!(
+                "at most {} custom resources are allowed",
+                limits.max_custom_resources
+            ),
         ));
     }
     for (k, v) in &r.custom {
@@ -231,7 +291,10 @@ fn validate_selector(sel: &LabelSelector, limits: &Limits, path: &str) -> Check 
     if !ok {
         return Err(ValidationError::new(
             format!("{path}.values"),
-            format!("{n} values do not suit op {:?} (eq/ne take 1, in/not_in 1 or more, exists/not_exists none)", sel.op),
+            format!(
+                "{n} values do not suit op {:?} (eq/ne take 1, in/not_in 1 or more, exists/not_exists none)",
+                sel.op
+            ),
         ));
     }
     for (i, v) in sel.values.iter().enumerate() {
@@ -244,7 +307,11 @@ fn check_string(s: &str, limits: &Limits, field: &str) -> Check {
     if s.len() > limits.max_string_bytes {
         return Err(ValidationError::new(
             field,
-            format!("is {} bytes; at most {} are allowed", s.len(), limits.max_string_bytes),
+            format!(
+                "is {} bytes; at most {} are allowed",
+                s.len(),
+                limits.max_string_bytes
+            ),
         ));
     }
     if s.contains('\0') {
@@ -256,7 +323,8 @@ fn check_string(s: &str, limits: &Limits, field: &str) -> Check {
 fn check_label_key(k: &str, field: &str) -> Check {
     let ok = !k.is_empty()
         && k.len() <= 253
-        && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
     if ok {
         Ok(())
     } else {
@@ -270,9 +338,15 @@ fn check_label_key(k: &str, field: &str) -> Check {
 /// A task key: 1 to 256 characters of letters, digits, `-_.:/@`, not all digits.
 fn validate_key(key: &str, _limits: &Limits, field: &str) -> Check {
     if key.is_empty() || key.len() > 256 {
-        return Err(ValidationError::new(field, "a key must be 1 to 256 characters"));
+        return Err(ValidationError::new(
+            field,
+            "a key must be 1 to 256 characters",
+        ));
     }
-    if !key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/' | '@')) {
+    if !key
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/' | '@'))
+    {
         return Err(ValidationError::new(
             field,
             format!("{key:?} has a character other than letters, digits and -_.:/@"),
@@ -281,7 +355,9 @@ fn validate_key(key: &str, _limits: &Limits, field: &str) -> Check {
     if key.chars().all(|c| c.is_ascii_digit()) {
         return Err(ValidationError::new(
             field,
-            format!("{key:?} is all digits; all-digit ids are the ones Drover assigns, so a key needs a letter or a sign"),
+            format!(
+                "{key:?} is all digits; all-digit ids are the ones Drover assigns, so a key needs a letter or a sign"
+            ),
         ));
     }
     Ok(())
@@ -293,7 +369,10 @@ pub fn validate_job(job: &JobSpec, limits: &Limits) -> Result<u64, ValidationErr
     check_string(&job.name, limits, "name")?;
     check_string(&job.owner, limits, "owner")?;
     if job.tasks.is_empty() {
-        return Err(ValidationError::new("tasks", "a job needs at least one task"));
+        return Err(ValidationError::new(
+            "tasks",
+            "a job needs at least one task",
+        ));
     }
     let mut total: u64 = 0;
     let mut keys: HashMap<&str, usize> = HashMap::new();
@@ -304,7 +383,10 @@ pub fn validate_job(job: &JobSpec, limits: &Limits) -> Result<u64, ValidationErr
         if total > limits.max_tasks_per_job {
             return Err(ValidationError::new(
                 "tasks",
-                format!("the job expands to more than {} tasks", limits.max_tasks_per_job),
+                format!(
+                    "the job expands to more than {} tasks",
+                    limits.max_tasks_per_job
+                ),
             ));
         }
         if let Some(key) = &task.key
@@ -317,7 +399,10 @@ pub fn validate_job(job: &JobSpec, limits: &Limits) -> Result<u64, ValidationErr
         }
     }
     if let Some(cycle) = find_cycle(job, &keys) {
-        let names: Vec<&str> = cycle.iter().map(|&i| job.tasks[i].key.as_deref().unwrap_or("?")).collect();
+        let names: Vec<&str> = cycle
+            .iter()
+            .map(|&i| job.tasks[i].key.as_deref().unwrap_or("?"))
+            .collect();
         return Err(ValidationError::new(
             format!("tasks[{}].after", cycle[0]),
             format!("dependency cycle: {}", names.join(" -> ")),
@@ -361,7 +446,8 @@ fn find_cycle(job: &JobSpec, keys: &HashMap<&str, usize>) -> Option<Vec<usize>> 
                     }
                     1 => {
                         let from = stack.iter().position(|(v, _, _)| *v == next).unwrap_or(0);
-                        let mut cycle: Vec<usize> = stack[from..].iter().map(|(v, _, _)| *v).collect();
+                        let mut cycle: Vec<usize> =
+                            stack[from..].iter().map(|(v, _, _)| *v).collect();
                         cycle.push(next);
                         return Some(cycle);
                     }
@@ -390,7 +476,10 @@ mod tests {
     }
 
     fn job(tasks: Vec<TaskSpec>) -> JobSpec {
-        JobSpec { tasks, ..JobSpec::default() }
+        JobSpec {
+            tasks,
+            ..JobSpec::default()
+        }
     }
 
     fn err(job: &JobSpec) -> ValidationError {
@@ -403,16 +492,90 @@ mod tests {
         let table: Vec<(&str, TaskSpec, &str)> = vec![
             ("empty command", TaskSpec::default(), "command"),
             ("empty program", TaskSpec::command([""]), "command[0]"),
-            ("zero cpu", TaskSpec { resources: crate::Resources::default(), ..TaskSpec::command(["x"]) }, "resources.cpu_milli"),
-            ("huge memory", TaskSpec { resources: crate::Resources { cpu_milli: 1, memory_bytes: u64::MAX, ..Default::default() }, ..TaskSpec::command(["x"]) }, "resources.memory_bytes"),
-            ("time limit too short", TaskSpec { max_runtime_ms: Some(1), ..TaskSpec::command(["x"]) }, "max_runtime_ms"),
-            ("zero attempts", TaskSpec { retry: crate::RetryPolicy { max_attempts: 0, ..Default::default() }, ..TaskSpec::command(["x"]) }, "retry.max_attempts"),
-            ("all-digit key", TaskSpec { key: Some("123".into()), ..TaskSpec::command(["x"]) }, "key"),
-            ("NUL in argument", TaskSpec::command(["x", "a\0b"]), "command[1]"),
-            ("oversize argument", TaskSpec::command(["x".repeat(70_000)]), "command[0]"),
-            ("reserved env", TaskSpec { env: [("DROVER_X".to_string(), "1".to_string())].into(), ..TaskSpec::command(["x"]) }, "env.DROVER_X"),
-            ("empty array", TaskSpec { array: Some(ArraySpec { start: 3, end: 2 }), ..TaskSpec::command(["x"]) }, "array"),
-            ("oversize array", TaskSpec { array: Some(ArraySpec { start: 0, end: 2_000_000 }), ..TaskSpec::command(["x"]) }, "array"),
+            (
+                "zero cpu",
+                TaskSpec {
+                    resources: crate::Resources::default(),
+                    ..TaskSpec::command(["x"])
+                },
+                "resources.cpu_milli",
+            ),
+            (
+                "huge memory",
+                TaskSpec {
+                    resources: crate::Resources {
+                        cpu_milli: 1,
+                        memory_bytes: u64::MAX,
+                        ..Default::default()
+                    },
+                    ..TaskSpec::command(["x"])
+                },
+                "resources.memory_bytes",
+            ),
+            (
+                "time limit too short",
+                TaskSpec {
+                    max_runtime_ms: Some(1),
+                    ..TaskSpec::command(["x"])
+                },
+                "max_runtime_ms",
+            ),
+            (
+                "zero attempts",
+                TaskSpec {
+                    retry: crate::RetryPolicy {
+                        max_attempts: 0,
+                        ..Default::default()
+                    },
+                    ..TaskSpec::command(["x"])
+                },
+                "retry.max_attempts",
+            ),
+            (
+                "all-digit key",
+                TaskSpec {
+                    key: Some("123".into()),
+                    ..TaskSpec::command(["x"])
+                },
+                "key",
+            ),
+            (
+                "NUL in argument",
+                TaskSpec::command(["x", "a\0b"]),
+                "command[1]",
+            ),
+            (
+                "oversize argument",
+                TaskSpec::command(["x".repeat(70_000)]),
+                "command[0]",
+            ),
+            (
+                "reserved env",
+                TaskSpec {
+                    env: [("DROVER_X".to_string(), "1".to_string())].into(),
+                    ..TaskSpec::command(["x"])
+                },
+                "env.DROVER_X",
+            ),
+            (
+                "empty array",
+                TaskSpec {
+                    array: Some(ArraySpec { start: 3, end: 2 }),
+                    ..TaskSpec::command(["x"])
+                },
+                "array",
+            ),
+            (
+                "oversize array",
+                TaskSpec {
+                    array: Some(ArraySpec {
+                        start: 0,
+                        end: 2_000_000,
+                    }),
+                    ..TaskSpec::command(["x"])
+                },
+                "array",
+            ),
         ];
         for (rule, spec, field) in table {
             let e = validate_task(&spec, &limits, "").expect_err(rule);
@@ -430,7 +593,11 @@ mod tests {
 
     #[test]
     fn cycles_are_reported_with_their_path() {
-        let e = err(&job(vec![task("a", &["c"]), task("b", &["a"]), task("c", &["b"])]));
+        let e = err(&job(vec![
+            task("a", &["c"]),
+            task("b", &["a"]),
+            task("c", &["b"]),
+        ]));
         assert_eq!(e.field, "tasks[0].after");
         assert_eq!(e.reason, "dependency cycle: a -> c -> b -> a");
         let e = err(&job(vec![task("self", &["self"])]));
@@ -449,7 +616,10 @@ mod tests {
 
     #[test]
     fn job_size_counts_array_elements() {
-        let limits = Limits { max_tasks_per_job: 10, ..Limits::default() };
+        let limits = Limits {
+            max_tasks_per_job: 10,
+            ..Limits::default()
+        };
         let mut t = TaskSpec::command(["x"]);
         t.array = Some(ArraySpec { start: 0, end: 10 });
         let e = validate_job(&job(vec![t]), &limits).unwrap_err();

@@ -3,8 +3,12 @@
 use crate::config::WorkerConfig;
 use crate::connection::{self, ConnectError, Socket};
 use crate::runner::{self, RunnerEvent};
-use drover_exec::{CgroupMode, Driver, DriverConfig, HostInfo, HostSampler, KillHandle, ProcessDriver};
-use drover_proto::worker::{AttemptReport, AttemptUsage, PROTOCOL_VERSION, ServerMessage, WorkerMessage};
+use drover_exec::{
+    CgroupMode, Driver, DriverConfig, HostInfo, HostSampler, KillHandle, ProcessDriver,
+};
+use drover_proto::worker::{
+    AttemptReport, AttemptUsage, PROTOCOL_VERSION, ServerMessage, WorkerMessage,
+};
 use drover_types::{Attempt, Outcome, TaskId, WorkerSpec};
 use futures_util::{SinkExt, StreamExt};
 use std::collections::{BTreeMap, HashMap};
@@ -53,7 +57,10 @@ struct Agent {
 
 /// Runs a worker until `shutdown` resolves (or a fatal error). Running tasks are killed
 /// on shutdown.
-pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Result<(), WorkerError> {
+pub async fn run(
+    config: WorkerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), WorkerError> {
     let work_root = config.data_dir.join("work");
     std::fs::create_dir_all(&work_root).map_err(|source| WorkerError::DataDir {
         path: work_root.clone(),
@@ -62,14 +69,24 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Re
     let agent_id: String = config
         .name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(64)
         .collect();
     let mut driver_config = DriverConfig::new(&work_root, agent_id);
     driver_config.kill_grace = config.kill_grace;
     driver_config.output_limit_bytes = config.output_limit_bytes;
     driver_config.result_limit_bytes = config.result_limit_bytes;
-    driver_config.cgroups = if config.cgroups { CgroupMode::Auto } else { CgroupMode::Off };
+    driver_config.cgroups = if config.cgroups {
+        CgroupMode::Auto
+    } else {
+        CgroupMode::Off
+    };
     let driver = ProcessDriver::new(driver_config)?;
     tracing::info!(mode = %driver.mode_description(), "execution driver ready");
     let host = HostInfo::detect(&work_root)?;
@@ -98,9 +115,15 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Re
     // Attempts a previous run of this agent left behind cannot be watched any more:
     // end them, and report them ended so the server can retry them per their policy.
     for orphan in agent.driver.reap_orphans() {
-        tracing::warn!(task = orphan.task, attempt = orphan.attempt, "killed an attempt left by a previous run of this worker");
+        tracing::warn!(
+            task = orphan.task,
+            attempt = orphan.attempt,
+            "killed an attempt left by a previous run of this worker"
+        );
         let key = (TaskId(orphan.task), Attempt(orphan.attempt));
-        agent.unacked.insert(key, ended_report(key, Outcome::Killed));
+        agent
+            .unacked
+            .insert(key, ended_report(key, Outcome::Killed));
     }
     tokio::pin!(shutdown);
     let result = agent.serve(&mut shutdown).await;
@@ -125,7 +148,10 @@ fn ended_report((task, attempt): (TaskId, Attempt), outcome: Outcome) -> Attempt
 
 async fn send_json(socket: &mut Socket, message: &WorkerMessage) -> Result<(), String> {
     let text = serde_json::to_string(message).map_err(|e| e.to_string())?;
-    socket.send(Message::Text(text.into())).await.map_err(|e| e.to_string())
+    socket
+        .send(Message::Text(text.into()))
+        .await
+        .map_err(|e| e.to_string())
 }
 
 enum SessionEnd {
@@ -134,7 +160,10 @@ enum SessionEnd {
 }
 
 impl Agent {
-    async fn serve(&mut self, shutdown: &mut (impl Future<Output = ()> + Unpin)) -> Result<(), WorkerError> {
+    async fn serve(
+        &mut self,
+        shutdown: &mut (impl Future<Output = ()> + Unpin),
+    ) -> Result<(), WorkerError> {
         let mut backoff = Duration::from_millis(100);
         loop {
             let connected = tokio::select! {
@@ -178,7 +207,10 @@ impl Agent {
             return;
         }
         let margin = (self.config.kill_grace + Duration::from_secs(1)).max(self.lost_after / 5);
-        let fence_at = self.lost_after.saturating_sub(margin).max(self.lost_after / 2);
+        let fence_at = self
+            .lost_after
+            .saturating_sub(margin)
+            .max(self.lost_after / 2);
         if self.last_contact.elapsed() >= fence_at {
             tracing::warn!(
                 tasks = self.running.len(),
@@ -221,7 +253,11 @@ impl Agent {
         let welcome = match tokio::time::timeout(WELCOME_TIMEOUT, socket.next()).await {
             Ok(Some(Ok(Message::Text(t)))) => serde_json::from_str::<ServerMessage>(&t).ok(),
             Ok(_) => None,
-            Err(_) => return Ok(SessionEnd::Disconnected("no welcome from the server".into())),
+            Err(_) => {
+                return Ok(SessionEnd::Disconnected(
+                    "no welcome from the server".into(),
+                ));
+            }
         };
         match welcome {
             Some(ServerMessage::Welcome {
@@ -240,7 +276,11 @@ impl Agent {
                 }
                 return Ok(SessionEnd::Disconnected(format!("rejected: {reason}")));
             }
-            _ => return Ok(SessionEnd::Disconnected("no welcome from the server".into())),
+            _ => {
+                return Ok(SessionEnd::Disconnected(
+                    "no welcome from the server".into(),
+                ));
+            }
         }
         self.last_contact = Instant::now();
         self.fenced = false;

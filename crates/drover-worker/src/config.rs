@@ -36,7 +36,12 @@ pub struct WorkerConfig {
 }
 
 impl WorkerConfig {
-    pub fn new(server: impl Into<String>, token: impl Into<String>, name: impl Into<String>, data_dir: PathBuf) -> Self {
+    pub fn new(
+        server: impl Into<String>,
+        token: impl Into<String>,
+        name: impl Into<String>,
+        data_dir: PathBuf,
+    ) -> Self {
         WorkerConfig {
             server: server.into(),
             token: token.into(),

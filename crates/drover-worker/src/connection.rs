@@ -22,7 +22,10 @@ pub enum ConnectError {
 
 impl ConnectError {
     pub fn is_fatal(&self) -> bool {
-        matches!(self, ConnectError::Unauthorized | ConnectError::BadUrl { .. })
+        matches!(
+            self,
+            ConnectError::Unauthorized | ConnectError::BadUrl { .. }
+        )
     }
 }
 
@@ -46,18 +49,24 @@ pub fn endpoint(server: &str) -> Result<String, ConnectError> {
 
 pub async fn connect(server: &str, token: &str) -> Result<Socket, ConnectError> {
     let url = endpoint(server)?;
-    let mut request = url.as_str().into_client_request().map_err(|e| ConnectError::BadUrl {
-        url: url.clone(),
-        message: e.to_string(),
-    })?;
-    let value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| ConnectError::BadUrl {
-        url: url.clone(),
-        message: "the token has characters a header cannot carry".into(),
-    })?;
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| ConnectError::BadUrl {
+            url: url.clone(),
+            message: e.to_string(),
+        })?;
+    let value =
+        HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| ConnectError::BadUrl {
+            url: url.clone(),
+            message: "the token has characters a header cannot carry".into(),
+        })?;
     request.headers_mut().insert(AUTHORIZATION, value);
     match tokio_tungstenite::connect_async(request).await {
         Ok((socket, _)) => Ok(socket),
-        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) if resp.status() == StatusCode::UNAUTHORIZED => {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp))
+            if resp.status() == StatusCode::UNAUTHORIZED =>
+        {
             Err(ConnectError::Unauthorized)
         }
         Err(e) => Err(ConnectError::Unreachable {

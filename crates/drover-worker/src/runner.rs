@@ -47,7 +47,11 @@ fn stdin_of(start: &StartTask) -> Option<Vec<u8>> {
 
 /// Launches the attempt and returns its kill handle; a task reports its end through
 /// `events`. A launch the driver refuses is reported as a spawn failure at once.
-pub fn launch(driver: &Arc<dyn Driver>, start: StartTask, events: mpsc::UnboundedSender<RunnerEvent>) -> KillHandle {
+pub fn launch(
+    driver: &Arc<dyn Driver>,
+    start: StartTask,
+    events: mpsc::UnboundedSender<RunnerEvent>,
+) -> KillHandle {
     let (out_tx, mut out_rx) = mpsc::channel::<OutputChunk>(256);
     let spec = LaunchSpec {
         task: start.task.0,
@@ -57,7 +61,8 @@ pub fn launch(driver: &Arc<dyn Driver>, start: StartTask, events: mpsc::Unbounde
         env: task_env(&start),
         workdir: start.spec.workdir.as_ref().map(Into::into),
         time_limit: start.spec.max_runtime_ms.map(Duration::from_millis),
-        memory_limit_bytes: (start.spec.resources.memory_bytes > 0).then_some(start.spec.resources.memory_bytes),
+        memory_limit_bytes: (start.spec.resources.memory_bytes > 0)
+            .then_some(start.spec.resources.memory_bytes),
         cpu_milli: start.spec.resources.cpu_milli,
         stdin: stdin_of(&start),
         output: Some(out_tx),
@@ -69,7 +74,9 @@ pub fn launch(driver: &Arc<dyn Driver>, start: StartTask, events: mpsc::Unbounde
             let _ = events.send(RunnerEvent::Finished(AttemptReport {
                 task,
                 attempt,
-                outcome: Outcome::SpawnFailed { message: e.to_string() },
+                outcome: Outcome::SpawnFailed {
+                    message: e.to_string(),
+                },
                 usage: AttemptUsage::default(),
                 result: String::new(),
                 stdout_bytes: 0,

@@ -24,7 +24,8 @@ pub async fn summary(State(node): State<Arc<Node>>) -> Json<ClusterSummary> {
     let sm = node.state.read();
     let sched = sm.scheduler();
     let counts = sched.counts();
-    let tasks: BTreeMap<TaskState, u64> = TaskState::ALL.iter().map(|s| (*s, counts.of(*s))).collect();
+    let tasks: BTreeMap<TaskState, u64> =
+        TaskState::ALL.iter().map(|s| (*s, counts.of(*s))).collect();
     Json(ClusterSummary {
         version: env!("CARGO_PKG_VERSION").to_string(),
         node_id: node.config.node_id,
@@ -78,17 +79,38 @@ pub async fn set_policy(
     }
 }
 
-async fn worker_command(node: &Node, command: Command) -> Result<Json<serde_json::Value>, ApiError> {
+async fn worker_command(
+    node: &Node,
+    command: Command,
+) -> Result<Json<serde_json::Value>, ApiError> {
     match node.proposer.propose(command).await? {
         CommandResult::Rejected(r) => Err(r.into()),
         _ => Ok(Json(serde_json::json!({"ok": true}))),
     }
 }
 
-pub async fn drain(State(node): State<Arc<Node>>, Path(id): Path<u32>) -> Result<Json<serde_json::Value>, ApiError> {
-    worker_command(&node, Command::WorkerDrain { worker: WorkerId(id) }).await
+pub async fn drain(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<u32>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    worker_command(
+        &node,
+        Command::WorkerDrain {
+            worker: WorkerId(id),
+        },
+    )
+    .await
 }
 
-pub async fn resume(State(node): State<Arc<Node>>, Path(id): Path<u32>) -> Result<Json<serde_json::Value>, ApiError> {
-    worker_command(&node, Command::WorkerResume { worker: WorkerId(id) }).await
+pub async fn resume(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<u32>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    worker_command(
+        &node,
+        Command::WorkerResume {
+            worker: WorkerId(id),
+        },
+    )
+    .await
 }

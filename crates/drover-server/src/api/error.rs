@@ -14,7 +14,12 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &str, message: impl Into<String>, field: Option<String>) -> ApiError {
+    pub fn new(
+        status: StatusCode,
+        code: &str,
+        message: impl Into<String>,
+        field: Option<String>,
+    ) -> ApiError {
         ApiError {
             status,
             detail: ErrorDetail {
@@ -38,11 +43,21 @@ impl ApiError {
     }
 
     pub fn too_large(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message, None)
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            message,
+            None,
+        )
     }
 
     pub fn unavailable(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message, None)
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            message,
+            None,
+        )
     }
 
     pub fn internal(message: impl Into<String>) -> ApiError {
@@ -65,8 +80,12 @@ impl From<Rejection> for ApiError {
 impl From<ProposeError> for ApiError {
     fn from(e: ProposeError) -> ApiError {
         match e {
-            ProposeError::NotLeader { .. } | ProposeError::ShuttingDown => ApiError::unavailable(e.to_string()),
-            ProposeError::Raft(m) => ApiError::unavailable(format!("the replicated log could not take the write: {m}")),
+            ProposeError::NotLeader { .. } | ProposeError::ShuttingDown => {
+                ApiError::unavailable(e.to_string())
+            }
+            ProposeError::Raft(m) => {
+                ApiError::unavailable(format!("the replicated log could not take the write: {m}"))
+            }
         }
     }
 }

@@ -25,7 +25,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             }
         })?;
         if bytes.is_empty() {
-            return Err(ApiError::invalid(None, "the request body is empty; send JSON"));
+            return Err(ApiError::invalid(
+                None,
+                "the request body is empty; send JSON",
+            ));
         }
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
@@ -33,8 +36,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             let field = (path != ".").then_some(path);
             ApiError::invalid(field, e.inner().to_string())
         })?;
-        de.end()
-            .map_err(|e| ApiError::invalid(None, format!("trailing data after the JSON body: {e}")))?;
+        de.end().map_err(|e| {
+            ApiError::invalid(None, format!("trailing data after the JSON body: {e}"))
+        })?;
         Ok(JsonBody(value))
     }
 }

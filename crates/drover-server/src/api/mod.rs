@@ -29,7 +29,10 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/health", get(cluster::health))
         .route("/v1/openapi.json", get(openapi::document))
         .route("/v1/cluster", get(cluster::summary))
-        .route("/v1/policy", get(cluster::get_policy).put(cluster::set_policy))
+        .route(
+            "/v1/policy",
+            get(cluster::get_policy).put(cluster::set_policy),
+        )
         .route("/v1/workers", get(cluster::workers))
         .route("/v1/workers/{id}/drain", post(cluster::drain))
         .route("/v1/workers/{id}/resume", post(cluster::resume))
@@ -40,7 +43,10 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/jobs", post(tasks::submit_job))
         .route("/v1/jobs/{job}", get(tasks::get_job))
         .route("/v1/jobs/{job}/cancel", post(tasks::cancel_job))
-        .route(drover_proto::worker::WORKER_CONNECT_PATH, get(crate::worker_session::connect))
+        .route(
+            drover_proto::worker::WORKER_CONNECT_PATH,
+            get(crate::worker_session::connect),
+        )
         .fallback(|| async { ApiError::not_found("no such route; see /v1/openapi.json") })
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(token, require_token))

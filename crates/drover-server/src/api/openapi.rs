@@ -8,23 +8,83 @@ use serde_json::{Value, json};
 
 /// Every documented route, as (method, path, summary, success status).
 pub const ROUTES: &[(&str, &str, &str, &str)] = &[
-    ("get", "/v1/health", "Liveness of this server (no credentials needed)", "200"),
+    (
+        "get",
+        "/v1/health",
+        "Liveness of this server (no credentials needed)",
+        "200",
+    ),
     ("get", "/v1/openapi.json", "This document", "200"),
-    ("get", "/v1/cluster", "Cluster summary: tasks per state, workers, leader, policy", "200"),
+    (
+        "get",
+        "/v1/cluster",
+        "Cluster summary: tasks per state, workers, leader, policy",
+        "200",
+    ),
     ("get", "/v1/policy", "The scheduling policy", "200"),
     ("put", "/v1/policy", "Switch the scheduling policy", "200"),
-    ("get", "/v1/workers", "Workers: capacity, allocation, usage, running tasks, state", "200"),
-    ("post", "/v1/workers/{id}/drain", "Stop placing tasks on a worker; running ones finish", "200"),
-    ("post", "/v1/workers/{id}/resume", "Place tasks on a drained worker again", "200"),
-    ("get", "/v1/tasks", "List tasks (filters: state, job, name, label; cursor pagination)", "200"),
+    (
+        "get",
+        "/v1/workers",
+        "Workers: capacity, allocation, usage, running tasks, state",
+        "200",
+    ),
+    (
+        "post",
+        "/v1/workers/{id}/drain",
+        "Stop placing tasks on a worker; running ones finish",
+        "200",
+    ),
+    (
+        "post",
+        "/v1/workers/{id}/resume",
+        "Place tasks on a drained worker again",
+        "200",
+    ),
+    (
+        "get",
+        "/v1/tasks",
+        "List tasks (filters: state, job, name, label; cursor pagination)",
+        "200",
+    ),
     ("post", "/v1/tasks", "Submit one task (a TaskSpec)", "201"),
-    ("get", "/v1/tasks/{task}", "One task by id or key: state, reason, attempts, times, result", "200"),
-    ("post", "/v1/tasks/{task}/cancel", "Cancel a task (or every element of an array key)", "200"),
-    ("get", "/v1/tasks/{task}/output", "A task's stdout or stderr from an offset; follow=true streams", "200"),
-    ("post", "/v1/jobs", "Submit a job: tasks accepted atomically (arrays, dependencies)", "201"),
+    (
+        "get",
+        "/v1/tasks/{task}",
+        "One task by id or key: state, reason, attempts, times, result",
+        "200",
+    ),
+    (
+        "post",
+        "/v1/tasks/{task}/cancel",
+        "Cancel a task (or every element of an array key)",
+        "200",
+    ),
+    (
+        "get",
+        "/v1/tasks/{task}/output",
+        "A task's stdout or stderr from an offset; follow=true streams",
+        "200",
+    ),
+    (
+        "post",
+        "/v1/jobs",
+        "Submit a job: tasks accepted atomically (arrays, dependencies)",
+        "201",
+    ),
     ("get", "/v1/jobs/{job}", "A job: its tasks per state", "200"),
-    ("post", "/v1/jobs/{job}/cancel", "Cancel every unfinished task of a job", "200"),
-    ("get", "/v1/worker/connect", "The worker protocol (WebSocket upgrade)", "101"),
+    (
+        "post",
+        "/v1/jobs/{job}/cancel",
+        "Cancel every unfinished task of a job",
+        "200",
+    ),
+    (
+        "get",
+        "/v1/worker/connect",
+        "The worker protocol (WebSocket upgrade)",
+        "101",
+    ),
 ];
 
 pub fn spec() -> Value {
@@ -50,7 +110,11 @@ pub fn spec() -> Value {
         if *path == "/v1/health" {
             op["security"] = json!([]);
         }
-        if matches!(*method, "post" | "put") && !path.contains("cancel") && !path.contains("drain") && !path.contains("resume") {
+        if matches!(*method, "post" | "put")
+            && !path.contains("cancel")
+            && !path.contains("drain")
+            && !path.contains("resume")
+        {
             let schema = match *path {
                 "/v1/tasks" => "TaskSpec",
                 "/v1/jobs" => "JobSpec",

@@ -50,7 +50,10 @@ pub async fn read(
             .resolve(&DepRef::parse(&task))
             .ok_or_else(|| ApiError::not_found(format!("no task {task:?}")))?;
         if range.count != 1 {
-            return Err(ApiError::invalid(Some("task".into()), format!("{task:?} names an array; ask for one task")));
+            return Err(ApiError::invalid(
+                Some("task".into()),
+                format!("{task:?} names an array; ask for one task"),
+            ));
         }
         let view = sm
             .scheduler()
@@ -69,7 +72,10 @@ pub async fn read(
         (range.first, attempt)
     };
     let offset = q.offset.unwrap_or(0);
-    let mut builder = Response::builder().header(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    let mut builder = Response::builder().header(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     if !q.follow.unwrap_or(false) {
         let (data, len) = node
             .output
@@ -108,7 +114,9 @@ pub async fn read(
                         None => (attempt, true),
                         Some(v) => (
                             v.attempt,
-                            v.attempt != attempt || v.state.is_final() || (attempt.0 > 0 && !v.state.is_on_worker()),
+                            v.attempt != attempt
+                                || v.state.is_final()
+                                || (attempt.0 > 0 && !v.state.is_on_worker()),
                         ),
                     }
                 };
@@ -128,4 +136,3 @@ pub async fn read(
         .body(Body::from_stream(body))
         .map_err(|e| ApiError::internal(e.to_string()))
 }
-

@@ -36,13 +36,21 @@ pub async fn submit_job(
     submit(&node, job, false).await
 }
 
-async fn submit(node: &Node, job: JobSpec, single: bool) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
+async fn submit(
+    node: &Node,
+    job: JobSpec,
+    single: bool,
+) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
     // Validate before proposing, so that malformed input never reaches the log. The
     // core validates again when applying (it also knows the task table).
     if let Err(mut e) = drover_types::validate_job(&job, &node.config.limits) {
         if single {
             // A single task was wrapped in a job: report its own field path.
-            e.field = e.field.strip_prefix("tasks[0].").unwrap_or(&e.field).to_string();
+            e.field = e
+                .field
+                .strip_prefix("tasks[0].")
+                .unwrap_or(&e.field)
+                .to_string();
         }
         return Err(ApiError::invalid(Some(e.field), e.reason));
     }
@@ -61,7 +69,9 @@ async fn submit(node: &Node, job: JobSpec, single: bool) -> Result<(StatusCode, 
             }
             Err(r.into())
         }
-        other => Err(ApiError::internal(format!("unexpected answer to a submission: {other:?}"))),
+        other => Err(ApiError::internal(format!(
+            "unexpected answer to a submission: {other:?}"
+        ))),
     }
 }
 
@@ -109,9 +119,16 @@ pub(crate) fn task_info(sm: &StateMachine, view: &TaskView<'_>, now: Millis) -> 
     let outcome = last.and_then(|a| a.outcome.clone());
     let (exit_code, signal) = exit_of(outcome.as_ref());
     let usage_of = |attempt| {
-        record.and_then(|r| r.usage.iter().find(|(a, _)| *a == attempt).map(|(_, u)| u.clone()))
+        record.and_then(|r| {
+            r.usage
+                .iter()
+                .find(|(a, _)| *a == attempt)
+                .map(|(_, u)| u.clone())
+        })
     };
-    let duration_ms = view.started_at.map(|s| view.ended_at.unwrap_or(now).saturating_sub(s));
+    let duration_ms = view
+        .started_at
+        .map(|s| view.ended_at.unwrap_or(now).saturating_sub(s));
     TaskInfo {
         id: view.id,
         job: view.job,
@@ -178,7 +195,10 @@ fn summary(sm: &StateMachine, view: &TaskView<'_>) -> TaskSummary {
     }
 }
 
-pub async fn get(State(node): State<Arc<Node>>, Path(task): Path<String>) -> Result<Json<TaskInfo>, ApiError> {
+pub async fn get(
+    State(node): State<Arc<Node>>,
+    Path(task): Path<String>,
+) -> Result<Json<TaskInfo>, ApiError> {
     let sm = node.state.read();
     let id = resolve_one(&sm, &task)?;
     let view = sm
@@ -203,7 +223,10 @@ pub struct ListQuery {
 
 const MAX_PAGE: usize = 1000;
 
-pub async fn list(State(node): State<Arc<Node>>, Query(q): Query<ListQuery>) -> Result<Json<TaskList>, ApiError> {
+pub async fn list(
+    State(node): State<Arc<Node>>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<TaskList>, ApiError> {
     let limit = q.limit.unwrap_or(100);
     if limit == 0 || limit > MAX_PAGE {
         return Err(ApiError::invalid(
@@ -217,7 +240,10 @@ pub async fn list(State(node): State<Arc<Node>>, Query(q): Query<ListQuery>) -> 
             text.split(',')
                 .map(|s| {
                     TaskState::parse(s).ok_or_else(|| {
-                        ApiError::invalid(Some("state".into()), format!("{s:?} is not a task state"))
+                        ApiError::invalid(
+                            Some("state".into()),
+                            format!("{s:?} is not a task state"),
+                        )
                     })
                 })
                 .collect::<Result<_, _>>()?,
@@ -225,9 +251,10 @@ pub async fn list(State(node): State<Arc<Node>>, Query(q): Query<ListQuery>) -> 
     };
     let label = match &q.label {
         None => None,
-        Some(l) => Some(l.split_once('=').ok_or_else(|| {
-            ApiError::invalid(Some("label".into()), "use key=value")
-        })?),
+        Some(l) => Some(
+            l.split_once('=')
+                .ok_or_else(|| ApiError::invalid(Some("label".into()), "use key=value"))?,
+        ),
     };
     let mut after: Option<TaskId> = match &q.cursor {
         None => None,
@@ -321,11 +348,16 @@ pub async fn cancel_job(
     {
         CommandResult::Cancelled { count } => Ok(Json(CancelResponse { cancelled: count })),
         CommandResult::Rejected(r) => Err(r.into()),
-        other => Err(ApiError::internal(format!("unexpected answer to a cancellation: {other:?}"))),
+        other => Err(ApiError::internal(format!(
+            "unexpected answer to a cancellation: {other:?}"
+        ))),
     }
 }
 
-pub async fn get_job(State(node): State<Arc<Node>>, Path(job): Path<u64>) -> Result<Json<JobInfo>, ApiError> {
+pub async fn get_job(
+    State(node): State<Arc<Node>>,
+    Path(job): Path<u64>,
+) -> Result<Json<JobInfo>, ApiError> {
     let sm = node.state.read();
     let record = sm
         .job(JobId(job))

@@ -83,7 +83,10 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Unbounded => Bound::Unbounded,
         };
         let mut out = Vec::new();
-        for item in table.range((Bound::Included(start), end)).map_err(read_err)? {
+        for item in table
+            .range((Bound::Included(start), end))
+            .map_err(read_err)?
+        {
             let (_, v) = item.map_err(read_err)?;
             out.push(serde_json::from_slice(v.value()).map_err(read_err)?);
         }
@@ -100,7 +103,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let table = txn.open_table(LOG).map_err(read_err)?;
         let last = match table.last().map_err(read_err)? {
             Some((_, v)) => {
-                let entry: Entry<TypeConfig> = serde_json::from_slice(v.value()).map_err(read_err)?;
+                let entry: Entry<TypeConfig> =
+                    serde_json::from_slice(v.value()).map_err(read_err)?;
                 Some(entry.log_id)
             }
             None => last_purged,
@@ -131,7 +135,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.get_meta::<Option<LogId<u64>>>(COMMITTED)?.flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
@@ -143,7 +151,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 let mut table = txn.open_table(LOG).map_err(write_err)?;
                 for entry in entries {
                     let bytes = serde_json::to_vec(&entry).map_err(write_err)?;
-                    table.insert(entry.log_id.index, bytes.as_slice()).map_err(write_err)?;
+                    table
+                        .insert(entry.log_id.index, bytes.as_slice())
+                        .map_err(write_err)?;
                 }
             }
             txn.commit().map_err(write_err)
@@ -164,7 +174,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let txn = self.db.begin_write().map_err(write_err)?;
         {
             let mut table = txn.open_table(LOG).map_err(write_err)?;
-            table.retain_in(log_id.index.., |_, _| false).map_err(write_err)?;
+            table
+                .retain_in(log_id.index.., |_, _| false)
+                .map_err(write_err)?;
         }
         txn.commit().map_err(write_err)
     }
@@ -174,9 +186,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let txn = self.db.begin_write().map_err(write_err)?;
         {
             let mut meta = txn.open_table(META).map_err(write_err)?;
-            meta.insert(LAST_PURGED, bytes.as_slice()).map_err(write_err)?;
+            meta.insert(LAST_PURGED, bytes.as_slice())
+                .map_err(write_err)?;
             let mut table = txn.open_table(LOG).map_err(write_err)?;
-            table.retain_in(..=log_id.index, |_, _| false).map_err(write_err)?;
+            table
+                .retain_in(..=log_id.index, |_, _| false)
+                .map_err(write_err)?;
         }
         txn.commit().map_err(write_err)
     }

@@ -11,8 +11,8 @@ use drover_sched::SchedulerConfig;
 use drover_state::{CommandResult, Dispatch, StateMachine, StateSnapshot};
 use openraft::storage::RaftStateMachine;
 use openraft::{
-    BasicNode, Entry, EntryPayload, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageIOError,
-    StoredMembership,
+    BasicNode, Entry, EntryPayload, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta,
+    StorageIOError, StoredMembership,
 };
 use serde::{Deserialize, Serialize};
 use std::io::{Cursor, Write};
@@ -87,7 +87,9 @@ impl StateStore {
                 };
                 (StateMachine::restore(file.state), applied)
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (StateMachine::new(config), Applied::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                (StateMachine::new(config), Applied::default())
+            }
             Err(e) => return Err(snap_read_err(e)),
         };
         Ok(StateStore {
@@ -123,7 +125,12 @@ impl RaftSnapshotBuilder<TypeConfig> for StateStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let (state, applied) = {
             let machine = self.shared.read();
-            let applied = self.shared.applied.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let applied = self
+                .shared
+                .applied
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
             (machine.snapshot(), applied)
         };
         let snapshot_id = match applied.last {
@@ -135,7 +142,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateStore {
             last_membership: applied.membership,
             snapshot_id,
         };
-        let file = SnapshotFile { meta: meta.clone(), state };
+        let file = SnapshotFile {
+            meta: meta.clone(),
+            state,
+        };
         let bytes = serde_json::to_vec(&file).map_err(snap_write_err)?;
         self.write_snapshot_file(&bytes)?;
         Ok(Snapshot {
@@ -151,7 +161,12 @@ impl RaftStateMachine<TypeConfig> for StateStore {
     async fn applied_state(
         &mut self,
     ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, BasicNode>), StorageError> {
-        let a = self.shared.applied.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let a = self
+            .shared
+            .applied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         Ok((a.last, a.membership))
     }
 
@@ -163,8 +178,16 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         let mut replies = Vec::new();
         let mut dispatches = Vec::new();
         {
-            let mut machine = self.shared.machine.write().unwrap_or_else(|p| p.into_inner());
-            let mut applied = self.shared.applied.lock().unwrap_or_else(|p| p.into_inner());
+            let mut machine = self
+                .shared
+                .machine
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
+            let mut applied = self
+                .shared
+                .applied
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             for entry in entries {
                 applied.last = Some(entry.log_id);
                 match entry.payload {
@@ -204,8 +227,16 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         let bytes = snapshot.into_inner();
         let file: SnapshotFile = serde_json::from_slice(&bytes).map_err(sm_read_err)?;
         self.write_snapshot_file(&bytes)?;
-        let mut machine = self.shared.machine.write().unwrap_or_else(|p| p.into_inner());
-        let mut applied = self.shared.applied.lock().unwrap_or_else(|p| p.into_inner());
+        let mut machine = self
+            .shared
+            .machine
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut applied = self
+            .shared
+            .applied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         *machine = StateMachine::restore(file.state);
         applied.last = meta.last_log_id;
         applied.membership = meta.last_membership.clone();
