@@ -1,6 +1,7 @@
 //! Starting and stopping a server.
 
 use crate::api;
+use axum::serve::ListenerExt;
 use crate::auth::ClusterToken;
 use crate::background;
 use crate::config::ServerConfig;
@@ -165,6 +166,11 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let app = api::router(node.clone());
     let (stop, stopped) = oneshot::channel::<()>();
     let http = tokio::spawn(async move {
+        // Small messages (a worker's "started", a server's "start") must leave at once:
+        // with Nagle's algorithm and delayed ACKs each exchange stalls ~40 ms.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let serve = axum::serve(listener, app).with_graceful_shutdown(async {
             let _ = stopped.await;
         });

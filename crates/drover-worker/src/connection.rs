@@ -62,7 +62,8 @@ pub async fn connect(server: &str, token: &str) -> Result<Socket, ConnectError> 
             message: "the token has characters a header cannot carry".into(),
         })?;
     request.headers_mut().insert(AUTHORIZATION, value);
-    match tokio_tungstenite::connect_async(request).await {
+    // No Nagle: reports are small and latency-bound (see the server's listener).
+    match tokio_tungstenite::connect_async_with_config(request, None, true).await {
         Ok((socket, _)) => Ok(socket),
         Err(tokio_tungstenite::tungstenite::Error::Http(resp))
             if resp.status() == StatusCode::UNAUTHORIZED =>
