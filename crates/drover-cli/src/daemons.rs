@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 #[derive(Debug, Args)]
@@ -56,6 +57,17 @@ pub struct WorkerArgs {
     #[arg(long, default_value = "5s")]
     kill_grace: String,
     /// Do not use cgroups even where they are writable
+    #[arg(long)]
+    no_cgroups: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReaperArgs {
+    /// The worker's data directory
+    #[arg(long)]
+    worker_dir: PathBuf,
+    #[arg(long)]
+    name: String,
     #[arg(long)]
     no_cgroups: bool,
 }
@@ -161,6 +173,50 @@ async fn stop_signal() {
     }
 }
 
+/// Starts a worker's reaper: a `drover worker-reaper` process in its own process group
+/// (so a terminal's Ctrl-C does not reach it), whose stdin is a pipe held by this
+/// process. However this process ends, even by SIGKILL, the pipe closes and the reaper
+/// kills the task processes the worker left behind.
+fn start_reaper(config: &WorkerConfig) -> Result<Child> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe()
+        .context("cannot find the drover executable to start the worker's reaper")?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("worker-reaper")
+        .arg("--worker-dir")
+        .arg(&config.data_dir)
+        .arg("--name")
+        .arg(&config.name);
+    if !config.cgroups {
+        cmd.arg("--no-cgroups");
+    }
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .process_group(0);
+    cmd.spawn().context("cannot start the worker's reaper")
+}
+
+/// Closes the lifeline after a clean stop (the agent already stopped its tasks) and
+/// lets the reaper finish.
+fn stop_reaper(mut reaper: Child) {
+    drop(reaper.stdin.take());
+    let _ = reaper.wait();
+}
+
+pub fn reaper(a: ReaperArgs) -> Result<ExitCode> {
+    let mut config = WorkerConfig::new(String::new(), String::new(), a.name, a.worker_dir);
+    config.cgroups = !a.no_cgroups;
+    for orphan in drover_worker::reap_when_agent_exits(&config, std::io::stdin()) {
+        tracing::warn!(
+            worker = %config.name,
+            task = orphan.task,
+            attempt = orphan.attempt,
+            "the worker exited without stopping this attempt; killed it"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn server(g: &Global, a: ServerArgs) -> Result<ExitCode> {
     let config = server_config(g, &a)?;
     let data_dir = config.data_dir.clone();
@@ -191,7 +247,10 @@ pub async fn worker(g: &Global, a: WorkerArgs) -> Result<ExitCode> {
         .ok_or_else(|| anyhow!("pass --token (or set DROVER_TOKEN): the cluster token is in the server's data directory, file 'token'"))?;
     let name = a.name.clone().unwrap_or_else(hostname);
     let config = worker_config(server, token, data.join("workers").join(&name), &a)?;
-    drover_worker::run(config, stop_signal()).await?;
+    let reaper = start_reaper(&config)?;
+    let result = drover_worker::run(config, stop_signal()).await;
+    stop_reaper(reaper);
+    result?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -219,6 +278,7 @@ pub async fn up(g: &Global, a: UpArgs) -> Result<ExitCode> {
         if a.workers > 1 {
             config.cpu_milli = Some(share);
         }
+        let reaper = start_reaper(&config)?;
         let mut stop = stop_tx.subscribe();
         workers.push(tokio::spawn(async move {
             if let Err(e) = drover_worker::run(config, async move {
@@ -228,6 +288,7 @@ pub async fn up(g: &Global, a: UpArgs) -> Result<ExitCode> {
             {
                 eprintln!("worker {name}: {e}");
             }
+            stop_reaper(reaper);
         }));
     }
     println!(

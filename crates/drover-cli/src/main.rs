@@ -92,12 +92,24 @@ enum Cmd {
     Policy(inspect::PolicyArgs),
     /// Cluster summary
     Cluster,
+    /// (internal) Kills a worker's leftover task processes once that worker exits
+    #[command(hide = true)]
+    WorkerReaper(daemons::ReaperArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let daemon = matches!(
+        cli.command,
+        Cmd::Up(_) | Cmd::Server(_) | Cmd::Worker(_) | Cmd::WorkerReaper(_)
+    );
+    if !daemon {
+        // `drover list | head` closes our stdout early: end quietly like other Unix
+        // tools rather than panicking on the next print. (Not for daemons: a worker
+        // writing to the stdin of a task that already exited must not die of it.)
+        reset_sigpipe();
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_env("DROVER_LOG").unwrap_or_else(|_| {
-        let daemon = matches!(cli.command, Cmd::Up(_) | Cmd::Server(_) | Cmd::Worker(_));
         tracing_subscriber::EnvFilter::new(if daemon { "info,openraft=warn" } else { "warn" })
     });
     tracing_subscriber::fmt()
@@ -140,5 +152,15 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Cmd::Workers => inspect::workers(g).await,
         Cmd::Policy(a) => inspect::policy(g, a).await,
         Cmd::Cluster => inspect::cluster(g).await,
+        Cmd::WorkerReaper(a) => daemons::reaper(a),
+    }
+}
+
+#[allow(unsafe_code)]
+fn reset_sigpipe() {
+    // SAFETY: restoring the default disposition of SIGPIPE at start-up, before any
+    // thread exists; Rust sets it to "ignore" for every program.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

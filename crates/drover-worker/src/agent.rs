@@ -61,23 +61,11 @@ pub async fn run(
     config: WorkerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), WorkerError> {
-    let work_root = config.data_dir.join("work");
+    let (work_root, agent_id) = identity(&config);
     std::fs::create_dir_all(&work_root).map_err(|source| WorkerError::DataDir {
         path: work_root.clone(),
         source,
     })?;
-    let agent_id: String = config
-        .name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(64)
-        .collect();
     let mut driver_config = DriverConfig::new(&work_root, agent_id);
     driver_config.kill_grace = config.kill_grace;
     driver_config.output_limit_bytes = config.output_limit_bytes;
@@ -131,6 +119,56 @@ pub async fn run(
         kill.kill(Duration::from_millis(500));
     }
     result
+}
+
+/// Where a worker's attempts live and the id that marks its processes.
+pub fn identity(config: &WorkerConfig) -> (std::path::PathBuf, String) {
+    let work_root = config.data_dir.join("work");
+    let mut agent_id: String = config
+        .name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    if agent_id.starts_with('.') || agent_id.is_empty() {
+        agent_id.insert(0, 'w');
+        agent_id.truncate(64);
+    }
+    (work_root, agent_id)
+}
+
+/// The reaper's half of the lifeline: blocks until `lifeline` reaches end of file (the
+/// agent that holds its other end has exited, however it died), then kills every task
+/// process that agent left behind. Run it in a separate process (`drover` does, in its
+/// own process group so a terminal's Ctrl-C does not reach it): otherwise an agent
+/// killed with SIGKILL would leave its tasks running unknown to anyone, and the
+/// server, declaring the worker lost, could start a second live attempt elsewhere.
+pub fn reap_when_agent_exits(
+    config: &WorkerConfig,
+    mut lifeline: impl std::io::Read,
+) -> Vec<drover_exec::OrphanReport> {
+    let mut sink = [0u8; 64];
+    while matches!(lifeline.read(&mut sink), Ok(n) if n > 0) {}
+    let (work_root, agent_id) = identity(config);
+    let mut driver_config = DriverConfig::new(&work_root, agent_id);
+    driver_config.cgroups = if config.cgroups {
+        CgroupMode::Auto
+    } else {
+        CgroupMode::Off
+    };
+    match ProcessDriver::new(driver_config) {
+        Ok(driver) => driver.reap_orphans(),
+        Err(e) => {
+            tracing::error!("the reaper cannot set up the driver: {e}");
+            Vec::new()
+        }
+    }
 }
 
 fn ended_report((task, attempt): (TaskId, Attempt), outcome: Outcome) -> AttemptReport {

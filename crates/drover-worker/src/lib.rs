@@ -12,5 +12,5 @@ mod config;
 mod connection;
 mod runner;
 
-pub use agent::{WorkerError, run};
+pub use agent::{WorkerError, identity, reap_when_agent_exits, run};
 pub use config::WorkerConfig;
