@@ -264,7 +264,9 @@ pub async fn up(g: &Global, a: UpArgs) -> Result<ExitCode> {
     let url = running.url();
     let token = running.node.token.as_str().to_string();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32 * 1000;
-    let share = (cpus / a.workers).max(100);
+    // Split the host's CPUs, but give each worker at least one core, so that a default
+    // one-core task fits anywhere (a demo on a small host over-subscribes a little).
+    let share = (cpus / a.workers).max(1000);
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut workers = Vec::new();
     for i in 1..=a.workers {
