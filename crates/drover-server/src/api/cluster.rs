@@ -1,10 +1,10 @@
 //! Cluster-wide reads and settings: health, summary, workers, policy.
 
 use super::error::ApiError;
-use super::json::JsonBody;
+use super::json::{JsonBody, PathParam};
 use crate::node::Node;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use drover_proto::api::{ClusterSummary, Health, WorkerInfo};
 use drover_state::{Command, CommandResult};
 use drover_types::{PolicyConfig, TaskState, WorkerId};
@@ -91,7 +91,7 @@ async fn worker_command(
 
 pub async fn drain(
     State(node): State<Arc<Node>>,
-    Path(id): Path<u32>,
+    PathParam(id): PathParam<u32>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     worker_command(
         &node,
@@ -104,7 +104,7 @@ pub async fn drain(
 
 pub async fn resume(
     State(node): State<Arc<Node>>,
-    Path(id): Path<u32>,
+    PathParam(id): PathParam<u32>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     worker_command(
         &node,

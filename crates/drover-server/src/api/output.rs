@@ -1,9 +1,10 @@
 //! Reading a task's output, from an offset, optionally following it live.
 
 use super::error::ApiError;
+use super::json::{PathParam, QueryParams};
 use crate::node::Node;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use drover_proto::worker::OutputStream;
@@ -30,8 +31,8 @@ const FOLLOW_POLL: Duration = Duration::from_millis(200);
 
 pub async fn read(
     State(node): State<Arc<Node>>,
-    Path(task): Path<String>,
-    Query(q): Query<OutputQuery>,
+    PathParam(task): PathParam<String>,
+    QueryParams(q): QueryParams<OutputQuery>,
 ) -> Result<Response, ApiError> {
     let stream = match q.stream.as_deref() {
         None | Some("stdout") => OutputStream::Stdout,

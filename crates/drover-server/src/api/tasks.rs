@@ -1,11 +1,11 @@
 //! Submitting, reading, listing and cancelling tasks and jobs.
 
 use super::error::ApiError;
-use super::json::JsonBody;
+use super::json::{JsonBody, PathParam, QueryParams};
 use super::wall_now;
 use crate::node::Node;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use drover_proto::api::{
     AttemptInfo, CancelResponse, JobInfo, SubmitResponse, TaskInfo, TaskList, TaskSummary,
@@ -197,7 +197,7 @@ fn summary(sm: &StateMachine, view: &TaskView<'_>) -> TaskSummary {
 
 pub async fn get(
     State(node): State<Arc<Node>>,
-    Path(task): Path<String>,
+    PathParam(task): PathParam<String>,
 ) -> Result<Json<TaskInfo>, ApiError> {
     let sm = node.state.read();
     let id = resolve_one(&sm, &task)?;
@@ -227,7 +227,7 @@ const MAX_SCAN: usize = 100_000;
 
 pub async fn list(
     State(node): State<Arc<Node>>,
-    Query(q): Query<ListQuery>,
+    QueryParams(q): QueryParams<ListQuery>,
 ) -> Result<Json<TaskList>, ApiError> {
     let limit = q.limit.unwrap_or(100);
     if limit == 0 || limit > MAX_PAGE {
@@ -306,7 +306,7 @@ pub async fn list(
 
 pub async fn cancel(
     State(node): State<Arc<Node>>,
-    Path(task): Path<String>,
+    PathParam(task): PathParam<String>,
 ) -> Result<Json<CancelResponse>, ApiError> {
     let range = {
         let sm = node.state.read();
@@ -335,7 +335,7 @@ pub async fn cancel(
 
 pub async fn cancel_job(
     State(node): State<Arc<Node>>,
-    Path(job): Path<u64>,
+    PathParam(job): PathParam<u64>,
 ) -> Result<Json<CancelResponse>, ApiError> {
     match node
         .proposer
@@ -354,7 +354,7 @@ pub async fn cancel_job(
 
 pub async fn get_job(
     State(node): State<Arc<Node>>,
-    Path(job): Path<u64>,
+    PathParam(job): PathParam<u64>,
 ) -> Result<Json<JobInfo>, ApiError> {
     let sm = node.state.read();
     let record = sm
