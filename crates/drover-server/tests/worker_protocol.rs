@@ -1,0 +1,298 @@
+//! The worker protocol, driven by a hand-rolled worker over a real WebSocket against a
+//! real server in this process: the edges a well-behaved agent rarely reaches.
+
+use drover_client::Client;
+use drover_proto::worker::{
+    AttemptReport, AttemptUsage, PROTOCOL_VERSION, ServerMessage, StartTask, WORKER_CONNECT_PATH,
+    WorkerMessage,
+};
+use drover_server::{RunningServer, ServerConfig};
+use drover_types::{Attempt, Outcome, Resources, TaskId, TaskSpec, TaskState, WorkerSpec};
+use futures_util::{SinkExt, StreamExt};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+struct Env {
+    server: Option<RunningServer>,
+    dir: PathBuf,
+    client: Client,
+}
+
+impl Env {
+    async fn start(name: &str, lost_after: Duration) -> Env {
+        let dir = std::env::temp_dir().join(format!("drover-proto-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut config = ServerConfig::new(dir.clone());
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        config.worker_lost_after = lost_after;
+        config.heartbeat_interval = Duration::from_millis(200);
+        let server = drover_server::start(config).await.expect("server starts");
+        let client = Client::new(server.url(), Some(server.node.token.as_str().to_string()));
+        Env {
+            server: Some(server),
+            dir,
+            client,
+        }
+    }
+
+    fn server(&self) -> &RunningServer {
+        self.server.as_ref().unwrap()
+    }
+
+    async fn connect(&self, token: &str) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
+        let url = format!("ws://{}{WORKER_CONNECT_PATH}", self.server().addr);
+        let mut req = url.into_client_request().unwrap();
+        req.headers_mut().insert(
+            "authorization",
+            HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+        );
+        tokio_tungstenite::connect_async(req).await.map(|(s, _)| s)
+    }
+
+    async fn join(&self, running: Vec<(TaskId, Attempt)>, finished: Vec<AttemptReport>) -> Socket {
+        let mut socket = self
+            .connect(self.server().node.token.as_str())
+            .await
+            .expect("connect");
+        send(&mut socket, &hello(PROTOCOL_VERSION, running, finished)).await;
+        match recv(&mut socket).await {
+            ServerMessage::Welcome { .. } => socket,
+            other => panic!("expected a welcome, got {other:?}"),
+        }
+    }
+
+    async fn state_of(&self, task: TaskId) -> TaskState {
+        self.client
+            .task(&task.to_string())
+            .await
+            .expect("task")
+            .state
+    }
+
+    async fn wait_state(&self, task: TaskId, want: TaskState) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let s = self.state_of(task).await;
+            if s == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "task {task} stayed {s}, expected {want}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn hello(
+    version: u32,
+    running: Vec<(TaskId, Attempt)>,
+    finished: Vec<AttemptReport>,
+) -> WorkerMessage {
+    WorkerMessage::Hello {
+        protocol_version: version,
+        spec: WorkerSpec {
+            name: "hand".into(),
+            capacity: Resources::cpus(1000),
+            ..WorkerSpec::default()
+        },
+        running,
+        finished,
+    }
+}
+
+async fn send(socket: &mut Socket, m: &WorkerMessage) {
+    socket
+        .send(Message::Text(serde_json::to_string(m).unwrap().into()))
+        .await
+        .expect("send");
+}
+
+/// The next protocol message, skipping pings; panics after 5 s.
+async fn recv(socket: &mut Socket) -> ServerMessage {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let next = tokio::time::timeout_at(deadline, socket.next())
+            .await
+            .expect("a message within 5 s");
+        match next {
+            Some(Ok(Message::Text(t))) => {
+                return serde_json::from_str(&t).expect("a server message");
+            }
+            Some(Ok(_)) => continue,
+            other => panic!("connection ended: {other:?}"),
+        }
+    }
+}
+
+async fn recv_start(socket: &mut Socket) -> StartTask {
+    loop {
+        if let ServerMessage::Start(s) = recv(socket).await {
+            return s;
+        }
+    }
+}
+
+fn report(task: TaskId, attempt: Attempt, code: i32) -> AttemptReport {
+    AttemptReport {
+        task,
+        attempt,
+        outcome: Outcome::Exited { code },
+        usage: AttemptUsage::default(),
+        result: "r".into(),
+        stdout_bytes: 1,
+        stderr_bytes: 0,
+        output_truncated: false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_lost_in_flight_is_sent_again_when_the_worker_reconnects() {
+    let env = Env::start("resend", Duration::from_secs(30)).await;
+    let mut socket = env.join(vec![], vec![]).await;
+    let submitted = env
+        .client
+        .submit_task(&TaskSpec::command(["/bin/true"]))
+        .await
+        .unwrap();
+    let start = recv_start(&mut socket).await;
+    assert_eq!((start.task, start.attempt), (submitted.first, Attempt(1)));
+    // The worker drops the connection before it could act on the start.
+    drop(socket);
+    let mut socket = env.join(vec![], vec![]).await;
+    let again = recv_start(&mut socket).await;
+    assert_eq!(
+        (again.task, again.attempt),
+        (start.task, start.attempt),
+        "the same attempt, not a new one"
+    );
+    send(
+        &mut socket,
+        &WorkerMessage::Started {
+            task: again.task,
+            attempt: again.attempt,
+        },
+    )
+    .await;
+    send(
+        &mut socket,
+        &WorkerMessage::Finished(report(again.task, again.attempt, 0)),
+    )
+    .await;
+    env.wait_state(again.task, TaskState::Succeeded).await;
+    assert_eq!(
+        env.client
+            .task(&again.task.to_string())
+            .await
+            .unwrap()
+            .attempts
+            .len(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ends_reported_in_the_hello_are_recorded_and_acknowledged() {
+    let env = Env::start("hello-finished", Duration::from_secs(30)).await;
+    let mut socket = env.join(vec![], vec![]).await;
+    let submitted = env
+        .client
+        .submit_task(&TaskSpec::command(["/bin/true"]))
+        .await
+        .unwrap();
+    let start = recv_start(&mut socket).await;
+    send(
+        &mut socket,
+        &WorkerMessage::Started {
+            task: start.task,
+            attempt: start.attempt,
+        },
+    )
+    .await;
+    env.wait_state(submitted.first, TaskState::Running).await;
+    // Disconnected while the task ended: the end comes with the next hello.
+    drop(socket);
+    let mut socket = env
+        .join(vec![], vec![report(start.task, start.attempt, 0)])
+        .await;
+    loop {
+        if let ServerMessage::FinishedAck { task, attempt } = recv(&mut socket).await {
+            assert_eq!((task, attempt), (start.task, start.attempt));
+            break;
+        }
+    }
+    env.wait_state(submitted.first, TaskState::Succeeded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_from_a_worker_declared_lost_is_rejected() {
+    let env = Env::start("stale", Duration::from_millis(800)).await;
+    let mut socket = env.join(vec![], vec![]).await;
+    let mut spec = TaskSpec::command(["/bin/true"]);
+    spec.retry.max_attempts = 1;
+    let submitted = env.client.submit_task(&spec).await.unwrap();
+    let start = recv_start(&mut socket).await;
+    send(
+        &mut socket,
+        &WorkerMessage::Started {
+            task: start.task,
+            attempt: start.attempt,
+        },
+    )
+    .await;
+    env.wait_state(submitted.first, TaskState::Running).await;
+    // Go silent (no heartbeats, no reads) until the server declares the worker lost.
+    env.wait_state(submitted.first, TaskState::Failed).await;
+    let info = env.client.task(&submitted.first.to_string()).await.unwrap();
+    assert!(
+        info.reason.unwrap_or_default().contains("lost"),
+        "the reason names the loss"
+    );
+    // Its late report of success changes nothing.
+    let _ = socket
+        .send(Message::Text(
+            serde_json::to_string(&WorkerMessage::Finished(report(
+                start.task,
+                start.attempt,
+                0,
+            )))
+            .unwrap()
+            .into(),
+        ))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(env.state_of(submitted.first).await, TaskState::Failed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_with_another_protocol_version_or_no_token_is_refused() {
+    let env = Env::start("refuse", Duration::from_secs(30)).await;
+    let mut socket = env.connect(env.server().node.token.as_str()).await.unwrap();
+    send(&mut socket, &hello(PROTOCOL_VERSION + 1, vec![], vec![])).await;
+    match recv(&mut socket).await {
+        ServerMessage::Reject { reason } => assert!(reason.contains("protocol"), "{reason}"),
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+    let err = env
+        .connect("not-the-token")
+        .await
+        .expect_err("a wrong token is refused");
+    assert!(err.to_string().contains("401"), "{err}");
+    assert!(
+        env.client.workers().await.unwrap().is_empty(),
+        "no worker joined"
+    );
+}
