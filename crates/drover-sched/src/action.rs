@@ -10,9 +10,19 @@ use serde::{Deserialize, Serialize};
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Action {
     /// Start this attempt of the task on the worker. Its resources are already reserved.
-    Start { task: TaskId, attempt: Attempt, worker: WorkerId },
+    Start {
+        task: TaskId,
+        attempt: Attempt,
+        worker: WorkerId,
+    },
     /// Stop this attempt: SIGTERM to its process tree, SIGKILL `grace_ms` later.
-    Kill { task: TaskId, attempt: Attempt, worker: WorkerId, reason: KillReason, grace_ms: u64 },
+    Kill {
+        task: TaskId,
+        attempt: Attempt,
+        worker: WorkerId,
+        reason: KillReason,
+        grace_ms: u64,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,14 +15,26 @@ pub enum CoreError {
     UnknownWorker(WorkerId),
     /// A report from an attempt that is not the task's current one (fencing).
     #[error("stale report for task {task}: attempt {attempt} is not the current attempt {current}")]
-    StaleAttempt { task: TaskId, attempt: Attempt, current: Attempt },
+    StaleAttempt {
+        task: TaskId,
+        attempt: Attempt,
+        current: Attempt,
+    },
     /// A report for an attempt from a worker it was not placed on.
     #[error("task {task} attempt {attempt} is not placed on worker {worker}")]
-    WrongWorker { task: TaskId, attempt: Attempt, worker: WorkerId },
+    WrongWorker {
+        task: TaskId,
+        attempt: Attempt,
+        worker: WorkerId,
+    },
     #[error("task {task} is already {state}")]
     AlreadyFinal { task: TaskId, state: TaskState },
     #[error("task {task} cannot go from {from} to {to}")]
-    BadTransition { task: TaskId, from: TaskState, to: TaskState },
+    BadTransition {
+        task: TaskId,
+        from: TaskState,
+        to: TaskState,
+    },
 }
 
 /// A broken invariant, found by [`crate::Scheduler::check_invariants`]. Never expected

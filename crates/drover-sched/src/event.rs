@@ -1,6 +1,8 @@
 //! The closed set of things that can happen to the core.
 
-use drover_types::{Attempt, JobId, JobSpec, Outcome, PolicyConfig, TaskId, WorkerId, WorkerSpec, WorkerUsage};
+use drover_types::{
+    Attempt, JobId, JobSpec, Outcome, PolicyConfig, TaskId, WorkerId, WorkerSpec, WorkerUsage,
+};
 use serde::{Deserialize, Serialize};
 
 /// Everything that can change the core's state. Each is applied at a `now` given by the
@@ -9,26 +11,54 @@ use serde::{Deserialize, Serialize};
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// A job: one or more tasks, accepted atomically or rejected whole.
-    Submit { job: JobSpec },
-    Cancel { target: CancelTarget },
+    Submit {
+        job: JobSpec,
+    },
+    Cancel {
+        target: CancelTarget,
+    },
     /// A worker joins, or rejoins after a disconnect or a restart (same `spec.name`).
     /// `running` lists the attempts it still runs: attempts the core placed there that
     /// are missing from it are treated as lost; listed attempts that are stale are killed.
-    WorkerJoin { spec: WorkerSpec, running: Vec<(TaskId, Attempt)> },
-    WorkerHeartbeat { worker: WorkerId, usage: WorkerUsage, data_keys: Option<Vec<String>> },
+    WorkerJoin {
+        spec: WorkerSpec,
+        running: Vec<(TaskId, Attempt)>,
+    },
+    WorkerHeartbeat {
+        worker: WorkerId,
+        usage: WorkerUsage,
+        data_keys: Option<Vec<String>>,
+    },
     /// No new tasks for this worker; its running ones finish.
-    WorkerDrain { worker: WorkerId },
+    WorkerDrain {
+        worker: WorkerId,
+    },
     /// Back to taking tasks after a drain.
-    WorkerResume { worker: WorkerId },
+    WorkerResume {
+        worker: WorkerId,
+    },
     /// The worker missed its heartbeats. Its attempts end; each task is retried or
     /// failed per its retry policy.
-    WorkerLost { worker: WorkerId },
+    WorkerLost {
+        worker: WorkerId,
+    },
     /// The worker started the attempt.
-    TaskStarted { task: TaskId, attempt: Attempt, worker: WorkerId },
+    TaskStarted {
+        task: TaskId,
+        attempt: Attempt,
+        worker: WorkerId,
+    },
     /// The attempt ended on the worker.
-    TaskFinished { task: TaskId, attempt: Attempt, worker: WorkerId, outcome: Outcome },
+    TaskFinished {
+        task: TaskId,
+        attempt: Attempt,
+        worker: WorkerId,
+        outcome: Outcome,
+    },
     /// Switch policies. Nothing queued is lost; the queue is re-ordered by the new policy.
-    SetPolicy { policy: PolicyConfig },
+    SetPolicy {
+        policy: PolicyConfig,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -16,11 +16,26 @@
 mod action;
 mod error;
 mod event;
+mod invariants;
+mod pending;
+mod placement;
+mod preemption;
+mod queue;
+mod queue_policy;
+mod round;
 mod scheduler;
+mod snapshot;
+mod submit;
+mod task_table;
+mod timers;
 mod view;
+mod worker_pool;
 
 pub use action::{Action, KillReason, Plan};
 pub use error::{CoreError, InvariantViolation};
 pub use event::{CancelTarget, Event};
-pub use scheduler::{Applied, Scheduler, SchedulerConfig, SchedulerSnapshot};
+pub use scheduler::{
+    Applied, KILL_GRACE_MS, MAX_PREEMPTIONS_PER_ROUND, Scheduler, SchedulerConfig,
+    SchedulerSnapshot, TIME_LIMIT_SLACK_MS,
+};
 pub use view::{AttemptRecord, Counts, TaskRange, TaskView, WorkerView};

@@ -1,14 +1,43 @@
 //! The scheduler: the task table, the workers, the queues and the policies.
 //!
-//! SKELETON: the public API below is the contract the state machine builds on.
-//! Bodies are being implemented (issue 2).
+//! Every state change goes through [`Scheduler::apply`] (one committed event) or
+//! [`Scheduler::schedule`] (one round at `now`). Both are deterministic: no clock, no
+//! randomness, and every iteration whose order can reach an output runs over an
+//! ordered structure (ids, `BTreeSet`s); hash maps are used for lookups only.
 
-use crate::action::{Action, Plan};
+use crate::action::{Action, KillReason, Plan};
 use crate::error::{CoreError, InvariantViolation};
-use crate::event::Event;
+use crate::event::{CancelTarget, Event};
+use crate::placement::{self, PlacementPolicy};
+use crate::queue::ReadyQueue;
+use crate::queue_policy::{self, KeyInput, QueuePolicy};
+use crate::task_table::{JobRec, NEVER, NO_WORKER, Owners, Shapes, TaskRec};
+use crate::timers::{BACKOFF, TIME_LIMIT, Timers};
 use crate::view::{Counts, TaskRange, TaskView, WorkerView};
-use drover_types::{DepRef, JobId, Limits, Millis, PolicyConfig, TaskId, WorkerId};
+use crate::worker_pool::WorkerPool;
+use drover_types::{
+    Attempt, DepRef, FailureCause, JobId, Limits, Millis, Outcome, PolicyConfig, TaskId, TaskState,
+    WorkerId, WorkerSpec, WorkerState,
+};
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+pub use crate::snapshot::SchedulerSnapshot;
+
+/// Grace between SIGTERM and SIGKILL for kills the core decides on its own (cancel,
+/// time limit, stale attempts). Preemption uses `PolicyConfig::preemption_grace_ms`.
+pub const KILL_GRACE_MS: u64 = 5_000;
+/// The core's time-limit backstop fires this long after `started_at + max_runtime_ms`:
+/// the worker enforces the limit itself, and the slack keeps the two from racing
+/// (clock skew, the report of a task the worker just killed still in flight).
+pub const TIME_LIMIT_SLACK_MS: u64 = 2_000;
+/// At most this many preemption searches per round (each is O(running tasks)).
+pub const MAX_PREEMPTIONS_PER_ROUND: usize = 16;
+/// A placement follows its policy's order for at most this many workers, then falls
+/// back to the first fitting worker by id (see `FitTree`).
+pub const POLICY_STEPS: usize = 64;
+/// A job's dependencies may expand (arrays) to at most this many edges in all.
+pub const MAX_EXPANDED_DEPS_PER_JOB: u64 = 20_000_000;
 
 /// Configuration fixed at creation (policies can change later through events).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,79 +60,758 @@ pub struct Applied {
     pub actions: Vec<Action>,
 }
 
-/// The durable state of a scheduler, from which [`Scheduler::restore`] rebuilds an
-/// identical one (indexes are rebuilt, not stored).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SchedulerSnapshot {}
+/// How an attempt ended.
+pub(crate) enum End {
+    Reported(Outcome),
+    Lost(WorkerId),
+}
 
-#[derive(Debug)]
-pub struct Scheduler {}
+/// The scheduling core. Its `Debug` output is a summary (a million tasks would not
+/// make a useful log line).
+pub struct Scheduler {
+    pub(crate) config: SchedulerConfig,
+    /// The latest `now` seen: time never goes backwards inside the core.
+    pub(crate) now: Millis,
+    pub(crate) tasks: Vec<TaskRec>,
+    pub(crate) jobs: Vec<JobRec>,
+    pub(crate) keys: HashMap<String, TaskRange>,
+    /// For a DependencyFailed task: the parent whose failure reached it.
+    pub(crate) dep_failed_by: BTreeMap<TaskId, TaskId>,
+    pub(crate) counts: [u64; 10],
+    pub(crate) pool: WorkerPool,
+    pub(crate) owners: Owners,
+    /// CPU millicores reserved by each owner's attempts (fair-share usage).
+    pub(crate) owner_usage: Vec<u64>,
+    pub(crate) shapes: Shapes,
+    pub(crate) queue: ReadyQueue,
+    pub(crate) qpolicy: Box<dyn QueuePolicy>,
+    pub(crate) placement: Box<dyn PlacementPolicy>,
+    pub(crate) timers: Timers,
+}
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler")
+            .field("now", &self.now)
+            .field("tasks", &self.tasks.len())
+            .field("jobs", &self.jobs.len())
+            .field("workers", &self.pool.workers.len())
+            .field("queued", &self.queue.len())
+            .field("policy", &self.config.policy)
+            .field("counts", &self.counts)
+            .finish()
+    }
+}
+
+/// When the time limit of a started attempt passes (with the slack), if it has one.
+pub(crate) fn limit_due(rec: &TaskRec) -> Option<Millis> {
+    match (rec.started_at, rec.limit_ms) {
+        (Some(s), l) if l > 0 => Some(s.saturating_add(l + TIME_LIMIT_SLACK_MS)),
+        _ => None,
+    }
+}
+
+#[inline]
+pub(crate) fn ix(id: TaskId) -> usize {
+    id.0 as usize - 1
+}
 
 impl Scheduler {
-    pub fn new(_config: SchedulerConfig) -> Scheduler {
-        unimplemented!()
+    pub fn new(config: SchedulerConfig) -> Scheduler {
+        let qpolicy = queue_policy::build(&config.policy.queue);
+        let placement = placement::build(config.policy.placement);
+        Scheduler {
+            queue: ReadyQueue::new(qpolicy.by_owner()),
+            qpolicy,
+            placement,
+            config,
+            now: Millis::ZERO,
+            tasks: Vec::new(),
+            jobs: Vec::new(),
+            keys: HashMap::new(),
+            dep_failed_by: BTreeMap::new(),
+            counts: [0; 10],
+            pool: WorkerPool::default(),
+            owners: Owners::default(),
+            owner_usage: Vec::new(),
+            shapes: Shapes::default(),
+            timers: Timers::default(),
+        }
     }
 
     /// Applies one event at `now`. On error, nothing changed.
-    pub fn apply(&mut self, _now: Millis, _event: Event) -> Result<Applied, CoreError> {
-        unimplemented!()
+    pub fn apply(&mut self, now: Millis, event: Event) -> Result<Applied, CoreError> {
+        let before = self.now;
+        self.now = self.now.max(now);
+        let result = match event {
+            Event::Submit { job } => self.submit(job),
+            Event::Cancel { target } => self.cancel(target),
+            Event::WorkerJoin { spec, running } => Ok(self.join(spec, running)),
+            Event::WorkerHeartbeat {
+                worker,
+                usage,
+                data_keys,
+            } => self.known_worker(worker).map(|_| {
+                self.pool.workers[worker.0 as usize - 1].usage = usage;
+                if let Some(keys) = data_keys {
+                    self.pool.set_data_keys(worker, keys);
+                }
+                Applied::default()
+            }),
+            Event::WorkerDrain { worker } => self.known_worker(worker).map(|state| {
+                if state == WorkerState::Active {
+                    self.pool.set_state(worker, WorkerState::Draining);
+                }
+                Applied::default()
+            }),
+            Event::WorkerResume { worker } => self.known_worker(worker).map(|state| {
+                // A lost worker comes back by rejoining, not by a resume.
+                if state == WorkerState::Draining {
+                    self.pool.set_state(worker, WorkerState::Active);
+                }
+                Applied::default()
+            }),
+            Event::WorkerLost { worker } => self.known_worker(worker).map(|state| {
+                if state != WorkerState::Lost {
+                    self.worker_lost(worker);
+                }
+                Applied::default()
+            }),
+            Event::TaskStarted {
+                task,
+                attempt,
+                worker,
+            } => self.task_started(task, attempt, worker),
+            Event::TaskFinished {
+                task,
+                attempt,
+                worker,
+                outcome,
+            } => self.check_fence(task, attempt, worker).map(|_| {
+                self.end_attempt(task, End::Reported(outcome));
+                Applied::default()
+            }),
+            Event::SetPolicy { policy } => {
+                self.set_policy(policy);
+                Ok(Applied::default())
+            }
+        };
+        if result.is_err() {
+            self.now = before;
+        }
+        result
     }
 
     /// One scheduling round at `now`: fire due timers, place ready tasks, preempt.
-    pub fn schedule(&mut self, _now: Millis) -> Plan {
-        unimplemented!()
+    pub fn schedule(&mut self, now: Millis) -> Plan {
+        self.now = self.now.max(now);
+        let mut actions = Vec::new();
+        self.fire_timers(&mut actions);
+        self.place(&mut actions);
+        Plan { actions }
     }
 
-    pub fn task(&self, _id: TaskId) -> Option<TaskView<'_>> {
-        unimplemented!()
+    pub fn task(&self, id: TaskId) -> Option<TaskView<'_>> {
+        let rec = self.rec(id)?;
+        Some(self.view_of(id, rec))
     }
 
     /// The tasks a reference names: a numeric id, a task key, or an array's key.
-    pub fn resolve(&self, _reference: &DepRef) -> Option<TaskRange> {
-        unimplemented!()
+    pub fn resolve(&self, reference: &DepRef) -> Option<TaskRange> {
+        match reference {
+            DepRef::Id(id) => self.rec(*id).map(|_| TaskRange {
+                first: *id,
+                count: 1,
+            }),
+            DepRef::Key(k) => self.keys.get(k).copied(),
+        }
     }
 
     /// Tasks in id order starting after `after` (cursor pagination).
-    pub fn tasks_after(&self, _after: Option<TaskId>) -> Box<dyn Iterator<Item = TaskView<'_>> + '_> {
-        unimplemented!()
+    pub fn tasks_after(
+        &self,
+        after: Option<TaskId>,
+    ) -> Box<dyn Iterator<Item = TaskView<'_>> + '_> {
+        let start = after.map_or(0, |a| a.0 as usize).min(self.tasks.len());
+        Box::new(
+            self.tasks[start..]
+                .iter()
+                .enumerate()
+                .map(move |(i, rec)| self.view_of(TaskId((start + i) as u64 + 1), rec)),
+        )
     }
 
     /// Why a task that is not running is not running, in a sentence for people.
     /// `None` for running tasks.
-    pub fn pending_reason(&self, _id: TaskId, _now: Millis) -> Option<String> {
-        unimplemented!()
+    pub fn pending_reason(&self, id: TaskId, now: Millis) -> Option<String> {
+        crate::pending::reason(self, id, now.max(self.now))
     }
 
-    pub fn worker(&self, _id: WorkerId) -> Option<WorkerView<'_>> {
-        unimplemented!()
+    pub fn worker(&self, id: WorkerId) -> Option<WorkerView<'_>> {
+        let rec = self.pool.get(id)?;
+        Some(WorkerView {
+            id,
+            spec: &rec.spec,
+            state: rec.state,
+            allocated: rec.allocated.clone(),
+            usage: &rec.usage,
+            running: rec.running_sorted(),
+        })
     }
 
-    pub fn worker_by_name(&self, _name: &str) -> Option<WorkerId> {
-        unimplemented!()
+    pub fn worker_by_name(&self, name: &str) -> Option<WorkerId> {
+        self.pool.by_name.get(name).copied()
     }
 
     pub fn workers(&self) -> Box<dyn Iterator<Item = WorkerView<'_>> + '_> {
-        unimplemented!()
+        Box::new(self.pool.ids().filter_map(|w| self.worker(w)))
     }
 
     pub fn counts(&self) -> Counts {
-        unimplemented!()
+        let mut c = Counts {
+            tasks: self.counts,
+            ..Counts::default()
+        };
+        for w in &self.pool.workers {
+            match w.state {
+                WorkerState::Active => c.workers_active += 1,
+                WorkerState::Draining => c.workers_draining += 1,
+                WorkerState::Lost => c.workers_lost += 1,
+            }
+        }
+        c
     }
 
     pub fn policy(&self) -> &PolicyConfig {
-        unimplemented!()
+        &self.config.policy
+    }
+
+    /// The names of the active queue and placement policies (`"priority"`, `"binpack"`).
+    pub fn policy_names(&self) -> (&'static str, &'static str) {
+        (self.qpolicy.name(), self.placement.name())
+    }
+
+    /// The latest `now` the core has seen.
+    pub fn now(&self) -> Millis {
+        self.now
     }
 
     /// Checks every invariant; tests call it after every event.
     pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
-        unimplemented!()
+        crate::invariants::check(self).map_err(InvariantViolation)
     }
 
     pub fn snapshot(&self) -> SchedulerSnapshot {
-        unimplemented!()
+        crate::snapshot::take(self)
     }
 
-    pub fn restore(_snapshot: SchedulerSnapshot) -> Scheduler {
-        unimplemented!()
+    pub fn restore(snapshot: SchedulerSnapshot) -> Scheduler {
+        crate::snapshot::restore(snapshot)
+    }
+
+    // ----- internals -------------------------------------------------------------
+
+    pub(crate) fn rec(&self, id: TaskId) -> Option<&TaskRec> {
+        (id.0 as usize)
+            .checked_sub(1)
+            .and_then(|i| self.tasks.get(i))
+    }
+
+    fn view_of<'a>(&'a self, id: TaskId, rec: &'a TaskRec) -> TaskView<'a> {
+        TaskView {
+            id,
+            job: rec.job,
+            spec: &rec.spec,
+            array_index: rec.array_index,
+            array_count: rec.array_index.and(rec.spec.array.map(|a| a.len() as u32)),
+            state: rec.state,
+            attempt: Attempt(rec.attempt),
+            worker: (rec.holder != NO_WORKER).then_some(WorkerId(rec.holder)),
+            submitted_at: rec.submitted_at,
+            started_at: rec.started_at,
+            ended_at: rec.ended_at,
+            deps: &rec.deps,
+            attempts: &rec.attempts,
+        }
+    }
+
+    pub(crate) fn known_worker(&self, w: WorkerId) -> Result<WorkerState, CoreError> {
+        self.pool
+            .get(w)
+            .map(|r| r.state)
+            .ok_or(CoreError::UnknownWorker(w))
+    }
+
+    pub(crate) fn set_state(&mut self, id: TaskId, state: TaskState) {
+        let rec = &mut self.tasks[ix(id)];
+        self.counts[rec.state as usize] -= 1;
+        self.counts[state as usize] += 1;
+        rec.state = state;
+    }
+
+    pub(crate) fn key_input(&self, id: TaskId) -> KeyInput {
+        let rec = &self.tasks[ix(id)];
+        KeyInput {
+            priority: rec.spec.priority,
+            ready_at: rec.ready_at,
+            runtime_hint: rec.spec.expected_runtime_ms.or(rec.spec.max_runtime_ms),
+        }
+    }
+
+    /// (group, shape, key) of a ready task in the queue.
+    pub(crate) fn queue_slot(&self, id: TaskId) -> (u32, u32, u128) {
+        let rec = &self.tasks[ix(id)];
+        let group = if self.queue.by_group() { rec.owner } else { 0 };
+        (group, rec.shape, self.qpolicy.key(&self.key_input(id)))
+    }
+
+    pub(crate) fn enqueue(&mut self, id: TaskId) {
+        let (g, s, k) = self.queue_slot(id);
+        let need = self.shape_need(s);
+        self.queue.insert(g, s, need, k, id);
+    }
+
+    /// The (cpu, memory) a shape asks for.
+    pub(crate) fn shape_need(&self, shape: u32) -> (u32, u64) {
+        let r = &self.shapes.list[shape as usize].res;
+        (r.cpu_milli, r.memory_bytes)
+    }
+
+    pub(crate) fn dequeue(&mut self, id: TaskId) {
+        let (g, s, k) = self.queue_slot(id);
+        self.queue.remove(g, s, k, id);
+    }
+
+    pub(crate) fn make_ready(&mut self, id: TaskId) {
+        let now = self.now;
+        let rec = &mut self.tasks[ix(id)];
+        if rec.ready_at == NEVER {
+            rec.ready_at = now;
+        }
+        self.set_state(id, TaskState::Ready);
+        self.enqueue(id);
+    }
+
+    pub(crate) fn share_of(&self, owner: u32) -> u128 {
+        let usage = self.owner_usage.get(owner as usize).copied().unwrap_or(0) as u128;
+        let weight = self.qpolicy.weight(&self.owners.names[owner as usize]) as u128;
+        (usage << 32) / weight
+    }
+
+    pub(crate) fn add_usage(&mut self, owner: u32, cpu: u32, add: bool) {
+        let o = owner as usize;
+        if self.owner_usage.len() <= o {
+            self.owner_usage.resize(o + 1, 0);
+        }
+        if add {
+            self.owner_usage[o] += cpu as u64;
+        } else {
+            self.owner_usage[o] -= cpu as u64;
+        }
+        if self.queue.by_group() {
+            let share = self.share_of(owner);
+            self.queue.set_share(owner, share);
+        }
+    }
+
+    // ----- endings ---------------------------------------------------------------
+
+    /// Marks a waiting task DependencyFailed because of `parent`, and its waiting
+    /// descendants after it (iteratively: chains can be a million long).
+    pub(crate) fn dependency_failed(&mut self, id: TaskId, parent: TaskId) {
+        self.end_final(id, TaskState::DependencyFailed);
+        self.dep_failed_by.insert(id, parent);
+        self.propagate_failure(id);
+    }
+
+    fn propagate_failure(&mut self, root: TaskId) {
+        let mut stack = vec![root];
+        while let Some(p) = stack.pop() {
+            let n = self.tasks[ix(p)].children.len();
+            for i in 0..n {
+                let c = self.tasks[ix(p)].children[i];
+                if self.tasks[ix(c)].state == TaskState::Waiting {
+                    self.end_final(c, TaskState::DependencyFailed);
+                    self.dep_failed_by.insert(c, p);
+                    stack.push(c);
+                }
+            }
+        }
+    }
+
+    fn end_final(&mut self, id: TaskId, state: TaskState) {
+        self.set_state(id, state);
+        self.tasks[ix(id)].ended_at = Some(self.now);
+    }
+
+    fn succeed(&mut self, id: TaskId) {
+        self.end_final(id, TaskState::Succeeded);
+        let n = self.tasks[ix(id)].children.len();
+        for i in 0..n {
+            let c = self.tasks[ix(id)].children[i];
+            let child = &mut self.tasks[ix(c)];
+            child.remaining = child.remaining.saturating_sub(1);
+            if child.remaining == 0 && child.state == TaskState::Waiting {
+                self.make_ready(c);
+            }
+        }
+    }
+
+    /// Frees the resources the current attempt holds, if any.
+    fn release(&mut self, id: TaskId) {
+        let rec = &mut self.tasks[ix(id)];
+        if rec.holder == NO_WORKER {
+            return;
+        }
+        let w = WorkerId(rec.holder);
+        rec.holder = NO_WORKER;
+        let res = &self.shapes.list[rec.shape as usize].res;
+        let slot = rec.slot;
+        if let Some(moved) = self.pool.release(w, slot, res) {
+            self.tasks[ix(moved)].slot = slot;
+        }
+        let rec = &self.tasks[ix(id)];
+        let res = &self.shapes.list[rec.shape as usize].res;
+        if let Some(due) = limit_due(rec) {
+            self.timers.disarm(due, TIME_LIMIT, id);
+        }
+        let (owner, cpu) = (rec.owner, res.cpu_milli);
+        self.add_usage(owner, cpu, false);
+    }
+
+    /// The current attempt ended (reported, or its worker was lost): free its
+    /// resources, record why, and retry, re-queue or end the task.
+    pub(crate) fn end_attempt(&mut self, id: TaskId, end: End) {
+        self.release(id);
+        let now = self.now;
+        let rec = &mut self.tasks[ix(id)];
+        let kill = rec.kill.take();
+        let success = matches!(&end, End::Reported(o) if o.is_success());
+        let failure = if success {
+            None
+        } else {
+            Some(match (&end, kill) {
+                (_, Some(KillReason::Preempted)) => FailureCause::Preempted,
+                (End::Lost(w), _) => FailureCause::WorkerLost { worker: *w },
+                (_, Some(KillReason::TimeLimit)) => FailureCause::TimeLimit,
+                (End::Reported(o), _) => FailureCause::Outcome { outcome: o.clone() },
+            })
+        };
+        if let Some(a) = rec.attempts.last_mut() {
+            a.ended_at = Some(now);
+            a.outcome = match &end {
+                End::Reported(o) => Some(o.clone()),
+                End::Lost(_) => None,
+            };
+            a.failure = failure;
+        }
+        if rec.state == TaskState::Cancelled {
+            // Already final; its resources were kept until now.
+            return;
+        }
+        if success {
+            self.succeed(id);
+            return;
+        }
+        if kill == Some(KillReason::Preempted) {
+            // An eviction is not the task's fault: no attempt spent, no backoff.
+            self.make_ready(id);
+            return;
+        }
+        rec.spent += 1;
+        let retry = &rec.spec.retry;
+        let retry_ok = rec.spent < retry.max_attempts
+            && match &end {
+                // The exit-code filter applies to exit codes only; signals, OOM,
+                // time-outs, spawn failures and lost workers are always worth a retry.
+                End::Reported(Outcome::Exited { code }) => retry.retries_exit_code(*code),
+                _ => true,
+            };
+        if retry_ok {
+            let delay = retry.backoff.delay_before(rec.spent + 1);
+            if delay == 0 {
+                self.make_ready(id);
+            } else {
+                rec.wake_at = now.saturating_add(delay);
+                let wake = rec.wake_at;
+                self.set_state(id, TaskState::Backoff);
+                self.timers.arm(wake, BACKOFF, id);
+            }
+        } else {
+            let timed_out = matches!(&end, End::Reported(Outcome::TimedOut))
+                || kill == Some(KillReason::TimeLimit);
+            self.end_final(
+                id,
+                if timed_out {
+                    TaskState::TimedOut
+                } else {
+                    TaskState::Failed
+                },
+            );
+            self.propagate_failure(id);
+        }
+    }
+
+    fn check_fence(
+        &self,
+        task: TaskId,
+        attempt: Attempt,
+        worker: WorkerId,
+    ) -> Result<(), CoreError> {
+        let rec = self.rec(task).ok_or(CoreError::UnknownTask(task))?;
+        self.known_worker(worker)?;
+        if rec.holder == NO_WORKER || attempt.0 != rec.attempt {
+            if rec.holder == NO_WORKER && attempt.0 == rec.attempt && rec.state.is_final() {
+                // A repeated report for the attempt that already ended the task.
+                return Err(CoreError::AlreadyFinal {
+                    task,
+                    state: rec.state,
+                });
+            }
+            return Err(CoreError::StaleAttempt {
+                task,
+                attempt,
+                current: Attempt(rec.attempt),
+            });
+        }
+        if rec.holder != worker.0 {
+            return Err(CoreError::WrongWorker {
+                task,
+                attempt,
+                worker,
+            });
+        }
+        Ok(())
+    }
+
+    fn task_started(
+        &mut self,
+        task: TaskId,
+        attempt: Attempt,
+        worker: WorkerId,
+    ) -> Result<Applied, CoreError> {
+        self.check_fence(task, attempt, worker)?;
+        let now = self.now;
+        let rec = &mut self.tasks[ix(task)];
+        if let Some(a) = rec.attempts.last_mut()
+            && a.started_at.is_none()
+        {
+            a.started_at = Some(now);
+        }
+        if rec.state == TaskState::Assigned {
+            rec.started_at = Some(now);
+            if let Some(due) = limit_due(rec) {
+                self.timers.arm(due, TIME_LIMIT, task);
+            }
+            self.set_state(task, TaskState::Running);
+        }
+        // Running already: a repeated report, accepted and ignored. Cancelled (still
+        // holding): its kill is on its way.
+        Ok(Applied::default())
+    }
+
+    // ----- cancellation ----------------------------------------------------------
+
+    fn cancel(&mut self, target: CancelTarget) -> Result<Applied, CoreError> {
+        let ids: Vec<TaskId> = match target {
+            CancelTarget::Task(t) => {
+                let rec = self.rec(t).ok_or(CoreError::UnknownTask(t))?;
+                if rec.state.is_final() {
+                    return Err(CoreError::AlreadyFinal {
+                        task: t,
+                        state: rec.state,
+                    });
+                }
+                vec![t]
+            }
+            CancelTarget::Job(j) => {
+                let job = (j.0 as usize)
+                    .checked_sub(1)
+                    .and_then(|i| self.jobs.get(i))
+                    .ok_or(CoreError::UnknownJob(j))?;
+                (job.first.0..job.first.0 + job.count as u64)
+                    .map(TaskId)
+                    .filter(|&t| !self.tasks[ix(t)].state.is_final())
+                    .collect()
+            }
+        };
+        let mut actions = Vec::new();
+        // First cancel them all, then fail their dependents, so that a task of the
+        // job ends Cancelled, not DependencyFailed because an earlier one was cancelled.
+        for &t in &ids {
+            self.cancel_one(t, &mut actions);
+        }
+        for &t in &ids {
+            self.propagate_failure(t);
+        }
+        Ok(Applied {
+            cancelled: ids.len() as u64,
+            actions,
+            ..Applied::default()
+        })
+    }
+
+    fn cancel_one(&mut self, id: TaskId, actions: &mut Vec<Action>) {
+        let rec = &self.tasks[ix(id)];
+        match rec.state {
+            TaskState::Ready => self.dequeue(id),
+            TaskState::Backoff => {
+                self.timers.disarm(rec.wake_at, BACKOFF, id);
+            }
+            TaskState::Assigned | TaskState::Running => {
+                if let Some(due) = limit_due(rec) {
+                    self.timers.disarm(due, TIME_LIMIT, id);
+                }
+                // Resources stay reserved until the worker confirms the end (or is lost).
+                actions.push(Action::Kill {
+                    task: id,
+                    attempt: Attempt(rec.attempt),
+                    worker: WorkerId(rec.holder),
+                    reason: KillReason::Cancelled,
+                    grace_ms: KILL_GRACE_MS,
+                });
+                self.tasks[ix(id)].kill = Some(KillReason::Cancelled);
+            }
+            _ => {}
+        }
+        self.end_final(id, TaskState::Cancelled);
+    }
+
+    // ----- workers ---------------------------------------------------------------
+
+    fn join(&mut self, spec: WorkerSpec, running: Vec<(TaskId, Attempt)>) -> Applied {
+        let mut actions = Vec::new();
+        let mut kept: BTreeSet<TaskId> = BTreeSet::new();
+        let w = if let Some(&w) = self.pool.by_name.get(&spec.name) {
+            let listed: BTreeSet<(TaskId, Attempt)> = running.iter().copied().collect();
+            let placed: Vec<TaskId> = self.pool.rec(w).running_sorted();
+            let mut lose = Vec::new();
+            // Keep, in id order, the listed attempts that still fit the (possibly new)
+            // capacity; the rest are given up, so a worker is never over-committed.
+            let mut sum = drover_types::Resources::default();
+            for t in placed {
+                let rec = &self.tasks[ix(t)];
+                let res = &rec.spec.resources;
+                if listed.contains(&(t, Attempt(rec.attempt)))
+                    && crate::worker_pool::fits(res, &sum, &spec.capacity)
+                {
+                    crate::worker_pool::add_resources(&mut sum, res);
+                    kept.insert(t);
+                } else {
+                    lose.push(t);
+                }
+            }
+            let was_lost = self.pool.rec(w).state == WorkerState::Lost;
+            self.pool.replace_spec(w, spec);
+            for t in lose {
+                self.end_attempt(t, End::Lost(w));
+            }
+            if was_lost {
+                self.pool.set_state(w, WorkerState::Active);
+            }
+            w
+        } else {
+            self.pool.add(spec)
+        };
+        let mut seen = BTreeSet::new();
+        for (t, a) in running {
+            if !kept.contains(&t) && seen.insert((t, a)) {
+                actions.push(Action::Kill {
+                    task: t,
+                    attempt: a,
+                    worker: w,
+                    reason: KillReason::Stale,
+                    grace_ms: KILL_GRACE_MS,
+                });
+            }
+        }
+        Applied {
+            worker: Some(w),
+            actions,
+            ..Applied::default()
+        }
+    }
+
+    fn worker_lost(&mut self, w: WorkerId) {
+        let running: Vec<TaskId> = self.pool.rec(w).running_sorted();
+        self.pool.set_state(w, WorkerState::Lost);
+        for t in running {
+            self.end_attempt(t, End::Lost(w));
+        }
+    }
+
+    // ----- policies --------------------------------------------------------------
+
+    fn set_policy(&mut self, policy: PolicyConfig) {
+        let queue_changed = policy.queue != self.config.policy.queue;
+        if policy.placement != self.config.policy.placement {
+            self.placement = placement::build(policy.placement);
+        }
+        self.config.policy = policy;
+        if queue_changed {
+            self.qpolicy = queue_policy::build(&self.config.policy.queue);
+            self.rebuild_queue();
+        }
+    }
+
+    /// Recomputes every ready task's key under the current policy. Deterministic: the
+    /// new order depends only on the tasks, ties by id. O(n log n).
+    pub(crate) fn rebuild_queue(&mut self) {
+        self.queue = ReadyQueue::new(self.qpolicy.by_owner());
+        if self.qpolicy.by_owner() {
+            for o in 0..self.owners.names.len() as u32 {
+                let share = self.share_of(o);
+                self.queue.set_share(o, share);
+            }
+        }
+        let mut items: Vec<(u32, u32, u128, TaskId)> =
+            Vec::with_capacity(self.counts[TaskState::Ready as usize] as usize);
+        for (i, rec) in self.tasks.iter().enumerate() {
+            if rec.state == TaskState::Ready {
+                let id = TaskId(i as u64 + 1);
+                let (g, s, k) = self.queue_slot(id);
+                items.push((g, s, k, id));
+            }
+        }
+        // Inserting in key order makes each insert append at the end of its sub-queue.
+        items.sort_unstable();
+        for (g, s, k, id) in items {
+            let need = self.shape_need(s);
+            self.queue.insert(g, s, need, k, id);
+        }
+    }
+
+    /// Rebuilds every derived index from the task table and the workers (restore).
+    pub(crate) fn rebuild_indexes(&mut self) {
+        self.counts = [0; 10];
+        self.owner_usage = vec![0; self.owners.names.len()];
+        for i in 0..self.tasks.len() {
+            let rec = &mut self.tasks[i];
+            rec.shape = self.shapes.intern(&rec.spec);
+            self.counts[rec.state as usize] += 1;
+            if rec.holder != NO_WORKER {
+                self.owner_usage[rec.owner as usize] +=
+                    self.shapes.list[rec.shape as usize].res.cpu_milli as u64;
+            }
+            let id = TaskId(i as u64 + 1);
+            if rec.state == TaskState::Backoff {
+                self.timers.arm(rec.wake_at, BACKOFF, id);
+            }
+            if rec.state == TaskState::Running
+                && rec.kill != Some(KillReason::TimeLimit)
+                && let Some(due) = limit_due(rec)
+            {
+                self.timers.arm(due, TIME_LIMIT, id);
+            }
+            if let Some(k) = &rec.spec.key
+                && rec
+                    .array_index
+                    .is_none_or(|a| rec.spec.array.is_some_and(|arr| arr.start == a))
+            {
+                let count = rec.spec.array.map_or(1, |a| a.len() as u32);
+                self.keys.insert(k.clone(), TaskRange { first: id, count });
+            }
+        }
+        self.rebuild_queue();
     }
 }

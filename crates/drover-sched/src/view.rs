@@ -1,6 +1,9 @@
 //! Read-only views of the core's state, for the API and for pending reasons.
 
-use drover_types::{Attempt, FailureCause, JobId, Millis, Outcome, Resources, TaskId, TaskSpec, TaskState, WorkerId, WorkerSpec, WorkerState, WorkerUsage};
+use drover_types::{
+    Attempt, FailureCause, JobId, Millis, Outcome, Resources, TaskId, TaskSpec, TaskState,
+    WorkerId, WorkerSpec, WorkerState, WorkerUsage,
+};
 use serde::{Deserialize, Serialize};
 
 /// One attempt of a task.

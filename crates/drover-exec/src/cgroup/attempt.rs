@@ -1,0 +1,241 @@
+//! One attempt's cgroups: limits, counters, and killing everything inside.
+
+use super::{Controller, read_u64};
+use crate::sys;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// [`AttemptCgroup::limit`] value for "no limit".
+const NO_LIMIT: u64 = u64::MAX;
+
+/// One attempt's cgroup directories.
+#[derive(Debug)]
+pub(crate) struct AttemptCgroup {
+    pub(super) dirs: Vec<(Controller, PathBuf)>,
+    /// The memory limit currently set ([`NO_LIMIT`] for none), to skip rewriting it.
+    limit: AtomicU64,
+    /// `oom_kill` count when the current attempt began (the counter cannot be reset).
+    oom_base: AtomicU64,
+    /// Whether it was ever frozen (then its state is checked before reuse).
+    pub(super) froze: AtomicBool,
+}
+
+impl AttemptCgroup {
+    pub(super) fn new(dirs: Vec<(Controller, PathBuf)>) -> Self {
+        AttemptCgroup {
+            dirs,
+            limit: AtomicU64::new(NO_LIMIT),
+            oom_base: AtomicU64::new(0),
+            froze: AtomicBool::new(false),
+        }
+    }
+
+    /// Sets (or lifts) the memory limit. memsw (memory+swap) must stay at least the
+    /// memory limit, so it is lifted first, then both are set to the same value: the
+    /// task cannot swap its way past the limit.
+    pub(super) fn set_memory_limit(&self, limit: Option<u64>) -> io::Result<()> {
+        let want = limit.unwrap_or(NO_LIMIT);
+        if self.limit.load(Ordering::Relaxed) == want {
+            return Ok(());
+        }
+        let Some(dir) = self.dir(Controller::Memory) else {
+            return Ok(());
+        };
+        let memsw = dir.join("memory.memsw.limit_in_bytes");
+        let has_memsw = memsw.exists();
+        if has_memsw {
+            fs::write(&memsw, "-1")?;
+        }
+        let value = limit.map_or_else(|| "-1".to_string(), |l| l.to_string());
+        fs::write(dir.join("memory.limit_in_bytes"), &value)?;
+        if has_memsw && limit.is_some() {
+            fs::write(&memsw, &value)?;
+        }
+        self.limit.store(want, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Makes a reused cgroup look new: counters zeroed, limit set.
+    pub(super) fn reset(&self, memory_limit: Option<u64>) -> io::Result<()> {
+        self.set_memory_limit(memory_limit)?;
+        if let Some(d) = self.dir(Controller::Cpuacct) {
+            fs::write(d.join("cpuacct.usage"), "0")?;
+        }
+        if let Some(d) = self.dir(Controller::Memory) {
+            // Resets the peak to the current (small, see RECYCLE_MAX_RESIDUAL) usage.
+            fs::write(d.join("memory.max_usage_in_bytes"), "0")?;
+            fs::write(d.join("memory.failcnt"), "0")?;
+            self.oom_base.store(self.raw_oom_kills(), Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    pub(super) fn memory_usage(&self) -> Option<u64> {
+        read_u64(self.dir(Controller::Memory)?.join("memory.usage_in_bytes"))
+    }
+
+    fn dir(&self, c: Controller) -> Option<&Path> {
+        self.dirs
+            .iter()
+            .find(|(x, _)| *x == c)
+            .map(|(_, d)| d.as_path())
+    }
+
+    pub(crate) fn has(&self, c: Controller) -> bool {
+        self.dir(c).is_some()
+    }
+
+    /// Moves `pid` (and so its future children) into every hierarchy.
+    pub(crate) fn attach(&self, pid: u32) -> io::Result<()> {
+        let pid = pid.to_string();
+        for (_, dir) in &self.dirs {
+            fs::write(dir.join("cgroup.procs"), &pid)?;
+        }
+        Ok(())
+    }
+
+    /// The processes in the attempt. Every hierarchy holds the same set; any will do.
+    /// Never the agent itself: should a spawning thread have failed to move back
+    /// out, the agent must not signal (or freeze) itself.
+    pub(crate) fn procs(&self) -> Vec<i32> {
+        let me = std::process::id() as i32;
+        let mut out = Vec::new();
+        for (_, dir) in &self.dirs {
+            if let Ok(text) = fs::read_to_string(dir.join("cgroup.procs")) {
+                out.extend(
+                    text.split_ascii_whitespace()
+                        .filter_map(|s| s.parse::<i32>().ok())
+                        .filter(|p| *p != me),
+                );
+                break;
+            }
+        }
+        out
+    }
+
+    /// True when a thread of the agent is inside (see [`CgroupRoot::spawn_inside`]).
+    fn holds_agent(&self) -> bool {
+        let me = std::process::id().to_string();
+        self.dirs.iter().any(|(_, dir)| {
+            fs::read_to_string(dir.join("cgroup.procs"))
+                .is_ok_and(|t| t.split_ascii_whitespace().any(|p| p == me))
+        })
+    }
+
+    /// Sends `signal` to every process in the attempt; returns them.
+    pub(crate) fn signal_all(&self, signal: i32) -> Vec<i32> {
+        let pids = self.procs();
+        for &pid in &pids {
+            let _ = sys::kill(pid, signal);
+        }
+        pids
+    }
+
+    /// Starts freezing. Returns false without a freezer, or when freezing would
+    /// freeze an agent thread.
+    pub(crate) fn freeze(&self) -> bool {
+        if self.holds_agent() {
+            tracing::error!("an agent thread is inside an attempt cgroup; not freezing it");
+            return false;
+        }
+        match self.dir(Controller::Freezer) {
+            Some(d) => {
+                self.froze.store(true, Ordering::Relaxed);
+                fs::write(d.join("freezer.state"), "FROZEN").is_ok()
+            }
+            None => false,
+        }
+    }
+
+    pub(crate) fn is_frozen(&self) -> bool {
+        self.dir(Controller::Freezer)
+            .and_then(|d| fs::read_to_string(d.join("freezer.state")).ok())
+            .is_some_and(|s| s.trim() == "FROZEN")
+    }
+
+    pub(crate) fn thaw(&self) {
+        if let Some(d) = self.dir(Controller::Freezer) {
+            let _ = fs::write(d.join("freezer.state"), "THAWED");
+        }
+    }
+
+    /// Kills everything: freeze (so nothing forks between reading the list and
+    /// signalling), SIGKILL all, thaw (frozen processes only die once thawed).
+    /// Blocks for at most ~50 ms waiting for the freeze; for the reaper and other
+    /// synchronous callers. Returns the pids signalled.
+    pub(crate) fn kill_all_blocking(&self) -> Vec<i32> {
+        if self.freeze() {
+            for _ in 0..50 {
+                if self.is_frozen() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+        let pids = self.signal_all(libc::SIGKILL);
+        self.thaw();
+        pids
+    }
+
+    /// Async form of [`kill_all_blocking`](Self::kill_all_blocking).
+    pub(crate) async fn kill_all(&self) -> Vec<i32> {
+        if self.freeze() {
+            for _ in 0..50 {
+                if self.is_frozen() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        }
+        let pids = self.signal_all(libc::SIGKILL);
+        self.thaw();
+        pids
+    }
+
+    /// Total CPU time of everything that ever ran in the attempt, nanoseconds.
+    pub(crate) fn cpu_ns(&self) -> Option<u64> {
+        read_u64(self.dir(Controller::Cpuacct)?.join("cpuacct.usage"))
+    }
+
+    pub(crate) fn memory_peak(&self) -> Option<u64> {
+        read_u64(
+            self.dir(Controller::Memory)?
+                .join("memory.max_usage_in_bytes"),
+        )
+    }
+
+    /// How often the OOM killer acted in the current attempt.
+    pub(crate) fn oom_kills(&self) -> u64 {
+        self.raw_oom_kills()
+            .saturating_sub(self.oom_base.load(Ordering::Relaxed))
+    }
+
+    /// `oom_kill` in memory.oom_control (Linux 4.13+); older kernels: 1 if the limit
+    /// was hit (failcnt, reset on reuse).
+    fn raw_oom_kills(&self) -> u64 {
+        let Some(dir) = self.dir(Controller::Memory) else {
+            return 0;
+        };
+        if let Ok(text) = fs::read_to_string(dir.join("memory.oom_control"))
+            && let Some(v) = text.lines().find_map(|l| l.strip_prefix("oom_kill "))
+        {
+            return v.trim().parse().unwrap_or(0);
+        }
+        u64::from(read_u64(dir.join("memory.failcnt")).unwrap_or(0) > 0)
+    }
+
+    /// Removes the directories. Fails (EBUSY) for any that still hold processes.
+    pub(crate) fn rmdir(&self) -> bool {
+        let mut ok = true;
+        for (_, dir) in &self.dirs {
+            match fs::remove_dir(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(_) => ok = false,
+            }
+        }
+        ok
+    }
+}

@@ -1,0 +1,38 @@
+//! Errors of the driver itself, as opposed to a task that failed (an [`Outcome`]).
+//!
+//! [`Outcome`]: drover_types::Outcome
+
+use std::path::PathBuf;
+
+/// Something went wrong on the host, not in the task: the agent should treat the
+/// worker as unhealthy rather than blame the task. A task that cannot start (no such
+/// program, missing working directory) is *not* an `ExecError`; it finishes with
+/// [`Outcome::SpawnFailed`](drover_types::Outcome::SpawnFailed).
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("invalid driver configuration: {0}")]
+    Config(String),
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("launch must be called from within a tokio runtime")]
+    NoRuntime,
+}
+
+impl ExecError {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        ExecError::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}

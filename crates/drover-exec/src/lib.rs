@@ -1,0 +1,34 @@
+//! Drover's execution drivers: how a worker agent runs one task attempt.
+//!
+//! The agent talks to a [`Driver`]; the first one is [`ProcessDriver`], which runs
+//! each attempt as a child process tree in its own process group and, where cgroup
+//! v1 is writable, its own cgroups. It enforces time and memory limits, kills on
+//! request, captures bounded output, measures usage, and after an agent crash finds
+//! and kills its predecessor's processes. [`HostInfo`] and [`HostSampler`] describe
+//! the host for the worker's join and heartbeats. See README.md for the guarantees.
+
+mod attempt;
+mod cgroup;
+mod config;
+mod driver;
+mod error;
+mod finished;
+mod host;
+mod kill;
+mod monitor;
+mod output;
+mod process;
+mod proctree;
+mod spec;
+mod sys;
+
+pub use attempt::{RunningAttempt, UsageProbe};
+pub use config::{CgroupMode, DEFAULT_ENV_PASSTHROUGH, DEFAULT_PATH, DriverConfig};
+pub use driver::{Driver, OrphanReport};
+pub use error::ExecError;
+pub use finished::{AttemptUsage, Finished, OutputSummary};
+pub use host::{HostInfo, HostSampler};
+pub use kill::KillHandle;
+pub use output::truncation_marker;
+pub use process::{MARKER_VAR, ProcessDriver};
+pub use spec::{LaunchSpec, OutputChunk, Stream};

@@ -1,0 +1,178 @@
+//! The few system calls the standard library does not offer, behind safe functions.
+//!
+//! This is the only module of the crate that uses `unsafe`: `wait4` (for the exact
+//! resource usage of one child and its reaped descendants), `pidfd_open` (to learn
+//! that one child exited without a process-wide SIGCHLD handler or a thread per
+//! child), `kill`, and `statvfs`/`sysconf`. Each wrapper owns its buffers and checks
+//! the return value, so callers never see raw pointers.
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::OnceLock;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+
+/// What `wait4` reports about a reaped child.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ChildRusage {
+    pub user_us: u64,
+    pub system_us: u64,
+    /// Largest resident set of the child or of any descendant it waited for, bytes.
+    pub max_rss_bytes: u64,
+    /// Storage-layer reads/writes (the kernel's I/O accounting), in 512-byte blocks.
+    pub in_blocks: u64,
+    pub out_blocks: u64,
+}
+
+/// How a reaped child ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ExitStatus {
+    Code(i32),
+    Signal(i32),
+}
+
+/// Opens a pidfd for `pid`; it becomes readable when the process exits.
+pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes two integers and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = i32::try_from(fd).map_err(|_| io::Error::other("pidfd out of range"))?;
+    // SAFETY: the kernel just gave us this descriptor; nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Reaps `pid` if it has exited (`WNOHANG`), returning its status and usage.
+pub(crate) fn wait4_nohang(pid: i32) -> io::Result<Option<(ExitStatus, ChildRusage)>> {
+    let mut status: libc::c_int = 0;
+    // SAFETY: rusage is plain old data; all-zero is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: both pointers point to live, writable locals.
+        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        if r == 0 {
+            return Ok(None);
+        }
+        if r < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        break;
+    }
+    let exit = if libc::WIFSIGNALED(status) {
+        ExitStatus::Signal(libc::WTERMSIG(status))
+    } else {
+        ExitStatus::Code(libc::WEXITSTATUS(status))
+    };
+    let tv_us =
+        |tv: libc::timeval| (tv.tv_sec.max(0) as u64) * 1_000_000 + tv.tv_usec.max(0) as u64;
+    Ok(Some((
+        exit,
+        ChildRusage {
+            user_us: tv_us(usage.ru_utime),
+            system_us: tv_us(usage.ru_stime),
+            max_rss_bytes: (usage.ru_maxrss.max(0) as u64) * 1024,
+            in_blocks: usage.ru_inblock.max(0) as u64,
+            out_blocks: usage.ru_oublock.max(0) as u64,
+        },
+    )))
+}
+
+/// Sends `signal` to `pid`. `Ok(false)` when the process does not exist.
+pub(crate) fn kill(pid: i32, signal: i32) -> io::Result<bool> {
+    if pid <= 0 {
+        // 0 and negative pids address groups or everything; never do that by accident.
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    // SAFETY: kill takes two integers.
+    let r = unsafe { libc::kill(pid, signal) };
+    check_kill(r)
+}
+
+/// Sends `signal` to every process in process group `pgid`.
+pub(crate) fn killpg(pgid: i32, signal: i32) -> io::Result<bool> {
+    if pgid <= 1 {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    // SAFETY: killpg takes two integers.
+    let r = unsafe { libc::killpg(pgid, signal) };
+    check_kill(r)
+}
+
+fn check_kill(r: libc::c_int) -> io::Result<bool> {
+    if r == 0 {
+        return Ok(true);
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::ESRCH) {
+        Ok(false)
+    } else {
+        Err(err)
+    }
+}
+
+/// Size and free space of the file system holding `path`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FsSpace {
+    pub total_bytes: u64,
+    /// Free space usable by unprivileged users.
+    pub available_bytes: u64,
+}
+
+pub(crate) fn statvfs(path: &Path) -> io::Result<FsSpace> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: statvfs is plain old data.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: c is a valid NUL-terminated string; st is a writable local.
+    let r = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let frsize = st.f_frsize as u64;
+    Ok(FsSpace {
+        total_bytes: (st.f_blocks as u64).saturating_mul(frsize),
+        available_bytes: (st.f_bavail as u64).saturating_mul(frsize),
+    })
+}
+
+/// Bytes per memory page (for RSS in /proc/<pid>/stat).
+pub(crate) fn page_size() -> u64 {
+    static PAGE: OnceLock<u64> = OnceLock::new();
+    *PAGE.get_or_init(|| {
+        // SAFETY: sysconf takes an integer.
+        let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        if v > 0 { v as u64 } else { 4096 }
+    })
+}
+
+/// Clock ticks per second (for CPU times in /proc/<pid>/stat and /proc/stat).
+pub(crate) fn clock_ticks() -> u64 {
+    static TICKS: OnceLock<u64> = OnceLock::new();
+    *TICKS.get_or_init(|| {
+        // SAFETY: sysconf takes an integer.
+        let v = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        if v > 0 { v as u64 } else { 100 }
+    })
+}
+
+/// Registers a pidfd with the tokio reactor.
+pub(crate) fn async_pidfd(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
+    // SAFETY: the OwnedFd owns a valid descriptor, and the AsyncFd owns the OwnedFd,
+    // so it is neither replaced nor closed while registered.
+    unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }.map_err(|e| e.into())
+}
+
+/// The calling thread's id.
+pub(crate) fn gettid() -> i32 {
+    // SAFETY: gettid takes no arguments and cannot fail.
+    unsafe { libc::gettid() }
+}

@@ -1,0 +1,200 @@
+//! The scheduling round: timers fire, then ready tasks are placed (see `queue.rs` and
+//! `placement.rs` for the data structures, and the README for the algorithm).
+
+use crate::action::{Action, KillReason};
+use crate::placement::{LOCALITY_CANDIDATES, LOCALITY_KEYS, SCORE_CANDIDATES};
+use crate::scheduler::{KILL_GRACE_MS, MAX_PREEMPTIONS_PER_ROUND, POLICY_STEPS, Scheduler, ix};
+use crate::task_table::NO_WORKER;
+use crate::timers::{BACKOFF, TIME_LIMIT};
+use crate::view::AttemptRecord;
+use drover_types::{Attempt, TaskId, TaskState, WorkerId, WorkerState};
+
+impl Scheduler {
+    pub(crate) fn fire_timers(&mut self, actions: &mut Vec<Action>) {
+        while let Some((_, kind, id)) = self.timers.pop_due(self.now) {
+            let rec = &mut self.tasks[ix(id)];
+            match kind {
+                BACKOFF if rec.state == TaskState::Backoff => self.make_ready(id),
+                // Also when an eviction is under way: if the attempt outlives its limit,
+                // the limit is what ended it.
+                TIME_LIMIT
+                    if rec.state == TaskState::Running
+                        && rec.holder != NO_WORKER
+                        && rec.kill != Some(KillReason::TimeLimit) =>
+                {
+                    rec.kill = Some(KillReason::TimeLimit);
+                    actions.push(Action::Kill {
+                        task: id,
+                        attempt: Attempt(rec.attempt),
+                        worker: WorkerId(rec.holder),
+                        reason: KillReason::TimeLimit,
+                        grace_ms: KILL_GRACE_MS,
+                    });
+                }
+                _ => {}
+            }
+        }
+    }
+
+    pub(crate) fn place(&mut self, actions: &mut Vec<Action>) {
+        let mut preemptions = 0;
+        let preemption = self.config.policy.preemption;
+        while let Some((id, sub, shape)) = self.queue.best() {
+            // The largest free CPU, memory and GPUs on any active worker: O(1).
+            let (cpu, mem, gpus) = self.pool.fit_tree.root();
+            if !preemption
+                && let Some((min_cpu, min_mem)) = self.queue.min_need()
+                && (min_cpu > cpu || min_mem > mem)
+            {
+                // No ready task of any shape can fit anywhere: the round is over
+                // (without this, a full cluster would cost one failed search per
+                // shape per round).
+                break;
+            }
+            let res = &self.shapes.list[shape as usize].res;
+            let found = if res.cpu_milli > cpu || res.memory_bytes > mem || res.gpus > gpus {
+                None
+            } else {
+                self.find_worker(id, shape)
+            };
+            match found {
+                Some(w) => {
+                    self.queue.pop_head(sub);
+                    self.assign(id, w, actions);
+                }
+                None => {
+                    if self.config.policy.preemption && preemptions < MAX_PREEMPTIONS_PER_ROUND {
+                        preemptions += 1;
+                        self.try_preempt(id, actions);
+                    }
+                    // Free resources only shrink during a round: this shape cannot fit
+                    // anywhere until the round ends.
+                    self.queue.block_shape(shape);
+                }
+            }
+        }
+        self.queue.unblock_all();
+    }
+
+    /// The worker the task goes to, or `None` if it fits on no active worker now.
+    pub(crate) fn find_worker(&self, id: TaskId, shape: u32) -> Option<WorkerId> {
+        let shape = &self.shapes.list[shape as usize];
+        let pool = &self.pool;
+        let eligible = |w: WorkerId| {
+            let r = pool.rec(w);
+            r.state == WorkerState::Active
+                && r.fits_free(&shape.res)
+                && r.matches(&shape.constraints)
+        };
+        let policy = &self.config.policy;
+        // Only a scored shape needs the spec (one memory load fewer per decision).
+        let spec = if shape.scored {
+            Some(&self.tasks[ix(id)].spec)
+        } else {
+            None
+        };
+        let score_inputs = policy.locality_weight > 0 && spec.is_some_and(|s| !s.inputs.is_empty());
+        let score_affinity =
+            policy.affinity_weight > 0 && spec.is_some_and(|s| !s.affinity.is_empty());
+        // The policy's order is followed for at most POLICY_STEPS workers; past that,
+        // the fit tree finds the first fitting worker by id in O(log W). So a decision
+        // is bounded even when many workers have the binding resource free but not
+        // another one (multi-dimensional fragmentation late in a round).
+        let need = pool.binding(&shape.res);
+        let mut steps = 0;
+        if !score_inputs && !score_affinity {
+            let mut found = None;
+            self.placement.visit(pool, &shape.res, need, &mut |w| {
+                steps += 1;
+                if eligible(w) {
+                    found = Some(w);
+                }
+                found.is_some() || steps >= POLICY_STEPS
+            });
+            if found.is_none() && steps >= POLICY_STEPS {
+                found = pool.fit_tree.first_fit(&shape.res, &mut |w| eligible(w));
+            }
+            return found;
+        }
+        let mut cands: Vec<WorkerId> = Vec::with_capacity(SCORE_CANDIDATES + 8);
+        self.placement.visit(pool, &shape.res, need, &mut |w| {
+            steps += 1;
+            if eligible(w) {
+                cands.push(w);
+            }
+            cands.len() >= SCORE_CANDIDATES || steps >= POLICY_STEPS
+        });
+        if cands.is_empty() {
+            if steps < POLICY_STEPS {
+                return None;
+            }
+            cands.extend(pool.fit_tree.first_fit(&shape.res, &mut |w| eligible(w)));
+            if cands.is_empty() {
+                return None;
+            }
+        }
+        let Some(spec) = spec else {
+            return cands.first().copied();
+        };
+        if score_inputs {
+            for key in spec.inputs.iter().take(LOCALITY_KEYS) {
+                if let Some(holders) = pool.data.get(key.as_str()) {
+                    for &w in holders.iter().take(LOCALITY_CANDIDATES) {
+                        if !cands.contains(&w) && eligible(w) {
+                            cands.push(w);
+                        }
+                    }
+                }
+            }
+        }
+        let mut best: Option<(u64, WorkerId)> = None;
+        for &w in &cands {
+            let mut score = 0u64;
+            if score_inputs {
+                score += policy.locality_weight as u64 * pool.inputs_held(w, &spec.inputs) as u64;
+            }
+            if score_affinity {
+                let labels = &pool.rec(w).spec.labels;
+                let n = spec.affinity.iter().filter(|s| s.matches(labels)).count() as u64;
+                score += policy.affinity_weight as u64 * n;
+            }
+            if best.is_none_or(|(b, _)| score > b) {
+                best = Some((score, w));
+            }
+        }
+        best.map(|(_, w)| w)
+    }
+
+    pub(crate) fn assign(&mut self, id: TaskId, w: WorkerId, actions: &mut Vec<Action>) {
+        let now = self.now;
+        let rec = &mut self.tasks[ix(id)];
+        rec.attempt += 1;
+        rec.holder = w.0;
+        rec.started_at = None;
+        rec.kill = None;
+        // Exactly one more slot: most tasks run once, and a default-grown Vec would
+        // reserve four records.
+        rec.attempts.reserve_exact(1);
+        rec.attempts.push(AttemptRecord {
+            attempt: Attempt(rec.attempt),
+            worker: w,
+            assigned_at: now,
+            started_at: None,
+            ended_at: None,
+            outcome: None,
+            failure: None,
+        });
+        let attempt = Attempt(rec.attempt);
+        let res = &self.shapes.list[rec.shape as usize].res;
+        rec.slot = self.pool.allocate(w, id, res);
+        let (owner, cpu) = (rec.owner, res.cpu_milli);
+        self.set_state(id, TaskState::Assigned);
+        self.add_usage(owner, cpu, true);
+        self.pool.rr_cursor = w.0 + 1;
+        actions.push(Action::Start {
+            task: id,
+            attempt,
+            worker: w,
+        });
+    }
+}

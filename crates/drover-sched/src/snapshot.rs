@@ -1,0 +1,138 @@
+//! Snapshots: the durable state of the core, from which a replica rebuilds an
+//! identical one. Only the task table, the jobs, the workers and a few counters are
+//! stored; every index (queues, timers, free-CPU index, key map, shapes) is rebuilt,
+//! so a snapshot cannot disagree with itself.
+
+use crate::queue::ReadyQueue;
+use crate::scheduler::{Scheduler, SchedulerConfig};
+use crate::task_table::{JobRec, Owners, TaskRec};
+use crate::worker_pool::{WorkerPool, WorkerRec};
+use crate::{placement, queue_policy};
+use drover_types::{Millis, TaskId, TaskSpec, WorkerId, WorkerState};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// The durable state of a scheduler, from which [`Scheduler::restore`] rebuilds an
+/// identical one (indexes are rebuilt, not stored). Its `Debug` output is a summary.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct SchedulerSnapshot {
+    config: SchedulerConfig,
+    now: Millis,
+    tasks: Vec<TaskRec>,
+    /// Each spec once: (index of the first task of the run of tasks sharing it, spec).
+    specs: Vec<(u64, Arc<TaskSpec>)>,
+    jobs: Vec<JobRec>,
+    workers: Vec<WorkerRec>,
+    rr_cursor: u32,
+    owners: Owners,
+    dep_failed_by: BTreeMap<TaskId, TaskId>,
+}
+
+impl std::fmt::Debug for SchedulerSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchedulerSnapshot")
+            .field("now", &self.now)
+            .field("tasks", &self.tasks.len())
+            .field("jobs", &self.jobs.len())
+            .field("workers", &self.workers.len())
+            .finish()
+    }
+}
+
+impl SchedulerSnapshot {
+    /// The `now` the core had reached.
+    pub fn now(&self) -> Millis {
+        self.now
+    }
+
+    pub fn task_count(&self) -> usize {
+        self.tasks.len()
+    }
+}
+
+pub(crate) fn take(s: &Scheduler) -> SchedulerSnapshot {
+    let mut specs: Vec<(u64, Arc<TaskSpec>)> = Vec::new();
+    for (i, rec) in s.tasks.iter().enumerate() {
+        if specs
+            .last()
+            .is_none_or(|(_, last)| !Arc::ptr_eq(last, &rec.spec))
+        {
+            specs.push((i as u64, rec.spec.clone()));
+        }
+    }
+    SchedulerSnapshot {
+        config: s.config.clone(),
+        now: s.now,
+        tasks: s.tasks.clone(),
+        specs,
+        jobs: s.jobs.clone(),
+        workers: s.pool.workers.clone(),
+        rr_cursor: s.pool.rr_cursor,
+        owners: s.owners.clone(),
+        dep_failed_by: s.dep_failed_by.clone(),
+    }
+}
+
+pub(crate) fn restore(snap: SchedulerSnapshot) -> Scheduler {
+    let SchedulerSnapshot {
+        config,
+        now,
+        mut tasks,
+        specs,
+        jobs,
+        workers,
+        rr_cursor,
+        mut owners,
+        dep_failed_by,
+    } = snap;
+    let mut runs = specs.into_iter().peekable();
+    let mut current: Arc<TaskSpec> = Arc::new(TaskSpec::default());
+    for (i, rec) in tasks.iter_mut().enumerate() {
+        while let Some((start, _)) = runs.peek() {
+            if *start as usize > i {
+                break;
+            }
+            current = runs.next().map(|(_, s)| s).unwrap_or_default();
+        }
+        rec.spec = current.clone();
+    }
+    owners.reindex();
+    let mut pool = WorkerPool {
+        rr_cursor,
+        ..WorkerPool::default()
+    };
+    for (i, w) in workers.into_iter().enumerate() {
+        let id = WorkerId(i as u32 + 1);
+        let state = w.state;
+        pool.by_name.insert(w.spec.name.clone(), id);
+        for k in &w.spec.data_keys {
+            pool.data.entry(k.clone()).or_default().insert(id);
+        }
+        pool.workers.push(WorkerRec {
+            state: WorkerState::Lost,
+            ..w
+        });
+        pool.set_state(id, state);
+    }
+    let qpolicy = queue_policy::build(&config.policy.queue);
+    let mut s = Scheduler {
+        queue: ReadyQueue::new(qpolicy.by_owner()),
+        qpolicy,
+        placement: placement::build(config.policy.placement),
+        config,
+        now,
+        tasks,
+        jobs,
+        keys: HashMap::new(),
+        dep_failed_by,
+        counts: [0; 10],
+        pool,
+        owners,
+        owner_usage: Vec::new(),
+        shapes: Default::default(),
+        timers: Default::default(),
+    };
+    s.rebuild_indexes();
+    s
+}

@@ -1,0 +1,228 @@
+//! Submission: validation against the task table, id assignment, dependency wiring.
+
+use crate::error::CoreError;
+use crate::scheduler::{Applied, MAX_EXPANDED_DEPS_PER_JOB, Scheduler, ix};
+use crate::task_table::{JobRec, NEVER, NO_WORKER, TaskRec};
+use crate::view::TaskRange;
+use drover_types::{
+    DepRef, JobId, JobSpec, Millis, TaskId, TaskState, ValidationError, validate_job,
+};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+impl Scheduler {
+    pub(crate) fn submit(&mut self, job: JobSpec) -> Result<Applied, CoreError> {
+        validate_job(&job, &self.config.limits)?;
+        let first = self.tasks.len() as u64 + 1;
+        // Plan the ids and check keys before touching anything (atomic submission).
+        let mut starts = Vec::with_capacity(job.tasks.len());
+        let mut local: HashMap<&str, TaskRange> = HashMap::new();
+        let mut next = first;
+        for (i, t) in job.tasks.iter().enumerate() {
+            let n = t.array.map_or(1, |a| a.len());
+            if let Some(k) = &t.key {
+                if let Some(r) = self.keys.get(k) {
+                    return Err(ValidationError::new(
+                        format!("tasks[{i}].key"),
+                        format!("{k:?} is already the key of task {}", r.first),
+                    )
+                    .into());
+                }
+                local.insert(
+                    k,
+                    TaskRange {
+                        first: TaskId(next),
+                        count: n as u32,
+                    },
+                );
+            }
+            starts.push(next);
+            next += n;
+        }
+        let mut resolved: Vec<Arc<[TaskId]>> = Vec::with_capacity(job.tasks.len());
+        let mut edges: u64 = 0;
+        // Tasks without dependencies share one empty list (no allocation per task).
+        let no_deps: Arc<[TaskId]> = Arc::from([]);
+        for (i, t) in job.tasks.iter().enumerate() {
+            let mut deps = Vec::new();
+            for (j, d) in t.after.iter().enumerate() {
+                let range = match d {
+                    DepRef::Id(id) if id.0 >= 1 && id.0 < first => TaskRange {
+                        first: *id,
+                        count: 1,
+                    },
+                    DepRef::Id(id) => {
+                        return Err(ValidationError::new(
+                            format!("tasks[{i}].after[{j}]"),
+                            format!("no task {id} (tasks of the same job are referred to by key)"),
+                        )
+                        .into());
+                    }
+                    DepRef::Key(k) => match local.get(k.as_str()).or_else(|| self.keys.get(k)) {
+                        Some(r) => *r,
+                        None => {
+                            return Err(ValidationError::new(
+                                format!("tasks[{i}].after[{j}]"),
+                                format!("no task with key {k:?}"),
+                            )
+                            .into());
+                        }
+                    },
+                };
+                // Checked before expanding, so that an oversized job is refused
+                // without first allocating its edges.
+                edges += range.count as u64 * t.array.map_or(1, |a| a.len());
+                if edges > MAX_EXPANDED_DEPS_PER_JOB {
+                    return Err(ValidationError::new(
+                        format!("tasks[{i}].after"),
+                        format!("the job's dependencies expand to more than {MAX_EXPANDED_DEPS_PER_JOB} edges"),
+                    )
+                    .into());
+                }
+                deps.extend((0..range.count as u64).map(|k| TaskId(range.first.0 + k)));
+            }
+            resolved.push(if deps.is_empty() {
+                no_deps.clone()
+            } else {
+                deps.into()
+            });
+        }
+
+        // Accepted: create the records.
+        let now = self.now;
+        let job_id = JobId(self.jobs.len() as u64 + 1);
+        let default_owner = job.owner;
+        self.tasks.reserve((next - first) as usize);
+        let mut last: Option<(u32, u32, Arc<drover_types::TaskSpec>)> = None;
+        for (mut spec, deps) in job.tasks.into_iter().zip(resolved) {
+            if spec.owner.is_empty() {
+                spec.owner.clone_from(&default_owner);
+            }
+            // Consecutive tasks of a job usually share owner and shape: compare with
+            // the previous one before hashing.
+            let owner = match &last {
+                Some((o, _, prev)) if prev.owner == spec.owner => *o,
+                _ => self.owners.intern(&spec.owner),
+            };
+            let shape = match &last {
+                Some((_, sh, prev))
+                    if prev.resources == spec.resources
+                        && prev.constraints == spec.constraints
+                        && prev.inputs.is_empty() == spec.inputs.is_empty()
+                        && prev.affinity.is_empty() == spec.affinity.is_empty() =>
+                {
+                    *sh
+                }
+                _ => self.shapes.intern(&spec),
+            };
+            let n = spec.array.map_or(1, |a| a.len());
+            let array = spec.array;
+            let first_of_entry = TaskId(self.tasks.len() as u64 + 1);
+            if let Some(k) = &spec.key {
+                self.keys.insert(
+                    k.clone(),
+                    TaskRange {
+                        first: first_of_entry,
+                        count: n as u32,
+                    },
+                );
+            }
+            // One spec for all the elements of an array.
+            let spec = Arc::new(spec);
+            last = Some((owner, shape, spec.clone()));
+            for k in 0..n {
+                self.tasks.push(TaskRec {
+                    spec: spec.clone(),
+                    job: job_id,
+                    deps: deps.clone(),
+                    children: Vec::new(),
+                    attempts: Vec::new(),
+                    submitted_at: now,
+                    ready_at: NEVER,
+                    started_at: None,
+                    ended_at: None,
+                    wake_at: Millis::ZERO,
+                    limit_ms: spec.max_runtime_ms.unwrap_or(0),
+                    attempt: 0,
+                    spent: 0,
+                    remaining: 0,
+                    array_index: array.map(|a| a.start + k as u32),
+                    owner,
+                    shape,
+                    holder: NO_WORKER,
+                    slot: 0,
+                    state: TaskState::Waiting,
+                    kill: None,
+                });
+            }
+        }
+        self.counts[TaskState::Waiting as usize] += next - first;
+        self.jobs.push(JobRec {
+            first: TaskId(first),
+            count: (next - first) as u32,
+        });
+
+        // Wire the dependency edges, then release what can go.
+        let mut blamed: Vec<(TaskId, TaskId)> = Vec::new();
+        let mut scratch: Vec<TaskId> = Vec::new();
+        for n in first..next {
+            let id = TaskId(n);
+            let deps = self.tasks[ix(id)].deps.clone();
+            if deps.is_empty() {
+                continue;
+            }
+            scratch.clear();
+            scratch.extend_from_slice(&deps);
+            scratch.sort_unstable();
+            scratch.dedup();
+            let mut remaining = 0;
+            let mut blame = None;
+            for &p in &scratch {
+                let parent = &mut self.tasks[ix(p)];
+                match parent.state {
+                    TaskState::Succeeded => {}
+                    s if s.is_final() => {
+                        blame.get_or_insert(p);
+                    }
+                    _ => {
+                        remaining += 1;
+                        parent.children.push(id);
+                    }
+                }
+            }
+            self.tasks[ix(id)].remaining = remaining;
+            if let Some(p) = blame {
+                blamed.push((id, p));
+            }
+        }
+        let mut blamed = blamed.into_iter().peekable();
+        for n in first..next {
+            let id = TaskId(n);
+            let blame = match blamed.peek() {
+                Some(&(t, p)) if t == id => {
+                    blamed.next();
+                    Some(p)
+                }
+                _ => None,
+            };
+            if self.tasks[ix(id)].state != TaskState::Waiting {
+                continue;
+            }
+            if let Some(p) = blame {
+                self.dependency_failed(id, p);
+            } else if self.tasks[ix(id)].remaining == 0 {
+                self.make_ready(id);
+            }
+        }
+        Ok(Applied {
+            job: Some((
+                job_id,
+                TaskRange {
+                    first: TaskId(first),
+                    count: (next - first) as u32,
+                },
+            )),
+            ..Applied::default()
+        })
+    }
+}

@@ -1,0 +1,451 @@
+//! Workers, their reservations, and the indexes placement searches.
+
+use drover_types::{
+    LabelSelector, Resources, TaskId, WorkerId, WorkerSpec, WorkerState, WorkerUsage,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// How much of the binding dimension a task needs free (see [`WorkerPool::binding`]).
+#[derive(Clone, Copy, Debug)]
+pub enum Need {
+    Cpu(u32),
+    Mem(u64),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct WorkerRec {
+    pub spec: WorkerSpec,
+    pub state: WorkerState,
+    /// Sum of the resources of the attempts placed on it (never above capacity).
+    pub allocated: Resources,
+    pub usage: WorkerUsage,
+    /// Tasks whose current attempt holds resources here. Unordered (a push and a
+    /// swap-remove are cheaper than an ordered set on the hot path; each task knows its
+    /// slot, `TaskRec::slot`); every use whose order could matter sorts it first (see
+    /// [`WorkerRec::running_sorted`]).
+    pub running: Vec<TaskId>,
+}
+
+impl WorkerRec {
+    pub fn free_cpu(&self) -> u32 {
+        self.spec
+            .capacity
+            .cpu_milli
+            .saturating_sub(self.allocated.cpu_milli)
+    }
+
+    pub fn free_mem(&self) -> u64 {
+        self.spec
+            .capacity
+            .memory_bytes
+            .saturating_sub(self.allocated.memory_bytes)
+    }
+
+    /// Would `req` fit in what is not yet reserved?
+    pub fn fits_free(&self, req: &Resources) -> bool {
+        fits(req, &self.allocated, &self.spec.capacity)
+    }
+
+    /// Free (cpu, memory, gpus): what the fit tree indexes.
+    pub fn free_main(&self) -> (u32, u64, u32) {
+        let gpus = self.spec.capacity.gpus.saturating_sub(self.allocated.gpus);
+        (self.free_cpu(), self.free_mem(), gpus)
+    }
+
+    pub fn running_sorted(&self) -> Vec<TaskId> {
+        let mut v = self.running.clone();
+        v.sort_unstable();
+        v
+    }
+
+    pub fn matches(&self, constraints: &[LabelSelector]) -> bool {
+        constraints.iter().all(|c| c.matches(&self.spec.labels))
+    }
+}
+
+/// Would `req` fit next to `allocated` within `cap`, in every dimension?
+pub(crate) fn fits(req: &Resources, allocated: &Resources, cap: &Resources) -> bool {
+    let a = allocated;
+    req.cpu_milli as u64 + a.cpu_milli as u64 <= cap.cpu_milli as u64
+        && req.memory_bytes.saturating_add(a.memory_bytes) <= cap.memory_bytes
+        && req.disk_bytes.saturating_add(a.disk_bytes) <= cap.disk_bytes
+        && req.gpus as u64 + a.gpus as u64 <= cap.gpus as u64
+        && req.custom.iter().all(|(k, v)| {
+            v.saturating_add(a.custom.get(k).copied().unwrap_or(0))
+                <= cap.custom.get(k).copied().unwrap_or(0)
+        })
+}
+
+pub(crate) fn add_resources(to: &mut Resources, r: &Resources) {
+    to.cpu_milli += r.cpu_milli;
+    to.memory_bytes += r.memory_bytes;
+    to.disk_bytes += r.disk_bytes;
+    to.gpus += r.gpus;
+    for (k, v) in &r.custom {
+        *to.custom.entry(k.clone()).or_insert(0) += v;
+    }
+}
+
+pub(crate) fn sub_resources(from: &mut Resources, r: &Resources) {
+    from.cpu_milli -= r.cpu_milli;
+    from.memory_bytes -= r.memory_bytes;
+    from.disk_bytes -= r.disk_bytes;
+    from.gpus -= r.gpus;
+    for (k, v) in &r.custom {
+        if let Some(x) = from.custom.get_mut(k) {
+            *x -= v;
+            // Zero entries are dropped so that equal reservations compare equal.
+            if *x == 0 {
+                from.custom.remove(k);
+            }
+        }
+    }
+}
+
+/// All workers ever joined, by id (ids from 1, in order of the first join of a name).
+#[derive(Debug, Default)]
+pub(crate) struct WorkerPool {
+    pub workers: Vec<WorkerRec>,
+    pub by_name: BTreeMap<String, WorkerId>,
+    /// (free CPU, id) of every Active worker: bin-pack scans it upwards from the
+    /// requested CPU, spread downwards, so workers without enough free CPU are never
+    /// visited.
+    pub free_cpu: BTreeSet<(u32, WorkerId)>,
+    /// (free memory, id) of every Active worker, for tasks whose binding dimension is
+    /// memory (see [`WorkerPool::binding`]).
+    pub free_mem: BTreeSet<(u64, WorkerId)>,
+    /// Largest free CPU and memory per subtree of worker slots (fallback search).
+    pub fit_tree: FitTree,
+    /// Capacity of the Active workers in all.
+    pub total_cpu: u64,
+    pub total_mem: u128,
+    /// Active workers in id order (round-robin).
+    pub active: BTreeSet<WorkerId>,
+    /// Data key -> workers holding it (locality candidates).
+    pub data: HashMap<String, BTreeSet<WorkerId>>,
+    /// Round-robin position: the next worker id to try first.
+    pub rr_cursor: u32,
+}
+
+impl WorkerPool {
+    pub fn get(&self, w: WorkerId) -> Option<&WorkerRec> {
+        (w.0 as usize)
+            .checked_sub(1)
+            .and_then(|i| self.workers.get(i))
+    }
+
+    pub fn rec(&self, w: WorkerId) -> &WorkerRec {
+        &self.workers[w.0 as usize - 1]
+    }
+
+    fn rec_mut(&mut self, w: WorkerId) -> &mut WorkerRec {
+        &mut self.workers[w.0 as usize - 1]
+    }
+
+    pub fn ids(&self) -> impl Iterator<Item = WorkerId> + '_ {
+        (1..=self.workers.len() as u32).map(WorkerId)
+    }
+
+    /// Adds a new worker (state Active) and returns its id.
+    pub fn add(&mut self, spec: WorkerSpec) -> WorkerId {
+        let id = WorkerId(self.workers.len() as u32 + 1);
+        self.by_name.insert(spec.name.clone(), id);
+        self.workers.push(WorkerRec {
+            spec,
+            state: WorkerState::Lost,
+            allocated: Resources::default(),
+            usage: WorkerUsage::default(),
+            running: Vec::new(),
+        });
+        self.index_data(id, true);
+        self.set_state(id, WorkerState::Active);
+        id
+    }
+
+    /// Replaces a worker's spec (a rejoin), keeping its reservations.
+    pub fn replace_spec(&mut self, w: WorkerId, spec: WorkerSpec) {
+        let state = self.rec(w).state;
+        self.set_state(w, WorkerState::Lost);
+        self.index_data(w, false);
+        self.rec_mut(w).spec = spec;
+        self.index_data(w, true);
+        self.set_state(w, state);
+    }
+
+    pub fn set_data_keys(&mut self, w: WorkerId, keys: Vec<String>) {
+        self.index_data(w, false);
+        self.rec_mut(w).spec.data_keys = keys;
+        self.index_data(w, true);
+    }
+
+    fn index_data(&mut self, w: WorkerId, add: bool) {
+        let keys = std::mem::take(&mut self.rec_mut(w).spec.data_keys);
+        for k in &keys {
+            if add {
+                self.data.entry(k.clone()).or_default().insert(w);
+            } else if let Some(set) = self.data.get_mut(k) {
+                set.remove(&w);
+                if set.is_empty() {
+                    self.data.remove(k);
+                }
+            }
+        }
+        self.rec_mut(w).spec.data_keys = keys;
+    }
+
+    pub fn set_state(&mut self, w: WorkerId, state: WorkerState) {
+        let rec = &self.workers[w.0 as usize - 1];
+        let was_active = rec.state == WorkerState::Active;
+        let free = rec.free_cpu();
+        let free_mem = rec.free_mem();
+        let (cap_cpu, cap_mem) = (
+            rec.spec.capacity.cpu_milli as u64,
+            rec.spec.capacity.memory_bytes as u128,
+        );
+        if was_active {
+            self.free_cpu.remove(&(free, w));
+            self.free_mem.remove(&(free_mem, w));
+            self.active.remove(&w);
+            self.total_cpu -= cap_cpu;
+            self.total_mem -= cap_mem;
+        }
+        self.rec_mut(w).state = state;
+        if state == WorkerState::Active {
+            self.free_cpu.insert((free, w));
+            self.free_mem.insert((free_mem, w));
+            self.active.insert(w);
+            self.total_cpu += cap_cpu;
+            self.total_mem += cap_mem;
+            let f = self.workers[w.0 as usize - 1].free_main();
+            self.fit_tree.set(w, f);
+        } else {
+            self.fit_tree.set(w, (0, 0, 0));
+        }
+    }
+
+    /// Reserves `r` on `w` for `task`; returns the task's slot in `w.running`.
+    pub fn allocate(&mut self, w: WorkerId, task: TaskId, r: &Resources) -> u32 {
+        let rec = &mut self.workers[w.0 as usize - 1];
+        let active = rec.state == WorkerState::Active;
+        let (before, before_mem) = (rec.free_cpu(), rec.free_mem());
+        add_resources(&mut rec.allocated, r);
+        let slot = rec.running.len() as u32;
+        rec.running.push(task);
+        let (after, after_mem) = (rec.free_cpu(), rec.free_mem());
+        if active && before != after {
+            self.free_cpu.remove(&(before, w));
+            self.free_cpu.insert((after, w));
+        }
+        if active && before_mem != after_mem {
+            self.free_mem.remove(&(before_mem, w));
+            self.free_mem.insert((after_mem, w));
+        }
+        if active {
+            let f = self.workers[w.0 as usize - 1].free_main();
+            self.fit_tree.set(w, f);
+        }
+        slot
+    }
+
+    /// Frees `r` on `w` for the task in `slot` of `w.running`. O(1): the last task of
+    /// the list moves into the slot, and is returned so that its slot can be updated.
+    pub fn release(&mut self, w: WorkerId, slot: u32, r: &Resources) -> Option<TaskId> {
+        let rec = &mut self.workers[w.0 as usize - 1];
+        let active = rec.state == WorkerState::Active;
+        let (before, before_mem) = (rec.free_cpu(), rec.free_mem());
+        sub_resources(&mut rec.allocated, r);
+        rec.running.swap_remove(slot as usize);
+        let moved = rec.running.get(slot as usize).copied();
+        let (after, after_mem) = (rec.free_cpu(), rec.free_mem());
+        if active && before != after {
+            self.free_cpu.remove(&(before, w));
+            self.free_cpu.insert((after, w));
+        }
+        if active && before_mem != after_mem {
+            self.free_mem.remove(&(before_mem, w));
+            self.free_mem.insert((after_mem, w));
+        }
+        if active {
+            let f = self.workers[w.0 as usize - 1].free_main();
+            self.fit_tree.set(w, f);
+        }
+        moved
+    }
+
+    /// The dimension that binds a request: memory when it asks for a larger share of
+    /// the active cluster's memory than of its CPU, else CPU. Placement walks the
+    /// free-resource index of that dimension, so workers short of it are never visited
+    /// (a memory-heavy task does not step over every worker with spare CPU but no
+    /// memory). Deterministic: it depends only on the request and the active workers.
+    pub fn binding(&self, req: &Resources) -> Need {
+        if req.memory_bytes as u128 * self.total_cpu as u128
+            > req.cpu_milli as u128 * self.total_mem
+        {
+            Need::Mem(req.memory_bytes)
+        } else {
+            Need::Cpu(req.cpu_milli)
+        }
+    }
+
+    /// How many of `inputs` worker `w` holds.
+    pub fn inputs_held(&self, w: WorkerId, inputs: &[String]) -> u32 {
+        inputs
+            .iter()
+            .filter(|k| self.data.get(k.as_str()).is_some_and(|s| s.contains(&w)))
+            .count() as u32
+    }
+}
+
+/// A segment tree over worker slots (id order) holding, for each subtree, the largest
+/// free CPU, memory and GPUs among its Active workers. It finds *a* worker with at least
+/// that much free in O(log W) when one exists (subtrees whose maxima are too small are
+/// never entered; a leaf that passes all three maxima may still fail on a custom
+/// resource or a constraint, which costs a step of backtracking). Placement uses it as
+/// the fallback when the policy's own order has not found a fit within a bounded number
+/// of steps, and round-robin walks it from its cursor.
+#[derive(Debug, Default)]
+pub(crate) struct FitTree {
+    size: usize,
+    cpu: Vec<u32>,
+    mem: Vec<u64>,
+    gpu: Vec<u32>,
+}
+
+impl FitTree {
+    /// Recomputes node `n` from its children; false if it did not change.
+    fn pull(&mut self, n: usize) -> bool {
+        let c = self.cpu[2 * n].max(self.cpu[2 * n + 1]);
+        let m = self.mem[2 * n].max(self.mem[2 * n + 1]);
+        let g = self.gpu[2 * n].max(self.gpu[2 * n + 1]);
+        let changed = (self.cpu[n], self.mem[n], self.gpu[n]) != (c, m, g);
+        (self.cpu[n], self.mem[n], self.gpu[n]) = (c, m, g);
+        changed
+    }
+
+    /// Sets worker `w`'s free (cpu, memory, gpus); zeros for a worker not taking tasks.
+    pub fn set(&mut self, w: WorkerId, free: (u32, u64, u32)) {
+        let slot = w.0 as usize - 1;
+        if slot >= self.size {
+            let mut size = self.size.max(16);
+            while size <= slot {
+                size *= 2;
+            }
+            let mut grown = FitTree {
+                size,
+                cpu: vec![0; 2 * size],
+                mem: vec![0; 2 * size],
+                gpu: vec![0; 2 * size],
+            };
+            for i in 0..self.size {
+                grown.cpu[size + i] = self.cpu[self.size + i];
+                grown.mem[size + i] = self.mem[self.size + i];
+                grown.gpu[size + i] = self.gpu[self.size + i];
+            }
+            for n in (1..size).rev() {
+                grown.pull(n);
+            }
+            *self = grown;
+        }
+        let mut n = self.size + slot;
+        (self.cpu[n], self.mem[n], self.gpu[n]) = free;
+        while n > 1 {
+            n /= 2;
+            if !self.pull(n) {
+                break;
+            }
+        }
+    }
+
+    /// The largest free (cpu, memory, gpus) of any worker, each on its own: O(1).
+    pub fn root(&self) -> (u32, u64, u32) {
+        if self.size == 0 {
+            return (0, 0, 0);
+        }
+        (self.cpu[1], self.mem[1], self.gpu[1])
+    }
+
+    /// The free (cpu, memory, gpus) recorded for `w`.
+    pub fn get(&self, w: WorkerId) -> (u32, u64, u32) {
+        let n = self.size + w.0 as usize - 1;
+        if n >= 2 * self.size {
+            return (0, 0, 0);
+        }
+        (self.cpu[n], self.mem[n], self.gpu[n])
+    }
+
+    /// The first worker in id order with at least `req`'s cpu, memory and gpus free
+    /// that `ok` accepts.
+    pub fn first_fit(
+        &self,
+        req: &Resources,
+        ok: &mut dyn FnMut(WorkerId) -> bool,
+    ) -> Option<WorkerId> {
+        self.first_fit_in(WorkerId(1), WorkerId(u32::MAX), req, ok)
+    }
+
+    /// Like [`Self::first_fit`], among workers with ids in `from..to`.
+    pub fn first_fit_in(
+        &self,
+        from: WorkerId,
+        to: WorkerId,
+        req: &Resources,
+        ok: &mut dyn FnMut(WorkerId) -> bool,
+    ) -> Option<WorkerId> {
+        if self.size == 0 {
+            return None;
+        }
+        let from = (from.0 as usize).saturating_sub(1);
+        let to = (to.0 as usize).saturating_sub(1);
+        let (cpu, mem, gpu) = (req.cpu_milli, req.memory_bytes, req.gpus);
+        // (node, first slot it covers, slots it covers)
+        let mut stack = vec![(1usize, 0usize, self.size)];
+        while let Some((n, lo, len)) = stack.pop() {
+            let outside = lo + len <= from || lo >= to;
+            if outside || self.cpu[n] < cpu || self.mem[n] < mem || self.gpu[n] < gpu {
+                continue;
+            }
+            if n >= self.size {
+                let w = WorkerId(lo as u32 + 1);
+                if ok(w) {
+                    return Some(w);
+                }
+                continue;
+            }
+            let half = len / 2;
+            stack.push((2 * n + 1, lo + half, half));
+            stack.push((2 * n, lo, half));
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fit_tree_finds_the_first_fit_in_a_range() {
+        let mut t = FitTree::default();
+        for (w, cpu) in [(1, 1000), (2, 4000), (3, 500), (40, 4000)] {
+            t.set(WorkerId(w), (cpu, 1 << 30, 0));
+        }
+        let req = Resources::cpus(2000);
+        assert_eq!(t.first_fit(&req, &mut |_| true), Some(WorkerId(2)));
+        assert_eq!(
+            t.first_fit_in(WorkerId(3), WorkerId(u32::MAX), &req, &mut |_| true),
+            Some(WorkerId(40))
+        );
+        assert_eq!(
+            t.first_fit_in(WorkerId(3), WorkerId(40), &req, &mut |_| true),
+            None
+        );
+        assert_eq!(
+            t.first_fit(&req, &mut |w| w != WorkerId(2)),
+            Some(WorkerId(40))
+        );
+        t.set(WorkerId(40), (0, 0, 0));
+        assert_eq!(t.first_fit(&req, &mut |w| w != WorkerId(2)), None);
+        assert_eq!(t.get(WorkerId(2)), (4000, 1 << 30, 0));
+    }
+}
