@@ -31,6 +31,9 @@ pub enum WorkerMessage {
     },
     Heartbeat {
         usage: WorkerUsage,
+        /// Usage so far of each attempt running on the worker.
+        #[serde(default)]
+        tasks: Vec<RunningUsage>,
     },
     Started {
         task: TaskId,
@@ -51,6 +54,14 @@ pub struct AttemptReport {
     pub stdout_bytes: u64,
     pub stderr_bytes: u64,
     pub output_truncated: bool,
+}
+
+/// A running attempt's usage so far, sent with heartbeats.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunningUsage {
+    pub task: TaskId,
+    pub attempt: Attempt,
+    pub usage: AttemptUsage,
 }
 
 /// Resources one attempt used, measured by the worker.

@@ -1,7 +1,6 @@
 //! Starting and stopping a server.
 
 use crate::api;
-use axum::serve::ListenerExt;
 use crate::auth::ClusterToken;
 use crate::background;
 use crate::config::ServerConfig;
@@ -10,6 +9,7 @@ use crate::output::OutputStore;
 use crate::proposer::Proposer;
 use crate::raft::{LogStore, NetworkFactory, Raft, StateStore};
 use crate::sessions::Sessions;
+use axum::serve::ListenerExt;
 use drover_sched::SchedulerConfig;
 use openraft::{BasicNode, SnapshotPolicy};
 use std::collections::BTreeMap;

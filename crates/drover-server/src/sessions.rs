@@ -5,8 +5,8 @@
 //! A newly elected leader starts every worker's clock afresh, so a leader change never
 //! makes a worker look dead.
 
-use drover_proto::worker::ServerMessage;
-use drover_types::{WorkerId, WorkerUsage};
+use drover_proto::worker::{AttemptUsage, RunningUsage, ServerMessage};
+use drover_types::{Attempt, TaskId, WorkerId, WorkerUsage};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,11 +25,49 @@ pub struct Liveness {
     pub usage: WorkerUsage,
 }
 
+/// The latest usage sample of each running attempt, from heartbeats. Leader-local,
+/// like liveness: a live reading, not history (an attempt's final usage is in the log).
+#[derive(Debug, Default)]
+pub struct LiveUsage {
+    samples: Mutex<HashMap<(TaskId, Attempt), AttemptUsage>>,
+}
+
+impl LiveUsage {
+    /// Replaces a worker's samples with those of its latest heartbeat.
+    pub fn record(
+        &self,
+        previous: &[(TaskId, Attempt)],
+        samples: Vec<RunningUsage>,
+    ) -> Vec<(TaskId, Attempt)> {
+        let mut map = self.samples.lock().unwrap_or_else(|p| p.into_inner());
+        for key in previous {
+            map.remove(key);
+        }
+        samples
+            .into_iter()
+            .map(|s| {
+                let key = (s.task, s.attempt);
+                map.insert(key, s.usage);
+                key
+            })
+            .collect()
+    }
+
+    pub fn get(&self, task: TaskId, attempt: Attempt) -> Option<AttemptUsage> {
+        self.samples
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(task, attempt))
+            .cloned()
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Sessions {
     sessions: Mutex<HashMap<WorkerId, Session>>,
     liveness: Mutex<HashMap<WorkerId, Liveness>>,
     next_conn: AtomicU64,
+    pub live_usage: LiveUsage,
 }
 
 impl Sessions {

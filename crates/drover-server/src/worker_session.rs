@@ -207,11 +207,17 @@ async fn read_loop(
     worker: WorkerId,
     stream: &mut futures_util::stream::SplitStream<WebSocket>,
 ) -> Result<(), SessionError> {
+    // The attempts this worker last reported samples for, to replace them next time.
+    let mut sampled_keys: Vec<(TaskId, Attempt)> = Vec::new();
+    let sampled = &mut sampled_keys;
     while let Some(message) = stream.next().await {
         node.sessions.touch(worker, None);
         match message? {
             Message::Text(text) => match serde_json::from_str::<WorkerMessage>(&text) {
-                Ok(WorkerMessage::Heartbeat { usage }) => node.sessions.touch(worker, Some(usage)),
+                Ok(WorkerMessage::Heartbeat { usage, tasks }) => {
+                    node.sessions.touch(worker, Some(usage));
+                    *sampled = node.sessions.live_usage.record(sampled, tasks);
+                }
                 Ok(WorkerMessage::Started { task, attempt }) => {
                     node.proposer.propose_nowait(Command::TaskStarted {
                         task,

@@ -3,11 +3,9 @@
 use crate::config::WorkerConfig;
 use crate::connection::{self, ConnectError, Socket};
 use crate::runner::{self, RunnerEvent};
-use drover_exec::{
-    CgroupMode, Driver, DriverConfig, HostInfo, HostSampler, KillHandle, ProcessDriver,
-};
+use drover_exec::{CgroupMode, Driver, DriverConfig, HostInfo, HostSampler, ProcessDriver};
 use drover_proto::worker::{
-    AttemptReport, AttemptUsage, PROTOCOL_VERSION, ServerMessage, WorkerMessage,
+    AttemptReport, AttemptUsage, PROTOCOL_VERSION, RunningUsage, ServerMessage, WorkerMessage,
 };
 use drover_types::{Attempt, Outcome, TaskId, WorkerSpec};
 use futures_util::{SinkExt, StreamExt};
@@ -43,7 +41,7 @@ struct Agent {
     driver: Arc<dyn Driver>,
     spec: WorkerSpec,
     sampler: HostSampler,
-    running: HashMap<(TaskId, Attempt), KillHandle>,
+    running: HashMap<(TaskId, Attempt), runner::Handles>,
     /// Ended attempts whose end the server has not acknowledged yet; sent again on
     /// every reconnect until it does.
     unacked: BTreeMap<(TaskId, Attempt), AttemptReport>,
@@ -115,8 +113,8 @@ pub async fn run(
     }
     tokio::pin!(shutdown);
     let result = agent.serve(&mut shutdown).await;
-    for kill in agent.running.values() {
-        kill.kill(Duration::from_millis(500));
+    for handles in agent.running.values() {
+        handles.kill.kill(Duration::from_millis(500));
     }
     result
 }
@@ -255,8 +253,8 @@ impl Agent {
                 "cut off from the server for {:?}: stopping every task before the server re-places them",
                 self.last_contact.elapsed()
             );
-            for kill in self.running.values() {
-                kill.kill(self.config.kill_grace);
+            for handles in self.running.values() {
+                handles.kill.kill(self.config.kill_grace);
             }
             self.fenced = true;
         }
@@ -367,12 +365,33 @@ impl Agent {
                         return Ok(SessionEnd::Disconnected(format!("nothing from the server for {:?}", self.last_contact.elapsed())));
                     }
                     let usage = self.sampler.sample();
-                    if let Err(e) = send_json(&mut socket, &WorkerMessage::Heartbeat { usage }).await {
+                    let tasks = self.running_usage();
+                    if let Err(e) = send_json(&mut socket, &WorkerMessage::Heartbeat { usage, tasks }).await {
                         return Ok(SessionEnd::Disconnected(e));
                     }
                 }
             }
         }
+    }
+
+    fn running_usage(&self) -> Vec<RunningUsage> {
+        self.running
+            .iter()
+            .filter_map(|((task, attempt), h)| {
+                let u = h.probe.as_ref()?.usage();
+                Some(RunningUsage {
+                    task: *task,
+                    attempt: *attempt,
+                    usage: AttemptUsage {
+                        wall_ms: u.wall_ms,
+                        cpu_time_ms: u.cpu_time_ms,
+                        peak_memory_bytes: u.peak_memory_bytes,
+                        read_bytes: u.read_bytes,
+                        write_bytes: u.write_bytes,
+                    },
+                })
+            })
+            .collect()
     }
 
     fn on_server_message(&mut self, message: ServerMessage) {
@@ -384,8 +403,8 @@ impl Agent {
                 if self.running.contains_key(&key) || self.unacked.contains_key(&key) {
                     return;
                 }
-                let kill = runner::launch(&self.driver, start, self.events_tx.clone());
-                self.running.insert(key, kill);
+                let handles = runner::launch(&self.driver, start, self.events_tx.clone());
+                self.running.insert(key, handles);
             }
             ServerMessage::Kill {
                 task,
@@ -393,9 +412,9 @@ impl Agent {
                 grace_ms,
                 reason,
             } => {
-                if let Some(kill) = self.running.get(&(task, attempt)) {
+                if let Some(handles) = self.running.get(&(task, attempt)) {
                     tracing::info!(%task, %attempt, %reason, "killing on the server's request");
-                    kill.kill(Duration::from_millis(grace_ms));
+                    handles.kill.kill(Duration::from_millis(grace_ms));
                 }
             }
             ServerMessage::FinishedAck { task, attempt } => {

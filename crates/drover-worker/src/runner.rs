@@ -1,6 +1,6 @@
 //! Running one attempt: launch through the driver, forward its output, report its end.
 
-use drover_exec::{Driver, KillHandle, LaunchSpec, OutputChunk, Stream};
+use drover_exec::{Driver, KillHandle, LaunchSpec, OutputChunk, Stream, UsageProbe};
 use drover_proto::worker::{AttemptReport, AttemptUsage, OutputFrame, OutputStream, StartTask};
 use drover_types::Outcome;
 use std::sync::Arc;
@@ -45,13 +45,20 @@ fn stdin_of(start: &StartTask) -> Option<Vec<u8>> {
     Some(bytes)
 }
 
-/// Launches the attempt and returns its kill handle; a task reports its end through
+/// The agent's handles on one running attempt.
+pub struct Handles {
+    pub kill: KillHandle,
+    /// Samples the attempt's usage for heartbeats (none if it never started).
+    pub probe: Option<Arc<dyn UsageProbe>>,
+}
+
+/// Launches the attempt and returns its handles; a task reports its end through
 /// `events`. A launch the driver refuses is reported as a spawn failure at once.
 pub fn launch(
     driver: &Arc<dyn Driver>,
     start: StartTask,
     events: mpsc::UnboundedSender<RunnerEvent>,
-) -> KillHandle {
+) -> Handles {
     let (out_tx, mut out_rx) = mpsc::channel::<OutputChunk>(256);
     let spec = LaunchSpec {
         task: start.task.0,
@@ -83,10 +90,14 @@ pub fn launch(
                 stderr_bytes: 0,
                 output_truncated: false,
             }));
-            return KillHandle::new();
+            return Handles {
+                kill: KillHandle::new(),
+                probe: None,
+            };
         }
     };
     let kill = running.kill_handle();
+    let probe = running.usage_probe();
     let _ = events.send(RunnerEvent::Started(task, attempt));
     let forward_events = events.clone();
     let forwarder = tokio::spawn(async move {
@@ -129,5 +140,5 @@ pub fn launch(
             output_truncated: finished.stdout.truncated || finished.stderr.truncated,
         }));
     });
-    kill
+    Handles { kill, probe }
 }

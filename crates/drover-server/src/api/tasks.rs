@@ -4,6 +4,7 @@ use super::error::ApiError;
 use super::json::{JsonBody, PathParam, QueryParams};
 use super::wall_now;
 use crate::node::Node;
+use crate::sessions::LiveUsage;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -113,7 +114,12 @@ fn exit_of(outcome: Option<&Outcome>) -> (Option<i32>, Option<i32>) {
     }
 }
 
-pub(crate) fn task_info(sm: &StateMachine, view: &TaskView<'_>, now: Millis) -> TaskInfo {
+pub(crate) fn task_info(
+    sm: &StateMachine,
+    view: &TaskView<'_>,
+    now: Millis,
+    live: &LiveUsage,
+) -> TaskInfo {
     let record = sm.record(view.id);
     let last = view.attempts.last();
     let outcome = last.and_then(|a| a.outcome.clone());
@@ -148,7 +154,8 @@ pub(crate) fn task_info(sm: &StateMachine, view: &TaskView<'_>, now: Millis) -> 
         duration_ms,
         exit_code,
         signal,
-        usage: last.and_then(|a| usage_of(a.attempt)),
+        // The final figures once an attempt ended; while it runs, the latest sample.
+        usage: last.and_then(|a| usage_of(a.attempt).or_else(|| live.get(view.id, a.attempt))),
         outcome,
         result: record.and_then(|r| r.result.clone()),
         array_index: view.array_index,
@@ -205,7 +212,12 @@ pub async fn get(
         .scheduler()
         .task(id)
         .ok_or_else(|| ApiError::not_found(format!("no task {task:?}")))?;
-    Ok(Json(task_info(&sm, &view, wall_now())))
+    Ok(Json(task_info(
+        &sm,
+        &view,
+        wall_now(),
+        &node.sessions.live_usage,
+    )))
 }
 
 #[derive(Debug, Deserialize)]
