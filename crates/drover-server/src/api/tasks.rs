@@ -287,9 +287,8 @@ pub async fn list(
         end = Some(TaskId(record.first.0 + record.count as u64 - 1));
     }
     let mut tasks = Vec::new();
-    let mut scanned = 0usize;
     let mut next_cursor = None;
-    for view in sm.scheduler().tasks_after(after) {
+    for (scanned, view) in sm.scheduler().tasks_after(after).enumerate() {
         if end.is_some_and(|e| view.id > e) {
             break;
         }
@@ -299,7 +298,6 @@ pub async fn list(
             next_cursor = Some(TaskId(view.id.0 - 1).0.to_string());
             break;
         }
-        scanned += 1;
         if states.as_ref().is_some_and(|s| !s.contains(&view.state)) {
             continue;
         }
