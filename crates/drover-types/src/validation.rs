@@ -47,9 +47,9 @@ pub fn validate_task(spec: &TaskSpec, limits: &Limits, path: &str) -> Check {
         }
     };
     if let Some(key) = &spec.key {
-        validate_key(key, limits, &f("key"))?;
+        validate_key(key, limits, || f("key"))?;
     }
-    check_string(&spec.name, limits, &f("name"))?;
+    check_string(&spec.name, limits, || f("name"))?;
     if spec.command.is_empty() {
         return Err(ValidationError::new(
             f("command"),
@@ -73,7 +73,7 @@ pub fn validate_task(spec: &TaskSpec, limits: &Limits, path: &str) -> Check {
         ));
     }
     for (i, arg) in spec.command.iter().enumerate() {
-        check_string(arg, limits, &f(&format!("command[{i}]")))?;
+        check_string(arg, limits, || f(&format!("command[{i}]")))?;
     }
     if spec.env.len() > limits.max_env_vars {
         return Err(ValidationError::new(
@@ -100,7 +100,7 @@ pub fn validate_task(spec: &TaskSpec, limits: &Limits, path: &str) -> Check {
                 "names starting with DROVER_ are reserved for Drover",
             ));
         }
-        check_string(v, limits, &field)?;
+        check_string(v, limits, || field.clone())?;
         env_bytes += k.len() + v.len();
     }
     if env_bytes > limits.max_env_bytes {
@@ -113,7 +113,7 @@ pub fn validate_task(spec: &TaskSpec, limits: &Limits, path: &str) -> Check {
         ));
     }
     if let Some(dir) = &spec.workdir {
-        check_string(dir, limits, &f("workdir"))?;
+        check_string(dir, limits, || f("workdir"))?;
         if dir.is_empty() {
             return Err(ValidationError::new(
                 f("workdir"),
@@ -121,7 +121,7 @@ pub fn validate_task(spec: &TaskSpec, limits: &Limits, path: &str) -> Check {
             ));
         }
     }
-    validate_resources(spec, limits, &f("resources"))?;
+    validate_resources(spec, limits, || f("resources"))?;
     if spec.after.len() > limits.max_deps_per_task {
         return Err(ValidationError::new(
             f("after"),
@@ -134,7 +134,7 @@ pub fn validate_task(spec: &TaskSpec, limits: &Limits, path: &str) -> Check {
     }
     for (i, dep) in spec.after.iter().enumerate() {
         if let DepRef::Key(k) = dep {
-            validate_key(k, limits, &f(&format!("after[{i}]")))?;
+            validate_key(k, limits, || f(&format!("after[{i}]")))?;
         }
     }
     for (name, value) in [
@@ -190,8 +190,8 @@ pub fn validate_task(spec: &TaskSpec, limits: &Limits, path: &str) -> Check {
         ));
     }
     for (k, v) in &spec.labels {
-        check_label_key(k, &f("labels"))?;
-        check_string(v, limits, &f(&format!("labels.{k}")))?;
+        check_label_key(k, || f("labels"))?;
+        check_string(v, limits, || f(&format!("labels.{k}")))?;
     }
     for (name, selectors) in [
         ("constraints", &spec.constraints),
@@ -214,9 +214,9 @@ pub fn validate_task(spec: &TaskSpec, limits: &Limits, path: &str) -> Check {
         ));
     }
     for (i, k) in spec.inputs.iter().enumerate() {
-        check_string(k, limits, &f(&format!("inputs[{i}]")))?;
+        check_string(k, limits, || f(&format!("inputs[{i}]")))?;
     }
-    check_string(&spec.owner, limits, &f("owner"))?;
+    check_string(&spec.owner, limits, || f("owner"))?;
     if let Some(array) = &spec.array {
         if array.is_empty() {
             return Err(ValidationError::new(
@@ -238,11 +238,11 @@ pub fn validate_task(spec: &TaskSpec, limits: &Limits, path: &str) -> Check {
     Ok(())
 }
 
-fn validate_resources(spec: &TaskSpec, limits: &Limits, path: &str) -> Check {
+fn validate_resources(spec: &TaskSpec, limits: &Limits, path: impl Fn() -> String) -> Check {
     let r = &spec.resources;
     if r.cpu_milli == 0 {
         return Err(ValidationError::new(
-            format!("{path}.cpu_milli"),
+            format!("{}.cpu_milli", path()),
             "must be at least 1 millicore; every task needs some CPU",
         ));
     }
@@ -254,14 +254,14 @@ fn validate_resources(spec: &TaskSpec, limits: &Limits, path: &str) -> Check {
     ] {
         if amount > MAX_RESOURCE_AMOUNT {
             return Err(ValidationError::new(
-                format!("{path}.{name}"),
+                format!("{}.{name}", path()),
                 format!("{amount} is too large"),
             ));
         }
     }
     if r.custom.len() > limits.max_custom_resources {
         return Err(ValidationError::new(
-            format!("{path}.custom"),
+            format!("{}.custom", path()),
             format!(
                 "at most {} custom resources are allowed",
                 limits.max_custom_resources
@@ -269,10 +269,10 @@ fn validate_resources(spec: &TaskSpec, limits: &Limits, path: &str) -> Check {
         ));
     }
     for (k, v) in &r.custom {
-        check_label_key(k, &format!("{path}.custom"))?;
+        check_label_key(k, || format!("{}.custom", path()))?;
         if *v == 0 || *v > MAX_RESOURCE_AMOUNT {
             return Err(ValidationError::new(
-                format!("{path}.custom.{k}"),
+                format!("{}.custom.{k}", path()),
                 "must be between 1 and 2^56 (leave it out to ask for none)",
             ));
         }
@@ -281,7 +281,7 @@ fn validate_resources(spec: &TaskSpec, limits: &Limits, path: &str) -> Check {
 }
 
 fn validate_selector(sel: &LabelSelector, limits: &Limits, path: &str) -> Check {
-    check_label_key(&sel.key, &format!("{path}.key"))?;
+    check_label_key(&sel.key, || format!("{path}.key"))?;
     let n = sel.values.len();
     let ok = match sel.op {
         SelectorOp::Eq | SelectorOp::Ne => n == 1,
@@ -298,15 +298,15 @@ fn validate_selector(sel: &LabelSelector, limits: &Limits, path: &str) -> Check 
         ));
     }
     for (i, v) in sel.values.iter().enumerate() {
-        check_string(v, limits, &format!("{path}.values[{i}]"))?;
+        check_string(v, limits, || format!("{path}.values[{i}]"))?;
     }
     Ok(())
 }
 
-fn check_string(s: &str, limits: &Limits, field: &str) -> Check {
+fn check_string(s: &str, limits: &Limits, field: impl Fn() -> String) -> Check {
     if s.len() > limits.max_string_bytes {
         return Err(ValidationError::new(
-            field,
+            field(),
             format!(
                 "is {} bytes; at most {} are allowed",
                 s.len(),
@@ -315,12 +315,12 @@ fn check_string(s: &str, limits: &Limits, field: &str) -> Check {
         ));
     }
     if s.contains('\0') {
-        return Err(ValidationError::new(field, "must not contain a NUL byte"));
+        return Err(ValidationError::new(field(), "must not contain a NUL byte"));
     }
     Ok(())
 }
 
-fn check_label_key(k: &str, field: &str) -> Check {
+fn check_label_key(k: &str, field: impl Fn() -> String) -> Check {
     let ok = !k.is_empty()
         && k.len() <= 253
         && k.chars()
@@ -329,17 +329,17 @@ fn check_label_key(k: &str, field: &str) -> Check {
         Ok(())
     } else {
         Err(ValidationError::new(
-            field,
+            field(),
             format!("{k:?} is not a valid name: use 1 to 253 letters, digits, '-', '_', '.', '/'"),
         ))
     }
 }
 
 /// A task key: 1 to 256 characters of letters, digits, `-_.:/@`, not all digits.
-fn validate_key(key: &str, _limits: &Limits, field: &str) -> Check {
+fn validate_key(key: &str, _limits: &Limits, field: impl Fn() -> String) -> Check {
     if key.is_empty() || key.len() > 256 {
         return Err(ValidationError::new(
-            field,
+            field(),
             "a key must be 1 to 256 characters",
         ));
     }
@@ -348,13 +348,13 @@ fn validate_key(key: &str, _limits: &Limits, field: &str) -> Check {
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/' | '@'))
     {
         return Err(ValidationError::new(
-            field,
+            field(),
             format!("{key:?} has a character other than letters, digits and -_.:/@"),
         ));
     }
     if key.chars().all(|c| c.is_ascii_digit()) {
         return Err(ValidationError::new(
-            field,
+            field(),
             format!(
                 "{key:?} is all digits; all-digit ids are the ones Drover assigns, so a key needs a letter or a sign"
             ),
@@ -366,8 +366,8 @@ fn validate_key(key: &str, _limits: &Limits, field: &str) -> Check {
 /// Checks a whole job: each task, the total size, duplicate keys, and cycles.
 /// Returns the number of tasks the job expands into (arrays counted element by element).
 pub fn validate_job(job: &JobSpec, limits: &Limits) -> Result<u64, ValidationError> {
-    check_string(&job.name, limits, "name")?;
-    check_string(&job.owner, limits, "owner")?;
+    check_string(&job.name, limits, || "name".into())?;
+    check_string(&job.owner, limits, || "owner".into())?;
     if job.tasks.is_empty() {
         return Err(ValidationError::new(
             "tasks",
