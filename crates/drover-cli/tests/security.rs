@@ -1,0 +1,246 @@
+//! The cluster token guards everything but health; the server keeps to loopback.
+
+mod common;
+
+use common::*;
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/v1/openapi.json"),
+    ("GET", "/v1/cluster"),
+    ("GET", "/v1/policy"),
+    ("PUT", "/v1/policy"),
+    ("GET", "/v1/workers"),
+    ("POST", "/v1/workers/1/drain"),
+    ("POST", "/v1/workers/1/resume"),
+    ("GET", "/v1/tasks"),
+    ("POST", "/v1/tasks"),
+    ("GET", "/v1/tasks/1"),
+    ("POST", "/v1/tasks/1/cancel"),
+    ("GET", "/v1/tasks/1/output"),
+    ("GET", "/v1/tasks/1/output?follow=true"),
+    ("POST", "/v1/jobs"),
+    ("GET", "/v1/jobs/1"),
+    ("POST", "/v1/jobs/1/cancel"),
+    ("GET", "/v1/worker/connect"),
+    ("GET", "/v1/no-such-route"),
+    ("DELETE", "/v1/tasks/1"),
+];
+
+#[test]
+fn every_route_but_health_answers_401_with_a_json_body_without_the_right_token() {
+    let c = Cluster::start("auth");
+    let id = c.submit(serde_json::json!({"command": ["true"]}));
+    assert_eq!(id, 1);
+    let body = br#"{"command":["touch","/tmp/should-never-exist"]}"#;
+    let wrong = "0".repeat(c.token.len());
+    let near = format!("{}x", &c.token[..c.token.len() - 1]);
+    let credentials: Vec<(&str, Vec<(&str, String)>)> = vec![
+        ("no token", vec![]),
+        (
+            "a wrong token",
+            vec![("Authorization", format!("Bearer {wrong}"))],
+        ),
+        (
+            "a token off by its last character",
+            vec![("Authorization", format!("Bearer {near}"))],
+        ),
+        (
+            "a prefix of the token",
+            vec![("Authorization", format!("Bearer {}", &c.token[..10]))],
+        ),
+        (
+            "an empty token",
+            vec![("Authorization", "Bearer ".to_string())],
+        ),
+        (
+            "the token as Basic credentials",
+            vec![("Authorization", format!("Basic {}", c.token))],
+        ),
+        (
+            "the token in another header",
+            vec![("X-Drover-Token", c.token.clone())],
+        ),
+    ];
+    for (method, path) in ROUTES {
+        for (what, headers) in &credentials {
+            let hs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let b = (*method == "POST" || *method == "PUT").then_some(&body[..]);
+            let r = http_with(&c.addr, method, path, None, &hs, b).unwrap();
+            assert_eq!(r.status, 401, "{method} {path} with {what}: {}", r.text());
+            let e = r.error();
+            assert_eq!(e["code"], "unauthorized", "{method} {path} with {what}");
+        }
+    }
+    // Nothing was changed by any of it.
+    let list = c.get_ok("/v1/tasks");
+    assert_eq!(list["tasks"].as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(
+        c.task(1).state.as_str(),
+        "ready",
+        "the cancel without a token did nothing"
+    );
+    // Health is public, and says nothing else.
+    let r = http(&c.addr, "GET", "/v1/health", None, None);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["status"], "ok");
+    // The right token works.
+    assert_eq!(c.get("/v1/cluster").status, 200);
+}
+
+#[test]
+fn a_worker_with_a_wrong_token_is_refused_and_gives_up() {
+    let mut c = Cluster::start("worker-auth");
+    let wrong = "f".repeat(64);
+    let url = c.url.clone();
+    c.spawn_worker_raw(
+        "intruder",
+        &["--server", &url, "--token", &wrong],
+        &["--cpus", "1", "--memory", "1G"],
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = c.worker_exit("intruder") {
+            break st;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a worker with a wrong token is still running after 20 s:\n{}",
+            c.worker_log("intruder")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        !status.success(),
+        "a refused worker exits non-zero, got {status}"
+    );
+    let log = c.worker_log("intruder");
+    assert!(
+        log.contains("token"),
+        "it says the token was refused:\n{log}"
+    );
+    assert!(
+        c.workers_info().is_empty(),
+        "the refused worker is not registered"
+    );
+    let cluster = c.get_ok("/v1/cluster");
+    assert_eq!(cluster["workers_active"], 0, "{cluster}");
+    // The raw endpoint says 401 to a WebSocket upgrade with a wrong token.
+    let r = http_with(
+        &c.addr,
+        "GET",
+        "/v1/worker/connect",
+        Some(&wrong),
+        &[
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Version", "13"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ],
+        None,
+    )
+    .unwrap();
+    assert_eq!(r.status, 401, "{}", r.text());
+}
+
+#[test]
+fn the_token_file_is_private_and_the_server_keeps_to_loopback_by_default() {
+    let c = Cluster::start("token-file");
+    let token_path = c.data.join("server").join("token");
+    let mode = std::fs::metadata(&token_path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "token file mode {:o}", mode & 0o777);
+    assert!(c.token.len() >= 32, "a token long enough to be unguessable");
+    assert!(
+        c.token.chars().all(|ch| ch.is_ascii_hexdigit()),
+        "{:?}",
+        c.token
+    );
+    assert!(c.url.starts_with("http://127.0.0.1:"), "{}", c.url);
+
+    // Without --listen the server binds loopback only.
+    let out = run_with_timeout(
+        {
+            let mut cmd = drover_command();
+            cmd.args(["server", "--help"]);
+            cmd
+        },
+        Duration::from_secs(30),
+        String::new,
+    );
+    assert!(out.status.success(), "{out}");
+    assert!(out.stdout.contains("[default: 127.0.0.1:7070]"), "{out}");
+
+    // A second server on another data directory gets another token.
+    let other = Cluster::start("token-file-2");
+    assert_ne!(other.token, c.token, "every cluster gets its own token");
+    // And the first cluster's token means nothing to the second.
+    let r = http(&other.addr, "GET", "/v1/cluster", Some(&c.token), None);
+    assert_eq!(r.status, 401);
+}
+
+#[test]
+fn the_token_survives_a_restart_and_an_explicit_token_is_honoured() {
+    let mut c = Cluster::start("token-restart");
+    let before = c.token.clone();
+    c.kill_server();
+    c.restart_server();
+    assert_eq!(c.token, before, "the token is kept across restarts");
+    assert_eq!(c.get("/v1/cluster").status, 200);
+
+    let explicit = "my-cluster-secret-0123456789abcdef";
+    let mut cmd = drover_command();
+    let d = TempDir::new("explicit-token");
+    cmd.arg("--data-dir")
+        .arg(d.path())
+        .args(["--token", explicit, "server", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let endpoint = d.path().join("server").join("endpoint");
+    let addr = poll(
+        "the explicit-token server to be up",
+        SLOW,
+        || {
+            let url = std::fs::read_to_string(&endpoint).ok()?;
+            let addr = url.trim().trim_start_matches("http://").to_string();
+            let r = http_with(&addr, "GET", "/v1/health", None, &[], None).ok()?;
+            (r.status == 200).then_some(addr)
+        },
+        String::new,
+    );
+    let ok = http(&addr, "GET", "/v1/cluster", Some(explicit), None).status;
+    let file_token = read(&d.path().join("server").join("token"));
+    let with_file = http(&addr, "GET", "/v1/cluster", Some(file_token.trim()), None).status;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        ok, 200,
+        "the --token given to the server is the cluster token"
+    );
+    if !file_token.trim().is_empty() && file_token.trim() != explicit {
+        assert_eq!(
+            with_file, 401,
+            "the token file's other token must not work too"
+        );
+    }
+}
+
+#[test]
+#[ignore = "BUG: the auth scheme is matched case-sensitively: `Authorization: bearer <token>` is refused (RFC 7235: schemes are case-insensitive)"]
+fn the_bearer_scheme_is_case_insensitive() {
+    let c = Cluster::start("bearer-case");
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let auth = format!("{scheme} {}", c.token);
+        let r = http_with(
+            &c.addr,
+            "GET",
+            "/v1/cluster",
+            None,
+            &[("Authorization", &auth)],
+            None,
+        )
+        .unwrap();
+        assert_eq!(r.status, 200, "scheme {scheme:?}: {}", r.text());
+    }
+}
