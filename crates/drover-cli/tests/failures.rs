@@ -314,7 +314,6 @@ fn a_task_that_ends_while_the_server_is_down_is_recorded_when_the_worker_reconne
 }
 
 #[test]
-#[ignore = "BUG: output a task prints while its worker is disconnected from the server is dropped (record_offline ignores Output frames); later frames are appended at the wrong offset"]
 fn output_printed_while_the_server_is_down_is_not_lost() {
     let mut c = Cluster::start_with("server-down-output", &["--worker-timeout", "10s"]);
     c.add_worker("w", &["--cpus", "2", "--memory", "4G"]);
@@ -378,7 +377,6 @@ fn a_worker_restarted_under_the_same_name_ends_its_orphans_and_the_task_is_retri
 }
 
 #[test]
-#[ignore = "BUG: a worker stopped with SIGTERM exits without waiting for its kill requests: its tasks usually survive as orphans"]
 fn a_worker_stopped_with_sigterm_kills_its_tasks_which_run_again_elsewhere() {
     let mut c = Cluster::start("worker-sigterm");
     c.add_worker("a", &["--cpus", "1", "--memory", "4G"]);
@@ -464,7 +462,6 @@ fn signal(pid: u32, sig: &str) {
 }
 
 #[test]
-#[ignore = "BUG: a worker declared lost that resumes on its still-open connection stays `lost` forever and its stale attempt is never killed"]
 fn a_frozen_worker_is_declared_lost_and_when_it_thaws_its_stale_attempt_is_killed() {
     let mut c = Cluster::start("frozen-worker");
     let a = c.add_worker("a", &["--cpus", "1", "--memory", "4G"]);
@@ -584,7 +581,6 @@ fn a_backoff_timer_survives_a_server_restart() {
 }
 
 #[test]
-#[ignore = "BUG: a task cancelled while its worker is disconnected is kept on rejoin: its process is never killed and its CPU stays allocated"]
 fn a_task_cancelled_while_its_worker_is_reconnecting_is_killed_when_it_returns() {
     let mut c = Cluster::start_with("cancel-offline", &["--worker-timeout", "10s"]);
     c.add_worker("w", &["--cpus", "1", "--memory", "4G"]);
@@ -615,7 +611,6 @@ fn a_task_cancelled_while_its_worker_is_reconnecting_is_killed_when_it_returns()
 }
 
 #[test]
-#[ignore = "BUG: a worker starting on a host reaps every process and cgroup of any agent with the same name, even one serving another cluster from another data directory"]
 fn workers_of_two_clusters_on_one_host_never_kill_each_others_tasks() {
     // E.g. two users each running `drover up` (workers "local-1") on a shared host.
     let shared = unique("same-name");

@@ -214,7 +214,6 @@ fn logs_follow_streams_a_running_tasks_lines_and_ends_with_the_task() {
 }
 
 #[test]
-#[ignore = "BUG: tasks placed on a worker by its first join stay `assigned` forever (the Start is sent before the new worker's session is registered)"]
 fn tasks_submitted_before_any_worker_joins_start_when_one_joins() {
     let mut c = Cluster::start("late-worker");
     let early = c.submit(json!({"command": ["echo", "early"]}));

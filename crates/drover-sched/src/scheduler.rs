@@ -713,6 +713,20 @@ impl Scheduler {
         } else {
             self.pool.add(spec)
         };
+        // A kept attempt that was asked to stop while the worker was away (cancelled,
+        // evicted, past its limit) is asked again: that request may never have arrived.
+        for &t in &kept {
+            let rec = &self.tasks[ix(t)];
+            if let Some(reason) = rec.kill {
+                actions.push(Action::Kill {
+                    task: t,
+                    attempt: Attempt(rec.attempt),
+                    worker: w,
+                    reason,
+                    grace_ms: KILL_GRACE_MS,
+                });
+            }
+        }
         let mut seen = BTreeSet::new();
         for (t, a) in running {
             if !kept.contains(&t) && seen.insert((t, a)) {

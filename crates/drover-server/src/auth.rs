@@ -102,7 +102,11 @@ pub async fn require_token(
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(|v| {
+            // The scheme name is case-insensitive (RFC 7235).
+            let (scheme, rest) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(rest)
+        });
     match presented {
         Some(t) if token.matches(t.trim()) => next.run(request).await,
         Some(_) => ApiError::unauthorized("the cluster token is wrong").into_response(),

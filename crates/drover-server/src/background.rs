@@ -111,6 +111,9 @@ pub async fn liveness_loop(node: Arc<Node>) {
                 tracing::warn!(%worker, silent_ms = silent_for.as_millis() as u64, "worker missed its heartbeats; declaring it lost");
                 lost_proposed.insert(worker, now);
                 node.proposer.propose_nowait(Command::WorkerLost { worker });
+                // If it is merely stalled it must come back through a fresh join, which
+                // reconciles (and kills) the attempts given up on meanwhile.
+                node.sessions.disconnect(worker);
             }
         }
         if timers_pending && now.duration_since(last_tick) >= TICK_EVERY {

@@ -4,18 +4,31 @@
 
 use drover_proto::worker::{OutputFrame, OutputStream};
 use drover_types::{Attempt, TaskId};
+use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
+use std::sync::Mutex;
 
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct OutputStore {
     root: PathBuf,
+    /// Per stream, the worker's offset that the next chunk should start at. Once a gap
+    /// marker is written the file's length no longer equals the worker's offsets, so
+    /// duplicates are recognised by this instead (falling back to the file's length for
+    /// streams not seen since this server started).
+    expected: Mutex<HashMap<(TaskId, Attempt, OutputStream), u64>>,
 }
+
+/// Streams whose expected offsets are remembered; past this the memory is cleared.
+const MAX_TRACKED: usize = 100_000;
 
 impl OutputStore {
     pub fn new(root: PathBuf) -> OutputStore {
-        OutputStore { root }
+        OutputStore {
+            root,
+            expected: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn path(&self, task: TaskId, attempt: Attempt, stream: OutputStream) -> PathBuf {
@@ -31,14 +44,34 @@ impl OutputStore {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
+        let key = (frame.task, frame.attempt, frame.stream);
+        let mut expected = self.expected.lock().unwrap_or_else(|p| p.into_inner());
         let mut f = OpenOptions::new().create(true).append(true).open(&path)?;
-        let len = f.metadata()?.len();
+        let next = match expected.get(&key) {
+            Some(n) => *n,
+            None => f.metadata()?.len(),
+        };
         let end = frame.offset + frame.data.len() as u64;
-        if end <= len {
+        if end <= next {
             return Ok(());
         }
-        let skip = len.saturating_sub(frame.offset) as usize;
-        f.write_all(&frame.data[skip..])
+        if frame.offset > next {
+            // Bytes between what we hold and this chunk never arrived (dropped by a
+            // full buffer on the worker): say so where they are missing.
+            let marker = format!(
+                "\n[drover: {} bytes of output missing here]\n",
+                frame.offset - next
+            );
+            f.write_all(marker.as_bytes())?;
+            f.write_all(&frame.data)?;
+        } else {
+            f.write_all(&frame.data[(next - frame.offset) as usize..])?;
+        }
+        if expected.len() >= MAX_TRACKED {
+            expected.clear();
+        }
+        expected.insert(key, end);
+        Ok(())
     }
 
     /// Reads up to `max` bytes from `offset`; also returns the file's current length.
@@ -64,5 +97,39 @@ impl OutputStore {
         let mut buf = Vec::with_capacity(((len - offset) as usize).min(max));
         f.take(max as u64).read_to_end(&mut buf)?;
         Ok((buf, len))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(offset: u64, data: &[u8]) -> OutputFrame {
+        OutputFrame {
+            task: TaskId(1),
+            attempt: Attempt(1),
+            stream: OutputStream::Stdout,
+            offset,
+            data: data.to_vec(),
+        }
+    }
+
+    #[test]
+    fn duplicates_are_skipped_and_gaps_are_marked() {
+        let dir = std::env::temp_dir().join(format!("drover-output-{}", std::process::id()));
+        let store = OutputStore::new(dir.clone());
+        store.append(&frame(0, b"hello ")).unwrap();
+        store.append(&frame(0, b"hello ")).unwrap(); // resent after a reconnect
+        store.append(&frame(3, b"lo world")).unwrap(); // overlaps
+        store.append(&frame(20, b"late")).unwrap(); // bytes 11..20 never came
+        store.append(&frame(24, b"!")).unwrap(); // right after the gap's chunk
+        let (bytes, _) = store
+            .read(TaskId(1), Attempt(1), OutputStream::Stdout, 0, 1 << 20)
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(bytes).unwrap(),
+            "hello world\n[drover: 9 bytes of output missing here]\nlate!"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

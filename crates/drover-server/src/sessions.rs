@@ -91,6 +91,15 @@ impl Sessions {
         }
     }
 
+    /// Drops a worker's connection (its outbound queue closes, then the socket), so
+    /// that it must reconnect and rejoin.
+    pub fn disconnect(&self, worker: WorkerId) {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&worker);
+    }
+
     pub fn is_connected(&self, worker: WorkerId) -> bool {
         self.sessions
             .lock()

@@ -6,7 +6,7 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use drover_proto::worker::{OutputFrame, PROTOCOL_VERSION, ServerMessage, WorkerMessage};
 use drover_state::{Command, CommandResult};
-use drover_types::{Attempt, TaskId, TaskState, WorkerId};
+use drover_types::{Attempt, TaskId, TaskState, WorkerId, WorkerState};
 use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,11 +89,11 @@ async fn serve(node: Arc<Node>, mut socket: WebSocket) -> Result<(), SessionErro
     }
 
     // A worker we know may have been given attempts it never received (the connection
-    // dropped with the message in flight). Count them as its own and send them again,
-    // rather than losing them.
+    // dropped with the message in flight). Count them as its own, rather than losing
+    // them; they are sent again below.
     let (tx, mut rx) = mpsc::unbounded_channel::<String>();
     let known = node.state.read().scheduler().worker_by_name(&spec.name);
-    let mut resend: Vec<(TaskId, Attempt)> = Vec::new();
+    let listed: Vec<(TaskId, Attempt)> = running.clone();
     let mut conn = None;
     if let Some(id) = known {
         conn = Some(node.sessions.register(id, tx.clone()));
@@ -109,7 +109,6 @@ async fn serve(node: Arc<Node>, mut socket: WebSocket) -> Result<(), SessionErro
                             .any(|r| r.task == task && r.attempt == view.attempt);
                     if view.state == TaskState::Assigned && !reported {
                         running.push(key);
-                        resend.push(key);
                     }
                 }
             }
@@ -145,6 +144,8 @@ async fn serve(node: Arc<Node>, mut socket: WebSocket) -> Result<(), SessionErro
         Some(c) => c,
         None => node.sessions.register(worker, tx.clone()),
     };
+    // Only the registry holds the sender now: `Sessions::disconnect` ends the writer.
+    drop(tx);
     tracing::info!(%worker, name = %spec.name, capacity = %spec.capacity, "worker joined");
     send(
         &mut socket,
@@ -156,18 +157,26 @@ async fn serve(node: Arc<Node>, mut socket: WebSocket) -> Result<(), SessionErro
         },
     )
     .await?;
+    // Now that the session is registered every new dispatch reaches it; what was
+    // decided before (while applying the join itself, or earlier for a worker that
+    // dropped a start in flight) is sent here. A start may thus arrive twice; the
+    // worker keys attempts by (task, attempt) and runs each once.
     let restarts: Vec<ServerMessage> = {
         let sm = node.state.read();
-        resend
-            .iter()
-            .filter_map(|(t, a)| {
-                let view = sm.scheduler().task(*t)?;
-                (view.attempt == *a
-                    && view.state == TaskState::Assigned
-                    && view.worker == Some(worker))
-                .then(|| sm.start_message(*t, *a))
-                .flatten()
-                .map(ServerMessage::Start)
+        let sched = sm.scheduler();
+        sched
+            .worker(worker)
+            .map(|w| w.running)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|t| {
+                let view = sched.task(t)?;
+                let unstarted =
+                    view.state == TaskState::Assigned && !listed.contains(&(t, view.attempt));
+                unstarted
+                    .then(|| sm.start_message(t, view.attempt))
+                    .flatten()
+                    .map(ServerMessage::Start)
             })
             .collect()
     };
@@ -215,6 +224,19 @@ async fn read_loop(
         match message? {
             Message::Text(text) => match serde_json::from_str::<WorkerMessage>(&text) {
                 Ok(WorkerMessage::Heartbeat { usage, tasks }) => {
+                    // A worker declared lost (it stalled, or was cut off) must rejoin so
+                    // that its stale attempts are reconciled: end this connection.
+                    let lost = node
+                        .state
+                        .read()
+                        .scheduler()
+                        .worker(worker)
+                        .is_none_or(|w| w.state == WorkerState::Lost);
+                    if lost {
+                        return Err(SessionError::Protocol(
+                            "this worker was declared lost; it must rejoin".into(),
+                        ));
+                    }
                     node.sessions.touch(worker, Some(usage));
                     *sampled = node.sessions.live_usage.record(sampled, tasks);
                 }

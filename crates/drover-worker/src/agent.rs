@@ -33,6 +33,8 @@ pub enum WorkerError {
 
 /// How long to wait for the server's welcome after the hello.
 const WELCOME_TIMEOUT: Duration = Duration::from_secs(15);
+/// Most output bytes kept while disconnected.
+const MAX_OFFLINE_OUTPUT: usize = 64 << 20;
 /// Before the first welcome tells us the server's setting.
 const DEFAULT_LOST_AFTER: Duration = Duration::from_secs(30);
 
@@ -47,6 +49,9 @@ struct Agent {
     unacked: BTreeMap<(TaskId, Attempt), AttemptReport>,
     events_tx: mpsc::UnboundedSender<RunnerEvent>,
     events_rx: mpsc::UnboundedReceiver<RunnerEvent>,
+    /// Output produced while disconnected, sent after the next welcome.
+    offline_output: Vec<drover_proto::worker::OutputFrame>,
+    offline_output_bytes: usize,
     heartbeat_every: Duration,
     lost_after: Duration,
     last_contact: Instant,
@@ -93,6 +98,8 @@ pub async fn run(
         unacked: BTreeMap::new(),
         events_tx,
         events_rx,
+        offline_output: Vec::new(),
+        offline_output_bytes: 0,
         heartbeat_every: Duration::from_secs(1),
         lost_after: DEFAULT_LOST_AFTER,
         last_contact: Instant::now(),
@@ -113,16 +120,14 @@ pub async fn run(
     }
     tokio::pin!(shutdown);
     let result = agent.serve(&mut shutdown).await;
-    for handles in agent.running.values() {
-        handles.kill.kill(Duration::from_millis(500));
-    }
+    agent.stop_all_tasks().await;
     result
 }
 
 /// Where a worker's attempts live and the id that marks its processes.
 pub fn identity(config: &WorkerConfig) -> (std::path::PathBuf, String) {
     let work_root = config.data_dir.join("work");
-    let mut agent_id: String = config
+    let name: String = config
         .name
         .chars()
         .map(|c| {
@@ -132,13 +137,24 @@ pub fn identity(config: &WorkerConfig) -> (std::path::PathBuf, String) {
                 '_'
             }
         })
-        .take(64)
+        .take(40)
         .collect();
-    if agent_id.starts_with('.') || agent_id.is_empty() {
-        agent_id.insert(0, 'w');
-        agent_id.truncate(64);
-    }
+    // The name alone is not enough: two workers of the same name on one host (two
+    // clusters' `drover up`, or two data directories) would reap each other's tasks.
+    // The data directory tells them apart; the same directory is the same worker.
+    let place = std::path::absolute(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
+    let agent_id = format!(
+        "w{name}-{:016x}",
+        fnv1a(place.as_os_str().as_encoded_bytes())
+    );
     (work_root, agent_id)
+}
+
+/// FNV-1a: a stable hash (the same in every build and run), unlike std's hasher.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// The reaper's half of the lifeline: blocks until `lifeline` reaches end of file (the
@@ -261,10 +277,41 @@ impl Agent {
     }
 
     fn record_offline(&mut self, ev: RunnerEvent) {
-        if let RunnerEvent::Finished(report) = ev {
-            let key = (report.task, report.attempt);
-            self.running.remove(&key);
-            self.unacked.insert(key, report);
+        match ev {
+            RunnerEvent::Finished(report) => {
+                let key = (report.task, report.attempt);
+                self.running.remove(&key);
+                self.unacked.insert(key, report);
+            }
+            // Kept for the next connection, up to a bound: output printed while the
+            // server is away is not lost, and a long outage cannot eat the memory.
+            RunnerEvent::Output(frame) => {
+                if self.offline_output_bytes + frame.data.len() <= MAX_OFFLINE_OUTPUT {
+                    self.offline_output_bytes += frame.data.len();
+                    self.offline_output.push(frame);
+                }
+            }
+            // The next hello lists what runs.
+            RunnerEvent::Started(..) => {}
+        }
+    }
+
+    /// Asks every attempt to stop and waits (bounded by the grace period) until each
+    /// has ended, so that none outlives the agent.
+    async fn stop_all_tasks(&mut self) {
+        if self.running.is_empty() {
+            return;
+        }
+        let grace = self.config.kill_grace.min(Duration::from_secs(5));
+        for handles in self.running.values() {
+            handles.kill.kill(grace);
+        }
+        let deadline = tokio::time::Instant::now() + grace + Duration::from_secs(2);
+        while !self.running.is_empty() {
+            match tokio::time::timeout_at(deadline, self.events_rx.recv()).await {
+                Ok(Some(ev)) => self.record_offline(ev),
+                Ok(None) | Err(_) => break,
+            }
         }
     }
 
@@ -320,6 +367,12 @@ impl Agent {
         }
         self.last_contact = Instant::now();
         self.fenced = false;
+        for frame in std::mem::take(&mut self.offline_output) {
+            if let Err(e) = socket.send(Message::Binary(frame.encode().into())).await {
+                return Ok(SessionEnd::Disconnected(e.to_string()));
+            }
+        }
+        self.offline_output_bytes = 0;
         let mut heartbeat = tokio::time::interval(self.heartbeat_every);
         // The server pings at the heartbeat interval; silence for several intervals
         // means the path is broken even if TCP has not noticed.
