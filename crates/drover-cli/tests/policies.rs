@@ -267,7 +267,6 @@ fn fair_share_gives_a_second_owner_a_slot_before_the_first_owner_takes_them_all(
 }
 
 #[test]
-#[ignore = "BUG: fair share only compares owners' currently running tasks, so on a single slot it degenerates to FCFS and one owner's backlog starves the other"]
 fn fair_share_interleaves_owners_on_a_single_slot() {
     let ran = fair_share_order("fair-1", 1);
     let pos = |n: &str| ran.iter().position(|l| l == n).unwrap();

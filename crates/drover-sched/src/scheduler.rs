@@ -33,6 +33,8 @@ pub const KILL_GRACE_MS: u64 = 5_000;
 pub const TIME_LIMIT_SLACK_MS: u64 = 2_000;
 /// At most this many preemption searches per round (each is O(running tasks)).
 pub const MAX_PREEMPTIONS_PER_ROUND: usize = 16;
+/// Low bits of a fair-share key that hold the "last served" tie-break.
+const SERVED_BITS: u32 = 48;
 /// A placement follows its policy's order for at most this many workers, then falls
 /// back to the first fitting worker by id (see `FitTree`).
 pub const POLICY_STEPS: usize = 64;
@@ -82,6 +84,10 @@ pub struct Scheduler {
     pub(crate) owners: Owners,
     /// CPU millicores reserved by each owner's attempts (fair-share usage).
     pub(crate) owner_usage: Vec<u64>,
+    /// Reservations made so far, and the count at each owner's latest one: the
+    /// fair-share tie-break. Durable (in snapshots): it steers decisions.
+    pub(crate) placements: u64,
+    pub(crate) owner_last_served: Vec<u64>,
     pub(crate) shapes: Shapes,
     pub(crate) queue: ReadyQueue,
     pub(crate) qpolicy: Box<dyn QueuePolicy>,
@@ -134,6 +140,8 @@ impl Scheduler {
             pool: WorkerPool::default(),
             owners: Owners::default(),
             owner_usage: Vec::new(),
+            placements: 0,
+            owner_last_served: Vec::new(),
             shapes: Shapes::default(),
             timers: Timers::default(),
         }
@@ -392,10 +400,19 @@ impl Scheduler {
         self.enqueue(id);
     }
 
+    /// An owner's place in the fair-share order: CPU reserved by its attempts divided
+    /// by its weight, and among owners equal on that, the one served least recently
+    /// first. Without that tie-break a single slot would always go to the same owner
+    /// (everyone is at zero when it frees), which is FCFS, not fair share.
     pub(crate) fn share_of(&self, owner: u32) -> u128 {
         let usage = self.owner_usage.get(owner as usize).copied().unwrap_or(0) as u128;
         let weight = self.qpolicy.weight(&self.owners.names[owner as usize]) as u128;
-        (usage << 32) / weight
+        let last = self
+            .owner_last_served
+            .get(owner as usize)
+            .copied()
+            .unwrap_or(0) as u128;
+        (((usage << 32) / weight) << SERVED_BITS) | (last & ((1 << SERVED_BITS) - 1))
     }
 
     pub(crate) fn add_usage(&mut self, owner: u32, cpu: u32, add: bool) {
@@ -405,6 +422,11 @@ impl Scheduler {
         }
         if add {
             self.owner_usage[o] += cpu as u64;
+            self.placements += 1;
+            if self.owner_last_served.len() <= o {
+                self.owner_last_served.resize(o + 1, 0);
+            }
+            self.owner_last_served[o] = self.placements;
         } else {
             self.owner_usage[o] -= cpu as u64;
         }

@@ -27,6 +27,11 @@ pub struct SchedulerSnapshot {
     rr_cursor: u32,
     owners: Owners,
     dep_failed_by: BTreeMap<TaskId, TaskId>,
+    /// Fair-share tie-break state (see `Scheduler::share_of`).
+    #[serde(default)]
+    placements: u64,
+    #[serde(default)]
+    owner_last_served: Vec<u64>,
 }
 
 impl std::fmt::Debug for SchedulerSnapshot {
@@ -70,6 +75,8 @@ pub(crate) fn take(s: &Scheduler) -> SchedulerSnapshot {
         workers: s.pool.workers.clone(),
         rr_cursor: s.pool.rr_cursor,
         owners: s.owners.clone(),
+        placements: s.placements,
+        owner_last_served: s.owner_last_served.clone(),
         dep_failed_by: s.dep_failed_by.clone(),
     }
 }
@@ -85,6 +92,8 @@ pub(crate) fn restore(snap: SchedulerSnapshot) -> Scheduler {
         rr_cursor,
         mut owners,
         dep_failed_by,
+        placements,
+        owner_last_served,
     } = snap;
     let mut runs = specs.into_iter().peekable();
     let mut current: Arc<TaskSpec> = Arc::new(TaskSpec::default());
@@ -130,6 +139,8 @@ pub(crate) fn restore(snap: SchedulerSnapshot) -> Scheduler {
         pool,
         owners,
         owner_usage: Vec::new(),
+        placements,
+        owner_last_served,
         shapes: Default::default(),
         timers: Default::default(),
     };

@@ -114,6 +114,34 @@ fn fair_share_serves_owners_in_proportion_to_their_weights() {
 }
 
 #[test]
+fn fair_share_on_a_single_slot_takes_turns_between_owners() {
+    // Everyone is at zero usage whenever the one slot frees: the owner served least
+    // recently goes next, so a long backlog of one owner cannot starve another.
+    let mut env = Env::with_policy(policy(
+        QueuePolicyKind::FairShare {
+            weights: BTreeMap::new(),
+        },
+        PlacementPolicyKind::BinPack,
+    ));
+    let owned = |o: &str| TaskSpec {
+        owner: o.into(),
+        ..task()
+    };
+    env.submit((0..4).map(|_| owned("alice")).collect());
+    env.submit((0..2).map(|_| owned("bob")).collect());
+    env.join("w1", 1, 8);
+    let mut order = Vec::new();
+    for _ in 0..6 {
+        let starts = env.starts();
+        assert_eq!(starts.len(), 1, "one slot");
+        let t = starts[0].0;
+        order.push(env.s.task(t).unwrap().spec.owner.clone());
+        env.run_ok(t);
+    }
+    assert_eq!(order, ["alice", "bob", "alice", "bob", "alice", "alice"]);
+}
+
+#[test]
 fn the_job_owner_is_the_default_owner() {
     let mut env = Env::new();
     let job = drover_types::JobSpec {
