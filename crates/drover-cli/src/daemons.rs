@@ -26,6 +26,9 @@ pub struct ServerArgs {
     /// This server's id in the replicated group
     #[arg(long, default_value_t = 1)]
     node_id: u64,
+    /// Largest request body accepted, e.g. 256M (a job of 1,000,000 small tasks is ~100M of JSON)
+    #[arg(long, default_value = "256M")]
+    max_body: String,
 }
 
 #[derive(Debug, Args)]
@@ -91,6 +94,8 @@ fn server_config(g: &Global, a: &ServerArgs) -> Result<ServerConfig> {
         bail!("--worker-timeout must be at least 500ms");
     }
     c.token = g.token.clone();
+    c.max_body_bytes = usize::try_from(parse_bytes(&a.max_body).context("--max-body")?)
+        .context("--max-body is too large")?;
     Ok(c)
 }
 

@@ -11,18 +11,32 @@ pub enum QueuePolicyKind {
     Fcfs,
     /// Higher priority first. Every `aging_ms` a task has waited counts as one more
     /// level of priority, so low priorities never starve. `0` disables aging.
-    Priority { aging_ms: u64 },
+    Priority {
+        #[serde(default = "default_aging_ms")]
+        aging_ms: u64,
+    },
     /// Shortest expected runtime first (the maximum runtime when no hint was given;
     /// tasks with neither go last, in submission order).
+    #[serde(alias = "sjf")]
     ShortestJobFirst,
     /// Owners share the cluster in proportion to their weights (default weight 1);
     /// within an owner, higher priority first.
-    FairShare { weights: BTreeMap<String, u32> },
+    #[serde(alias = "fair")]
+    FairShare {
+        #[serde(default)]
+        weights: BTreeMap<String, u32>,
+    },
+}
+
+fn default_aging_ms() -> u64 {
+    60_000
 }
 
 impl Default for QueuePolicyKind {
     fn default() -> Self {
-        QueuePolicyKind::Priority { aging_ms: 60_000 }
+        QueuePolicyKind::Priority {
+            aging_ms: default_aging_ms(),
+        }
     }
 }
 
@@ -60,10 +74,12 @@ impl QueuePolicyKind {
 pub enum PlacementPolicyKind {
     /// Fill the busiest worker that fits, keeping others free for big tasks.
     #[default]
+    #[serde(alias = "binpack")]
     BinPack,
     /// The least loaded worker that fits.
     Spread,
     /// Workers in turn.
+    #[serde(alias = "round-robin", alias = "roundrobin")]
     RoundRobin,
 }
 
@@ -114,5 +130,26 @@ impl Default for PolicyConfig {
             locality_weight: 10,
             affinity_weight: 5,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_api_accepts_the_cli_spellings() {
+        let p: PolicyConfig =
+            serde_json::from_str(r#"{"queue":{"kind":"fair"},"placement":"round-robin"}"#).unwrap();
+        assert_eq!(
+            p.queue,
+            QueuePolicyKind::FairShare {
+                weights: BTreeMap::new()
+            }
+        );
+        assert_eq!(p.placement, PlacementPolicyKind::RoundRobin);
+        let p: PolicyConfig =
+            serde_json::from_str(r#"{"queue":{"kind":"priority"},"placement":"binpack"}"#).unwrap();
+        assert_eq!(p.queue, QueuePolicyKind::default());
     }
 }
