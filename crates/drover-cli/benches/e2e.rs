@@ -9,7 +9,8 @@
 //!   applied before it is acknowledged): p50 and p99.
 //! - `submit_job`: one job of 100,000 tasks: time to acknowledge, and the server's RSS
 //!   with them queued (the worker is drained first so they stay queued).
-//! - `server_rss`: the server's RSS after the N finished tasks of `e2e_true`.
+//! - `server_rss_finished`: 100,000 `/bin/true` tasks run to completion (on a second
+//!   worker with 8 one-CPU slots, to finish sooner), then the server's RSS.
 //!
 //! `cargo bench -p drover-cli --bench e2e` (full), `-- --quick` (1/100 scale, smoke).
 
@@ -109,6 +110,7 @@ async fn main() {
     let n_true: u64 = if quick { 200 } else { 10_000 };
     let n_latency: usize = if quick { 20 } else { 300 };
     let n_job: u32 = if quick { 1_000 } else { 100_000 };
+    let n_finished: u32 = if quick { 1_000 } else { 100_000 };
 
     let dir: PathBuf = std::env::temp_dir().join(format!("drover-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -167,10 +169,6 @@ async fn main() {
         s_cpu as f64 * 1000.0 / n_true as f64,
         w_cpu as f64 * 1000.0 / n_true as f64,
     );
-    println!(
-        "bench=server_rss finished_tasks={n_true} rss_mib={:.1}",
-        proc_status_kib(spid, "VmRSS:") as f64 / 1024.0
-    );
 
     // submit_latency: one task at a time.
     let mut lat = Vec::with_capacity(n_latency);
@@ -219,6 +217,49 @@ async fn main() {
         rss_after as f64 / 1024.0,
         rss_after.saturating_sub(rss_before) as f64 / 1024.0
     );
+    // server_rss_finished: cancel the queued job, then run n_finished tasks to the end
+    // on a wide worker.
+    client.cancel_job(resp.job.0).await.expect("cancel");
+    let wide = Proc(
+        Command::new(DROVER)
+            .args(["--data-dir"])
+            .arg(&dir)
+            .args(["worker", "--name", "wide", "--cpus", "8", "--memory", "4G"])
+            .env("DROVER_LOG", "warn")
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the wide worker"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client.workers().await.map(|w| w.len() < 2).unwrap_or(true) {
+        assert!(Instant::now() < deadline, "the wide worker never joined");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let t = Instant::now();
+    let task = TaskSpec {
+        array: Some(ArraySpec {
+            start: 0,
+            end: n_finished - 1,
+        }),
+        ..TaskSpec::command(["/bin/true"])
+    };
+    let resp = client.submit_task(&task).await.expect("submit");
+    wait_job(&client, resp.job.0).await;
+    let run_s = t.elapsed().as_secs_f64();
+    // Every task the server holds by now, the earlier cases' included.
+    let held: u64 = client
+        .cluster()
+        .await
+        .expect("cluster")
+        .tasks
+        .values()
+        .sum();
+    println!(
+        "bench=server_rss_finished tasks={n_finished} tasks_held={held} run_s={run_s:.1} server_rss_mib={:.1} server_peak_rss_mib={:.1}",
+        proc_status_kib(spid, "VmRSS:") as f64 / 1024.0,
+        proc_status_kib(spid, "VmHWM:") as f64 / 1024.0
+    );
+    drop(wide);
     drop(worker);
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
