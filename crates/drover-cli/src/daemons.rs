@@ -1,14 +1,13 @@
 //! The long-running commands: `up`, `server`, `worker`.
 
 use crate::Global;
-use crate::jobfile::parse_duration_ms;
+use crate::jobfile::{parse_duration_ms, parse_pairs};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use drover_client::discovery;
 use drover_server::ServerConfig;
 use drover_types::{parse_bytes, parse_cpus};
 use drover_worker::WorkerConfig;
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -99,17 +98,6 @@ fn server_config(g: &Global, a: &ServerArgs) -> Result<ServerConfig> {
     Ok(c)
 }
 
-fn pairs(items: &[String], what: &str) -> Result<BTreeMap<String, String>> {
-    items
-        .iter()
-        .map(|p| {
-            p.split_once('=')
-                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-                .ok_or_else(|| anyhow!("{what} {p:?} is not KEY=VALUE"))
-        })
-        .collect()
-}
-
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
@@ -143,7 +131,7 @@ fn worker_config(
         .transpose()
         .context("--disk")?;
     c.gpus = a.gpus;
-    c.custom = pairs(&a.resources, "--resource")?
+    c.custom = parse_pairs(&a.resources, "--resource")?
         .into_iter()
         .map(|(k, v)| {
             Ok((
@@ -153,7 +141,7 @@ fn worker_config(
             ))
         })
         .collect::<Result<_>>()?;
-    c.labels = pairs(&a.labels, "--label")?;
+    c.labels = parse_pairs(&a.labels, "--label")?;
     c.data_keys = a.data_keys.clone();
     c.kill_grace = Duration::from_millis(parse_duration_ms(&a.kill_grace).context("--kill-grace")?);
     c.cgroups = !a.no_cgroups;

@@ -159,6 +159,18 @@ pub fn parse_duration_ms(text: &str) -> Result<u64> {
     Ok((v * mult).round() as u64)
 }
 
+/// Parses repeated `KEY=VALUE` flags; `what` names the flag in errors.
+pub fn parse_pairs(items: &[String], what: &str) -> Result<BTreeMap<String, String>> {
+    items
+        .iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+                .ok_or_else(|| anyhow!("{what} {p:?} is not KEY=VALUE"))
+        })
+        .collect()
+}
+
 pub fn parse_selector(text: &str) -> Result<LabelSelector> {
     LabelSelector::parse(text).ok_or_else(|| {
         anyhow!(

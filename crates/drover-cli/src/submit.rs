@@ -1,7 +1,7 @@
 //! `submit`, `run` and `wait`.
 
 use crate::Global;
-use crate::jobfile::{self, parse_duration_ms, parse_selector};
+use crate::jobfile::{self, parse_duration_ms, parse_pairs, parse_selector};
 use crate::render;
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -72,17 +72,6 @@ pub struct SubmitArgs {
     command: Vec<String>,
 }
 
-fn pairs(items: &[String], what: &str) -> Result<BTreeMap<String, String>> {
-    items
-        .iter()
-        .map(|p| {
-            p.split_once('=')
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .ok_or_else(|| anyhow::anyhow!("{what} {p:?} is not KEY=VALUE"))
-        })
-        .collect()
-}
-
 fn task_from_args(a: &SubmitArgs) -> Result<TaskSpec> {
     if a.command.is_empty() {
         bail!(
@@ -122,8 +111,8 @@ fn task_from_args(a: &SubmitArgs) -> Result<TaskSpec> {
                 .ok_or_else(|| anyhow::anyhow!("--array {r:?} is not a range like 1-100"))?,
         );
     }
-    spec.labels = pairs(&a.labels, "--label")?;
-    spec.env = pairs(&a.env, "--env")?;
+    spec.labels = parse_pairs(&a.labels, "--label")?;
+    spec.env = parse_pairs(&a.env, "--env")?;
     spec.constraints = a
         .constraints
         .iter()

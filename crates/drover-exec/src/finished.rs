@@ -13,18 +13,8 @@ pub struct Finished {
     pub result: Vec<u8>,
 }
 
-/// Resource usage of an attempt. Which figures are exact and which are sampled depends
-/// on the mode; see the crate README.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct AttemptUsage {
-    pub wall_ms: u64,
-    /// User + system CPU time of the tree.
-    pub cpu_time_ms: u64,
-    pub peak_memory_bytes: u64,
-    /// Bytes read from / written to storage (not page-cache hits).
-    pub read_bytes: u64,
-    pub write_bytes: u64,
-}
+/// Resource usage of an attempt: the domain type, shared with the wire protocol.
+pub use drover_types::AttemptUsage;
 
 /// One captured output stream.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -6,6 +6,7 @@
 //! reports: nothing polls. Output travels in binary frames ([`OutputFrame`]) so that
 //! bulk bytes skip JSON.
 
+pub use drover_types::AttemptUsage;
 use drover_types::{Attempt, Outcome, TaskId, TaskSpec, WorkerId, WorkerSpec, WorkerUsage};
 use serde::{Deserialize, Serialize};
 
@@ -62,16 +63,6 @@ pub struct RunningUsage {
     pub task: TaskId,
     pub attempt: Attempt,
     pub usage: AttemptUsage,
-}
-
-/// Resources one attempt used, measured by the worker.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AttemptUsage {
-    pub wall_ms: u64,
-    pub cpu_time_ms: u64,
-    pub peak_memory_bytes: u64,
-    pub read_bytes: u64,
-    pub write_bytes: u64,
 }
 
 /// Server → worker.

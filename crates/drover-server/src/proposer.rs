@@ -103,34 +103,31 @@ impl LeaderClock {
     }
 }
 
+/// Takes what is already waiting, up to the batch limit, without waiting for more.
+fn gather(rx: &mut mpsc::UnboundedReceiver<Proposal>, batch: &mut Vec<Proposal>, n: &mut usize) {
+    while *n < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(p) => {
+                *n += p.commands.len();
+                batch.push(p);
+            }
+            Err(_) => break,
+        }
+    }
+}
+
 async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Proposal>) {
     let slots = std::sync::Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut clock = LeaderClock::default();
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         let mut n = batch[0].commands.len();
-        while n < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(p) => {
-                    n += p.commands.len();
-                    batch.push(p);
-                }
-                Err(_) => break,
-            }
-        }
+        gather(&mut rx, &mut batch, &mut n);
         let Ok(permit) = slots.clone().acquire_owned().await else {
             return;
         };
         // While we waited for a slot, more may have arrived: take them too.
-        while n < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(p) => {
-                    n += p.commands.len();
-                    batch.push(p);
-                }
-                Err(_) => break,
-            }
-        }
+        gather(&mut rx, &mut batch, &mut n);
         let mut commands = Vec::with_capacity(n);
         let mut replies = Vec::with_capacity(batch.len());
         for p in batch {

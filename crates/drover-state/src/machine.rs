@@ -152,7 +152,7 @@ impl StateMachine {
                 if let Command::TaskFinished { report, .. } = command {
                     let record = self.records.entry(report.task).or_default();
                     record.result = Some(report.result.clone());
-                    record.usage.push((report.attempt, report.usage.clone()));
+                    record.usage.push((report.attempt, report.usage));
                     record.stdout_bytes = report.stdout_bytes;
                     record.stderr_bytes = report.stderr_bytes;
                     record.output_truncated = report.output_truncated;

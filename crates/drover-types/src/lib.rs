@@ -24,7 +24,7 @@ pub use job::{ArraySpec, DepRef, JobSpec};
 pub use limits::Limits;
 pub use policy::{PlacementPolicyKind, PolicyConfig, QueuePolicyKind};
 pub use resources::{ParseResourceError, Resources, format_bytes, parse_bytes, parse_cpus};
-pub use state::{FailureCause, Outcome, TaskState};
+pub use state::{AttemptUsage, FailureCause, Outcome, TaskState};
 pub use task_spec::{Backoff, LabelSelector, RetryPolicy, SelectorOp, TaskSpec};
 pub use time::{Millis, format_duration_ms};
 pub use validation::{ValidationError, validate_job, validate_task};

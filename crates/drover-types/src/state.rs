@@ -153,3 +153,17 @@ impl fmt::Display for FailureCause {
         }
     }
 }
+
+/// Resources one attempt used, measured by the worker's execution driver. Which
+/// figures are exact and which are sampled depends on the driver (see drover-exec).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AttemptUsage {
+    pub wall_ms: u64,
+    /// User + system CPU time of the whole process tree.
+    pub cpu_time_ms: u64,
+    pub peak_memory_bytes: u64,
+    /// Bytes read from / written to storage (not page-cache hits).
+    pub read_bytes: u64,
+    pub write_bytes: u64,
+}

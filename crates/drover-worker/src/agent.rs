@@ -431,17 +431,10 @@ impl Agent {
         self.running
             .iter()
             .filter_map(|((task, attempt), h)| {
-                let u = h.probe.as_ref()?.usage();
                 Some(RunningUsage {
                     task: *task,
                     attempt: *attempt,
-                    usage: AttemptUsage {
-                        wall_ms: u.wall_ms,
-                        cpu_time_ms: u.cpu_time_ms,
-                        peak_memory_bytes: u.peak_memory_bytes,
-                        read_bytes: u.read_bytes,
-                        write_bytes: u.write_bytes,
-                    },
+                    usage: h.probe.as_ref()?.usage(),
                 })
             })
             .collect()

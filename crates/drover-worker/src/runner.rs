@@ -122,18 +122,11 @@ pub fn launch(
         // Let the last chunks through before the end, so a follower of the output sees
         // all of it before the task is over.
         let _ = tokio::time::timeout(Duration::from_secs(2), forwarder).await;
-        let u = finished.usage;
         let _ = events.send(RunnerEvent::Finished(AttemptReport {
             task,
             attempt,
             outcome: finished.outcome,
-            usage: AttemptUsage {
-                wall_ms: u.wall_ms,
-                cpu_time_ms: u.cpu_time_ms,
-                peak_memory_bytes: u.peak_memory_bytes,
-                read_bytes: u.read_bytes,
-                write_bytes: u.write_bytes,
-            },
+            usage: finished.usage,
             result: String::from_utf8_lossy(&finished.result).into_owned(),
             stdout_bytes: finished.stdout.bytes,
             stderr_bytes: finished.stderr.bytes,

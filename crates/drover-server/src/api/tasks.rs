@@ -106,6 +106,13 @@ fn worker_name(sm: &StateMachine, w: drover_types::WorkerId) -> String {
         .unwrap_or_else(|| w.to_string())
 }
 
+/// While placed, where a task runs; once over, where its last attempt ran.
+fn shown_worker(sm: &StateMachine, view: &TaskView<'_>) -> Option<String> {
+    view.worker
+        .or_else(|| view.attempts.last().map(|a| a.worker))
+        .map(|w| worker_name(sm, w))
+}
+
 fn exit_of(outcome: Option<&Outcome>) -> (Option<i32>, Option<i32>) {
     match outcome {
         Some(Outcome::Exited { code }) => (Some(*code), None),
@@ -129,7 +136,7 @@ pub(crate) fn task_info(
             r.usage
                 .iter()
                 .find(|(a, _)| *a == attempt)
-                .map(|(_, u)| u.clone())
+                .map(|(_, u)| *u)
         })
     };
     let duration_ms = view
@@ -144,10 +151,7 @@ pub(crate) fn task_info(
         reason: sm.scheduler().pending_reason(view.id, now),
         attempt: view.attempt,
         max_attempts: view.spec.retry.max_attempts,
-        worker: view
-            .worker
-            .or_else(|| view.attempts.last().map(|a| a.worker))
-            .map(|w| worker_name(sm, w)),
+        worker: shown_worker(sm, view),
         submitted_at: view.submitted_at,
         started_at: view.started_at,
         ended_at: view.ended_at,
@@ -190,11 +194,7 @@ fn summary(sm: &StateMachine, view: &TaskView<'_>) -> TaskSummary {
         state: view.state,
         priority: view.spec.priority,
         attempt: view.attempt,
-        // While placed, where it runs; once over, where its last attempt ran.
-        worker: view
-            .worker
-            .or_else(|| view.attempts.last().map(|a| a.worker))
-            .map(|w| worker_name(sm, w)),
+        worker: shown_worker(sm, view),
         submitted_at: view.submitted_at,
         started_at: view.started_at,
         ended_at: view.ended_at,

@@ -57,6 +57,18 @@ pub struct StateStore {
     dispatch: UnboundedSender<Vec<Dispatch>>,
 }
 
+/// Reads the snapshot file, if there is one: its parsed form and its raw bytes.
+fn read_snapshot_file(path: &Path) -> Result<Option<(SnapshotFile, Vec<u8>)>, StorageError> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let file: SnapshotFile = serde_json::from_slice(&bytes).map_err(snap_read_err)?;
+            Ok(Some((file, bytes)))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(snap_read_err(e)),
+    }
+}
+
 fn sm_read_err(e: impl std::error::Error + 'static) -> StorageError {
     StorageIOError::read_state_machine(&e).into()
 }
@@ -78,19 +90,15 @@ impl StateStore {
         dispatch: UnboundedSender<Vec<Dispatch>>,
     ) -> Result<StateStore, StorageError> {
         let snapshot_path = dir.join("snapshot.json");
-        let (machine, applied) = match std::fs::read(&snapshot_path) {
-            Ok(bytes) => {
-                let file: SnapshotFile = serde_json::from_slice(&bytes).map_err(snap_read_err)?;
+        let (machine, applied) = match read_snapshot_file(&snapshot_path)? {
+            Some((file, _)) => {
                 let applied = Applied {
                     last: file.meta.last_log_id,
                     membership: file.meta.last_membership.clone(),
                 };
                 (StateMachine::restore(file.state), applied)
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                (StateMachine::new(config), Applied::default())
-            }
-            Err(e) => return Err(snap_read_err(e)),
+            None => (StateMachine::new(config), Applied::default()),
         };
         Ok(StateStore {
             shared: Arc::new(SharedState {
@@ -244,16 +252,11 @@ impl RaftStateMachine<TypeConfig> for StateStore {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        match std::fs::read(&self.snapshot_path) {
-            Ok(bytes) => {
-                let file: SnapshotFile = serde_json::from_slice(&bytes).map_err(snap_read_err)?;
-                Ok(Some(Snapshot {
-                    meta: file.meta,
-                    snapshot: Box::new(Cursor::new(bytes)),
-                }))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(snap_read_err(e)),
-        }
+        Ok(
+            read_snapshot_file(&self.snapshot_path)?.map(|(file, bytes)| Snapshot {
+                meta: file.meta,
+                snapshot: Box::new(Cursor::new(bytes)),
+            }),
+        )
     }
 }
