@@ -9,7 +9,7 @@
 use crate::raft::Raft;
 use drover_state::{Command, CommandResult, LogEntry};
 use drover_types::Millis;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 /// Most commands in one entry. Large enough to amortise the fsync, small enough that
@@ -85,20 +85,34 @@ impl Proposer {
     }
 }
 
-/// Wall-clock milliseconds, never going backwards within this process: entries carry
-/// the leader's time, and the core must see it advance monotonically.
-#[derive(Debug, Default)]
+/// The time stamped on entries: wall-clock milliseconds read once, at start, then
+/// advanced by the monotonic clock. A jump of the wall clock while the server runs
+/// (an NTP step, an operator's `date -s`) therefore never makes time-limit or backoff
+/// timers fire early or late; and entries never go back in time within this process.
+/// (Across restarts and leader changes the core clamps `now` to the latest it saw.)
+#[derive(Debug)]
 struct LeaderClock {
+    anchor_wall_ms: u64,
+    anchor: Instant,
     last: u64,
 }
 
 impl LeaderClock {
-    fn now(&mut self) -> Millis {
-        let wall = SystemTime::now()
+    fn new() -> LeaderClock {
+        let anchor_wall_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or(Duration::ZERO)
             .as_millis() as u64;
-        self.last = self.last.max(wall);
+        LeaderClock {
+            anchor_wall_ms,
+            anchor: Instant::now(),
+            last: 0,
+        }
+    }
+
+    fn now(&mut self) -> Millis {
+        let t = self.anchor_wall_ms + self.anchor.elapsed().as_millis() as u64;
+        self.last = self.last.max(t);
         Millis(self.last)
     }
 }
@@ -118,7 +132,7 @@ fn gather(rx: &mut mpsc::UnboundedReceiver<Proposal>, batch: &mut Vec<Proposal>,
 
 async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Proposal>) {
     let slots = std::sync::Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    let mut clock = LeaderClock::default();
+    let mut clock = LeaderClock::new();
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         let mut n = batch[0].commands.len();
