@@ -12,9 +12,12 @@
 //! - `server_rss_finished`: 100,000 `/bin/true` tasks run to completion (on a second
 //!   worker with 8 one-CPU slots, to finish sooner), then the server's RSS.
 //!
+//! - `list_page`: a page of 100 tasks while the server holds them all: from the start,
+//!   from a cursor in the middle, and with a filter that matches almost nothing.
+//!
 //! `cargo bench -p drover-cli --bench e2e` (full), `-- --quick` (1/100 scale, smoke).
 
-use drover_client::Client;
+use drover_client::{Client, ListQuery};
 use drover_types::{ArraySpec, JobSpec, TaskSpec};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -259,6 +262,47 @@ async fn main() {
         proc_status_kib(spid, "VmRSS:") as f64 / 1024.0,
         proc_status_kib(spid, "VmHWM:") as f64 / 1024.0
     );
+    // list_page: one page of 100, from the start, from a cursor in the middle, and
+    // with a state filter that matches little (bounded scan), with every task held.
+    let mid = (held / 2).to_string();
+    let cases: [(&str, ListQuery); 3] = [
+        (
+            "first",
+            ListQuery {
+                limit: Some(100),
+                ..ListQuery::default()
+            },
+        ),
+        (
+            "cursor_mid",
+            ListQuery {
+                limit: Some(100),
+                cursor: Some(mid),
+                ..ListQuery::default()
+            },
+        ),
+        (
+            "state_filter",
+            ListQuery {
+                limit: Some(100),
+                state: Some("running".into()),
+                ..ListQuery::default()
+            },
+        ),
+    ];
+    for (name, query) in cases {
+        let mut times = Vec::new();
+        for _ in 0..20 {
+            let t = Instant::now();
+            client.list(&query).await.expect("list");
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        println!(
+            "bench=list_page case={name} tasks_held={held} p50_ms={:.2} max_ms={:.2}",
+            median(&mut times.clone()),
+            percentile(&mut times, 1.0)
+        );
+    }
     drop(wide);
     drop(worker);
     drop(server);
