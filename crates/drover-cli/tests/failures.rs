@@ -670,3 +670,75 @@ fn a_lost_worker_that_comes_back_is_active_again_and_takes_work() {
     assert_eq!(cluster["workers_active"], 1, "{cluster}");
     assert_eq!(cluster["workers_lost"], 0, "{cluster}");
 }
+
+#[test]
+fn no_acknowledged_submission_is_lost_when_the_server_is_killed_repeatedly_under_load() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let mut c = Cluster::start("server-kill-load");
+    c.add_worker("w", &["--cpus", "2"]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
+    let mut submitters = Vec::new();
+    for s in 0..4 {
+        let (addr, token) = (c.addr.clone(), c.token.clone());
+        let (stop, acked) = (stop.clone(), acked.clone());
+        submitters.push(std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let key = format!("s{s}-{n}");
+                let body = json!({"command": ["true"], "key": key}).to_string();
+                // Refused, reset or unanswered while the server is down: not acknowledged,
+                // so nothing is promised; try the next one.
+                match http_with(
+                    &addr,
+                    "POST",
+                    "/v1/tasks",
+                    Some(&token),
+                    &[],
+                    Some(body.as_bytes()),
+                ) {
+                    Ok(r) if r.status == 201 => {
+                        let id = r.json()["first"].as_u64().expect("an id");
+                        acked.lock().unwrap().push((key, id));
+                    }
+                    _ => std::thread::sleep(Duration::from_millis(20)),
+                }
+                n += 1;
+            }
+        }));
+    }
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(500));
+        c.kill_server();
+        std::thread::sleep(Duration::from_millis(100));
+        c.restart_server();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    for t in submitters {
+        t.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    eprintln!("{} submissions acknowledged across 3 kills", acked.len());
+    assert!(
+        acked.len() >= 40,
+        "the submitters got only {} answers",
+        acked.len()
+    );
+    let mut ids = std::collections::BTreeSet::new();
+    for (key, id) in &acked {
+        let t = c.task(*id);
+        assert_eq!(
+            t.key.as_deref(),
+            Some(key.as_str()),
+            "acknowledged task {id} ({key}) is not what came back"
+        );
+        assert!(ids.insert(*id), "id {id} given twice");
+    }
+    // And every one of them runs to the end on the worker.
+    for (_, id) in acked.iter().rev().take(5) {
+        c.wait_final(*id, Duration::from_secs(30));
+    }
+}

@@ -131,14 +131,8 @@ pub(crate) fn task_info(
     let last = view.attempts.last();
     let outcome = last.and_then(|a| a.outcome.clone());
     let (exit_code, signal) = exit_of(outcome.as_ref());
-    let usage_of = |attempt| {
-        record.and_then(|r| {
-            r.usage
-                .iter()
-                .find(|(a, _)| *a == attempt)
-                .map(|(_, u)| *u)
-        })
-    };
+    let usage_of =
+        |attempt| record.and_then(|r| r.usage.iter().find(|(a, _)| *a == attempt).map(|(_, u)| *u));
     let duration_ms = view
         .started_at
         .map(|s| view.ended_at.unwrap_or(now).saturating_sub(s));
