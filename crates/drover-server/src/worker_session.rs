@@ -137,8 +137,16 @@ async fn serve(node: Arc<Node>, mut socket: WebSocket) -> Result<(), SessionErro
     };
     let worker: WorkerId = match results.last() {
         Some(CommandResult::WorkerJoined { worker }) => *worker,
-        Some(CommandResult::Rejected(r)) => return reject(socket, r.message.clone()).await,
-        other => return reject(socket, format!("unexpected join result {other:?}")).await,
+        other => {
+            if let (Some(id), Some(c)) = (known, conn) {
+                node.sessions.unregister(id, c);
+            }
+            let why = match other {
+                Some(CommandResult::Rejected(r)) => r.message.clone(),
+                other => format!("unexpected join result {other:?}"),
+            };
+            return reject(socket, why).await;
+        }
     };
     let conn = match conn {
         Some(c) => c,
