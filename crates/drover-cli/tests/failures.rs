@@ -196,7 +196,17 @@ fn after_kill_9_of_the_server_every_task_survives_and_running_tasks_are_not_reru
     ids.insert("child", c.submit(task("child", "0.2", vec![long1])));
     let before: BTreeMap<&str, TaskState> =
         ids.iter().map(|(n, id)| (*n, c.task(*id).state)).collect();
-    assert_eq!(before["queued1"], TaskState::Ready, "{before:?}");
+    // Queued: ready, or prefetched to the full worker (assigned, not started).
+    assert!(
+        matches!(before["queued1"], TaskState::Ready | TaskState::Assigned),
+        "{before:?}"
+    );
+    assert!(
+        !std::fs::read_to_string(&runs)
+            .unwrap_or_default()
+            .contains("queued"),
+        "nothing queued may start while both slots are busy"
+    );
     assert_eq!(before["child"], TaskState::Waiting, "{before:?}");
 
     c.kill_server();
@@ -741,4 +751,59 @@ fn no_acknowledged_submission_is_lost_when_the_server_is_killed_repeatedly_under
     for (_, id) in acked.iter().rev().take(5) {
         c.wait_final(*id, Duration::from_secs(30));
     }
+}
+
+#[test]
+fn with_prefetch_every_task_runs_exactly_once_through_a_new_worker_and_a_server_kill() {
+    let mut c = Cluster::start_with("prefetch-faults", &["--worker-timeout", "10s"]);
+    c.add_worker("a", &["--cpus", "2"]);
+    let r = c.put(
+        "/v1/policy",
+        &json!({"queue": {"kind": "fcfs"}, "placement": "bin_pack", "prefetch_per_worker": 2}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let runs = c.file("runs");
+    let (job, first, count) = c.submit_job(json!({"tasks": [{
+        "command": [format!("echo $DROVER_TASK_INDEX >> {}; sleep 0.02", sh_quote(&runs))],
+        "shell": true,
+        "retry": {"max_attempts": 3, "backoff": {"initial_ms": 100, "multiplier_percent": 200, "max_ms": 400}},
+        "array": {"start": 0, "end": 299},
+    }]}));
+    assert_eq!(count, 300);
+    // Some run, then a worker with room joins (prefetched tasks are taken back for it),
+    // then the server is killed and restarted mid-run.
+    c.poll("a third of the tasks done", SLOW, || {
+        let j = c.get_ok(&format!("/v1/jobs/{job}"));
+        (j["states"]["succeeded"].as_u64().unwrap_or(0) >= 100).then_some(())
+    });
+    c.add_worker("b", &["--cpus", "2"]);
+    std::thread::sleep(Duration::from_millis(300));
+    c.kill_server();
+    c.restart_server();
+    let j = c.poll("every task final", Duration::from_secs(90), || {
+        let j = c.get_ok(&format!("/v1/jobs/{job}"));
+        (j["finished"] == true).then_some(j)
+    });
+    assert_eq!(j["succeeded"], true, "{j}");
+    let text = std::fs::read_to_string(&runs).unwrap();
+    let mut seen = BTreeMap::new();
+    for line in text.lines() {
+        *seen
+            .entry(line.trim().parse::<u32>().unwrap())
+            .or_insert(0u32) += 1;
+    }
+    assert_eq!(seen.len(), 300, "every task ran");
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    // A task runs again only if it was killed mid-run (its attempts say so).
+    for (index, _) in twice {
+        let t = c.task(first + *index as u64);
+        assert!(
+            t.attempts.iter().any(|a| a.failure.is_some()),
+            "task {index} ran twice without a failed attempt: {t:#?}"
+        );
+    }
+    // Both workers did work.
+    let workers: std::collections::BTreeSet<String> =
+        (0..300).filter_map(|i| c.task(first + i).worker).collect();
+    assert_eq!(workers.len(), 2, "{workers:?}");
 }

@@ -32,6 +32,9 @@ pub enum KillReason {
     TimeLimit,
     /// Evicted to make room for a higher-priority task.
     Preempted,
+    /// A prefetched attempt taken back from a busy worker, to run on one with room.
+    /// The worker drops it if it has not started it yet (and ends it if it just has).
+    Retracted,
     /// The worker runs an attempt that is no longer current (it rejoined after the
     /// attempt was given up on).
     Stale,

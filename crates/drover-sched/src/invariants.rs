@@ -4,7 +4,7 @@
 
 use crate::action::KillReason;
 use crate::scheduler::{Scheduler, ix, limit_due};
-use crate::task_table::NO_WORKER;
+use crate::task_table::{NO_WORKER, PREFETCHED};
 use crate::timers::{BACKOFF, TIME_LIMIT};
 use crate::worker_pool::add_resources;
 use drover_types::{Resources, TaskId, TaskState, WorkerState};
@@ -17,6 +17,7 @@ pub(crate) fn check(s: &Scheduler) -> Result<(), String> {
     let mut counts = [0u64; 10];
     let mut usage = vec![0u64; s.owners.names.len()];
     let mut timers = 0usize;
+    let mut prefetched = vec![0usize; nw];
     for (i, rec) in s.tasks.iter().enumerate() {
         let id = TaskId(i as u64 + 1);
         counts[rec.state as usize] += 1;
@@ -37,12 +38,28 @@ pub(crate) fn check(s: &Scheduler) -> Result<(), String> {
             if s.pool.workers[w - 1].state == WorkerState::Lost {
                 return Err(format!("task {id} holds resources on lost worker w{w}"));
             }
-            if s.pool.workers[w - 1].running.get(rec.slot as usize) != Some(&id) {
-                return Err(format!("task {id}: wrong slot {} on w{w}", rec.slot));
+            if rec.slot == PREFETCHED {
+                // Bound, holding nothing: exactly once in its worker's queue, not started.
+                let n = s.pool.workers[w - 1]
+                    .queued
+                    .iter()
+                    .filter(|t| **t == id)
+                    .count();
+                if n != 1 {
+                    return Err(format!("prefetched task {id} is {n} times in w{w}'s queue"));
+                }
+                if rec.state == TaskState::Running {
+                    return Err(format!("task {id} runs but was never promoted on w{w}"));
+                }
+                prefetched[w - 1] += 1;
+            } else {
+                if s.pool.workers[w - 1].running.get(rec.slot as usize) != Some(&id) {
+                    return Err(format!("task {id}: wrong slot {} on w{w}", rec.slot));
+                }
+                add_resources(&mut alloc[w - 1], &rec.spec.resources);
+                running[w - 1].insert(id);
+                usage[rec.owner as usize] += rec.spec.resources.cpu_milli as u64;
             }
-            add_resources(&mut alloc[w - 1], &rec.spec.resources);
-            running[w - 1].insert(id);
-            usage[rec.owner as usize] += rec.spec.resources.cpu_milli as u64;
         } else if rec.state.is_on_worker() {
             return Err(format!("task {id} is {} but holds no worker", rec.state));
         }
@@ -183,7 +200,17 @@ pub(crate) fn check(s: &Scheduler) -> Result<(), String> {
                 w.running, running[i]
             ));
         }
-        let expected = if w.state == WorkerState::Active {
+        if w.queued.len() != prefetched[i] {
+            return Err(format!(
+                "worker {id}: {} queued but {} tasks prefetched to it",
+                w.queued.len(),
+                prefetched[i]
+            ));
+        }
+        if w.queued.is_empty() == s.pool.with_queue.contains(&id) {
+            return Err(format!("worker {id}: queue index out of date"));
+        }
+        let expected = if w.placeable() {
             w.free_main()
         } else {
             (0, 0, 0)
@@ -195,7 +222,9 @@ pub(crate) fn check(s: &Scheduler) -> Result<(), String> {
         if indexed != s.pool.free_mem.contains(&(w.free_mem(), id)) {
             return Err(format!("worker {id} wrongly indexed by free memory"));
         }
-        if indexed != (w.state == WorkerState::Active) || s.pool.active.contains(&id) != indexed {
+        if indexed != w.placeable()
+            || s.pool.active.contains(&id) != (w.state == WorkerState::Active)
+        {
             return Err(format!("worker {id} ({}) wrongly indexed", w.state));
         }
         if s.pool.by_name.get(&w.spec.name) != Some(&id) {
@@ -209,8 +238,9 @@ pub(crate) fn check(s: &Scheduler) -> Result<(), String> {
     if (cpu, mem) != (s.pool.total_cpu, s.pool.total_mem) {
         return Err("active capacity totals out of date".into());
     }
-    if s.pool.free_cpu.len() != s.pool.active.len() || s.pool.free_mem.len() != s.pool.active.len()
-    {
+    // Every placeable worker (active, no prefetched task waiting) is indexed, no other.
+    let placeable = s.pool.workers.iter().filter(|w| w.placeable()).count();
+    if s.pool.free_cpu.len() != placeable || s.pool.free_mem.len() != placeable {
         return Err("free-CPU index has stale entries".into());
     }
     for (o, u) in usage.iter().enumerate() {

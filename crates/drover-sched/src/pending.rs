@@ -33,10 +33,25 @@ pub(crate) fn reason(s: &Scheduler, id: TaskId, _now: Millis) -> Option<String> 
                 .last()
                 .map(|a| a.assigned_at)
                 .unwrap_or_default();
-            format!(
-                "assigned to worker {} at {since}; waiting for the worker to start it",
-                worker_name(s, WorkerId(rec.holder))
-            )
+            let w = WorkerId(rec.holder);
+            if rec.slot == crate::task_table::PREFETCHED {
+                let ahead = s
+                    .pool
+                    .rec(w)
+                    .queued
+                    .iter()
+                    .position(|t| *t == id)
+                    .unwrap_or(0);
+                format!(
+                    "queued on worker {} since {since}, {ahead} ahead of it: it starts there as soon as room frees",
+                    worker_name(s, w)
+                )
+            } else {
+                format!(
+                    "assigned to worker {} at {since}; waiting for the worker to start it",
+                    worker_name(s, w)
+                )
+            }
         }
         TaskState::Succeeded => "succeeded".to_string(),
         TaskState::Failed => {

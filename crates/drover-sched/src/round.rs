@@ -4,8 +4,11 @@
 use crate::action::{Action, KillReason};
 use crate::placement::{LOCALITY_CANDIDATES, LOCALITY_KEYS, SCORE_CANDIDATES};
 use crate::scheduler::{KILL_GRACE_MS, MAX_PREEMPTIONS_PER_ROUND, POLICY_STEPS, Scheduler, ix};
-use crate::task_table::NO_WORKER;
+use crate::task_table::{NO_WORKER, PREFETCHED};
 use crate::timers::{BACKOFF, TIME_LIMIT};
+
+/// Prefetched attempts taken back in one round at most.
+const MAX_RETRACTIONS_PER_ROUND: usize = 16;
 use crate::view::AttemptRecord;
 use drover_types::{Attempt, TaskId, TaskState, WorkerId, WorkerState};
 
@@ -166,6 +169,134 @@ impl Scheduler {
     }
 
     pub(crate) fn assign(&mut self, id: TaskId, w: WorkerId, actions: &mut Vec<Action>) {
+        self.bind(id, w, true, actions);
+    }
+
+    /// Binds a ready task to a worker too full for it now: it holds nothing, waits in
+    /// the worker's queue, and is promoted (reserved) in queue order as room frees —
+    /// by the core at the start of a round, or by the worker's report that it started
+    /// it (the worker applies the same rule to the same ordered stream of ends).
+    pub(crate) fn prefetch(&mut self, id: TaskId, w: WorkerId, actions: &mut Vec<Action>) {
+        self.bind(id, w, false, actions);
+    }
+
+    /// Reserves a prefetched task's resources and takes it out of its worker's queue.
+    pub(crate) fn promote(&mut self, id: TaskId) {
+        let rec = &self.tasks[ix(id)];
+        debug_assert_eq!(rec.slot, PREFETCHED);
+        let w = WorkerId(rec.holder);
+        self.pool.unqueue(w, id);
+        let rec = &self.tasks[ix(id)];
+        let res = &self.shapes.list[rec.shape as usize].res;
+        let slot = self.pool.allocate(w, id, res);
+        let (owner, cpu) = (rec.owner, res.cpu_milli);
+        self.tasks[ix(id)].slot = slot;
+        self.add_usage(owner, cpu, true);
+    }
+
+    /// Promotes each worker's queue heads, in order, while they fit.
+    pub(crate) fn promote_queued(&mut self) {
+        let workers: Vec<WorkerId> = self.pool.with_queue.iter().copied().collect();
+        for w in workers {
+            while let Some(&head) = self.pool.rec(w).queued.front() {
+                let res = &self.shapes.list[self.tasks[ix(head)].shape as usize].res;
+                if !self.pool.rec(w).fits_free(res) {
+                    break;
+                }
+                self.promote(head);
+            }
+        }
+    }
+
+    /// After placement: binds ready tasks, in queue order, to workers that are too full
+    /// for any of them (so no room that could be used now is promised away), up to
+    /// `prefetch_per_worker` each. Bounded: at most POLICY_STEPS workers looked at per
+    /// task, and a shape no worker takes is set aside for the rest of the round.
+    pub(crate) fn prefetch_round(&mut self, actions: &mut Vec<Action>) {
+        let per_worker = self.config.policy.prefetch_per_worker as usize;
+        if per_worker == 0 {
+            return;
+        }
+        while let Some((id, sub, shape)) = self.queue.best() {
+            let Some((min_cpu, min_mem)) = self.queue.min_need() else {
+                break;
+            };
+            let sh = &self.shapes.list[shape as usize];
+            let mut best: Option<(usize, WorkerId)> = None;
+            for (steps, &w) in self.pool.active.iter().enumerate() {
+                if steps >= POLICY_STEPS {
+                    break;
+                }
+                let r = self.pool.rec(w);
+                let full = r.free_cpu() < min_cpu || r.free_mem() < min_mem;
+                if full
+                    && r.queued.len() < per_worker
+                    && sh.res.fits_in(&r.spec.capacity)
+                    && r.matches(&sh.constraints)
+                    && best.is_none_or(|(n, _)| r.queued.len() < n)
+                {
+                    best = Some((r.queued.len(), w));
+                }
+            }
+            match best {
+                Some((_, w)) => {
+                    self.queue.pop_head(sub);
+                    self.prefetch(id, w, actions);
+                }
+                None => self.queue.block_shape(shape),
+            }
+        }
+        self.queue.unblock_all();
+    }
+
+    /// After placement, room left on a worker means no ready task fits it; if a task
+    /// prefetched to a busy worker would, take it back (the last of its queue, the one
+    /// that would wait longest): it returns to the queue, without spending an attempt,
+    /// once the busy worker confirms, and the next round places it. Bounded per round.
+    pub(crate) fn retract_round(&mut self, actions: &mut Vec<Action>) {
+        if self.pool.with_queue.is_empty() {
+            return;
+        }
+        let mut budget = MAX_RETRACTIONS_PER_ROUND;
+        let free: Vec<WorkerId> = self
+            .pool
+            .active
+            .iter()
+            .copied()
+            .filter(|&w| self.pool.rec(w).placeable() && self.pool.rec(w).free_cpu() > 0)
+            .take(POLICY_STEPS)
+            .collect();
+        for to in free {
+            let queues: Vec<WorkerId> = self.pool.with_queue.iter().copied().collect();
+            for from in queues {
+                if budget == 0 {
+                    return;
+                }
+                let candidate = self.pool.rec(from).queued.iter().rev().copied().find(|&t| {
+                    let rec = &self.tasks[ix(t)];
+                    let shape = &self.shapes.list[rec.shape as usize];
+                    rec.kill.is_none()
+                        && rec.state == TaskState::Assigned
+                        && self.pool.rec(to).fits_free(&shape.res)
+                        && self.pool.rec(to).matches(&shape.constraints)
+                });
+                if let Some(t) = candidate {
+                    budget -= 1;
+                    let rec = &mut self.tasks[ix(t)];
+                    rec.kill = Some(KillReason::Retracted);
+                    actions.push(Action::Kill {
+                        task: t,
+                        attempt: Attempt(rec.attempt),
+                        worker: from,
+                        reason: KillReason::Retracted,
+                        grace_ms: KILL_GRACE_MS,
+                    });
+                }
+            }
+        }
+    }
+
+    fn bind(&mut self, id: TaskId, w: WorkerId, reserve: bool, actions: &mut Vec<Action>) {
         let now = self.now;
         let rec = &mut self.tasks[ix(id)];
         rec.attempt += 1;
@@ -186,10 +317,16 @@ impl Scheduler {
         });
         let attempt = Attempt(rec.attempt);
         let res = &self.shapes.list[rec.shape as usize].res;
-        rec.slot = self.pool.allocate(w, id, res);
-        let (owner, cpu) = (rec.owner, res.cpu_milli);
-        self.set_state(id, TaskState::Assigned);
-        self.add_usage(owner, cpu, true);
+        if reserve {
+            rec.slot = self.pool.allocate(w, id, res);
+            let (owner, cpu) = (rec.owner, res.cpu_milli);
+            self.set_state(id, TaskState::Assigned);
+            self.add_usage(owner, cpu, true);
+        } else {
+            rec.slot = PREFETCHED;
+            self.pool.enqueue(w, id);
+            self.set_state(id, TaskState::Assigned);
+        }
         self.pool.rr_cursor = w.0 + 1;
         actions.push(Action::Start {
             task: id,

@@ -11,7 +11,7 @@ use crate::event::{CancelTarget, Event};
 use crate::placement::{self, PlacementPolicy};
 use crate::queue::ReadyQueue;
 use crate::queue_policy::{self, KeyInput, QueuePolicy};
-use crate::task_table::{JobRec, NEVER, NO_WORKER, Owners, Shapes, TaskRec};
+use crate::task_table::{JobRec, NEVER, NO_WORKER, Owners, PREFETCHED, Shapes, TaskRec};
 use crate::timers::{BACKOFF, TIME_LIMIT, Timers};
 use crate::view::{Counts, TaskRange, TaskView, WorkerView};
 use crate::worker_pool::WorkerPool;
@@ -215,7 +215,11 @@ impl Scheduler {
         self.now = self.now.max(now);
         let mut actions = Vec::new();
         self.fire_timers(&mut actions);
+        // Room that freed goes to the prefetched tasks first, in their workers' order.
+        self.promote_queued();
         self.place(&mut actions);
+        self.retract_round(&mut actions);
+        self.prefetch_round(&mut actions);
         Plan { actions }
     }
 
@@ -264,6 +268,7 @@ impl Scheduler {
             allocated: rec.allocated.clone(),
             usage: &rec.usage,
             running: rec.running_sorted(),
+            queued: rec.queued.iter().copied().collect(),
         })
     }
 
@@ -487,6 +492,11 @@ impl Scheduler {
         }
         let w = WorkerId(rec.holder);
         rec.holder = NO_WORKER;
+        if rec.slot == PREFETCHED {
+            // Bound but holding nothing: leave the worker's queue.
+            self.pool.unqueue(w, id);
+            return;
+        }
         let res = &self.shapes.list[rec.shape as usize].res;
         let slot = rec.slot;
         if let Some(moved) = self.pool.release(w, slot, res) {
@@ -514,6 +524,7 @@ impl Scheduler {
         } else {
             Some(match (&end, kill) {
                 (_, Some(KillReason::Preempted)) => FailureCause::Preempted,
+                (_, Some(KillReason::Retracted)) => FailureCause::Retracted,
                 (End::Lost(w), _) => FailureCause::WorkerLost { worker: *w },
                 (_, Some(KillReason::TimeLimit)) => FailureCause::TimeLimit,
                 (End::Reported(o), _) => FailureCause::Outcome { outcome: o.clone() },
@@ -535,7 +546,7 @@ impl Scheduler {
             self.succeed(id);
             return;
         }
-        if kill == Some(KillReason::Preempted) {
+        if matches!(kill, Some(KillReason::Preempted | KillReason::Retracted)) {
             // An eviction is not the task's fault: no attempt spent, no backoff.
             self.make_ready(id);
             return;
@@ -613,6 +624,11 @@ impl Scheduler {
         worker: WorkerId,
     ) -> Result<Applied, CoreError> {
         self.check_fence(task, attempt, worker)?;
+        if self.tasks[ix(task)].slot == PREFETCHED {
+            // The worker started it as soon as it had room: that room is the one the
+            // core would have promoted it into (same queue, same order of ends).
+            self.promote(task);
+        }
         let now = self.now;
         let rec = &mut self.tasks[ix(task)];
         if let Some(a) = rec.attempts.last_mut()
@@ -723,6 +739,15 @@ impl Scheduler {
                     lose.push(t);
                 }
             }
+            // Prefetched tasks hold nothing: kept if the worker still has them queued.
+            let queued: Vec<TaskId> = self.pool.rec(w).queued.iter().copied().collect();
+            for t in queued {
+                if listed.contains(&(t, Attempt(self.tasks[ix(t)].attempt))) {
+                    kept.insert(t);
+                } else {
+                    lose.push(t);
+                }
+            }
             let was_lost = self.pool.rec(w).state == WorkerState::Lost;
             self.pool.replace_spec(w, spec);
             for t in lose {
@@ -769,7 +794,9 @@ impl Scheduler {
     }
 
     fn worker_lost(&mut self, w: WorkerId) {
-        let running: Vec<TaskId> = self.pool.rec(w).running_sorted();
+        let mut running: Vec<TaskId> = self.pool.rec(w).running_sorted();
+        // Its prefetched tasks too: the worker may have started them without telling.
+        running.extend(self.pool.rec(w).queued.iter().copied());
         self.pool.set_state(w, WorkerState::Lost);
         for t in running {
             self.end_attempt(t, End::Lost(w));
@@ -825,7 +852,7 @@ impl Scheduler {
             let rec = &mut self.tasks[i];
             rec.shape = self.shapes.intern(&rec.spec);
             self.counts[rec.state as usize] += 1;
-            if rec.holder != NO_WORKER {
+            if rec.holder != NO_WORKER && rec.slot != PREFETCHED {
                 self.owner_usage[rec.owner as usize] +=
                     self.shapes.list[rec.shape as usize].res.cpu_milli as u64;
             }

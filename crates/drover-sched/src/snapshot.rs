@@ -118,6 +118,9 @@ pub(crate) fn restore(snap: SchedulerSnapshot) -> Scheduler {
         for k in &w.spec.data_keys {
             pool.data.entry(k.clone()).or_default().insert(id);
         }
+        if !w.queued.is_empty() {
+            pool.with_queue.insert(id);
+        }
         pool.workers.push(WorkerRec {
             state: WorkerState::Lost,
             ..w

@@ -10,6 +10,9 @@ use std::sync::Arc;
 
 /// "No worker" in [`TaskRec::holder`].
 pub(crate) const NO_WORKER: u32 = u32::MAX;
+/// In [`TaskRec::slot`]: the task is bound to `holder` as a prefetched task, holding
+/// nothing (it waits in the worker's queue); see `Scheduler::prefetch`.
+pub(crate) const PREFETCHED: u32 = u32::MAX;
 /// "Never ready yet" in [`TaskRec::ready_at`].
 pub(crate) const NEVER: Millis = Millis(u64::MAX);
 
@@ -48,9 +51,10 @@ pub(crate) struct TaskRec {
     /// Interned placement shape; rebuilt on restore.
     #[serde(skip)]
     pub shape: u32,
-    /// The worker whose resources the current attempt holds, or [`NO_WORKER`].
+    /// The worker the current attempt is bound to, or [`NO_WORKER`]: it holds that
+    /// worker's resources, unless prefetched.
     pub holder: u32,
-    /// Position in that worker's `running` list (O(1) removal).
+    /// Position in that worker's `running` list (O(1) removal), or [`PREFETCHED`].
     pub slot: u32,
     pub state: TaskState,
     /// Set when the core asked the worker to stop the current attempt.

@@ -60,6 +60,8 @@ pub struct WorkerView<'a> {
     pub allocated: Resources,
     pub usage: &'a WorkerUsage,
     pub running: Vec<TaskId>,
+    /// Prefetched to it, in the order it will start them (holding nothing yet).
+    pub queued: Vec<TaskId>,
 }
 
 /// Tasks per state and workers per state.

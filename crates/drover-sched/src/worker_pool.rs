@@ -4,7 +4,7 @@ use drover_types::{
     LabelSelector, Resources, TaskId, WorkerId, WorkerSpec, WorkerState, WorkerUsage,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 /// How much of the binding dimension a task needs free (see [`WorkerPool::binding`]).
 #[derive(Clone, Copy, Debug)]
@@ -25,9 +25,19 @@ pub(crate) struct WorkerRec {
     /// slot, `TaskRec::slot`); every use whose order could matter sorts it first (see
     /// [`WorkerRec::running_sorted`]).
     pub running: Vec<TaskId>,
+    /// Prefetched tasks: bound to this worker but holding nothing, in the order the
+    /// worker will start them (and the core promote them) as room frees.
+    #[serde(default)]
+    pub queued: VecDeque<TaskId>,
 }
 
 impl WorkerRec {
+    /// Takes new placements: active, and no prefetched task waiting for its room (that
+    /// room is promised to the queue, in order).
+    pub fn placeable(&self) -> bool {
+        self.state == WorkerState::Active && self.queued.is_empty()
+    }
+
     pub fn free_cpu(&self) -> u32 {
         self.spec
             .capacity
@@ -126,6 +136,8 @@ pub(crate) struct WorkerPool {
     pub data: HashMap<String, BTreeSet<WorkerId>>,
     /// Round-robin position: the next worker id to try first.
     pub rr_cursor: u32,
+    /// Workers with prefetched tasks (promoted at the start of every round).
+    pub with_queue: BTreeSet<WorkerId>,
 }
 
 impl WorkerPool {
@@ -157,6 +169,7 @@ impl WorkerPool {
             allocated: Resources::default(),
             usage: WorkerUsage::default(),
             running: Vec::new(),
+            queued: VecDeque::new(),
         });
         self.index_data(id, true);
         self.set_state(id, WorkerState::Active);
@@ -195,39 +208,74 @@ impl WorkerPool {
     }
 
     pub fn set_state(&mut self, w: WorkerId, state: WorkerState) {
+        self.unindex_free(w);
         let rec = &self.workers[w.0 as usize - 1];
         let was_active = rec.state == WorkerState::Active;
-        let free = rec.free_cpu();
-        let free_mem = rec.free_mem();
         let (cap_cpu, cap_mem) = (
             rec.spec.capacity.cpu_milli as u64,
             rec.spec.capacity.memory_bytes as u128,
         );
         if was_active {
-            self.free_cpu.remove(&(free, w));
-            self.free_mem.remove(&(free_mem, w));
             self.active.remove(&w);
             self.total_cpu -= cap_cpu;
             self.total_mem -= cap_mem;
         }
         self.rec_mut(w).state = state;
         if state == WorkerState::Active {
-            self.free_cpu.insert((free, w));
-            self.free_mem.insert((free_mem, w));
             self.active.insert(w);
             self.total_cpu += cap_cpu;
             self.total_mem += cap_mem;
-            let f = self.workers[w.0 as usize - 1].free_main();
-            self.fit_tree.set(w, f);
-        } else {
-            self.fit_tree.set(w, (0, 0, 0));
         }
+        self.index_free(w);
+    }
+
+    /// Takes a worker out of the free-resource indexes (if it is in them).
+    fn unindex_free(&mut self, w: WorkerId) {
+        let rec = &self.workers[w.0 as usize - 1];
+        if rec.placeable() {
+            let (free, free_mem) = (rec.free_cpu(), rec.free_mem());
+            self.free_cpu.remove(&(free, w));
+            self.free_mem.remove(&(free_mem, w));
+        }
+        self.fit_tree.set(w, (0, 0, 0));
+    }
+
+    /// Puts a worker into the free-resource indexes if it takes placements.
+    fn index_free(&mut self, w: WorkerId) {
+        let rec = &self.workers[w.0 as usize - 1];
+        if rec.placeable() {
+            let (free, free_mem, f) = (rec.free_cpu(), rec.free_mem(), rec.free_main());
+            self.free_cpu.insert((free, w));
+            self.free_mem.insert((free_mem, w));
+            self.fit_tree.set(w, f);
+        }
+    }
+
+    /// Binds a prefetched task to `w` (at the back of its queue).
+    pub fn enqueue(&mut self, w: WorkerId, task: TaskId) {
+        self.unindex_free(w);
+        self.rec_mut(w).queued.push_back(task);
+        self.with_queue.insert(w);
+        self.index_free(w);
+    }
+
+    /// Unbinds a prefetched task from `w`, wherever it is in the queue.
+    pub fn unqueue(&mut self, w: WorkerId, task: TaskId) {
+        self.unindex_free(w);
+        let rec = self.rec_mut(w);
+        if let Some(i) = rec.queued.iter().position(|t| *t == task) {
+            rec.queued.remove(i);
+        }
+        if rec.queued.is_empty() {
+            self.with_queue.remove(&w);
+        }
+        self.index_free(w);
     }
 
     /// Reserves `r` on `w` for `task`; returns the task's slot in `w.running`.
     pub fn allocate(&mut self, w: WorkerId, task: TaskId, r: &Resources) -> u32 {
         let rec = &mut self.workers[w.0 as usize - 1];
-        let active = rec.state == WorkerState::Active;
+        let active = rec.placeable();
         let (before, before_mem) = (rec.free_cpu(), rec.free_mem());
         add_resources(&mut rec.allocated, r);
         let slot = rec.running.len() as u32;
@@ -252,7 +300,7 @@ impl WorkerPool {
     /// the list moves into the slot, and is returned so that its slot can be updated.
     pub fn release(&mut self, w: WorkerId, slot: u32, r: &Resources) -> Option<TaskId> {
         let rec = &mut self.workers[w.0 as usize - 1];
-        let active = rec.state == WorkerState::Active;
+        let active = rec.placeable();
         let (before, before_mem) = (rec.free_cpu(), rec.free_mem());
         sub_resources(&mut rec.allocated, r);
         rec.running.swap_remove(slot as usize);

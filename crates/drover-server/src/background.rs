@@ -35,6 +35,7 @@ pub async fn dispatch_loop(node: Arc<Node>, mut rx: UnboundedReceiver<Vec<Dispat
                         KillReason::Cancelled => "cancelled",
                         KillReason::TimeLimit => "time limit",
                         KillReason::Preempted => "preempted",
+                        KillReason::Retracted => "retracted to run elsewhere",
                         KillReason::Stale => "stale attempt",
                     };
                     node.sessions.send(

@@ -100,7 +100,7 @@ async fn serve(node: Arc<Node>, mut socket: WebSocket) -> Result<(), SessionErro
         let sm = node.state.read();
         let sched = sm.scheduler();
         if let Some(w) = sched.worker(id) {
-            for task in w.running {
+            for task in w.running.into_iter().chain(w.queued) {
                 if let Some(view) = sched.task(task) {
                     let key = (task, view.attempt);
                     let reported = running.contains(&key)
@@ -174,7 +174,7 @@ async fn serve(node: Arc<Node>, mut socket: WebSocket) -> Result<(), SessionErro
         let sched = sm.scheduler();
         sched
             .worker(worker)
-            .map(|w| w.running)
+            .map(|w| w.running.into_iter().chain(w.queued).collect::<Vec<_>>())
             .unwrap_or_default()
             .into_iter()
             .filter_map(|t| {

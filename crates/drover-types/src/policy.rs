@@ -118,6 +118,15 @@ pub struct PolicyConfig {
     pub locality_weight: u32,
     /// Score weight of matching a task's affinity selectors (0 disables affinity).
     pub affinity_weight: u32,
+    /// Tasks each worker may hold queued beyond its free capacity, unreserved, to start
+    /// the moment a slot frees instead of waiting for the server (0, the default: off).
+    /// Only a worker too full for every ready task gets them, in the order the queue
+    /// policy gives at that moment; the worker and the core start/promote them in that
+    /// order, and a worker with room takes them back from a busy one. The trade-off: a
+    /// prefetched task keeps its place, so a task submitted later cannot overtake it
+    /// (priority, shortest-job-first and fair share apply to what is not yet
+    /// prefetched). Worth it for many short, similar tasks.
+    pub prefetch_per_worker: u32,
 }
 
 impl Default for PolicyConfig {
@@ -129,6 +138,7 @@ impl Default for PolicyConfig {
             preemption_grace_ms: 5_000,
             locality_weight: 10,
             affinity_weight: 5,
+            prefetch_per_worker: 0,
         }
     }
 }

@@ -43,6 +43,60 @@ impl Resources {
                 .all(|(k, v)| *v <= other.custom.get(k).copied().unwrap_or(0))
     }
 
+    /// True when `self` fits in what `capacity` has left once `allocated` is taken.
+    pub fn fits_beside(&self, allocated: &Resources, capacity: &Resources) -> bool {
+        let left = |cap: u64, used: u64, want: u64| want <= cap.saturating_sub(used);
+        left(
+            capacity.cpu_milli as u64,
+            allocated.cpu_milli as u64,
+            self.cpu_milli as u64,
+        ) && left(
+            capacity.memory_bytes,
+            allocated.memory_bytes,
+            self.memory_bytes,
+        ) && left(capacity.disk_bytes, allocated.disk_bytes, self.disk_bytes)
+            && left(
+                capacity.gpus as u64,
+                allocated.gpus as u64,
+                self.gpus as u64,
+            )
+            && self.custom.iter().all(|(k, v)| {
+                left(
+                    capacity.custom.get(k).copied().unwrap_or(0),
+                    allocated.custom.get(k).copied().unwrap_or(0),
+                    *v,
+                )
+            })
+    }
+
+    /// Adds `other` (saturating).
+    pub fn add(&mut self, other: &Resources) {
+        self.cpu_milli = self.cpu_milli.saturating_add(other.cpu_milli);
+        self.memory_bytes = self.memory_bytes.saturating_add(other.memory_bytes);
+        self.disk_bytes = self.disk_bytes.saturating_add(other.disk_bytes);
+        self.gpus = self.gpus.saturating_add(other.gpus);
+        for (k, v) in &other.custom {
+            let e = self.custom.entry(k.clone()).or_insert(0);
+            *e = e.saturating_add(*v);
+        }
+    }
+
+    /// Takes `other` away (saturating; custom entries that reach zero are dropped).
+    pub fn sub(&mut self, other: &Resources) {
+        self.cpu_milli = self.cpu_milli.saturating_sub(other.cpu_milli);
+        self.memory_bytes = self.memory_bytes.saturating_sub(other.memory_bytes);
+        self.disk_bytes = self.disk_bytes.saturating_sub(other.disk_bytes);
+        self.gpus = self.gpus.saturating_sub(other.gpus);
+        for (k, v) in &other.custom {
+            if let Some(e) = self.custom.get_mut(k) {
+                *e = e.saturating_sub(*v);
+                if *e == 0 {
+                    self.custom.remove(k);
+                }
+            }
+        }
+    }
+
     pub fn is_zero(&self) -> bool {
         self.cpu_milli == 0
             && self.memory_bytes == 0

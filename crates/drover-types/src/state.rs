@@ -139,6 +139,8 @@ pub enum FailureCause {
     WorkerLost { worker: crate::WorkerId },
     /// The attempt was evicted to make room for a higher-priority task.
     Preempted,
+    /// A prefetched attempt was taken back from a busy worker to run on a free one.
+    Retracted,
     /// The attempt went past its time limit and the core ended it.
     TimeLimit,
 }
@@ -149,6 +151,9 @@ impl fmt::Display for FailureCause {
             FailureCause::Outcome { outcome } => write!(f, "{outcome}"),
             FailureCause::WorkerLost { worker } => write!(f, "worker {worker} was lost"),
             FailureCause::Preempted => f.write_str("preempted by a higher-priority task"),
+            FailureCause::Retracted => {
+                f.write_str("taken back from a busy worker to run on a free one")
+            }
             FailureCause::TimeLimit => f.write_str("went past its time limit"),
         }
     }

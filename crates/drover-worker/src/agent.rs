@@ -5,11 +5,12 @@ use crate::connection::{self, ConnectError, Socket};
 use crate::runner::{self, RunnerEvent};
 use drover_exec::{CgroupMode, Driver, DriverConfig, HostInfo, HostSampler, ProcessDriver};
 use drover_proto::worker::{
-    AttemptReport, AttemptUsage, PROTOCOL_VERSION, RunningUsage, ServerMessage, WorkerMessage,
+    AttemptReport, AttemptUsage, PROTOCOL_VERSION, RunningUsage, ServerMessage, StartTask,
+    WorkerMessage,
 };
-use drover_types::{Attempt, Outcome, TaskId, WorkerSpec};
+use drover_types::{Attempt, Outcome, Resources, TaskId, WorkerSpec};
 use futures_util::{SinkExt, StreamExt};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,6 +45,16 @@ struct Agent {
     spec: WorkerSpec,
     sampler: HostSampler,
     running: HashMap<(TaskId, Attempt), runner::Handles>,
+    /// Starts received but not begun, in the order received: the server may send a
+    /// task before there is room for it (prefetch). The head starts as soon as it fits
+    /// beside what runs, never out of order: the core promotes them in the same order
+    /// from the same stream of ends, so both agree on what holds the capacity.
+    waiting: VecDeque<StartTask>,
+    /// Sum of the resources of `running`.
+    allocated: Resources,
+    /// Connected and welcomed: waiting starts may begin (never while cut off, when the
+    /// server may be about to give them to another worker).
+    connected: bool,
     /// Ended attempts whose end the server has not acknowledged yet; sent again on
     /// every reconnect until it does.
     unacked: BTreeMap<(TaskId, Attempt), AttemptReport>,
@@ -95,6 +106,9 @@ pub async fn run(
         driver,
         spec,
         running: HashMap::new(),
+        waiting: VecDeque::new(),
+        allocated: Resources::default(),
+        connected: false,
         unacked: BTreeMap::new(),
         events_tx,
         events_rx,
@@ -223,7 +237,7 @@ impl Agent {
                 c = connection::connect(&self.config.server, &self.config.token) => c,
             };
             match connected {
-                Ok(socket) => match self.session(socket, shutdown).await? {
+                Ok(socket) => match self.session_then_disconnect(socket, shutdown).await? {
                     SessionEnd::Shutdown => return Ok(()),
                     SessionEnd::Disconnected(why) => {
                         tracing::warn!("lost the connection to the server: {why}");
@@ -255,7 +269,7 @@ impl Agent {
     /// this worker lost: stop every task now, so that no attempt runs here while the
     /// server re-places it elsewhere.
     fn fence_if_cut_off(&mut self) {
-        if self.fenced || self.running.is_empty() {
+        if self.fenced || (self.running.is_empty() && self.waiting.is_empty()) {
             return;
         }
         let margin = (self.config.kill_grace + Duration::from_secs(1)).max(self.lost_after / 5);
@@ -272,6 +286,11 @@ impl Agent {
             for handles in self.running.values() {
                 handles.kill.kill(self.config.kill_grace);
             }
+            // Nothing waiting may start later either: the server gives them elsewhere.
+            for start in std::mem::take(&mut self.waiting) {
+                let key = (start.task, start.attempt);
+                self.unacked.insert(key, ended_report(key, Outcome::Killed));
+            }
             self.fenced = true;
         }
     }
@@ -280,7 +299,7 @@ impl Agent {
         match ev {
             RunnerEvent::Finished(report) => {
                 let key = (report.task, report.attempt);
-                self.running.remove(&key);
+                self.ended(key);
                 self.unacked.insert(key, report);
             }
             // Kept for the next connection, up to a bound: output printed while the
@@ -299,6 +318,9 @@ impl Agent {
     /// Asks every attempt to stop and waits (bounded by the grace period) until each
     /// has ended, so that none outlives the agent.
     async fn stop_all_tasks(&mut self) {
+        // Waiting ones never start; on rejoin the server finds them missing.
+        self.waiting.clear();
+        self.connected = false;
         if self.running.is_empty() {
             return;
         }
@@ -315,6 +337,16 @@ impl Agent {
         }
     }
 
+    async fn session_then_disconnect(
+        &mut self,
+        socket: Socket,
+        shutdown: &mut (impl Future<Output = ()> + Unpin),
+    ) -> Result<SessionEnd, WorkerError> {
+        let end = self.session(socket, shutdown).await;
+        self.connected = false;
+        end
+    }
+
     async fn session(
         &mut self,
         mut socket: Socket,
@@ -327,7 +359,12 @@ impl Agent {
         let hello = WorkerMessage::Hello {
             protocol_version: PROTOCOL_VERSION,
             spec: self.spec.clone(),
-            running: self.running.keys().copied().collect(),
+            running: self
+                .running
+                .keys()
+                .copied()
+                .chain(self.waiting.iter().map(|s| (s.task, s.attempt)))
+                .collect(),
             finished: self.unacked.values().cloned().collect(),
         };
         if let Err(e) = send_json(&mut socket, &hello).await {
@@ -367,6 +404,8 @@ impl Agent {
         }
         self.last_contact = Instant::now();
         self.fenced = false;
+        self.connected = true;
+        self.start_waiting();
         for frame in std::mem::take(&mut self.offline_output) {
             if let Err(e) = socket.send(Message::Binary(frame.encode().into())).await {
                 return Ok(SessionEnd::Disconnected(e.to_string()));
@@ -404,9 +443,11 @@ impl Agent {
                         RunnerEvent::Output(frame) => socket.send(Message::Binary(frame.encode().into())).await.map_err(|e| e.to_string()),
                         RunnerEvent::Finished(report) => {
                             let key = (report.task, report.attempt);
-                            self.running.remove(&key);
+                            self.ended(key);
                             self.unacked.insert(key, report.clone());
-                            send_json(&mut socket, &WorkerMessage::Finished(report)).await
+                            let sent = send_json(&mut socket, &WorkerMessage::Finished(report)).await;
+                            self.start_waiting();
+                            sent
                         }
                     };
                     if let Err(e) = sent {
@@ -440,17 +481,50 @@ impl Agent {
             .collect()
     }
 
+    /// An attempt ended: its share of the capacity is free again.
+    fn ended(&mut self, key: (TaskId, Attempt)) {
+        if let Some(h) = self.running.remove(&key) {
+            self.allocated.sub(&h.resources);
+        }
+    }
+
+    /// Starts waiting attempts from the head while each fits beside what runs.
+    fn start_waiting(&mut self) {
+        if !self.connected {
+            return;
+        }
+        while let Some(head) = self.waiting.front() {
+            if !head
+                .spec
+                .resources
+                .fits_beside(&self.allocated, &self.spec.capacity)
+            {
+                break;
+            }
+            let Some(start) = self.waiting.pop_front() else {
+                break;
+            };
+            let key = (start.task, start.attempt);
+            let handles = runner::launch(&self.driver, start, self.events_tx.clone());
+            self.allocated.add(&handles.resources);
+            self.running.insert(key, handles);
+        }
+    }
+
     fn on_server_message(&mut self, message: ServerMessage) {
         match message {
             ServerMessage::Start(start) => {
                 let key = (start.task, start.attempt);
                 // A start can arrive twice (resent after a reconnect): the attempt
                 // number makes it idempotent.
-                if self.running.contains_key(&key) || self.unacked.contains_key(&key) {
+                if self.running.contains_key(&key)
+                    || self.unacked.contains_key(&key)
+                    || self.waiting.iter().any(|s| (s.task, s.attempt) == key)
+                {
                     return;
                 }
-                let handles = runner::launch(&self.driver, start, self.events_tx.clone());
-                self.running.insert(key, handles);
+                self.waiting.push_back(start);
+                self.start_waiting();
             }
             ServerMessage::Kill {
                 task,
@@ -461,6 +535,17 @@ impl Agent {
                 if let Some(handles) = self.running.get(&(task, attempt)) {
                     tracing::info!(%task, %attempt, %reason, "killing on the server's request");
                     handles.kill.kill(Duration::from_millis(grace_ms));
+                } else if let Some(i) = self
+                    .waiting
+                    .iter()
+                    .position(|s| (s.task, s.attempt) == (task, attempt))
+                {
+                    // Never started: it ends here, and is reported like any end.
+                    self.waiting.remove(i);
+                    let _ = self.events_tx.send(RunnerEvent::Finished(ended_report(
+                        (task, attempt),
+                        Outcome::Killed,
+                    )));
                 }
             }
             ServerMessage::FinishedAck { task, attempt } => {

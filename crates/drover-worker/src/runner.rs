@@ -47,6 +47,8 @@ fn stdin_of(start: &StartTask) -> Option<Vec<u8>> {
 
 /// The agent's handles on one running attempt.
 pub struct Handles {
+    /// What the attempt was given of this worker's capacity.
+    pub resources: drover_types::Resources,
     pub kill: KillHandle,
     /// Samples the attempt's usage for heartbeats (none if it never started).
     pub probe: Option<Arc<dyn UsageProbe>>,
@@ -75,6 +77,7 @@ pub fn launch(
         output: Some(out_tx),
     };
     let (task, attempt) = (start.task, start.attempt);
+    let resources = start.spec.resources.clone();
     let running = match driver.launch(spec) {
         Ok(r) => r,
         Err(e) => {
@@ -91,6 +94,7 @@ pub fn launch(
                 output_truncated: false,
             }));
             return Handles {
+                resources,
                 kill: KillHandle::new(),
                 probe: None,
             };
@@ -133,5 +137,9 @@ pub fn launch(
             output_truncated: finished.stdout.truncated || finished.stderr.truncated,
         }));
     });
-    Handles { kill, probe }
+    Handles {
+        resources,
+        kill,
+        probe,
+    }
 }
