@@ -148,30 +148,39 @@ async fn main() {
     }
     let (spid, wpid) = (server.0.id(), worker.0.id());
 
-    // e2e_true, with xargs on each side to even out drift of a shared machine.
-    let xargs_before = xargs_seconds(n_true);
-    let (s_cpu0, w_cpu0) = (cpu_ms(spid), cpu_ms(wpid));
-    let task = TaskSpec {
-        array: Some(ArraySpec {
-            start: 0,
-            end: (n_true - 1) as u32,
-        }),
-        ..TaskSpec::command(["/bin/true"])
-    };
-    let start = Instant::now();
-    let resp = client.submit_task(&task).await.expect("submit");
-    wait_job(&client, resp.job.0).await;
-    let drover_s = start.elapsed().as_secs_f64();
-    let (s_cpu, w_cpu) = (cpu_ms(spid) - s_cpu0, cpu_ms(wpid) - w_cpu0);
-    let xargs_after = xargs_seconds(n_true);
-    let xargs_s = (xargs_before + xargs_after) / 2.0;
-    println!(
-        "bench=e2e_true tasks={n_true} worker_slots=2 drover_s={drover_s:.2} xargs_s={xargs_s:.2} ratio={:.2} tasks_per_s={:.0} server_cpu_us_per_task={:.0} worker_cpu_us_per_task={:.0}",
-        xargs_s / drover_s,
-        n_true as f64 / drover_s,
-        s_cpu as f64 * 1000.0 / n_true as f64,
-        w_cpu as f64 * 1000.0 / n_true as f64,
-    );
+    // e2e_true, with xargs on each side to even out drift of a shared machine; once as
+    // configured by default, once with prefetching on (see PolicyConfig).
+    for prefetch in [0u32, 2] {
+        let mut policy = client.policy().await.expect("policy");
+        policy.prefetch_per_worker = prefetch;
+        client.set_policy(&policy).await.expect("set policy");
+        let xargs_before = xargs_seconds(n_true);
+        let (s_cpu0, w_cpu0) = (cpu_ms(spid), cpu_ms(wpid));
+        let task = TaskSpec {
+            array: Some(ArraySpec {
+                start: 0,
+                end: (n_true - 1) as u32,
+            }),
+            ..TaskSpec::command(["/bin/true"])
+        };
+        let start = Instant::now();
+        let resp = client.submit_task(&task).await.expect("submit");
+        wait_job(&client, resp.job.0).await;
+        let drover_s = start.elapsed().as_secs_f64();
+        let (s_cpu, w_cpu) = (cpu_ms(spid) - s_cpu0, cpu_ms(wpid) - w_cpu0);
+        let xargs_after = xargs_seconds(n_true);
+        let xargs_s = (xargs_before + xargs_after) / 2.0;
+        println!(
+            "bench=e2e_true tasks={n_true} worker_slots=2 prefetch={prefetch} drover_s={drover_s:.2} xargs_s={xargs_s:.2} ratio={:.2} tasks_per_s={:.0} server_cpu_us_per_task={:.0} worker_cpu_us_per_task={:.0}",
+            xargs_s / drover_s,
+            n_true as f64 / drover_s,
+            s_cpu as f64 * 1000.0 / n_true as f64,
+            w_cpu as f64 * 1000.0 / n_true as f64,
+        );
+    }
+    let mut policy = client.policy().await.expect("policy");
+    policy.prefetch_per_worker = 0;
+    client.set_policy(&policy).await.expect("set policy");
 
     // submit_latency: one task at a time.
     let mut lat = Vec::with_capacity(n_latency);
