@@ -251,6 +251,25 @@ impl WorkerPool {
         }
     }
 
+    /// Moves a placeable worker's entries in the free-resource indexes after its
+    /// allocation changed from `before` (free CPU, free memory).
+    fn refresh_free(&mut self, w: WorkerId, (before, before_mem): (u32, u64)) {
+        let rec = &self.workers[w.0 as usize - 1];
+        if !rec.placeable() {
+            return;
+        }
+        let (after, after_mem, f) = (rec.free_cpu(), rec.free_mem(), rec.free_main());
+        if before != after {
+            self.free_cpu.remove(&(before, w));
+            self.free_cpu.insert((after, w));
+        }
+        if before_mem != after_mem {
+            self.free_mem.remove(&(before_mem, w));
+            self.free_mem.insert((after_mem, w));
+        }
+        self.fit_tree.set(w, f);
+    }
+
     /// Binds a prefetched task to `w` (at the back of its queue).
     pub fn enqueue(&mut self, w: WorkerId, task: TaskId) {
         self.unindex_free(w);
@@ -275,24 +294,11 @@ impl WorkerPool {
     /// Reserves `r` on `w` for `task`; returns the task's slot in `w.running`.
     pub fn allocate(&mut self, w: WorkerId, task: TaskId, r: &Resources) -> u32 {
         let rec = &mut self.workers[w.0 as usize - 1];
-        let active = rec.placeable();
-        let (before, before_mem) = (rec.free_cpu(), rec.free_mem());
+        let before = (rec.free_cpu(), rec.free_mem());
         add_resources(&mut rec.allocated, r);
         let slot = rec.running.len() as u32;
         rec.running.push(task);
-        let (after, after_mem) = (rec.free_cpu(), rec.free_mem());
-        if active && before != after {
-            self.free_cpu.remove(&(before, w));
-            self.free_cpu.insert((after, w));
-        }
-        if active && before_mem != after_mem {
-            self.free_mem.remove(&(before_mem, w));
-            self.free_mem.insert((after_mem, w));
-        }
-        if active {
-            let f = self.workers[w.0 as usize - 1].free_main();
-            self.fit_tree.set(w, f);
-        }
+        self.refresh_free(w, before);
         slot
     }
 
@@ -300,24 +306,11 @@ impl WorkerPool {
     /// the list moves into the slot, and is returned so that its slot can be updated.
     pub fn release(&mut self, w: WorkerId, slot: u32, r: &Resources) -> Option<TaskId> {
         let rec = &mut self.workers[w.0 as usize - 1];
-        let active = rec.placeable();
-        let (before, before_mem) = (rec.free_cpu(), rec.free_mem());
+        let before = (rec.free_cpu(), rec.free_mem());
         sub_resources(&mut rec.allocated, r);
         rec.running.swap_remove(slot as usize);
         let moved = rec.running.get(slot as usize).copied();
-        let (after, after_mem) = (rec.free_cpu(), rec.free_mem());
-        if active && before != after {
-            self.free_cpu.remove(&(before, w));
-            self.free_cpu.insert((after, w));
-        }
-        if active && before_mem != after_mem {
-            self.free_mem.remove(&(before_mem, w));
-            self.free_mem.insert((after_mem, w));
-        }
-        if active {
-            let f = self.workers[w.0 as usize - 1].free_main();
-            self.fit_tree.set(w, f);
-        }
+        self.refresh_free(w, before);
         moved
     }
 

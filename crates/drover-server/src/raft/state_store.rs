@@ -17,7 +17,7 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio::sync::mpsc::UnboundedSender;
 
 /// The state shared between openraft (which applies entries) and the API (which reads).
@@ -37,6 +37,14 @@ impl SharedState {
     /// A read view of the state machine. Hold it briefly: applying waits for it.
     pub fn read(&self) -> RwLockReadGuard<'_, StateMachine> {
         self.machine.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Both halves for writing, always taken in this order (machine, then applied).
+    fn write(&self) -> (RwLockWriteGuard<'_, StateMachine>, MutexGuard<'_, Applied>) {
+        (
+            self.machine.write().unwrap_or_else(|p| p.into_inner()),
+            self.applied.lock().unwrap_or_else(|p| p.into_inner()),
+        )
     }
 
     pub fn last_applied(&self) -> Option<LogId<u64>> {
@@ -186,16 +194,7 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         let mut replies = Vec::new();
         let mut dispatches = Vec::new();
         {
-            let mut machine = self
-                .shared
-                .machine
-                .write()
-                .unwrap_or_else(|p| p.into_inner());
-            let mut applied = self
-                .shared
-                .applied
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let (mut machine, mut applied) = self.shared.write();
             for entry in entries {
                 applied.last = Some(entry.log_id);
                 match entry.payload {
@@ -235,16 +234,7 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         let bytes = snapshot.into_inner();
         let file: SnapshotFile = serde_json::from_slice(&bytes).map_err(sm_read_err)?;
         self.write_snapshot_file(&bytes)?;
-        let mut machine = self
-            .shared
-            .machine
-            .write()
-            .unwrap_or_else(|p| p.into_inner());
-        let mut applied = self
-            .shared
-            .applied
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let (mut machine, mut applied) = self.shared.write();
         *machine = StateMachine::restore(file.state);
         applied.last = meta.last_log_id;
         applied.membership = meta.last_membership.clone();
