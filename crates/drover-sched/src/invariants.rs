@@ -6,7 +6,6 @@ use crate::action::KillReason;
 use crate::scheduler::{Scheduler, ix, limit_due};
 use crate::task_table::{NO_WORKER, PREFETCHED};
 use crate::timers::{BACKOFF, TIME_LIMIT};
-use crate::worker_pool::add_resources;
 use drover_types::{Resources, TaskId, TaskState, WorkerState};
 use std::collections::BTreeSet;
 
@@ -56,7 +55,7 @@ pub(crate) fn check(s: &Scheduler) -> Result<(), String> {
                 if s.pool.workers[w - 1].running.get(rec.slot as usize) != Some(&id) {
                     return Err(format!("task {id}: wrong slot {} on w{w}", rec.slot));
                 }
-                add_resources(&mut alloc[w - 1], &rec.spec.resources);
+                alloc[w - 1].add(&rec.spec.resources);
                 running[w - 1].insert(id);
                 usage[rec.owner as usize] += rec.spec.resources.cpu_milli as u64;
             }

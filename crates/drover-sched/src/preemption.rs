@@ -24,7 +24,6 @@
 
 use crate::action::{Action, KillReason};
 use crate::scheduler::{Scheduler, ix};
-use crate::worker_pool::{add_resources, fits, sub_resources};
 use drover_types::{Attempt, Resources, TaskId, WorkerId};
 
 /// The cost of evicting a set on a worker: (victims, highest victim priority, work
@@ -48,7 +47,7 @@ impl Scheduler {
             for &t in &wr.running {
                 let tr = &self.tasks[ix(t)];
                 if tr.kill.is_some() {
-                    sub_resources(&mut alloc, &tr.spec.resources);
+                    alloc.sub(&tr.spec.resources);
                 } else if tr.state.is_on_worker()
                     && tr.spec.priority < priority
                     && tr.spec.retry.max_attempts > 1
@@ -57,7 +56,7 @@ impl Scheduler {
                     cands.push((tr.spec.priority, lost, t));
                 }
             }
-            if fits(&shape.res, &alloc, &wr.spec.capacity) {
+            if shape.res.fits_beside(&alloc, &wr.spec.capacity) {
                 // Enough is already being freed here: wait for it.
                 return;
             }
@@ -118,24 +117,24 @@ impl Scheduler {
     ) -> Option<Vec<(i32, u64, TaskId)>> {
         let mut chosen = Vec::new();
         for c in order {
-            sub_resources(&mut alloc, &self.tasks[ix(c.2)].spec.resources);
+            alloc.sub(&self.tasks[ix(c.2)].spec.resources);
             chosen.push(c);
-            if fits(req, &alloc, cap) {
+            if req.fits_beside(&alloc, cap) {
                 break;
             }
         }
-        if !fits(req, &alloc, cap) {
+        if !req.fits_beside(&alloc, cap) {
             return None;
         }
         let mut k = chosen.len();
         while k > 0 && chosen.len() > 1 {
             k -= 1;
             let res = &self.tasks[ix(chosen[k].2)].spec.resources;
-            add_resources(&mut alloc, res);
-            if fits(req, &alloc, cap) {
+            alloc.add(res);
+            if req.fits_beside(&alloc, cap) {
                 chosen.remove(k);
             } else {
-                sub_resources(&mut alloc, res);
+                alloc.sub(res);
             }
         }
         Some(chosen)

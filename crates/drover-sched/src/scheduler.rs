@@ -731,9 +731,9 @@ impl Scheduler {
                 let rec = &self.tasks[ix(t)];
                 let res = &rec.spec.resources;
                 if listed.contains(&(t, Attempt(rec.attempt)))
-                    && crate::worker_pool::fits(res, &sum, &spec.capacity)
+                    && res.fits_beside(&sum, &spec.capacity)
                 {
-                    crate::worker_pool::add_resources(&mut sum, res);
+                    sum.add(res);
                     kept.insert(t);
                 } else {
                     lose.push(t);

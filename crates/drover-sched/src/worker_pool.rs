@@ -54,7 +54,7 @@ impl WorkerRec {
 
     /// Would `req` fit in what is not yet reserved?
     pub fn fits_free(&self, req: &Resources) -> bool {
-        fits(req, &self.allocated, &self.spec.capacity)
+        req.fits_beside(&self.allocated, &self.spec.capacity)
     }
 
     /// Free (cpu, memory, gpus): what the fit tree indexes.
@@ -71,45 +71,6 @@ impl WorkerRec {
 
     pub fn matches(&self, constraints: &[LabelSelector]) -> bool {
         constraints.iter().all(|c| c.matches(&self.spec.labels))
-    }
-}
-
-/// Would `req` fit next to `allocated` within `cap`, in every dimension?
-pub(crate) fn fits(req: &Resources, allocated: &Resources, cap: &Resources) -> bool {
-    let a = allocated;
-    req.cpu_milli as u64 + a.cpu_milli as u64 <= cap.cpu_milli as u64
-        && req.memory_bytes.saturating_add(a.memory_bytes) <= cap.memory_bytes
-        && req.disk_bytes.saturating_add(a.disk_bytes) <= cap.disk_bytes
-        && req.gpus as u64 + a.gpus as u64 <= cap.gpus as u64
-        && req.custom.iter().all(|(k, v)| {
-            v.saturating_add(a.custom.get(k).copied().unwrap_or(0))
-                <= cap.custom.get(k).copied().unwrap_or(0)
-        })
-}
-
-pub(crate) fn add_resources(to: &mut Resources, r: &Resources) {
-    to.cpu_milli += r.cpu_milli;
-    to.memory_bytes += r.memory_bytes;
-    to.disk_bytes += r.disk_bytes;
-    to.gpus += r.gpus;
-    for (k, v) in &r.custom {
-        *to.custom.entry(k.clone()).or_insert(0) += v;
-    }
-}
-
-pub(crate) fn sub_resources(from: &mut Resources, r: &Resources) {
-    from.cpu_milli -= r.cpu_milli;
-    from.memory_bytes -= r.memory_bytes;
-    from.disk_bytes -= r.disk_bytes;
-    from.gpus -= r.gpus;
-    for (k, v) in &r.custom {
-        if let Some(x) = from.custom.get_mut(k) {
-            *x -= v;
-            // Zero entries are dropped so that equal reservations compare equal.
-            if *x == 0 {
-                from.custom.remove(k);
-            }
-        }
     }
 }
 
@@ -295,7 +256,7 @@ impl WorkerPool {
     pub fn allocate(&mut self, w: WorkerId, task: TaskId, r: &Resources) -> u32 {
         let rec = &mut self.workers[w.0 as usize - 1];
         let before = (rec.free_cpu(), rec.free_mem());
-        add_resources(&mut rec.allocated, r);
+        rec.allocated.add(r);
         let slot = rec.running.len() as u32;
         rec.running.push(task);
         self.refresh_free(w, before);
@@ -307,7 +268,7 @@ impl WorkerPool {
     pub fn release(&mut self, w: WorkerId, slot: u32, r: &Resources) -> Option<TaskId> {
         let rec = &mut self.workers[w.0 as usize - 1];
         let before = (rec.free_cpu(), rec.free_mem());
-        sub_resources(&mut rec.allocated, r);
+        rec.allocated.sub(r);
         rec.running.swap_remove(slot as usize);
         let moved = rec.running.get(slot as usize).copied();
         self.refresh_free(w, before);
