@@ -223,6 +223,12 @@ impl Scheduler {
         Plan { actions }
     }
 
+    /// When the earliest timer (a backoff's end, a time limit) is due: the runtime
+    /// must let time reach the core by then (a round at or after it fires it).
+    pub fn next_timer(&self) -> Option<Millis> {
+        self.timers.next_due()
+    }
+
     pub fn task(&self, id: TaskId) -> Option<TaskView<'_>> {
         let rec = self.rec(id)?;
         Some(self.view_of(id, rec))

@@ -34,6 +34,11 @@ impl Timers {
         self.set.pop_first()
     }
 
+    /// When the earliest timer is due.
+    pub fn next_due(&self) -> Option<Millis> {
+        self.set.first().map(|t| t.0)
+    }
+
     pub fn contains(&self, due: Millis, kind: u8, task: TaskId) -> bool {
         self.set.contains(&(due, kind, task))
     }

@@ -5,7 +5,7 @@ use crate::node::Node;
 use drover_proto::worker::ServerMessage;
 use drover_sched::KillReason;
 use drover_state::{Command, Dispatch};
-use drover_types::{TaskState, WorkerId, WorkerState};
+use drover_types::{WorkerId, WorkerState};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -63,8 +63,8 @@ pub async fn dispatch_loop(node: Arc<Node>, mut rx: UnboundedReceiver<Vec<Dispat
 
 /// How often the leader looks at worker liveness and timers.
 const CHECK_EVERY: Duration = Duration::from_millis(200);
-/// How often time is written to the log while timers may be pending.
-const TICK_EVERY: Duration = Duration::from_millis(500);
+/// Least time between two ticks written for the same due timer.
+const TICK_EVERY: Duration = Duration::from_millis(200);
 
 pub async fn liveness_loop(node: Arc<Node>) {
     let mut was_leader = false;
@@ -78,16 +78,12 @@ pub async fn liveness_loop(node: Arc<Node>) {
             was_leader = false;
             continue;
         }
-        let (workers, timers_pending) = {
+        let (workers, next_timer) = {
             let sm = node.state.read();
             let sched = sm.scheduler();
             let workers: Vec<(WorkerId, WorkerState)> =
                 sched.workers().map(|w| (w.id, w.state)).collect();
-            let counts = sched.counts();
-            let timers = counts.of(TaskState::Backoff) > 0
-                || counts.of(TaskState::Running) > 0
-                || counts.of(TaskState::Assigned) > 0;
-            (workers, timers)
+            (workers, sched.next_timer())
         };
         if !was_leader {
             // A new leader gives every worker a fresh window to reach it.
@@ -117,7 +113,10 @@ pub async fn liveness_loop(node: Arc<Node>) {
                 node.sessions.disconnect(worker);
             }
         }
-        if timers_pending && now.duration_since(last_tick) >= TICK_EVERY {
+        // Time reaches the core only through entries: write one when a timer is due
+        // (not more often than TICK_EVERY, while the due tick is on its way).
+        let due = next_timer.is_some_and(|t| t <= node.proposer.now());
+        if due && now.duration_since(last_tick) >= TICK_EVERY {
             last_tick = now;
             node.proposer.propose_nowait(Command::Tick);
         }

@@ -39,6 +39,7 @@ struct Proposal {
 #[derive(Clone)]
 pub struct Proposer {
     tx: mpsc::UnboundedSender<Proposal>,
+    clock: LeaderClock,
 }
 
 impl std::fmt::Debug for Proposal {
@@ -51,8 +52,14 @@ impl Proposer {
     /// Starts the proposer task for `raft`.
     pub fn start(raft: Raft) -> Proposer {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(raft, rx));
-        Proposer { tx }
+        let clock = LeaderClock::new();
+        tokio::spawn(run(raft, rx, clock.clone()));
+        Proposer { tx, clock }
+    }
+
+    /// The time the next entry would be stamped with (same clock).
+    pub fn now(&self) -> Millis {
+        self.clock.read()
     }
 
     /// Proposes one command and waits until it is committed and applied.
@@ -90,7 +97,7 @@ impl Proposer {
 /// (an NTP step, an operator's `date -s`) therefore never makes time-limit or backoff
 /// timers fire early or late; and entries never go back in time within this process.
 /// (Across restarts and leader changes the core clamps `now` to the latest it saw.)
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct LeaderClock {
     anchor_wall_ms: u64,
     anchor: Instant,
@@ -110,9 +117,12 @@ impl LeaderClock {
         }
     }
 
+    fn read(&self) -> Millis {
+        Millis(self.anchor_wall_ms + self.anchor.elapsed().as_millis() as u64)
+    }
+
     fn now(&mut self) -> Millis {
-        let t = self.anchor_wall_ms + self.anchor.elapsed().as_millis() as u64;
-        self.last = self.last.max(t);
+        self.last = self.last.max(self.read().0);
         Millis(self.last)
     }
 }
@@ -130,9 +140,8 @@ fn gather(rx: &mut mpsc::UnboundedReceiver<Proposal>, batch: &mut Vec<Proposal>,
     }
 }
 
-async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Proposal>) {
+async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Proposal>, mut clock: LeaderClock) {
     let slots = std::sync::Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    let mut clock = LeaderClock::new();
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         let mut n = batch[0].commands.len();
