@@ -201,7 +201,7 @@ async fn main() {
     let id = workers[0].id.0;
     client
         .raw(
-            reqwest_method_post(),
+            reqwest::Method::POST,
             &format!("/v1/workers/{id}/drain"),
             None,
         )
@@ -316,8 +316,4 @@ async fn main() {
     drop(worker);
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn reqwest_method_post() -> reqwest::Method {
-    reqwest::Method::POST
 }

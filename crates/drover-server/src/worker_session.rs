@@ -98,21 +98,10 @@ async fn serve(node: Arc<Node>, mut socket: WebSocket) -> Result<(), SessionErro
     if let Some(id) = known {
         conn = Some(node.sessions.register(id, tx.clone()));
         let sm = node.state.read();
-        let sched = sm.scheduler();
-        if let Some(w) = sched.worker(id) {
-            for task in w.running.into_iter().chain(w.queued) {
-                if let Some(view) = sched.task(task) {
-                    let key = (task, view.attempt);
-                    let reported = running.contains(&key)
-                        || finished
-                            .iter()
-                            .any(|r| r.task == task && r.attempt == view.attempt);
-                    if view.state == TaskState::Assigned && !reported {
-                        running.push(key);
-                    }
-                }
-            }
-        }
+        let unreported = unstarted(sm.scheduler(), id, |key| {
+            running.contains(&key) || finished.iter().any(|r| (r.task, r.attempt) == key)
+        });
+        running.extend(unreported);
     }
     let mut commands: Vec<Command> = Vec::new();
     if let Some(id) = known {
@@ -171,21 +160,9 @@ async fn serve(node: Arc<Node>, mut socket: WebSocket) -> Result<(), SessionErro
     // worker keys attempts by (task, attempt) and runs each once.
     let restarts: Vec<ServerMessage> = {
         let sm = node.state.read();
-        let sched = sm.scheduler();
-        sched
-            .worker(worker)
-            .map(|w| w.running.into_iter().chain(w.queued).collect::<Vec<_>>())
-            .unwrap_or_default()
+        unstarted(sm.scheduler(), worker, |key| listed.contains(&key))
             .into_iter()
-            .filter_map(|t| {
-                let view = sched.task(t)?;
-                let unstarted =
-                    view.state == TaskState::Assigned && !listed.contains(&(t, view.attempt));
-                unstarted
-                    .then(|| sm.start_message(t, view.attempt))
-                    .flatten()
-                    .map(ServerMessage::Start)
-            })
+            .filter_map(|(t, a)| sm.start_message(t, a).map(ServerMessage::Start))
             .collect()
     };
     for m in &restarts {
@@ -217,6 +194,27 @@ async fn serve(node: Arc<Node>, mut socket: WebSocket) -> Result<(), SessionErro
     writer.abort();
     tracing::info!(%worker, "worker disconnected");
     result
+}
+
+/// The attempts placed on `worker` (reserved or prefetched) that it has not started,
+/// leaving out those `known(task, attempt)` says the worker already has.
+fn unstarted(
+    sched: &drover_sched::Scheduler,
+    worker: WorkerId,
+    known: impl Fn((TaskId, Attempt)) -> bool,
+) -> Vec<(TaskId, Attempt)> {
+    let Some(w) = sched.worker(worker) else {
+        return Vec::new();
+    };
+    w.running
+        .into_iter()
+        .chain(w.queued)
+        .filter_map(|t| {
+            let view = sched.task(t)?;
+            let key = (t, view.attempt);
+            (view.state == TaskState::Assigned && !known(key)).then_some(key)
+        })
+        .collect()
 }
 
 async fn read_loop(
