@@ -730,7 +730,7 @@ fn a_worker_sharing_the_servers_data_dir_finds_it_without_flags() {
     }));
     let _ = child.kill();
     let _ = child.wait();
-    clean_agent_cgroups(&name, true);
+    clean_agent_cgroups(&agent_id(&name, &c.data), true);
     let t = joined.unwrap_or_else(|_| panic!("the worker did not join by itself:\n{}", read(&log)));
     assert_eq!(t.result.as_deref(), Some("found\n"));
 }

@@ -418,6 +418,23 @@ struct WorkerProc {
     child: Option<Child>,
     log: PathBuf,
     args: Vec<String>,
+    /// The `--data-dir` it was started with (its own directory is `workers/<name>`
+    /// inside), from which its agent id, and so its cgroups, follow.
+    data_dir: PathBuf,
+}
+
+impl WorkerProc {
+    fn agent_id(&self) -> String {
+        agent_id(&self.name, &self.data_dir)
+    }
+}
+
+/// The id a worker's processes and cgroups are marked with, as the product derives it,
+/// for a worker `name` started with `--data-dir data_dir`.
+pub fn agent_id(name: &str, data_dir: &Path) -> String {
+    let config =
+        drover_worker::WorkerConfig::new("", "", name, data_dir.join("workers").join(name));
+    drover_worker::identity(&config).1
 }
 
 pub struct Cluster {
@@ -595,6 +612,7 @@ impl Cluster {
             child: None,
             log: self.root.join(format!("worker-{short}.log")),
             args,
+            data_dir: self.root.join(format!("wdata-{short}")),
         };
         self.spawn_worker(&mut w);
         self.workers.push(w);
@@ -610,7 +628,7 @@ impl Cluster {
             .expect("worker log");
         let mut cmd = drover_command();
         cmd.arg("--data-dir")
-            .arg(self.root.join(format!("wdata-{}", w.short)))
+            .arg(&w.data_dir)
             .args(["--server", &self.url, "--token", &self.token])
             .args(["worker", "--name", &w.name])
             .args(&w.args)
@@ -700,6 +718,13 @@ impl Cluster {
             .append(true)
             .open(&log_path)
             .expect("worker log");
+        // A `--data-dir` among `global` comes last and wins.
+        let data_dir = global
+            .iter()
+            .position(|a| *a == "--data-dir")
+            .and_then(|i| global.get(i + 1))
+            .map(PathBuf::from)
+            .unwrap_or_else(|| self.root.join(format!("wdata-{short}")));
         let mut cmd = drover_command();
         cmd.arg("--data-dir")
             .arg(self.root.join(format!("wdata-{short}")))
@@ -715,6 +740,7 @@ impl Cluster {
             child: Some(cmd.spawn().expect("start drover worker")),
             log: log_path,
             args: args.iter().map(|s| s.to_string()).collect(),
+            data_dir,
         });
     }
 
@@ -884,9 +910,9 @@ impl Drop for Cluster {
         // Task processes outlive a SIGKILLed agent: end whatever runs in our tree,
         // thawing first what a dying agent may have left frozen, and remove the
         // agents' cgroups.
-        let names: Vec<String> = self.workers.iter().map(|w| w.name.clone()).collect();
-        for name in &names {
-            clean_agent_cgroups(name, false);
+        let agents: Vec<String> = self.workers.iter().map(WorkerProc::agent_id).collect();
+        for agent in &agents {
+            clean_agent_cgroups(agent, false);
         }
         for _ in 0..3 {
             let left = processes_under(&self.root);
@@ -898,8 +924,8 @@ impl Drop for Cluster {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        for name in &names {
-            clean_agent_cgroups(name, true);
+        for agent in &agents {
+            clean_agent_cgroups(agent, true);
         }
     }
 }
