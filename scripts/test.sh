@@ -15,6 +15,11 @@ apt_install() {
 }
 # The driver tests use python3 (a memory hog) and /bin/sh; the agent reads /proc.
 command -v python3 >/dev/null 2>&1 || apt_install python3
+# The partition tests put a worker in a network namespace (iproute2, nsenter) and cut
+# it off with packet filters (iptables, ss from iproute2).
+command -v ip >/dev/null 2>&1 || apt_install iproute2
+command -v nsenter >/dev/null 2>&1 || apt_install util-linux
+command -v iptables >/dev/null 2>&1 || apt_install iptables
 command -v cargo >/dev/null 2>&1 || { echo "cargo is required (https://rustup.rs)" >&2; exit 1; }
 
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}

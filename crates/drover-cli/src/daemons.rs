@@ -19,9 +19,14 @@ pub struct ServerArgs {
     /// Address to listen on (loopback by default: other machines need it said)
     #[arg(long, default_value = "127.0.0.1:7070")]
     listen: SocketAddr,
-    /// A worker silent for this long is declared lost and its tasks re-placed
+    /// A worker silent for this long is declared lost and its tasks re-placed (each
+    /// worker stops its own tasks before that: it must exceed a worker's kill grace
+    /// + 0.5s + 3 heartbeat intervals, or the worker is refused)
     #[arg(long, default_value = "30s")]
     worker_timeout: String,
+    /// How often workers heartbeat (each is acknowledged) and the server pings them
+    #[arg(long, default_value = "1s")]
+    heartbeat_interval: String,
     /// This server's id in the replicated group
     #[arg(long, default_value_t = 1)]
     node_id: u64,
@@ -89,9 +94,11 @@ fn server_config(g: &Global, a: &ServerArgs) -> Result<ServerConfig> {
     c.node_id = a.node_id;
     c.worker_lost_after =
         Duration::from_millis(parse_duration_ms(&a.worker_timeout).context("--worker-timeout")?);
-    if c.worker_lost_after < Duration::from_millis(500) {
-        bail!("--worker-timeout must be at least 500ms");
-    }
+    c.heartbeat_interval = Duration::from_millis(
+        parse_duration_ms(&a.heartbeat_interval).context("--heartbeat-interval")?,
+    );
+    c.validate_timing()
+        .context("--worker-timeout and --heartbeat-interval")?;
     c.token = g.token.clone();
     c.max_body_bytes = usize::try_from(parse_bytes(&a.max_body).context("--max-body")?)
         .context("--max-body is too large")?;

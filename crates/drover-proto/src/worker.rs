@@ -5,14 +5,81 @@
 //! [`ServerMessage::Reject`]. From then on, the server pushes work and the worker pushes
 //! reports: nothing polls. Output travels in binary frames ([`OutputFrame`]) so that
 //! bulk bytes skip JSON.
+//!
+//! ## Liveness and the self-fence
+//! The server declares a worker lost when it has heard nothing from it for
+//! `lost_after`, and may then start its tasks elsewhere. So that no attempt runs twice
+//! at once, the worker stops its own tasks first. It can only trust what proves that
+//! the server hears it: every [`WorkerMessage::Heartbeat`] carries a sequence number
+//! that the server echoes in [`ServerMessage::HeartbeatAck`]. When an ack arrives, the
+//! server had heard the worker at or after the moment that heartbeat was *sent* (the
+//! welcome proves the same for the hello), so the server's lost timer cannot end
+//! before `sent + lost_after`. The worker fences at `sent + fence_after` (see
+//! [`fence_after`]), and its tasks are gone `kill_grace + FENCE_SETTLE` later, still
+//! before the server may re-place them. Messages the server merely sends (pings,
+//! starts) prove nothing: they flow just as well when the worker's own packets are
+//! being dropped.
 
 pub use drover_types::AttemptUsage;
 use drover_types::{Attempt, Outcome, TaskId, TaskSpec, WorkerId, WorkerSpec, WorkerUsage};
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 /// Bumped on any incompatible change. A server accepts workers that speak the same
 /// version and rejects others with a message saying which versions it speaks.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Version 2: heartbeats are acknowledged (the self-fence counts from acks) and the
+/// hello declares the worker's kill grace.
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// Time allowed, after a kill grace ends, for the SIGKILLed process tree to be gone,
+/// plus slack for timers: part of the margin between the self-fence and the server's
+/// lost timeout.
+pub const FENCE_SETTLE: Duration = Duration::from_millis(500);
+
+/// The self-fence may not fire sooner than this many heartbeat intervals after the last
+/// proof of contact: a fence on ordinary jitter would kill healthy work.
+pub const MIN_HEARTBEATS_BEFORE_FENCE: u32 = 3;
+
+/// Timing settings that leave a worker no time to stop its tasks before the server
+/// re-places them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "a worker timeout of {lost_after:?} leaves no room for a kill grace of {kill_grace:?}: the worker must stop its tasks (kill grace + {settle:?}) and still wait at least {min_wait:?} ({heartbeats} heartbeats of {heartbeat:?}) for the server before that; lower the worker's --kill-grace, or raise the server's --worker-timeout or lower its --heartbeat-interval",
+    settle = FENCE_SETTLE,
+    heartbeats = MIN_HEARTBEATS_BEFORE_FENCE,
+)]
+pub struct FenceTimingError {
+    pub lost_after: Duration,
+    pub heartbeat: Duration,
+    pub kill_grace: Duration,
+    pub min_wait: Duration,
+}
+
+/// How long after its last proof of contact a worker stops its tasks:
+/// `lost_after - kill_grace - FENCE_SETTLE`, refused when that is shorter than
+/// [`MIN_HEARTBEATS_BEFORE_FENCE`] heartbeat intervals.
+pub fn fence_after(
+    lost_after: Duration,
+    heartbeat: Duration,
+    kill_grace: Duration,
+) -> Result<Duration, FenceTimingError> {
+    let min_wait = heartbeat * MIN_HEARTBEATS_BEFORE_FENCE;
+    let error = FenceTimingError {
+        lost_after,
+        heartbeat,
+        kill_grace,
+        min_wait,
+    };
+    let fence = lost_after
+        .checked_sub(kill_grace)
+        .and_then(|d| d.checked_sub(FENCE_SETTLE))
+        .ok_or(error)?;
+    if fence < min_wait {
+        Err(error)
+    } else {
+        Ok(fence)
+    }
+}
 
 /// The path of the worker endpoint.
 pub const WORKER_CONNECT_PATH: &str = "/v1/worker/connect";
@@ -25,12 +92,17 @@ pub enum WorkerMessage {
     Hello {
         protocol_version: u32,
         spec: WorkerSpec,
+        /// Between SIGTERM and SIGKILL when this worker stops a task: the server checks
+        /// that its lost timeout leaves room for the self-fence (see [`fence_after`]).
+        kill_grace_ms: u64,
         /// Attempts the worker is running or about to start.
         running: Vec<(TaskId, Attempt)>,
         /// Attempts that ended while the worker could not report them.
         finished: Vec<AttemptReport>,
     },
     Heartbeat {
+        /// Echoed in [`ServerMessage::HeartbeatAck`]; increases along a connection.
+        seq: u64,
         usage: WorkerUsage,
         /// Usage so far of each attempt running on the worker.
         #[serde(default)]
@@ -74,12 +146,22 @@ pub enum ServerMessage {
         worker: WorkerId,
         /// How often the worker should send heartbeats.
         heartbeat_interval_ms: u64,
-        /// After this long without reaching the server, the worker stops its tasks
-        /// itself: by then the server has declared it lost and may re-place them.
+        /// The server declares the worker lost after this long without hearing it.
         lost_after_ms: u64,
+        /// The worker stops every task once this long has passed since the sending of
+        /// the latest heartbeat (or hello) the server acknowledged.
+        fence_after_ms: u64,
     },
     Reject {
         reason: String,
+        /// Trying again cannot help (another protocol version, timings that break the
+        /// fence): the worker should exit with the reason.
+        #[serde(default)]
+        permanent: bool,
+    },
+    /// The server heard the heartbeat with this sequence number.
+    HeartbeatAck {
+        seq: u64,
     },
     Start(StartTask),
     Kill {
@@ -184,6 +266,32 @@ impl OutputFrame {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fence_leaves_room_for_the_kill_grace_and_refuses_what_does_not_fit() {
+        let s = Duration::from_secs;
+        // The defaults: 30 s lost timeout, 1 s heartbeats, 5 s kill grace.
+        assert_eq!(
+            fence_after(s(30), s(1), s(5)),
+            Ok(Duration::from_millis(24_500))
+        );
+        // Fence + grace + settle never reaches the lost timeout.
+        for (lost, hb, grace) in [(30, 1, 5), (10, 1, 1), (3, 0, 1), (60, 2, 30)] {
+            let hb = Duration::from_millis(hb * 250);
+            let f = fence_after(s(lost), hb, s(grace)).unwrap();
+            assert!(f + s(grace) + FENCE_SETTLE <= s(lost));
+            assert!(f >= hb * MIN_HEARTBEATS_BEFORE_FENCE);
+        }
+        // A grace as long as the timeout, or one leaving less than three heartbeats.
+        assert!(fence_after(s(30), s(1), s(30)).is_err());
+        assert!(fence_after(s(30), s(1), s(27)).is_err());
+        assert!(fence_after(s(2), s(1), s(1)).is_err());
+        let e = fence_after(s(2), s(1), s(1)).unwrap_err().to_string();
+        assert!(
+            e.contains("--kill-grace") && e.contains("--worker-timeout"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn output_frames_round_trip() {

@@ -14,8 +14,10 @@ pub struct ServerConfig {
     /// This server's id in the raft group.
     pub node_id: u64,
     /// A worker not heard from for this long is declared lost and its tasks re-placed.
+    /// Each worker stops its own tasks before that (the self-fence, see
+    /// `drover_proto::worker::fence_after`): this must leave room for its kill grace.
     pub worker_lost_after: Duration,
-    /// How often workers send heartbeats.
+    /// How often workers send heartbeats (each is acknowledged) and the server pings.
     pub heartbeat_interval: Duration,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
@@ -26,7 +28,37 @@ pub struct ServerConfig {
     pub token: Option<String>,
 }
 
+/// Liveness settings that cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum TimingError {
+    #[error("the heartbeat interval must be at least {min:?} (it is {given:?})")]
+    HeartbeatTooShort { given: Duration, min: Duration },
+    /// Even a worker with no kill grace could not stop its tasks in time.
+    #[error("{0}")]
+    NoRoomForFence(#[from] drover_proto::worker::FenceTimingError),
+}
+
 impl ServerConfig {
+    /// Refuses liveness settings that break the self-fence: the worker timeout must
+    /// exceed `MIN_HEARTBEATS_BEFORE_FENCE` heartbeats plus the settle margin even for a
+    /// worker with no kill grace (workers with a longer grace than fits are refused
+    /// when they join, with the same explanation).
+    pub fn validate_timing(&self) -> Result<(), TimingError> {
+        let min = Duration::from_millis(10);
+        if self.heartbeat_interval < min {
+            return Err(TimingError::HeartbeatTooShort {
+                given: self.heartbeat_interval,
+                min,
+            });
+        }
+        drover_proto::worker::fence_after(
+            self.worker_lost_after,
+            self.heartbeat_interval,
+            Duration::ZERO,
+        )?;
+        Ok(())
+    }
+
     pub fn new(data_dir: PathBuf) -> ServerConfig {
         ServerConfig {
             data_dir,

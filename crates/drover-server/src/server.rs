@@ -38,6 +38,8 @@ pub enum ServerError {
     },
     #[error("no leader was elected within {0:?}")]
     NoLeader(Duration),
+    #[error(transparent)]
+    Timing(#[from] crate::config::TimingError),
 }
 
 /// A server that is up: its address, and how to stop it.
@@ -67,6 +69,7 @@ impl RunningServer {
 /// Opens the data directory, starts raft (initializing a one-server cluster on first
 /// start), the background loops and the HTTP listener; returns once this server leads.
 pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
+    config.validate_timing()?;
     let dir = config.data_dir.clone();
     let data_err = |source| ServerError::DataDir {
         path: dir.clone(),

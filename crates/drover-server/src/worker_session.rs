@@ -4,7 +4,9 @@ use crate::node::Node;
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
-use drover_proto::worker::{OutputFrame, PROTOCOL_VERSION, ServerMessage, WorkerMessage};
+use drover_proto::worker::{
+    OutputFrame, PROTOCOL_VERSION, ServerMessage, WorkerMessage, fence_after,
+};
 use drover_state::{Command, CommandResult};
 use drover_types::{Attempt, TaskId, TaskState, WorkerId, WorkerState};
 use futures_util::{SinkExt, StreamExt};
@@ -13,6 +15,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest one message to a worker may take to send.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn connect(State(node): State<Arc<Node>>, ws: WebSocketUpgrade) -> Response {
     ws.max_message_size(64 << 20)
@@ -42,10 +46,24 @@ async fn send(socket: &mut WebSocket, message: &ServerMessage) -> Result<(), Ses
 }
 
 async fn reject(mut socket: WebSocket, reason: String) -> Result<(), SessionError> {
+    refuse(&mut socket, reason, false).await
+}
+
+/// Rejects the worker for good: trying again cannot help, and it should exit.
+async fn reject_permanently(mut socket: WebSocket, reason: String) -> Result<(), SessionError> {
+    refuse(&mut socket, reason, true).await
+}
+
+async fn refuse(
+    socket: &mut WebSocket,
+    reason: String,
+    permanent: bool,
+) -> Result<(), SessionError> {
     let _ = send(
-        &mut socket,
+        socket,
         &ServerMessage::Reject {
             reason: reason.clone(),
+            permanent,
         },
     )
     .await;
@@ -63,24 +81,42 @@ async fn serve(node: Arc<Node>, mut socket: WebSocket) -> Result<(), SessionErro
         }
         Err(_) => return Err(SessionError::NoHello(HELLO_TIMEOUT)),
     };
-    let (protocol_version, spec, mut running, finished) =
-        match serde_json::from_str::<WorkerMessage>(&first) {
-            Ok(WorkerMessage::Hello {
-                protocol_version,
-                spec,
-                running,
-                finished,
-            }) => (protocol_version, spec, running, finished),
-            Ok(_) => return reject(socket, "the first message must be a hello".into()).await,
-            Err(e) => return reject(socket, format!("malformed hello: {e}")).await,
-        };
-    if protocol_version != PROTOCOL_VERSION {
-        return reject(
+    // The version first, from whatever shape the hello has: a worker of another
+    // version may not parse as this one's hello.
+    let version = serde_json::from_str::<serde_json::Value>(&first)
+        .ok()
+        .and_then(|v| v.get("protocol_version")?.as_u64());
+    if let Some(v) = version
+        && v != u64::from(PROTOCOL_VERSION)
+    {
+        return reject_permanently(
             socket,
-            format!("this server speaks worker protocol {PROTOCOL_VERSION}, the worker speaks {protocol_version}"),
+            format!("this server speaks worker protocol {PROTOCOL_VERSION}, the worker speaks {v}: run the same drover version on both"),
         )
         .await;
     }
+    let (spec, kill_grace_ms, mut running, finished) =
+        match serde_json::from_str::<WorkerMessage>(&first) {
+            Ok(WorkerMessage::Hello {
+                spec,
+                kill_grace_ms,
+                running,
+                finished,
+                ..
+            }) => (spec, kill_grace_ms, running, finished),
+            Ok(_) => return reject(socket, "the first message must be a hello".into()).await,
+            Err(e) => return reject(socket, format!("malformed hello: {e}")).await,
+        };
+    // The worker must be able to stop its tasks (fence, then its kill grace) before
+    // this server's lost timeout lets it re-place them.
+    let fence_after = match fence_after(
+        node.config.worker_lost_after,
+        node.config.heartbeat_interval,
+        Duration::from_millis(kill_grace_ms),
+    ) {
+        Ok(f) => f,
+        Err(e) => return reject_permanently(socket, e.to_string()).await,
+    };
     if !node.is_leader() {
         return reject(socket, "this server is not the leader".into()).await;
     }
@@ -104,12 +140,12 @@ async fn serve(node: Arc<Node>, mut socket: WebSocket) -> Result<(), SessionErro
         running.extend(unreported);
     }
     let mut commands: Vec<Command> = Vec::new();
+    let mut reported = Vec::new();
     if let Some(id) = known {
-        commands.extend(
-            finished
-                .into_iter()
-                .map(|report| Command::TaskFinished { worker: id, report }),
-        );
+        for report in finished {
+            reported.push((report.task, report.attempt, report.outcome.clone()));
+            commands.push(Command::TaskFinished { worker: id, report });
+        }
     }
     commands.push(Command::WorkerJoin {
         spec: spec.clone(),
@@ -124,6 +160,14 @@ async fn serve(node: Arc<Node>, mut socket: WebSocket) -> Result<(), SessionErro
             return reject(socket, format!("could not record the join: {e}")).await;
         }
     };
+    // Ends the worker could not report while away: a stale one (an attempt given up
+    // on meanwhile, such as one the worker's self-fence stopped after the server had
+    // declared it lost) changes nothing; say so, it is the fence working.
+    for ((task, attempt, outcome), result) in reported.iter().zip(&results) {
+        if let CommandResult::Rejected(r) = result {
+            tracing::info!(%task, %attempt, %outcome, "ignored a late report of an attempt given up on: {}", r.message);
+        }
+    }
     let worker: WorkerId = match results.last() {
         Some(CommandResult::WorkerJoined { worker }) => *worker,
         other => {
@@ -151,6 +195,7 @@ async fn serve(node: Arc<Node>, mut socket: WebSocket) -> Result<(), SessionErro
             worker,
             heartbeat_interval_ms: node.config.heartbeat_interval.as_millis() as u64,
             lost_after_ms: node.config.worker_lost_after.as_millis() as u64,
+            fence_after_ms: fence_after.as_millis() as u64,
         },
     )
     .await?;
@@ -173,7 +218,7 @@ async fn serve(node: Arc<Node>, mut socket: WebSocket) -> Result<(), SessionErro
     // Pings at the heartbeat interval let a worker notice a silent partition (no
     // FIN, no RST) and stop its tasks before this server re-places them.
     let ping_every = node.config.heartbeat_interval;
-    let writer = tokio::spawn(async move {
+    let mut writer = tokio::spawn(async move {
         let mut ping = tokio::time::interval(ping_every);
         loop {
             let message = tokio::select! {
@@ -183,13 +228,21 @@ async fn serve(node: Arc<Node>, mut socket: WebSocket) -> Result<(), SessionErro
                 },
                 _ = ping.tick() => Message::Ping(Default::default()),
             };
-            if sink.send(message).await.is_err() {
-                break;
+            // A peer that stopped reading (or a path that drops packets) must not
+            // hold this task, and the session, for the kernel's retransmission time.
+            match tokio::time::timeout(WRITE_TIMEOUT, sink.send(message)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => break,
             }
         }
-        let _ = sink.close().await;
+        let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.close()).await;
     });
-    let result = read_loop(&node, worker, &mut stream).await;
+    // The session ends when the worker's side does, or when this side can no longer
+    // write to it (stalled, or disconnected by `Sessions::disconnect`).
+    let result = tokio::select! {
+        r = read_loop(&node, worker, &mut stream) => r,
+        _ = &mut writer => Err(SessionError::Protocol("the connection stopped taking messages, or was closed by this server".into())),
+    };
     node.sessions.unregister(worker, conn);
     writer.abort();
     tracing::info!(%worker, "worker disconnected");
@@ -229,7 +282,7 @@ async fn read_loop(
         node.sessions.touch(worker, None);
         match message? {
             Message::Text(text) => match serde_json::from_str::<WorkerMessage>(&text) {
-                Ok(WorkerMessage::Heartbeat { usage, tasks }) => {
+                Ok(WorkerMessage::Heartbeat { seq, usage, tasks }) => {
                     // A worker declared lost (it stalled, or was cut off) must rejoin so
                     // that its stale attempts are reconciled: end this connection.
                     let lost = node
@@ -244,6 +297,10 @@ async fn read_loop(
                         ));
                     }
                     node.sessions.touch(worker, Some(usage));
+                    // The ack proves to the worker that this server heard it: the
+                    // worker's self-fence counts from the sending of the acked beat.
+                    node.sessions
+                        .send(worker, &ServerMessage::HeartbeatAck { seq });
                     *sampled = node.sessions.live_usage.record(sampled, tasks);
                 }
                 Ok(WorkerMessage::Started { task, attempt }) => {

@@ -109,6 +109,7 @@ fn hello(
             capacity: Resources::cpus(1000),
             ..WorkerSpec::default()
         },
+        kill_grace_ms: 100,
         running,
         finished,
     }
@@ -239,7 +240,7 @@ async fn ends_reported_in_the_hello_are_recorded_and_acknowledged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_report_from_a_worker_declared_lost_is_rejected() {
-    let env = Env::start("stale", Duration::from_millis(800)).await;
+    let env = Env::start("stale", Duration::from_millis(1500)).await;
     let mut socket = env.join(vec![], vec![]).await;
     let mut spec = TaskSpec::command(["/bin/true"]);
     spec.retry.max_attempts = 1;
@@ -283,7 +284,10 @@ async fn a_worker_with_another_protocol_version_or_no_token_is_refused() {
     let mut socket = env.connect(env.server().node.token.as_str()).await.unwrap();
     send(&mut socket, &hello(PROTOCOL_VERSION + 1, vec![], vec![])).await;
     match recv(&mut socket).await {
-        ServerMessage::Reject { reason } => assert!(reason.contains("protocol"), "{reason}"),
+        ServerMessage::Reject { reason, permanent } => {
+            assert!(reason.contains("protocol"), "{reason}");
+            assert!(permanent, "another version will not do better next time");
+        }
         other => panic!("expected a rejection, got {other:?}"),
     }
     let err = env
@@ -295,4 +299,87 @@ async fn a_worker_with_another_protocol_version_or_no_token_is_refused() {
         env.client.workers().await.unwrap().is_empty(),
         "no worker joined"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_are_acknowledged_and_the_welcome_sets_the_fence_inside_the_lost_timeout() {
+    let env = Env::start("acks", Duration::from_secs(10)).await;
+    let mut socket = env
+        .connect(env.server().node.token.as_str())
+        .await
+        .expect("connect");
+    send(&mut socket, &hello(PROTOCOL_VERSION, vec![], vec![])).await;
+    match recv(&mut socket).await {
+        ServerMessage::Welcome {
+            lost_after_ms,
+            fence_after_ms,
+            heartbeat_interval_ms,
+            ..
+        } => {
+            assert_eq!(lost_after_ms, 10_000);
+            assert_eq!(heartbeat_interval_ms, 200);
+            // 10 s - the hello's 100 ms kill grace - the 500 ms settle margin.
+            assert_eq!(fence_after_ms, 9_400);
+        }
+        other => panic!("expected a welcome, got {other:?}"),
+    }
+    for seq in [7u64, 8, 9] {
+        send(
+            &mut socket,
+            &WorkerMessage::Heartbeat {
+                seq,
+                usage: Default::default(),
+                tasks: vec![],
+            },
+        )
+        .await;
+        loop {
+            match recv(&mut socket).await {
+                ServerMessage::HeartbeatAck { seq: acked } => {
+                    assert_eq!(acked, seq);
+                    break;
+                }
+                ServerMessage::Start(_) | ServerMessage::FinishedAck { .. } => {}
+                other => panic!("expected the ack of heartbeat {seq}, got {other:?}"),
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_kill_grace_leaves_no_room_for_the_fence_is_refused_for_good() {
+    let env = Env::start("grace", Duration::from_secs(3)).await;
+    let mut socket = env
+        .connect(env.server().node.token.as_str())
+        .await
+        .expect("connect");
+    let mut h = hello(PROTOCOL_VERSION, vec![], vec![]);
+    if let WorkerMessage::Hello { kill_grace_ms, .. } = &mut h {
+        // 3 s - 2.5 s - 0.5 s leaves nothing for three heartbeats of 200 ms.
+        *kill_grace_ms = 2_500;
+    }
+    send(&mut socket, &h).await;
+    match recv(&mut socket).await {
+        ServerMessage::Reject { reason, permanent } => {
+            assert!(permanent, "{reason}");
+            assert!(
+                reason.contains("--kill-grace") && reason.contains("--worker-timeout"),
+                "names the settings to change: {reason}"
+            );
+        }
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+    assert!(env.client.workers().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_refuses_to_start_with_a_worker_timeout_that_leaves_no_room_for_the_fence() {
+    let dir = std::env::temp_dir().join(format!("drover-proto-timing-{}", std::process::id()));
+    let mut config = ServerConfig::new(dir.clone());
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.heartbeat_interval = Duration::from_secs(1);
+    config.worker_lost_after = Duration::from_millis(3_400);
+    let err = drover_server::start(config).await.expect_err("refused");
+    assert!(err.to_string().contains("--worker-timeout"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -108,6 +108,9 @@ pub enum Outcome {
     OutOfMemory,
     /// It could not be started (no such program, bad working directory, ...).
     SpawnFailed { message: String },
+    /// Its worker stopped it because it could not reach the server for so long that the
+    /// server may have re-placed the task (the self-fence).
+    Fenced,
 }
 
 impl Outcome {
@@ -125,6 +128,7 @@ impl fmt::Display for Outcome {
             Outcome::Killed => f.write_str("killed by Drover"),
             Outcome::OutOfMemory => f.write_str("went over its memory limit"),
             Outcome::SpawnFailed { message } => write!(f, "could not start: {message}"),
+            Outcome::Fenced => f.write_str("stopped by its worker, cut off from the server"),
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use crate::config::WorkerConfig;
 use crate::connection::{self, ConnectError, Socket};
+use crate::fence::Fence;
 use crate::runner::{self, RunnerEvent};
 use drover_exec::{CgroupMode, Driver, DriverConfig, HostInfo, HostSampler, ProcessDriver};
 use drover_proto::worker::{
@@ -13,8 +14,9 @@ use futures_util::{SinkExt, StreamExt};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
 #[derive(Debug, thiserror::Error)]
@@ -23,7 +25,7 @@ pub enum WorkerError {
     Driver(#[from] drover_exec::ExecError),
     #[error(transparent)]
     Connect(#[from] ConnectError),
-    #[error("the server rejected this worker: {0}")]
+    #[error("the server refused this worker: {0}")]
     Rejected(String),
     #[error("cannot use the data directory {path}: {source}")]
     DataDir {
@@ -32,12 +34,16 @@ pub enum WorkerError {
     },
 }
 
-/// How long to wait for the server's welcome after the hello.
-const WELCOME_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long to wait for the server's welcome after the hello (the server logs the
+/// join first: an fsync).
+const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest one send may take: a connection whose peer stopped reading (or whose
+/// packets are dropped) fills its buffers and would otherwise block the agent.
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most output bytes kept while disconnected.
 const MAX_OFFLINE_OUTPUT: usize = 64 << 20;
-/// Before the first welcome tells us the server's setting.
-const DEFAULT_LOST_AFTER: Duration = Duration::from_secs(30);
+/// Heartbeats remembered while waiting for their acks.
+const MAX_UNACKED_HEARTBEATS: usize = 64;
 
 struct Agent {
     config: WorkerConfig,
@@ -64,9 +70,14 @@ struct Agent {
     offline_output: Vec<drover_proto::worker::OutputFrame>,
     offline_output_bytes: usize,
     heartbeat_every: Duration,
-    lost_after: Duration,
-    last_contact: Instant,
-    fenced: bool,
+    /// Stops every task when the server has not proven it hears us for `fence_after`.
+    fence: Fence,
+    fence_fired: watch::Receiver<u64>,
+    /// From the welcome: the fence's window after each proof of contact.
+    fence_after: Duration,
+    /// Heartbeats sent on this connection and not acknowledged yet: (seq, sent at).
+    beats: VecDeque<(u64, Instant)>,
+    next_beat: u64,
 }
 
 /// Runs a worker until `shutdown` resolves (or a fatal error). Running tasks are killed
@@ -100,6 +111,8 @@ pub async fn run(
     };
     let driver: Arc<dyn Driver> = Arc::new(driver);
     let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let fence = Fence::start(config.kill_grace);
+    let fence_fired = fence.subscribe();
     let mut agent = Agent {
         sampler: HostSampler::new(&work_root),
         config,
@@ -115,9 +128,11 @@ pub async fn run(
         offline_output: Vec::new(),
         offline_output_bytes: 0,
         heartbeat_every: Duration::from_secs(1),
-        lost_after: DEFAULT_LOST_AFTER,
-        last_contact: Instant::now(),
-        fenced: false,
+        fence,
+        fence_fired,
+        fence_after: Duration::ZERO,
+        beats: VecDeque::new(),
+        next_beat: 0,
     };
     // Attempts a previous run of this agent left behind cannot be watched any more:
     // end them, and report them ended so the server can retry them per their policy.
@@ -214,10 +229,30 @@ fn ended_report((task, attempt): (TaskId, Attempt), outcome: Outcome) -> Attempt
 
 async fn send_json(socket: &mut Socket, message: &WorkerMessage) -> Result<(), String> {
     let text = serde_json::to_string(message).map_err(|e| e.to_string())?;
-    socket
-        .send(Message::Text(text.into()))
-        .await
-        .map_err(|e| e.to_string())
+    send(socket, Message::Text(text.into())).await
+}
+
+/// One send, bounded by [`SEND_TIMEOUT`].
+async fn send(socket: &mut Socket, message: Message) -> Result<(), String> {
+    match tokio::time::timeout(SEND_TIMEOUT, socket.send(message)).await {
+        Ok(sent) => sent.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("a send took longer than {SEND_TIMEOUT:?}")),
+    }
+}
+
+/// The wait before reconnection attempt `tries` (0 first): doubling from 100 ms up to
+/// `cap`, each spread over its upper half so that workers cut off together do not
+/// return in lockstep.
+fn reconnect_delay(tries: u32, cap: Duration) -> Duration {
+    let full = Duration::from_millis(100)
+        .saturating_mul(1 << tries.min(16))
+        .min(cap);
+    let mut seed = [0u8; 2];
+    let spread = match getrandom::fill(&mut seed) {
+        Ok(()) => u16::from_le_bytes(seed) as u32,
+        Err(_) => 0,
+    };
+    full / 2 + (full / 2).mul_f64(spread as f64 / u16::MAX as f64)
 }
 
 enum SessionEnd {
@@ -230,8 +265,10 @@ impl Agent {
         &mut self,
         shutdown: &mut (impl Future<Output = ()> + Unpin),
     ) -> Result<(), WorkerError> {
-        let mut backoff = Duration::from_millis(100);
+        let mut tries = 0u32;
         loop {
+            // The fence runs on its own; while connecting (bounded by the connect
+            // timeout) its firing is handled as soon as the attempt returns.
             let connected = tokio::select! {
                 _ = &mut *shutdown => return Ok(()),
                 c = connection::connect(&self.config.server, &self.config.token) => c,
@@ -241,66 +278,53 @@ impl Agent {
                     SessionEnd::Shutdown => return Ok(()),
                     SessionEnd::Disconnected(why) => {
                         tracing::warn!("lost the connection to the server: {why}");
-                        backoff = Duration::from_millis(100);
+                        tries = 0;
                     }
                 },
                 Err(e) if e.is_fatal() => return Err(e.into()),
                 Err(e) => tracing::debug!("{e}"),
             }
             // Wait before the next try, still handling what attempts report.
-            let until = Instant::now() + backoff;
-            backoff = (backoff * 2).min(self.config.max_reconnect_backoff);
+            let until = Instant::now() + reconnect_delay(tries, self.config.max_reconnect_backoff);
+            tries = tries.saturating_add(1);
             loop {
-                self.fence_if_cut_off();
-                let left = until.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    break;
-                }
                 tokio::select! {
                     _ = &mut *shutdown => return Ok(()),
                     ev = self.events_rx.recv() => if let Some(ev) = ev { self.record_offline(ev) },
-                    _ = tokio::time::sleep(left.min(Duration::from_millis(250))) => {}
+                    _ = self.fence_fired.changed() => self.on_fence_fired(),
+                    _ = tokio::time::sleep_until(until) => break,
                 }
             }
         }
     }
 
-    /// Cut off from the server for nearly as long as the server waits before declaring
-    /// this worker lost: stop every task now, so that no attempt runs here while the
-    /// server re-places it elsewhere.
-    fn fence_if_cut_off(&mut self) {
-        if self.fenced || (self.running.is_empty() && self.waiting.is_empty()) {
-            return;
+    /// The fence stopped every running attempt (their ends come through the runner as
+    /// usual). Nothing waiting may start later either: the server gives them elsewhere.
+    fn on_fence_fired(&mut self) {
+        for start in std::mem::take(&mut self.waiting) {
+            let key = (start.task, start.attempt);
+            self.unacked.insert(key, ended_report(key, Outcome::Fenced));
         }
-        let margin = (self.config.kill_grace + Duration::from_secs(1)).max(self.lost_after / 5);
-        let fence_at = self
-            .lost_after
-            .saturating_sub(margin)
-            .max(self.lost_after / 2);
-        if self.last_contact.elapsed() >= fence_at {
-            tracing::warn!(
-                tasks = self.running.len(),
-                "cut off from the server for {:?}: stopping every task before the server re-places them",
-                self.last_contact.elapsed()
-            );
-            for handles in self.running.values() {
-                handles.kill.kill(self.config.kill_grace);
-            }
-            // Nothing waiting may start later either: the server gives them elsewhere.
-            for start in std::mem::take(&mut self.waiting) {
-                let key = (start.task, start.attempt);
-                self.unacked.insert(key, ended_report(key, Outcome::Killed));
-            }
-            self.fenced = true;
+    }
+
+    /// Records an attempt's end for the server: its capacity is free again, and an
+    /// attempt the fence stopped is reported as fenced, not as an ordinary kill.
+    fn record_end(&mut self, mut report: AttemptReport) -> AttemptReport {
+        let key = (report.task, report.attempt);
+        if let Some(h) = self.running.remove(&key) {
+            self.allocated.sub(&h.resources);
         }
+        if self.fence.ended(key) && report.outcome == Outcome::Killed {
+            report.outcome = Outcome::Fenced;
+        }
+        self.unacked.insert(key, report.clone());
+        report
     }
 
     fn record_offline(&mut self, ev: RunnerEvent) {
         match ev {
             RunnerEvent::Finished(report) => {
-                let key = (report.task, report.attempt);
-                self.ended(key);
-                self.unacked.insert(key, report);
+                self.record_end(report);
             }
             // Kept for the next connection, up to a bound: output printed while the
             // server is away is not lost, and a long outage cannot eat the memory.
@@ -359,6 +383,7 @@ impl Agent {
         let hello = WorkerMessage::Hello {
             protocol_version: PROTOCOL_VERSION,
             spec: self.spec.clone(),
+            kill_grace_ms: self.config.kill_grace.as_millis() as u64,
             running: self
                 .running
                 .keys()
@@ -367,6 +392,8 @@ impl Agent {
                 .collect(),
             finished: self.unacked.values().cloned().collect(),
         };
+        // The welcome will prove the server heard us at or after this moment.
+        let hello_sent = Instant::now();
         if let Err(e) = send_json(&mut socket, &hello).await {
             return Ok(SessionEnd::Disconnected(e));
         }
@@ -385,13 +412,15 @@ impl Agent {
                 worker,
                 heartbeat_interval_ms,
                 lost_after_ms,
+                fence_after_ms,
             }) => {
-                tracing::info!(%worker, protocol_version, server = %self.config.server, "joined the cluster");
-                self.heartbeat_every = Duration::from_millis(heartbeat_interval_ms.max(50));
-                self.lost_after = Duration::from_millis(lost_after_ms.max(1000));
+                self.heartbeat_every = Duration::from_millis(heartbeat_interval_ms.max(10));
+                self.fence_after = Duration::from_millis(fence_after_ms);
+                self.fence.proven(hello_sent, self.fence_after);
+                tracing::info!(%worker, protocol_version, server = %self.config.server, lost_after_ms, fence_after_ms, "joined the cluster");
             }
-            Some(ServerMessage::Reject { reason }) => {
-                if reason.contains("protocol") {
+            Some(ServerMessage::Reject { reason, permanent }) => {
+                if permanent {
                     return Err(WorkerError::Rejected(reason));
                 }
                 return Ok(SessionEnd::Disconnected(format!("rejected: {reason}")));
@@ -402,37 +431,51 @@ impl Agent {
                 ));
             }
         }
-        self.last_contact = Instant::now();
-        self.fenced = false;
+        // A fence that fired before this welcome is behind us: the proof just moved it.
+        self.fence_fired.mark_unchanged();
+        self.beats.clear();
+        let mut last_proof = hello_sent;
         self.connected = true;
         self.start_waiting();
         for frame in std::mem::take(&mut self.offline_output) {
-            if let Err(e) = socket.send(Message::Binary(frame.encode().into())).await {
-                return Ok(SessionEnd::Disconnected(e.to_string()));
+            if let Err(e) = send(&mut socket, Message::Binary(frame.encode().into())).await {
+                return Ok(SessionEnd::Disconnected(e));
             }
         }
         self.offline_output_bytes = 0;
         let mut heartbeat = tokio::time::interval(self.heartbeat_every);
-        // The server pings at the heartbeat interval; silence for several intervals
-        // means the path is broken even if TCP has not noticed.
-        let silence_limit = (self.heartbeat_every * 5).max(Duration::from_secs(3));
+        // Heartbeats go unacknowledged for several intervals: this path is broken even
+        // if TCP has not noticed (a cut, a one-way cut, a stalled connection). Try a
+        // new connection well before the fence would fire.
+        let silence_limit = (self.heartbeat_every * 5)
+            .min(self.fence_after / 2)
+            .max(self.heartbeat_every * 2);
         loop {
             tokio::select! {
                 _ = &mut *shutdown => {
-                    let _ = socket.close(None).await;
+                    let _ = tokio::time::timeout(SEND_TIMEOUT, socket.close(None)).await;
                     return Ok(SessionEnd::Shutdown);
+                }
+                _ = self.fence_fired.changed() => {
+                    self.on_fence_fired();
+                    return Ok(SessionEnd::Disconnected("the self-fence fired: no proof that the server hears this worker".into()));
                 }
                 incoming = socket.next() => {
                     match incoming {
                         Some(Ok(Message::Text(t))) => {
-                            self.last_contact = Instant::now();
                             match serde_json::from_str::<ServerMessage>(&t) {
+                                Ok(ServerMessage::HeartbeatAck { seq }) => {
+                                    if let Some(sent) = self.acked(seq) {
+                                        last_proof = last_proof.max(sent);
+                                        self.fence.proven(sent, self.fence_after);
+                                    }
+                                }
                                 Ok(m) => self.on_server_message(m),
                                 Err(e) => tracing::warn!("ignoring a malformed server message: {e}"),
                             }
                         }
                         Some(Ok(Message::Close(_))) | None => return Ok(SessionEnd::Disconnected("the server closed the connection".into())),
-                        Some(Ok(_)) => self.last_contact = Instant::now(),
+                        Some(Ok(_)) => {}
                         Some(Err(e)) => return Ok(SessionEnd::Disconnected(e.to_string())),
                     }
                 }
@@ -440,11 +483,9 @@ impl Agent {
                     let Some(ev) = ev else { continue };
                     let sent = match ev {
                         RunnerEvent::Started(task, attempt) => send_json(&mut socket, &WorkerMessage::Started { task, attempt }).await,
-                        RunnerEvent::Output(frame) => socket.send(Message::Binary(frame.encode().into())).await.map_err(|e| e.to_string()),
+                        RunnerEvent::Output(frame) => send(&mut socket, Message::Binary(frame.encode().into())).await,
                         RunnerEvent::Finished(report) => {
-                            let key = (report.task, report.attempt);
-                            self.ended(key);
-                            self.unacked.insert(key, report.clone());
+                            let report = self.record_end(report);
                             let sent = send_json(&mut socket, &WorkerMessage::Finished(report)).await;
                             self.start_waiting();
                             sent
@@ -455,12 +496,18 @@ impl Agent {
                     }
                 }
                 _ = heartbeat.tick() => {
-                    if self.last_contact.elapsed() > silence_limit {
-                        return Ok(SessionEnd::Disconnected(format!("nothing from the server for {:?}", self.last_contact.elapsed())));
+                    if last_proof.elapsed() > silence_limit {
+                        return Ok(SessionEnd::Disconnected(format!("no heartbeat acknowledged for {:?}", last_proof.elapsed())));
                     }
                     let usage = self.sampler.sample();
                     let tasks = self.running_usage();
-                    if let Err(e) = send_json(&mut socket, &WorkerMessage::Heartbeat { usage, tasks }).await {
+                    let seq = self.next_beat;
+                    self.next_beat += 1;
+                    if self.beats.len() == MAX_UNACKED_HEARTBEATS {
+                        self.beats.pop_front();
+                    }
+                    self.beats.push_back((seq, Instant::now()));
+                    if let Err(e) = send_json(&mut socket, &WorkerMessage::Heartbeat { seq, usage, tasks }).await {
                         return Ok(SessionEnd::Disconnected(e));
                     }
                 }
@@ -481,16 +528,25 @@ impl Agent {
             .collect()
     }
 
-    /// An attempt ended: its share of the capacity is free again.
-    fn ended(&mut self, key: (TaskId, Attempt)) {
-        if let Some(h) = self.running.remove(&key) {
-            self.allocated.sub(&h.resources);
+    /// The send time of acknowledged heartbeat `seq`, forgetting it and older ones.
+    fn acked(&mut self, seq: u64) -> Option<Instant> {
+        let mut sent = None;
+        while let Some(&(s, at)) = self.beats.front() {
+            if s > seq {
+                break;
+            }
+            self.beats.pop_front();
+            if s == seq {
+                sent = Some(at);
+            }
         }
+        sent
     }
 
-    /// Starts waiting attempts from the head while each fits beside what runs.
+    /// Starts waiting attempts from the head while each fits beside what runs. Never
+    /// while cut off or past the fence: the server may be giving them to another worker.
     fn start_waiting(&mut self) {
-        if !self.connected {
+        if !self.connected || self.fence.expired() {
             return;
         }
         while let Some(head) = self.waiting.front() {
@@ -506,6 +562,7 @@ impl Agent {
             };
             let key = (start.task, start.attempt);
             let handles = runner::launch(&self.driver, start, self.events_tx.clone());
+            self.fence.register(key, handles.kill.clone());
             self.allocated.add(&handles.resources);
             self.running.insert(key, handles);
         }
@@ -551,7 +608,9 @@ impl Agent {
             ServerMessage::FinishedAck { task, attempt } => {
                 self.unacked.remove(&(task, attempt));
             }
-            ServerMessage::Welcome { .. } | ServerMessage::Reject { .. } => {}
+            ServerMessage::Welcome { .. }
+            | ServerMessage::Reject { .. }
+            | ServerMessage::HeartbeatAck { .. } => {}
         }
     }
 }

@@ -29,7 +29,8 @@ pub struct WorkerConfig {
     pub output_limit_bytes: u64,
     /// Bytes of stdout reported as the task's result.
     pub result_limit_bytes: u64,
-    /// Longest wait between reconnection attempts.
+    /// Longest wait between reconnection attempts (low: a worker back from a network
+    /// cut should rejoin within seconds).
     pub max_reconnect_backoff: Duration,
     /// Use cgroups where they are writable.
     pub cgroups: bool,
@@ -57,7 +58,7 @@ impl WorkerConfig {
             kill_grace: Duration::from_secs(5),
             output_limit_bytes: 64 << 20,
             result_limit_bytes: 64 << 10,
-            max_reconnect_backoff: Duration::from_secs(5),
+            max_reconnect_backoff: Duration::from_secs(2),
             cgroups: true,
         }
     }

@@ -1,6 +1,7 @@
 //! Opening the WebSocket to the server.
 
 use drover_proto::worker::WORKER_CONNECT_PATH;
+use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode, header::AUTHORIZATION};
@@ -47,7 +48,22 @@ pub fn endpoint(server: &str) -> Result<String, ConnectError> {
     Ok(format!("{ws}{WORKER_CONNECT_PATH}"))
 }
 
+/// The longest a connection attempt (TCP connect and WebSocket handshake) may take.
+/// Without it a connect into a network that drops packets waits out the kernel's SYN
+/// retries (minutes), and the worker rejoins long after the network healed.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
 pub async fn connect(server: &str, token: &str) -> Result<Socket, ConnectError> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, connect_unbounded(server, token)).await {
+        Ok(result) => result,
+        Err(_) => Err(ConnectError::Unreachable {
+            url: server.to_string(),
+            message: format!("no connection within {CONNECT_TIMEOUT:?}"),
+        }),
+    }
+}
+
+async fn connect_unbounded(server: &str, token: &str) -> Result<Socket, ConnectError> {
     let url = endpoint(server)?;
     let mut request = url
         .as_str()

@@ -3,13 +3,14 @@
 //! It joins a server with its real capacity, keeps one WebSocket open to it, runs the
 //! attempts the server starts through an execution driver (`drover-exec`), streams
 //! their output, reports how they ended, and heartbeats its usage. When the server is
-//! away it reconnects with backoff and reports what ended meanwhile; if it stays cut
-//! off for longer than the server's lost-worker timeout, it stops its own tasks, since
-//! by then the server has given up on them and may run them elsewhere.
+//! away it reconnects with a short jittered backoff and reports what ended meanwhile;
+//! if it cannot prove for the fence's window that the server hears it, it stops its own
+//! tasks (`fence`), before the server gives up on them and may run them elsewhere.
 
 mod agent;
 mod config;
 mod connection;
+mod fence;
 mod runner;
 
 pub use agent::{WorkerError, identity, reap_when_agent_exits, run};

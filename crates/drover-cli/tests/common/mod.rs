@@ -9,6 +9,8 @@
 
 #![allow(dead_code)]
 
+pub mod netns;
+
 use drover_proto::api::{TaskInfo, WorkerInfo};
 use serde_json::Value;
 use std::fs::{File, OpenOptions};
@@ -244,6 +246,38 @@ pub fn processes_with_cmdline(needle: &str) -> Vec<(u32, String)> {
     found
 }
 
+/// The live processes of one attempt run by the worker agent `agent`, found by the
+/// marker the driver puts in the environment of every task process (descendants
+/// inherit it, so this is the attempt's whole tree).
+pub fn attempt_processes(agent: &str, task: u64, attempt: u32) -> Vec<u32> {
+    let prefix = format!("DROVER_EXEC_MARKER={agent}/");
+    let suffix = format!("/{task}/{attempt}");
+    let mut found = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // A zombie has an empty environment: it is gone but for its exit status.
+        let Ok(env) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if env.split(|b| *b == 0).any(|var| {
+            let var = String::from_utf8_lossy(var);
+            var.starts_with(&prefix) && var.ends_with(&suffix)
+        }) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
 /// Live processes whose working directory or command line is inside `root`: what tasks
 /// of a cluster rooted there left running.
 fn processes_under(root: &Path) -> Vec<u32> {
@@ -321,7 +355,23 @@ impl std::fmt::Display for CliOutput {
 
 /// A `drover` command with a clean environment (no DROVER_* from the caller's).
 pub fn drover_command() -> Command {
-    let mut c = Command::new(DROVER);
+    drover_command_in(None)
+}
+
+/// [`drover_command`], run inside a network namespace when one is named (entering only
+/// its network: the mount namespace, and so the cgroup file system, stay the host's,
+/// as on a real second machine).
+pub fn drover_command_in(netns: Option<&str>) -> Command {
+    let mut c = match netns {
+        Some(ns) => {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net=/run/netns/{ns}"))
+                .arg("--")
+                .arg(DROVER);
+            c
+        }
+        None => Command::new(DROVER),
+    };
     for var in [
         "DROVER_SERVER",
         "DROVER_TOKEN",
@@ -421,6 +471,8 @@ struct WorkerProc {
     /// The `--data-dir` it was started with (its own directory is `workers/<name>`
     /// inside), from which its agent id, and so its cgroups, follow.
     data_dir: PathBuf,
+    /// The network namespace it runs in, if not the host's.
+    netns: Option<String>,
 }
 
 impl WorkerProc {
@@ -455,9 +507,14 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// A server on an ephemeral loopback port, declaring silent workers lost after 2 s.
+    /// A server on an ephemeral loopback port, declaring silent workers lost after 3 s
+    /// (heartbeats every 250 ms: a worker with the harness's 1 s kill grace fences
+    /// itself after 1.5 s without an acknowledged heartbeat).
     pub fn start(test: &str) -> Cluster {
-        Cluster::start_with(test, &["--worker-timeout", "2s"])
+        Cluster::start_with(
+            test,
+            &["--worker-timeout", "3s", "--heartbeat-interval", "250ms"],
+        )
     }
 
     /// A server with these extra `drover server` arguments (`--listen 127.0.0.1:0` is
@@ -601,6 +658,21 @@ impl Cluster {
 
     /// Like [`Cluster::add_worker`] with the registered name chosen by the caller.
     pub fn add_worker_named(&mut self, short: &str, name: &str, args: &[&str]) -> String {
+        self.add_worker_to(short, name, None, args)
+    }
+
+    /// Like [`Cluster::add_worker`], the worker running inside network namespace `ns`.
+    pub fn add_worker_in(&mut self, short: &str, ns: &str, args: &[&str]) -> String {
+        self.add_worker_to(short, &unique(short), Some(ns), args)
+    }
+
+    fn add_worker_to(
+        &mut self,
+        short: &str,
+        name: &str,
+        netns: Option<&str>,
+        args: &[&str],
+    ) -> String {
         let name = name.to_string();
         let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         if !args.iter().any(|a| a == "--kill-grace") {
@@ -613,6 +685,7 @@ impl Cluster {
             log: self.root.join(format!("worker-{short}.log")),
             args,
             data_dir: self.root.join(format!("wdata-{short}")),
+            netns: netns.map(str::to_string),
         };
         self.spawn_worker(&mut w);
         self.workers.push(w);
@@ -626,7 +699,7 @@ impl Cluster {
             .append(true)
             .open(&w.log)
             .expect("worker log");
-        let mut cmd = drover_command();
+        let mut cmd = drover_command_in(w.netns.as_deref());
         cmd.arg("--data-dir")
             .arg(&w.data_dir)
             .args(["--server", &self.url, "--token", &self.token])
@@ -741,6 +814,7 @@ impl Cluster {
             log: log_path,
             args: args.iter().map(|s| s.to_string()).collect(),
             data_dir,
+            netns: None,
         });
     }
 
