@@ -180,10 +180,14 @@ fn a_cut_off_worker_stops_its_task_before_the_next_attempt_starts(cut: Cut) {
         "{cut:?}: the worker was active again {:.1} s after the network healed",
         healed_at.elapsed().as_secs_f64()
     );
-    // Its late report of attempt 1 (fenced) was rejected: nothing changed.
+    // Its late report of attempt 1, as fenced, was rejected: nothing changed.
     c.poll("the server to ignore the fenced report", SLOW, || {
         read(&c.root.join("server.log"))
-            .contains("ignored a late report of an attempt given up on")
+            .lines()
+            .any(|l| {
+                l.contains("ignored a late report of an attempt given up on")
+                    && l.contains("stopped by its worker, cut off from the server")
+            })
             .then_some(())
     });
     let after = c.task(id);
