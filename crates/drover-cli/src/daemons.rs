@@ -141,7 +141,8 @@ fn server_settings(l: &Layers, a: &ServerArgs) -> Result<ServerSettings> {
         "--listen",
         "server",
         "listen",
-        Some("127.0.0.1:7070"),
+        // A port alone: the default host, loopback.
+        Some("7070"),
         parse_listen,
     )?;
     let worker_timeout = l.value(
