@@ -133,12 +133,15 @@ pub fn env_var(section: &str, key: &str) -> String {
     format!("DROVER_{}_{}", section, key).to_ascii_uppercase()
 }
 
+/// Reads an environment variable (injectable, for tests).
+pub type EnvReader = Box<dyn Fn(&str) -> Option<String>>;
+
 /// The file (if any) and the environment, from which settings are taken under flags.
 pub struct Layers {
     /// The file read, if any.
     pub path: Option<PathBuf>,
     table: toml::Table,
-    env: Box<dyn Fn(&str) -> Option<String>>,
+    env: EnvReader,
 }
 
 impl fmt::Debug for Layers {
@@ -173,11 +176,7 @@ impl Layers {
 
     /// Parses and checks a file's text: TOML syntax, known sections and keys, and every
     /// value.
-    pub fn parse(
-        text: &str,
-        path: &Path,
-        env: Box<dyn Fn(&str) -> Option<String>>,
-    ) -> Result<Layers> {
+    pub fn parse(text: &str, path: &Path, env: EnvReader) -> Result<Layers> {
         let table: toml::Table = toml::from_str(text)
             .map_err(|e| anyhow!("{e}"))
             .with_context(|| format!("in the configuration file {}", path.display()))?;
@@ -236,7 +235,11 @@ impl Layers {
 
     pub fn file_list(&self, section: &str, key: &str) -> Option<Vec<String>> {
         let a = self.file_value(section, key)?.as_array()?;
-        Some(a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        Some(
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect(),
+        )
     }
 }
 
@@ -281,8 +284,9 @@ fn check(table: &toml::Table) -> Result<()> {
 fn check_value(kind: Kind, v: &toml::Value) -> Result<()> {
     let text = || scalar_text(v);
     match kind {
-        Kind::Listen => parse_listen(v.as_str().ok_or_else(|| anyhow!("expected a string"))?)
-            .map(drop),
+        Kind::Listen => {
+            parse_listen(v.as_str().ok_or_else(|| anyhow!("expected a string"))?).map(drop)
+        }
         Kind::Duration => {
             parse_duration(&text()?).map(drop)?;
             Ok(())
@@ -294,7 +298,10 @@ fn check_value(kind: Kind, v: &toml::Value) -> Result<()> {
             toml::Value::Integer(_) => bail!("must be 0 or more"),
             _ => bail!("expected a whole number"),
         },
-        Kind::Text => v.as_str().map(drop).ok_or_else(|| anyhow!("expected a string")),
+        Kind::Text => v
+            .as_str()
+            .map(drop)
+            .ok_or_else(|| anyhow!("expected a string")),
         Kind::Bool => v
             .as_bool()
             .map(drop)
@@ -411,7 +418,12 @@ pub fn show_duration(d: Duration) -> toml::Value {
 
 /// A size exactly, in the largest binary unit that divides it.
 pub fn show_size(bytes: u64) -> toml::Value {
-    const UNITS: [(u64, &str); 4] = [(1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    const UNITS: [(u64, &str); 4] = [
+        (1 << 40, "TiB"),
+        (1 << 30, "GiB"),
+        (1 << 20, "MiB"),
+        (1 << 10, "KiB"),
+    ];
     for (unit, name) in UNITS {
         if bytes >= unit && bytes.is_multiple_of(unit) {
             return toml::Value::String(format!("{}{name}", bytes / unit));

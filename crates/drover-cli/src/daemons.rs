@@ -584,7 +584,9 @@ pub async fn worker(g: &Global, a: WorkerArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let server = server.ok_or_else(|| {
-        anyhow!("pass --server URL (or set DROVER_SERVER, or worker.server in the configuration file)")
+        anyhow!(
+            "pass --server URL (or set DROVER_SERVER, or worker.server in the configuration file)"
+        )
     })?;
     let token = g
         .token

@@ -139,9 +139,9 @@ fn negative_value(e: &clap::Error) -> Option<String> {
     }
     match e.get(ContextKind::InvalidArg) {
         Some(ContextValue::String(arg))
-            if arg.strip_prefix('-').is_some_and(|rest| {
-                rest.starts_with(|c: char| c.is_ascii_digit() || c == '.')
-            }) =>
+            if arg
+                .strip_prefix('-')
+                .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit() || c == '.')) =>
         {
             Some(arg.clone())
         }
@@ -279,12 +279,16 @@ mod tests {
             &["job", "-1"],
             &["list", "--limit", "-3"],
         ] {
-            let e = parse(args).err().unwrap_or_else(|| panic!("{args:?} parsed"));
+            let e = parse(args)
+                .err()
+                .unwrap_or_else(|| panic!("{args:?} parsed"));
             let value = negative_value(&e).unwrap_or_else(|| panic!("{args:?}: {e}"));
             assert!(value.starts_with('-'), "{args:?}: {value}");
         }
         // An unknown flag is still clap's own error.
-        let e = parse(&["submit", "--frobnicate", "--", "true"]).err().unwrap();
+        let e = parse(&["submit", "--frobnicate", "--", "true"])
+            .err()
+            .unwrap();
         assert_eq!(negative_value(&e), None);
     }
 

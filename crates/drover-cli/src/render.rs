@@ -204,7 +204,10 @@ mod tests {
             r#"printf '%s
 ' 'a b' "it's""#
         );
-        assert_eq!(command_line(&words(&["echo", "hello"]), false), "echo hello");
+        assert_eq!(
+            command_line(&words(&["echo", "hello"]), false),
+            "echo hello"
+        );
     }
 
     #[test]

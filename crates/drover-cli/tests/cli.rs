@@ -20,9 +20,9 @@ fn status_shows_a_quoted_command_a_bounded_result_and_where_it_ran() {
     c.wait_final(id, SLOW);
     let status = c.cli_ok(&["status", &id.to_string()]).stdout;
     assert!(
-        status.contains(&format!(
+        status.contains(
             "command:   sh -c 'for i in $(seq 1 300); do echo \"line $i\"; done; echo B >&2'"
-        )),
+        ),
         "{status}"
     );
     assert!(status.contains("line 1\n"), "{status}");
@@ -34,15 +34,14 @@ fn status_shows_a_quoted_command_a_bounded_result_and_where_it_ran() {
     );
     assert!(status.contains(" KiB in all"), "the size: {status}");
     assert!(status.lines().all(|l| l.chars().count() < 300), "{status}");
-    assert!(status.contains(&format!("worker:    {name} (w1)")), "{status}");
+    assert!(
+        status.contains(&format!("worker:    {name} (w1)")),
+        "{status}"
+    );
 
     // A job file's string command splits like a shell's words, quotes kept.
     let job = c.file("job.yaml");
-    std::fs::write(
-        &job,
-        "tasks:\n  - command: printf '%s|' \"a  b\" 'c d'\n",
-    )
-    .unwrap();
+    std::fs::write(&job, "tasks:\n  - command: printf '%s|' \"a  b\" 'c d'\n").unwrap();
     let out = c.cli_ok(&["run", "-f", job.to_str().unwrap()]);
     assert_eq!(out.stdout, "a  b|c d|", "{out}");
 
@@ -67,11 +66,22 @@ fn logs_json_is_one_object_per_chunk_that_adds_up_to_the_output() {
     let raw = c.get(&format!("/v1/tasks/{id}/output")).body;
     assert!(raw.len() > 10_000);
     let expected_stdout = String::from_utf8(raw).unwrap();
-    assert!(expected_stdout.starts_with("héllo ✓\n"), "{expected_stdout:?}");
+    assert!(
+        expected_stdout.starts_with("héllo ✓\n"),
+        "{expected_stdout:?}"
+    );
     for (args, stream, expected) in [
         (vec!["logs", "--json"], "stdout", expected_stdout.clone()),
-        (vec!["logs", "--json", "--follow"], "stdout", expected_stdout.clone()),
-        (vec!["logs", "--json", "--stderr"], "stderr", "oops\n".to_string()),
+        (
+            vec!["logs", "--json", "--follow"],
+            "stdout",
+            expected_stdout.clone(),
+        ),
+        (
+            vec!["logs", "--json", "--stderr"],
+            "stderr",
+            "oops\n".to_string(),
+        ),
     ] {
         let id_text = id.to_string();
         let mut all: Vec<&str> = args.clone();
@@ -108,7 +118,10 @@ fn a_worker_is_named_by_w_id_bare_id_or_name_everywhere() {
         ("resume", "w1", "active"),
     ] {
         let out = c.cli_ok(&[cmd, worker]);
-        assert!(out.stdout.contains(&format!("w1 ({name}): {expected}")), "{out}");
+        assert!(
+            out.stdout.contains(&format!("w1 ({name}): {expected}")),
+            "{out}"
+        );
         assert_eq!(state(&c), expected, "{cmd} {worker}");
     }
     let out = c.cli_ok(&["--json", "drain", &name]);
@@ -198,8 +211,14 @@ fn configuration_is_layered_defaults_file_environment_flags_and_checked() {
     std::fs::create_dir_all(&data).unwrap();
     let defaults = print_config(&data, &["server", "--print-config"], &[]);
     assert!(defaults.status.success(), "{defaults}");
-    assert!(defaults.stdout.contains("worker_timeout = \"30s\""), "{defaults}");
-    assert!(defaults.stdout.contains("configuration file: none"), "{defaults}");
+    assert!(
+        defaults.stdout.contains("worker_timeout = \"30s\""),
+        "{defaults}"
+    );
+    assert!(
+        defaults.stdout.contains("configuration file: none"),
+        "{defaults}"
+    );
 
     // The data directory's config.toml is read by default.
     std::fs::write(
@@ -213,17 +232,30 @@ fn configuration_is_layered_defaults_file_environment_flags_and_checked() {
     assert!(file.stdout.contains("worker_timeout = \"1m\""), "{file}");
     assert!(file.stdout.contains("node_id = 3"), "{file}");
     // The environment beats the file, a flag beats the environment.
-    let env = [("DROVER_SERVER_WORKER_TIMEOUT", "2m"), ("DROVER_SERVER_NODE_ID", "4")];
+    let env = [
+        ("DROVER_SERVER_WORKER_TIMEOUT", "2m"),
+        ("DROVER_SERVER_NODE_ID", "4"),
+    ];
     let layered = print_config(&data, &["server", "--print-config", "--node-id", "5"], &env);
     assert!(layered.status.success(), "{layered}");
-    assert!(layered.stdout.contains("worker_timeout = \"2m\""), "{layered}");
+    assert!(
+        layered.stdout.contains("worker_timeout = \"2m\""),
+        "{layered}"
+    );
     assert!(layered.stdout.contains("node_id = 5"), "{layered}");
     assert!(layered.stdout.contains("max_body = \"1MiB\""), "{layered}");
-    let worker = print_config(&data, &["worker", "--print-config", "--label", "zone=us"], &[]);
+    let worker = print_config(
+        &data,
+        &["worker", "--print-config", "--label", "zone=us"],
+        &[],
+    );
     assert!(worker.status.success(), "{worker}");
     assert!(worker.stdout.contains("name = \"from-file\""), "{worker}");
     assert!(worker.stdout.contains("cpus = \"1.5\""), "{worker}");
-    assert!(worker.stdout.contains("zone = \"us\""), "flags replace: {worker}");
+    assert!(
+        worker.stdout.contains("zone = \"us\""),
+        "flags replace: {worker}"
+    );
 
     // What is printed reads back as the same configuration.
     let printed = dir.path().join("printed.toml");
@@ -231,25 +263,43 @@ fn configuration_is_layered_defaults_file_environment_flags_and_checked() {
     let empty = dir.path().join("empty-data");
     let again = print_config(
         &empty,
-        &["server", "--print-config", "--config", printed.to_str().unwrap()],
+        &[
+            "server",
+            "--print-config",
+            "--config",
+            printed.to_str().unwrap(),
+        ],
         &[],
     );
     assert!(again.status.success(), "{again}");
-    let body = |s: &str| s.lines().filter(|l| !l.starts_with('#')).collect::<Vec<_>>().join("\n");
+    let body = |s: &str| {
+        s.lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
     assert_eq!(body(&again.stdout), body(&layered.stdout));
 
     // Mistakes are named: the key and the file, or the variable, or the flag.
     let bad = dir.path().join("bad.toml");
     for (text, named) in [
         ("[server]\nlisten_on = \"0.0.0.0:1\"\n", "server.listen_on"),
-        ("[server]\nworker_timeout = \"soon\"\n", "server.worker_timeout"),
+        (
+            "[server]\nworker_timeout = \"soon\"\n",
+            "server.worker_timeout",
+        ),
         ("[worker]\nmemory = \"lots\"\n", "worker.memory"),
         ("[uup]\nworkers = 2\n", "`uup`"),
     ] {
         std::fs::write(&bad, text).unwrap();
         let out = print_config(
             &empty,
-            &["server", "--print-config", "--config", bad.to_str().unwrap()],
+            &[
+                "server",
+                "--print-config",
+                "--config",
+                bad.to_str().unwrap(),
+            ],
             &[],
         );
         assert_eq!(out.code(), Some(1), "{text}: {out}");
@@ -263,7 +313,11 @@ fn configuration_is_layered_defaults_file_environment_flags_and_checked() {
     );
     assert_eq!(out.code(), Some(1), "{out}");
     assert!(out.stderr.contains("DROVER_SERVER_MAX_BODY"), "{out}");
-    let out = print_config(&empty, &["server", "--print-config", "--worker-timeout", "1ms"], &[]);
+    let out = print_config(
+        &empty,
+        &["server", "--print-config", "--worker-timeout", "1ms"],
+        &[],
+    );
     assert_eq!(out.code(), Some(1), "{out}");
     assert!(out.stderr.contains("--worker-timeout"), "{out}");
 }
@@ -287,7 +341,11 @@ fn a_server_and_a_worker_run_with_their_configuration_file() {
     let w = &c.workers_info()[0];
     assert_eq!(w.capacity.cpu_milli, 500, "{w:?}");
     assert_eq!(w.capacity.memory_bytes, 300 << 20, "{w:?}");
-    assert_eq!(w.labels.get("zone").map(String::as_str), Some("eu"), "{w:?}");
+    assert_eq!(
+        w.labels.get("zone").map(String::as_str),
+        Some("eu"),
+        "{w:?}"
+    );
 }
 
 /// A `drover up` process, SIGKILLed on drop if still running.
@@ -376,7 +434,10 @@ fn sigterm(pid: u32) {
 
 #[test]
 fn up_splits_cpus_and_memory_exactly_and_says_when_a_share_is_small() {
-    let up = Up::start("up-split", &["--workers", "3", "--cpus", "1", "--memory", "3G"]);
+    let up = Up::start(
+        "up-split",
+        &["--workers", "3", "--cpus", "1", "--memory", "3G"],
+    );
     let workers = up.workers(3);
     let mut cpus: Vec<u64> = workers
         .iter()
@@ -399,7 +460,10 @@ fn up_splits_cpus_and_memory_exactly_and_says_when_a_share_is_small() {
         .iter()
         .map(|w| w["capacity"]["cpu_milli"].as_u64().unwrap())
         .sum();
-    assert!(total <= host, "{total} millicores on a host of {host}: {workers:?}");
+    assert!(
+        total <= host,
+        "{total} millicores on a host of {host}: {workers:?}"
+    );
     let shares: Vec<u64> = workers
         .iter()
         .map(|w| w["capacity"]["cpu_milli"].as_u64().unwrap())

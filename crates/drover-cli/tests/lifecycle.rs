@@ -580,7 +580,13 @@ fn a_task_over_its_memory_limit_is_ended_as_out_of_memory() {
     c.add_worker(
         "polling",
         &[
-            "--cpus", "2", "--memory", "4G", "--label", "kind=polling", "--no-cgroups",
+            "--cpus",
+            "2",
+            "--memory",
+            "4G",
+            "--label",
+            "kind=polling",
+            "--no-cgroups",
         ],
     );
     let cgroup = has_memory_cgroup(&c.worker_log("default"));

@@ -31,7 +31,12 @@ fn dependencies() -> BTreeMap<String, Vec<String>> {
 }
 
 /// The pure crates, lowest first: each may depend only on those before it.
-const LAYERS: &[&str] = &["drover-types", "drover-sched", "drover-proto", "drover-state"];
+const LAYERS: &[&str] = &[
+    "drover-types",
+    "drover-sched",
+    "drover-proto",
+    "drover-state",
+];
 
 #[test]
 fn the_pure_crates_depend_only_on_lower_layers() {

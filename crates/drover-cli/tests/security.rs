@@ -16,7 +16,11 @@ fn listening_sockets(pid: u32) -> Vec<(IpAddr, u16)> {
         .filter_map(|e| {
             let link = std::fs::read_link(e.path()).ok()?;
             let text = link.to_string_lossy().into_owned();
-            Some(text.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+            Some(
+                text.strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_string(),
+            )
         })
         .collect();
     let mut found = Vec::new();
@@ -237,10 +241,7 @@ fn the_token_file_is_private_and_the_server_listens_on_loopback_by_default() {
         .arg(d.path())
         .args(["server", "--print-config"]);
     let out = run_with_timeout(cmd, Duration::from_secs(30), String::new);
-    assert!(
-        out.stdout.contains("listen = \"127.0.0.1:7070\""),
-        "{out}"
-    );
+    assert!(out.stdout.contains("listen = \"127.0.0.1:7070\""), "{out}");
 
     // A second server on another data directory gets another token.
     let other = Cluster::start("token-file-2");

@@ -66,10 +66,11 @@ impl WorkerRef {
     pub fn parse(text: &str) -> WorkerRef {
         let t = text.trim();
         let digits = t.strip_prefix('w').unwrap_or(t);
-        if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-            if let Ok(n) = digits.parse::<u32>() {
-                return WorkerRef::Id(WorkerId(n));
-            }
+        if !digits.is_empty()
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && let Ok(n) = digits.parse::<u32>()
+        {
+            return WorkerRef::Id(WorkerId(n));
         }
         WorkerRef::Name(t.to_string())
     }
@@ -103,10 +104,16 @@ mod tests {
     fn a_worker_is_named_by_w_id_bare_id_or_name() {
         assert_eq!(WorkerRef::parse("w3"), WorkerRef::Id(WorkerId(3)));
         assert_eq!(WorkerRef::parse("3"), WorkerRef::Id(WorkerId(3)));
-        assert_eq!(WorkerRef::parse("local-1"), WorkerRef::Name("local-1".into()));
+        assert_eq!(
+            WorkerRef::parse("local-1"),
+            WorkerRef::Name("local-1".into())
+        );
         assert_eq!(WorkerRef::parse("w"), WorkerRef::Name("w".into()));
         assert_eq!(WorkerRef::parse("w-3"), WorkerRef::Name("w-3".into()));
-        assert_eq!(WorkerRef::parse("99999999999"), WorkerRef::Name("99999999999".into()));
+        assert_eq!(
+            WorkerRef::parse("99999999999"),
+            WorkerRef::Name("99999999999".into())
+        );
         let workers = [(WorkerId(1), "local-1"), (WorkerId(2), "w7")];
         let find = |t: &str| WorkerRef::parse(t).resolve(workers.iter().copied());
         assert_eq!(find("w1"), Some(WorkerId(1)));
