@@ -1,43 +1,75 @@
 //! The long-running commands: `up`, `server`, `worker`.
+//!
+//! Their settings are layered: defaults < configuration file < environment < flags
+//! (see [`crate::config`]).
 
 use crate::Global;
-use crate::jobfile::{parse_duration_ms, parse_pairs};
+use crate::config::{
+    Layers, Printer, parse_bool, parse_count, parse_cpu_amount, parse_duration, parse_listen,
+    parse_size, show_count, show_cpus, show_duration, show_size,
+};
+use crate::jobfile::parse_pairs;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use drover_client::discovery;
 use drover_server::ServerConfig;
-use drover_types::{parse_bytes, parse_cpus};
 use drover_worker::WorkerConfig;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
+/// The configuration file, shared by `server`, `worker` and `up`.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Configuration file (TOML: [server], [worker], [up]; see the README)
+    /// [default: config.toml in the data directory, when it exists]
+    #[arg(long, value_name = "FILE", env = "DROVER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Print the effective configuration (defaults < file < environment < flags) as TOML,
+    /// and exit
+    #[arg(long)]
+    print_config: bool,
+}
+
+impl ConfigArgs {
+    fn layers(&self, g: &Global) -> Result<Layers> {
+        Layers::load(self.config.as_deref(), &g.data_dir())
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ServerArgs {
-    /// Address to listen on (loopback by default: other machines need it said)
-    #[arg(long, default_value = "127.0.0.1:7070")]
-    listen: SocketAddr,
-    /// A worker silent for this long is declared lost and its tasks re-placed (each
-    /// worker stops its own tasks before that: it must exceed a worker's kill grace
-    /// + 0.5s + 3 heartbeat intervals, or the worker is refused)
-    #[arg(long, default_value = "30s")]
-    worker_timeout: String,
-    /// How often workers heartbeat (each is acknowledged) and the server pings them
-    #[arg(long, default_value = "1s")]
-    heartbeat_interval: String,
-    /// This server's id in the replicated group
-    #[arg(long, default_value_t = 1)]
-    node_id: u64,
-    /// Largest request body accepted, e.g. 256M (a job of 1,000,000 small tasks is ~100M of JSON)
-    #[arg(long, default_value = "256M")]
-    max_body: String,
+    /// Address to listen on: HOST:PORT, or a port alone for loopback on that port. Loopback
+    /// by default: other machines need it said (e.g. 0.0.0.0:7070) [default: 127.0.0.1:7070]
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// A worker silent for this long is declared lost and its tasks re-placed. Each worker
+    /// stops its own tasks before that, so it must exceed a worker's kill grace + 0.5s + 3
+    /// heartbeat intervals, or the worker is refused [default: 30s]
+    #[arg(long, value_name = "DURATION")]
+    worker_timeout: Option<String>,
+    /// How often workers heartbeat (each beat is acknowledged) and the server pings them
+    /// [default: 1s]
+    #[arg(long, value_name = "DURATION")]
+    heartbeat_interval: Option<String>,
+    /// This server's id in the replicated group [default: 1]
+    #[arg(long, value_name = "N")]
+    node_id: Option<String>,
+    /// Largest request body accepted, e.g. 256M (a job of 1,000,000 small tasks is ~100M of
+    /// JSON) [default: 256M]
+    #[arg(long, value_name = "SIZE")]
+    max_body: Option<String>,
+    #[command(flatten)]
+    config: ConfigArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
-    /// Worker name [default: the host name]
+    /// Worker name, unique in the cluster: a worker restarted under the same name is the
+    /// same worker [default: the host name]
     #[arg(long)]
     name: Option<String>,
     /// CPUs to offer, e.g. 4 or 0.5 [default: all of this host's]
@@ -46,11 +78,12 @@ pub struct WorkerArgs {
     /// Memory to offer, e.g. 16G [default: all of this host's]
     #[arg(long)]
     memory: Option<String>,
-    /// Disk to offer, e.g. 100G [default: the size of the data directory's file system]
+    /// Scratch disk to offer, e.g. 100G [default: the size of the data directory's file system]
     #[arg(long)]
     disk: Option<String>,
-    #[arg(long, default_value_t = 0)]
-    gpus: u32,
+    /// GPUs to offer [default: 0]
+    #[arg(long, value_name = "N")]
+    gpus: Option<String>,
     /// A custom resource, NAME=COUNT (repeatable)
     #[arg(long = "resource", value_name = "NAME=COUNT")]
     resources: Vec<String>,
@@ -60,12 +93,14 @@ pub struct WorkerArgs {
     /// Data keys this worker holds, for locality (repeatable)
     #[arg(long = "data-key")]
     data_keys: Vec<String>,
-    /// Grace between SIGTERM and SIGKILL when a task is stopped
-    #[arg(long, default_value = "5s")]
-    kill_grace: String,
+    /// Grace between SIGTERM and SIGKILL when a task is stopped [default: 5s]
+    #[arg(long, value_name = "DURATION")]
+    kill_grace: Option<String>,
     /// Do not use cgroups even where they are writable
     #[arg(long)]
     no_cgroups: bool,
+    #[command(flatten)]
+    config: ConfigArgs,
 }
 
 #[derive(Debug, Args)]
@@ -73,36 +108,125 @@ pub struct ReaperArgs {
     /// The worker's data directory
     #[arg(long)]
     worker_dir: PathBuf,
+    /// The worker's name
     #[arg(long)]
     name: String,
+    /// The worker runs without cgroups
     #[arg(long)]
     no_cgroups: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
-    /// How many local workers to start (the host's CPUs are split between them)
-    #[arg(long, default_value_t = 1)]
-    workers: u32,
+    /// How many local workers to start; the CPUs and memory are split exactly between them
+    /// [default: 1]
+    #[arg(long, value_name = "N")]
+    workers: Option<String>,
+    /// CPUs for the local workers in all, e.g. 2 or 1.5 [default: all of this host's]
+    #[arg(long)]
+    cpus: Option<String>,
+    /// Memory for the local workers in all, e.g. 4G [default: all of this host's]
+    #[arg(long)]
+    memory: Option<String>,
     #[command(flatten)]
     server: ServerArgs,
 }
 
-fn server_config(g: &Global, a: &ServerArgs) -> Result<ServerConfig> {
-    let mut c = ServerConfig::new(discovery::server_dir(&g.data_dir()));
-    c.listen = a.listen;
-    c.node_id = a.node_id;
-    c.worker_lost_after =
-        Duration::from_millis(parse_duration_ms(&a.worker_timeout).context("--worker-timeout")?);
-    c.heartbeat_interval = Duration::from_millis(
-        parse_duration_ms(&a.heartbeat_interval).context("--heartbeat-interval")?,
+/// The server's settings once layered.
+#[derive(Debug)]
+struct ServerSettings {
+    listen: SocketAddr,
+    worker_timeout: Duration,
+    heartbeat_interval: Duration,
+    node_id: u64,
+    max_body: u64,
+}
+
+fn server_settings(l: &Layers, a: &ServerArgs) -> Result<ServerSettings> {
+    let listen = l.value(
+        a.listen.as_deref(),
+        "--listen",
+        "server",
+        "listen",
+        // A port alone: the default host, loopback.
+        Some("7070"),
+        parse_listen,
+    )?;
+    let worker_timeout = l.value(
+        a.worker_timeout.as_deref(),
+        "--worker-timeout",
+        "server",
+        "worker_timeout",
+        Some("30s"),
+        parse_duration,
+    )?;
+    let heartbeat_interval = l.value(
+        a.heartbeat_interval.as_deref(),
+        "--heartbeat-interval",
+        "server",
+        "heartbeat_interval",
+        Some("1s"),
+        parse_duration,
+    )?;
+    let node_id = l.value(
+        a.node_id.as_deref(),
+        "--node-id",
+        "server",
+        "node_id",
+        Some("1"),
+        parse_count,
+    )?;
+    let max_body = l.value(
+        a.max_body.as_deref(),
+        "--max-body",
+        "server",
+        "max_body",
+        Some("256M"),
+        |t| {
+            let n = parse_size(t)?;
+            usize::try_from(n).context("too large")?;
+            Ok(n)
+        },
+    )?;
+    let settings = ServerSettings {
+        listen: listen.expect("has a default"),
+        worker_timeout: worker_timeout.expect("has a default"),
+        heartbeat_interval: heartbeat_interval.expect("has a default"),
+        node_id: node_id.expect("has a default"),
+        max_body: max_body.expect("has a default"),
+    };
+    // The worker timeout must leave room for the self-fence (ARCHITECTURE.md,
+    // "Liveness and the self-fence"): refuse it here, naming both settings.
+    let mut timing = ServerConfig::new(PathBuf::new());
+    timing.worker_lost_after = settings.worker_timeout;
+    timing.heartbeat_interval = settings.heartbeat_interval;
+    timing
+        .validate_timing()
+        .context("server.worker_timeout / --worker-timeout and server.heartbeat_interval / --heartbeat-interval")?;
+    Ok(settings)
+}
+
+fn print_server(p: &mut Printer, s: &ServerSettings) {
+    let t = p.section("server");
+    t.insert("listen".into(), toml::Value::String(s.listen.to_string()));
+    t.insert("worker_timeout".into(), show_duration(s.worker_timeout));
+    t.insert(
+        "heartbeat_interval".into(),
+        show_duration(s.heartbeat_interval),
     );
-    c.validate_timing()
-        .context("--worker-timeout and --heartbeat-interval")?;
+    t.insert("node_id".into(), show_count(s.node_id));
+    t.insert("max_body".into(), show_size(s.max_body));
+}
+
+fn server_config(g: &Global, s: &ServerSettings) -> ServerConfig {
+    let mut c = ServerConfig::new(discovery::server_dir(&g.data_dir()));
+    c.listen = s.listen;
+    c.node_id = s.node_id;
+    c.worker_lost_after = s.worker_timeout;
+    c.heartbeat_interval = s.heartbeat_interval;
     c.token = g.token.clone();
-    c.max_body_bytes = usize::try_from(parse_bytes(&a.max_body).context("--max-body")?)
-        .context("--max-body is too large")?;
-    Ok(c)
+    c.max_body_bytes = usize::try_from(s.max_body).unwrap_or(usize::MAX);
+    c
 }
 
 fn hostname() -> String {
@@ -111,48 +235,262 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "worker".into())
 }
 
+/// A worker's settings once layered (the server's URL and the token aside).
+#[derive(Debug)]
+struct WorkerSettings {
+    name: String,
+    /// From the file (`--server` and `DROVER_SERVER` are global flags, above it).
+    server: Option<String>,
+    cpu_milli: Option<u32>,
+    memory_bytes: Option<u64>,
+    disk_bytes: Option<u64>,
+    gpus: u32,
+    resources: BTreeMap<String, u64>,
+    labels: BTreeMap<String, String>,
+    data_keys: Vec<String>,
+    kill_grace: Duration,
+    cgroups: bool,
+}
+
+fn worker_settings(l: &Layers, a: &WorkerArgs) -> Result<WorkerSettings> {
+    let text = |t: &str| Ok(t.to_string());
+    let name = l
+        .value(a.name.as_deref(), "--name", "worker", "name", None, text)?
+        .unwrap_or_else(hostname);
+    if name.trim().is_empty() {
+        bail!("a worker's name cannot be empty");
+    }
+    let resources = if a.resources.is_empty() {
+        l.file_map("worker", "resources").unwrap_or_default()
+    } else {
+        parse_pairs(&a.resources, "--resource")?
+    }
+    .into_iter()
+    .map(|(k, v)| {
+        let n = parse_count::<u64>(&v).with_context(|| format!("resource {k}"))?;
+        Ok((k, n))
+    })
+    .collect::<Result<_>>()?;
+    let labels = if a.labels.is_empty() {
+        l.file_map("worker", "labels").unwrap_or_default()
+    } else {
+        parse_pairs(&a.labels, "--label")?
+    };
+    let data_keys = if a.data_keys.is_empty() {
+        l.file_list("worker", "data_keys").unwrap_or_default()
+    } else {
+        a.data_keys.clone()
+    };
+    Ok(WorkerSettings {
+        name,
+        server: l.value(None, "--server", "worker", "server", None, text)?,
+        cpu_milli: l.value(
+            a.cpus.as_deref(),
+            "--cpus",
+            "worker",
+            "cpus",
+            None,
+            parse_cpu_amount,
+        )?,
+        memory_bytes: l.value(
+            a.memory.as_deref(),
+            "--memory",
+            "worker",
+            "memory",
+            None,
+            parse_size,
+        )?,
+        disk_bytes: l.value(
+            a.disk.as_deref(),
+            "--disk",
+            "worker",
+            "disk",
+            None,
+            parse_size,
+        )?,
+        gpus: l
+            .value(
+                a.gpus.as_deref(),
+                "--gpus",
+                "worker",
+                "gpus",
+                Some("0"),
+                parse_count,
+            )?
+            .unwrap_or(0),
+        resources,
+        labels,
+        data_keys,
+        kill_grace: l
+            .value(
+                a.kill_grace.as_deref(),
+                "--kill-grace",
+                "worker",
+                "kill_grace",
+                Some("5s"),
+                parse_duration,
+            )?
+            .unwrap_or(Duration::from_secs(5)),
+        cgroups: l
+            .value(
+                a.no_cgroups.then_some("false"),
+                "--no-cgroups",
+                "worker",
+                "cgroups",
+                Some("true"),
+                parse_bool,
+            )?
+            .unwrap_or(true),
+    })
+}
+
+fn print_worker(p: &mut Printer, s: &WorkerSettings, server: Option<&str>) {
+    let t = p.section("worker");
+    let text = |v: &str| toml::Value::String(v.to_string());
+    t.insert("name".into(), text(&s.name));
+    if let Some(url) = server {
+        t.insert("server".into(), text(url));
+    }
+    if let Some(c) = s.cpu_milli {
+        t.insert("cpus".into(), show_cpus(c));
+    }
+    if let Some(m) = s.memory_bytes {
+        t.insert("memory".into(), show_size(m));
+    }
+    if let Some(d) = s.disk_bytes {
+        t.insert("disk".into(), show_size(d));
+    }
+    t.insert("gpus".into(), show_count(u64::from(s.gpus)));
+    if !s.resources.is_empty() {
+        let m = s
+            .resources
+            .iter()
+            .map(|(k, v)| (k.clone(), show_count(*v)))
+            .collect();
+        t.insert("resources".into(), toml::Value::Table(m));
+    }
+    if !s.labels.is_empty() {
+        let m = s.labels.iter().map(|(k, v)| (k.clone(), text(v))).collect();
+        t.insert("labels".into(), toml::Value::Table(m));
+    }
+    if !s.data_keys.is_empty() {
+        let a = s.data_keys.iter().map(|k| text(k)).collect();
+        t.insert("data_keys".into(), toml::Value::Array(a));
+    }
+    t.insert("kill_grace".into(), show_duration(s.kill_grace));
+    t.insert("cgroups".into(), toml::Value::Boolean(s.cgroups));
+}
+
 fn worker_config(
     server: String,
     token: String,
     data_dir: PathBuf,
-    a: &WorkerArgs,
-) -> Result<WorkerConfig> {
-    let name = a.name.clone().unwrap_or_else(hostname);
-    let mut c = WorkerConfig::new(server, token, name, data_dir);
-    c.cpu_milli = a
-        .cpus
-        .as_deref()
-        .map(parse_cpus)
-        .transpose()
-        .context("--cpus")?;
-    c.memory_bytes = a
-        .memory
-        .as_deref()
-        .map(parse_bytes)
-        .transpose()
-        .context("--memory")?;
-    c.disk_bytes = a
-        .disk
-        .as_deref()
-        .map(parse_bytes)
-        .transpose()
-        .context("--disk")?;
-    c.gpus = a.gpus;
-    c.custom = parse_pairs(&a.resources, "--resource")?
+    s: &WorkerSettings,
+) -> WorkerConfig {
+    let mut c = WorkerConfig::new(server, token, s.name.clone(), data_dir);
+    c.cpu_milli = s.cpu_milli;
+    c.memory_bytes = s.memory_bytes;
+    c.disk_bytes = s.disk_bytes;
+    c.gpus = s.gpus;
+    c.custom = s.resources.clone();
+    c.labels = s.labels.clone();
+    c.data_keys = s.data_keys.clone();
+    c.kill_grace = s.kill_grace;
+    c.cgroups = s.cgroups;
+    c
+}
+
+/// `drover up`'s own settings.
+#[derive(Debug)]
+struct UpSettings {
+    workers: u32,
+    cpu_milli: Option<u32>,
+    memory_bytes: Option<u64>,
+}
+
+fn up_settings(l: &Layers, a: &UpArgs) -> Result<UpSettings> {
+    let workers = l
+        .value(
+            a.workers.as_deref(),
+            "--workers",
+            "up",
+            "workers",
+            Some("1"),
+            |t| {
+                let n: u32 = parse_count(t)?;
+                if n == 0 {
+                    bail!("at least 1 worker");
+                }
+                Ok(n)
+            },
+        )?
+        .unwrap_or(1);
+    Ok(UpSettings {
+        workers,
+        cpu_milli: l.value(
+            a.cpus.as_deref(),
+            "--cpus",
+            "up",
+            "cpus",
+            None,
+            parse_cpu_amount,
+        )?,
+        memory_bytes: l.value(
+            a.memory.as_deref(),
+            "--memory",
+            "up",
+            "memory",
+            None,
+            parse_size,
+        )?,
+    })
+}
+
+fn print_up(p: &mut Printer, s: &UpSettings) {
+    let t = p.section("up");
+    t.insert("workers".into(), show_count(u64::from(s.workers)));
+    if let Some(c) = s.cpu_milli {
+        t.insert("cpus".into(), show_cpus(c));
+    }
+    if let Some(m) = s.memory_bytes {
+        t.insert("memory".into(), show_size(m));
+    }
+}
+
+/// `total` split into `n` shares that differ by at most one and add up to `total`.
+fn split_exactly(total: u64, n: u32) -> Vec<u64> {
+    let n64 = u64::from(n);
+    (0..n64)
+        .map(|i| total / n64 + u64::from(i < total % n64))
+        .collect()
+}
+
+/// Each local worker's CPUs and memory: the totals (given, or the host's) split exactly.
+/// `None`s leave a single worker to detect the host itself.
+fn local_shares(up: &UpSettings, data_dir: &Path) -> Result<Vec<(Option<u32>, Option<u64>)>> {
+    if up.workers == 1 && up.cpu_milli.is_none() && up.memory_bytes.is_none() {
+        return Ok(vec![(None, None)]);
+    }
+    let host = drover_exec::HostInfo::detect(data_dir)
+        .context("cannot measure this host to split it between the local workers")?;
+    let cpus = up
+        .cpu_milli
+        .map_or(u64::from(host.capacity.cpu_milli), u64::from);
+    let memory = up.memory_bytes.unwrap_or(host.capacity.memory_bytes);
+    let cpu_shares = split_exactly(cpus, up.workers);
+    let mem_shares = split_exactly(memory, up.workers);
+    if cpu_shares.contains(&0) {
+        bail!(
+            "{} cpu split between {} workers leaves some with none: start fewer workers",
+            cpus as f64 / 1000.0,
+            up.workers
+        );
+    }
+    Ok(cpu_shares
         .into_iter()
-        .map(|(k, v)| {
-            Ok((
-                k,
-                v.parse::<u64>()
-                    .map_err(|_| anyhow!("--resource {v:?} is not a count"))?,
-            ))
-        })
-        .collect::<Result<_>>()?;
-    c.labels = parse_pairs(&a.labels, "--label")?;
-    c.data_keys = a.data_keys.clone();
-    c.kill_grace = Duration::from_millis(parse_duration_ms(&a.kill_grace).context("--kill-grace")?);
-    c.cgroups = !a.no_cgroups;
-    Ok(c)
+        .zip(mem_shares)
+        .map(|(c, m)| (Some(u32::try_from(c).unwrap_or(u32::MAX)), Some(m)))
+        .collect())
 }
 
 async fn ctrl_c() {
@@ -218,15 +556,36 @@ pub fn reaper(a: ReaperArgs) -> Result<ExitCode> {
 }
 
 pub async fn server(g: &Global, a: ServerArgs) -> Result<ExitCode> {
-    let config = server_config(g, &a)?;
+    let layers = a.config.layers(g)?;
+    let settings = server_settings(&layers, &a)?;
+    if a.config.print_config {
+        let mut p = Printer::default();
+        print_server(&mut p, &settings);
+        p.print(&layers, g.json)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let config = server_config(g, &settings);
     let data_dir = config.data_dir.clone();
     let running = drover_server::start(config).await?;
-    eprintln!("drover server listening on {}", running.url());
-    eprintln!("data directory: {}", data_dir.display());
-    eprintln!(
-        "cluster token:  {}",
-        drover_server::ClusterToken::path(&data_dir).display()
-    );
+    let token_file = drover_server::ClusterToken::path(&data_dir);
+    if g.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "url": running.url(),
+                "data_dir": data_dir,
+                "token_file": token_file,
+                "config_file": layers.path,
+            })
+        );
+    } else {
+        eprintln!("drover server listening on {}", running.url());
+        eprintln!("data directory: {}", data_dir.display());
+        eprintln!("cluster token:  {}", token_file.display());
+        if let Some(p) = &layers.path {
+            eprintln!("configuration:  {}", p.display());
+        }
+    }
     stop_signal().await;
     eprintln!("stopping");
     running.shutdown().await;
@@ -235,18 +594,42 @@ pub async fn server(g: &Global, a: ServerArgs) -> Result<ExitCode> {
 
 pub async fn worker(g: &Global, a: WorkerArgs) -> Result<ExitCode> {
     let data = g.data_dir();
-    let server = match &g.server {
-        Some(s) => s.clone(),
-        None => discovery::local_endpoint(&data)
-            .ok_or_else(|| anyhow!("pass --server URL (or set DROVER_SERVER)"))?,
-    };
+    let layers = a.config.layers(g)?;
+    let settings = worker_settings(&layers, &a)?;
+    let server = g
+        .server
+        .clone()
+        .or_else(|| settings.server.clone())
+        .or_else(|| discovery::local_endpoint(&data));
+    if a.config.print_config {
+        let mut p = Printer::default();
+        print_worker(&mut p, &settings, server.as_deref());
+        p.print(&layers, g.json)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let server = server.ok_or_else(|| {
+        anyhow!(
+            "pass --server URL (or set DROVER_SERVER, or worker.server in the configuration file)"
+        )
+    })?;
     let token = g
         .token
         .clone()
         .or_else(|| discovery::local_token(&data))
         .ok_or_else(|| anyhow!("pass --token (or set DROVER_TOKEN): the cluster token is in the server's data directory, file 'token'"))?;
-    let name = a.name.clone().unwrap_or_else(hostname);
-    let config = worker_config(server, token, data.join("workers").join(&name), &a)?;
+    let worker_dir = data.join("workers").join(&settings.name);
+    let config = worker_config(server, token, worker_dir, &settings);
+    if g.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "name": config.name,
+                "server": config.server,
+                "data_dir": config.data_dir,
+                "config_file": layers.path,
+            })
+        );
+    }
     let reaper = start_reaper(&config)?;
     let result = drover_worker::run(config, stop_signal()).await;
     stop_reaper(reaper);
@@ -255,21 +638,33 @@ pub async fn worker(g: &Global, a: WorkerArgs) -> Result<ExitCode> {
 }
 
 pub async fn up(g: &Global, a: UpArgs) -> Result<ExitCode> {
-    if a.workers == 0 {
-        bail!("--workers must be at least 1");
+    let layers = a.server.config.layers(g)?;
+    let settings = server_settings(&layers, &a.server)?;
+    let up = up_settings(&layers, &a)?;
+    if a.server.config.print_config {
+        let mut p = Printer::default();
+        print_server(&mut p, &settings);
+        print_up(&mut p, &up);
+        p.print(&layers, g.json)?;
+        return Ok(ExitCode::SUCCESS);
     }
-    let config = server_config(g, &a.server)?;
+    let config = server_config(g, &settings);
     let data_dir = config.data_dir.clone();
     let running = drover_server::start(config).await?;
     let url = running.url();
     let token = running.node.token.as_str().to_string();
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32 * 1000;
-    // Split the host's CPUs, but give each worker at least one core, so that a default
-    // one-core task fits anywhere (a demo on a small host over-subscribes a little).
-    let share = (cpus / a.workers).max(1000);
+    let shares = match local_shares(&up, &data_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            running.shutdown().await;
+            return Err(e);
+        }
+    };
+    let smallest = shares.iter().filter_map(|(c, _)| *c).min();
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut workers = Vec::new();
-    for i in 1..=a.workers {
+    let mut listed = Vec::new();
+    for (i, (cpu_milli, memory_bytes)) in (1..=up.workers).zip(shares) {
         let name = format!("local-{i}");
         let mut config = WorkerConfig::new(
             url.clone(),
@@ -277,9 +672,13 @@ pub async fn up(g: &Global, a: UpArgs) -> Result<ExitCode> {
             name.clone(),
             g.data_dir().join("workers").join(&name),
         );
-        if a.workers > 1 {
-            config.cpu_milli = Some(share);
-        }
+        config.cpu_milli = cpu_milli;
+        config.memory_bytes = memory_bytes;
+        listed.push(serde_json::json!({
+            "name": name,
+            "cpu_milli": cpu_milli,
+            "memory_bytes": memory_bytes,
+        }));
         let reaper = start_reaper(&config)?;
         let mut stop = stop_tx.subscribe();
         workers.push(tokio::spawn(async move {
@@ -293,23 +692,48 @@ pub async fn up(g: &Global, a: UpArgs) -> Result<ExitCode> {
             stop_reaper(reaper);
         }));
     }
-    println!(
-        "Drover is up: server {url} with {} local worker(s).",
-        a.workers
-    );
-    println!("  data:  {}", data_dir.display());
-    println!(
-        "  token: {}",
-        drover_server::ClusterToken::path(&data_dir).display()
-    );
-    println!();
-    println!("In another terminal (the CLI finds this server by itself):");
-    println!("  drover run -- echo hello");
-    println!("  drover submit --name sleepy -- sleep 30");
-    println!("  drover list");
-    println!("  drover run -f examples/sum_of_squares.yaml");
-    println!();
-    println!("Ctrl-C stops everything.");
+    let token_file = drover_server::ClusterToken::path(&data_dir);
+    // A task asks for one CPU unless told otherwise.
+    let small = smallest.filter(|c| *c < 1000).map(|c| {
+        format!(
+            "each local worker has {} cpu, less than the 1 cpu a task asks for by default: \
+             submit with --cpus {} or less, or start fewer workers",
+            c as f64 / 1000.0,
+            c as f64 / 1000.0
+        )
+    });
+    if g.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "url": url,
+                "data_dir": data_dir,
+                "token_file": token_file,
+                "config_file": layers.path,
+                "workers": listed,
+                "warning": small,
+            })
+        );
+    } else {
+        println!(
+            "Drover is up: server {url} with {} local worker{}.",
+            up.workers,
+            if up.workers == 1 { "" } else { "s" }
+        );
+        println!("  data:  {}", data_dir.display());
+        println!("  token: {}", token_file.display());
+        if let Some(note) = &small {
+            println!("  note:  {note}");
+        }
+        println!();
+        println!("In another terminal (the CLI finds this server by itself):");
+        println!("  drover run -- echo hello");
+        println!("  drover submit --name sleepy -- sleep 30");
+        println!("  drover list");
+        println!("  drover run -f examples/sum_of_squares.yaml");
+        println!();
+        println!("Ctrl-C stops everything.");
+    }
     stop_signal().await;
     eprintln!("stopping workers and server");
     let _ = stop_tx.send(());
@@ -318,4 +742,21 @@ pub async fn up(g: &Global, a: UpArgs) -> Result<ExitCode> {
     }
     running.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_exactly;
+
+    #[test]
+    fn shares_add_up_exactly() {
+        assert_eq!(split_exactly(2000, 3), vec![667, 667, 666]);
+        assert_eq!(split_exactly(1000, 4), vec![250, 250, 250, 250]);
+        assert_eq!(split_exactly(2, 3), vec![1, 1, 0]);
+        for (total, n) in [(7919u64, 7u32), (1 << 34, 3), (5, 1)] {
+            let s = split_exactly(total, n);
+            assert_eq!(s.iter().sum::<u64>(), total);
+            assert!(s.iter().max().unwrap() - s.iter().min().unwrap() <= 1);
+        }
+    }
 }

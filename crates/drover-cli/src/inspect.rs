@@ -35,11 +35,18 @@ pub async fn status(g: &Global, a: StatusArgs) -> Result<ExitCode> {
         println!("  why:       {r}");
     }
     println!("  job:       {}", t.job);
-    println!("  command:   {}", t.spec.command.join(" "));
+    println!(
+        "  command:   {}",
+        render::command_line(&t.spec.command, t.spec.shell)
+    );
     println!("  resources: {}", t.spec.resources);
     println!("  attempt:   {} of {}", t.attempt, t.max_attempts);
     if let Some(w) = &t.worker {
-        println!("  worker:    {w}");
+        // The name, and the id (`w3`) of the worker of the latest attempt.
+        match t.attempts.last() {
+            Some(at) if at.worker_name == *w => println!("  worker:    {w} ({})", at.worker),
+            _ => println!("  worker:    {w}"),
+        }
     }
     println!("  submitted: {}", render::when(Some(t.submitted_at)));
     if t.started_at.is_some() {
@@ -75,11 +82,13 @@ pub async fn status(g: &Global, a: StatusArgs) -> Result<ExitCode> {
     if let Some(r) = &t.result
         && !r.is_empty()
     {
-        let line = r.lines().next().unwrap_or("");
-        println!(
-            "  result:    {line}{}",
-            if r.lines().count() > 1 { " …" } else { "" }
-        );
+        for (i, line) in render::result_preview(r, &t.id.to_string())
+            .iter()
+            .enumerate()
+        {
+            let label = if i == 0 { "result:" } else { "" };
+            println!("  {label:<10} {line}");
+        }
     }
     if t.attempts.len() > 1 {
         println!("  attempts:");
@@ -90,7 +99,10 @@ pub async fn status(g: &Global, a: StatusArgs) -> Result<ExitCode> {
                 .map(|f| f.to_string())
                 .or_else(|| at.outcome.as_ref().map(|o| o.to_string()))
                 .unwrap_or_else(|| "in progress".into());
-            println!("    #{} on {}: {how}", at.attempt, at.worker_name);
+            println!(
+                "    #{} on {} ({}): {how}",
+                at.attempt, at.worker_name, at.worker
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -104,9 +116,10 @@ pub struct ListArgs {
     /// Only this job's tasks
     #[arg(long)]
     job: Option<u64>,
+    /// Only tasks with this name
     #[arg(long)]
     name: Option<String>,
-    /// KEY=VALUE
+    /// Only tasks with this label, KEY=VALUE
     #[arg(long)]
     label: Option<String>,
     /// Rows per page
@@ -187,15 +200,46 @@ pub struct LogsArgs {
     stderr: bool,
 }
 
+/// Writes output chunks: raw bytes, or with `--json` one JSON object per chunk
+/// (`{"stream", "offset", "data"}`, see [`render::JsonLines`]).
+struct LogSink {
+    json: Option<render::JsonLines>,
+    out: std::io::StdoutLock<'static>,
+}
+
+impl LogSink {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match &mut self.json {
+            None => self.out.write_all(bytes)?,
+            Some(j) => {
+                if let Some(line) = j.push(bytes) {
+                    writeln!(self.out, "{line}")?;
+                }
+            }
+        }
+        self.out.flush()
+    }
+
+    fn finish(&mut self) -> std::io::Result<()> {
+        if let Some(line) = self.json.as_mut().and_then(|j| j.finish()) {
+            writeln!(self.out, "{line}")?;
+        }
+        self.out.flush()
+    }
+}
+
 pub async fn logs(g: &Global, a: LogsArgs) -> Result<ExitCode> {
     let client = g.client()?;
-    let mut out = std::io::stdout().lock();
+    let mut out = LogSink {
+        json: g.json.then(|| render::JsonLines::new(a.stderr)),
+        out: std::io::stdout().lock(),
+    };
     if a.follow {
         let mut stream = Box::pin(client.follow_output(&a.task, a.stderr).await?);
         while let Some(chunk) = stream.next().await {
-            out.write_all(&chunk?)?;
-            out.flush()?;
+            out.write(&chunk?)?;
         }
+        out.finish()?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut offset = 0;
@@ -204,9 +248,10 @@ pub async fn logs(g: &Global, a: LogsArgs) -> Result<ExitCode> {
         if bytes.is_empty() {
             break;
         }
-        out.write_all(&bytes)?;
+        out.write(&bytes)?;
         offset = next;
     }
+    out.finish()?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -241,6 +286,7 @@ pub async fn cancel(g: &Global, a: CancelArgs) -> Result<ExitCode> {
 
 #[derive(Debug, Args)]
 pub struct JobArgs {
+    /// The job's id (`drover submit -f` prints it)
     job: u64,
 }
 
@@ -314,6 +360,33 @@ pub async fn workers(g: &Global) -> Result<ExitCode> {
 }
 
 #[derive(Debug, Args)]
+pub struct WorkerRefArgs {
+    /// The worker: its id as `w3` or `3`, or its name
+    worker: String,
+}
+
+/// `drover drain` (`drain` true) and `drover resume`.
+pub async fn drain(g: &Global, a: WorkerRefArgs, drain: bool) -> Result<ExitCode> {
+    let client = g.client()?;
+    if drain {
+        client.drain_worker(&a.worker).await?;
+    } else {
+        client.resume_worker(&a.worker).await?;
+    }
+    let list = client.workers().await?;
+    let w = drover_types::WorkerRef::parse(&a.worker)
+        .resolve(list.iter().map(|w| (w.id, w.name.as_str())))
+        .and_then(|id| list.iter().find(|w| w.id == id));
+    match (g.json, w) {
+        (true, Some(w)) => render::print_json(w)?,
+        (true, None) => render::print_json(&serde_json::json!({}))?,
+        (false, Some(w)) => println!("worker {} ({}): {}", w.id, w.name, w.state),
+        (false, None) => println!("worker {}: done", a.worker),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Args)]
 pub struct PolicyArgs {
     /// Queue policy: fcfs, priority, sjf, fair
     queue: Option<String>,
@@ -379,9 +452,12 @@ pub async fn cluster(g: &Global) -> Result<ExitCode> {
         render::print_json(&c)?;
         return Ok(ExitCode::SUCCESS);
     }
+    let leader = c
+        .leader
+        .map_or_else(|| "none (no quorum)".to_string(), |l| l.to_string());
     println!(
-        "drover {} · node {} · leader {:?} · term {}",
-        c.version, c.node_id, c.leader, c.term
+        "drover {} · node {} · leader {leader} · term {}",
+        c.version, c.node_id, c.term
     );
     println!(
         "workers: {} active, {} draining, {} lost",

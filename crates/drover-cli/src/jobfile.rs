@@ -16,8 +16,9 @@
 //!     command: [python3, combine.py]   # reads the parts' results on stdin, in order
 //! ```
 //!
-//! Every field of a task: `key`, `name`, `command` (a list, or a string split on
-//! whitespace; with `shell: true` a string goes to `/bin/sh -c` as is), `shell`, `env`,
+//! Every field of a task: `key`, `name`, `command` (a list, or a string split into
+//! words as a shell would, quotes respected, but with no expansion; with `shell: true`
+//! a string goes to `/bin/sh -c` as is), `shell`, `env`,
 //! `workdir`, `cpus`, `memory`, `disk`, `gpus`, `custom`, `after`, `priority`,
 //! `timeout`, `expected_runtime`, `retries`, `backoff`, `retry_on_exit_codes`, `labels`,
 //! `constraints`, `affinity`, `inputs`, `owner`, `array`. Unknown fields are errors.
@@ -133,30 +134,20 @@ struct TaskEntry {
     array: Option<Array>,
 }
 
-/// Parses `500ms`, `30s`, `10m`, `2h`, or a plain number of seconds.
+/// Parses a duration: `500ms`, `30s`, `10m`, `2h`, `1d`, `1h 30m` (humantime's
+/// syntax), or a plain number of seconds (`2`, `0.5`).
 pub fn parse_duration_ms(text: &str) -> Result<u64> {
     let t = text.trim();
-    let (num, mult) = if let Some(n) = t.strip_suffix("ms") {
-        (n, 1.0)
-    } else if let Some(n) = t.strip_suffix('s') {
-        (n, 1000.0)
-    } else if let Some(n) = t.strip_suffix('m') {
-        (n, 60_000.0)
-    } else if let Some(n) = t.strip_suffix('h') {
-        (n, 3_600_000.0)
-    } else if let Some(n) = t.strip_suffix('d') {
-        (n, 86_400_000.0)
-    } else {
-        (t, 1000.0)
-    };
-    let v: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| anyhow!("{text:?} is not a duration (examples: 500ms, 30s, 10m, 2h)"))?;
-    if !(v.is_finite() && v >= 0.0) {
-        bail!("{text:?} is not a duration");
+    if let Ok(secs) = t.parse::<f64>() {
+        if !(secs.is_finite() && secs >= 0.0) {
+            bail!("{text:?} is not a duration: it must be 0 or more");
+        }
+        return Ok((secs * 1000.0).round() as u64);
     }
-    Ok((v * mult).round() as u64)
+    let d = humantime::parse_duration(t).map_err(|e| {
+        anyhow!("{text:?} is not a duration ({e}; examples: 500ms, 30s, 10m, 2h, 1h 30m)")
+    })?;
+    u64::try_from(d.as_millis()).map_err(|_| anyhow!("{text:?} is too long a duration"))
 }
 
 /// Parses repeated `KEY=VALUE` flags; `what` names the flag in errors.
@@ -185,7 +176,12 @@ impl TaskEntry {
         let command = match (self.command, self.shell) {
             (Command::List(list), _) => list,
             (Command::Line(line), true) => vec![line],
-            (Command::Line(line), false) => line.split_whitespace().map(String::from).collect(),
+            (Command::Line(line), false) => shlex::split(&line).ok_or_else(|| {
+                anyhow!(
+                    "{}: {line:?} has an unclosed quote or a trailing backslash",
+                    at("command")
+                )
+            })?,
         };
         let mut resources = Resources::cpus(1000);
         if let Some(c) = &self.cpus {
@@ -351,9 +347,31 @@ tasks:
     #[test]
     fn durations_parse() {
         assert_eq!(parse_duration_ms("500ms").unwrap(), 500);
-        assert_eq!(parse_duration_ms("1.5s").unwrap(), 1500);
+        assert_eq!(parse_duration_ms("1s 500ms").unwrap(), 1500);
         assert_eq!(parse_duration_ms("10m").unwrap(), 600_000);
+        assert_eq!(parse_duration_ms("1h30m").unwrap(), 5_400_000);
+        assert_eq!(parse_duration_ms("1d").unwrap(), 86_400_000);
         assert_eq!(parse_duration_ms("2").unwrap(), 2000);
+        assert_eq!(parse_duration_ms("0.25").unwrap(), 250);
         assert!(parse_duration_ms("soon").is_err());
+        assert!(parse_duration_ms("-5").is_err());
+        assert!(parse_duration_ms("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn a_string_command_splits_like_a_shell_keeping_quoted_words() {
+        let job = parse(
+            r#"
+tasks:
+  - command: printf '%s|' "a  b" c\ d 'it''s'
+"#,
+        )
+        .unwrap();
+        assert_eq!(
+            job.tasks[0].command,
+            vec!["printf", "%s|", "a  b", "c d", "its"]
+        );
+        let e = parse("tasks:\n  - command: echo 'unclosed\n").unwrap_err();
+        assert!(format!("{e:#}").contains("tasks[0].command"), "{e:#}");
     }
 }

@@ -1,5 +1,6 @@
 //! The `drover` command.
 
+mod config;
 mod daemons;
 mod inspect;
 mod jobfile;
@@ -7,7 +8,7 @@ mod render;
 mod submit;
 
 use anyhow::{Result, anyhow};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use drover_client::{Client, discovery};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,7 +35,7 @@ pub struct Global {
     /// Where Drover keeps its files on this machine
     #[arg(long, global = true, env = "DROVER_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// Print JSON instead of tables, for scripts
+    /// Print JSON instead of text, for scripts (`logs`: one JSON object per line)
     #[arg(long, global = true)]
     json: bool,
 }
@@ -88,17 +89,68 @@ enum Cmd {
     Job(inspect::JobArgs),
     /// List workers
     Workers,
+    /// Stop placing tasks on a worker; the tasks it runs finish
+    Drain(inspect::WorkerRefArgs),
+    /// Place tasks on a drained worker again
+    Resume(inspect::WorkerRefArgs),
     /// Show or switch the scheduling policy
     Policy(inspect::PolicyArgs),
     /// Cluster summary
     Cluster,
+    /// Print a shell completion script, e.g. `drover completions bash > /etc/bash_completion.d/drover`
+    Completions(CompletionsArgs),
     /// (internal) Kills a worker's leftover task processes once that worker exits
     #[command(hide = true)]
     WorkerReaper(daemons::ReaperArgs),
 }
 
+#[derive(Debug, Args)]
+struct CompletionsArgs {
+    /// The shell to complete for
+    shell: clap_complete::Shell,
+}
+
+/// Parses the command line, or exits with clap's message; a negative number where none
+/// is taken gets a message of its own, since clap's tip (`-- -1`) would start the task's
+/// command here.
+fn parse_cli() -> Cli {
+    match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            if let Some(text) = negative_value(&e) {
+                eprintln!(
+                    "error: unexpected argument '{text}': negative values are not taken here \
+                     (only --priority may be negative; a size, duration or count is 0 or more)\n\n\
+                     For more information, try '--help'."
+                );
+                std::process::exit(2);
+            }
+            e.exit()
+        }
+    }
+}
+
+/// The offending argument of a parse error when it is a negative value (`-1`, `-5s`,
+/// `-2G`) that clap took for a flag.
+fn negative_value(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::UnknownArgument {
+        return None;
+    }
+    match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(arg))
+            if arg
+                .strip_prefix('-')
+                .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit() || c == '.')) =>
+        {
+            Some(arg.clone())
+        }
+        _ => None,
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_cli();
     let daemon = matches!(
         cli.command,
         Cmd::Up(_) | Cmd::Server(_) | Cmd::Worker(_) | Cmd::WorkerReaper(_)
@@ -150,10 +202,22 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Cmd::Cancel(a) => inspect::cancel(g, a).await,
         Cmd::Job(a) => inspect::job(g, a).await,
         Cmd::Workers => inspect::workers(g).await,
+        Cmd::Drain(a) => inspect::drain(g, a, true).await,
+        Cmd::Resume(a) => inspect::drain(g, a, false).await,
         Cmd::Policy(a) => inspect::policy(g, a).await,
         Cmd::Cluster => inspect::cluster(g).await,
+        Cmd::Completions(a) => completions(g, a),
         Cmd::WorkerReaper(a) => daemons::reaper(a),
     }
+}
+
+fn completions(g: &Global, a: CompletionsArgs) -> Result<ExitCode> {
+    if g.json {
+        anyhow::bail!("a completion script is shell code: --json does not apply to it");
+    }
+    let mut cmd = Cli::command();
+    clap_complete::generate(a.shell, &mut cmd, "drover", &mut std::io::stdout());
+    Ok(ExitCode::SUCCESS)
 }
 
 #[allow(unsafe_code)]
@@ -162,5 +226,85 @@ fn reset_sigpipe() {
     // thread exists; Rust sets it to "ignore" for every program.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every flag, argument and subcommand says what it is for in `--help`.
+    #[test]
+    fn every_argument_and_subcommand_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                let sub_path = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                    missing.push(sub_path.clone());
+                }
+                walk(sub, &sub_path, missing);
+            }
+        }
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut missing = Vec::new();
+        walk(&cmd, "drover", &mut missing);
+        assert!(missing.is_empty(), "without help text: {missing:#?}");
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("drover").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn a_negative_priority_parses_and_other_negatives_get_a_clear_message() {
+        let cli = parse(&["submit", "--priority", "-5", "--", "true"]).unwrap();
+        let Cmd::Submit(a) = cli.command else {
+            panic!("not a submit")
+        };
+        assert_eq!(a.priority, -5);
+        for args in [
+            &["submit", "--retries", "-1", "--", "true"][..],
+            &["submit", "--timeout", "-5s", "--", "true"],
+            &["submit", "--memory", "-2G", "--", "true"],
+            &["job", "-1"],
+            &["list", "--limit", "-3"],
+        ] {
+            let e = parse(args)
+                .err()
+                .unwrap_or_else(|| panic!("{args:?} parsed"));
+            let value = negative_value(&e).unwrap_or_else(|| panic!("{args:?}: {e}"));
+            assert!(value.starts_with('-'), "{args:?}: {value}");
+        }
+        // An unknown flag is still clap's own error.
+        let e = parse(&["submit", "--frobnicate", "--", "true"])
+            .err()
+            .unwrap();
+        assert_eq!(negative_value(&e), None);
+    }
+
+    #[test]
+    fn completion_scripts_cover_the_subcommands_and_flags() {
+        for shell in [
+            clap_complete::Shell::Bash,
+            clap_complete::Shell::Zsh,
+            clap_complete::Shell::Fish,
+        ] {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "drover", &mut out);
+            let text = String::from_utf8(out).unwrap();
+            for word in ["submit", "completions", "priority", "print-config"] {
+                assert!(text.contains(word), "{shell}: no {word}");
+            }
+        }
     }
 }

@@ -25,6 +25,7 @@ pub struct SubmitArgs {
     /// Your own unique id for the task, usable wherever an id is
     #[arg(long)]
     key: Option<String>,
+    /// A name for people (need not be unique); `list --name` filters on it
     #[arg(long)]
     name: Option<String>,
     /// CPUs, e.g. 2, 0.5, 250m
@@ -33,13 +34,15 @@ pub struct SubmitArgs {
     /// Memory to reserve and enforce, e.g. 512M, 2G
     #[arg(long)]
     memory: Option<String>,
+    /// Scratch disk to reserve, e.g. 10G
     #[arg(long)]
     disk: Option<String>,
+    /// GPUs to reserve
     #[arg(long, default_value_t = 0)]
     gpus: u32,
-    /// Higher runs first
+    /// Higher runs first; may be negative
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
-    priority: i32,
+    pub(crate) priority: i32,
     /// Run only after this task succeeded (repeatable; an id or a key)
     #[arg(long = "after", value_name = "ID")]
     after: Vec<String>,
@@ -61,7 +64,7 @@ pub struct SubmitArgs {
     /// Only on workers matching, e.g. zone=a (repeatable)
     #[arg(long = "constraint")]
     constraints: Vec<String>,
-    /// Run COMMAND through /bin/sh -c
+    /// Run COMMAND through /bin/sh -c (several words are joined with spaces, as ssh does)
     #[arg(long)]
     shell: bool,
     /// Wait until it finishes
@@ -323,6 +326,11 @@ async fn wait_job(client: &Client, resp: &SubmitResponse, show: bool) -> Result<
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Exit status:\n  \
+    0  every task (and job) named succeeded\n  \
+    1  one or more ended otherwise (failed, timed out, cancelled, dependency failed), \
+    or the wait itself failed (unknown task, server unreachable: the message says which)\n  \
+    2  invalid arguments")]
 pub struct WaitArgs {
     /// Task ids or keys
     tasks: Vec<String>,

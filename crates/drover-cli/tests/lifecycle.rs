@@ -560,25 +560,60 @@ fn cancelling_a_task_in_backoff_stops_it_for_good() {
     assert_eq!(t.attempts.len(), 1, "no attempt after the cancel: {t:#?}");
 }
 
+/// Whether a worker's log says its driver has a memory cgroup ("execution driver ready
+/// mode=cgroup v1 (memory, cpuacct, ...)").
+fn has_memory_cgroup(log: &str) -> bool {
+    log.lines()
+        .filter_map(|l| l.split_once("cgroup v1 (").map(|(_, rest)| rest))
+        .any(|rest| rest.split(')').next().unwrap_or("").contains("memory"))
+}
+
 #[test]
 fn a_task_over_its_memory_limit_is_ended_as_out_of_memory() {
     let mut c = Cluster::start("oom");
-    let name = c.add_worker("w", &["--cpus", "2", "--memory", "4G"]);
-    let _ = name;
-    let log = c.worker_log("w");
-    if !log.contains("memory") || !log.contains("cgroup") {
-        eprintln!("skipped: the worker has no memory cgroup here:\n{log}");
-        return;
+    // One worker as it comes (a memory cgroup where the host has one), one on the
+    // fallback that polls the task's memory: both must end the task at its limit.
+    c.add_worker(
+        "default",
+        &["--cpus", "2", "--memory", "4G", "--label", "kind=default"],
+    );
+    c.add_worker(
+        "polling",
+        &[
+            "--cpus",
+            "2",
+            "--memory",
+            "4G",
+            "--label",
+            "kind=polling",
+            "--no-cgroups",
+        ],
+    );
+    let cgroup = has_memory_cgroup(&c.worker_log("default"));
+    if !cgroup {
+        eprintln!(
+            "NOTE: skipped the memory cgroup case: this host gives the worker no memory \
+             cgroup, so both workers enforce the limit by polling"
+        );
     }
-    // Holds ~200 MiB in the shell's memory, with a 64 MiB limit.
-    let id = c.submit(json!({
-        "command": ["x=$(head -c 209715200 /dev/zero | tr '\\0' a); echo ${#x}"],
-        "shell": true,
-        "resources": {"cpu_milli": 1000, "memory_bytes": 64u64 << 20},
-    }));
-    let t = c.wait_final(id, Duration::from_secs(60));
-    assert_eq!(t.state, TaskState::Failed, "{t:#?}");
-    assert_eq!(t.outcome, Some(Outcome::OutOfMemory), "{t:#?}");
+    for kind in ["default", "polling"] {
+        // Holds ~200 MiB for 30 s with a 64 MiB limit: only the limit ends it early.
+        let id = c.submit(json!({
+            "command": ["x=$(head -c 209715200 /dev/zero | tr '\\0' a); sleep 30; echo ${#x}"],
+            "shell": true,
+            "resources": {"cpu_milli": 1000, "memory_bytes": 64u64 << 20},
+            "constraints": [{"key": "kind", "op": "eq", "values": [kind]}],
+        }));
+        let started = Instant::now();
+        let t = c.wait_final(id, Duration::from_secs(60));
+        assert_eq!(t.state, TaskState::Failed, "{kind}: {t:#?}");
+        assert_eq!(t.outcome, Some(Outcome::OutOfMemory), "{kind}: {t:#?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(25),
+            "{kind}: ended by the limit, not by its end: {:?}",
+            started.elapsed()
+        );
+    }
 }
 
 #[test]

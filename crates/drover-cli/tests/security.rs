@@ -3,8 +3,51 @@
 mod common;
 
 use common::*;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
+
+/// The addresses of the TCP sockets a process listens on, from /proc: its socket
+/// inodes (/proc/PID/fd) matched against the kernel's tables (/proc/net/tcp, tcp6).
+fn listening_sockets(pid: u32) -> Vec<(IpAddr, u16)> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let link = std::fs::read_link(e.path()).ok()?;
+            let text = link.to_string_lossy().into_owned();
+            Some(
+                text.strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_string(),
+            )
+        })
+        .collect();
+    let mut found = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+            if f.len() < 10 || f[3] != "0A" || !inodes.iter().any(|i| i == f[9]) {
+                continue;
+            }
+            let (addr, port) = f[1].split_once(':').unwrap();
+            let port = u16::from_str_radix(port, 16).unwrap();
+            // The kernel prints each 32-bit word of the address in host byte order.
+            let words: Vec<u32> = (0..addr.len() / 8)
+                .map(|i| u32::from_str_radix(&addr[i * 8..i * 8 + 8], 16).unwrap())
+                .collect();
+            let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_ne_bytes()).collect();
+            let ip = match bytes.len() {
+                4 => IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3])),
+                _ => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(&bytes[..]).unwrap())),
+            };
+            found.push((ip, port));
+        }
+    }
+    found
+}
 
 const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/openapi.json"),
@@ -145,7 +188,7 @@ fn a_worker_with_a_wrong_token_is_refused_and_gives_up() {
 }
 
 #[test]
-fn the_token_file_is_private_and_the_server_keeps_to_loopback_by_default() {
+fn the_token_file_is_private_and_the_server_listens_on_loopback_by_default() {
     let c = Cluster::start("token-file");
     let token_path = c.data.join("server").join("token");
     let mode = std::fs::metadata(&token_path).unwrap().permissions().mode();
@@ -158,18 +201,47 @@ fn the_token_file_is_private_and_the_server_keeps_to_loopback_by_default() {
     );
     assert!(c.url.starts_with("http://127.0.0.1:"), "{}", c.url);
 
-    // Without --listen the server binds loopback only.
-    let out = run_with_timeout(
-        {
-            let mut cmd = drover_command();
-            cmd.args(["server", "--help"]);
-            cmd
+    // Without an address the server binds loopback only: given a port alone (a free
+    // one, so that this test runs beside others), it listens on the default host, and
+    // its listening sockets, as the kernel lists them, are all on loopback.
+    let d = TempDir::new("default-bind");
+    let mut cmd = drover_command();
+    cmd.arg("--data-dir")
+        .arg(d.path())
+        .args(["server", "--listen", "0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let endpoint = d.path().join("server").join("endpoint");
+    let url = poll(
+        "the default-bind server to be up",
+        SLOW,
+        || {
+            let url = std::fs::read_to_string(&endpoint).ok()?;
+            let addr = url.trim().trim_start_matches("http://").to_string();
+            let r = http_with(&addr, "GET", "/v1/health", None, &[], None).ok()?;
+            (r.status == 200).then_some(url)
         },
-        Duration::from_secs(30),
         String::new,
     );
-    assert!(out.status.success(), "{out}");
-    assert!(out.stdout.contains("[default: 127.0.0.1:7070]"), "{out}");
+    let listening = listening_sockets(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    let port: u16 = url.trim().rsplit(':').next().unwrap().parse().unwrap();
+    assert!(
+        listening.iter().any(|(_, p)| *p == port),
+        "the server listens on port {port}: {listening:?}"
+    );
+    for (ip, p) in &listening {
+        assert!(ip.is_loopback(), "listening on {ip}:{p}, not loopback");
+    }
+    // With nothing said at all, the address is loopback too.
+    let mut cmd = drover_command();
+    cmd.arg("--data-dir")
+        .arg(d.path())
+        .args(["server", "--print-config"]);
+    let out = run_with_timeout(cmd, Duration::from_secs(30), String::new);
+    assert!(out.stdout.contains("listen = \"127.0.0.1:7070\""), "{out}");
 
     // A second server on another data directory gets another token.
     let other = Cluster::start("token-file-2");

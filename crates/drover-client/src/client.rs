@@ -165,6 +165,20 @@ impl Client {
         self.json(self.request(Method::GET, "/v1/workers")).await
     }
 
+    /// Stops placing tasks on a worker (`w3`, `3` or its name); running ones finish.
+    pub async fn drain_worker(&self, worker: &str) -> Result<(), ClientError> {
+        let path = format!("/v1/workers/{}/drain", encode(worker));
+        self.send(self.request(Method::POST, &path)).await?;
+        Ok(())
+    }
+
+    /// Places tasks on a drained worker (`w3`, `3` or its name) again.
+    pub async fn resume_worker(&self, worker: &str) -> Result<(), ClientError> {
+        let path = format!("/v1/workers/{}/resume", encode(worker));
+        self.send(self.request(Method::POST, &path)).await?;
+        Ok(())
+    }
+
     pub async fn cluster(&self) -> Result<ClusterSummary, ClientError> {
         self.json(self.request(Method::GET, "/v1/cluster")).await
     }

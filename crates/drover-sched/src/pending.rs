@@ -249,7 +249,8 @@ fn ready(s: &Scheduler, id: TaskId, rec: &TaskRec) -> String {
     }
     let max_gpus = caps.iter().map(|c| c.gpus).max().unwrap_or(0);
     if req.gpus > max_gpus {
-        return format!("needs {} gpus; {which} has {max_gpus}", req.gpus);
+        let gpus = if req.gpus == 1 { "gpu" } else { "gpus" };
+        return format!("needs {} {gpus}; {which} has {max_gpus}", req.gpus);
     }
     for (k, v) in &req.custom {
         let max = caps
@@ -273,11 +274,12 @@ fn ready(s: &Scheduler, id: TaskId, rec: &TaskRec) -> String {
         thousands(ahead)
     };
     let phrase = s.qpolicy.ahead_phrase();
+    let tasks = if ahead == 1 { "task" } else { "tasks" };
     match (ahead, fits_now) {
         (0, true) => "ready; it will be placed in the next scheduling round".to_string(),
         (0, false) => format!("waiting for resources: no worker has {req} free"),
-        (_, true) => format!("queued behind {count} tasks {phrase}"),
-        (_, false) => format!("queued behind {count} tasks {phrase}; no worker has {req} free"),
+        (_, true) => format!("queued behind {count} {tasks} {phrase}"),
+        (_, false) => format!("queued behind {count} {tasks} {phrase}; no worker has {req} free"),
     }
 }
 

@@ -68,6 +68,26 @@ fn a_large_queue_counts_with_separators() {
     );
 }
 
+#[test]
+fn counts_of_one_are_singular() {
+    let mut env = Env::new();
+    env.join("w1", 1, 8);
+    let ids = env.submit(vec![task(), task(), task(), task()]);
+    env.starts();
+    assert_eq!(
+        env.reason(ids[2]),
+        "queued behind 1 task of higher or equal priority; no worker has 1 cpu free"
+    );
+    assert_eq!(
+        env.reason(ids[3]),
+        "queued behind 2 tasks of higher or equal priority; no worker has 1 cpu free"
+    );
+    let mut one_gpu = task();
+    one_gpu.resources.gpus = 1;
+    let g = env.submit(vec![one_gpu])[0];
+    assert_eq!(env.reason(g), "needs 1 gpu; the largest worker has 0");
+}
+
 /// Drives a scenario, snapshots it (through JSON, as a replica would read it), and
 /// checks that the original and the restored core then behave identically.
 #[test]

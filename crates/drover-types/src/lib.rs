@@ -19,7 +19,7 @@ mod time;
 mod validation;
 mod worker;
 
-pub use ids::{Attempt, JobId, TaskId, WorkerId};
+pub use ids::{Attempt, JobId, TaskId, WorkerId, WorkerRef};
 pub use job::{ArraySpec, DepRef, JobSpec};
 pub use limits::Limits;
 pub use policy::{PlacementPolicyKind, PolicyConfig, QueuePolicyKind};

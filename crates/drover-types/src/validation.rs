@@ -289,11 +289,19 @@ fn validate_selector(sel: &LabelSelector, limits: &Limits, path: &str) -> Check 
         SelectorOp::Exists | SelectorOp::NotExists => n == 0,
     };
     if !ok {
+        let op = match sel.op {
+            SelectorOp::Eq => "eq",
+            SelectorOp::Ne => "ne",
+            SelectorOp::In => "in",
+            SelectorOp::NotIn => "not_in",
+            SelectorOp::Exists => "exists",
+            SelectorOp::NotExists => "not_exists",
+        };
+        let values = if n == 1 { "value does" } else { "values do" };
         return Err(ValidationError::new(
             format!("{path}.values"),
             format!(
-                "{n} values do not suit op {:?} (eq/ne take 1, in/not_in 1 or more, exists/not_exists none)",
-                sel.op
+                "{n} {values} not suit op {op} (eq/ne take 1, in/not_in 1 or more, exists/not_exists none)"
             ),
         ));
     }
@@ -484,6 +492,22 @@ mod tests {
 
     fn err(job: &JobSpec) -> ValidationError {
         validate_job(job, &Limits::default()).unwrap_err()
+    }
+
+    #[test]
+    fn a_selector_with_the_wrong_number_of_values_says_so_in_words() {
+        let mut t = TaskSpec::command(["x"]);
+        t.constraints = vec![LabelSelector {
+            key: "zone".into(),
+            op: SelectorOp::Exists,
+            values: vec!["a".into()],
+        }];
+        let e = validate_task(&t, &Limits::default(), "task").unwrap_err();
+        assert!(
+            e.reason.contains("1 value does not suit op exists"),
+            "{}",
+            e.reason
+        );
     }
 
     #[test]

@@ -353,7 +353,8 @@ impl std::fmt::Display for CliOutput {
     }
 }
 
-/// A `drover` command with a clean environment (no DROVER_* from the caller's).
+/// A `drover` command with a clean environment (no DROVER_* from the caller's: not
+/// the server, token and data directory, nor a configuration file or setting).
 pub fn drover_command() -> Command {
     drover_command_in(None)
 }
@@ -372,13 +373,10 @@ pub fn drover_command_in(netns: Option<&str>) -> Command {
         }
         None => Command::new(DROVER),
     };
-    for var in [
-        "DROVER_SERVER",
-        "DROVER_TOKEN",
-        "DROVER_DATA_DIR",
-        "DROVER_LOG",
-    ] {
-        c.env_remove(var);
+    for (var, _) in std::env::vars_os() {
+        if var.to_string_lossy().starts_with("DROVER_") {
+            c.env_remove(var);
+        }
     }
     c.env("NO_COLOR", "1");
     c.stdin(Stdio::null());

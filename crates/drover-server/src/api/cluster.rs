@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::State;
 use drover_proto::api::{ClusterSummary, Health, WorkerInfo};
 use drover_state::{Command, CommandResult};
-use drover_types::{PolicyConfig, TaskState, WorkerId};
+use drover_types::{PolicyConfig, TaskState, WorkerId, WorkerRef};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -89,28 +89,31 @@ async fn worker_command(
     }
 }
 
+/// The worker a path names: `w3`, `3` or its name.
+fn worker_of(node: &Node, text: &str) -> Result<WorkerId, ApiError> {
+    let sm = node.state.read();
+    let workers: Vec<(WorkerId, String)> = sm
+        .scheduler()
+        .workers()
+        .map(|w| (w.id, w.spec.name.clone()))
+        .collect();
+    WorkerRef::parse(text)
+        .resolve(workers.iter().map(|(w, n)| (*w, n.as_str())))
+        .ok_or_else(|| ApiError::not_found(format!("no worker {text:?} (give w3, 3 or a name)")))
+}
+
 pub async fn drain(
     State(node): State<Arc<Node>>,
-    PathParam(id): PathParam<u32>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    worker_command(
-        &node,
-        Command::WorkerDrain {
-            worker: WorkerId(id),
-        },
-    )
-    .await
+    let worker = worker_of(&node, &id)?;
+    worker_command(&node, Command::WorkerDrain { worker }).await
 }
 
 pub async fn resume(
     State(node): State<Arc<Node>>,
-    PathParam(id): PathParam<u32>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    worker_command(
-        &node,
-        Command::WorkerResume {
-            worker: WorkerId(id),
-        },
-    )
-    .await
+    let worker = worker_of(&node, &id)?;
+    worker_command(&node, Command::WorkerResume { worker }).await
 }
