@@ -24,7 +24,7 @@ fn ids_are_consecutive_and_arrays_expand_in_index_order() {
     );
     assert_eq!(env.s.resolve(&DepRef::Key("arr".into())).unwrap().count, 3);
     assert_eq!(env.s.resolve(&DepRef::Id(TaskId(5))).unwrap().count, 1);
-    assert!(env.s.resolve(&DepRef::Id(TaskId(6))).is_none());
+    assert!(env.s.resolve(&DepRef::Id(TaskId(6))).is_err());
     // The elements of an array share one spec.
     assert!(std::ptr::eq(
         env.s.task(TaskId(2)).unwrap().spec,
