@@ -186,3 +186,62 @@ pub(crate) fn first_of_entry(
 ) -> bool {
     array_index.is_none_or(|a| array.is_some_and(|arr| arr.start == a))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Event, Scheduler, SchedulerConfig};
+    use drover_types::{JobSpec, Millis, TaskSpec};
+
+    fn keyed(key: &str) -> TaskSpec {
+        TaskSpec {
+            key: Some(key.into()),
+            ..TaskSpec::command(["x"])
+        }
+    }
+
+    fn submitted_twice() -> Scheduler {
+        let mut s = Scheduler::new(SchedulerConfig::default());
+        for _ in 0..2 {
+            let job = JobSpec {
+                name: "nightly".into(),
+                tasks: vec![keyed("a"), keyed("b")],
+                ..JobSpec::default()
+            };
+            s.apply(Millis(1), Event::Submit { job }).unwrap();
+        }
+        s.check_invariants().unwrap();
+        s
+    }
+
+    #[test]
+    fn a_key_used_in_many_jobs_keeps_every_entry_in_order() {
+        let s = submitted_twice();
+        let a: Vec<(&str, &[TaskRange])> = s.keys.iter().collect();
+        let r = |first| TaskRange {
+            first: TaskId(first),
+            count: 1,
+        };
+        assert_eq!(a[0], ("a", &[r(1), r(3)][..]));
+        assert_eq!(s.keys.newest("b"), Some(r(4)));
+        assert_eq!(s.keys.in_job("b", &s.jobs[0]), Some(r(2)));
+        assert_eq!(s.job_names.newest("nightly"), Some(JobId(2)));
+        assert_eq!(s.jobs[1].name, 1);
+    }
+
+    #[test]
+    fn the_invariant_checker_notices_a_stale_index() {
+        let mut s = submitted_twice();
+        s.keys.insert(
+            "c",
+            TaskRange {
+                first: TaskId(4),
+                count: 1,
+            },
+        );
+        assert!(s.check_invariants().is_err());
+        let mut s = submitted_twice();
+        s.job_names.record("nightly", JobId(1));
+        assert!(s.check_invariants().is_err());
+    }
+}
