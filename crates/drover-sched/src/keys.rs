@@ -52,7 +52,9 @@ impl KeyIndex {
 
     /// The newest entry with this key.
     pub fn newest(&self, key: &str) -> Option<TaskRange> {
-        self.by_key.get(key).and_then(|e| e.as_slice().last().copied())
+        self.by_key
+            .get(key)
+            .and_then(|e| e.as_slice().last().copied())
     }
 
     /// The entry with this key among the tasks of `job` (at most one: keys are unique

@@ -7,8 +7,8 @@
 
 use crate::action::{Action, KillReason, Plan};
 use crate::error::{CoreError, InvariantViolation, ResolveError};
-use crate::keys::{JobNames, KeyIndex, first_of_entry};
 use crate::event::{CancelTarget, Event};
+use crate::keys::{JobNames, KeyIndex, first_of_entry};
 use crate::placement::{self, PlacementPolicy};
 use crate::queue::ReadyQueue;
 use crate::queue_policy::{self, KeyInput, QueuePolicy};

@@ -420,7 +420,10 @@ impl Harness {
             assert_eq!(v.attempt.0, t.attempt, "task {} attempt", i + 1);
             // References (ids, keys, JOB/KEY) resolved to the tasks the model expects.
             assert!(
-                v.deps.iter().map(|d| d.0 as usize - 1).eq(t.deps.iter().copied()),
+                v.deps
+                    .iter()
+                    .map(|d| d.0 as usize - 1)
+                    .eq(t.deps.iter().copied()),
                 "task {} deps {:?}, model {:?}",
                 i + 1,
                 v.deps,

@@ -18,7 +18,10 @@ fn submit_named(env: &mut Env, name: &str, tasks: Vec<TaskSpec>) -> (JobId, Vec<
         },
     });
     let (job, r) = a.job.unwrap();
-    (job, (0..r.count as u64).map(|i| TaskId(r.first.0 + i)).collect())
+    (
+        job,
+        (0..r.count as u64).map(|i| TaskId(r.first.0 + i)).collect(),
+    )
 }
 
 fn array(mut t: TaskSpec, n: u32) -> TaskSpec {
@@ -117,7 +120,11 @@ fn qualified_references_name_a_job_by_name_or_by_id() {
     );
     assert_eq!(j, JobId(4));
     let deps = |i: usize| env.s.task(later[i]).unwrap().deps.to_vec();
-    assert_eq!(deps(0), vec![n2[0]], "JOB_NAME/KEY: the newest job with that name");
+    assert_eq!(
+        deps(0),
+        vec![n2[0]],
+        "JOB_NAME/KEY: the newest job with that name"
+    );
     assert_eq!(deps(1), vec![n1[0]], "JOB_ID/KEY: exactly that job");
     assert_eq!(deps(2), vec![t[0]], "a job name may contain '/'");
     assert_eq!(deps(3), vec![t[0]], "a bare key: the newest task anywhere");
@@ -196,10 +203,7 @@ fn unresolvable_references_say_what_is_missing() {
             );
         }
     }
-    assert_eq!(
-        resolve(&env.s, "99"),
-        Err(ResolveError::NoTask(TaskId(99)))
-    );
+    assert_eq!(resolve(&env.s, "99"), Err(ResolveError::NoTask(TaskId(99))));
     // Ids were not consumed by the rejected jobs.
     assert_eq!(env.submit(vec![task()]), vec![TaskId(2)]);
 }
@@ -208,7 +212,12 @@ fn unresolvable_references_say_what_is_missing() {
 fn keys_that_would_be_ambiguous_are_rejected_naming_the_field() {
     let mut env = Env::new();
     let table: Vec<(&str, Vec<TaskSpec>, &str, &str)> = vec![
-        ("all digits", vec![task(), keyed("123")], "tasks[1].key", "all digits"),
+        (
+            "all digits",
+            vec![task(), keyed("123")],
+            "tasks[1].key",
+            "all digits",
+        ),
         (
             "a slash",
             vec![keyed("nightly/part")],

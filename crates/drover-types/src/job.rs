@@ -67,10 +67,9 @@ impl<'a> KeyRef<'a> {
         match text.rsplit_once('/') {
             None => KeyRef::Bare(text),
             Some((job, key)) => match job.parse::<u64>() {
-                Ok(n) if job.bytes().all(|b| b.is_ascii_digit()) => KeyRef::InJob {
-                    job: JobId(n),
-                    key,
-                },
+                Ok(n) if job.bytes().all(|b| b.is_ascii_digit()) => {
+                    KeyRef::InJob { job: JobId(n), key }
+                }
                 _ => KeyRef::InNamedJob { name: job, key },
             },
         }
