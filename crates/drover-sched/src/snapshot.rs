@@ -9,7 +9,7 @@ use crate::scheduler::{Scheduler, SchedulerConfig};
 use crate::task_table::{JobRec, Owners, TaskRec};
 use crate::worker_pool::{WorkerPool, WorkerRec};
 use crate::{placement, queue_policy};
-use drover_types::{Millis, TaskId, TaskSpec, WorkerId, WorkerState};
+use drover_types::{JobId, Millis, TaskId, TaskSpec, WorkerId, WorkerState};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -57,6 +57,21 @@ impl SchedulerSnapshot {
 
     pub fn task_count(&self) -> usize {
         self.tasks.len()
+    }
+
+    /// For a snapshot written before the core kept job names (it has none): names its
+    /// jobs from `name_of`, so that `JOB_NAME/KEY` finds them after an upgrade. Does
+    /// nothing to a snapshot that has names.
+    pub fn adopt_job_names<'a>(&mut self, name_of: impl Fn(JobId) -> Option<&'a str>) {
+        if !self.job_names.is_empty() {
+            return;
+        }
+        let mut names = JobNames::default();
+        for (i, job) in self.jobs.iter_mut().enumerate() {
+            let id = JobId(i as u64 + 1);
+            job.name = name_of(id).map_or(0, |n| names.record(n, id));
+        }
+        self.job_names = names.names;
     }
 }
 
