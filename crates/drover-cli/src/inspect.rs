@@ -242,9 +242,11 @@ pub async fn logs(g: &Global, a: LogsArgs) -> Result<ExitCode> {
         out.finish()?;
         return Ok(ExitCode::SUCCESS);
     }
+    // One task throughout, even if a newer task takes the key between two reads.
+    let task = client.task(&a.task).await?.id.to_string();
     let mut offset = 0;
     loop {
-        let (bytes, next) = client.output(&a.task, a.stderr, offset).await?;
+        let (bytes, next) = client.output(&task, a.stderr, offset).await?;
         if bytes.is_empty() {
             break;
         }

@@ -22,7 +22,7 @@ pub struct SubmitArgs {
     /// A job file (YAML) describing many tasks; see examples/ and the README
     #[arg(short = 'f', long = "file", conflicts_with = "command")]
     file: Option<PathBuf>,
-    /// Your own unique id for the task, usable wherever an id is
+    /// Your own id for the task (unique in its job), usable wherever an id is
     #[arg(long)]
     key: Option<String>,
     /// A name for people (need not be unique); `list --name` filters on it
@@ -43,7 +43,7 @@ pub struct SubmitArgs {
     /// Higher runs first; may be negative
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub(crate) priority: i32,
-    /// Run only after this task succeeded (repeatable; an id or a key)
+    /// Run only after this task succeeded (repeatable; an id, a key, JOB/KEY)
     #[arg(long = "after", value_name = "ID")]
     after: Vec<String>,
     /// Time limit, e.g. 30s, 10m, 2h
@@ -344,7 +344,12 @@ pub async fn wait(g: &Global, a: WaitArgs) -> Result<ExitCode> {
         bail!("name the tasks (ids or keys) or --job N to wait for");
     }
     let client = g.client()?;
-    let mut pending: Vec<String> = a.tasks.clone();
+    // Each reference is resolved once, to (what the user typed, the task's id): a bare
+    // key names the newest task with it, which a later submission would change.
+    let mut pending: Vec<(String, String)> = Vec::with_capacity(a.tasks.len());
+    for t in &a.tasks {
+        pending.push((t.clone(), client.task(t).await?.id.to_string()));
+    }
     let mut jobs: Vec<u64> = a.jobs.clone();
     let mut total: u64 = pending.len() as u64;
     for j in &jobs {
@@ -355,13 +360,13 @@ pub async fn wait(g: &Global, a: WaitArgs) -> Result<ExitCode> {
     let mut finals: BTreeMap<String, TaskState> = BTreeMap::new();
     loop {
         let mut still = Vec::new();
-        for t in pending {
-            let info = client.task(&t).await?;
+        for (t, id) in pending {
+            let info = client.task(&id).await?;
             if info.state.is_final() {
                 failed |= info.state != TaskState::Succeeded;
                 finals.insert(t, info.state);
             } else {
-                still.push(t);
+                still.push((t, id));
             }
         }
         pending = still;

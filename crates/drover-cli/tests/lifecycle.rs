@@ -492,21 +492,49 @@ fn list_pages_through_many_tasks_and_filters_by_state_and_job() {
 }
 
 #[test]
-fn keys_with_slashes_and_symbols_work_everywhere() {
+fn keys_with_symbols_and_qualified_references_work_everywhere() {
     let mut c = Cluster::start("keys");
     c.add_worker("w", &["--cpus", "2", "--memory", "4G"]);
-    for key in ["team/a/step-1", "x@y:z.w_v"] {
-        let out = c.cli_ok(&["submit", "--key", key, "--", "echo", key]);
-        let id: u64 = out.stdout.trim().parse().unwrap();
-        let st = c.cli_ok(&["--json", "status", key]);
+    // A key may not contain '/': it separates a job from a key in references.
+    let out = c.cli(&["submit", "--key", "team/a", "--", "true"]);
+    assert!(
+        !out.status.success(),
+        "a key with '/' must be refused: {out}"
+    );
+    assert!(
+        out.stderr.contains("key") && out.stderr.contains("'/'"),
+        "{out}"
+    );
+    // A single task's job is named after the task, so `team/a/step-1` is the key
+    // `step-1` in the newest job named `team/a` (the client escapes the '/' in URLs).
+    let mut ids = Vec::new();
+    for (name, key) in [("team/a", "step-1"), ("", "x@y:z.w_v")] {
+        let mut args = vec!["submit", "--key", key];
+        if !name.is_empty() {
+            args.extend(["--name", name]);
+        }
+        let echo = if name.is_empty() {
+            key.to_string()
+        } else {
+            format!("{name}/{key}")
+        };
+        args.extend(["--", "echo", &echo]);
+        let out = c.cli_ok(&args);
+        ids.push((echo.clone(), out.stdout.trim().parse::<u64>().unwrap()));
+    }
+    for (reference, id) in ids {
+        let st = c.cli_ok(&["--json", "status", &reference]);
         let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
-        assert_eq!(v["id"], id, "status by key {key}");
+        assert_eq!(v["id"], id, "status by reference {reference}");
         c.wait_final(id, SLOW);
-        assert_eq!(c.cli_ok(&["logs", key]).stdout, format!("{key}\n"));
-        let child = c.submit(json!({"command": ["cat"], "after": [key]}));
+        assert_eq!(
+            c.cli_ok(&["logs", &reference]).stdout,
+            format!("{reference}\n")
+        );
+        let child = c.submit(json!({"command": ["cat"], "after": [reference]}));
         assert_eq!(
             c.wait_final(child, SLOW).result.as_deref(),
-            Some(format!("{key}\n").as_str())
+            Some(format!("{reference}\n").as_str())
         );
     }
 }

@@ -263,7 +263,7 @@ impl Client {
     }
 }
 
-/// Task references are ids or keys of `[A-Za-z0-9-_.:/@]`; only `/` needs escaping.
+/// Task references are ids, keys of `[A-Za-z0-9-_.:@]` or `JOB/KEY`; only `/` needs escaping.
 fn encode(reference: &str) -> String {
     reference
         .replace('%', "%25")

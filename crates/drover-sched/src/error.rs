@@ -4,7 +4,7 @@ use drover_types::{Attempt, JobId, TaskId, TaskState, ValidationError, WorkerId}
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CoreError {
-    /// The submission is malformed, names an unknown dependency, or reuses a key.
+    /// The submission is malformed, or names an unknown dependency.
     #[error(transparent)]
     Invalid(#[from] ValidationError),
     #[error("no task {0}")]
@@ -34,6 +34,33 @@ pub enum CoreError {
         task: TaskId,
         from: TaskState,
         to: TaskState,
+    },
+}
+
+/// Why a reference ([`drover_types::DepRef`]) names no task; see
+/// [`crate::Scheduler::resolve`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    #[error("no task {0}")]
+    NoTask(TaskId),
+    /// A bare key no task has.
+    #[error("no task with key {0:?}")]
+    NoKey(String),
+    /// `JOB_ID/KEY` naming a job that does not exist.
+    #[error("no job {0}")]
+    NoJob(JobId),
+    /// `JOB_NAME/KEY` naming a name no job has.
+    #[error("no job named {0:?}")]
+    NoJobNamed(String),
+    /// The job exists but has no task with that key.
+    #[error(
+        "no task with key {key:?} in job {job}{}",
+        named.as_ref().map(|n| format!(" (the newest job named {n:?})")).unwrap_or_default()
+    )]
+    NoKeyInJob {
+        key: String,
+        job: JobId,
+        named: Option<String>,
     },
 }
 

@@ -247,5 +247,36 @@ pub(crate) fn check(s: &Scheduler) -> Result<(), String> {
             return Err(format!("owner {} usage out of date", s.owners.names[o]));
         }
     }
+    check_references(s)
+}
+
+/// The key index lists exactly the keyed entries of the task table, oldest first; each
+/// job's name is a known one, and each name points at the newest job bearing it.
+fn check_references(s: &Scheduler) -> Result<(), String> {
+    let expected = s.recompute_key_index();
+    if expected != s.keys {
+        let mut want = expected.iter();
+        for (key, have) in s.keys.iter() {
+            match want.next() {
+                Some((k, w)) if k == key && w == have => {}
+                Some((k, w)) => {
+                    return Err(format!(
+                        "key index: {key:?} -> {have:?}, but the table has {k:?} -> {w:?}"
+                    ));
+                }
+                None => return Err(format!("key index: {key:?} is not a key in the table")),
+            }
+        }
+        return Err("key index misses keys of the table".into());
+    }
+    for (i, j) in s.jobs.iter().enumerate() {
+        if j.name as usize > s.job_names.names.len() {
+            return Err(format!("job {}: unknown name number {}", i + 1, j.name));
+        }
+    }
+    let names = crate::keys::JobNames::rebuild(s.job_names.names.clone(), &s.jobs);
+    if names != s.job_names {
+        return Err("job-name index out of date".into());
+    }
     Ok(())
 }

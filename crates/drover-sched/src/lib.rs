@@ -17,6 +17,7 @@ mod action;
 mod error;
 mod event;
 mod invariants;
+mod keys;
 mod pending;
 mod placement;
 mod preemption;
@@ -32,7 +33,7 @@ mod view;
 mod worker_pool;
 
 pub use action::{Action, KillReason, Plan};
-pub use error::{CoreError, InvariantViolation};
+pub use error::{CoreError, InvariantViolation, ResolveError};
 pub use event::{CancelTarget, Event};
 pub use scheduler::{
     Applied, KILL_GRACE_MS, MAX_PREEMPTIONS_PER_ROUND, Scheduler, SchedulerConfig,

@@ -6,8 +6,9 @@
 //! ordered structure (ids, `BTreeSet`s); hash maps are used for lookups only.
 
 use crate::action::{Action, KillReason, Plan};
-use crate::error::{CoreError, InvariantViolation};
+use crate::error::{CoreError, InvariantViolation, ResolveError};
 use crate::event::{CancelTarget, Event};
+use crate::keys::{JobNames, KeyIndex, first_of_entry};
 use crate::placement::{self, PlacementPolicy};
 use crate::queue::ReadyQueue;
 use crate::queue_policy::{self, KeyInput, QueuePolicy};
@@ -20,7 +21,7 @@ use drover_types::{
     WorkerId, WorkerSpec, WorkerState,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 pub use crate::snapshot::SchedulerSnapshot;
 
@@ -76,7 +77,9 @@ pub struct Scheduler {
     pub(crate) now: Millis,
     pub(crate) tasks: Vec<TaskRec>,
     pub(crate) jobs: Vec<JobRec>,
-    pub(crate) keys: HashMap<String, TaskRange>,
+    /// Task keys and job names, for references (`keys.rs`).
+    pub(crate) keys: KeyIndex,
+    pub(crate) job_names: JobNames,
     /// For a DependencyFailed task: the parent whose failure reached it.
     pub(crate) dep_failed_by: BTreeMap<TaskId, TaskId>,
     pub(crate) counts: [u64; 10],
@@ -134,7 +137,8 @@ impl Scheduler {
             now: Millis::ZERO,
             tasks: Vec::new(),
             jobs: Vec::new(),
-            keys: HashMap::new(),
+            keys: KeyIndex::default(),
+            job_names: JobNames::default(),
             dep_failed_by: BTreeMap::new(),
             counts: [0; 10],
             pool: WorkerPool::default(),
@@ -234,14 +238,19 @@ impl Scheduler {
         Some(self.view_of(id, rec))
     }
 
-    /// The tasks a reference names: a numeric id, a task key, or an array's key.
-    pub fn resolve(&self, reference: &DepRef) -> Option<TaskRange> {
+    /// The tasks a reference names: a numeric id, or a key reference (an array's key
+    /// names the whole array): `KEY` the newest task with that key, `JOB_NAME/KEY` that
+    /// key in the newest job with that name, `JOB_ID/KEY` that key in that job.
+    pub fn resolve(&self, reference: &DepRef) -> Result<TaskRange, ResolveError> {
         match reference {
-            DepRef::Id(id) => self.rec(*id).map(|_| TaskRange {
-                first: *id,
-                count: 1,
-            }),
-            DepRef::Key(k) => self.keys.get(k).copied(),
+            DepRef::Id(id) => self
+                .rec(*id)
+                .map(|_| TaskRange {
+                    first: *id,
+                    count: 1,
+                })
+                .ok_or(ResolveError::NoTask(*id)),
+            DepRef::Key(k) => self.resolve_key(k),
         }
     }
 
@@ -873,12 +882,10 @@ impl Scheduler {
                 self.timers.arm(due, TIME_LIMIT, id);
             }
             if let Some(k) = &rec.spec.key
-                && rec
-                    .array_index
-                    .is_none_or(|a| rec.spec.array.is_some_and(|arr| arr.start == a))
+                && first_of_entry(rec.array_index, rec.spec.array)
             {
                 let count = rec.spec.array.map_or(1, |a| a.len() as u32);
-                self.keys.insert(k.clone(), TaskRange { first: id, count });
+                self.keys.insert(k, TaskRange { first: id, count });
             }
         }
         self.rebuild_queue();

@@ -1,16 +1,17 @@
 //! Snapshots: the durable state of the core, from which a replica rebuilds an
-//! identical one. Only the task table, the jobs, the workers and a few counters are
-//! stored; every index (queues, timers, free-CPU index, key map, shapes) is rebuilt,
-//! so a snapshot cannot disagree with itself.
+//! identical one. Only the task table, the jobs (and their names), the workers and a few
+//! counters are stored; every index (queues, timers, free-CPU index, key index, job-name
+//! index, shapes) is rebuilt, so a snapshot cannot disagree with itself.
 
+use crate::keys::{JobNames, KeyIndex};
 use crate::queue::ReadyQueue;
 use crate::scheduler::{Scheduler, SchedulerConfig};
 use crate::task_table::{JobRec, Owners, TaskRec};
 use crate::worker_pool::{WorkerPool, WorkerRec};
 use crate::{placement, queue_policy};
-use drover_types::{Millis, TaskId, TaskSpec, WorkerId, WorkerState};
+use drover_types::{JobId, Millis, TaskId, TaskSpec, WorkerId, WorkerState};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The durable state of a scheduler, from which [`Scheduler::restore`] rebuilds an
@@ -26,6 +27,9 @@ pub struct SchedulerSnapshot {
     workers: Vec<WorkerRec>,
     rr_cursor: u32,
     owners: Owners,
+    /// Job names in order of first use (`JobRec::name` counts from 1 into these).
+    #[serde(default)]
+    job_names: Vec<String>,
     dep_failed_by: BTreeMap<TaskId, TaskId>,
     /// Fair-share tie-break state (see `Scheduler::share_of`).
     #[serde(default)]
@@ -54,6 +58,21 @@ impl SchedulerSnapshot {
     pub fn task_count(&self) -> usize {
         self.tasks.len()
     }
+
+    /// For a snapshot written before the core kept job names (it has none): names its
+    /// jobs from `name_of`, so that `JOB_NAME/KEY` finds them after an upgrade. Does
+    /// nothing to a snapshot that has names.
+    pub fn adopt_job_names<'a>(&mut self, name_of: impl Fn(JobId) -> Option<&'a str>) {
+        if !self.job_names.is_empty() {
+            return;
+        }
+        let mut names = JobNames::default();
+        for (i, job) in self.jobs.iter_mut().enumerate() {
+            let id = JobId(i as u64 + 1);
+            job.name = name_of(id).map_or(0, |n| names.record(n, id));
+        }
+        self.job_names = names.names;
+    }
 }
 
 pub(crate) fn take(s: &Scheduler) -> SchedulerSnapshot {
@@ -75,6 +94,7 @@ pub(crate) fn take(s: &Scheduler) -> SchedulerSnapshot {
         workers: s.pool.workers.clone(),
         rr_cursor: s.pool.rr_cursor,
         owners: s.owners.clone(),
+        job_names: s.job_names.names.clone(),
         placements: s.placements,
         owner_last_served: s.owner_last_served.clone(),
         dep_failed_by: s.dep_failed_by.clone(),
@@ -91,6 +111,7 @@ pub(crate) fn restore(snap: SchedulerSnapshot) -> Scheduler {
         workers,
         rr_cursor,
         mut owners,
+        job_names,
         dep_failed_by,
         placements,
         owner_last_served,
@@ -135,8 +156,9 @@ pub(crate) fn restore(snap: SchedulerSnapshot) -> Scheduler {
         config,
         now,
         tasks,
+        job_names: JobNames::rebuild(job_names, &jobs),
         jobs,
-        keys: HashMap::new(),
+        keys: KeyIndex::default(),
         dep_failed_by,
         counts: [0; 10],
         pool,

@@ -14,20 +14,15 @@ impl Scheduler {
     pub(crate) fn submit(&mut self, job: JobSpec) -> Result<Applied, CoreError> {
         validate_job(&job, &self.config.limits)?;
         let first = self.tasks.len() as u64 + 1;
-        // Plan the ids and check keys before touching anything (atomic submission).
+        // Plan the ids and resolve references before touching anything (atomic
+        // submission). Keys are unique within the job (`validate_job`), not beyond.
         let mut starts = Vec::with_capacity(job.tasks.len());
+        // Lookups only, never iterated.
         let mut local: HashMap<&str, TaskRange> = HashMap::new();
         let mut next = first;
-        for (i, t) in job.tasks.iter().enumerate() {
+        for t in &job.tasks {
             let n = t.array.map_or(1, |a| a.len());
             if let Some(k) = &t.key {
-                if let Some(r) = self.keys.get(k) {
-                    return Err(ValidationError::new(
-                        format!("tasks[{i}].key"),
-                        format!("{k:?} is already the key of task {}", r.first),
-                    )
-                    .into());
-                }
                 local.insert(
                     k,
                     TaskRange {
@@ -58,15 +53,13 @@ impl Scheduler {
                         )
                         .into());
                     }
-                    DepRef::Key(k) => match local.get(k.as_str()).or_else(|| self.keys.get(k)) {
+                    // A bare key of this job names its task; anything else names
+                    // tasks submitted before (newest key, or the job it qualifies).
+                    DepRef::Key(k) => match local.get(k.as_str()) {
                         Some(r) => *r,
-                        None => {
-                            return Err(ValidationError::new(
-                                format!("tasks[{i}].after[{j}]"),
-                                format!("no task with key {k:?}"),
-                            )
-                            .into());
-                        }
+                        None => self.resolve_key(k).map_err(|e| {
+                            ValidationError::new(format!("tasks[{i}].after[{j}]"), e.to_string())
+                        })?,
                     },
                 };
                 // Checked before expanding, so that an oversized job is refused
@@ -91,6 +84,7 @@ impl Scheduler {
         // Accepted: create the records.
         let now = self.now;
         let job_id = JobId(self.jobs.len() as u64 + 1);
+        let job_name = self.job_names.record(&job.name, job_id);
         let default_owner = job.owner;
         self.tasks.reserve((next - first) as usize);
         let mut last: Option<(u32, u32, Arc<drover_types::TaskSpec>)> = None;
@@ -120,7 +114,7 @@ impl Scheduler {
             let first_of_entry = TaskId(self.tasks.len() as u64 + 1);
             if let Some(k) = &spec.key {
                 self.keys.insert(
-                    k.clone(),
+                    k,
                     TaskRange {
                         first: first_of_entry,
                         count: n as u32,
@@ -160,6 +154,7 @@ impl Scheduler {
         self.jobs.push(JobRec {
             first: TaskId(first),
             count: (next - first) as u32,
+            name: job_name,
         });
 
         // Wire the dependency edges, then release what can go.

@@ -65,6 +65,9 @@ pub(crate) struct TaskRec {
 pub(crate) struct JobRec {
     pub first: TaskId,
     pub count: u32,
+    /// The job's name as a number in `JobNames` (0: none).
+    #[serde(default)]
+    pub name: u32,
 }
 
 /// What decides whether a task can fit on a worker: its resources and hard constraints

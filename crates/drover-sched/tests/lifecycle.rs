@@ -24,7 +24,7 @@ fn ids_are_consecutive_and_arrays_expand_in_index_order() {
     );
     assert_eq!(env.s.resolve(&DepRef::Key("arr".into())).unwrap().count, 3);
     assert_eq!(env.s.resolve(&DepRef::Id(TaskId(5))).unwrap().count, 1);
-    assert!(env.s.resolve(&DepRef::Id(TaskId(6))).is_none());
+    assert!(env.s.resolve(&DepRef::Id(TaskId(6))).is_err());
     // The elements of an array share one spec.
     assert!(std::ptr::eq(
         env.s.task(TaskId(2)).unwrap().spec,
@@ -42,7 +42,7 @@ fn ids_are_consecutive_and_arrays_expand_in_index_order() {
 }
 
 #[test]
-fn submissions_naming_unknown_tasks_or_taken_keys_are_rejected_whole() {
+fn submissions_naming_unknown_tasks_or_reusing_a_key_are_rejected_whole() {
     let mut env = Env::new();
     env.submit(vec![keyed("x")]);
     let table: Vec<(&str, Vec<drover_types::TaskSpec>, &str, &str)> = vec![
@@ -59,10 +59,16 @@ fn submissions_naming_unknown_tasks_or_taken_keys_are_rejected_whole() {
             "no task 99",
         ),
         (
-            "key taken by an earlier job",
-            vec![task(), keyed("x")],
+            "key used twice in the job",
+            vec![keyed("y"), keyed("y")],
             "tasks[1].key",
-            "already the key of task 1",
+            "already the key of tasks[0]",
+        ),
+        (
+            "unknown job id",
+            vec![after(task(), &["x", "7/x"])],
+            "tasks[0].after[1]",
+            "no job 7",
         ),
         (
             "cycle",

@@ -1,6 +1,8 @@
 //! Property test: random sequences of events (submissions with random DAGs, joins,
 //! heartbeats, losses, drains, completions, failures, stale reports, cancels, policy
-//! switches, preemptions, time passing) against a simple reference model. After every
+//! switches, preemptions, time passing) against a simple reference model. Every job
+//! reuses the same keys and a few names, and refers to earlier jobs' tasks by id, by
+//! `JOB_ID/KEY`, `JOB_NAME/KEY` or a bare key (the newest). After every
 //! step: the core's invariant checker, and the core's task states and worker
 //! reservations must equal the model's. The core decides placements; the model checks
 //! each one is legal and that after a round no ready task fits any active worker
@@ -57,7 +59,8 @@ fn op() -> impl Strategy<Value = Op> {
         0u8..4,
         -2i8..3,
         1u8..4,
-        prop::collection::vec(0u8..20, 0..3),
+        // A dependency: which earlier task (d % 20) and how to name it (d / 20).
+        prop::collection::vec(0u8..80, 0..3),
         any::<bool>(),
         0u8..8,
     );
@@ -96,6 +99,10 @@ struct MTask {
     kill: Option<KillReason>,
     wake: u64,
     zone_a: bool,
+    /// Its job (index into `Model::jobs`) and its index in that job: its key is
+    /// `k{idx}`, so every job reuses the same keys.
+    job: usize,
+    idx: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -107,6 +114,14 @@ struct MWorker {
     state: WorkerState,
     alloc_cpu: u32,
     alloc_mem: u64,
+}
+
+/// The name of the job at this index: jobs share a few names, and some have none.
+fn job_name(job: usize) -> String {
+    match job % 4 {
+        3 => String::new(),
+        n => format!("n{n}"),
+    }
 }
 
 /// The reference model: plain vectors, every rule written the obvious way.
@@ -125,6 +140,35 @@ const BACKOFF: Backoff = Backoff {
 };
 
 impl Model {
+    /// A reference to the earlier task `p` from a job of `size` tasks being submitted,
+    /// in the form `how % 4` picks, and the task it names.
+    fn earlier_ref(&self, p: usize, how: u8, size: usize) -> (DepRef, usize) {
+        let (job, idx) = (self.tasks[p].job, self.tasks[p].idx);
+        let name = job_name(job);
+        match how % 4 {
+            1 => (DepRef::Key(format!("{}/k{idx}", job + 1)), p),
+            2 if !name.is_empty() => {
+                let newest = (0..self.jobs.len())
+                    .rev()
+                    .find(|&j| job_name(j) == name)
+                    .unwrap();
+                match self.jobs[newest].get(idx) {
+                    Some(&t) => (DepRef::Key(format!("{name}/k{idx}")), t),
+                    None => (DepRef::Id(TaskId(p as u64 + 1)), p),
+                }
+            }
+            // Only when the job being submitted has no task with that key.
+            3 if idx >= size => {
+                let newest = (0..self.tasks.len())
+                    .rev()
+                    .find(|&t| self.tasks[t].idx == idx)
+                    .unwrap();
+                (DepRef::Key(format!("k{idx}")), newest)
+            }
+            _ => (DepRef::Id(TaskId(p as u64 + 1)), p),
+        }
+    }
+
     fn release(&mut self, t: usize) {
         if let Some(w) = self.tasks[t].worker.take() {
             self.workers[w].alloc_cpu -= self.tasks[t].cpu;
@@ -374,6 +418,17 @@ impl Harness {
                 self.log.join("\n")
             );
             assert_eq!(v.attempt.0, t.attempt, "task {} attempt", i + 1);
+            // References (ids, keys, JOB/KEY) resolved to the tasks the model expects.
+            assert!(
+                v.deps
+                    .iter()
+                    .map(|d| d.0 as usize - 1)
+                    .eq(t.deps.iter().copied()),
+                "task {} deps {:?}, model {:?}",
+                i + 1,
+                v.deps,
+                t.deps
+            );
             assert_eq!(
                 v.worker.map(|w| w.0 as usize - 1),
                 t.worker,
@@ -409,26 +464,30 @@ impl Harness {
         match op {
             Op::Submit(specs) => {
                 let first = self.m.tasks.len();
+                let job = self.m.jobs.len();
                 let mut tasks = Vec::new();
                 for (i, (cpu, mem, prio, max, deps, limited, flags)) in specs.iter().enumerate() {
                     let mut dep_idx: Vec<usize> = Vec::new();
                     let mut after = Vec::new();
                     for d in deps {
-                        // Earlier tasks by id, or earlier tasks of this job by key.
+                        // Earlier tasks of this job by key; tasks of earlier jobs by id,
+                        // JOB_ID/KEY, JOB_NAME/KEY or a bare key, resolved here the
+                        // obvious way (the bare key names the newest task with it).
                         let pool = first + i;
                         if pool == 0 {
                             continue;
                         }
-                        let p = *d as usize % pool;
-                        dep_idx.push(p);
-                        after.push(if p < first {
-                            DepRef::Id(Self::task_id(p))
+                        let p = (*d % 20) as usize % pool;
+                        let (reference, target) = if p >= first {
+                            (DepRef::Key(format!("k{}", p - first)), p)
                         } else {
-                            DepRef::Key(format!("k{p}"))
-                        });
+                            self.m.earlier_ref(p, *d / 20, specs.len())
+                        };
+                        dep_idx.push(target);
+                        after.push(reference);
                     }
                     tasks.push(TaskSpec {
-                        key: Some(format!("k{}", first + i)),
+                        key: Some(format!("k{i}")),
                         resources: Resources {
                             cpu_milli: 1000 * (*cpu as u32 + 1) / 2,
                             memory_bytes: *mem as u64 * GIB,
@@ -477,11 +536,14 @@ impl Harness {
                         zone_a: flags & 1 != 0,
                         kill: None,
                         wake: 0,
+                        job,
+                        idx: i,
                     });
                 }
                 let r = self
                     .apply(Event::Submit {
                         job: JobSpec {
+                            name: job_name(job),
                             tasks,
                             ..Default::default()
                         },

@@ -251,8 +251,11 @@ impl StateMachine {
     }
 
     pub fn restore(snapshot: StateSnapshot) -> StateMachine {
+        let mut sched = snapshot.sched;
+        // Snapshots from before the core knew job names: it learns them from ours.
+        sched.adopt_job_names(|job| snapshot.jobs.get(&job).map(|r| r.name.as_str()));
         StateMachine {
-            sched: Scheduler::restore(snapshot.sched),
+            sched: Scheduler::restore(sched),
             records: snapshot.records,
             jobs: snapshot.jobs,
         }

@@ -171,6 +171,48 @@ fn a_restored_snapshot_behaves_like_the_original() {
     );
 }
 
+/// A snapshot written before the core kept job names still resolves `JOB_NAME/KEY`:
+/// the core learns the names from the state machine's own job records.
+#[test]
+fn a_snapshot_without_job_names_in_the_core_learns_them_on_restore() {
+    let mut m = StateMachine::new(SchedulerConfig::default());
+    let job = |name: &str| Command::Submit {
+        job: JobSpec {
+            name: name.into(),
+            tasks: vec![TaskSpec {
+                key: Some("part".into()),
+                ..TaskSpec::command(["true"])
+            }],
+            ..JobSpec::default()
+        },
+    };
+    m.apply(&entry(
+        1_000,
+        vec![job("nightly"), job(""), job("nightly"), job("other")],
+    ));
+    let mut old: serde_json::Value = serde_json::to_value(m.snapshot()).unwrap();
+    let sched = old["sched"].as_object_mut().unwrap();
+    assert!(sched.remove("job_names").is_some());
+    for j in sched["jobs"].as_array_mut().unwrap() {
+        assert!(j.as_object_mut().unwrap().remove("name").is_some());
+    }
+    let restored = StateMachine::restore(serde_json::from_value(old).unwrap());
+    restored.scheduler().check_invariants().unwrap();
+    let resolve = |r: &str| {
+        restored
+            .scheduler()
+            .resolve(&DepRef::Key(r.into()))
+            .map(|t| t.first)
+    };
+    assert_eq!(resolve("nightly/part"), Ok(TaskId(3)));
+    assert_eq!(resolve("other/part"), Ok(TaskId(4)));
+    assert_eq!(
+        serde_json::to_string(&restored.snapshot()).unwrap(),
+        serde_json::to_string(&m.snapshot()).unwrap(),
+        "the same state as if the names had been there"
+    );
+}
+
 #[test]
 fn a_stale_report_is_rejected_changes_nothing_and_is_still_acknowledged() {
     let mut m = StateMachine::new(SchedulerConfig::default());

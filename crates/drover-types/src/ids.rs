@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// A task's id: assigned in submission order, starting at 1, never reused.
-/// A user may also give a task a unique `key`; wherever a task is referenced, either works.
+/// A user may also give a task a `key` (unique within its job); wherever a task is
+/// referenced, either works (see [`crate::KeyRef`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct TaskId(pub u64);

@@ -1,6 +1,6 @@
 //! Jobs: atomic batches of tasks, and how tasks refer to each other.
 
-use crate::ids::TaskId;
+use crate::ids::{JobId, TaskId};
 use crate::task_spec::TaskSpec;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -17,8 +17,9 @@ pub struct JobSpec {
     pub tasks: Vec<TaskSpec>,
 }
 
-/// A reference to another task: its numeric id (from an earlier submission) or its
-/// key (in this job or an earlier one). In JSON: `17` or `"prepare"`.
+/// A reference to another task: its numeric id (from an earlier submission) or a key
+/// reference (see [`KeyRef`]). In JSON: `17`, `"prepare"`, `"nightly/prepare"` or
+/// `"12/prepare"`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum DepRef {
@@ -41,6 +42,43 @@ impl DepRef {
         match text.parse::<u64>() {
             Ok(n) => DepRef::Id(TaskId(n)),
             Err(_) => DepRef::Key(text.to_string()),
+        }
+    }
+}
+
+/// What the text of a key reference names. Keys are scoped to their job: a key may
+/// contain no `/` and may not be all digits, so these forms never overlap.
+///
+/// * `KEY`: in the same submission, that job's task; otherwise the newest task anywhere
+///   with that key;
+/// * `JOB_ID/KEY` (the part before the last `/` all digits): the task with that key in
+///   exactly that job;
+/// * `JOB_NAME/KEY`: the task with that key in the newest job with that name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyRef<'a> {
+    Bare(&'a str),
+    InJob { job: JobId, key: &'a str },
+    InNamedJob { name: &'a str, key: &'a str },
+}
+
+impl<'a> KeyRef<'a> {
+    /// Splits at the last `/` (a job name may itself contain one; a key may not).
+    pub fn parse(text: &'a str) -> KeyRef<'a> {
+        match text.rsplit_once('/') {
+            None => KeyRef::Bare(text),
+            Some((job, key)) => match job.parse::<u64>() {
+                Ok(n) if job.bytes().all(|b| b.is_ascii_digit()) => {
+                    KeyRef::InJob { job: JobId(n), key }
+                }
+                _ => KeyRef::InNamedJob { name: job, key },
+            },
+        }
+    }
+
+    /// The key part.
+    pub fn key(&self) -> &'a str {
+        match self {
+            KeyRef::Bare(key) | KeyRef::InJob { key, .. } | KeyRef::InNamedJob { key, .. } => key,
         }
     }
 }
@@ -98,6 +136,33 @@ mod tests {
         );
         assert_eq!(DepRef::parse("42"), DepRef::Id(TaskId(42)));
         assert_eq!(DepRef::parse("a42"), DepRef::Key("a42".into()));
+    }
+
+    #[test]
+    fn key_refs_split_at_the_last_slash() {
+        assert_eq!(KeyRef::parse("fetch"), KeyRef::Bare("fetch"));
+        assert_eq!(
+            KeyRef::parse("12/fetch"),
+            KeyRef::InJob {
+                job: JobId(12),
+                key: "fetch"
+            }
+        );
+        assert_eq!(
+            KeyRef::parse("team/nightly/fetch"),
+            KeyRef::InNamedJob {
+                name: "team/nightly",
+                key: "fetch"
+            }
+        );
+        assert_eq!(
+            KeyRef::parse("+1/x"),
+            KeyRef::InNamedJob {
+                name: "+1",
+                key: "x"
+            }
+        );
+        assert_eq!(KeyRef::parse("n/").key(), "");
     }
 
     #[test]

@@ -20,7 +20,7 @@ mod validation;
 mod worker;
 
 pub use ids::{Attempt, JobId, TaskId, WorkerId, WorkerRef};
-pub use job::{ArraySpec, DepRef, JobSpec};
+pub use job::{ArraySpec, DepRef, JobSpec, KeyRef};
 pub use limits::Limits;
 pub use policy::{PlacementPolicyKind, PolicyConfig, QueuePolicyKind};
 pub use resources::{ParseResourceError, Resources, format_bytes, parse_bytes, parse_cpus};

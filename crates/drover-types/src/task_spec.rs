@@ -11,9 +11,12 @@ use std::collections::BTreeMap;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TaskSpec {
-    /// Your own unique id for this task (optional). It must contain a character other
-    /// than a digit, so it can never be confused with the numeric ids Drover assigns.
-    /// Anywhere a task is referenced (dependencies, the API, the CLI), the key works.
+    /// Your own name for this task (optional), unique within its job: the same job can
+    /// be submitted again with the same keys. It must contain a character other than a
+    /// digit and no `/`, so it can never be confused with the numeric ids Drover assigns
+    /// nor with a qualified reference. Anywhere a task is referenced (dependencies, the
+    /// API, the CLI), `KEY` (this job's task, else the newest with that key),
+    /// `JOB_NAME/KEY` or `JOB_ID/KEY` works.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     /// A name for people; not unique.

@@ -4,10 +4,11 @@
 //! What needs no knowledge of the cluster is checked here: shapes, sizes, ranges,
 //! duplicate keys and cycles within a job (a new job can only depend on tasks that
 //! already exist, and those cannot depend on the new ones, so every possible cycle lies
-//! inside one job). Whether a dependency exists, and whether a key is already taken, is
-//! checked by the scheduling core, which knows the task table.
+//! inside one job). Keys are unique within their job only. Whether a dependency exists
+//! (and which task a key reference names) is decided by the scheduling core, which knows
+//! the task table.
 
-use crate::job::{DepRef, JobSpec};
+use crate::job::{DepRef, JobSpec, KeyRef};
 use crate::limits::Limits;
 use crate::task_spec::{LabelSelector, SelectorOp, TaskSpec};
 use serde::{Deserialize, Serialize};
@@ -134,7 +135,7 @@ pub fn validate_task(spec: &TaskSpec, limits: &Limits, path: &str) -> Check {
     }
     for (i, dep) in spec.after.iter().enumerate() {
         if let DepRef::Key(k) = dep {
-            validate_key(k, limits, || f(&format!("after[{i}]")))?;
+            validate_key_ref(k, limits, || f(&format!("after[{i}]")))?;
         }
     }
     for (name, value) in [
@@ -343,7 +344,8 @@ fn check_label_key(k: &str, field: impl Fn() -> String) -> Check {
     }
 }
 
-/// A task key: 1 to 256 characters of letters, digits, `-_.:/@`, not all digits.
+/// A task key: 1 to 256 characters of letters, digits, `-_.:@`, not all digits. No
+/// `/`: it separates a job from a key in references (`JOB/KEY`).
 fn validate_key(key: &str, _limits: &Limits, field: impl Fn() -> String) -> Check {
     if key.is_empty() || key.len() > 256 {
         return Err(ValidationError::new(
@@ -351,13 +353,21 @@ fn validate_key(key: &str, _limits: &Limits, field: impl Fn() -> String) -> Chec
             "a key must be 1 to 256 characters",
         ));
     }
+    if key.contains('/') {
+        return Err(ValidationError::new(
+            field(),
+            format!(
+                "{key:?} contains '/', which separates a job from a key in references (JOB/KEY); use another sign, e.g. ':' or '.'"
+            ),
+        ));
+    }
     if !key
         .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/' | '@'))
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '@'))
     {
         return Err(ValidationError::new(
             field(),
-            format!("{key:?} has a character other than letters, digits and -_.:/@"),
+            format!("{key:?} has a character other than letters, digits and -_.:@"),
         ));
     }
     if key.chars().all(|c| c.is_ascii_digit()) {
@@ -369,6 +379,20 @@ fn validate_key(key: &str, _limits: &Limits, field: impl Fn() -> String) -> Chec
         ));
     }
     Ok(())
+}
+
+/// A key reference in `after`: `KEY`, `JOB_ID/KEY` or `JOB_NAME/KEY` (see `KeyRef`).
+fn validate_key_ref(text: &str, limits: &Limits, field: impl Fn() -> String) -> Check {
+    if let KeyRef::InNamedJob { name, .. } = KeyRef::parse(text) {
+        if name.is_empty() {
+            return Err(ValidationError::new(
+                field(),
+                format!("{text:?} names no job before the '/' (use JOB_NAME/KEY or JOB_ID/KEY)"),
+            ));
+        }
+        check_string(name, limits, &field)?;
+    }
+    validate_key(KeyRef::parse(text).key(), limits, field)
 }
 
 /// Checks a whole job: each task, the total size, duplicate keys, and cycles.
@@ -564,6 +588,38 @@ mod tests {
                 "key",
             ),
             (
+                "key with a slash",
+                TaskSpec {
+                    key: Some("nightly/part".into()),
+                    ..TaskSpec::command(["x"])
+                },
+                "key",
+            ),
+            (
+                "reference with an all-digit key",
+                TaskSpec {
+                    after: vec![DepRef::Key("nightly/12".into())],
+                    ..TaskSpec::command(["x"])
+                },
+                "after[0]",
+            ),
+            (
+                "reference with no job before the slash",
+                TaskSpec {
+                    after: vec![DepRef::Key("/part".into())],
+                    ..TaskSpec::command(["x"])
+                },
+                "after[0]",
+            ),
+            (
+                "reference with no key after the slash",
+                TaskSpec {
+                    after: vec![DepRef::Key("nightly/".into())],
+                    ..TaskSpec::command(["x"])
+                },
+                "after[0]",
+            ),
+            (
                 "NUL in argument",
                 TaskSpec::command(["x", "a\0b"]),
                 "command[1]",
@@ -606,6 +662,15 @@ mod tests {
             assert_eq!(e.field, field, "{rule}: {e}");
         }
         assert!(validate_task(&TaskSpec::command(["/bin/true"]), &limits, "").is_ok());
+        let qualified = TaskSpec {
+            key: Some("a:b.c@d-e_1".into()),
+            after: ["part", "nightly/part", "team/nightly/part", "12/part"]
+                .iter()
+                .map(|k| DepRef::Key(k.to_string()))
+                .collect(),
+            ..TaskSpec::command(["x"])
+        };
+        assert!(validate_task(&qualified, &limits, "").is_ok());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use drover_proto::worker::OutputStream;
-use drover_types::{Attempt, DepRef};
+use drover_types::Attempt;
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,10 +46,7 @@ pub async fn read(
     };
     let (id, attempt) = {
         let sm = node.state.read();
-        let range = sm
-            .scheduler()
-            .resolve(&DepRef::parse(&task))
-            .ok_or_else(|| ApiError::not_found(format!("no task {task:?}")))?;
+        let range = super::tasks::resolve(&sm, &task)?;
         if range.count != 1 {
             return Err(ApiError::invalid(
                 Some("task".into()),

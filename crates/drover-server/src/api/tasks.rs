@@ -93,10 +93,11 @@ fn resolve_one(sm: &StateMachine, text: &str) -> Result<TaskId, ApiError> {
     Ok(range.first)
 }
 
-fn resolve(sm: &StateMachine, text: &str) -> Result<TaskRange, ApiError> {
+/// An id, or `KEY` (the newest task with that key), `JOB_NAME/KEY` or `JOB_ID/KEY`.
+pub(crate) fn resolve(sm: &StateMachine, text: &str) -> Result<TaskRange, ApiError> {
     sm.scheduler()
         .resolve(&DepRef::parse(text))
-        .ok_or_else(|| ApiError::not_found(format!("no task {text:?}")))
+        .map_err(|e| ApiError::not_found(e.to_string()))
 }
 
 fn worker_name(sm: &StateMachine, w: drover_types::WorkerId) -> String {
