@@ -2,12 +2,17 @@
 
 use crate::ids::TaskId;
 use crate::task_spec::TaskSpec;
+use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// A batch of tasks submitted atomically: either every task is accepted, or none is.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(
+    default,
+    deny_unknown_fields,
+    expecting = "a job: an object with a list of tasks"
+)]
 pub struct JobSpec {
     #[serde(skip_serializing_if = "String::is_empty")]
     pub name: String,
@@ -19,11 +24,40 @@ pub struct JobSpec {
 
 /// A reference to another task: its numeric id (from an earlier submission) or its
 /// key (in this job or an earlier one). In JSON: `17` or `"prepare"`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(untagged)]
 pub enum DepRef {
     Id(TaskId),
     Key(String),
+}
+
+/// Read by hand rather than as an untagged enum, so that a wrong value is named as what
+/// it is ("expected a task id or key, found a boolean") and not as a Rust type.
+impl<'de> Deserialize<'de> for DepRef {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<DepRef, D::Error> {
+        struct DepVisitor;
+        impl Visitor<'_> for DepVisitor {
+            type Value = DepRef;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a task id (a whole number) or a task key (a string)")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<DepRef, E> {
+                Ok(DepRef::Id(TaskId(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<DepRef, E> {
+                u64::try_from(v)
+                    .map(|v| DepRef::Id(TaskId(v)))
+                    .map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<DepRef, E> {
+                Ok(DepRef::Key(v.to_string()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<DepRef, E> {
+                Ok(DepRef::Key(v))
+            }
+        }
+        d.deserialize_any(DepVisitor)
+    }
 }
 
 impl fmt::Display for DepRef {
@@ -47,7 +81,10 @@ impl DepRef {
 
 /// An index range `start..=end` that expands one task entry into `end - start + 1` tasks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an index range: an object with start and end"
+)]
 pub struct ArraySpec {
     pub start: u32,
     /// Inclusive.

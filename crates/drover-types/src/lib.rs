@@ -9,6 +9,7 @@
 //! values that the caller supplies.
 
 mod ids;
+pub mod input;
 mod job;
 mod limits;
 mod policy;
@@ -20,6 +21,7 @@ mod validation;
 mod worker;
 
 pub use ids::{Attempt, JobId, TaskId, WorkerId};
+pub use input::{Input, InputError, from_input};
 pub use job::{ArraySpec, DepRef, JobSpec};
 pub use limits::Limits;
 pub use policy::{PlacementPolicyKind, PolicyConfig, QueuePolicyKind};

@@ -9,7 +9,11 @@ use std::collections::BTreeMap;
 /// valid task is `{"command": ["/bin/true"]}`: one core, no memory reservation,
 /// one attempt.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(
+    default,
+    deny_unknown_fields,
+    expecting = "a task: an object with at least a command"
+)]
 pub struct TaskSpec {
     /// Your own unique id for this task (optional). It must contain a character other
     /// than a digit, so it can never be confused with the numeric ids Drover assigns.
@@ -111,7 +115,7 @@ fn is_zero_i32(v: &i32) -> bool {
 
 /// How often and when a failed attempt is tried again.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default, deny_unknown_fields, expecting = "a retry policy: an object")]
 pub struct RetryPolicy {
     /// Attempts in all, the first included. `1` means never retried: the task is then
     /// also never preempted and never re-run after its worker is lost (at most once).
@@ -147,7 +151,7 @@ impl RetryPolicy {
 /// Exponential backoff between attempts: `initial_ms`, then multiplied by
 /// `multiplier_percent / 100` after each failure, never above `max_ms`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default, deny_unknown_fields, expecting = "a backoff: an object")]
 pub struct Backoff {
     pub initial_ms: u64,
     /// 200 doubles the delay each time. An integer, so every replica computes the same.
@@ -182,7 +186,10 @@ impl Backoff {
 
 /// A condition on a worker's labels.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a label selector: an object with a key and an op"
+)]
 pub struct LabelSelector {
     pub key: String,
     pub op: SelectorOp,
@@ -192,7 +199,10 @@ pub struct LabelSelector {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(
+    rename_all = "snake_case",
+    expecting = "one of eq, ne, in, not_in, exists, not_exists"
+)]
 pub enum SelectorOp {
     Eq,
     Ne,

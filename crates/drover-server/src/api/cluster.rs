@@ -1,7 +1,7 @@
 //! Cluster-wide reads and settings: health, summary, workers, policy.
 
 use super::error::ApiError;
-use super::json::{JsonBody, PathParam};
+use super::json::{JsonBody, NoBody, PathParam, id_param};
 use crate::node::Node;
 use axum::Json;
 use axum::extract::State;
@@ -91,8 +91,10 @@ async fn worker_command(
 
 pub async fn drain(
     State(node): State<Arc<Node>>,
-    PathParam(id): PathParam<u32>,
+    PathParam(worker): PathParam<String>,
+    _: NoBody,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = id_param("worker", &worker, u32::MAX.into())? as u32;
     worker_command(
         &node,
         Command::WorkerDrain {
@@ -104,8 +106,10 @@ pub async fn drain(
 
 pub async fn resume(
     State(node): State<Arc<Node>>,
-    PathParam(id): PathParam<u32>,
+    PathParam(worker): PathParam<String>,
+    _: NoBody,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = id_param("worker", &worker, u32::MAX.into())? as u32;
     worker_command(
         &node,
         Command::WorkerResume {

@@ -34,8 +34,8 @@ pub fn router(node: Arc<Node>) -> Router {
             get(cluster::get_policy).put(cluster::set_policy),
         )
         .route("/v1/workers", get(cluster::workers))
-        .route("/v1/workers/{id}/drain", post(cluster::drain))
-        .route("/v1/workers/{id}/resume", post(cluster::resume))
+        .route("/v1/workers/{worker}/drain", post(cluster::drain))
+        .route("/v1/workers/{worker}/resume", post(cluster::resume))
         .route("/v1/tasks", get(tasks::list).post(tasks::submit_task))
         .route("/v1/tasks/{task}", get(tasks::get))
         .route("/v1/tasks/{task}/cancel", post(tasks::cancel))

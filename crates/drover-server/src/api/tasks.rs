@@ -1,7 +1,7 @@
 //! Submitting, reading, listing and cancelling tasks and jobs.
 
 use super::error::ApiError;
-use super::json::{JsonBody, PathParam, QueryParams};
+use super::json::{JsonBody, NoBody, PathParam, QueryParams, id_param};
 use super::wall_now;
 use crate::node::Node;
 use crate::sessions::LiveUsage;
@@ -311,6 +311,7 @@ pub async fn list(
 pub async fn cancel(
     State(node): State<Arc<Node>>,
     PathParam(task): PathParam<String>,
+    _: NoBody,
 ) -> Result<Json<CancelResponse>, ApiError> {
     let range = {
         let sm = node.state.read();
@@ -339,8 +340,10 @@ pub async fn cancel(
 
 pub async fn cancel_job(
     State(node): State<Arc<Node>>,
-    PathParam(job): PathParam<u64>,
+    PathParam(job): PathParam<String>,
+    _: NoBody,
 ) -> Result<Json<CancelResponse>, ApiError> {
+    let job = id_param("job", &job, u64::MAX)?;
     match node
         .proposer
         .propose(Command::Cancel {
@@ -358,8 +361,9 @@ pub async fn cancel_job(
 
 pub async fn get_job(
     State(node): State<Arc<Node>>,
-    PathParam(job): PathParam<u64>,
+    PathParam(job): PathParam<String>,
 ) -> Result<Json<JobInfo>, ApiError> {
+    let job = id_param("job", &job, u64::MAX)?;
     let sm = node.state.read();
     let record = sm
         .job(JobId(job))
