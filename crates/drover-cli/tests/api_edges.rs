@@ -67,7 +67,7 @@ fn invalid_task_submissions_are_rejected_with_the_field_named() {
             "wrong type",
             json!({"command": ["true"], "resources": {"cpu_milli": "lots"}}),
             "resources.cpu_milli",
-            "invalid type",
+            "expected a whole number from 0 to 4294967295, found the string \"lots\"",
         ),
         (
             "unknown field",
