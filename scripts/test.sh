@@ -15,6 +15,9 @@ apt_install() {
 }
 # The driver tests use python3 (a memory hog) and /bin/sh; the agent reads /proc.
 command -v python3 >/dev/null 2>&1 || apt_install python3
+# The API fuzzing (schemathesis, installed into a venv by its script) needs venv and curl.
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || apt_install python3-venv
+command -v curl >/dev/null 2>&1 || apt_install curl
 command -v cargo >/dev/null 2>&1 || { echo "cargo is required (https://rustup.rs)" >&2; exit 1; }
 
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
@@ -26,6 +29,8 @@ step "lints"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 step "tests"
 cargo test --workspace
+step "API fuzzing against the OpenAPI document (schemathesis)"
+scripts/schemathesis.sh
 step "benchmark smoke runs (1/100 scale; figures are not meaningful here)"
 cargo bench -p drover-sched --bench core -- --quick
 cargo bench -p drover-exec --bench spawn -- --quick

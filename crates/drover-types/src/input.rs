@@ -291,6 +291,8 @@ impl fmt::Display for Path<'_> {
 }
 
 const STRING: &str = "a string";
+/// Integers up to this size are exact as floating point numbers (2^53).
+const MAX_EXACT_FLOAT: f64 = 9_007_199_254_740_992.0;
 const OBJECT: &str = "an object";
 const ARRAY: &str = "an array";
 
@@ -412,14 +414,21 @@ impl<'p> Node<'p> {
                 format!("an integer from {min} to {max}")
             }
         };
-        match self.input {
-            Input::Int(n) if (min..=max).contains(&n) => Ok(n),
-            Input::Int(n) => Err(InputError::new(InputErrorKind::BadValue {
+        // JSON has one kind of number: `3.0` is the integer 3 (as JSON Schema says),
+        // when it is exactly one.
+        let n = match self.input {
+            Input::Int(n) => n,
+            Input::Float(x) if x.fract() == 0.0 && x.abs() <= MAX_EXACT_FLOAT => x as i128,
+            _ => return Err(self.wrong(expected())),
+        };
+        if (min..=max).contains(&n) {
+            Ok(n)
+        } else {
+            Err(InputError::new(InputErrorKind::BadValue {
                 expected: expected(),
                 found: Found::Int(n),
             })
-            .at(self.path)),
-            _ => Err(self.wrong(expected())),
+            .at(self.path))
         }
     }
 }
@@ -438,7 +447,13 @@ impl<'de, 'p> de::Deserializer<'de> for Node<'p> {
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, InputError> {
         let path = self.path;
-        match self.input {
+        let input = match self.input {
+            Input::Float(x) if x.fract() == 0.0 && x.abs() <= MAX_EXACT_FLOAT => {
+                Input::Int(x as i128)
+            }
+            other => other,
+        };
+        match input {
             Input::Null => visitor.visit_unit(),
             Input::Bool(b) => visitor.visit_bool(b),
             Input::Int(n) => match (u64::try_from(n), i64::try_from(n)) {
@@ -912,6 +927,8 @@ mod tests {
             err::<TaskSpec>(r#"{"command":["x"],"priority":1.5}"#),
             "priority: expected an integer from -2147483648 to 2147483647, found the number 1.5"
         );
+        let t: TaskSpec = read(r#"{"command":["x"],"priority":3.0}"#).unwrap();
+        assert_eq!(t.priority, 3);
         assert_eq!(
             err::<TaskSpec>(r#"{"command":["x"],"shell":"yes"}"#),
             "shell: expected true or false, found the string \"yes\""

@@ -8,23 +8,28 @@ use std::fmt;
 
 /// A batch of tasks submitted atomically: either every task is accepted, or none is.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(
     default,
     deny_unknown_fields,
     expecting = "a job: an object with a list of tasks"
 )]
 pub struct JobSpec {
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::string))]
     #[serde(skip_serializing_if = "String::is_empty")]
     pub name: String,
     /// Default owner for tasks that name none.
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::string))]
     #[serde(skip_serializing_if = "String::is_empty")]
     pub owner: String,
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, required = true))]
     pub tasks: Vec<TaskSpec>,
 }
 
 /// A reference to another task: its numeric id (from an earlier submission) or its
 /// key (in this job or an earlier one). In JSON: `17` or `"prepare"`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum DepRef {
     Id(TaskId),
@@ -81,13 +86,16 @@ impl DepRef {
 
 /// An index range `start..=end` that expands one task entry into `end - start + 1` tasks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(
     deny_unknown_fields,
     expecting = "an index range: an object with start and end"
 )]
 pub struct ArraySpec {
+    #[cfg_attr(feature = "openapi", schema(maximum = 4294967295_u64))]
     pub start: u32,
     /// Inclusive.
+    #[cfg_attr(feature = "openapi", schema(maximum = 4294967295_u64))]
     pub end: u32,
 }
 

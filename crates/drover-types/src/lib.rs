@@ -12,6 +12,8 @@ mod ids;
 pub mod input;
 mod job;
 mod limits;
+#[cfg(feature = "openapi")]
+mod openapi;
 mod policy;
 mod resources;
 mod state;

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 /// Which ready task goes first. In JSON: `{"kind": "priority", "aging_ms": 60000}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum QueuePolicyKind {
     /// First come, first served.
@@ -30,8 +31,25 @@ pub enum QueuePolicyKind {
 )]
 struct QueueFields {
     kind: QueueKindName,
-    aging_ms: Option<u64>,
-    weights: Option<BTreeMap<String, u32>>,
+    #[serde(default)]
+    aging_ms: Given<u64>,
+    #[serde(default)]
+    weights: Given<BTreeMap<String, u32>>,
+}
+
+/// A field that may be left out but, when given, must be a value (not `null`).
+struct Given<T>(Option<T>);
+
+impl<T> Default for Given<T> {
+    fn default() -> Self {
+        Given(None)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Given<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Given<T>, D::Error> {
+        T::deserialize(d).map(|v| Given(Some(v)))
+    }
 }
 
 #[derive(Deserialize)]
@@ -53,8 +71,8 @@ impl<'de> Deserialize<'de> for QueuePolicyKind {
         let f = QueueFields::deserialize(d)?;
         let only = |taken: &'static [&'static str]| -> Result<(), D::Error> {
             let given = [
-                ("aging_ms", f.aging_ms.is_some()),
-                ("weights", f.weights.is_some()),
+                ("aging_ms", f.aging_ms.0.is_some()),
+                ("weights", f.weights.0.is_some()),
             ];
             match given.iter().find(|(name, set)| *set && !taken.contains(name)) {
                 Some((name, _)) => Err(de::Error::unknown_field(name, taken)),
@@ -69,7 +87,7 @@ impl<'de> Deserialize<'de> for QueuePolicyKind {
             QueueKindName::Priority => {
                 only(&["kind", "aging_ms"])?;
                 QueuePolicyKind::Priority {
-                    aging_ms: f.aging_ms.unwrap_or_else(default_aging_ms),
+                    aging_ms: f.aging_ms.0.unwrap_or_else(default_aging_ms),
                 }
             }
             QueueKindName::ShortestJobFirst => {
@@ -79,7 +97,7 @@ impl<'de> Deserialize<'de> for QueuePolicyKind {
             QueueKindName::FairShare => {
                 only(&["kind", "weights"])?;
                 QueuePolicyKind::FairShare {
-                    weights: f.weights.unwrap_or_default(),
+                    weights: f.weights.0.unwrap_or_default(),
                 }
             }
         })
@@ -128,6 +146,7 @@ impl QueuePolicyKind {
 
 /// Which worker a task goes to, among those it fits on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(
     rename_all = "snake_case",
     expecting = "one of bin_pack, spread, round_robin"
@@ -167,21 +186,26 @@ impl PlacementPolicyKind {
 
 /// The whole scheduling configuration, switchable at runtime.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(
     default,
     deny_unknown_fields,
     expecting = "a scheduling policy: an object"
 )]
 pub struct PolicyConfig {
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::queue_policy))]
     pub queue: QueuePolicyKind,
     pub placement: PlacementPolicyKind,
     /// May running lower-priority tasks be evicted to make room?
     pub preemption: bool,
     /// Grace between the eviction signal and the kill, in milliseconds.
+    #[cfg_attr(feature = "openapi", schema(maximum = 18446744073709551615_u64))]
     pub preemption_grace_ms: u64,
     /// Score weight of holding a task's input keys (0 disables locality).
+    #[cfg_attr(feature = "openapi", schema(maximum = 4294967295_u64))]
     pub locality_weight: u32,
     /// Score weight of matching a task's affinity selectors (0 disables affinity).
+    #[cfg_attr(feature = "openapi", schema(maximum = 4294967295_u64))]
     pub affinity_weight: u32,
     /// Tasks each worker may hold queued beyond its free capacity, unreserved, to start
     /// the moment a slot frees instead of waiting for the server (0, the default: off).
@@ -191,6 +215,7 @@ pub struct PolicyConfig {
     /// prefetched task keeps its place, so a task submitted later cannot overtake it
     /// (priority, shortest-job-first and fair share apply to what is not yet
     /// prefetched). Worth it for many short, similar tasks.
+    #[cfg_attr(feature = "openapi", schema(maximum = 4294967295_u64))]
     pub prefetch_per_worker: u32,
 }
 

@@ -5,13 +5,22 @@ use super::json::{JsonBody, NoBody, PathParam, id_param};
 use crate::node::Node;
 use axum::Json;
 use axum::extract::State;
-use drover_proto::api::{ClusterSummary, Health, WorkerInfo};
+use super::openapi::{NotFound, Refused, TooLarge, Unauthorized, WriteRefused};
+use drover_proto::api::{Ack, ClusterSummary, Health, WorkerInfo};
 use drover_state::{Command, CommandResult};
 use drover_types::{PolicyConfig, TaskState, WorkerId};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Liveness of this server.
+#[utoipa::path(
+    get,
+    path = "/v1/health",
+    tag = "meta",
+    security(()),
+    responses((status = 200, description = "The server is up", body = Health))
+)]
 pub async fn health(State(node): State<Arc<Node>>) -> Json<Health> {
     Json(Health {
         status: "ok".into(),
@@ -19,6 +28,13 @@ pub async fn health(State(node): State<Arc<Node>>) -> Json<Health> {
     })
 }
 
+/// The cluster at a glance: tasks per state, workers, leader, policy.
+#[utoipa::path(
+    get,
+    path = "/v1/cluster",
+    tag = "cluster",
+    responses((status = 200, description = "The cluster summary", body = ClusterSummary), Unauthorized)
+)]
 pub async fn summary(State(node): State<Arc<Node>>) -> Json<ClusterSummary> {
     let metrics = node.raft.metrics().borrow().clone();
     let sm = node.state.read();
@@ -40,6 +56,13 @@ pub async fn summary(State(node): State<Arc<Node>>) -> Json<ClusterSummary> {
     })
 }
 
+/// Every worker: capacity, allocation, usage, running tasks, state.
+#[utoipa::path(
+    get,
+    path = "/v1/workers",
+    tag = "cluster",
+    responses((status = 200, description = "The workers", body = Vec<WorkerInfo>), Unauthorized)
+)]
 pub async fn workers(State(node): State<Arc<Node>>) -> Json<Vec<WorkerInfo>> {
     let now = Instant::now();
     let sm = node.state.read();
@@ -65,10 +88,28 @@ pub async fn workers(State(node): State<Arc<Node>>) -> Json<Vec<WorkerInfo>> {
     Json(list)
 }
 
+/// The scheduling policy in force.
+#[utoipa::path(
+    get,
+    path = "/v1/policy",
+    tag = "cluster",
+    responses((status = 200, description = "The policy", body = PolicyConfig), Unauthorized)
+)]
 pub async fn get_policy(State(node): State<Arc<Node>>) -> Json<PolicyConfig> {
     Json(node.state.read().scheduler().policy().clone())
 }
 
+/// Switches the scheduling policy; fields left out take their defaults.
+#[utoipa::path(
+    put,
+    path = "/v1/policy",
+    tag = "cluster",
+    request_body = PolicyConfig,
+    responses(
+        (status = 200, description = "The policy now in force", body = PolicyConfig),
+        Refused, TooLarge, WriteRefused
+    )
+)]
 pub async fn set_policy(
     State(node): State<Arc<Node>>,
     JsonBody(policy): JsonBody<PolicyConfig>,
@@ -79,21 +120,29 @@ pub async fn set_policy(
     }
 }
 
-async fn worker_command(
-    node: &Node,
-    command: Command,
-) -> Result<Json<serde_json::Value>, ApiError> {
+async fn worker_command(node: &Node, command: Command) -> Result<Json<Ack>, ApiError> {
     match node.proposer.propose(command).await? {
         CommandResult::Rejected(r) => Err(r.into()),
-        _ => Ok(Json(serde_json::json!({"ok": true}))),
+        _ => Ok(Json(Ack { ok: true })),
     }
 }
 
+/// Stops placing tasks on a worker; its running tasks finish. Takes no body (or `{}`).
+#[utoipa::path(
+    post,
+    path = "/v1/workers/{worker}/drain",
+    tag = "cluster",
+    params(("worker" = u32, Path, maximum = 4294967295_u64, description = "The worker's id")),
+    responses(
+        (status = 200, description = "Done", body = Ack),
+        Refused, NotFound, WriteRefused
+    )
+)]
 pub async fn drain(
     State(node): State<Arc<Node>>,
     PathParam(worker): PathParam<String>,
     _: NoBody,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Ack>, ApiError> {
     let id = id_param("worker", &worker, u32::MAX.into())? as u32;
     worker_command(
         &node,
@@ -104,11 +153,22 @@ pub async fn drain(
     .await
 }
 
+/// Places tasks on a drained worker again. Takes no body (or `{}`).
+#[utoipa::path(
+    post,
+    path = "/v1/workers/{worker}/resume",
+    tag = "cluster",
+    params(("worker" = u32, Path, maximum = 4294967295_u64, description = "The worker's id")),
+    responses(
+        (status = 200, description = "Done", body = Ack),
+        Refused, NotFound, WriteRefused
+    )
+)]
 pub async fn resume(
     State(node): State<Arc<Node>>,
     PathParam(worker): PathParam<String>,
     _: NoBody,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Ack>, ApiError> {
     let id = id_param("worker", &worker, u32::MAX.into())? as u32;
     worker_command(
         &node,
