@@ -27,8 +27,8 @@ use drover_types::{
     ArraySpec, Backoff, DepRef, Input, JobSpec, LabelSelector, Resources, RetryPolicy, TaskSpec,
     parse_bytes, parse_cpus,
 };
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
@@ -298,8 +298,7 @@ impl TaskEntry {
                     parse_duration_ms(&x.text()).with_context(|| at("backoff.initial"))?;
             }
             if let Some(x) = b.max {
-                backoff.max_ms =
-                    parse_duration_ms(&x.text()).with_context(|| at("backoff.max"))?;
+                backoff.max_ms = parse_duration_ms(&x.text()).with_context(|| at("backoff.max"))?;
             }
             if let Some(m) = b.multiplier {
                 backoff.multiplier_percent = (m * 100.0).round() as u32;

@@ -98,7 +98,11 @@ fn every_route_but_health_answers_401_with_a_json_body_without_the_right_token()
         assert!(!text.contains("should-never-exist"), "{path}");
     }
     // A way out of the docs UI's path reaches nothing.
-    for path in ["/v1/docs/../tasks", "/v1/docs/%2e%2e/tasks", "/v1/docs/../cluster"] {
+    for path in [
+        "/v1/docs/../tasks",
+        "/v1/docs/%2e%2e/tasks",
+        "/v1/docs/../cluster",
+    ] {
         let r = http(&c.addr, "GET", path, None, None);
         assert_eq!(r.status, 404, "{path}: {}", r.text());
         assert!(!r.text().contains("\"tasks\""), "{path}: {}", r.text());

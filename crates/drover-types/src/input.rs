@@ -437,7 +437,9 @@ macro_rules! integer {
     ($method:ident, $visit:ident, $ty:ty, $unsigned:expr) => {
         fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, InputError> {
             let n = self.int(<$ty>::MIN as i128, <$ty>::MAX as i128, $unsigned)?;
-            visitor.$visit(n as $ty).map_err(|e: InputError| e.at(self.path))
+            visitor
+                .$visit(n as $ty)
+                .map_err(|e: InputError| e.at(self.path))
         }
     };
 }
@@ -471,7 +473,9 @@ impl<'de, 'p> de::Deserializer<'de> for Node<'p> {
 
     fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, InputError> {
         match self.input {
-            Input::Bool(b) => visitor.visit_bool(b).map_err(|e: InputError| e.at(self.path)),
+            Input::Bool(b) => visitor
+                .visit_bool(b)
+                .map_err(|e: InputError| e.at(self.path)),
             _ => Err(self.wrong("true or false")),
         }
     }
@@ -497,7 +501,9 @@ impl<'de, 'p> de::Deserializer<'de> for Node<'p> {
             Input::Float(x) if x.is_finite() => x,
             _ => return Err(self.wrong("a finite number")),
         };
-        visitor.visit_f64(x).map_err(|e: InputError| e.at(self.path))
+        visitor
+            .visit_f64(x)
+            .map_err(|e: InputError| e.at(self.path))
     }
 
     fn deserialize_char<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, InputError> {
@@ -528,7 +534,9 @@ impl<'de, 'p> de::Deserializer<'de> for Node<'p> {
     fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, InputError> {
         let path = self.path;
         match self.input {
-            Input::Str(s) => visitor.visit_byte_buf(s.into_bytes()).map_err(|e: InputError| e.at(path)),
+            Input::Str(s) => visitor
+                .visit_byte_buf(s.into_bytes())
+                .map_err(|e: InputError| e.at(path)),
             other => Err(InputError::wrong_type(STRING, &other).at(path)),
         }
     }
@@ -544,7 +552,9 @@ impl<'de, 'p> de::Deserializer<'de> for Node<'p> {
 
     fn deserialize_unit<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, InputError> {
         match self.input {
-            Input::Null => visitor.visit_unit().map_err(|e: InputError| e.at(self.path)),
+            Input::Null => visitor
+                .visit_unit()
+                .map_err(|e: InputError| e.at(self.path)),
             _ => Err(self.wrong("null")),
         }
     }
@@ -563,13 +573,17 @@ impl<'de, 'p> de::Deserializer<'de> for Node<'p> {
         visitor: V,
     ) -> Result<V::Value, InputError> {
         let path = self.path;
-        visitor.visit_newtype_struct(self).map_err(|e: InputError| e.at(path))
+        visitor
+            .visit_newtype_struct(self)
+            .map_err(|e: InputError| e.at(path))
     }
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, InputError> {
         let path = self.path;
         match self.input {
-            Input::List(items) => visit_list(items, path, visitor).map_err(|e: InputError| e.at(path)),
+            Input::List(items) => {
+                visit_list(items, path, visitor).map_err(|e: InputError| e.at(path))
+            }
             other => Err(InputError::wrong_type(ARRAY, &other).at(path)),
         }
     }
@@ -757,12 +771,12 @@ impl<'de> de::MapAccess<'de> for MapReader<'_> {
         if !self.seen.insert(key.clone()) {
             return Err(InputError::new(InputErrorKind::DuplicateKey { key }).at(self.path));
         }
-        let k = seed
-            .deserialize(key.clone().into_deserializer())
-            .map_err(|e: InputError| match e.kind.field() {
-                Some(_) => e.at(self.path),
-                None => e.at(&Path::Field(self.path, &key)),
-            })?;
+        let k =
+            seed.deserialize(key.clone().into_deserializer())
+                .map_err(|e: InputError| match e.kind.field() {
+                    Some(_) => e.at(self.path),
+                    None => e.at(&Path::Field(self.path, &key)),
+                })?;
         self.pending = Some((key, value));
         Ok(Some(k))
     }
@@ -829,7 +843,10 @@ impl<'de> de::VariantAccess<'de> for VariantReader<'_> {
         }
     }
 
-    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, InputError> {
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(
+        self,
+        seed: T,
+    ) -> Result<T::Value, InputError> {
         let path = Path::Field(self.path, &self.variant);
         seed.deserialize(Node {
             input: self.value,
@@ -838,7 +855,11 @@ impl<'de> de::VariantAccess<'de> for VariantReader<'_> {
         .map_err(|e: InputError| e.at(&path))
     }
 
-    fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, InputError> {
+    fn tuple_variant<V: Visitor<'de>>(
+        self,
+        len: usize,
+        visitor: V,
+    ) -> Result<V::Value, InputError> {
         let path = Path::Field(self.path, &self.variant);
         de::Deserializer::deserialize_tuple(
             Node {
@@ -895,10 +916,14 @@ mod tests {
     #[test]
     fn unknown_fields_name_the_path_and_the_accepted_fields() {
         assert_eq!(
-            err::<JobSpec>(r#"{"tasks":[{"command":["x"],"resources":{"cpu_milli":5,"memory":"2G"}}]}"#),
+            err::<JobSpec>(
+                r#"{"tasks":[{"command":["x"],"resources":{"cpu_milli":5,"memory":"2G"}}]}"#
+            ),
             "tasks[0].resources.memory: unknown field; expected one of cpu_milli, memory_bytes, disk_bytes, gpus, custom"
         );
-        assert!(err::<TaskSpec>(r#"{"command":["x"],"bogus":1}"#).starts_with("bogus: unknown field"));
+        assert!(
+            err::<TaskSpec>(r#"{"command":["x"],"bogus":1}"#).starts_with("bogus: unknown field")
+        );
     }
 
     #[test]

@@ -27,8 +27,10 @@ fn schema(v: Value) -> RefOr<Schema> {
 }
 
 pub(crate) fn key() -> RefOr<Schema> {
-    schema(json!({"type": ["string", "null"], "pattern": KEY, "maxLength": 256,
-        "description": "Your own unique id for the task: 1 to 256 letters, digits and -_.:/@, not all digits."}))
+    schema(
+        json!({"type": ["string", "null"], "pattern": KEY, "maxLength": 256,
+        "description": "Your own unique id for the task: 1 to 256 letters, digits and -_.:/@, not all digits."}),
+    )
 }
 
 pub(crate) fn string() -> RefOr<Schema> {
@@ -77,7 +79,9 @@ pub(crate) fn inputs() -> RefOr<Schema> {
 
 pub(crate) fn runtime() -> RefOr<Schema> {
     let l = Limits::default();
-    schema(json!({"type": ["integer", "null"], "minimum": l.min_runtime_ms, "maximum": l.max_runtime_ms}))
+    schema(
+        json!({"type": ["integer", "null"], "minimum": l.min_runtime_ms, "maximum": l.max_runtime_ms}),
+    )
 }
 
 /// What a task asks for: unlike a worker's amounts, CPU is required and at least 1.

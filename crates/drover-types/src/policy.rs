@@ -74,7 +74,10 @@ impl<'de> Deserialize<'de> for QueuePolicyKind {
                 ("aging_ms", f.aging_ms.0.is_some()),
                 ("weights", f.weights.0.is_some()),
             ];
-            match given.iter().find(|(name, set)| *set && !taken.contains(name)) {
+            match given
+                .iter()
+                .find(|(name, set)| *set && !taken.contains(name))
+            {
                 Some((name, _)) => Err(de::Error::unknown_field(name, taken)),
                 None => Ok(()),
             }

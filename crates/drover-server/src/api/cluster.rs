@@ -2,10 +2,10 @@
 
 use super::error::ApiError;
 use super::json::{JsonBody, NoBody, PathParam, id_param};
+use super::openapi::{NotFound, Refused, TooLarge, Unauthorized, WriteRefused};
 use crate::node::Node;
 use axum::Json;
 use axum::extract::State;
-use super::openapi::{NotFound, Refused, TooLarge, Unauthorized, WriteRefused};
 use drover_proto::api::{Ack, ClusterSummary, Health, WorkerInfo};
 use drover_state::{Command, CommandResult};
 use drover_types::{PolicyConfig, TaskState, WorkerId};

@@ -79,9 +79,8 @@ fn parse_json(bytes: &[u8]) -> Result<drover_types::Input, ApiError> {
             format!("not valid JSON: {}", e.inner()),
         )
     })?;
-    de.end().map_err(|e| {
-        ApiError::invalid(None, format!("trailing data after the JSON body: {e}"))
-    })?;
+    de.end()
+        .map_err(|e| ApiError::invalid(None, format!("trailing data after the JSON body: {e}")))?;
     Ok(input)
 }
 

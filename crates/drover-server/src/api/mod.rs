@@ -17,13 +17,13 @@ use crate::auth::{ClusterToken, require_token};
 use crate::node::Node;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use drover_types::Millis;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::{Config, SwaggerUi};
-use drover_types::Millis;
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Every route of the API, each registered from its handler's `#[utoipa::path]`: the
 /// router and the OpenAPI document come from this one list.

@@ -250,7 +250,9 @@ pub async fn get(
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only tasks in these states (comma-separated: `running,ready`).
-    #[param(pattern = "^ *(waiting|ready|backoff|assigned|running|succeeded|failed|timed[_-]out|cancelled|dependency[_-]failed) *(, *(waiting|ready|backoff|assigned|running|succeeded|failed|timed[_-]out|cancelled|dependency[_-]failed) *)*$")]
+    #[param(
+        pattern = "^ *(waiting|ready|backoff|assigned|running|succeeded|failed|timed[_-]out|cancelled|dependency[_-]failed) *(, *(waiting|ready|backoff|assigned|running|succeeded|failed|timed[_-]out|cancelled|dependency[_-]failed) *)*$"
+    )]
     state: Option<String>,
     /// Only the tasks of this job.
     #[param(maximum = 18446744073709551615_u64)]
