@@ -20,6 +20,9 @@ command -v python3 >/dev/null 2>&1 || apt_install python3
 command -v ip >/dev/null 2>&1 || apt_install iproute2
 command -v nsenter >/dev/null 2>&1 || apt_install util-linux
 command -v iptables >/dev/null 2>&1 || apt_install iptables
+# The API fuzzing (schemathesis, installed into a venv by its script) needs venv and curl.
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || apt_install python3-venv
+command -v curl >/dev/null 2>&1 || apt_install curl
 command -v cargo >/dev/null 2>&1 || { echo "cargo is required (https://rustup.rs)" >&2; exit 1; }
 
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
@@ -31,6 +34,8 @@ step "lints"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 step "tests"
 cargo test --workspace
+step "API fuzzing against the OpenAPI document (schemathesis)"
+scripts/schemathesis.sh
 step "benchmark smoke runs (1/100 scale; figures are not meaningful here)"
 cargo bench -p drover-sched --bench core -- --quick
 cargo bench -p drover-exec --bench spawn -- --quick

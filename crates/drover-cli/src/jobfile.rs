@@ -25,15 +25,20 @@
 
 use anyhow::{Context, Result, anyhow, bail};
 use drover_types::{
-    ArraySpec, Backoff, DepRef, JobSpec, LabelSelector, Resources, RetryPolicy, TaskSpec,
+    ArraySpec, Backoff, DepRef, Input, JobSpec, LabelSelector, Resources, RetryPolicy, TaskSpec,
     parse_bytes, parse_cpus,
 };
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::Path;
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a job: an object with a list of tasks"
+)]
 struct JobFile {
     #[serde(default)]
     name: String,
@@ -42,56 +47,143 @@ struct JobFile {
     tasks: Vec<TaskEntry>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+/// `command`: a list of strings, or one string.
+#[derive(Debug)]
 enum Command {
     List(Vec<String>),
     Line(String),
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum Number {
-    Int(u64),
-    Float(f64),
-    Text(String),
-}
-
-impl Number {
-    fn text(&self) -> String {
-        match self {
-            Number::Int(i) => i.to_string(),
-            Number::Float(f) => f.to_string(),
-            Number::Text(t) => t.clone(),
+impl<'de> Deserialize<'de> for Command {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Command, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Command;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of strings, or a string")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Command, E> {
+                Ok(Command::Line(v.to_string()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Command, A::Error> {
+                let mut list = Vec::new();
+                while let Some(arg) = seq.next_element::<String>()? {
+                    list.push(arg);
+                }
+                Ok(Command::List(list))
+            }
         }
+        d.deserialize_any(V)
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+/// An amount or a duration as written: a number (`0.5`, `30`) or a string (`250m`,
+/// `2G`, `10m`); the field's own parser reads its text.
+#[derive(Debug)]
+struct Number(String);
+
+impl Number {
+    fn text(&self) -> String {
+        self.0.clone()
+    }
+}
+
+impl<'de> Deserialize<'de> for Number {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Number, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Number;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number, or a string such as 250m, 2G or 10m")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Number, E> {
+                Ok(Number(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Number, E> {
+                Ok(Number(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Number, E> {
+                Ok(Number(v.to_string()))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Number, E> {
+                Ok(Number(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// An entry of `after`: a task id or a key.
+#[derive(Debug)]
 enum Dep {
     Id(u64),
     Key(String),
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+impl<'de> Deserialize<'de> for Dep {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Dep, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Dep;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a task id (a whole number) or a task key (a string)")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Dep, E> {
+                Ok(Dep::Id(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Dep, E> {
+                Ok(Dep::Key(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `array`: a range (`0-9`), a count (`10`), or `{start, end}`.
+#[derive(Debug)]
 enum Array {
     Range(String),
     Count(u32),
-    Spec { start: u32, end: u32 },
+    Spec(ArraySpec),
+}
+
+impl<'de> Deserialize<'de> for Array {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Array, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Array;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a range such as 0-9, a count, or an object with start and end")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Array, E> {
+                u32::try_from(v)
+                    .map(Array::Count)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Unsigned(v), &self))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Array, E> {
+                Ok(Array::Range(v.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Array, A::Error> {
+                ArraySpec::deserialize(de::value::MapAccessDeserializer::new(map)).map(Array::Spec)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a backoff: an object")]
 struct BackoffEntry {
-    initial: Option<String>,
+    initial: Option<Number>,
     multiplier: Option<f64>,
-    max: Option<String>,
+    max: Option<Number>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a task: an object with at least a command"
+)]
 struct TaskEntry {
     #[serde(alias = "id")]
     key: Option<String>,
@@ -114,8 +206,8 @@ struct TaskEntry {
     after: Vec<Dep>,
     #[serde(default)]
     priority: i32,
-    timeout: Option<String>,
-    expected_runtime: Option<String>,
+    timeout: Option<Number>,
+    expected_runtime: Option<Number>,
     #[serde(default)]
     retries: u32,
     backoff: Option<BackoffEntry>,
@@ -199,10 +291,10 @@ impl TaskEntry {
         if let Some(b) = self.backoff {
             if let Some(x) = b.initial {
                 backoff.initial_ms =
-                    parse_duration_ms(&x).with_context(|| at("backoff.initial"))?;
+                    parse_duration_ms(&x.text()).with_context(|| at("backoff.initial"))?;
             }
             if let Some(x) = b.max {
-                backoff.max_ms = parse_duration_ms(&x).with_context(|| at("backoff.max"))?;
+                backoff.max_ms = parse_duration_ms(&x.text()).with_context(|| at("backoff.max"))?;
             }
             if let Some(m) = b.multiplier {
                 backoff.multiplier_percent = (m * 100.0).round() as u32;
@@ -219,7 +311,7 @@ impl TaskEntry {
                 ArraySpec::parse(&r)
                     .ok_or_else(|| anyhow!("{}: {r:?} is not a range like 0-9", at("array")))?,
             ),
-            Some(Array::Spec { start, end }) => Some(ArraySpec { start, end }),
+            Some(Array::Spec(spec)) => Some(spec),
         };
         Ok(TaskSpec {
             key: self.key,
@@ -240,12 +332,12 @@ impl TaskEntry {
             priority: self.priority,
             max_runtime_ms: self
                 .timeout
-                .map(|t| parse_duration_ms(&t))
+                .map(|t| parse_duration_ms(&t.text()))
                 .transpose()
                 .with_context(|| at("timeout"))?,
             expected_runtime_ms: self
                 .expected_runtime
-                .map(|t| parse_duration_ms(&t))
+                .map(|t| parse_duration_ms(&t.text()))
                 .transpose()
                 .with_context(|| at("expected_runtime"))?,
             retry: RetryPolicy {
@@ -280,8 +372,13 @@ pub fn load(path: &Path) -> Result<JobSpec> {
     parse(&text).with_context(|| format!("in the job file {}", path.display()))
 }
 
+/// Parses a job file strictly: the YAML is read into a [`drover_types::Input`] tree and
+/// then by Drover's strict deserializer, so that an unknown field, a repeated key, a
+/// list where an object belongs or a boolean where a string belongs
+/// (`command: [true]`) is an error naming its path (`tasks[0].command[0]`).
 pub fn parse(text: &str) -> Result<JobSpec> {
-    let file: JobFile = serde_norway::from_str(text)?;
+    let input: Input = serde_norway::from_str(text).context("not valid YAML")?;
+    let file: JobFile = drover_types::from_input(input)?;
     let tasks = file
         .tasks
         .into_iter()
@@ -342,6 +439,71 @@ tasks:
     fn unknown_fields_are_errors() {
         let e = parse("tasks:\n  - command: [x]\n    cpu: 2\n").unwrap_err();
         assert!(format!("{e:#}").contains("cpu"), "{e:#}");
+    }
+
+    #[test]
+    fn mistakes_name_their_field_in_the_users_terms() {
+        let cases = [
+            (
+                "tasks:\n  - command: [true]\n",
+                "tasks[0].command[0]: expected a string, found a boolean (true)",
+            ),
+            (
+                "tasks:\n  - command: [x]\n    memory: [1]\n",
+                "tasks[0].memory: expected a number, or a string such as 250m, 2G or 10m, found an array",
+            ),
+            (
+                "tasks:\n  - command: {a: 1}\n",
+                "tasks[0].command: expected a list of strings, or a string, found an object",
+            ),
+            (
+                "tasks:\n  - [echo, hi]\n",
+                "tasks[0]: expected an object, found an array",
+            ),
+            (
+                "tasks:\n  - command: [x]\n    array: {start: 0, end: 3, step: 1}\n",
+                "tasks[0].array.step: unknown field; expected one of start, end",
+            ),
+            (
+                "tasks:\n  - command: [x]\n    backoff: {initial: 1s, factor: 2}\n",
+                "tasks[0].backoff.factor: unknown field; expected one of initial, multiplier, max",
+            ),
+            (
+                "tasks:\n  - command: [x]\n    after: [true]\n",
+                "tasks[0].after[0]: expected a task id (a whole number) or a task key (a string), found a boolean (true)",
+            ),
+            (
+                "tasks:\n  - command: [x]\n    command: [y]\n",
+                "tasks[0].command: given more than once",
+            ),
+            ("- command: [x]\n", "expected an object, found an array"),
+            (
+                "tasks:\n  - command: [x]\n    retries: -1\n",
+                "tasks[0].retries: expected a whole number from 0 to 4294967295, found the integer -1",
+            ),
+        ];
+        for (yaml, message) in cases {
+            let e = format!("{:#}", parse(yaml).unwrap_err());
+            assert!(e.starts_with(message), "{yaml:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn numbers_and_strings_both_do_for_amounts_and_durations() {
+        let job = parse(
+            "tasks:\n  - command: x\n    cpus: 2\n    memory: 1048576\n    timeout: 30\n    array: 4\n",
+        )
+        .unwrap();
+        let t = &job.tasks[0];
+        assert_eq!(t.resources.cpu_milli, 2000);
+        assert_eq!(t.resources.memory_bytes, 1 << 20);
+        assert_eq!(t.max_runtime_ms, Some(30_000));
+        assert_eq!(t.array, Some(ArraySpec { start: 0, end: 3 }));
+    }
+
+    #[test]
+    fn the_example_job_files_read() {
+        parse(include_str!("../../../examples/sum_of_squares.yaml")).unwrap();
     }
 
     #[test]

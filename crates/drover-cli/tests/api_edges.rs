@@ -67,7 +67,7 @@ fn invalid_task_submissions_are_rejected_with_the_field_named() {
             "wrong type",
             json!({"command": ["true"], "resources": {"cpu_milli": "lots"}}),
             "resources.cpu_milli",
-            "invalid type",
+            "expected a whole number from 0 to 4294967295, found the string \"lots\"",
         ),
         (
             "unknown field",
@@ -427,13 +427,14 @@ fn a_hundred_thousand_task_array_is_one_quick_atomic_submission_that_survives_a_
 fn bad_output_parameters_name_the_parameter() {
     let c = Cluster::start("output-params");
     let id = c.submit(json!({"command": ["true"]}));
-    for (q, field) in [
-        ("stream=stdin", "stream"),
-        ("attempt=0", "attempt"),
-        ("attempt=5", "attempt"),
+    for (q, field, status) in [
+        ("stream=stdin", "stream", 400),
+        ("attempt=0", "attempt", 400),
+        // Well-formed, but no such attempt.
+        ("attempt=5", "attempt", 404),
     ] {
         let r = c.get(&format!("/v1/tasks/{id}/output?{q}"));
-        assert_eq!(r.status, 400, "{q}: {}", r.text());
+        assert_eq!(r.status, status, "{q}: {}", r.text());
         assert_eq!(r.error()["field"], field, "{q}");
     }
     let r = c.get(&format!("/v1/tasks/{id}/output?offset=-1"));

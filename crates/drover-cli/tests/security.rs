@@ -50,7 +50,6 @@ fn listening_sockets(pid: u32) -> Vec<(IpAddr, u16)> {
 }
 
 const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/v1/openapi.json"),
     ("GET", "/v1/cluster"),
     ("GET", "/v1/policy"),
     ("PUT", "/v1/policy"),
@@ -69,7 +68,12 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/worker/connect"),
     ("GET", "/v1/no-such-route"),
     ("DELETE", "/v1/tasks/1"),
+    // Beside the public docs UI, but not in it.
+    ("GET", "/v1/docsx"),
 ];
+
+/// Public: the API's description and its browsable UI (the same for every cluster).
+const PUBLIC: &[&str] = &["/v1/openapi.json", "/v1/docs/", "/v1/docs/index.html"];
 
 #[test]
 fn every_route_but_health_answers_401_with_a_json_body_without_the_right_token() {
@@ -128,6 +132,31 @@ fn every_route_but_health_answers_401_with_a_json_body_without_the_right_token()
     let r = http(&c.addr, "GET", "/v1/health", None, None);
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["status"], "ok");
+    // So are the API's description and the docs UI, which hold nothing of the cluster.
+    for path in PUBLIC {
+        let r = http(&c.addr, "GET", path, None, None);
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        let text = r.text();
+        assert!(!text.contains(&c.token), "{path} shows the token");
+        assert!(!text.contains("should-never-exist"), "{path}");
+    }
+    // A way out of the docs UI's path reaches nothing.
+    for path in [
+        "/v1/docs/../tasks",
+        "/v1/docs/%2e%2e/tasks",
+        "/v1/docs/../cluster",
+    ] {
+        let r = http(&c.addr, "GET", path, None, None);
+        assert_eq!(r.status, 404, "{path}: {}", r.text());
+        assert!(!r.text().contains("\"tasks\""), "{path}: {}", r.text());
+    }
+    let r = http(&c.addr, "GET", "/v1/docs", None, None);
+    assert!(
+        r.status == 303 && r.header("location") == Some("/v1/docs/"),
+        "/v1/docs redirects to the UI: HTTP {} {:?}",
+        r.status,
+        r.header("location")
+    );
     // The right token works.
     assert_eq!(c.get("/v1/cluster").status, 200);
 }

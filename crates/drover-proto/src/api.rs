@@ -10,11 +10,13 @@ use std::collections::BTreeMap;
 
 /// The body of every error response (4xx and 5xx).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     /// A stable, machine-readable code: `invalid_request`, `not_found`, `unauthorized`,
     /// `conflict`, `payload_too_large`, `unavailable`, `internal`.
@@ -28,6 +30,7 @@ pub struct ErrorDetail {
 
 /// Answer to a task or job submission.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SubmitResponse {
     pub job: JobId,
     /// The job's tasks have consecutive ids `first .. first + count`.
@@ -44,6 +47,7 @@ impl SubmitResponse {
 
 /// One attempt of a task, as the API shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AttemptInfo {
     pub attempt: Attempt,
     pub worker: WorkerId,
@@ -58,6 +62,7 @@ pub struct AttemptInfo {
 
 /// Everything about one task.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskInfo {
     pub id: TaskId,
     pub job: JobId,
@@ -88,6 +93,7 @@ pub struct TaskInfo {
 
 /// One row of a task listing.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskSummary {
     pub id: TaskId,
     pub job: JobId,
@@ -105,6 +111,7 @@ pub struct TaskSummary {
 
 /// A page of tasks. Pass `next_cursor` as `cursor` to get the next page.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskList {
     pub tasks: Vec<TaskSummary>,
     pub next_cursor: Option<String>,
@@ -112,6 +119,7 @@ pub struct TaskList {
 
 /// A job and the states of its tasks.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobInfo {
     pub id: JobId,
     pub name: String,
@@ -125,12 +133,14 @@ pub struct JobInfo {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CancelResponse {
     pub cancelled: u64,
 }
 
 /// A worker as the API shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkerInfo {
     pub id: WorkerId,
     pub name: String,
@@ -147,6 +157,7 @@ pub struct WorkerInfo {
 
 /// The state of the whole cluster at a glance.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClusterSummary {
     pub version: String,
     pub node_id: u64,
@@ -162,7 +173,17 @@ pub struct ClusterSummary {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Health {
+    /// Always `ok` when the server answers.
     pub status: String,
+    /// Whether this server leads the cluster (only the leader takes writes).
     pub leader: bool,
+}
+
+/// The answer to a worker drain or resume.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Ack {
+    pub ok: bool,
 }

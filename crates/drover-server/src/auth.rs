@@ -1,7 +1,8 @@
 //! Authentication: one layer in front of every route.
 //!
 //! On first start the server creates a random cluster token in `<data_dir>/token` with
-//! mode 0600. Every route but `/v1/health` requires it as `Authorization: Bearer …`;
+//! mode 0600. Every route but `/v1/health` and the API's documentation (`/v1/openapi.json`,
+//! `/v1/docs`) requires it as `Authorization: Bearer …`;
 //! workers present the same token when they connect. Submitting a task is running code,
 //! so a stranger without the token can do nothing. (TLS, roles and per-worker
 //! identities slot in here later.)
@@ -86,8 +87,11 @@ impl ClusterToken {
     }
 }
 
-/// Routes reachable without credentials.
-const PUBLIC: &[&str] = &["/v1/health"];
+/// Routes reachable without credentials: health, the OpenAPI document and the docs
+/// UI (a browser cannot send the bearer token when it loads them; they hold nothing
+/// but the API's description, the same for every cluster).
+const PUBLIC: &[&str] = &["/v1/health", "/v1/openapi.json", "/v1/docs"];
+const PUBLIC_PREFIX: &str = "/v1/docs/";
 
 /// The middleware: 401 with a JSON body for a missing or wrong token.
 pub async fn require_token(
@@ -95,7 +99,8 @@ pub async fn require_token(
     request: Request,
     next: Next,
 ) -> Response {
-    if PUBLIC.contains(&request.uri().path()) {
+    let path = request.uri().path();
+    if PUBLIC.contains(&path) || path.starts_with(PUBLIC_PREFIX) {
         return next.run(request).await;
     }
     let presented = request

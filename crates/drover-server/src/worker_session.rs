@@ -1,9 +1,11 @@
 //! One worker's connection: handshake, reconciliation, then reports in and work out.
 
+use crate::api::ApiError;
 use crate::node::Node;
 use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use drover_proto::worker::{
     OutputFrame, PROTOCOL_VERSION, ServerMessage, WorkerMessage, fence_after,
 };
@@ -18,7 +20,40 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest one message to a worker may take to send.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub async fn connect(State(node): State<Arc<Node>>, ws: WebSocketUpgrade) -> Response {
+/// The worker protocol: a WebSocket upgrade (see drover-proto's `worker` module).
+#[utoipa::path(
+    get,
+    path = "/v1/worker/connect",
+    tag = "meta",
+    params(
+        ("Upgrade" = String, Header, pattern = "^websocket$", description = "`websocket`"),
+        ("Connection" = String, Header, pattern = "^Upgrade$", description = "`Upgrade`"),
+        ("Sec-WebSocket-Version" = String, Header, pattern = "^13$", description = "`13`"),
+        ("Sec-WebSocket-Key" = String, Header, pattern = "^[A-Za-z0-9+/]{22}==$", description = "A random 16-byte key, base64"),
+    ),
+    responses(
+        (status = 101, description = "Switching to the worker protocol over a WebSocket"),
+        (status = 400, description = "Not a WebSocket upgrade request", body = drover_proto::api::ErrorBody),
+        (status = 401, description = "No token, or the wrong one", body = drover_proto::api::ErrorBody),
+        (status = 426, description = "The connection cannot be upgraded", body = drover_proto::api::ErrorBody),
+    )
+)]
+pub async fn connect(
+    State(node): State<Arc<Node>>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => {
+            let status = rejection.status();
+            let code = if status == axum::http::StatusCode::UPGRADE_REQUIRED {
+                "upgrade_required"
+            } else {
+                "invalid_request"
+            };
+            return ApiError::new(status, code, rejection.body_text(), None).into_response();
+        }
+    };
     ws.max_message_size(64 << 20)
         .on_upgrade(move |socket| async move {
             if let Err(e) = serve(node, socket).await {

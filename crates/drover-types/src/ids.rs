@@ -9,16 +9,19 @@ use std::fmt;
 /// referenced, either works (see [`crate::KeyRef`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskId(pub u64);
 
 /// A job's id: one atomic submission of one or more tasks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobId(pub u64);
 
 /// A worker's id: assigned when a worker name first joins, stable across its reconnects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkerId(pub u32);
 
 /// The attempt number of a task, starting at 1. It is the fencing token of an attempt:
@@ -27,6 +30,7 @@ pub struct WorkerId(pub u32);
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
 #[serde(transparent)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Attempt(pub u32);
 
 impl fmt::Display for TaskId {

@@ -2,29 +2,68 @@
 
 use crate::ids::{JobId, TaskId};
 use crate::task_spec::TaskSpec;
+use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// A batch of tasks submitted atomically: either every task is accepted, or none is.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(
+    default,
+    deny_unknown_fields,
+    expecting = "a job: an object with a list of tasks"
+)]
 pub struct JobSpec {
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::string))]
     #[serde(skip_serializing_if = "String::is_empty")]
     pub name: String,
     /// Default owner for tasks that name none.
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::string))]
     #[serde(skip_serializing_if = "String::is_empty")]
     pub owner: String,
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, required = true))]
     pub tasks: Vec<TaskSpec>,
 }
 
 /// A reference to another task: its numeric id (from an earlier submission) or a key
 /// reference (see [`KeyRef`]). In JSON: `17`, `"prepare"`, `"nightly/prepare"` or
 /// `"12/prepare"`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum DepRef {
     Id(TaskId),
     Key(String),
+}
+
+/// Read by hand rather than as an untagged enum, so that a wrong value is named as what
+/// it is ("expected a task id or key, found a boolean") and not as a Rust type.
+impl<'de> Deserialize<'de> for DepRef {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<DepRef, D::Error> {
+        struct DepVisitor;
+        impl Visitor<'_> for DepVisitor {
+            type Value = DepRef;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a task id (a whole number) or a task key (a string)")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<DepRef, E> {
+                Ok(DepRef::Id(TaskId(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<DepRef, E> {
+                u64::try_from(v)
+                    .map(|v| DepRef::Id(TaskId(v)))
+                    .map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<DepRef, E> {
+                Ok(DepRef::Key(v.to_string()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<DepRef, E> {
+                Ok(DepRef::Key(v))
+            }
+        }
+        d.deserialize_any(DepVisitor)
+    }
 }
 
 impl fmt::Display for DepRef {
@@ -85,10 +124,16 @@ impl<'a> KeyRef<'a> {
 
 /// An index range `start..=end` that expands one task entry into `end - start + 1` tasks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an index range: an object with start and end"
+)]
 pub struct ArraySpec {
+    #[cfg_attr(feature = "openapi", schema(maximum = 4294967295_u64))]
     pub start: u32,
     /// Inclusive.
+    #[cfg_attr(feature = "openapi", schema(maximum = 4294967295_u64))]
     pub end: u32,
 }
 

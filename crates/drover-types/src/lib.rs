@@ -9,8 +9,11 @@
 //! values that the caller supplies.
 
 mod ids;
+pub mod input;
 mod job;
 mod limits;
+#[cfg(feature = "openapi")]
+mod openapi;
 mod policy;
 mod resources;
 mod state;
@@ -20,6 +23,7 @@ mod validation;
 mod worker;
 
 pub use ids::{Attempt, JobId, TaskId, WorkerId, WorkerRef};
+pub use input::{Input, InputError, from_input};
 pub use job::{ArraySpec, DepRef, JobSpec, KeyRef};
 pub use limits::Limits;
 pub use policy::{PlacementPolicyKind, PolicyConfig, QueuePolicyKind};

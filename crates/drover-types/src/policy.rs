@@ -1,31 +1,110 @@
 //! The scheduling policies a cluster can be switched between at runtime.
 
+use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Which ready task goes first.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Which ready task goes first. In JSON: `{"kind": "priority", "aging_ms": 60000}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum QueuePolicyKind {
     /// First come, first served.
     Fcfs,
     /// Higher priority first. Every `aging_ms` a task has waited counts as one more
     /// level of priority, so low priorities never starve. `0` disables aging.
-    Priority {
-        #[serde(default = "default_aging_ms")]
-        aging_ms: u64,
-    },
+    Priority { aging_ms: u64 },
     /// Shortest expected runtime first (the maximum runtime when no hint was given;
     /// tasks with neither go last, in submission order).
-    #[serde(alias = "sjf")]
     ShortestJobFirst,
     /// Owners share the cluster in proportion to their weights (default weight 1);
     /// within an owner, higher priority first.
+    FairShare { weights: BTreeMap<String, u32> },
+}
+
+/// The fields a queue policy object may have; which of them a kind takes is checked
+/// after reading, so that a field the kind does not take is an error, not ignored.
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a queue policy: an object with a kind"
+)]
+struct QueueFields {
+    kind: QueueKindName,
+    #[serde(default)]
+    aging_ms: Given<u64>,
+    #[serde(default)]
+    weights: Given<BTreeMap<String, u32>>,
+}
+
+/// A field that may be left out but, when given, must be a value (not `null`).
+struct Given<T>(Option<T>);
+
+impl<T> Default for Given<T> {
+    fn default() -> Self {
+        Given(None)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Given<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Given<T>, D::Error> {
+        T::deserialize(d).map(|v| Given(Some(v)))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(
+    rename_all = "snake_case",
+    expecting = "one of fcfs, priority, shortest_job_first, fair_share"
+)]
+enum QueueKindName {
+    Fcfs,
+    Priority,
+    #[serde(alias = "sjf")]
+    ShortestJobFirst,
     #[serde(alias = "fair")]
-    FairShare {
-        #[serde(default)]
-        weights: BTreeMap<String, u32>,
-    },
+    FairShare,
+}
+
+impl<'de> Deserialize<'de> for QueuePolicyKind {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<QueuePolicyKind, D::Error> {
+        let f = QueueFields::deserialize(d)?;
+        let only = |taken: &'static [&'static str]| -> Result<(), D::Error> {
+            let given = [
+                ("aging_ms", f.aging_ms.0.is_some()),
+                ("weights", f.weights.0.is_some()),
+            ];
+            match given
+                .iter()
+                .find(|(name, set)| *set && !taken.contains(name))
+            {
+                Some((name, _)) => Err(de::Error::unknown_field(name, taken)),
+                None => Ok(()),
+            }
+        };
+        Ok(match f.kind {
+            QueueKindName::Fcfs => {
+                only(&["kind"])?;
+                QueuePolicyKind::Fcfs
+            }
+            QueueKindName::Priority => {
+                only(&["kind", "aging_ms"])?;
+                QueuePolicyKind::Priority {
+                    aging_ms: f.aging_ms.0.unwrap_or_else(default_aging_ms),
+                }
+            }
+            QueueKindName::ShortestJobFirst => {
+                only(&["kind"])?;
+                QueuePolicyKind::ShortestJobFirst
+            }
+            QueueKindName::FairShare => {
+                only(&["kind", "weights"])?;
+                QueuePolicyKind::FairShare {
+                    weights: f.weights.0.unwrap_or_default(),
+                }
+            }
+        })
+    }
 }
 
 fn default_aging_ms() -> u64 {
@@ -70,7 +149,11 @@ impl QueuePolicyKind {
 
 /// Which worker a task goes to, among those it fits on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(
+    rename_all = "snake_case",
+    expecting = "one of bin_pack, spread, round_robin"
+)]
 pub enum PlacementPolicyKind {
     /// Fill the busiest worker that fits, keeping others free for big tasks.
     #[default]
@@ -106,17 +189,26 @@ impl PlacementPolicyKind {
 
 /// The whole scheduling configuration, switchable at runtime.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(
+    default,
+    deny_unknown_fields,
+    expecting = "a scheduling policy: an object"
+)]
 pub struct PolicyConfig {
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::queue_policy))]
     pub queue: QueuePolicyKind,
     pub placement: PlacementPolicyKind,
     /// May running lower-priority tasks be evicted to make room?
     pub preemption: bool,
     /// Grace between the eviction signal and the kill, in milliseconds.
+    #[cfg_attr(feature = "openapi", schema(maximum = 18446744073709551615_u64))]
     pub preemption_grace_ms: u64,
     /// Score weight of holding a task's input keys (0 disables locality).
+    #[cfg_attr(feature = "openapi", schema(maximum = 4294967295_u64))]
     pub locality_weight: u32,
     /// Score weight of matching a task's affinity selectors (0 disables affinity).
+    #[cfg_attr(feature = "openapi", schema(maximum = 4294967295_u64))]
     pub affinity_weight: u32,
     /// Tasks each worker may hold queued beyond its free capacity, unreserved, to start
     /// the moment a slot frees instead of waiting for the server (0, the default: off).
@@ -126,6 +218,7 @@ pub struct PolicyConfig {
     /// prefetched task keeps its place, so a task submitted later cannot overtake it
     /// (priority, shortest-job-first and fair share apply to what is not yet
     /// prefetched). Worth it for many short, similar tasks.
+    #[cfg_attr(feature = "openapi", schema(maximum = 4294967295_u64))]
     pub prefetch_per_worker: u32,
 }
 

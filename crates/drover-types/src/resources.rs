@@ -7,7 +7,8 @@ use std::fmt;
 /// An amount of each kind of resource. CPU is in millicores (1000 = one core), so that
 /// fractional cores are exact integers and arithmetic never rounds.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default, deny_unknown_fields, expecting = "resources: an object")]
 pub struct Resources {
     /// CPU in millicores: `1500` is one and a half cores.
     pub cpu_milli: u32,

@@ -15,6 +15,7 @@ use std::fmt;
 /// Waiting --a parent ended without success--> DependencyFailed
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TaskState {
     /// Waiting for its dependencies to succeed.
@@ -94,6 +95,7 @@ impl fmt::Display for TaskState {
 
 /// How one attempt ended, as the worker reports it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Outcome {
     /// The process exited by itself with this code.
@@ -135,6 +137,7 @@ impl fmt::Display for Outcome {
 
 /// Why an attempt ended without success, including causes no worker reports.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum FailureCause {
     /// The worker reported this outcome.
@@ -166,6 +169,7 @@ impl fmt::Display for FailureCause {
 /// Resources one attempt used, measured by the worker's execution driver. Which
 /// figures are exact and which are sampled depends on the driver (see drover-exec).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct AttemptUsage {
     pub wall_ms: u64,

@@ -9,7 +9,12 @@ use std::collections::BTreeMap;
 /// valid task is `{"command": ["/bin/true"]}`: one core, no memory reservation,
 /// one attempt.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(
+    default,
+    deny_unknown_fields,
+    expecting = "a task: an object with at least a command"
+)]
 pub struct TaskSpec {
     /// Your own name for this task (optional), unique within its job: the same job can
     /// be submitted again with the same keys. It must contain a character other than a
@@ -18,24 +23,34 @@ pub struct TaskSpec {
     /// API, the CLI), `KEY` (this job's task, else the newest with that key),
     /// `JOB_NAME/KEY` or `JOB_ID/KEY` works.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::key))]
     pub key: Option<String>,
     /// A name for people; not unique.
     #[serde(skip_serializing_if = "String::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::string))]
     pub name: String,
     /// The program and its arguments, run as an argument list: no shell, no globbing,
     /// no metacharacters, unless `shell` is true.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(schema_with = crate::openapi::command, required = true)
+    )]
     pub command: Vec<String>,
     /// Run `command` joined by spaces through `/bin/sh -c`. Off by default.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub shell: bool,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::env))]
     pub env: BTreeMap<String, String>,
     /// Working directory; a fresh per-attempt directory when not given.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::workdir))]
     pub workdir: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::task_resources))]
     pub resources: Resources,
     /// Tasks that must all succeed before this one may start.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::after))]
     pub after: Vec<DepRef>,
     /// Higher runs first. Default 0.
     #[serde(skip_serializing_if = "is_zero_i32")]
@@ -43,24 +58,31 @@ pub struct TaskSpec {
     /// Wall-clock limit of one attempt, in milliseconds. At the limit the task's whole
     /// process tree gets SIGTERM, then SIGKILL after the grace period.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::runtime))]
     pub max_runtime_ms: Option<u64>,
     /// A hint of how long an attempt usually takes, for shortest-job-first.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::runtime))]
     pub expected_runtime_ms: Option<u64>,
     pub retry: RetryPolicy,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::labels))]
     pub labels: BTreeMap<String, String>,
     /// Hard placement constraints: a worker must match every selector.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::selectors))]
     pub constraints: Vec<LabelSelector>,
     /// Soft placement preferences: workers matching these selectors score higher.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::selectors))]
     pub affinity: Vec<LabelSelector>,
     /// Data this task reads; workers that already hold these keys are preferred.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::inputs))]
     pub inputs: Vec<String>,
     /// Owner or namespace, for fair-share. Filled in from the credentials when empty.
     #[serde(skip_serializing_if = "String::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::string))]
     pub owner: String,
     /// Expands this entry into one task per index of the range; each knows its index
     /// and the count (`DROVER_TASK_INDEX`, `DROVER_TASK_COUNT`). A key given to an
@@ -114,10 +136,12 @@ fn is_zero_i32(v: &i32) -> bool {
 
 /// How often and when a failed attempt is tried again.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default, deny_unknown_fields, expecting = "a retry policy: an object")]
 pub struct RetryPolicy {
     /// Attempts in all, the first included. `1` means never retried: the task is then
     /// also never preempted and never re-run after its worker is lost (at most once).
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::max_attempts))]
     pub max_attempts: u32,
     pub backoff: Backoff,
     /// Exit codes that are worth a retry. Empty: every failure is.
@@ -150,11 +174,15 @@ impl RetryPolicy {
 /// Exponential backoff between attempts: `initial_ms`, then multiplied by
 /// `multiplier_percent / 100` after each failure, never above `max_ms`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default, deny_unknown_fields, expecting = "a backoff: an object")]
 pub struct Backoff {
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::backoff_ms))]
     pub initial_ms: u64,
     /// 200 doubles the delay each time. An integer, so every replica computes the same.
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::multiplier_percent))]
     pub multiplier_percent: u32,
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::backoff_ms))]
     pub max_ms: u64,
 }
 
@@ -185,7 +213,11 @@ impl Backoff {
 
 /// A condition on a worker's labels.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a label selector: an object with a key and an op"
+)]
 pub struct LabelSelector {
     pub key: String,
     pub op: SelectorOp,
@@ -195,7 +227,11 @@ pub struct LabelSelector {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(
+    rename_all = "snake_case",
+    expecting = "one of eq, ne, in, not_in, exists, not_exists"
+)]
 pub enum SelectorOp {
     Eq,
     Ne,

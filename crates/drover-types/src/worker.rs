@@ -19,6 +19,7 @@ pub struct WorkerSpec {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum WorkerState {
     /// Takes new tasks.
@@ -41,6 +42,7 @@ impl fmt::Display for WorkerState {
 
 /// A worker's measured usage, reported with its heartbeats.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct WorkerUsage {
     pub cpu_milli: u32,

@@ -1,17 +1,26 @@
 //! Cluster-wide reads and settings: health, summary, workers, policy.
 
 use super::error::ApiError;
-use super::json::{JsonBody, PathParam};
+use super::json::{JsonBody, NoBody, PathParam};
+use super::openapi::{NotFound, Refused, TooLarge, Unauthorized, WriteRefused};
 use crate::node::Node;
 use axum::Json;
 use axum::extract::State;
-use drover_proto::api::{ClusterSummary, Health, WorkerInfo};
+use drover_proto::api::{Ack, ClusterSummary, Health, WorkerInfo};
 use drover_state::{Command, CommandResult};
 use drover_types::{PolicyConfig, TaskState, WorkerId, WorkerRef};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Liveness of this server.
+#[utoipa::path(
+    get,
+    path = "/v1/health",
+    tag = "meta",
+    security(()),
+    responses((status = 200, description = "The server is up", body = Health))
+)]
 pub async fn health(State(node): State<Arc<Node>>) -> Json<Health> {
     Json(Health {
         status: "ok".into(),
@@ -19,6 +28,13 @@ pub async fn health(State(node): State<Arc<Node>>) -> Json<Health> {
     })
 }
 
+/// The cluster at a glance: tasks per state, workers, leader, policy.
+#[utoipa::path(
+    get,
+    path = "/v1/cluster",
+    tag = "cluster",
+    responses((status = 200, description = "The cluster summary", body = ClusterSummary), Unauthorized)
+)]
 pub async fn summary(State(node): State<Arc<Node>>) -> Json<ClusterSummary> {
     let metrics = node.raft.metrics().borrow().clone();
     let sm = node.state.read();
@@ -40,6 +56,13 @@ pub async fn summary(State(node): State<Arc<Node>>) -> Json<ClusterSummary> {
     })
 }
 
+/// Every worker: capacity, allocation, usage, running tasks, state.
+#[utoipa::path(
+    get,
+    path = "/v1/workers",
+    tag = "cluster",
+    responses((status = 200, description = "The workers", body = Vec<WorkerInfo>), Unauthorized)
+)]
 pub async fn workers(State(node): State<Arc<Node>>) -> Json<Vec<WorkerInfo>> {
     let now = Instant::now();
     let sm = node.state.read();
@@ -65,10 +88,28 @@ pub async fn workers(State(node): State<Arc<Node>>) -> Json<Vec<WorkerInfo>> {
     Json(list)
 }
 
+/// The scheduling policy in force.
+#[utoipa::path(
+    get,
+    path = "/v1/policy",
+    tag = "cluster",
+    responses((status = 200, description = "The policy", body = PolicyConfig), Unauthorized)
+)]
 pub async fn get_policy(State(node): State<Arc<Node>>) -> Json<PolicyConfig> {
     Json(node.state.read().scheduler().policy().clone())
 }
 
+/// Switches the scheduling policy; fields left out take their defaults.
+#[utoipa::path(
+    put,
+    path = "/v1/policy",
+    tag = "cluster",
+    request_body = PolicyConfig,
+    responses(
+        (status = 200, description = "The policy now in force", body = PolicyConfig),
+        Refused, TooLarge, WriteRefused
+    )
+)]
 pub async fn set_policy(
     State(node): State<Arc<Node>>,
     JsonBody(policy): JsonBody<PolicyConfig>,
@@ -79,13 +120,10 @@ pub async fn set_policy(
     }
 }
 
-async fn worker_command(
-    node: &Node,
-    command: Command,
-) -> Result<Json<serde_json::Value>, ApiError> {
+async fn worker_command(node: &Node, command: Command) -> Result<Json<Ack>, ApiError> {
     match node.proposer.propose(command).await? {
         CommandResult::Rejected(r) => Err(r.into()),
-        _ => Ok(Json(serde_json::json!({"ok": true}))),
+        _ => Ok(Json(Ack { ok: true })),
     }
 }
 
@@ -102,18 +140,42 @@ fn worker_of(node: &Node, text: &str) -> Result<WorkerId, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("no worker {text:?} (give w3, 3 or a name)")))
 }
 
+/// Stops placing tasks on a worker; its running tasks finish. Takes no body (or `{}`).
+#[utoipa::path(
+    post,
+    path = "/v1/workers/{worker}/drain",
+    tag = "cluster",
+    params(("worker" = String, Path, description = "The worker: its id (`3`), `w3`, or its name")),
+    responses(
+        (status = 200, description = "Done", body = Ack),
+        Refused, NotFound, WriteRefused
+    )
+)]
 pub async fn drain(
     State(node): State<Arc<Node>>,
-    PathParam(id): PathParam<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let worker = worker_of(&node, &id)?;
+    PathParam(worker): PathParam<String>,
+    _: NoBody,
+) -> Result<Json<Ack>, ApiError> {
+    let worker = worker_of(&node, &worker)?;
     worker_command(&node, Command::WorkerDrain { worker }).await
 }
 
+/// Places tasks on a drained worker again. Takes no body (or `{}`).
+#[utoipa::path(
+    post,
+    path = "/v1/workers/{worker}/resume",
+    tag = "cluster",
+    params(("worker" = String, Path, description = "The worker: its id (`3`), `w3`, or its name")),
+    responses(
+        (status = 200, description = "Done", body = Ack),
+        Refused, NotFound, WriteRefused
+    )
+)]
 pub async fn resume(
     State(node): State<Arc<Node>>,
-    PathParam(id): PathParam<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let worker = worker_of(&node, &id)?;
+    PathParam(worker): PathParam<String>,
+    _: NoBody,
+) -> Result<Json<Ack>, ApiError> {
+    let worker = worker_of(&node, &worker)?;
     worker_command(&node, Command::WorkerResume { worker }).await
 }

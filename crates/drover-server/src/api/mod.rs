@@ -17,36 +17,48 @@ use crate::auth::{ClusterToken, require_token};
 use crate::node::Node;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
 use drover_types::Millis;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::{Config, SwaggerUi};
 
+/// Every route of the API, each registered from its handler's `#[utoipa::path]`: the
+/// router and the OpenAPI document come from this one list.
+pub(crate) fn routes() -> OpenApiRouter<Arc<Node>> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(cluster::health))
+        .routes(routes!(openapi::serve))
+        .routes(routes!(cluster::summary))
+        .routes(routes!(cluster::get_policy, cluster::set_policy))
+        .routes(routes!(cluster::workers))
+        .routes(routes!(cluster::drain))
+        .routes(routes!(cluster::resume))
+        .routes(routes!(tasks::list, tasks::submit_task))
+        .routes(routes!(tasks::get))
+        .routes(routes!(tasks::cancel))
+        .routes(routes!(output::read))
+        .routes(routes!(tasks::submit_job))
+        .routes(routes!(tasks::get_job))
+        .routes(routes!(tasks::cancel_job))
+        .routes(routes!(crate::worker_session::connect))
+}
+
+/// The OpenAPI document of [`router`], as served at `/v1/openapi.json`.
+pub fn openapi_document() -> &'static str {
+    openapi::document()
+}
+
+/// The server's whole HTTP surface: the API, the browsable docs, the fallbacks, the
+/// body limit and the token check.
 pub fn router(node: Arc<Node>) -> Router {
     let token: ClusterToken = node.token.clone();
     let limit = node.config.max_body_bytes;
-    Router::new()
-        .route("/v1/health", get(cluster::health))
-        .route("/v1/openapi.json", get(openapi::document))
-        .route("/v1/cluster", get(cluster::summary))
-        .route(
-            "/v1/policy",
-            get(cluster::get_policy).put(cluster::set_policy),
-        )
-        .route("/v1/workers", get(cluster::workers))
-        .route("/v1/workers/{id}/drain", post(cluster::drain))
-        .route("/v1/workers/{id}/resume", post(cluster::resume))
-        .route("/v1/tasks", get(tasks::list).post(tasks::submit_task))
-        .route("/v1/tasks/{task}", get(tasks::get))
-        .route("/v1/tasks/{task}/cancel", post(tasks::cancel))
-        .route("/v1/tasks/{task}/output", get(output::read))
-        .route("/v1/jobs", post(tasks::submit_job))
-        .route("/v1/jobs/{job}", get(tasks::get_job))
-        .route("/v1/jobs/{job}/cancel", post(tasks::cancel_job))
-        .route(
-            drover_proto::worker::WORKER_CONNECT_PATH,
-            get(crate::worker_session::connect),
-        )
+    let (api, _) = routes().split_for_parts();
+    let docs = SwaggerUi::new(openapi::DOCS_PATH).config(Config::from(openapi::SPEC_PATH));
+    api.merge(docs)
         .fallback(|| async { ApiError::not_found("no such route; see /v1/openapi.json") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -1,200 +1,128 @@
-//! The OpenAPI document of the API, served at `/v1/openapi.json`.
+//! The OpenAPI document of the API, served at `/v1/openapi.json` and browsable at
+//! `/v1/docs`.
 //!
-//! Written out here rather than derived, to keep the domain crates free of schema
-//! macros; a test checks that every route the router serves is documented.
+//! Generated, not written: every route is registered through utoipa-axum's
+//! `OpenApiRouter` from its handler's `#[utoipa::path]` (see `api/mod.rs`), so a route
+//! the router serves is a route the document lists, with its parameters, bodies and
+//! answers taken from the handlers' types (`drover-types` and `drover-proto` derive
+//! their schemas under their `openapi` feature).
 
-use axum::Json;
-use serde_json::{Value, json};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use drover_proto::api::ErrorBody;
+use std::sync::OnceLock;
+use utoipa::openapi::OpenApi as Document;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
 
-/// Every documented route, as (method, path, summary, success status).
-pub const ROUTES: &[(&str, &str, &str, &str)] = &[
-    (
-        "get",
-        "/v1/health",
-        "Liveness of this server (no credentials needed)",
-        "200",
-    ),
-    ("get", "/v1/openapi.json", "This document", "200"),
-    (
-        "get",
-        "/v1/cluster",
-        "Cluster summary: tasks per state, workers, leader, policy",
-        "200",
-    ),
-    ("get", "/v1/policy", "The scheduling policy", "200"),
-    ("put", "/v1/policy", "Switch the scheduling policy", "200"),
-    (
-        "get",
-        "/v1/workers",
-        "Workers: capacity, allocation, usage, running tasks, state",
-        "200",
-    ),
-    (
-        "post",
-        "/v1/workers/{id}/drain",
-        "Stop placing tasks on a worker; running ones finish",
-        "200",
-    ),
-    (
-        "post",
-        "/v1/workers/{id}/resume",
-        "Place tasks on a drained worker again",
-        "200",
-    ),
-    (
-        "get",
-        "/v1/tasks",
-        "List tasks (filters: state, job, name, label; cursor pagination)",
-        "200",
-    ),
-    ("post", "/v1/tasks", "Submit one task (a TaskSpec)", "201"),
-    (
-        "get",
-        "/v1/tasks/{task}",
-        "One task by id or key: state, reason, attempts, times, result",
-        "200",
-    ),
-    (
-        "post",
-        "/v1/tasks/{task}/cancel",
-        "Cancel a task (or every element of an array key)",
-        "200",
-    ),
-    (
-        "get",
-        "/v1/tasks/{task}/output",
-        "A task's stdout or stderr from an offset; follow=true streams",
-        "200",
-    ),
-    (
-        "post",
-        "/v1/jobs",
-        "Submit a job: tasks accepted atomically (arrays, dependencies)",
-        "201",
-    ),
-    ("get", "/v1/jobs/{job}", "A job: its tasks per state", "200"),
-    (
-        "post",
-        "/v1/jobs/{job}/cancel",
-        "Cancel every unfinished task of a job",
-        "200",
-    ),
-    (
-        "get",
-        "/v1/worker/connect",
-        "The worker protocol (WebSocket upgrade)",
-        "101",
-    ),
-];
+/// Where the browsable documentation is served.
+pub const DOCS_PATH: &str = "/v1/docs";
+/// Where the document is served.
+pub const SPEC_PATH: &str = "/v1/openapi.json";
 
-pub fn spec() -> Value {
-    let mut paths = serde_json::Map::new();
-    for (method, path, summary, status) in ROUTES {
-        let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
-        let mut params = Vec::new();
-        for name in ["task", "job", "id"] {
-            if path.contains(&format!("{{{name}}}")) {
-                params.push(json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}));
-            }
-        }
-        let mut op = json!({
-            "summary": summary,
-            "parameters": params,
-            "responses": {
-                *status: {"description": "success"},
-                "400": {"description": "invalid request", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-                "401": {"description": "missing or wrong cluster token", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-                "404": {"description": "not found", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-            },
-        });
-        if *path == "/v1/health" {
-            op["security"] = json!([]);
-        }
-        if matches!(*method, "post" | "put")
-            && !path.contains("cancel")
-            && !path.contains("drain")
-            && !path.contains("resume")
-        {
-            let schema = match *path {
-                "/v1/tasks" => "TaskSpec",
-                "/v1/jobs" => "JobSpec",
-                _ => "PolicyConfig",
-            };
-            op["requestBody"] = json!({
-                "required": true,
-                "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}
-            });
-        }
-        entry[*method] = op;
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Drover API",
+        description = "Submit, watch and control tasks on a Drover cluster.\n\n\
+            Every route but `/v1/health`, this document and the docs UI needs the cluster \
+            token as a bearer credential (`Authorization: Bearer <token>`; the token is in \
+            `<data dir>/server/token`).\n\n\
+            Request bodies are read strictly: objects must be objects, unknown or repeated \
+            fields are errors, and scalars are never converted. Every refusal is a 4xx with \
+            `{\"error\": {\"code\", \"message\", \"field\"}}`, where `field` is the path of \
+            the offending field (`tasks[2].resources.cpu_milli`).",
+        license(name = "Apache-2.0", identifier = "Apache-2.0")
+    ),
+    modifiers(&BearerToken),
+    security(("token" = [])),
+    components(schemas(ErrorBody)),
+    tags(
+        (name = "tasks", description = "Submit, read, list and cancel tasks and jobs"),
+        (name = "cluster", description = "The cluster, its workers and its scheduling policy"),
+        (name = "meta", description = "Health, this document, the worker endpoint"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerToken;
+
+impl Modify for BearerToken {
+    fn modify(&self, doc: &mut Document) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
     }
-    json!({
-        "openapi": "3.0.3",
-        "info": {
-            "title": "Drover API",
-            "version": env!("CARGO_PKG_VERSION"),
-            "description": "Submit, watch and control tasks on a Drover cluster. Every route but /v1/health needs the cluster token as a bearer credential."
-        },
-        "components": {
-            "securitySchemes": {"token": {"type": "http", "scheme": "bearer"}},
-            "schemas": {
-                "Error": {
-                    "type": "object",
-                    "required": ["error"],
-                    "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
-                        "code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}
-                    }}}
-                },
-                "TaskSpec": {
-                    "type": "object",
-                    "required": ["command"],
-                    "properties": {
-                        "key": {"type": "string"}, "name": {"type": "string"},
-                        "command": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-                        "shell": {"type": "boolean"},
-                        "env": {"type": "object", "additionalProperties": {"type": "string"}},
-                        "workdir": {"type": "string"},
-                        "resources": {"type": "object", "properties": {
-                            "cpu_milli": {"type": "integer", "minimum": 1}, "memory_bytes": {"type": "integer", "minimum": 0},
-                            "disk_bytes": {"type": "integer", "minimum": 0}, "gpus": {"type": "integer", "minimum": 0},
-                            "custom": {"type": "object", "additionalProperties": {"type": "integer"}}
-                        }},
-                        "after": {"type": "array", "items": {"oneOf": [{"type": "integer"}, {"type": "string"}]}},
-                        "priority": {"type": "integer"},
-                        "max_runtime_ms": {"type": "integer"}, "expected_runtime_ms": {"type": "integer"},
-                        "retry": {"type": "object", "properties": {
-                            "max_attempts": {"type": "integer", "minimum": 1},
-                            "backoff": {"type": "object", "properties": {"initial_ms": {"type": "integer"}, "multiplier_percent": {"type": "integer"}, "max_ms": {"type": "integer"}}},
-                            "retry_on_exit_codes": {"type": "array", "items": {"type": "integer"}}
-                        }},
-                        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
-                        "constraints": {"type": "array", "items": {"$ref": "#/components/schemas/LabelSelector"}},
-                        "affinity": {"type": "array", "items": {"$ref": "#/components/schemas/LabelSelector"}},
-                        "inputs": {"type": "array", "items": {"type": "string"}},
-                        "owner": {"type": "string"},
-                        "array": {"type": "object", "required": ["start", "end"], "properties": {"start": {"type": "integer"}, "end": {"type": "integer"}}}
-                    }
-                },
-                "LabelSelector": {"type": "object", "required": ["key", "op"], "properties": {
-                    "key": {"type": "string"}, "op": {"type": "string", "enum": ["eq", "ne", "in", "not_in", "exists", "not_exists"]},
-                    "values": {"type": "array", "items": {"type": "string"}}
-                }},
-                "JobSpec": {"type": "object", "required": ["tasks"], "properties": {
-                    "name": {"type": "string"}, "owner": {"type": "string"},
-                    "tasks": {"type": "array", "items": {"$ref": "#/components/schemas/TaskSpec"}, "minItems": 1}
-                }},
-                "PolicyConfig": {"type": "object", "properties": {
-                    "queue": {"type": "object", "properties": {"kind": {"type": "string", "enum": ["fcfs", "priority", "shortest_job_first", "fair_share"]}}},
-                    "placement": {"type": "string", "enum": ["bin_pack", "spread", "round_robin"]},
-                    "preemption": {"type": "boolean"}, "preemption_grace_ms": {"type": "integer"},
-                    "locality_weight": {"type": "integer"}, "affinity_weight": {"type": "integer"}
-                }}
-            }
-        },
-        "security": [{"token": []}],
-        "paths": paths,
+}
+
+/// The document, built once from the same routes the server serves.
+pub fn document() -> &'static str {
+    static DOC: OnceLock<String> = OnceLock::new();
+    DOC.get_or_init(|| {
+        let (_, doc) = super::routes().split_for_parts();
+        doc.to_pretty_json()
+            .expect("the OpenAPI document serializes")
     })
 }
 
-pub async fn document() -> Json<Value> {
-    Json(spec())
+/// This document.
+#[utoipa::path(
+    get,
+    path = "/v1/openapi.json",
+    tag = "meta",
+    security(()),
+    responses((status = 200, description = "This OpenAPI document (OpenAPI 3.1)", content_type = "application/json", body = Object))
+)]
+pub async fn serve() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], document()).into_response()
+}
+
+/// Error answers shared by the routes. Each is the JSON error body; `field` names the
+/// offending field or parameter when one is to blame.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum Refused {
+    /// The request is malformed or invalid: a body, a path or a query parameter.
+    #[response(status = 400)]
+    Invalid(ErrorBody),
+    /// No token, or the wrong one.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+}
+
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum Unauthorized {
+    /// No token, or the wrong one.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+}
+
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum NotFound {
+    /// No such task, job or worker.
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+}
+
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum WriteRefused {
+    /// The write conflicts with the state: a key already taken, a stale report.
+    #[response(status = 409)]
+    Conflict(ErrorBody),
+    /// This server cannot take writes now (not the leader, shutting down).
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum TooLarge {
+    /// The body is larger than the server accepts.
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
 }

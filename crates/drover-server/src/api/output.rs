@@ -2,6 +2,7 @@
 
 use super::error::ApiError;
 use super::json::{PathParam, QueryParams};
+use super::openapi::{NotFound, Refused};
 use crate::node::Node;
 use axum::body::Body;
 use axum::extract::State;
@@ -13,13 +14,18 @@ use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct OutputQuery {
     /// `stdout` (default) or `stderr`.
+    #[param(pattern = "^(stdout|stderr)$")]
     stream: Option<String>,
-    /// Which attempt (default: the latest that started).
+    /// Which attempt, from 1 (default: the latest).
+    #[param(minimum = 1, maximum = 4294967295_u64)]
     attempt: Option<u32>,
+    /// The byte offset to read from (default 0).
+    #[param(maximum = 18446744073709551615_u64)]
     offset: Option<u64>,
     /// Keep the response open and stream new output until the attempt ends.
     follow: Option<bool>,
@@ -29,6 +35,22 @@ const CHUNK: usize = 1 << 20;
 const MAX_RESPONSE: usize = 16 << 20;
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
 
+/// A task's output (stdout or stderr) from an offset, up to 16 MiB at a time; with
+/// `follow=true`, streamed until the attempt ends.
+#[utoipa::path(
+    get,
+    path = "/v1/tasks/{task}/output",
+    tag = "tasks",
+    params(("task" = String, Path, description = "The task's id, or its key"), OutputQuery),
+    responses(
+        (status = 200, description = "The output bytes", content_type = "application/octet-stream", body = String,
+            headers(
+                ("x-drover-output-length" = u64, description = "Bytes of output stored so far (not when following)"),
+                ("x-drover-next-offset" = u64, description = "The offset to read from next (not when following)"),
+            )),
+        Refused, NotFound
+    )
+)]
 pub async fn read(
     State(node): State<Arc<Node>>,
     PathParam(task): PathParam<String>,
@@ -58,10 +80,19 @@ pub async fn read(
             .task(range.first)
             .ok_or_else(|| ApiError::not_found(format!("no task {task:?}")))?;
         let attempt = match q.attempt {
-            Some(a) if a == 0 || a > view.attempt.0 => {
+            Some(0) => {
                 return Err(ApiError::invalid(
                     Some("attempt".into()),
+                    "attempts are numbered from 1",
+                ));
+            }
+            // A well-formed number naming an attempt that does not exist (yet).
+            Some(a) if a > view.attempt.0 => {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::NOT_FOUND,
+                    "not_found",
                     format!("task {} has attempts 1 to {}", view.id, view.attempt.0),
+                    Some("attempt".into()),
                 ));
             }
             Some(a) => Attempt(a),

@@ -1,7 +1,8 @@
 //! Submitting, reading, listing and cancelling tasks and jobs.
 
 use super::error::ApiError;
-use super::json::{JsonBody, PathParam, QueryParams};
+use super::json::{JsonBody, NoBody, PathParam, QueryParams, id_param};
+use super::openapi::{NotFound, Refused, TooLarge, WriteRefused};
 use super::wall_now;
 use crate::node::Node;
 use crate::sessions::LiveUsage;
@@ -18,6 +19,17 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// Submits one task. It becomes a job of one task, accepted once durable.
+#[utoipa::path(
+    post,
+    path = "/v1/tasks",
+    tag = "tasks",
+    request_body = TaskSpec,
+    responses(
+        (status = 201, description = "Accepted: the job and the task's id", body = SubmitResponse),
+        Refused, TooLarge, WriteRefused
+    )
+)]
 pub async fn submit_task(
     State(node): State<Arc<Node>>,
     JsonBody(task): JsonBody<TaskSpec>,
@@ -30,6 +42,17 @@ pub async fn submit_task(
     submit(&node, job, true).await
 }
 
+/// Submits a job: every task is accepted, or none (arrays, dependencies by key).
+#[utoipa::path(
+    post,
+    path = "/v1/jobs",
+    tag = "tasks",
+    request_body = JobSpec,
+    responses(
+        (status = 201, description = "Accepted: the job and its tasks' consecutive ids", body = SubmitResponse),
+        Refused, TooLarge, WriteRefused
+    )
+)]
 pub async fn submit_job(
     State(node): State<Arc<Node>>,
     JsonBody(job): JsonBody<JobSpec>,
@@ -197,6 +220,14 @@ fn summary(sm: &StateMachine, view: &TaskView<'_>) -> TaskSummary {
     }
 }
 
+/// One task by id or key: state, why, attempts, times, result.
+#[utoipa::path(
+    get,
+    path = "/v1/tasks/{task}",
+    tag = "tasks",
+    params(("task" = String, Path, description = "The task's id, or its key")),
+    responses((status = 200, description = "The task", body = TaskInfo), Refused, NotFound)
+)]
 pub async fn get(
     State(node): State<Arc<Node>>,
     PathParam(task): PathParam<String>,
@@ -215,16 +246,28 @@ pub async fn get(
     )))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// Comma-separated states.
+    /// Only tasks in these states (comma-separated: `running,ready`).
+    #[param(
+        pattern = "^ *(waiting|ready|backoff|assigned|running|succeeded|failed|timed[_-]out|cancelled|dependency[_-]failed) *(, *(waiting|ready|backoff|assigned|running|succeeded|failed|timed[_-]out|cancelled|dependency[_-]failed) *)*$"
+    )]
     state: Option<String>,
+    /// Only the tasks of this job.
+    #[param(maximum = 18446744073709551615_u64)]
     job: Option<u64>,
+    /// Only tasks with this name.
     name: Option<String>,
-    /// `key=value`
+    /// Only tasks with this label (`key=value`).
+    #[param(pattern = "=")]
     label: Option<String>,
+    /// Tasks per page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+    /// Where to go on from: a previous page's `next_cursor`.
+    #[param(pattern = "^[+]?[0-9]{1,19}$")]
     cursor: Option<String>,
 }
 
@@ -232,6 +275,14 @@ const MAX_PAGE: usize = 1000;
 /// Most tasks one list request looks at (see `list`).
 const MAX_SCAN: usize = 100_000;
 
+/// Lists tasks in id order, a page at a time, with filters.
+#[utoipa::path(
+    get,
+    path = "/v1/tasks",
+    tag = "tasks",
+    params(ListQuery),
+    responses((status = 200, description = "A page of tasks", body = TaskList), Refused, NotFound)
+)]
 pub async fn list(
     State(node): State<Arc<Node>>,
     QueryParams(q): QueryParams<ListQuery>,
@@ -309,9 +360,21 @@ pub async fn list(
     Ok(Json(TaskList { tasks, next_cursor }))
 }
 
+/// Cancels a task (or every element of an array key). Takes no body (or `{}`).
+#[utoipa::path(
+    post,
+    path = "/v1/tasks/{task}/cancel",
+    tag = "tasks",
+    params(("task" = String, Path, description = "The task's id, or its key")),
+    responses(
+        (status = 200, description = "How many tasks were cancelled", body = CancelResponse),
+        Refused, NotFound, WriteRefused
+    )
+)]
 pub async fn cancel(
     State(node): State<Arc<Node>>,
     PathParam(task): PathParam<String>,
+    _: NoBody,
 ) -> Result<Json<CancelResponse>, ApiError> {
     let range = {
         let sm = node.state.read();
@@ -338,10 +401,23 @@ pub async fn cancel(
     }
 }
 
+/// Cancels every unfinished task of a job. Takes no body (or `{}`).
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/{job}/cancel",
+    tag = "tasks",
+    params(("job" = u64, Path, maximum = 18446744073709551615_u64, description = "The job's id")),
+    responses(
+        (status = 200, description = "How many tasks were cancelled", body = CancelResponse),
+        Refused, NotFound, WriteRefused
+    )
+)]
 pub async fn cancel_job(
     State(node): State<Arc<Node>>,
-    PathParam(job): PathParam<u64>,
+    PathParam(job): PathParam<String>,
+    _: NoBody,
 ) -> Result<Json<CancelResponse>, ApiError> {
+    let job = id_param("job", &job, u64::MAX)?;
     match node
         .proposer
         .propose(Command::Cancel {
@@ -357,10 +433,19 @@ pub async fn cancel_job(
     }
 }
 
+/// A job: its tasks per state.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{job}",
+    tag = "tasks",
+    params(("job" = u64, Path, maximum = 18446744073709551615_u64, description = "The job's id")),
+    responses((status = 200, description = "The job", body = JobInfo), Refused, NotFound)
+)]
 pub async fn get_job(
     State(node): State<Arc<Node>>,
-    PathParam(job): PathParam<u64>,
+    PathParam(job): PathParam<String>,
 ) -> Result<Json<JobInfo>, ApiError> {
+    let job = id_param("job", &job, u64::MAX)?;
     let sm = node.state.read();
     let record = sm
         .job(JobId(job))

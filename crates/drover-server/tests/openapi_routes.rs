@@ -1,0 +1,130 @@
+//! The OpenAPI document lists exactly the routes the server serves: every (path,
+//! method) the real router answers is documented, and every documented one is answered.
+//!
+//! The router's paths come from the router itself (axum has no public route listing;
+//! its `Debug` output shows its path table), its methods from asking it: a method a
+//! path does not take gets the router's 405 `method_not_allowed`.
+
+use drover_server::ServerConfig;
+use std::collections::BTreeSet;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Methods probed on every path. HEAD is left out: axum answers it wherever GET is
+/// served, and OpenAPI documents GET alone.
+const METHODS: &[&str] = &["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"];
+
+/// The browsable docs UI: HTML pages and their scripts, not API operations.
+const DOCS_UI: &str = "/v1/docs";
+
+/// Status and body of one request on a fresh connection.
+async fn request(addr: &str, method: &str, path: &str, token: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.expect("send");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.expect("read");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    (status, text)
+}
+
+/// The path templates in the router's route table (its `path_router`; the
+/// `fallback_router` after it holds the catch-all).
+fn router_paths(router: &axum::Router) -> BTreeSet<String> {
+    let debug = format!("{router:?}");
+    let table = debug
+        .split_once("fallback_router")
+        .map_or(debug.as_str(), |(routes, _)| routes);
+    table
+        .split('"')
+        .filter(|s| s.starts_with('/') && !s.contains("__private__"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A concrete path for a template: every `{param}` becomes `1`.
+fn concrete(template: &str) -> String {
+    template
+        .split('/')
+        .map(|seg| if seg.starts_with('{') { "1" } else { seg })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[tokio::test]
+async fn the_document_lists_exactly_the_routes_the_router_serves() {
+    let dir = std::env::temp_dir().join(format!("drover-openapi-routes-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut config = ServerConfig::new(dir.clone());
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    let server = drover_server::start(config).await.expect("server starts");
+    let addr = server.addr.to_string();
+    let token = server.node.token.as_str().to_string();
+
+    // What the router serves.
+    let router = drover_server::api::router(server.node.clone());
+    let paths = router_paths(&router);
+    assert!(
+        paths.contains("/v1/tasks") && paths.len() > 10,
+        "the router's path table was not found in its Debug output: {paths:?}"
+    );
+    let mut served = BTreeSet::new();
+    for path in &paths {
+        if path.starts_with(DOCS_UI) {
+            continue;
+        }
+        for method in METHODS {
+            let (status, text) = request(&addr, method, &concrete(path), &token).await;
+            assert!(status < 500, "{method} {path}: {text}");
+            let not_allowed = status == 405 && text.contains("\"method_not_allowed\"");
+            if !not_allowed {
+                served.insert((path.clone(), method.to_lowercase()));
+            }
+        }
+    }
+
+    // What the document lists.
+    let doc: serde_json::Value =
+        serde_json::from_str(drover_server::api::openapi_document()).expect("JSON");
+    let mut documented = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in item.as_object().expect("a path item").keys() {
+            if METHODS.iter().any(|m| m.eq_ignore_ascii_case(method)) {
+                documented.insert((path.clone(), method.clone()));
+            }
+        }
+    }
+
+    let undocumented: Vec<_> = served.difference(&documented).collect();
+    let unserved: Vec<_> = documented.difference(&served).collect();
+    assert!(
+        undocumented.is_empty() && unserved.is_empty(),
+        "served but not documented: {undocumented:?}\ndocumented but not served: {unserved:?}"
+    );
+    assert!(served.len() >= 16, "{served:?}");
+
+    // The same document is what the server serves, without a token, and so is the
+    // docs UI that reads it.
+    let (status, text) = request(&addr, "GET", "/v1/openapi.json", "").await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.ends_with(drover_server::api::openapi_document()));
+    let (status, text) = request(&addr, "GET", "/v1/docs/", "").await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("swagger"), "{text}");
+    assert!(
+        paths.iter().any(|p| p.starts_with(DOCS_UI)),
+        "the docs UI is routed: {paths:?}"
+    );
+    // The worker endpoint the document lists is the one workers use.
+    assert!(doc["paths"][drover_proto::worker::WORKER_CONNECT_PATH].is_object());
+
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
