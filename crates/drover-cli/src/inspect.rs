@@ -281,7 +281,10 @@ pub async fn cancel(g: &Global, a: CancelArgs) -> Result<ExitCode> {
     if g.json {
         render::print_json(&serde_json::json!({ "cancelled": total }))?;
     } else {
-        println!("cancelled {total} task(s)");
+        println!(
+            "cancelled {total} {}",
+            if total == 1 { "task" } else { "tasks" }
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -299,7 +302,7 @@ pub async fn job(g: &Global, a: JobArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "job {}{}: {} task(s), ids {} to {}",
+        "job {}{}: {} {}, ids {} to {}",
         info.id,
         if info.name.is_empty() {
             String::new()
@@ -307,6 +310,7 @@ pub async fn job(g: &Global, a: JobArgs) -> Result<ExitCode> {
             format!(" ({})", info.name)
         },
         info.count,
+        if info.count == 1 { "task" } else { "tasks" },
         info.first,
         info.first.0 + info.count - 1
     );

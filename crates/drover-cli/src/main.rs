@@ -164,9 +164,13 @@ fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("DROVER_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(if daemon { "info,openraft=warn" } else { "warn" })
     });
+    // Colour only for a person at a terminal: log files and pipes get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -200,8 +200,11 @@ pub async fn submit(g: &Global, a: SubmitArgs, run: bool) -> Result<ExitCode> {
     }
     if !g.json && !run {
         eprintln!(
-            "submitted job {} ({} task(s) from {})",
-            resp.job, resp.count, resp.first
+            "submitted job {} ({} {} from {})",
+            resp.job,
+            resp.count,
+            if resp.count == 1 { "task" } else { "tasks" },
+            resp.first
         );
     }
     let info = wait_job(&client, &resp, !g.json).await?;

@@ -228,13 +228,13 @@ fn cancel_by_bare_key_takes_the_newest_and_job_qualified_the_named_one() {
         firsts.push((v["job"].as_u64().unwrap(), v["first"].as_u64().unwrap()));
     }
     let out = c.cli_ok(&["cancel", "arr"]);
-    assert_eq!(out.stdout.trim(), "cancelled 3 task(s)", "{out}");
+    assert_eq!(out.stdout.trim(), "cancelled 3 tasks", "{out}");
     for i in 0..3 {
         assert_eq!(c.task(firsts[1].1 + i).state, TaskState::Cancelled);
         assert!(!c.task(firsts[0].1 + i).state.is_final());
     }
     let out = c.cli_ok(&["cancel", &format!("{}/arr", firsts[0].0)]);
-    assert_eq!(out.stdout.trim(), "cancelled 3 task(s)", "{out}");
+    assert_eq!(out.stdout.trim(), "cancelled 3 tasks", "{out}");
     for i in 0..3 {
         c.wait_final(firsts[0].1 + i, SLOW);
         assert_eq!(c.task(firsts[0].1 + i).state, TaskState::Cancelled);

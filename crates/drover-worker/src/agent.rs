@@ -6,8 +6,8 @@ use crate::fence::Fence;
 use crate::runner::{self, RunnerEvent};
 use drover_exec::{CgroupMode, Driver, DriverConfig, HostInfo, HostSampler, ProcessDriver};
 use drover_proto::worker::{
-    AttemptReport, AttemptUsage, PROTOCOL_VERSION, RunningUsage, ServerMessage, StartTask,
-    WorkerMessage,
+    AttemptReport, AttemptUsage, OutputFrame, PROTOCOL_VERSION, RunningUsage, ServerMessage,
+    StartTask, WorkerMessage,
 };
 use drover_types::{Attempt, Outcome, Resources, TaskId, WorkerSpec};
 use futures_util::{SinkExt, StreamExt};
@@ -67,8 +67,15 @@ struct Agent {
     events_tx: mpsc::UnboundedSender<RunnerEvent>,
     events_rx: mpsc::UnboundedReceiver<RunnerEvent>,
     /// Output produced while disconnected, sent after the next welcome.
-    offline_output: Vec<drover_proto::worker::OutputFrame>,
+    offline_output: Vec<OutputFrame>,
     offline_output_bytes: usize,
+    /// Output sent on this connection that the server has not confirmed yet, each with
+    /// the sequence number of the next heartbeat at the time: the server handles one
+    /// connection's messages in order, so the ack of heartbeat `n` confirms every frame
+    /// tagged `n` or less. What is unconfirmed when the connection drops is sent again
+    /// after the next welcome (the server ignores bytes it already holds).
+    unconfirmed_output: VecDeque<(u64, OutputFrame)>,
+    unconfirmed_output_bytes: usize,
     heartbeat_every: Duration,
     /// Stops every task when the server has not proven it hears us for `fence_after`.
     fence: Fence,
@@ -127,6 +134,8 @@ pub async fn run(
         events_rx,
         offline_output: Vec::new(),
         offline_output_bytes: 0,
+        unconfirmed_output: VecDeque::new(),
+        unconfirmed_output_bytes: 0,
         heartbeat_every: Duration::from_secs(1),
         fence,
         fence_fired,
@@ -368,6 +377,16 @@ impl Agent {
     ) -> Result<SessionEnd, WorkerError> {
         let end = self.session(socket, shutdown).await;
         self.connected = false;
+        // Output the server may not have received goes out again, before anything
+        // printed since.
+        let mut again: Vec<OutputFrame> = std::mem::take(&mut self.unconfirmed_output)
+            .into_iter()
+            .map(|(_, f)| f)
+            .collect();
+        again.append(&mut self.offline_output);
+        self.offline_output_bytes = again.iter().map(|f| f.data.len()).sum();
+        self.offline_output = again;
+        self.unconfirmed_output_bytes = 0;
         end
     }
 
@@ -437,12 +456,14 @@ impl Agent {
         let mut last_proof = hello_sent;
         self.connected = true;
         self.start_waiting();
-        for frame in std::mem::take(&mut self.offline_output) {
-            if let Err(e) = send(&mut socket, Message::Binary(frame.encode().into())).await {
+        let mut pending = std::mem::take(&mut self.offline_output).into_iter();
+        self.offline_output_bytes = 0;
+        while let Some(frame) = pending.next() {
+            if let Err(e) = self.send_output(&mut socket, frame).await {
+                self.offline_output.extend(pending);
                 return Ok(SessionEnd::Disconnected(e));
             }
         }
-        self.offline_output_bytes = 0;
         let mut heartbeat = tokio::time::interval(self.heartbeat_every);
         // Heartbeats go unacknowledged for several intervals: this path is broken even
         // if TCP has not noticed (a cut, a one-way cut, a stalled connection). Try a
@@ -465,6 +486,7 @@ impl Agent {
                         Some(Ok(Message::Text(t))) => {
                             match serde_json::from_str::<ServerMessage>(&t) {
                                 Ok(ServerMessage::HeartbeatAck { seq }) => {
+                                    self.confirm_output(seq);
                                     if let Some(sent) = self.acked(seq) {
                                         last_proof = last_proof.max(sent);
                                         self.fence.proven(sent, self.fence_after);
@@ -483,7 +505,7 @@ impl Agent {
                     let Some(ev) = ev else { continue };
                     let sent = match ev {
                         RunnerEvent::Started(task, attempt) => send_json(&mut socket, &WorkerMessage::Started { task, attempt }).await,
-                        RunnerEvent::Output(frame) => send(&mut socket, Message::Binary(frame.encode().into())).await,
+                        RunnerEvent::Output(frame) => self.send_output(&mut socket, frame).await,
                         RunnerEvent::Finished(report) => {
                             let report = self.record_end(report);
                             let sent = send_json(&mut socket, &WorkerMessage::Finished(report)).await;
@@ -526,6 +548,32 @@ impl Agent {
                 })
             })
             .collect()
+    }
+
+    /// Sends an output frame and keeps it until the server confirms it.
+    async fn send_output(&mut self, socket: &mut Socket, frame: OutputFrame) -> Result<(), String> {
+        let sent = send(socket, Message::Binary(frame.encode().into())).await;
+        // Kept even when the send failed: it goes out again after the next welcome.
+        self.unconfirmed_output_bytes += frame.data.len();
+        self.unconfirmed_output.push_back((self.next_beat, frame));
+        while self.unconfirmed_output_bytes > MAX_OFFLINE_OUTPUT {
+            match self.unconfirmed_output.pop_front() {
+                Some((_, f)) => self.unconfirmed_output_bytes -= f.data.len(),
+                None => break,
+            }
+        }
+        sent
+    }
+
+    /// The ack of heartbeat `seq`: every frame sent before it reached the server.
+    fn confirm_output(&mut self, seq: u64) {
+        while let Some((tag, f)) = self.unconfirmed_output.front() {
+            if *tag > seq {
+                break;
+            }
+            self.unconfirmed_output_bytes -= f.data.len();
+            self.unconfirmed_output.pop_front();
+        }
     }
 
     /// The send time of acknowledged heartbeat `seq`, forgetting it and older ones.
