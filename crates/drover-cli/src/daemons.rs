@@ -630,8 +630,9 @@ pub async fn worker(g: &Global, a: WorkerArgs) -> Result<ExitCode> {
             })
         );
     }
-    let reaper = start_reaper(&config)?;
-    let result = drover_worker::run(config, stop_signal()).await;
+    let mut reaper = start_reaper(&config)?;
+    let lifeline = reaper.stdin.take().map(drover_worker::Lifeline::start);
+    let result = drover_worker::run(config, stop_signal(), lifeline).await;
     stop_reaper(reaper);
     result?;
     Ok(ExitCode::SUCCESS)
@@ -679,17 +680,22 @@ pub async fn up(g: &Global, a: UpArgs) -> Result<ExitCode> {
             "cpu_milli": cpu_milli,
             "memory_bytes": memory_bytes,
         }));
-        let reaper = start_reaper(&config)?;
+        let mut reaper = start_reaper(&config)?;
+        let lifeline = reaper.stdin.take().map(drover_worker::Lifeline::start);
         let mut stop = stop_tx.subscribe();
         workers.push(tokio::spawn(async move {
-            if let Err(e) = drover_worker::run(config, async move {
-                let _ = stop.recv().await;
-            })
+            if let Err(e) = drover_worker::run(
+                config,
+                async move {
+                    let _ = stop.recv().await;
+                },
+                lifeline,
+            )
             .await
             {
                 eprintln!("worker {name}: {e}");
             }
-            stop_reaper(reaper);
+            let _ = tokio::task::spawn_blocking(move || stop_reaper(reaper)).await;
         }));
     }
     let token_file = drover_server::ClusterToken::path(&data_dir);

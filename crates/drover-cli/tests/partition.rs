@@ -83,6 +83,9 @@ enum Cut {
     WorkerToServer,
     /// Only the server's packets to the worker: the server still hears the worker.
     ServerToWorker,
+    /// No network fault: the agent itself is frozen (SIGSTOP), so its own fence cannot
+    /// fire; its reaper, a separate process, must stop the task in its place.
+    FrozenAgent,
 }
 
 fn a_cut_off_worker_stops_its_task_before_the_next_attempt_starts(cut: Cut) {
@@ -116,6 +119,7 @@ fn a_cut_off_worker_stops_its_task_before_the_next_attempt_starts(cut: Cut) {
         Cut::Both => ns.cut(),
         Cut::WorkerToServer => ns.cut_outgoing(),
         Cut::ServerToWorker => ns.cut_incoming(),
+        Cut::FrozenAgent => signal(c.worker_pid("p"), "-STOP"),
     }
     let t = c.wait_final(id, Duration::from_secs(60));
     let replaced_after = cut_at.elapsed();
@@ -158,14 +162,24 @@ fn a_cut_off_worker_stops_its_task_before_the_next_attempt_starts(cut: Cut) {
         (start2 - first_gone) / 1_000_000,
         replaced_after.as_secs_f64()
     );
+    let (who, says) = match cut {
+        Cut::FrozenAgent => (
+            "its reaper",
+            "did not stop this attempt by its fence deadline",
+        ),
+        _ => ("the cut-off worker", "stopping every task"),
+    };
     assert!(
-        c.worker_log("p").contains("stopping every task"),
-        "the cut-off worker fenced itself:\n{}",
+        c.worker_log("p").contains(says),
+        "{who} stopped the task:\n{}",
         c.worker_log("p")
     );
 
     let healed_at = Instant::now();
-    ns.heal();
+    match cut {
+        Cut::FrozenAgent => signal(c.worker_pid("p"), "-CONT"),
+        _ => ns.heal(),
+    }
     c.poll(
         "the cut-off worker to be active again",
         REJOIN_BOUND,
@@ -180,13 +194,18 @@ fn a_cut_off_worker_stops_its_task_before_the_next_attempt_starts(cut: Cut) {
         "{cut:?}: the worker was active again {:.1} s after the network healed",
         healed_at.elapsed().as_secs_f64()
     );
-    // Its late report of attempt 1, as fenced, was rejected: nothing changed.
-    c.poll("the server to ignore the fenced report", SLOW, || {
+    // Its late report of attempt 1 (as fenced, when the agent's own fence stopped it)
+    // was rejected: nothing changed.
+    let outcome = match cut {
+        // Killed by the reaper while the agent was frozen: a SIGKILL it did not ask for.
+        Cut::FrozenAgent => "",
+        _ => "stopped by its worker, cut off from the server",
+    };
+    c.poll("the server to ignore the late report", SLOW, || {
         read(&c.root.join("server.log"))
             .lines()
             .any(|l| {
-                l.contains("ignored a late report of an attempt given up on")
-                    && l.contains("stopped by its worker, cut off from the server")
+                l.contains("ignored a late report of an attempt given up on") && l.contains(outcome)
             })
             .then_some(())
     });
@@ -217,6 +236,19 @@ fn a_worker_whose_packets_to_the_server_are_dropped_stops_its_task_before_it_run
 #[test]
 fn a_worker_that_no_longer_hears_the_server_stops_its_task_before_it_runs_elsewhere() {
     a_cut_off_worker_stops_its_task_before_the_next_attempt_starts(Cut::ServerToWorker);
+}
+
+#[test]
+fn a_frozen_agents_task_is_stopped_by_its_reaper_before_it_runs_elsewhere() {
+    a_cut_off_worker_stops_its_task_before_the_next_attempt_starts(Cut::FrozenAgent);
+}
+
+fn signal(pid: u32, sig: &str) {
+    let st = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success(), "kill {sig} {pid}");
 }
 
 /// One connection blackholed (no FIN, no RST, no error) while the network itself works:

@@ -135,7 +135,14 @@ impl ProcessDriver {
 
     /// Same as [`Driver::reap_orphans`].
     pub fn reap_orphans(&self) -> Vec<OrphanReport> {
-        self.do_reap()
+        self.do_reap(true)
+    }
+
+    /// Kills every task process another incarnation of this agent runs, leaving their
+    /// cgroups in place: the backstop of an agent that is alive but cannot act (frozen,
+    /// stuck), which will find its attempts dead, not its files and cgroups gone.
+    pub fn kill_agent_tasks(&self) -> Vec<OrphanReport> {
+        self.do_reap(false)
     }
 
     /// Same as [`Driver::remove_attempt_dir`].
@@ -382,7 +389,7 @@ impl ProcessDriver {
         })
     }
 
-    fn do_reap(&self) -> Vec<OrphanReport> {
+    fn do_reap(&self, remove_cgroups: bool) -> Vec<OrphanReport> {
         let mut found: BTreeMap<(u64, u32), Vec<u32>> = BTreeMap::new();
         let prefix = format!("{MARKER_VAR}={}/", self.cfg.agent_id);
         // Which attempt a process belongs to, from its marker; `None` for this
@@ -416,7 +423,7 @@ impl ProcessDriver {
                     }
                     std::thread::sleep(Duration::from_millis(5));
                 }
-                if !cg.rmdir() {
+                if remove_cgroups && !cg.rmdir() {
                     tracing::warn!(cgroup = %name, "could not remove a leftover attempt cgroup");
                 }
             }
@@ -460,7 +467,7 @@ impl Driver for ProcessDriver {
     /// attempts: its own are skipped. Blocks briefly (reads /proc); call it from
     /// `spawn_blocking` if that matters.
     fn reap_orphans(&self) -> Vec<OrphanReport> {
-        self.do_reap()
+        self.do_reap(true)
     }
 
     /// Removes the attempt directory and its two log files.

@@ -3,6 +3,7 @@
 use crate::config::WorkerConfig;
 use crate::connection::{self, ConnectError, Socket};
 use crate::fence::Fence;
+use crate::lifeline::Lifeline;
 use crate::runner::{self, RunnerEvent};
 use drover_exec::{CgroupMode, Driver, DriverConfig, HostInfo, HostSampler, ProcessDriver};
 use drover_proto::worker::{
@@ -88,10 +89,13 @@ struct Agent {
 }
 
 /// Runs a worker until `shutdown` resolves (or a fatal error). Running tasks are killed
-/// on shutdown.
+/// on shutdown. `lifeline` is the pipe to this worker's reaper process, if it has one
+/// (see [`crate::lifeline`]): it then also kills the tasks of an agent that is frozen
+/// past its fence deadline.
 pub async fn run(
     config: WorkerConfig,
     shutdown: impl Future<Output = ()>,
+    lifeline: Option<Lifeline>,
 ) -> Result<(), WorkerError> {
     let (work_root, agent_id) = identity(&config);
     std::fs::create_dir_all(&work_root).map_err(|source| WorkerError::DataDir {
@@ -118,7 +122,7 @@ pub async fn run(
     };
     let driver: Arc<dyn Driver> = Arc::new(driver);
     let (events_tx, events_rx) = mpsc::unbounded_channel();
-    let fence = Fence::start(config.kill_grace);
+    let fence = Fence::start(config.kill_grace, lifeline);
     let fence_fired = fence.subscribe();
     let mut agent = Agent {
         sampler: HostSampler::new(&work_root),
@@ -193,34 +197,6 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3)
     })
-}
-
-/// The reaper's half of the lifeline: blocks until `lifeline` reaches end of file (the
-/// agent that holds its other end has exited, however it died), then kills every task
-/// process that agent left behind. Run it in a separate process (`drover` does, in its
-/// own process group so a terminal's Ctrl-C does not reach it): otherwise an agent
-/// killed with SIGKILL would leave its tasks running unknown to anyone, and the
-/// server, declaring the worker lost, could start a second live attempt elsewhere.
-pub fn reap_when_agent_exits(
-    config: &WorkerConfig,
-    mut lifeline: impl std::io::Read,
-) -> Vec<drover_exec::OrphanReport> {
-    let mut sink = [0u8; 64];
-    while matches!(lifeline.read(&mut sink), Ok(n) if n > 0) {}
-    let (work_root, agent_id) = identity(config);
-    let mut driver_config = DriverConfig::new(&work_root, agent_id);
-    driver_config.cgroups = if config.cgroups {
-        CgroupMode::Auto
-    } else {
-        CgroupMode::Off
-    };
-    match ProcessDriver::new(driver_config) {
-        Ok(driver) => driver.reap_orphans(),
-        Err(e) => {
-            tracing::error!("the reaper cannot set up the driver: {e}");
-            Vec::new()
-        }
-    }
 }
 
 fn ended_report((task, attempt): (TaskId, Attempt), outcome: Outcome) -> AttemptReport {

@@ -8,6 +8,7 @@
 //! fence by the kill grace plus a settle margin, so the attempts are gone before the
 //! server may start them elsewhere.
 
+use crate::lifeline::Lifeline;
 use drover_exec::KillHandle;
 use drover_types::{Attempt, TaskId};
 use std::collections::{BTreeMap, BTreeSet};
@@ -39,6 +40,9 @@ struct Shared {
     /// Counts firings, for the agent to react (drop its session, give up queued starts).
     fired: watch::Sender<u64>,
     kill_grace: Duration,
+    /// The reaper process, told each new deadline (plus the kill grace): it kills the
+    /// tasks itself if this process cannot (frozen, stuck).
+    backstop: Option<Lifeline>,
 }
 
 impl Shared {
@@ -63,13 +67,14 @@ impl Drop for Fence {
 impl Fence {
     /// Starts the watchdog (on the current tokio runtime). Attempts it stops get
     /// `kill_grace` between SIGTERM and SIGKILL, like any other kill.
-    pub fn start(kill_grace: Duration) -> Fence {
+    pub fn start(kill_grace: Duration, backstop: Option<Lifeline>) -> Fence {
         let (fired, _) = watch::channel(0);
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             moved: Notify::new(),
             fired,
             kill_grace,
+            backstop,
         });
         let watchdog = tokio::spawn(watch_deadline(shared.clone()));
         Fence { shared, watchdog }
@@ -84,8 +89,12 @@ impl Fence {
             s.deadline = Some(deadline);
         }
         s.fired = false;
+        let now_due = s.deadline;
         drop(s);
         self.shared.moved.notify_one();
+        if let (Some(backstop), Some(d)) = (&self.shared.backstop, now_due) {
+            backstop.backstop_at((d + self.shared.kill_grace).into_std());
+        }
     }
 
     /// Whether the deadline has passed (or contact was never proven): nothing new may
@@ -181,7 +190,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn fires_at_the_deadline_unless_proven_again() {
-        let fence = Fence::start(Duration::from_secs(1));
+        let fence = Fence::start(Duration::from_secs(1), None);
         let mut fired = fence.subscribe();
         assert!(fence.expired(), "never proven: nothing may start");
         let kill = KillHandle::new();
@@ -206,7 +215,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_older_proof_never_moves_the_deadline_back_and_a_late_start_is_stopped() {
-        let fence = Fence::start(Duration::from_millis(200));
+        let fence = Fence::start(Duration::from_millis(200), None);
         let mut fired = fence.subscribe();
         let t0 = Instant::now();
         fence.proven(t0 + Duration::from_secs(5), Duration::from_secs(10));

@@ -11,7 +11,9 @@ mod agent;
 mod config;
 mod connection;
 mod fence;
+mod lifeline;
 mod runner;
 
-pub use agent::{WorkerError, identity, reap_when_agent_exits, run};
+pub use agent::{WorkerError, identity, run};
 pub use config::WorkerConfig;
+pub use lifeline::{Lifeline, reap_when_agent_exits};
