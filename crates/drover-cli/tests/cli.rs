@@ -138,6 +138,12 @@ fn a_worker_is_named_by_w_id_bare_id_or_name_everywhere() {
     let out = c.cli(&["drain", "w99"]);
     assert_ne!(out.code(), Some(0), "{out}");
     assert!(out.stderr.contains("no worker \"w99\""), "{out}");
+    // A name or number that is no worker's: 404 naming it, over the API too.
+    for path in ["/v1/workers/abc/drain", "/v1/workers/4294967296/resume"] {
+        let r = c.post(path, &json!({}));
+        assert_eq!(r.status, 404, "{path}: {}", r.text());
+        assert_eq!(r.error()["code"], "not_found", "{path}: {}", r.text());
+    }
 
     // No debug formatting where people read.
     let out = c.cli_ok(&["cluster"]).stdout;
