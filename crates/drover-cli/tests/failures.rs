@@ -464,14 +464,6 @@ fn a_drained_worker_takes_no_new_tasks_but_finishes_its_running_ones() {
     assert_eq!(r.status, 404, "{}", r.text());
 }
 
-fn signal(pid: u32, sig: &str) {
-    let st = std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success(), "kill {sig} {pid}");
-}
-
 #[test]
 fn a_frozen_worker_is_declared_lost_and_when_it_thaws_its_stale_attempt_is_killed() {
     let mut c = Cluster::start("frozen-worker");

@@ -243,14 +243,6 @@ fn a_frozen_agents_task_is_stopped_by_its_reaper_before_it_runs_elsewhere() {
     a_cut_off_worker_stops_its_task_before_the_next_attempt_starts(Cut::FrozenAgent);
 }
 
-fn signal(pid: u32, sig: &str) {
-    let st = std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success(), "kill {sig} {pid}");
-}
-
 /// One connection blackholed (no FIN, no RST, no error) while the network itself works:
 /// the worker notices its heartbeats go unacknowledged, opens a new connection and
 /// rejoins long before the fence, and its task runs on undisturbed.

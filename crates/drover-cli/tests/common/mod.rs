@@ -216,97 +216,77 @@ pub fn parse_response(raw: &[u8]) -> std::io::Result<Resp> {
 // ---------------------------------------------------------------------------------
 // Processes.
 
+/// Every process but this one: its pid and its `/proc` directory.
+fn other_processes() -> Vec<(u32, PathBuf)> {
+    let me = std::process::id();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            (pid != me).then(|| (pid, entry.path()))
+        })
+        .collect()
+}
+
 /// The pids of live processes whose command line contains `needle` (zombies have
 /// none), with their command lines.
 pub fn processes_with_cmdline(needle: &str) -> Vec<(u32, String)> {
-    let me = std::process::id();
-    let mut found = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return found;
-    };
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
-        if cmd.contains(needle) {
-            found.push((pid, cmd.trim().to_string()));
-        }
-    }
-    found
+    other_processes()
+        .into_iter()
+        .filter_map(|(pid, dir)| {
+            let raw = std::fs::read(dir.join("cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
+            cmd.contains(needle).then(|| (pid, cmd.trim().to_string()))
+        })
+        .collect()
 }
 
 /// The live processes of one attempt run by the worker agent `agent`, found by the
 /// marker the driver puts in the environment of every task process (descendants
-/// inherit it, so this is the attempt's whole tree).
+/// inherit it, so this is the attempt's whole tree). A zombie has an empty
+/// environment: it is gone but for its exit status.
 pub fn attempt_processes(agent: &str, task: u64, attempt: u32) -> Vec<u32> {
     let prefix = format!("DROVER_EXEC_MARKER={agent}/");
     let suffix = format!("/{task}/{attempt}");
-    let mut found = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return found;
-    };
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        // A zombie has an empty environment: it is gone but for its exit status.
-        let Ok(env) = std::fs::read(entry.path().join("environ")) else {
-            continue;
-        };
-        if env.split(|b| *b == 0).any(|var| {
-            let var = String::from_utf8_lossy(var);
-            var.starts_with(&prefix) && var.ends_with(&suffix)
-        }) {
-            found.push(pid);
-        }
-    }
-    found
+    other_processes()
+        .into_iter()
+        .filter_map(|(pid, dir)| {
+            let env = std::fs::read(dir.join("environ")).ok()?;
+            env.split(|b| *b == 0)
+                .any(|var| {
+                    let var = String::from_utf8_lossy(var);
+                    var.starts_with(&prefix) && var.ends_with(&suffix)
+                })
+                .then_some(pid)
+        })
+        .collect()
 }
 
 /// Live processes whose working directory or command line is inside `root`: what tasks
 /// of a cluster rooted there left running.
 fn processes_under(root: &Path) -> Vec<u32> {
-    let me = std::process::id();
     let root_text = root.to_string_lossy().into_owned();
-    let mut found = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return found;
-    };
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let in_cwd =
-            std::fs::read_link(entry.path().join("cwd")).is_ok_and(|p| p.starts_with(root));
-        let in_cmd = std::fs::read(entry.path().join("cmdline"))
-            .is_ok_and(|raw| String::from_utf8_lossy(&raw).contains(&root_text));
-        if in_cwd || in_cmd {
-            found.push(pid);
-        }
-    }
-    found
+    other_processes()
+        .into_iter()
+        .filter_map(|(pid, dir)| {
+            let in_cwd = std::fs::read_link(dir.join("cwd")).is_ok_and(|p| p.starts_with(root));
+            let in_cmd = std::fs::read(dir.join("cmdline"))
+                .is_ok_and(|raw| String::from_utf8_lossy(&raw).contains(&root_text));
+            (in_cwd || in_cmd).then_some(pid)
+        })
+        .collect()
+}
+
+/// Sends a signal (`-STOP`, `-CONT`, `-TERM`…) by pid, without `unsafe`: through kill(1).
+pub fn signal(pid: u32, sig: &str) {
+    let st = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .stdin(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "kill {sig} {pid}");
 }
 
 /// SIGKILL by pid, without `unsafe`: through kill(1).
