@@ -202,7 +202,7 @@ fn server_settings(l: &Layers, a: &ServerArgs) -> Result<ServerSettings> {
     timing.heartbeat_interval = settings.heartbeat_interval;
     timing
         .validate_timing()
-        .context("server.worker_timeout / --worker-timeout and server.heartbeat_interval / --heartbeat-interval")?;
+        .context("--worker-timeout (server.worker_timeout) and --heartbeat-interval (server.heartbeat_interval)")?;
     Ok(settings)
 }
 

@@ -34,8 +34,16 @@ pub enum TimingError {
     #[error("the heartbeat interval must be at least {min:?} (it is {given:?})")]
     HeartbeatTooShort { given: Duration, min: Duration },
     /// Even a worker with no kill grace could not stop its tasks in time.
-    #[error("{0}")]
-    NoRoomForFence(#[from] drover_proto::worker::FenceTimingError),
+    #[error(
+        "the worker timeout ({lost_after:?}) must be at least {min:?}: {heartbeats} heartbeat intervals of {heartbeat:?} plus {settle:?}, and more by each worker's kill grace, so that a cut-off worker can stop its tasks before the timeout ends",
+        heartbeats = drover_proto::worker::MIN_HEARTBEATS_BEFORE_FENCE,
+        settle = drover_proto::worker::FENCE_SETTLE
+    )]
+    WorkerTimeoutTooShort {
+        lost_after: Duration,
+        heartbeat: Duration,
+        min: Duration,
+    },
 }
 
 impl ServerConfig {
@@ -55,7 +63,12 @@ impl ServerConfig {
             self.worker_lost_after,
             self.heartbeat_interval,
             Duration::ZERO,
-        )?;
+        )
+        .map_err(|e| TimingError::WorkerTimeoutTooShort {
+            lost_after: self.worker_lost_after,
+            heartbeat: self.heartbeat_interval,
+            min: e.min_wait + drover_proto::worker::FENCE_SETTLE,
+        })?;
         Ok(())
     }
 

@@ -380,6 +380,10 @@ async fn a_server_refuses_to_start_with_a_worker_timeout_that_leaves_no_room_for
     config.heartbeat_interval = Duration::from_secs(1);
     config.worker_lost_after = Duration::from_millis(3_400);
     let err = drover_server::start(config).await.expect_err("refused");
-    assert!(err.to_string().contains("--worker-timeout"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("worker timeout (3.4s) must be at least 3.5s"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
