@@ -153,7 +153,12 @@ async fn serve(node: Arc<Node>, mut socket: WebSocket) -> Result<(), SessionErro
         Err(e) => return reject_permanently(socket, e.to_string()).await,
     };
     if !node.is_leader() {
-        return reject(socket, "this server is not the leader".into()).await;
+        let leader = node.raft.metrics().borrow().current_leader;
+        let reason = match leader.and_then(|l| node.address_of(l)) {
+            Some(addr) => format!("this server is not the leader; the leader is at http://{addr}"),
+            None => "this server is not the leader, and no leader is known yet".into(),
+        };
+        return reject(socket, reason).await;
     }
     if spec.name.is_empty() {
         return reject(socket, "the worker has no name".into()).await;
