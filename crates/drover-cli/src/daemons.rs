@@ -55,9 +55,19 @@ pub struct ServerArgs {
     /// [default: 1s]
     #[arg(long, value_name = "DURATION")]
     heartbeat_interval: Option<String>,
-    /// This server's id in the replicated group [default: 1]
+    /// This server's id in the replicated group [default: 1; with --peers, its place in
+    /// the sorted list]
     #[arg(long, value_name = "N")]
     node_id: Option<String>,
+    /// Every server of a replicated group, this one included, comma-separated
+    /// (HOST:PORT each, as each listens); 3 or 5 servers. Not given: a server alone
+    #[arg(long, value_name = "ADDR,ADDR,ADDR", value_delimiter = ',')]
+    peers: Vec<String>,
+    /// The servers' credential among themselves, the same on every server of the group
+    /// and different from the cluster token [default: the peer_token file of the data
+    /// directory]
+    #[arg(long, env = "DROVER_PEER_TOKEN", hide_env_values = true)]
+    peer_token: Option<String>,
     /// Largest request body accepted, e.g. 256M (a job of 1,000,000 small tasks is ~100M of
     /// JSON) [default: 256M]
     #[arg(long, value_name = "SIZE")]
@@ -140,6 +150,8 @@ struct ServerSettings {
     heartbeat_interval: Duration,
     node_id: u64,
     max_body: u64,
+    peers: Vec<String>,
+    peer_token: Option<String>,
 }
 
 fn server_settings(l: &Layers, a: &ServerArgs) -> Result<ServerSettings> {
@@ -188,7 +200,22 @@ fn server_settings(l: &Layers, a: &ServerArgs) -> Result<ServerSettings> {
             Ok(n)
         },
     )?;
+    let peers = if a.peers.is_empty() {
+        l.file_list("server", "peers").unwrap_or_default()
+    } else {
+        a.peers.clone()
+    };
+    let peers = peers
+        .iter()
+        .map(|p| {
+            parse_listen(p.trim())
+                .map(|a| a.to_string())
+                .with_context(|| format!("server.peers / --peers: {p:?}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let settings = ServerSettings {
+        peers,
+        peer_token: a.peer_token.clone(),
         listen: listen.expect("has a default"),
         worker_timeout: worker_timeout.expect("has a default"),
         heartbeat_interval: heartbeat_interval.expect("has a default"),
@@ -216,6 +243,14 @@ fn print_server(p: &mut Printer, s: &ServerSettings) {
     );
     t.insert("node_id".into(), show_count(s.node_id));
     t.insert("max_body".into(), show_size(s.max_body));
+    if !s.peers.is_empty() {
+        let a = s
+            .peers
+            .iter()
+            .map(|p| toml::Value::String(p.clone()))
+            .collect();
+        t.insert("peers".into(), toml::Value::Array(a));
+    }
 }
 
 fn server_config(g: &Global, s: &ServerSettings) -> ServerConfig {
@@ -226,6 +261,8 @@ fn server_config(g: &Global, s: &ServerSettings) -> ServerConfig {
     c.heartbeat_interval = s.heartbeat_interval;
     c.token = g.token.clone();
     c.max_body_bytes = usize::try_from(s.max_body).unwrap_or(usize::MAX);
+    c.peers = s.peers.clone();
+    c.peer_token = s.peer_token.clone();
     c
 }
 
