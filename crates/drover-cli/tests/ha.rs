@@ -255,3 +255,86 @@ fn a_follower_killed_and_restarted_catches_up() {
         "the restart did not unseat the leader"
     );
 }
+
+#[test]
+fn drover_up_runs_three_server_processes_and_stops_them_all() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let dir = TempDir::new("ha-up");
+    let data = dir.path().to_path_buf();
+    let mut up = drover_command()
+        .arg("--data-dir")
+        .arg(&data)
+        .args([
+            "--json",
+            "up",
+            "--servers",
+            "3",
+            "--workers",
+            "1",
+            "--cpus",
+            "1",
+        ])
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start drover up");
+    let stdout = up.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(SLOW).unwrap_or_default();
+    let banner: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
+        let _ = up.kill();
+        panic!("`drover up --json` printed {line:?}: {e}")
+    });
+    let urls: Vec<&str> = banner["url"].as_str().unwrap().split(',').collect();
+    assert_eq!(urls.len(), 3, "{banner}");
+
+    let cli = |args: &[&str]| {
+        let mut c = drover_command();
+        c.arg("--data-dir").arg(&data).args(args);
+        run_with_timeout(c, Duration::from_secs(60), String::new)
+    };
+    // The CLI here finds the group by itself.
+    let out = cli(&["--json", "servers"]);
+    assert!(out.status.success(), "{out}");
+    let servers: Vec<Value> = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(servers.len(), 3, "{servers:?}");
+    assert_eq!(
+        servers.iter().filter(|s| s["role"] == "leader").count(),
+        1,
+        "{servers:?}"
+    );
+    let out = cli(&["run", "--", "echo", "hello from a group"]);
+    assert!(out.status.success(), "{out}");
+    assert_eq!(out.stdout.trim(), "hello from a group");
+
+    let servers_running = || {
+        processes_with_cmdline(&data.to_string_lossy())
+            .into_iter()
+            .filter(|(_, cmd)| cmd.contains(" server "))
+            .count()
+    };
+    assert_eq!(servers_running(), 3);
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &up.id().to_string()])
+        .status();
+    let status = poll(
+        "drover up to exit after Ctrl-C",
+        SLOW,
+        || up.try_wait().ok().flatten(),
+        String::new,
+    );
+    assert!(status.success(), "{status}");
+    poll(
+        "every server process gone",
+        SLOW,
+        || (servers_running() == 0).then_some(()),
+        String::new,
+    );
+}

@@ -41,6 +41,7 @@ struct Proposal {
 pub struct Proposer {
     tx: mpsc::UnboundedSender<Proposal>,
     clock: LeaderClock,
+    state: Arc<SharedState>,
 }
 
 impl std::fmt::Debug for Proposal {
@@ -56,13 +57,14 @@ impl Proposer {
     pub fn start(raft: Raft, state: Arc<SharedState>) -> Proposer {
         let (tx, rx) = mpsc::unbounded_channel();
         let clock = LeaderClock::new();
-        tokio::spawn(run(raft, rx, clock.clone(), state));
-        Proposer { tx, clock }
+        tokio::spawn(run(raft, rx, clock.clone(), state.clone()));
+        Proposer { tx, clock, state }
     }
 
-    /// The time the next entry would be stamped with (same clock).
+    /// The time the next entry would be stamped with (same clock, same floor).
     pub fn now(&self) -> Millis {
-        self.clock.read()
+        let floor = self.state.read().scheduler().now();
+        self.clock.read().max(floor)
     }
 
     /// Proposes one command and waits until it is committed and applied.
