@@ -22,11 +22,36 @@ pub struct Node {
     pub peer_token: ClusterToken,
     /// Forwards writes to the leader and probes peers.
     pub http: reqwest::Client,
+    /// When a majority last confirmed this server's leadership (read by
+    /// [`Node::holds_lease`]; written by the lease loop).
+    pub confirmed: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// How long a confirmation of leadership by a majority counts. A leader cut off from the
+/// majority stops acknowledging workers' heartbeats at most this long after its last
+/// confirmation, and a new leader adds as much to every worker's fresh window, so the
+/// self-fence arithmetic ("Liveness and the self-fence") still holds across a change.
+pub const LEASE: std::time::Duration = std::time::Duration::from_millis(1500);
 
 impl Node {
     pub fn is_leader(&self) -> bool {
         self.raft.metrics().borrow().current_leader == Some(self.config.node_id)
+    }
+
+    /// Whether this server leads *and* a majority confirmed it within [`LEASE`]: what it
+    /// takes to welcome a worker or acknowledge its heartbeat. A server alone needs no
+    /// confirmation.
+    pub fn holds_lease(&self) -> bool {
+        if !self.is_leader() {
+            return false;
+        }
+        if !self.is_clustered() {
+            return true;
+        }
+        self.confirmed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|t| t.elapsed() < LEASE)
     }
 
     /// Whether this server is one of several.

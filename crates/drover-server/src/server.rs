@@ -213,9 +213,13 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
         token,
         peer_token,
         http,
+        confirmed: std::sync::Mutex::new(None),
     });
     tokio::spawn(background::dispatch_loop(node.clone(), dispatch_rx));
     tokio::spawn(background::liveness_loop(node.clone()));
+    if clustered {
+        tokio::spawn(background::lease_loop(node.clone()));
+    }
 
     // Let the CLI on this machine find the server without being told.
     let _ = std::fs::write(dir.join("endpoint"), format!("http://{addr}\n"));
