@@ -338,3 +338,117 @@ fn drover_up_runs_three_server_processes_and_stops_them_all() {
         String::new,
     );
 }
+
+#[test]
+fn a_leader_cut_off_from_the_majority_stops_acknowledging_writes() {
+    use common::netns::NetNs;
+    use common::servers::free_ports;
+    let ns = NetNs::create();
+    let ports = free_ports(3);
+    let addrs = vec![
+        format!("{}:{}", ns.ns_ip, ports[0]),
+        format!("{}:{}", ns.host_ip, ports[1]),
+        format!("{}:{}", ns.host_ip, ports[2]),
+    ];
+    let mut set = ServerSet::with_addrs(
+        "ha-partition",
+        addrs,
+        vec![Some(ns.name.clone()), None, None],
+    );
+    let inside = set.netns.iter().position(Option::is_some).unwrap();
+    for i in 0..3 {
+        set.start(i);
+    }
+    // Have the server in the namespace lead: kill the leader until it does.
+    let mut leader = set.wait_leader(SLOW);
+    for _ in 0..10 {
+        if leader == inside {
+            break;
+        }
+        set.kill(leader);
+        let next = set.wait_leader(SLOW);
+        set.start(leader);
+        poll(
+            "the killed server back",
+            SLOW,
+            || set.health(leader),
+            || set.logs(),
+        );
+        leader = next;
+    }
+    assert_eq!(leader, inside, "the namespace's server never led");
+    let out = set.cli_ok(&["submit", "--", "true"]);
+    let before: u64 = out.stdout.trim().parse().unwrap();
+
+    ns.cut();
+    // A write given to the old leader, from inside its namespace, is never acknowledged.
+    let mut write = drover_command_in(Some(&ns.name));
+    write
+        .arg("--data-dir")
+        .arg(set.root.join("cli-inside"))
+        .args(["--server", &format!("http://{}", set.addrs[inside])])
+        .args(["--token", &set.token, "submit", "--", "true"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut write = write.spawn().expect("start drover submit");
+    // Meanwhile the majority elects a leader of its own and takes writes.
+    let outside: Vec<usize> = (0..3).filter(|i| *i != inside).collect();
+    let new_leader = poll(
+        "a leader among the majority",
+        SLOW,
+        || {
+            outside.iter().copied().find(|i| {
+                set.health(*i)
+                    .is_some_and(|h| h["leader"] == Value::Bool(true))
+            })
+        },
+        || set.logs(),
+    );
+    let majority_urls = outside
+        .iter()
+        .map(|i| format!("http://{}", set.addrs[*i]))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut c = drover_command();
+    c.arg("--data-dir").arg(set.root.join("cli")).args([
+        "--server",
+        &majority_urls,
+        "--token",
+        &set.token,
+        "submit",
+        "--",
+        "true",
+    ]);
+    let out = run_with_timeout(c, Duration::from_secs(30), || set.logs());
+    assert!(out.status.success(), "the majority refused a write: {out}");
+    let after: u64 = out.stdout.trim().parse().unwrap();
+    assert!(after > before);
+    std::thread::sleep(Duration::from_secs(3));
+    let acked = write.try_wait().unwrap().is_some_and(|s| s.success());
+    assert!(
+        !acked,
+        "the cut-off leader acknowledged a write: {:?}",
+        write.wait_with_output()
+    );
+    let _ = write.kill();
+    let _ = write.wait();
+
+    // Healed: the old leader follows the new one and has its writes.
+    ns.heal();
+    poll(
+        "the old leader to follow",
+        SLOW,
+        || {
+            let h = set.health(inside)?;
+            (h["leader"] == Value::Bool(false)).then_some(())
+        },
+        || set.logs(),
+    );
+    poll(
+        "the majority's write on the old leader",
+        SLOW,
+        || set.task_on(inside, after),
+        || set.logs(),
+    );
+    assert_eq!(set.leaders(), vec![new_leader]);
+}

@@ -11,6 +11,8 @@ pub struct ServerSet {
     pub peer_token: String,
     /// `127.0.0.1:PORT` of each server, in node-id order (sorted).
     pub addrs: Vec<String>,
+    /// The network namespace of each server, if not the host's.
+    pub netns: Vec<Option<String>>,
     servers: Vec<Option<Child>>,
     server_args: Vec<String>,
     workers: Vec<(String, Child, PathBuf, PathBuf)>,
@@ -18,7 +20,7 @@ pub struct ServerSet {
 }
 
 /// Loopback ports free at the moment (the OS does not hand them out again at once).
-fn free_ports(n: usize) -> Vec<u16> {
+pub fn free_ports(n: usize) -> Vec<u16> {
     let listeners: Vec<TcpListener> = (0..n)
         .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
         .collect();
@@ -32,13 +34,22 @@ impl ServerSet {
     /// Three servers (not started yet): heartbeats every second and workers lost after
     /// 30 s, so a worker's self-fence (28.5 s) is far beyond an election.
     pub fn new(test: &str) -> ServerSet {
-        let dir = TempDir::new(test);
-        let mut addrs: Vec<String> = free_ports(3)
+        let addrs: Vec<String> = free_ports(3)
             .into_iter()
             .map(|p| format!("127.0.0.1:{p}"))
             .collect();
-        addrs.sort();
+        ServerSet::with_addrs(test, addrs, vec![None, None, None])
+    }
+
+    /// Three servers at these addresses, each in the network namespace named beside
+    /// its address (or the host's).
+    pub fn with_addrs(test: &str, addrs: Vec<String>, netns: Vec<Option<String>>) -> ServerSet {
+        let dir = TempDir::new(test);
+        let mut pairs: Vec<(String, Option<String>)> = addrs.into_iter().zip(netns).collect();
+        pairs.sort();
+        let (addrs, netns): (Vec<String>, Vec<Option<String>>) = pairs.into_iter().unzip();
         ServerSet {
+            netns,
             root: dir.path().to_path_buf(),
             token: unique("token"),
             peer_token: unique("peer"),
@@ -76,7 +87,7 @@ impl ServerSet {
             .append(true)
             .open(self.log(i))
             .expect("server log");
-        let mut cmd = drover_command();
+        let mut cmd = drover_command_in(self.netns[i].as_deref());
         cmd.arg("--data-dir")
             .arg(self.root.join(format!("s{i}")))
             .args(["--token", &self.token])
@@ -105,6 +116,9 @@ impl ServerSet {
 
     /// `/v1/health` of server `i`, if it answers.
     pub fn health(&self, i: usize) -> Option<Value> {
+        // A server cut off by a partition drops the SYN: do not wait minutes for it.
+        let sock: std::net::SocketAddr = self.addrs[i].parse().ok()?;
+        TcpStream::connect_timeout(&sock, Duration::from_millis(500)).ok()?;
         let r = http_with(&self.addrs[i], "GET", "/v1/health", None, &[], None).ok()?;
         (r.status == 200).then(|| r.json())
     }
