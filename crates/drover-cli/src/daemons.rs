@@ -56,7 +56,7 @@ pub struct ServerArgs {
     #[arg(long, value_name = "DURATION")]
     heartbeat_interval: Option<String>,
     /// This server's id in the replicated group [default: 1; with --peers, its place in
-    /// the sorted list]
+    /// the sorted list, whatever this says]
     #[arg(long, value_name = "N")]
     node_id: Option<String>,
     /// Every server of a replicated group, this one included, comma-separated

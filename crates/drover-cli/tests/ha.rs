@@ -452,3 +452,75 @@ fn a_leader_cut_off_from_the_majority_stops_acknowledging_writes() {
     );
     assert_eq!(set.leaders(), vec![new_leader]);
 }
+
+#[test]
+fn peers_come_from_the_configuration_file_and_a_group_needs_shared_tokens() {
+    let dir = TempDir::new("ha-config");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[server]\nlisten = \"127.0.0.1:7301\"\npeers = [\"127.0.0.1:7302\", \"127.0.0.1:7301\", \"7303\"]\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let mut c = drover_command();
+        c.arg("--data-dir").arg(dir.path()).args(args);
+        run_with_timeout(c, Duration::from_secs(30), String::new)
+    };
+    let cfg = config.to_str().unwrap();
+    let out = run(&["--json", "server", "--config", cfg, "--print-config"]);
+    assert!(out.status.success(), "{out}");
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        v["server"]["peers"],
+        serde_json::json!(["127.0.0.1:7302", "127.0.0.1:7301", "127.0.0.1:7303"]),
+        "{v}"
+    );
+    std::fs::write(dir.path().join("bad.toml"), "[server]\npeers = \"a,b\"\n").unwrap();
+    let bad = dir.path().join("bad.toml");
+    let out = run(&[
+        "server",
+        "--config",
+        bad.to_str().unwrap(),
+        "--print-config",
+    ]);
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("server.peers"), "{out}");
+
+    // Servers of a group must share the cluster token and a peer token: none invents
+    // its own.
+    let out = run(&["server", "--config", cfg]);
+    assert!(!out.status.success(), "{out}");
+    assert!(out.stderr.contains("--token"), "{out}");
+    let out = run(&["--token", "t", "server", "--config", cfg]);
+    assert!(!out.status.success(), "{out}");
+    assert!(out.stderr.contains("--peer-token"), "{out}");
+    let out = run(&[
+        "--token",
+        "t",
+        "server",
+        "--config",
+        cfg,
+        "--peer-token",
+        "t",
+    ]);
+    assert!(!out.status.success(), "{out}");
+    assert!(
+        out.stderr.contains("different from the cluster token"),
+        "{out}"
+    );
+    // This server must be among its peers.
+    let out = run(&[
+        "--token",
+        "t",
+        "server",
+        "--listen",
+        "127.0.0.1:7309",
+        "--peers",
+        "127.0.0.1:7301,127.0.0.1:7302,127.0.0.1:7303",
+        "--peer-token",
+        "p",
+    ]);
+    assert!(!out.status.success(), "{out}");
+    assert!(out.stderr.contains("is not among the peers"), "{out}");
+}
