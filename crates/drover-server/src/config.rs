@@ -31,6 +31,11 @@ pub struct ServerConfig {
     pub peers: Vec<String>,
     /// The servers' credential among themselves (else the `peer_token` file).
     pub peer_token: Option<String>,
+    /// A snapshot is taken after this many entries since the last one.
+    pub snapshot_every: u64,
+    /// Entries kept in the log behind a snapshot (for followers slightly behind); a
+    /// follower further behind is sent the snapshot.
+    pub keep_after_snapshot: u64,
 }
 
 /// A group of servers that cannot be formed.
@@ -131,6 +136,8 @@ impl ServerConfig {
             token: None,
             peers: Vec::new(),
             peer_token: None,
+            snapshot_every: 20_000,
+            keep_after_snapshot: 1_000,
         }
     }
 }

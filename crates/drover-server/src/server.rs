@@ -150,8 +150,8 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
         heartbeat_interval: 250,
         election_timeout_min: 1000,
         election_timeout_max: 2000,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(20_000),
-        max_in_snapshot_log_to_keep: 1_000,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every),
+        max_in_snapshot_log_to_keep: config.keep_after_snapshot,
         max_payload_entries: 64,
         ..Default::default()
     }
