@@ -153,6 +153,10 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
         snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every),
         max_in_snapshot_log_to_keep: config.keep_after_snapshot,
         max_payload_entries: 64,
+        // A snapshot travels as JSON in 1 MiB chunks; sending one and, for the last,
+        // restoring the state from it may take far longer than openraft's 200 ms default.
+        snapshot_max_chunk_size: 1 << 20,
+        install_snapshot_timeout: 10_000,
         ..Default::default()
     }
     .validate()
