@@ -8,6 +8,7 @@
 //! heartbeat_interval = "1s"
 //! node_id = 1
 //! max_body = "256MiB"
+//! peers = ["10.0.0.1:7070", "10.0.0.2:7070", "10.0.0.3:7070"]  # a group of servers
 //!
 //! [worker]
 //! name = "gpu-03"
@@ -82,6 +83,7 @@ const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
             ("heartbeat_interval", Kind::Duration),
             ("node_id", Kind::Count),
             ("max_body", Kind::Size),
+            ("peers", Kind::TextList),
         ],
     ),
     (

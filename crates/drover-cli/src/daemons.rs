@@ -55,9 +55,19 @@ pub struct ServerArgs {
     /// [default: 1s]
     #[arg(long, value_name = "DURATION")]
     heartbeat_interval: Option<String>,
-    /// This server's id in the replicated group [default: 1]
+    /// This server's id in the replicated group [default: 1; with --peers, its place in
+    /// the sorted list, whatever this says]
     #[arg(long, value_name = "N")]
     node_id: Option<String>,
+    /// Every server of a replicated group, this one included, comma-separated
+    /// (HOST:PORT each, as each listens); 3 or 5 servers. Not given: a server alone
+    #[arg(long, value_name = "ADDR,ADDR,ADDR", value_delimiter = ',')]
+    peers: Vec<String>,
+    /// The servers' credential among themselves, the same on every server of the group
+    /// and different from the cluster token [default: the peer_token file of the data
+    /// directory]
+    #[arg(long, env = "DROVER_PEER_TOKEN", hide_env_values = true)]
+    peer_token: Option<String>,
     /// Largest request body accepted, e.g. 256M (a job of 1,000,000 small tasks is ~100M of
     /// JSON) [default: 256M]
     #[arg(long, value_name = "SIZE")]
@@ -128,8 +138,135 @@ pub struct UpArgs {
     /// Memory for the local workers in all, e.g. 4G [default: all of this host's]
     #[arg(long)]
     memory: Option<String>,
+    /// How many servers: 1 (in this process) or 3 or 5, each its own `drover server`
+    /// process on consecutive loopback ports from --listen's, a replicated group (so
+    /// one can be killed) [default: 1]
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    servers: u32,
     #[command(flatten)]
     server: ServerArgs,
+}
+
+/// The servers `drover up` runs: one in this process, or a group of child processes.
+enum UpServers {
+    InProcess(drover_server::RunningServer),
+    Group(Vec<Child>),
+}
+
+impl UpServers {
+    async fn shutdown(self) {
+        match self {
+            UpServers::InProcess(running) => running.shutdown().await,
+            UpServers::Group(children) => {
+                // SIGTERM: each server stops cleanly (SIGKILL after 10 s).
+                for c in &children {
+                    let _ = std::process::Command::new("kill")
+                        .args(["-TERM", &c.id().to_string()])
+                        .status();
+                }
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                for mut c in children {
+                    while matches!(c.try_wait(), Ok(None)) {
+                        if std::time::Instant::now() > deadline {
+                            let _ = c.kill();
+                        }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Starts `n` `drover server` processes on consecutive loopback ports forming one
+/// group, sharing the token of `<data>/server` (created if need be) and a peer token
+/// beside it; waits for a leader. Returns the servers' URLs, comma-separated (also
+/// written to `<data>/server/endpoint`, so the CLI here finds the group by itself).
+async fn start_group(
+    g: &Global,
+    settings: &ServerSettings,
+    n: u32,
+) -> Result<(String, String, Vec<Child>)> {
+    if n != 3 && n != 5 {
+        bail!("--servers takes 1, 3 or 5 (a group needs a majority to survive one loss)");
+    }
+    let dir = discovery::server_dir(&g.data_dir());
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let token = match &g.token {
+        Some(t) => t.clone(),
+        None => drover_server::ClusterToken::load_or_create(&dir)?
+            .as_str()
+            .to_string(),
+    };
+    let peer_token = drover_server::ClusterToken::load_or_create_at(
+        &drover_server::ClusterToken::peer_path(&dir),
+    )?
+    .as_str()
+    .to_string();
+    let host = settings.listen.ip();
+    let ports: Vec<u16> = if settings.listen.port() == 0 {
+        let ls: Vec<std::net::TcpListener> = (0..n)
+            .map(|_| std::net::TcpListener::bind((host, 0)))
+            .collect::<std::io::Result<_>>()?;
+        ls.iter()
+            .map(|l| l.local_addr().map(|a| a.port()))
+            .collect::<std::io::Result<_>>()?
+    } else {
+        (0..n as u16).map(|i| settings.listen.port() + i).collect()
+    };
+    let addrs: Vec<String> = ports
+        .iter()
+        .map(|p| SocketAddr::new(host, *p).to_string())
+        .collect();
+    let exe = std::env::current_exe().context("cannot find the drover executable")?;
+    let mut children = Vec::new();
+    for (i, addr) in addrs.iter().enumerate() {
+        let log = std::fs::File::create(dir.join(format!("server-{}.log", i + 1)))?;
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.arg("--data-dir")
+            .arg(dir.join(format!("s{}", i + 1)))
+            .arg("server")
+            .args(["--listen", addr, "--peers", &addrs.join(",")])
+            .arg("--worker-timeout")
+            .arg(format!("{}ms", settings.worker_timeout.as_millis()))
+            .arg("--heartbeat-interval")
+            .arg(format!("{}ms", settings.heartbeat_interval.as_millis()))
+            .env("DROVER_TOKEN", &token)
+            .env("DROVER_PEER_TOKEN", &peer_token)
+            .env_remove("DROVER_SERVER")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log));
+        children.push(cmd.spawn().context("cannot start a drover server")?);
+    }
+    let urls: Vec<String> = addrs.iter().map(|a| format!("http://{a}")).collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut leader = false;
+        for u in &urls {
+            let c = drover_client::Client::new(u.clone(), None);
+            if c.health().await.is_ok_and(|h| h.leader) {
+                leader = true;
+            }
+        }
+        if leader {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            for c in &mut children {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            bail!(
+                "the {n} servers elected no leader within 30s; see their logs in {}",
+                dir.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let list = urls.join(",");
+    std::fs::write(dir.join("endpoint"), format!("{list}\n"))?;
+    Ok((list, token, children))
 }
 
 /// The server's settings once layered.
@@ -140,6 +277,8 @@ struct ServerSettings {
     heartbeat_interval: Duration,
     node_id: u64,
     max_body: u64,
+    peers: Vec<String>,
+    peer_token: Option<String>,
 }
 
 fn server_settings(l: &Layers, a: &ServerArgs) -> Result<ServerSettings> {
@@ -188,7 +327,22 @@ fn server_settings(l: &Layers, a: &ServerArgs) -> Result<ServerSettings> {
             Ok(n)
         },
     )?;
+    let peers = if a.peers.is_empty() {
+        l.file_list("server", "peers").unwrap_or_default()
+    } else {
+        a.peers.clone()
+    };
+    let peers = peers
+        .iter()
+        .map(|p| {
+            parse_listen(p.trim())
+                .map(|a| a.to_string())
+                .with_context(|| format!("server.peers / --peers: {p:?}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let settings = ServerSettings {
+        peers,
+        peer_token: a.peer_token.clone(),
         listen: listen.expect("has a default"),
         worker_timeout: worker_timeout.expect("has a default"),
         heartbeat_interval: heartbeat_interval.expect("has a default"),
@@ -216,6 +370,14 @@ fn print_server(p: &mut Printer, s: &ServerSettings) {
     );
     t.insert("node_id".into(), show_count(s.node_id));
     t.insert("max_body".into(), show_size(s.max_body));
+    if !s.peers.is_empty() {
+        let a = s
+            .peers
+            .iter()
+            .map(|p| toml::Value::String(p.clone()))
+            .collect();
+        t.insert("peers".into(), toml::Value::Array(a));
+    }
 }
 
 fn server_config(g: &Global, s: &ServerSettings) -> ServerConfig {
@@ -226,6 +388,8 @@ fn server_config(g: &Global, s: &ServerSettings) -> ServerConfig {
     c.heartbeat_interval = s.heartbeat_interval;
     c.token = g.token.clone();
     c.max_body_bytes = usize::try_from(s.max_body).unwrap_or(usize::MAX);
+    c.peers = s.peers.clone();
+    c.peer_token = s.peer_token.clone();
     c
 }
 
@@ -651,9 +815,15 @@ pub async fn up(g: &Global, a: UpArgs) -> Result<ExitCode> {
     }
     let config = server_config(g, &settings);
     let data_dir = config.data_dir.clone();
-    let running = drover_server::start(config).await?;
-    let url = running.url();
-    let token = running.node.token.as_str().to_string();
+    let (url, token, running) = if a.servers > 1 {
+        let (url, token, children) = start_group(g, &settings, a.servers).await?;
+        (url, token, UpServers::Group(children))
+    } else {
+        let running = drover_server::start(config).await?;
+        let url = running.url();
+        let token = running.node.token.as_str().to_string();
+        (url, token, UpServers::InProcess(running))
+    };
     let shares = match local_shares(&up, &data_dir) {
         Ok(s) => s,
         Err(e) => {
@@ -721,11 +891,23 @@ pub async fn up(g: &Global, a: UpArgs) -> Result<ExitCode> {
             })
         );
     } else {
-        println!(
-            "Drover is up: server {url} with {} local worker{}.",
-            up.workers,
-            if up.workers == 1 { "" } else { "s" }
-        );
+        if a.servers > 1 {
+            println!(
+                "Drover is up: {} servers with {} local worker{}:",
+                a.servers,
+                up.workers,
+                if up.workers == 1 { "" } else { "s" }
+            );
+            for u in url.split(',') {
+                println!("  server {u}");
+            }
+        } else {
+            println!(
+                "Drover is up: server {url} with {} local worker{}.",
+                up.workers,
+                if up.workers == 1 { "" } else { "s" }
+            );
+        }
         println!("  data:  {}", data_dir.display());
         println!("  token: {}", token_file.display());
         if let Some(note) = &small {

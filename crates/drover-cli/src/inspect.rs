@@ -320,6 +320,29 @@ pub async fn job(g: &Global, a: JobArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+pub async fn servers(g: &Global) -> Result<ExitCode> {
+    let list = g.client()?.servers().await?;
+    if g.json {
+        render::print_json(&list)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut table = render::table(&["ID", "ADDRESS", "ROLE", "TERM", "APPLIED", "REACHABLE"]);
+    for s in &list {
+        table.add_row(vec![
+            s.id.to_string(),
+            s.address.clone(),
+            s.role.clone(),
+            s.term.to_string(),
+            s.last_applied
+                .map(|i| i.to_string())
+                .unwrap_or_else(|| "-".into()),
+            if s.reachable { "yes" } else { "no" }.to_string(),
+        ]);
+    }
+    println!("{table}");
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn workers(g: &Global) -> Result<ExitCode> {
     let list = g.client()?.workers().await?;
     if g.json {

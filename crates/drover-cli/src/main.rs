@@ -26,7 +26,8 @@ struct Cli {
 
 #[derive(Debug, Clone, Args)]
 pub struct Global {
-    /// The server's URL [default: the local server's, from the data directory]
+    /// The server's URL, or several comma-separated (the servers of a group: any one
+    /// that answers is used) [default: the local server's, from the data directory]
     #[arg(long, global = true, env = "DROVER_SERVER")]
     server: Option<String>,
     /// The cluster token [default: the local server's token file]
@@ -89,6 +90,8 @@ enum Cmd {
     Job(inspect::JobArgs),
     /// List workers
     Workers,
+    /// List the servers of a replicated group: role, term, progress, reachable
+    Servers,
     /// Stop placing tasks on a worker; the tasks it runs finish
     Drain(inspect::WorkerRefArgs),
     /// Place tasks on a drained worker again
@@ -206,6 +209,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Cmd::Cancel(a) => inspect::cancel(g, a).await,
         Cmd::Job(a) => inspect::job(g, a).await,
         Cmd::Workers => inspect::workers(g).await,
+        Cmd::Servers => inspect::servers(g).await,
         Cmd::Drain(a) => inspect::drain(g, a, true).await,
         Cmd::Resume(a) => inspect::drain(g, a, false).await,
         Cmd::Policy(a) => inspect::policy(g, a).await,

@@ -2,14 +2,16 @@
 
 use bytes::Bytes;
 use drover_proto::api::{
-    CancelResponse, ClusterSummary, ErrorBody, Health, JobInfo, SubmitResponse, TaskInfo, TaskList,
-    WorkerInfo,
+    CancelResponse, ClusterSummary, ErrorBody, Health, JobInfo, ServerInfo, SubmitResponse,
+    TaskInfo, TaskList, WorkerInfo,
 };
 use drover_types::{JobSpec, PolicyConfig, TaskSpec};
 use futures_util::Stream;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -51,44 +53,115 @@ pub struct ListQuery {
     pub cursor: Option<String>,
 }
 
+/// A client of a cluster: one server's URL, or several (comma-separated) for a
+/// replicated group. Any server answers (a follower passes writes on to the leader);
+/// when the one in use cannot be connected to, the request goes to the next one. Only
+/// a request that was never sent is sent again, so a write is never applied twice by
+/// the client's doing.
 #[derive(Clone, Debug)]
 pub struct Client {
     http: reqwest::Client,
+    bases: Arc<[String]>,
+    current: Arc<AtomicUsize>,
     base: String,
     token: Option<String>,
 }
 
 impl Client {
+    /// `base`: a server's URL, or several separated by commas.
     pub fn new(base: impl Into<String>, token: Option<String>) -> Client {
         let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
+            .connect_timeout(Duration::from_secs(2))
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .unwrap_or_default();
+        let base = base.into();
+        let mut bases: Vec<String> = base
+            .split(',')
+            .map(|b| b.trim().trim_end_matches('/').to_string())
+            .filter(|b| !b.is_empty())
+            .collect();
+        if bases.is_empty() {
+            bases.push(base.trim_end_matches('/').to_string());
+        }
         Client {
             http,
-            base: base.into().trim_end_matches('/').to_string(),
+            base: bases.join(","),
+            bases: bases.into(),
+            current: Arc::new(AtomicUsize::new(0)),
             token,
         }
     }
 
+    /// The URL (or URLs, comma-separated) this client was given.
     pub fn base_url(&self) -> &str {
         &self.base
     }
 
+    fn current_base(&self) -> &str {
+        &self.bases[self.current.load(Ordering::Relaxed) % self.bases.len()]
+    }
+
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.current_base()));
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
         req
     }
 
-    async fn send(&self, req: RequestBuilder) -> Result<Response, ClientError> {
-        let resp = req.send().await.map_err(|e| ClientError::Unreachable {
+    /// Sends to the server in use; if it cannot be connected to, to each other one in
+    /// turn (remembering the first that answers).
+    async fn send_any(&self, req: RequestBuilder) -> Result<Response, ClientError> {
+        let (client, request) = req.build_split();
+        let request = request.map_err(|e| ClientError::Decode(e.to_string()))?;
+        let start = self.current.load(Ordering::Relaxed);
+        let n = self.bases.len();
+        let mut last = None;
+        for i in 0..n {
+            let k = (start + i) % n;
+            let Some(mut attempt) = request.try_clone() else {
+                return client
+                    .execute(request)
+                    .await
+                    .map_err(|e| self.unreachable(&e));
+            };
+            if i > 0 {
+                let tail = &request.url().as_str()[self.bases[start % n].len()..];
+                match reqwest::Url::parse(&format!("{}{tail}", self.bases[k])) {
+                    Ok(url) => *attempt.url_mut() = url,
+                    Err(_) => continue,
+                }
+            }
+            match client.execute(attempt).await {
+                Ok(resp) => {
+                    self.current.store(k, Ordering::Relaxed);
+                    return Ok(resp);
+                }
+                Err(e) if e.is_connect() && n > 1 => last = Some(e),
+                Err(e) => return Err(self.unreachable(&e)),
+            }
+        }
+        Err(match last {
+            Some(e) => self.unreachable(&e),
+            None => ClientError::Unreachable {
+                url: self.base.clone(),
+                message: "no server URL".into(),
+            },
+        })
+    }
+
+    fn unreachable(&self, e: &reqwest::Error) -> ClientError {
+        ClientError::Unreachable {
             url: self.base.clone(),
-            message: root_cause(&e),
-        })?;
+            message: root_cause(e),
+        }
+    }
+
+    async fn send(&self, req: RequestBuilder) -> Result<Response, ClientError> {
+        let resp = self.send_any(req).await?;
         if resp.status().is_success() {
             return Ok(resp);
         }
@@ -117,6 +190,11 @@ impl Client {
             .await
             .map_err(|e| ClientError::Decode(e.to_string()))?;
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// The servers of the replicated group, as the answering server sees them.
+    pub async fn servers(&self) -> Result<Vec<ServerInfo>, ClientError> {
+        self.json(self.request(Method::GET, "/v1/servers")).await
     }
 
     pub async fn health(&self) -> Result<Health, ClientError> {
@@ -250,10 +328,7 @@ impl Client {
         if let Some(b) = body {
             req = req.header("content-type", "application/json").body(b);
         }
-        let resp = req.send().await.map_err(|e| ClientError::Unreachable {
-            url: self.base.clone(),
-            message: root_cause(&e),
-        })?;
+        let resp = self.send_any(req).await?;
         let status = resp.status();
         let bytes = resp
             .bytes()

@@ -187,3 +187,24 @@ pub struct Health {
 pub struct Ack {
     pub ok: bool,
 }
+
+/// One server of the replicated group, as `GET /v1/servers` reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ServerInfo {
+    /// The server's id in the group.
+    pub id: u64,
+    /// Its address (host:port), as the group knows it.
+    pub address: String,
+    /// `leader`, `follower` or `learner` (a member without a vote), as the answering
+    /// server sees it.
+    pub role: String,
+    /// The answering server's current term.
+    pub term: u64,
+    /// The last log index this server has applied: its own figure for itself; for the
+    /// others the leader's view of what they have replicated (null when unknown).
+    pub last_applied: Option<u64>,
+    /// Whether the answering server hears from it: itself always; the others as the
+    /// leader's replication reports (a follower knows only the leader).
+    pub reachable: bool,
+}

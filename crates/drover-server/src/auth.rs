@@ -41,9 +41,38 @@ impl ClusterToken {
         data_dir.join("token")
     }
 
+    /// The peer token file of a data directory (servers' credential among themselves).
+    pub fn peer_path(data_dir: &Path) -> PathBuf {
+        data_dir.join("peer_token")
+    }
+
+    /// Reads a token file if it exists and is not empty.
+    pub fn load(path: &Path) -> std::io::Result<Option<ClusterToken>> {
+        match std::fs::read_to_string(path) {
+            Ok(text) if !text.trim().is_empty() => Ok(Some(ClusterToken::new(&text))),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes a token given on the command line to a token file (mode 0600), so a
+    /// restart without the flag uses the same one.
+    pub fn store(&self, path: &Path) -> std::io::Result<()> {
+        if ClusterToken::load(path)?.is_some_and(|t| t.matches(self.as_str())) {
+            return Ok(());
+        }
+        write_secret(path, self.as_str())
+    }
+
     /// Reads the token from the data directory, creating it (mode 0600) on first start.
     pub fn load_or_create(data_dir: &Path) -> std::io::Result<ClusterToken> {
-        let path = ClusterToken::path(data_dir);
+        ClusterToken::load_or_create_at(&ClusterToken::path(data_dir))
+    }
+
+    /// Reads the token file at `path`, creating it (mode 0600) if it is missing.
+    pub fn load_or_create_at(path: &Path) -> std::io::Result<ClusterToken> {
+        let path = path.to_path_buf();
         match std::fs::read_to_string(&path) {
             Ok(text) if !text.trim().is_empty() => {
                 let mode = std::fs::metadata(&path)?.permissions().mode();
@@ -63,16 +92,7 @@ impl ClusterToken {
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
         let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        let tmp = path.with_extension("tmp");
-        let _ = std::fs::remove_file(&tmp);
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(token.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
+        write_secret(path, &token)?;
         Ok(ClusterToken::new(&token))
     }
 
@@ -87,6 +107,30 @@ impl ClusterToken {
     }
 }
 
+fn write_secret(path: &Path, token: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(token.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// What the auth layer checks: the cluster token on the API and the worker endpoint,
+/// the peer token (and only it) on the servers' raft routes.
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    pub cluster: ClusterToken,
+    pub peer: ClusterToken,
+}
+
+/// The servers' own routes (raft RPCs): the peer token only.
+pub const PEER_PREFIX: &str = "/v1/raft/";
+
 /// Routes reachable without credentials: health, the OpenAPI document and the docs
 /// UI (a browser cannot send the bearer token when it loads them; they hold nothing
 /// but the API's description, the same for every cluster).
@@ -95,7 +139,7 @@ const PUBLIC_PREFIX: &str = "/v1/docs/";
 
 /// The middleware: 401 with a JSON body for a missing or wrong token.
 pub async fn require_token(
-    State(token): State<ClusterToken>,
+    State(credentials): State<Credentials>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -103,6 +147,7 @@ pub async fn require_token(
     if PUBLIC.contains(&path) || path.starts_with(PUBLIC_PREFIX) {
         return next.run(request).await;
     }
+    let peer_route = path.starts_with(PEER_PREFIX);
     let presented = request
         .headers()
         .get(AUTHORIZATION)
@@ -112,6 +157,24 @@ pub async fn require_token(
             let (scheme, rest) = v.split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then_some(rest)
         });
+    if peer_route {
+        // Servers only: a client's or a worker's token is refused here, and the peer
+        // token opens nothing else (it fails the cluster-token check below).
+        return match presented {
+            Some(t) if credentials.peer.matches(t.trim()) => next.run(request).await,
+            Some(t) if credentials.cluster.matches(t.trim()) => ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "forbidden",
+                "these routes are for the servers of the cluster, not for clients or workers",
+                None,
+            )
+            .into_response(),
+            _ => {
+                ApiError::unauthorized("these routes take the servers' peer token").into_response()
+            }
+        };
+    }
+    let token = &credentials.cluster;
     match presented {
         Some(t) if token.matches(t.trim()) => next.run(request).await,
         Some(_) => ApiError::unauthorized("the cluster token is wrong").into_response(),

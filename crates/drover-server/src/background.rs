@@ -86,8 +86,16 @@ pub async fn liveness_loop(node: Arc<Node>) {
             (workers, sched.next_timer())
         };
         if !was_leader {
-            // A new leader gives every worker a fresh window to reach it.
-            node.sessions.reset_clocks(workers.iter().map(|(w, _)| *w));
+            // A new leader gives every worker a fresh window to reach it; in a group,
+            // plus the lease, during which the previous leader may still have
+            // acknowledged its heartbeats.
+            let grace = if node.is_clustered() {
+                crate::node::LEASE
+            } else {
+                Duration::ZERO
+            };
+            node.sessions
+                .reset_clocks(workers.iter().map(|(w, _)| *w), grace);
             was_leader = true;
         }
         let now = Instant::now();
@@ -119,6 +127,26 @@ pub async fn liveness_loop(node: Arc<Node>) {
         if due && now.duration_since(last_tick) >= TICK_EVERY {
             last_tick = now;
             node.proposer.propose_nowait(Command::Tick);
+        }
+    }
+}
+
+/// In a group, the leader has a majority confirm its leadership every few hundred
+/// milliseconds (one heartbeat round); see [`Node::holds_lease`].
+pub async fn lease_loop(node: Arc<Node>) {
+    let mut interval = tokio::time::interval(Duration::from_millis(300));
+    loop {
+        interval.tick().await;
+        if !node.is_leader() {
+            continue;
+        }
+        let asked = Instant::now();
+        let confirmed =
+            tokio::time::timeout(Duration::from_secs(1), node.raft.ensure_linearizable())
+                .await
+                .is_ok_and(|r| r.is_ok());
+        if confirmed {
+            *node.confirmed.lock().unwrap_or_else(|p| p.into_inner()) = Some(asked);
         }
     }
 }

@@ -26,6 +26,29 @@ pub struct ServerConfig {
     pub policy: PolicyConfig,
     /// Use this token instead of the one in the data directory.
     pub token: Option<String>,
+    /// Every server of the group (host:port, this one among them), or empty for a
+    /// server alone. Node ids are the positions in the sorted list, from 1.
+    pub peers: Vec<String>,
+    /// The servers' credential among themselves (else the `peer_token` file).
+    pub peer_token: Option<String>,
+    /// A snapshot is taken after this many entries since the last one.
+    pub snapshot_every: u64,
+    /// Entries kept in the log behind a snapshot (for followers slightly behind); a
+    /// follower further behind is sent the snapshot.
+    pub keep_after_snapshot: u64,
+}
+
+/// A group of servers that cannot be formed.
+#[derive(Debug, thiserror::Error)]
+pub enum PeersError {
+    #[error(
+        "this server's address {listen} is not among the peers ({peers}); list every server, this one included, with the address it listens on"
+    )]
+    NotAmong { listen: String, peers: String },
+    #[error("the peer {0:?} is listed twice")]
+    Duplicate(String),
+    #[error("a group of servers needs at least 3 (or 1 alone); {0} given")]
+    TooFew(usize),
 }
 
 /// Liveness settings that cannot work.
@@ -72,6 +95,47 @@ impl ServerConfig {
         Ok(())
     }
 
+    /// The peers, sorted: node id `i + 1` is the `i`-th.
+    pub fn sorted_peers(&self) -> Vec<String> {
+        let mut peers = self.peers.clone();
+        peers.sort();
+        peers
+    }
+
+    /// The address of the member with this id, from the peer list.
+    pub fn peer_address(&self, id: u64) -> Option<String> {
+        let i = usize::try_from(id.checked_sub(1)?).ok()?;
+        self.sorted_peers().get(i).cloned()
+    }
+
+    /// Checks the peer list and sets `node_id` from this server's place in it.
+    pub fn resolve_peers(&mut self) -> Result<(), PeersError> {
+        if self.peers.is_empty() {
+            return Ok(());
+        }
+        let peers = self.sorted_peers();
+        if let Some(w) = peers.windows(2).find(|w| w[0] == w[1]) {
+            return Err(PeersError::Duplicate(w[0].clone()));
+        }
+        if peers.len() == 1 && peers[0] == self.listen.to_string() {
+            self.peers.clear();
+            return Ok(());
+        }
+        if peers.len() < 3 {
+            return Err(PeersError::TooFew(peers.len()));
+        }
+        let listen = self.listen.to_string();
+        let i = peers
+            .iter()
+            .position(|p| *p == listen)
+            .ok_or_else(|| PeersError::NotAmong {
+                listen: listen.clone(),
+                peers: peers.join(","),
+            })?;
+        self.node_id = i as u64 + 1;
+        Ok(())
+    }
+
     pub fn new(data_dir: PathBuf) -> ServerConfig {
         ServerConfig {
             data_dir,
@@ -83,6 +147,10 @@ impl ServerConfig {
             limits: Limits::default(),
             policy: PolicyConfig::default(),
             token: None,
+            peers: Vec::new(),
+            peer_token: None,
+            snapshot_every: 20_000,
+            keep_after_snapshot: 1_000,
         }
     }
 }

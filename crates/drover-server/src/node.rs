@@ -18,11 +18,74 @@ pub struct Node {
     pub sessions: Sessions,
     pub output: OutputStore,
     pub token: ClusterToken,
+    /// The servers' credential among themselves.
+    pub peer_token: ClusterToken,
+    /// Forwards writes to the leader and probes peers.
+    pub http: reqwest::Client,
+    /// When a majority last confirmed this server's leadership (read by
+    /// [`Node::holds_lease`]; written by the lease loop).
+    pub confirmed: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// How long a confirmation of leadership by a majority counts. A leader cut off from the
+/// majority stops acknowledging workers' heartbeats at most this long after its last
+/// confirmation, and a new leader adds as much to every worker's fresh window, so the
+/// self-fence arithmetic ("Liveness and the self-fence") still holds across a change.
+pub const LEASE: std::time::Duration = std::time::Duration::from_millis(1500);
 
 impl Node {
     pub fn is_leader(&self) -> bool {
         self.raft.metrics().borrow().current_leader == Some(self.config.node_id)
+    }
+
+    /// Whether this server leads *and* a majority confirmed it within [`LEASE`]: what it
+    /// takes to welcome a worker or acknowledge its heartbeat. A server alone needs no
+    /// confirmation.
+    pub fn holds_lease(&self) -> bool {
+        if !self.is_leader() {
+            return false;
+        }
+        if !self.is_clustered() {
+            return true;
+        }
+        self.confirmed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|t| t.elapsed() < LEASE)
+    }
+
+    /// Whether this server is one of several.
+    pub fn is_clustered(&self) -> bool {
+        self.config.peers.len() > 1
+    }
+
+    /// The address (host:port) of a member, as the membership records it.
+    pub fn address_of(&self, id: u64) -> Option<String> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let from_membership = metrics
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .map(|n| n.addr.clone());
+        from_membership.or_else(|| self.config.peer_address(id))
+    }
+
+    /// The leader, once one is known; `None` if none is by `deadline`.
+    pub async fn wait_for_leader(&self, deadline: std::time::Instant) -> Option<u64> {
+        let mut rx = self.raft.metrics();
+        loop {
+            if let Some(l) = rx.borrow_and_update().current_leader {
+                return Some(l);
+            }
+            let left = deadline.checked_duration_since(std::time::Instant::now())?;
+            if tokio::time::timeout(left, rx.changed())
+                .await
+                .ok()?
+                .is_err()
+            {
+                return None;
+            }
+        }
     }
 }
 

@@ -6,9 +6,10 @@
 //! the order commands arrived, so two commands from one source (a worker's "started"
 //! then "finished") are applied in that order.
 
-use crate::raft::Raft;
+use crate::raft::{Raft, SharedState};
 use drover_state::{Command, CommandResult, LogEntry};
 use drover_types::Millis;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
@@ -40,6 +41,7 @@ struct Proposal {
 pub struct Proposer {
     tx: mpsc::UnboundedSender<Proposal>,
     clock: LeaderClock,
+    state: Arc<SharedState>,
 }
 
 impl std::fmt::Debug for Proposal {
@@ -50,16 +52,19 @@ impl std::fmt::Debug for Proposal {
 
 impl Proposer {
     /// Starts the proposer task for `raft`.
-    pub fn start(raft: Raft) -> Proposer {
+    /// `state` gives the floor of time: a new leader never stamps an entry earlier than
+    /// the latest one applied (its clock may be behind the previous leader's).
+    pub fn start(raft: Raft, state: Arc<SharedState>) -> Proposer {
         let (tx, rx) = mpsc::unbounded_channel();
         let clock = LeaderClock::new();
-        tokio::spawn(run(raft, rx, clock.clone()));
-        Proposer { tx, clock }
+        tokio::spawn(run(raft, rx, clock.clone(), state.clone()));
+        Proposer { tx, clock, state }
     }
 
-    /// The time the next entry would be stamped with (same clock).
+    /// The time the next entry would be stamped with (same clock, same floor).
     pub fn now(&self) -> Millis {
-        self.clock.read()
+        let floor = self.state.read().scheduler().now();
+        self.clock.read().max(floor)
     }
 
     /// Proposes one command and waits until it is committed and applied.
@@ -121,8 +126,8 @@ impl LeaderClock {
         Millis(self.anchor_wall_ms + self.anchor.elapsed().as_millis() as u64)
     }
 
-    fn now(&mut self) -> Millis {
-        self.last = self.last.max(self.read().0);
+    fn now(&mut self, floor: Millis) -> Millis {
+        self.last = self.last.max(self.read().0).max(floor.0);
         Millis(self.last)
     }
 }
@@ -140,7 +145,12 @@ fn gather(rx: &mut mpsc::UnboundedReceiver<Proposal>, batch: &mut Vec<Proposal>,
     }
 }
 
-async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Proposal>, mut clock: LeaderClock) {
+async fn run(
+    raft: Raft,
+    mut rx: mpsc::UnboundedReceiver<Proposal>,
+    mut clock: LeaderClock,
+    state: Arc<SharedState>,
+) {
     let slots = std::sync::Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -157,8 +167,9 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Proposal>, mut clock: L
             replies.push((p.commands.len(), p.reply));
             commands.extend(p.commands);
         }
+        let floor = state.read().scheduler().now();
         let entry = LogEntry {
-            now: clock.now(),
+            now: clock.now(floor),
             commands,
         };
         // Hand the entry to openraft now (keeps arrival order); wait for it elsewhere.

@@ -40,6 +40,17 @@ pub enum ServerError {
     NoLeader(Duration),
     #[error(transparent)]
     Timing(#[from] crate::config::TimingError),
+    #[error(transparent)]
+    Peers(#[from] crate::config::PeersError),
+    /// Servers of one group must share both tokens, so none may invent its own.
+    #[error(
+        "a group of servers needs the same {what} on every server: pass {how}, or put it in the file {file} of each data directory"
+    )]
+    SharedSecret {
+        what: &'static str,
+        how: &'static str,
+        file: PathBuf,
+    },
 }
 
 /// A server that is up: its address, and how to stop it.
@@ -68,18 +79,51 @@ impl RunningServer {
 
 /// Opens the data directory, starts raft (initializing a one-server cluster on first
 /// start), the background loops and the HTTP listener; returns once this server leads.
-pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
+pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerError> {
     config.validate_timing()?;
+    config.resolve_peers()?;
+    let clustered = config.peers.len() > 1;
     let dir = config.data_dir.clone();
     let data_err = |source| ServerError::DataDir {
         path: dir.clone(),
         source,
     };
     std::fs::create_dir_all(&dir).map_err(data_err)?;
+    let token_path = ClusterToken::path(&dir);
+    let peer_path = ClusterToken::peer_path(&dir);
     let token = match &config.token {
         Some(t) => ClusterToken::new(t),
+        None if clustered => ClusterToken::load(&token_path)
+            .map_err(data_err)?
+            .ok_or_else(|| ServerError::SharedSecret {
+                what: "cluster token",
+                how: "--token (or DROVER_TOKEN)",
+                file: token_path.clone(),
+            })?,
         None => ClusterToken::load_or_create(&dir).map_err(data_err)?,
     };
+    let peer_token = match &config.peer_token {
+        Some(t) => {
+            let t = ClusterToken::new(t);
+            t.store(&peer_path).map_err(data_err)?;
+            t
+        }
+        None if clustered => ClusterToken::load(&peer_path)
+            .map_err(data_err)?
+            .ok_or_else(|| ServerError::SharedSecret {
+                what: "peer token",
+                how: "--peer-token (or DROVER_PEER_TOKEN)",
+                file: peer_path.clone(),
+            })?,
+        None => ClusterToken::load_or_create_at(&peer_path).map_err(data_err)?,
+    };
+    if peer_token.matches(token.as_str()) {
+        return Err(ServerError::SharedSecret {
+            what: "peer token, different from the cluster token,",
+            how: "a --peer-token that is not the --token",
+            file: peer_path.clone(),
+        });
+    }
     let db_path = dir.join("raft.redb");
     let db = redb::Database::create(&db_path).map_err(|e| ServerError::Store {
         path: db_path.clone(),
@@ -106,9 +150,13 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         heartbeat_interval: 250,
         election_timeout_min: 1000,
         election_timeout_max: 2000,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(20_000),
-        max_in_snapshot_log_to_keep: 1_000,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every),
+        max_in_snapshot_log_to_keep: config.keep_after_snapshot,
         max_payload_entries: 64,
+        // A snapshot travels as JSON in 1 MiB chunks; sending one and, for the last,
+        // restoring the state from it may take far longer than openraft's 200 ms default.
+        snapshot_max_chunk_size: 1 << 20,
+        install_snapshot_timeout: 10_000,
         ..Default::default()
     }
     .validate()
@@ -116,7 +164,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let raft = Raft::new(
         config.node_id,
         Arc::new(raft_config),
-        NetworkFactory,
+        NetworkFactory::new(peer_token.as_str()),
         log_store,
         state_store,
     )
@@ -134,11 +182,19 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         source,
     })?;
 
-    if !raft
+    let initialized = raft
         .is_initialized()
         .await
-        .map_err(|e| ServerError::Raft(e.to_string()))?
-    {
+        .map_err(|e| ServerError::Raft(e.to_string()))?;
+    let http = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(1))
+        .build()
+        .map_err(|e| ServerError::Raft(e.to_string()))?;
+    if clustered && !initialized && config.node_id == 1 {
+        // Exactly one initializer: the lowest address, once a majority answers.
+        tokio::spawn(initialize_group(raft.clone(), http.clone(), config.clone()));
+    } else if !clustered && !initialized {
         let members = BTreeMap::from([(
             config.node_id,
             BasicNode {
@@ -149,7 +205,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             .await
             .map_err(|e| ServerError::Raft(e.to_string()))?;
     }
-    let proposer = Proposer::start(raft.clone());
+    let proposer = Proposer::start(raft.clone(), shared.clone());
     let output = OutputStore::new(dir.join("output"));
     let node = Arc::new(Node {
         config: config.clone(),
@@ -159,9 +215,15 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         sessions: Sessions::default(),
         output,
         token,
+        peer_token,
+        http,
+        confirmed: std::sync::Mutex::new(None),
     });
     tokio::spawn(background::dispatch_loop(node.clone(), dispatch_rx));
     tokio::spawn(background::liveness_loop(node.clone()));
+    if clustered {
+        tokio::spawn(background::lease_loop(node.clone()));
+    }
 
     // Let the CLI on this machine find the server without being told.
     let _ = std::fs::write(dir.join("endpoint"), format!("http://{addr}\n"));
@@ -182,16 +244,64 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         }
     });
 
-    let wait = Duration::from_secs(10);
-    raft.wait(Some(wait))
-        .current_leader(config.node_id, "this server leads")
-        .await
-        .map_err(|_| ServerError::NoLeader(wait))?;
-    tracing::info!(%addr, data_dir = %dir.display(), "drover server is up");
+    if clustered {
+        // The group forms (or this server rejoins it) in the background: serving
+        // meanwhile lets the others reach this one.
+        tracing::info!(%addr, node_id = config.node_id, peers = %config.sorted_peers().join(","), "drover server is up; joining its group");
+    } else {
+        let wait = Duration::from_secs(10);
+        raft.wait(Some(wait))
+            .current_leader(config.node_id, "this server leads")
+            .await
+            .map_err(|_| ServerError::NoLeader(wait))?;
+        tracing::info!(%addr, data_dir = %dir.display(), "drover server is up");
+    }
     Ok(RunningServer {
         addr,
         node,
         stop: Some(stop),
         http,
     })
+}
+
+/// Run by the server with the lowest address of a new group: once a majority of the
+/// servers (itself included) answer, makes every listed server a voting member. The
+/// others never initialize; they learn the membership from the leader's first append.
+async fn initialize_group(raft: Raft, http: reqwest::Client, config: ServerConfig) {
+    let peers = config.sorted_peers();
+    let majority = peers.len() / 2 + 1;
+    loop {
+        let mut up = 1;
+        for (i, addr) in peers.iter().enumerate() {
+            if i as u64 + 1 == config.node_id {
+                continue;
+            }
+            let probe = http
+                .get(format!("http://{addr}/v1/health"))
+                .timeout(Duration::from_millis(500))
+                .send()
+                .await;
+            if probe.is_ok_and(|r| r.status().is_success()) {
+                up += 1;
+            }
+        }
+        if up >= majority {
+            break;
+        }
+        tracing::info!(
+            up,
+            majority,
+            "waiting for a majority of the servers before forming the group"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let members: BTreeMap<u64, BasicNode> = peers
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| (i as u64 + 1, BasicNode { addr: addr.clone() }))
+        .collect();
+    match raft.initialize(members).await {
+        Ok(()) => tracing::info!("formed the group of {} servers", peers.len()),
+        Err(e) => tracing::warn!("could not form the group: {e}"),
+    }
 }

@@ -141,8 +141,13 @@ impl Sessions {
     }
 
     /// Gives every known worker a fresh window (on becoming leader).
-    pub fn reset_clocks(&self, workers: impl IntoIterator<Item = WorkerId>) {
-        let now = Instant::now();
+    /// `grace` sets the clocks that much in the future (a longer first window).
+    pub fn reset_clocks(
+        &self,
+        workers: impl IntoIterator<Item = WorkerId>,
+        grace: std::time::Duration,
+    ) {
+        let now = Instant::now() + grace;
         let mut live = self.liveness.lock().unwrap_or_else(|p| p.into_inner());
         for w in workers {
             live.entry(w)

@@ -152,8 +152,16 @@ async fn serve(node: Arc<Node>, mut socket: WebSocket) -> Result<(), SessionErro
         Ok(f) => f,
         Err(e) => return reject_permanently(socket, e.to_string()).await,
     };
-    if !node.is_leader() {
-        return reject(socket, "this server is not the leader".into()).await;
+    if !node.holds_lease() {
+        let leader = node.raft.metrics().borrow().current_leader;
+        let reason = match leader.and_then(|l| node.address_of(l)) {
+            _ if leader == Some(node.config.node_id) => {
+                "this server leads but a majority has not confirmed it lately; try again".into()
+            }
+            Some(addr) => format!("this server is not the leader; the leader is at http://{addr}"),
+            None => "this server is not the leader, and no leader is known yet".into(),
+        };
+        return reject(socket, reason).await;
     }
     if spec.name.is_empty() {
         return reject(socket, "the worker has no name".into()).await;
@@ -334,8 +342,12 @@ async fn read_loop(
                     node.sessions.touch(worker, Some(usage));
                     // The ack proves to the worker that this server heard it: the
                     // worker's self-fence counts from the sending of the acked beat.
-                    node.sessions
-                        .send(worker, &ServerMessage::HeartbeatAck { seq });
+                    // In a group, only while a majority confirms this server leads: a
+                    // leader cut off from it must let the worker's fence run down.
+                    if node.holds_lease() {
+                        node.sessions
+                            .send(worker, &ServerMessage::HeartbeatAck { seq });
+                    }
                     *sampled = node.sessions.live_usage.record(sampled, tasks);
                 }
                 Ok(WorkerMessage::Started { task, attempt }) => {

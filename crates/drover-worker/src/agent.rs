@@ -251,12 +251,27 @@ impl Agent {
         shutdown: &mut (impl Future<Output = ()> + Unpin),
     ) -> Result<(), WorkerError> {
         let mut tries = 0u32;
+        // Several servers (comma-separated): only the leader takes a worker, so after a
+        // refusal or a lost connection the next one is tried.
+        let urls: Vec<String> = self
+            .config
+            .server
+            .split(',')
+            .map(|u| u.trim().to_string())
+            .filter(|u| !u.is_empty())
+            .collect();
+        let mut next = 0usize;
         loop {
+            let url = urls
+                .get(next % urls.len().max(1))
+                .cloned()
+                .unwrap_or_else(|| self.config.server.clone());
+            next = next.wrapping_add(1);
             // The fence runs on its own; while connecting (bounded by the connect
             // timeout) its firing is handled as soon as the attempt returns.
             let connected = tokio::select! {
                 _ = &mut *shutdown => return Ok(()),
-                c = connection::connect(&self.config.server, &self.config.token) => c,
+                c = connection::connect(&url, &self.config.token) => c,
             };
             match connected {
                 Ok(socket) => match self.session_then_disconnect(socket, shutdown).await? {
@@ -269,9 +284,15 @@ impl Agent {
                 Err(e) if e.is_fatal() => return Err(e.into()),
                 Err(e) => tracing::debug!("{e}"),
             }
-            // Wait before the next try, still handling what attempts report.
-            let until = Instant::now() + reconnect_delay(tries, self.config.max_reconnect_backoff);
-            tries = tries.saturating_add(1);
+            // Wait before the next try, still handling what attempts report: briefly
+            // between the servers of a group, with backoff once all were tried.
+            let until = if urls.len() > 1 && !next.is_multiple_of(urls.len()) {
+                Instant::now() + Duration::from_millis(50)
+            } else {
+                let t = Instant::now() + reconnect_delay(tries, self.config.max_reconnect_backoff);
+                tries = tries.saturating_add(1);
+                t
+            };
             loop {
                 tokio::select! {
                     _ = &mut *shutdown => return Ok(()),

@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod netns;
+pub mod servers;
 
 use drover_proto::api::{TaskInfo, WorkerInfo};
 use serde_json::Value;
@@ -266,7 +267,7 @@ pub fn attempt_processes(agent: &str, task: u64, attempt: u32) -> Vec<u32> {
 
 /// Live processes whose working directory or command line is inside `root`: what tasks
 /// of a cluster rooted there left running.
-fn processes_under(root: &Path) -> Vec<u32> {
+pub fn processes_under(root: &Path) -> Vec<u32> {
     let root_text = root.to_string_lossy().into_owned();
     other_processes()
         .into_iter()

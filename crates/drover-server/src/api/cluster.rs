@@ -6,12 +6,12 @@ use super::openapi::{NotFound, Refused, TooLarge, Unauthorized, WriteRefused};
 use crate::node::Node;
 use axum::Json;
 use axum::extract::State;
-use drover_proto::api::{Ack, ClusterSummary, Health, WorkerInfo};
+use drover_proto::api::{Ack, ClusterSummary, Health, ServerInfo, WorkerInfo};
 use drover_state::{Command, CommandResult};
 use drover_types::{PolicyConfig, TaskState, WorkerId, WorkerRef};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Liveness of this server.
 #[utoipa::path(
@@ -178,4 +178,79 @@ pub async fn resume(
 ) -> Result<Json<Ack>, ApiError> {
     let worker = worker_of(&node, &worker)?;
     worker_command(&node, Command::WorkerResume { worker }).await
+}
+
+/// The servers of the replicated group, as this server sees them (from its raft
+/// metrics; reachability by probing each one's `/v1/health`, 500 ms at most).
+#[utoipa::path(
+    get,
+    path = "/v1/servers",
+    tag = "cluster",
+    responses((status = 200, description = "The servers", body = Vec<ServerInfo>), Unauthorized)
+)]
+pub async fn servers(State(node): State<Arc<Node>>) -> Json<Vec<ServerInfo>> {
+    let metrics = node.raft.metrics().borrow().clone();
+    let membership = metrics.membership_config.membership().clone();
+    let voters: BTreeSet<u64> = membership.voter_ids().collect();
+    let mut members: Vec<(u64, String)> = membership
+        .nodes()
+        .map(|(id, n)| (*id, n.addr.clone()))
+        .collect();
+    if members.is_empty() {
+        // Not yet formed: the configured list, or this server alone.
+        members = if node.is_clustered() {
+            node.config
+                .sorted_peers()
+                .into_iter()
+                .enumerate()
+                .map(|(i, a)| (i as u64 + 1, a))
+                .collect()
+        } else {
+            vec![(node.config.node_id, node.config.listen.to_string())]
+        };
+    }
+    let probes = members.iter().map(|(id, addr)| {
+        let http = node.http.clone();
+        let me = *id == node.config.node_id;
+        let url = format!("http://{addr}/v1/health");
+        async move {
+            if me {
+                return true;
+            }
+            http.get(url)
+                .timeout(Duration::from_millis(500))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        }
+    });
+    let reachable = futures_util::future::join_all(probes).await;
+    let replication = metrics.replication.clone().unwrap_or_default();
+    let list = members
+        .into_iter()
+        .zip(reachable)
+        .map(|((id, address), reachable)| {
+            let role = if metrics.current_leader == Some(id) {
+                "leader"
+            } else if voters.contains(&id) || voters.is_empty() {
+                "follower"
+            } else {
+                "learner"
+            };
+            let last_applied = if id == node.config.node_id {
+                metrics.last_applied.map(|l| l.index)
+            } else {
+                replication.get(&id).cloned().flatten().map(|l| l.index)
+            };
+            ServerInfo {
+                id,
+                address,
+                role: role.to_string(),
+                term: metrics.current_term,
+                last_applied,
+                reachable,
+            }
+        })
+        .collect();
+    Json(list)
 }

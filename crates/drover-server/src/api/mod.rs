@@ -6,14 +6,16 @@
 
 mod cluster;
 mod error;
+mod forward;
 mod json;
 mod openapi;
 mod output;
+mod raft;
 mod tasks;
 
 pub use error::ApiError;
 
-use crate::auth::{ClusterToken, require_token};
+use crate::auth::{Credentials, require_token};
 use crate::node::Node;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -34,6 +36,7 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<Node>> {
         .routes(routes!(cluster::summary))
         .routes(routes!(cluster::get_policy, cluster::set_policy))
         .routes(routes!(cluster::workers))
+        .routes(routes!(cluster::servers))
         .routes(routes!(cluster::drain))
         .routes(routes!(cluster::resume))
         .routes(routes!(tasks::list, tasks::submit_task))
@@ -54,11 +57,16 @@ pub fn openapi_document() -> &'static str {
 /// The server's whole HTTP surface: the API, the browsable docs, the fallbacks, the
 /// body limit and the token check.
 pub fn router(node: Arc<Node>) -> Router {
-    let token: ClusterToken = node.token.clone();
+    let credentials = Credentials {
+        cluster: node.token.clone(),
+        peer: node.peer_token.clone(),
+    };
     let limit = node.config.max_body_bytes;
     let (api, _) = routes().split_for_parts();
     let docs = SwaggerUi::new(openapi::DOCS_PATH).config(Config::from(openapi::SPEC_PATH));
+    // The raft RPCs: internal, not in the OpenAPI document (see `api/raft.rs`).
     api.merge(docs)
+        .merge(raft::routes())
         .fallback(|| async { ApiError::not_found("no such route; see /v1/openapi.json") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -68,8 +76,15 @@ pub fn router(node: Arc<Node>) -> Router {
                 None,
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            node.clone(),
+            forward::forward_writes,
+        ))
         .layer(DefaultBodyLimit::max(limit))
-        .layer(axum::middleware::from_fn_with_state(token, require_token))
+        .layer(axum::middleware::from_fn_with_state(
+            credentials,
+            require_token,
+        ))
         .with_state(node)
 }
 

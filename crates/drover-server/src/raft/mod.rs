@@ -17,7 +17,7 @@ mod network;
 mod state_store;
 
 pub use log_store::LogStore;
-pub use network::{Network, NetworkFactory};
+pub use network::{APPEND_PATH, Network, NetworkFactory, PeerError, SNAPSHOT_PATH, VOTE_PATH};
 pub use state_store::{SharedState, StateStore};
 
 use drover_state::{CommandResult, LogEntry};

@@ -1,0 +1,302 @@
+//! A replicated group of servers: three `drover server` processes on loopback, each
+//! its own process (so one can be killed), with workers given every server's URL.
+//! Beside [`super::Cluster`] (one server); the same clean-up on drop.
+
+use super::*;
+use std::net::TcpListener;
+
+pub struct ServerSet {
+    pub root: PathBuf,
+    pub token: String,
+    pub peer_token: String,
+    /// `127.0.0.1:PORT` of each server, in node-id order (sorted).
+    pub addrs: Vec<String>,
+    /// The network namespace of each server, if not the host's.
+    pub netns: Vec<Option<String>>,
+    servers: Vec<Option<Child>>,
+    server_args: Vec<String>,
+    workers: Vec<(String, Child, PathBuf, PathBuf)>,
+    _dir: TempDir,
+}
+
+/// Loopback ports free at the moment (the OS does not hand them out again at once).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
+impl ServerSet {
+    /// Three servers (not started yet): heartbeats every second and workers lost after
+    /// 30 s, so a worker's self-fence (28.5 s) is far beyond an election.
+    pub fn new(test: &str) -> ServerSet {
+        let addrs: Vec<String> = free_ports(3)
+            .into_iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        ServerSet::with_addrs(test, addrs, vec![None, None, None])
+    }
+
+    /// Three servers at these addresses, each in the network namespace named beside
+    /// its address (or the host's).
+    pub fn with_addrs(test: &str, addrs: Vec<String>, netns: Vec<Option<String>>) -> ServerSet {
+        let dir = TempDir::new(test);
+        let mut pairs: Vec<(String, Option<String>)> = addrs.into_iter().zip(netns).collect();
+        pairs.sort();
+        let (addrs, netns): (Vec<String>, Vec<Option<String>>) = pairs.into_iter().unzip();
+        ServerSet {
+            netns,
+            root: dir.path().to_path_buf(),
+            token: unique("token"),
+            peer_token: unique("peer"),
+            addrs,
+            servers: (0..3).map(|_| None).collect(),
+            server_args: vec![
+                "--worker-timeout".into(),
+                "30s".into(),
+                "--heartbeat-interval".into(),
+                "1s".into(),
+            ],
+            workers: Vec::new(),
+            _dir: dir,
+        }
+    }
+
+    /// Every server's URL, comma-separated (what `--server` takes).
+    pub fn urls(&self) -> String {
+        self.addrs
+            .iter()
+            .map(|a| format!("http://{a}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn log(&self, i: usize) -> PathBuf {
+        self.root.join(format!("server-{i}.log"))
+    }
+
+    /// Starts server `i` (0-based, in address order).
+    pub fn start(&mut self, i: usize) {
+        assert!(self.servers[i].is_none(), "server {i} runs already");
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log(i))
+            .expect("server log");
+        let mut cmd = drover_command_in(self.netns[i].as_deref());
+        cmd.arg("--data-dir")
+            .arg(self.root.join(format!("s{i}")))
+            .args(["--token", &self.token])
+            .arg("server")
+            .args(["--listen", &self.addrs[i]])
+            .args(["--peers", &self.addrs.join(",")])
+            .args(["--peer-token", &self.peer_token])
+            .args(&self.server_args)
+            .env("DROVER_LOG", "info,openraft=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log));
+        self.servers[i] = Some(cmd.spawn().expect("start drover server"));
+    }
+
+    /// `kill -9` server `i`.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.servers[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn is_running(&self, i: usize) -> bool {
+        self.servers[i].is_some()
+    }
+
+    /// `/v1/health` of server `i`, if it answers.
+    pub fn health(&self, i: usize) -> Option<Value> {
+        // A server cut off by a partition drops the SYN: do not wait minutes for it.
+        let sock: std::net::SocketAddr = self.addrs[i].parse().ok()?;
+        TcpStream::connect_timeout(&sock, Duration::from_millis(500)).ok()?;
+        let r = http_with(&self.addrs[i], "GET", "/v1/health", None, &[], None).ok()?;
+        (r.status == 200).then(|| r.json())
+    }
+
+    /// The running servers that say they lead.
+    pub fn leaders(&self) -> Vec<usize> {
+        (0..3)
+            .filter(|i| self.is_running(*i))
+            .filter(|i| {
+                self.health(*i)
+                    .is_some_and(|h| h["leader"] == Value::Bool(true))
+            })
+            .collect()
+    }
+
+    /// Waits until exactly one running server leads; returns it.
+    pub fn wait_leader(&self, timeout: Duration) -> usize {
+        poll(
+            "exactly one leader",
+            timeout,
+            || match self.leaders().as_slice() {
+                [one] => Some(*one),
+                _ => None,
+            },
+            || self.logs(),
+        )
+    }
+
+    /// Starts a worker given every server's URL; waits until the leader lists it as
+    /// connected. Returns its registered name.
+    pub fn add_worker(&mut self, short: &str, args: &[&str]) -> String {
+        let name = unique(short);
+        let log = self.root.join(format!("worker-{short}.log"));
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("worker log");
+        let data_dir = self.root.join(format!("wdata-{short}"));
+        let mut cmd = drover_command();
+        cmd.arg("--data-dir")
+            .arg(&data_dir)
+            .args(["--server", &self.urls(), "--token", &self.token])
+            .args(["worker", "--name", &name, "--kill-grace", "1s"])
+            .args(args)
+            .env("DROVER_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(file));
+        let child = cmd.spawn().expect("start drover worker");
+        self.workers.push((name.clone(), child, log, data_dir));
+        self.wait_worker_connected(&name, SLOW);
+        name
+    }
+
+    /// Waits until the current leader lists worker `name` as connected and active.
+    pub fn wait_worker_connected(&self, name: &str, timeout: Duration) {
+        poll(
+            &format!("worker {name} connected to the leader"),
+            timeout,
+            || {
+                let leader = *self.leaders().first()?;
+                let r = http_with(
+                    &self.addrs[leader],
+                    "GET",
+                    "/v1/workers",
+                    Some(&self.token),
+                    &[],
+                    None,
+                )
+                .ok()?;
+                let list: Vec<WorkerInfo> = serde_json::from_slice(&r.body).ok()?;
+                list.iter()
+                    .any(|w| {
+                        w.name == name
+                            && w.connected
+                            && w.state == drover_types::WorkerState::Active
+                    })
+                    .then_some(())
+            },
+            || self.logs(),
+        );
+    }
+
+    /// The registered names of the workers, in the order added.
+    pub fn workers_names(&self) -> Vec<String> {
+        self.workers.iter().map(|w| w.0.clone()).collect()
+    }
+
+    /// A `drover --server <all> --token T ARGS` command.
+    pub fn cli_command(&self, args: &[&str]) -> Command {
+        let mut c = drover_command();
+        c.arg("--data-dir")
+            .arg(self.root.join("cli"))
+            .args(["--server", &self.urls(), "--token", &self.token])
+            .args(args);
+        c
+    }
+
+    pub fn cli(&self, args: &[&str]) -> CliOutput {
+        run_with_timeout(self.cli_command(args), Duration::from_secs(60), || {
+            self.logs()
+        })
+    }
+
+    pub fn cli_ok(&self, args: &[&str]) -> CliOutput {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "drover {args:?} failed:\n{out}\n{}",
+            self.logs()
+        );
+        out
+    }
+
+    /// GET on server `i` with the cluster token.
+    pub fn get(&self, i: usize, path: &str) -> Resp {
+        http(&self.addrs[i], "GET", path, Some(&self.token), None)
+    }
+
+    /// Task `id` as server `i` sees it; `None` if it does not know it or does not answer.
+    pub fn task_on(&self, i: usize, id: u64) -> Option<TaskInfo> {
+        let path = format!("/v1/tasks/{id}");
+        let r = http_with(&self.addrs[i], "GET", &path, Some(&self.token), &[], None).ok()?;
+        (r.status == 200).then(|| serde_json::from_slice(&r.body).expect("task JSON"))
+    }
+
+    /// The tails of every server's and worker's log.
+    pub fn logs(&self) -> String {
+        let mut s = String::new();
+        for i in 0..3 {
+            s.push_str(&format!(
+                "--- server {i} ({}) log ---\n{}\n",
+                self.addrs[i],
+                tail(&self.log(i), 30)
+            ));
+        }
+        for (name, _, log, _) in &self.workers {
+            s.push_str(&format!("--- worker {name} log ---\n{}\n", tail(log, 15)));
+        }
+        s
+    }
+}
+
+impl Drop for ServerSet {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "==== logs of the failed test's servers ====\n{}",
+                self.logs()
+            );
+        }
+        for (_, c, _, _) in &mut self.workers {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let agents: Vec<String> = self
+            .workers
+            .iter()
+            .map(|(name, _, _, dir)| agent_id(name, dir))
+            .collect();
+        for agent in &agents {
+            clean_agent_cgroups(agent, false);
+        }
+        for i in 0..3 {
+            self.kill(i);
+        }
+        for _ in 0..3 {
+            let left = processes_under(&self.root);
+            if left.is_empty() {
+                break;
+            }
+            for pid in left {
+                sigkill(pid);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for agent in &agents {
+            clean_agent_cgroups(agent, true);
+        }
+    }
+}
