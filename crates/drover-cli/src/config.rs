@@ -82,6 +82,7 @@ const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
             ("heartbeat_interval", Kind::Duration),
             ("node_id", Kind::Count),
             ("max_body", Kind::Size),
+            ("events_retained", Kind::Count),
         ],
     ),
     (

@@ -62,6 +62,10 @@ pub struct ServerArgs {
     /// JSON) [default: 256M]
     #[arg(long, value_name = "SIZE")]
     max_body: Option<String>,
+    /// How many recent events the server keeps for `drover events --since` and
+    /// reconnecting clients [default: 100000]
+    #[arg(long, value_name = "N")]
+    events_retained: Option<String>,
     #[command(flatten)]
     config: ConfigArgs,
 }
@@ -140,6 +144,7 @@ struct ServerSettings {
     heartbeat_interval: Duration,
     node_id: u64,
     max_body: u64,
+    events_retained: u64,
 }
 
 fn server_settings(l: &Layers, a: &ServerArgs) -> Result<ServerSettings> {
@@ -188,12 +193,25 @@ fn server_settings(l: &Layers, a: &ServerArgs) -> Result<ServerSettings> {
             Ok(n)
         },
     )?;
+    let events_retained = l.value(
+        a.events_retained.as_deref(),
+        "--events-retained",
+        "server",
+        "events_retained",
+        Some("100000"),
+        |t| {
+            let n = parse_count(t)?;
+            anyhow::ensure!(n >= 1, "must be at least 1");
+            Ok(n)
+        },
+    )?;
     let settings = ServerSettings {
         listen: listen.expect("has a default"),
         worker_timeout: worker_timeout.expect("has a default"),
         heartbeat_interval: heartbeat_interval.expect("has a default"),
         node_id: node_id.expect("has a default"),
         max_body: max_body.expect("has a default"),
+        events_retained: events_retained.expect("has a default"),
     };
     // The worker timeout must leave room for the self-fence (ARCHITECTURE.md,
     // "Liveness and the self-fence"): refuse it here, naming both settings.
@@ -216,6 +234,7 @@ fn print_server(p: &mut Printer, s: &ServerSettings) {
     );
     t.insert("node_id".into(), show_count(s.node_id));
     t.insert("max_body".into(), show_size(s.max_body));
+    t.insert("events_retained".into(), show_count(s.events_retained));
 }
 
 fn server_config(g: &Global, s: &ServerSettings) -> ServerConfig {
@@ -226,6 +245,7 @@ fn server_config(g: &Global, s: &ServerSettings) -> ServerConfig {
     c.heartbeat_interval = s.heartbeat_interval;
     c.token = g.token.clone();
     c.max_body_bytes = usize::try_from(s.max_body).unwrap_or(usize::MAX);
+    c.events_retained = usize::try_from(s.events_retained).unwrap_or(usize::MAX);
     c
 }
 

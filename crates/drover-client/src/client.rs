@@ -26,6 +26,9 @@ pub enum ClientError {
     },
     #[error("unexpected answer from the server: {0}")]
     Decode(String),
+    /// The event stream ended or went silent; `EventStream::resume` reconnects.
+    #[error("the event stream from {url} was interrupted: {message}")]
+    StreamLost { url: String, message: String },
 }
 
 impl ClientError {
@@ -76,7 +79,7 @@ impl Client {
         &self.base
     }
 
-    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+    pub(crate) fn request(&self, method: Method, path: &str) -> RequestBuilder {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
@@ -84,7 +87,7 @@ impl Client {
         req
     }
 
-    async fn send(&self, req: RequestBuilder) -> Result<Response, ClientError> {
+    pub(crate) async fn send(&self, req: RequestBuilder) -> Result<Response, ClientError> {
         let resp = req.send().await.map_err(|e| ClientError::Unreachable {
             url: self.base.clone(),
             message: root_cause(&e),

@@ -26,6 +26,8 @@ pub struct ServerConfig {
     pub policy: PolicyConfig,
     /// Use this token instead of the one in the data directory.
     pub token: Option<String>,
+    /// How many recent events this server keeps for `/v1/events` readers to resume from.
+    pub events_retained: usize,
 }
 
 /// Liveness settings that cannot work.
@@ -70,6 +72,7 @@ impl ServerConfig {
             limits: Limits::default(),
             policy: PolicyConfig::default(),
             token: None,
+            events_retained: crate::events::DEFAULT_RETAINED,
         }
     }
 }

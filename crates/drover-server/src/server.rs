@@ -100,6 +100,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             message: e.to_string(),
         })?;
     let shared = state_store.shared();
+    shared.events().set_capacity(config.events_retained);
 
     let raft_config = openraft::Config {
         cluster_name: "drover".into(),
