@@ -104,8 +104,12 @@ fn parse(
             "task" => {
                 let sm = node.state.read();
                 for t in values {
-                    let r = super::tasks::resolve(&sm, t)?;
-                    f.tasks.push((r.first, r.count as u64));
+                    let r = match super::tasks::resolve(&sm, t) {
+                        Ok(r) => (r.first, r.count as u64),
+                        // A task not submitted yet may be named by its id.
+                        Err(e) => (TaskId(t.parse::<u64>().map_err(|_| e)?), 1),
+                    };
+                    f.tasks.push(r);
                 }
             }
             "worker" => {
