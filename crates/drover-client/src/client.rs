@@ -226,6 +226,16 @@ impl Client {
         reference: &str,
         stderr: bool,
     ) -> Result<impl Stream<Item = Result<Bytes, ClientError>> + use<>, ClientError> {
+        self.follow_output_from(reference, stderr, 0).await
+    }
+
+    /// Like [`Client::follow_output`], from a byte offset (to resume after a drop).
+    pub async fn follow_output_from(
+        &self,
+        reference: &str,
+        stderr: bool,
+        offset: u64,
+    ) -> Result<impl Stream<Item = Result<Bytes, ClientError>> + use<>, ClientError> {
         let stream = if stderr { "stderr" } else { "stdout" };
         let resp = self
             .send(
@@ -233,7 +243,11 @@ impl Client {
                     Method::GET,
                     &format!("/v1/tasks/{}/output", encode(reference)),
                 )
-                .query(&[("stream", stream), ("follow", "true")]),
+                .query(&[
+                    ("stream", stream),
+                    ("follow", "true"),
+                    ("offset", &offset.to_string()),
+                ]),
             )
             .await?;
         use futures_util::StreamExt;
