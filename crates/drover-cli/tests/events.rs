@@ -137,6 +137,8 @@ fn filters_pick_tasks_jobs_workers_and_types() {
     let mut c = Cluster::start("ev-filter");
     let only_jobs = Events::start(&c, &["--type", "job"]);
     let only_workers = Events::start(&c, &["--type", "worker"]);
+    // A worker named by an id it does not have yet.
+    let on_w1 = Events::start(&c, &["--worker", "w1"]);
     c.add_worker("w", &["--cpus", "2", "--memory", "2G"]);
     let a = c.submit(json!({"command": ["true"]}));
     let only_b = Events::start(&c, &["--task", &(a + 1).to_string()]);
@@ -156,6 +158,15 @@ fn filters_pick_tasks_jobs_workers_and_types() {
         workers.iter().all(|v| v["type"] == "worker"),
         "{workers:#?}"
     );
+    let w1 = on_w1.until("b's end on w1", |v| is_final_of(v, b));
+    assert_eq!(w1[0]["type"], "worker", "{w1:#?}");
+    assert!(
+        w1.iter().all(|v| v["worker"] == 1 && v["type"] != "job"),
+        "{w1:#?}"
+    );
+    // Behind the token like every other route.
+    let r = http(&c.addr, "GET", "/v1/events", None, None);
+    assert_eq!(r.status, 401);
     // A job filter over the API, comma-separated kinds, and a bad kind refused.
     let bad = c.get("/v1/events?type=tasks");
     assert_eq!(bad.status, 400, "{}", bad.text());
