@@ -84,6 +84,7 @@ const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
             ("node_id", Kind::Count),
             ("max_body", Kind::Size),
             ("peers", Kind::TextList),
+            ("events_retained", Kind::Count),
         ],
     ),
     (

@@ -72,6 +72,10 @@ pub struct ServerArgs {
     /// JSON) [default: 256M]
     #[arg(long, value_name = "SIZE")]
     max_body: Option<String>,
+    /// How many recent events the server keeps for `drover events --since` and
+    /// reconnecting clients [default: 100000]
+    #[arg(long, value_name = "N")]
+    events_retained: Option<String>,
     #[command(flatten)]
     config: ConfigArgs,
 }
@@ -279,6 +283,7 @@ struct ServerSettings {
     max_body: u64,
     peers: Vec<String>,
     peer_token: Option<String>,
+    events_retained: u64,
 }
 
 fn server_settings(l: &Layers, a: &ServerArgs) -> Result<ServerSettings> {
@@ -340,6 +345,18 @@ fn server_settings(l: &Layers, a: &ServerArgs) -> Result<ServerSettings> {
                 .with_context(|| format!("server.peers / --peers: {p:?}"))
         })
         .collect::<Result<Vec<_>>>()?;
+    let events_retained = l.value(
+        a.events_retained.as_deref(),
+        "--events-retained",
+        "server",
+        "events_retained",
+        Some("100000"),
+        |t| {
+            let n = parse_count(t)?;
+            anyhow::ensure!(n >= 1, "must be at least 1");
+            Ok(n)
+        },
+    )?;
     let settings = ServerSettings {
         peers,
         peer_token: a.peer_token.clone(),
@@ -348,6 +365,7 @@ fn server_settings(l: &Layers, a: &ServerArgs) -> Result<ServerSettings> {
         heartbeat_interval: heartbeat_interval.expect("has a default"),
         node_id: node_id.expect("has a default"),
         max_body: max_body.expect("has a default"),
+        events_retained: events_retained.expect("has a default"),
     };
     // The worker timeout must leave room for the self-fence (ARCHITECTURE.md,
     // "Liveness and the self-fence"): refuse it here, naming both settings.
@@ -378,6 +396,7 @@ fn print_server(p: &mut Printer, s: &ServerSettings) {
             .collect();
         t.insert("peers".into(), toml::Value::Array(a));
     }
+    t.insert("events_retained".into(), show_count(s.events_retained));
 }
 
 fn server_config(g: &Global, s: &ServerSettings) -> ServerConfig {
@@ -390,6 +409,7 @@ fn server_config(g: &Global, s: &ServerSettings) -> ServerConfig {
     c.max_body_bytes = usize::try_from(s.max_body).unwrap_or(usize::MAX);
     c.peers = s.peers.clone();
     c.peer_token = s.peer_token.clone();
+    c.events_retained = usize::try_from(s.events_retained).unwrap_or(usize::MAX);
     c
 }
 

@@ -235,9 +235,35 @@ pub async fn logs(g: &Global, a: LogsArgs) -> Result<ExitCode> {
         out: std::io::stdout().lock(),
     };
     if a.follow {
-        let mut stream = Box::pin(client.follow_output(&a.task, a.stderr).await?);
-        while let Some(chunk) = stream.next().await {
-            out.write(&chunk?)?;
+        // The server pushes output as it arrives (no polling). If the connection drops,
+        // follow again from the byte we got to.
+        let task = client.task(&a.task).await?.id.to_string();
+        let mut offset = 0u64;
+        let mut retries = 0;
+        loop {
+            let mut stream = Box::pin(client.follow_output_from(&task, a.stderr, offset).await?);
+            let mut failed = None;
+            while let Some(chunk) = stream.next().await {
+                match chunk {
+                    Ok(bytes) => {
+                        offset += bytes.len() as u64;
+                        out.write(&bytes)?;
+                    }
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            match failed {
+                None => break,
+                Some(e) if retries < 5 => {
+                    retries += 1;
+                    eprintln!("output stream interrupted ({e}); resuming at byte {offset}");
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                Some(e) => return Err(e.into()),
+            }
         }
         out.finish()?;
         return Ok(ExitCode::SUCCESS);

@@ -2,6 +2,7 @@
 
 mod config;
 mod daemons;
+mod events;
 mod inspect;
 mod jobfile;
 mod render;
@@ -78,6 +79,8 @@ enum Cmd {
     Run(submit::SubmitArgs),
     /// Wait for tasks or jobs to finish, with a progress bar
     Wait(submit::WaitArgs),
+    /// Print the cluster's events live (task states, workers, job progress, policy)
+    Events(events::EventsArgs),
     /// Show one task: state, why it is pending, attempts, usage, result
     Status(inspect::StatusArgs),
     /// List tasks
@@ -203,6 +206,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Cmd::Submit(a) => submit::submit(g, a, false).await,
         Cmd::Run(a) => submit::submit(g, a, true).await,
         Cmd::Wait(a) => submit::wait(g, a).await,
+        Cmd::Events(a) => events::events(g, a).await,
         Cmd::Status(a) => inspect::status(g, a).await,
         Cmd::List(a) => inspect::list(g, a).await,
         Cmd::Logs(a) => inspect::logs(g, a).await,

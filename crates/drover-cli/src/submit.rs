@@ -1,11 +1,12 @@
 //! `submit`, `run` and `wait`.
 
 use crate::Global;
+use crate::events::Waker;
 use crate::jobfile::{self, parse_duration_ms, parse_pairs, parse_selector};
 use crate::render;
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use drover_client::{Client, ListQuery};
+use drover_client::{Client, EventFilter, ListQuery};
 use drover_proto::api::{JobInfo, SubmitResponse};
 use drover_types::{
     ArraySpec, DepRef, JobSpec, RetryPolicy, TaskId, TaskSpec, TaskState, parse_bytes, parse_cpus,
@@ -15,7 +16,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 #[derive(Debug, Args)]
 pub struct SubmitArgs {
@@ -290,8 +290,6 @@ async fn print_results(
     Ok(job_exit_code(client, info).await)
 }
 
-const POLL: Duration = Duration::from_millis(200);
-
 fn bar(total: u64, show: bool) -> ProgressBar {
     if !show || total <= 1 {
         return ProgressBar::hidden();
@@ -309,6 +307,16 @@ fn bar(total: u64, show: bool) -> ProgressBar {
 /// Waits until every task of the job is final, with a progress bar for many tasks.
 async fn wait_job(client: &Client, resp: &SubmitResponse, show: bool) -> Result<JobInfo> {
     let pb = bar(resp.count, show);
+    // Woken by the job's progress events (one per log entry that advances it).
+    let mut waker = Waker::open(
+        client,
+        EventFilter {
+            jobs: vec![resp.job.0],
+            types: vec!["job".into()],
+            ..EventFilter::default()
+        },
+    )
+    .await?;
     loop {
         let info = client.job(resp.job.0).await?;
         let done: u64 = info
@@ -324,7 +332,7 @@ async fn wait_job(client: &Client, resp: &SubmitResponse, show: bool) -> Result<
             pb.finish_and_clear();
             return Ok(info);
         }
-        tokio::time::sleep(POLL).await;
+        waker.wait().await?;
     }
 }
 
@@ -359,6 +367,17 @@ pub async fn wait(g: &Global, a: WaitArgs) -> Result<ExitCode> {
         total += client.job(*j).await?.count;
     }
     let pb = bar(total, !g.json);
+    let mut filter = EventFilter::default();
+    if jobs.is_empty() {
+        filter.tasks = pending.iter().map(|(_, id)| id.clone()).collect();
+        filter.types = vec!["task".into()];
+    } else if pending.is_empty() {
+        filter.jobs = jobs.clone();
+        filter.types = vec!["job".into()];
+    } else {
+        filter.types = vec!["task".into(), "job".into()];
+    }
+    let mut waker = Waker::open(&client, filter).await?;
     let mut failed = false;
     let mut finals: BTreeMap<String, TaskState> = BTreeMap::new();
     loop {
@@ -408,7 +427,7 @@ pub async fn wait(g: &Global, a: WaitArgs) -> Result<ExitCode> {
         if pending.is_empty() && jobs.is_empty() {
             break;
         }
-        tokio::time::sleep(POLL).await;
+        waker.wait().await?;
     }
     pb.finish_and_clear();
     if g.json {

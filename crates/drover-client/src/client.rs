@@ -28,6 +28,9 @@ pub enum ClientError {
     },
     #[error("unexpected answer from the server: {0}")]
     Decode(String),
+    /// The event stream ended or went silent; `EventStream::resume` reconnects.
+    #[error("the event stream from {url} was interrupted: {message}")]
+    StreamLost { url: String, message: String },
 }
 
 impl ClientError {
@@ -102,7 +105,7 @@ impl Client {
         &self.bases[self.current.load(Ordering::Relaxed) % self.bases.len()]
     }
 
-    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+    pub(crate) fn request(&self, method: Method, path: &str) -> RequestBuilder {
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.current_base()));
@@ -160,7 +163,7 @@ impl Client {
         }
     }
 
-    async fn send(&self, req: RequestBuilder) -> Result<Response, ClientError> {
+    pub(crate) async fn send(&self, req: RequestBuilder) -> Result<Response, ClientError> {
         let resp = self.send_any(req).await?;
         if resp.status().is_success() {
             return Ok(resp);
@@ -301,6 +304,16 @@ impl Client {
         reference: &str,
         stderr: bool,
     ) -> Result<impl Stream<Item = Result<Bytes, ClientError>> + use<>, ClientError> {
+        self.follow_output_from(reference, stderr, 0).await
+    }
+
+    /// Like [`Client::follow_output`], from a byte offset (to resume after a drop).
+    pub async fn follow_output_from(
+        &self,
+        reference: &str,
+        stderr: bool,
+        offset: u64,
+    ) -> Result<impl Stream<Item = Result<Bytes, ClientError>> + use<>, ClientError> {
         let stream = if stderr { "stderr" } else { "stdout" };
         let resp = self
             .send(
@@ -308,7 +321,11 @@ impl Client {
                     Method::GET,
                     &format!("/v1/tasks/{}/output", encode(reference)),
                 )
-                .query(&[("stream", stream), ("follow", "true")]),
+                .query(&[
+                    ("stream", stream),
+                    ("follow", "true"),
+                    ("offset", &offset.to_string()),
+                ]),
             )
             .await?;
         use futures_util::StreamExt;

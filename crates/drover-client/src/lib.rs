@@ -3,5 +3,7 @@
 
 mod client;
 pub mod discovery;
+mod events;
 
 pub use client::{Client, ClientError, ListQuery};
+pub use events::{EventFilter, EventStream, StreamItem};

@@ -3,9 +3,11 @@
 //! - [`worker`]: the messages of the long-lived stream between a worker and the server
 //!   (a WebSocket: JSON text frames for control, binary frames for output chunks).
 //! - [`api`]: the bodies of the HTTP/JSON API under `/v1`.
+//! - [`events`]: the cluster event stream (`/v1/events`) and its ids.
 //!
 //! Every type here is plain data with serde derives; both ends depend on this crate, so
 //! a field added here is added on both sides at once.
 
 pub mod api;
+pub mod events;
 pub mod worker;

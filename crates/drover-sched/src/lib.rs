@@ -37,6 +37,6 @@ pub use error::{CoreError, InvariantViolation, ResolveError};
 pub use event::{CancelTarget, Event};
 pub use scheduler::{
     Applied, KILL_GRACE_MS, MAX_PREEMPTIONS_PER_ROUND, Scheduler, SchedulerConfig,
-    SchedulerSnapshot, TIME_LIMIT_SLACK_MS,
+    SchedulerSnapshot, TIME_LIMIT_SLACK_MS, Transition,
 };
 pub use view::{AttemptRecord, Counts, TaskRange, TaskView, WorkerView};

@@ -96,6 +96,17 @@ pub struct Scheduler {
     pub(crate) qpolicy: Box<dyn QueuePolicy>,
     pub(crate) placement: Box<dyn PlacementPolicy>,
     pub(crate) timers: Timers,
+    /// Task state changes since the last [`Scheduler::take_transitions`], when
+    /// recording is on (the state machine turns it on to derive events). Not durable.
+    pub(crate) transitions: Option<Vec<Transition>>,
+}
+
+/// One task state change, as recorded for [`Scheduler::take_transitions`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transition {
+    pub task: TaskId,
+    pub from: TaskState,
+    pub to: TaskState,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -148,6 +159,7 @@ impl Scheduler {
             owner_last_served: Vec::new(),
             shapes: Shapes::default(),
             timers: Timers::default(),
+            transitions: None,
         }
     }
 
@@ -225,6 +237,24 @@ impl Scheduler {
         self.retract_round(&mut actions);
         self.prefetch_round(&mut actions);
         Plan { actions }
+    }
+
+    /// Turns the recording of task state changes on or off (off by default). While on,
+    /// every change is kept, in order, until [`Scheduler::take_transitions`]. A task
+    /// enters the table as `Waiting` without a recorded change.
+    pub fn record_transitions(&mut self, on: bool) {
+        match (on, &self.transitions) {
+            (true, None) => self.transitions = Some(Vec::new()),
+            (false, Some(_)) => self.transitions = None,
+            _ => {}
+        }
+    }
+
+    /// Moves the changes recorded so far onto the end of `out`.
+    pub fn take_transitions(&mut self, out: &mut Vec<Transition>) {
+        if let Some(log) = &mut self.transitions {
+            out.append(log);
+        }
     }
 
     /// When the earliest timer (a backoff's end, a time limit) is due: the runtime
@@ -374,6 +404,13 @@ impl Scheduler {
         let rec = &mut self.tasks[ix(id)];
         self.counts[rec.state as usize] -= 1;
         self.counts[state as usize] += 1;
+        if let Some(log) = &mut self.transitions {
+            log.push(Transition {
+                task: id,
+                from: rec.state,
+                to: state,
+            });
+        }
         rec.state = state;
     }
 

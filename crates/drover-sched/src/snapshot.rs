@@ -168,6 +168,7 @@ pub(crate) fn restore(snap: SchedulerSnapshot) -> Scheduler {
         owner_last_served,
         shapes: Default::default(),
         timers: Default::default(),
+        transitions: None,
     };
     s.rebuild_indexes();
     s

@@ -36,6 +36,8 @@ pub struct ServerConfig {
     /// Entries kept in the log behind a snapshot (for followers slightly behind); a
     /// follower further behind is sent the snapshot.
     pub keep_after_snapshot: u64,
+    /// How many recent events this server keeps for `/v1/events` readers to resume from.
+    pub events_retained: usize,
 }
 
 /// A group of servers that cannot be formed.
@@ -151,6 +153,7 @@ impl ServerConfig {
             peer_token: None,
             snapshot_every: 20_000,
             keep_after_snapshot: 1_000,
+            events_retained: crate::events::DEFAULT_RETAINED,
         }
     }
 }

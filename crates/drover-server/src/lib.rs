@@ -9,6 +9,7 @@ pub mod api;
 pub mod auth;
 mod background;
 pub mod config;
+pub mod events;
 pub mod node;
 pub mod output;
 pub mod proposer;

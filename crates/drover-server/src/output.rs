@@ -18,6 +18,9 @@ pub struct OutputStore {
     /// duplicates are recognised by this instead (falling back to the file's length for
     /// streams not seen since this server started).
     expected: Mutex<HashMap<(TaskId, Attempt, OutputStream), u64>>,
+    /// Bumped after every append that wrote something: followers wait on it instead
+    /// of polling the files.
+    appended: tokio::sync::watch::Sender<u64>,
 }
 
 /// Streams whose expected offsets are remembered; past this the memory is cleared.
@@ -28,7 +31,13 @@ impl OutputStore {
         OutputStore {
             root,
             expected: Mutex::new(HashMap::new()),
+            appended: tokio::sync::watch::channel(0).0,
         }
+    }
+
+    /// A receiver that changes whenever output is appended (to any stream).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.appended.subscribe()
     }
 
     pub fn path(&self, task: TaskId, attempt: Attempt, stream: OutputStream) -> PathBuf {
@@ -71,6 +80,8 @@ impl OutputStore {
             expected.clear();
         }
         expected.insert(key, end);
+        drop(expected);
+        self.appended.send_modify(|n| *n = n.wrapping_add(1));
         Ok(())
     }
 

@@ -144,6 +144,7 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
             message: e.to_string(),
         })?;
     let shared = state_store.shared();
+    shared.events().set_capacity(config.events_retained);
 
     let raft_config = openraft::Config {
         cluster_name: "drover".into(),

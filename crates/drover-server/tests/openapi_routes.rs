@@ -29,8 +29,20 @@ async fn request(addr: &str, method: &str, path: &str, token: &str) -> (u16, Str
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     );
     s.write_all(head.as_bytes()).await.expect("send");
+    // To the end, except for a stream (`/v1/events`) whose body never ends: its head.
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.expect("read");
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = s.read(&mut buf).await.expect("read");
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+        let head = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+        if head.contains("\r\n\r\n") && head.contains("content-type: text/event-stream") {
+            break;
+        }
+    }
     let text = String::from_utf8_lossy(&raw).into_owned();
     let status = text
         .split(' ')

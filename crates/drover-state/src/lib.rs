@@ -14,4 +14,4 @@ mod command;
 mod machine;
 
 pub use command::{Command, CommandResult, LogEntry, Rejection};
-pub use machine::{Dispatch, JobRecord, StateMachine, StateSnapshot, TaskRecord};
+pub use machine::{Dispatch, JobRecord, Output, StateMachine, StateSnapshot, TaskRecord};

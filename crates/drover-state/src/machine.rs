@@ -2,9 +2,12 @@
 //! measured usage), applied entry by entry.
 
 use crate::command::{Command, CommandResult, LogEntry, Rejection};
+use drover_proto::events::{ClusterEvent, EventBody, EventId, WorkerChange};
 use drover_proto::worker::{AttemptUsage, StartTask};
-use drover_sched::{Action, Event, KillReason, Scheduler, SchedulerConfig, SchedulerSnapshot};
-use drover_types::{Attempt, JobId, Millis, TaskId, WorkerId};
+use drover_sched::{
+    Action, Event, KillReason, Scheduler, SchedulerConfig, SchedulerSnapshot, Transition,
+};
+use drover_types::{Attempt, JobId, Millis, TaskId, TaskState, WorkerId, WorkerState};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -64,14 +67,58 @@ pub struct StateMachine {
     sched: Scheduler,
     records: BTreeMap<TaskId, TaskRecord>,
     jobs: BTreeMap<JobId, JobRecord>,
+    /// Per job, its tasks in a final state and those of them that did not succeed.
+    /// Derived (rebuilt on restore, not in snapshots): it feeds the job progress events.
+    progress: BTreeMap<JobId, Progress>,
+    /// Scratch space reused by every apply.
+    transitions: Vec<Transition>,
+    touched_jobs: Vec<JobId>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Progress {
+    done: u64,
+    failed: u64,
+}
+
+/// What applying one entry gave: a result per command, the dispatches for the leader,
+/// and the events every replica derives identically (ids `index-0`, `index-1`, …).
+#[derive(Debug, Default)]
+pub struct Output {
+    pub results: Vec<CommandResult>,
+    pub dispatches: Vec<Dispatch>,
+    pub events: Vec<ClusterEvent>,
+}
+
+/// Builds the events of one entry, numbering them as they come.
+struct Events<'a> {
+    index: u64,
+    at: Millis,
+    out: &'a mut Vec<ClusterEvent>,
+}
+
+impl Events<'_> {
+    fn push(&mut self, body: EventBody) {
+        let seq = self.out.len() as u32;
+        self.out.push(ClusterEvent {
+            id: EventId::new(self.index, seq),
+            at: self.at,
+            body,
+        });
+    }
 }
 
 impl StateMachine {
     pub fn new(config: SchedulerConfig) -> StateMachine {
+        let mut sched = Scheduler::new(config);
+        sched.record_transitions(true);
         StateMachine {
-            sched: Scheduler::new(config),
+            sched,
             records: BTreeMap::new(),
             jobs: BTreeMap::new(),
+            progress: BTreeMap::new(),
+            transitions: Vec::new(),
+            touched_jobs: Vec::new(),
         }
     }
 
@@ -88,18 +135,168 @@ impl StateMachine {
     }
 
     /// Applies one log entry: every command in order, then one scheduling round.
+    /// The events are dropped; see [`StateMachine::apply_indexed`].
     pub fn apply(&mut self, entry: &LogEntry) -> (Vec<CommandResult>, Vec<Dispatch>) {
+        let out = self.apply_indexed(0, entry);
+        (out.results, out.dispatches)
+    }
+
+    /// Applies the log entry at `index`: every command in order, then one scheduling
+    /// round; also derives the entry's events, numbered `index-0`, `index-1`, … in the
+    /// order things happened: per command its worker or policy change and the task
+    /// state changes it caused, then those of the round, then one progress event per
+    /// job submitted or advanced by the entry.
+    pub fn apply_indexed(&mut self, index: u64, entry: &LogEntry) -> Output {
         let now = entry.now;
-        let mut results = Vec::with_capacity(entry.commands.len());
-        let mut dispatches = Vec::new();
+        let mut out = Output {
+            results: Vec::with_capacity(entry.commands.len()),
+            ..Output::default()
+        };
+        let mut events = Events {
+            index,
+            at: now,
+            out: &mut out.events,
+        };
+        self.touched_jobs.clear();
         for command in &entry.commands {
-            results.push(self.apply_command(now, command, &mut dispatches));
+            let before = self.worker_state_before(command);
+            let result = self.apply_command(now, command, &mut out.dispatches);
+            self.command_events(command, &result, before, &mut events);
+            self.task_events(&mut events);
+            out.results.push(result);
         }
         let plan = self.sched.schedule(now);
         for action in plan.actions {
-            self.push_action(action, &mut dispatches);
+            self.push_action(action, &mut out.dispatches);
         }
-        (results, dispatches)
+        self.task_events(&mut events);
+        self.job_events(&mut events);
+        out
+    }
+
+    fn worker_state_before(&self, command: &Command) -> Option<WorkerState> {
+        match command {
+            Command::WorkerLost { worker }
+            | Command::WorkerDrain { worker }
+            | Command::WorkerResume { worker } => self.sched.worker(*worker).map(|w| w.state),
+            _ => None,
+        }
+    }
+
+    /// The worker, policy and submission events of one applied command.
+    fn command_events(
+        &mut self,
+        command: &Command,
+        result: &CommandResult,
+        before: Option<WorkerState>,
+        events: &mut Events<'_>,
+    ) {
+        if matches!(result, CommandResult::Rejected(_)) {
+            return;
+        }
+        let worker_event = |sched: &Scheduler, worker: WorkerId, change: WorkerChange| {
+            sched.worker(worker).map(|w| EventBody::Worker {
+                worker,
+                name: w.spec.name.clone(),
+                change,
+                state: w.state,
+            })
+        };
+        let body = match (command, result) {
+            (Command::Submit { .. }, CommandResult::Submitted { job, .. }) => {
+                self.touched_jobs.push(*job);
+                self.progress.entry(*job).or_default();
+                None
+            }
+            (Command::WorkerJoin { .. }, CommandResult::WorkerJoined { worker }) => {
+                worker_event(&self.sched, *worker, WorkerChange::Joined)
+            }
+            (Command::WorkerLost { worker }, _) if before != Some(WorkerState::Lost) => {
+                worker_event(&self.sched, *worker, WorkerChange::Lost)
+            }
+            (Command::WorkerDrain { worker }, _) if before == Some(WorkerState::Active) => {
+                worker_event(&self.sched, *worker, WorkerChange::Drained)
+            }
+            (Command::WorkerResume { worker }, _) if before == Some(WorkerState::Draining) => {
+                worker_event(&self.sched, *worker, WorkerChange::Resumed)
+            }
+            (Command::SetPolicy { .. }, _) => Some(EventBody::Policy {
+                policy: self.sched.policy().clone(),
+            }),
+            _ => None,
+        };
+        if let Some(body) = body {
+            events.push(body);
+        }
+    }
+
+    /// One event per task state change the core recorded since the last call.
+    fn task_events(&mut self, events: &mut Events<'_>) {
+        self.sched.take_transitions(&mut self.transitions);
+        for t in self.transitions.drain(..) {
+            let Some(view) = self.sched.task(t.task) else {
+                continue;
+            };
+            let last = view.attempts.last();
+            let ended = t.from.is_on_worker();
+            let worker = if t.to.is_on_worker() {
+                view.worker
+            } else if ended {
+                last.map(|a| a.worker)
+            } else {
+                None
+            };
+            let (outcome, failure) = match last {
+                Some(a) if ended => (a.outcome.clone(), a.failure.clone()),
+                _ => (None, None),
+            };
+            let job = view.job;
+            if t.from.is_final() != t.to.is_final() {
+                let p = self.progress.entry(job).or_default();
+                let failed = |s: TaskState| s.is_final() && s != TaskState::Succeeded;
+                if t.to.is_final() {
+                    p.done += 1;
+                    p.failed += failed(t.to) as u64;
+                } else {
+                    p.done = p.done.saturating_sub(1);
+                    p.failed = p.failed.saturating_sub(failed(t.from) as u64);
+                }
+                if self.touched_jobs.last() != Some(&job) {
+                    self.touched_jobs.push(job);
+                }
+            }
+            events.push(EventBody::Task {
+                task: t.task,
+                job,
+                from: t.from,
+                state: t.to,
+                attempt: view.attempt,
+                worker,
+                outcome,
+                failure,
+            });
+        }
+    }
+
+    /// One progress event per job submitted or advanced in this entry, by job id.
+    fn job_events(&mut self, events: &mut Events<'_>) {
+        if self.touched_jobs.is_empty() {
+            return;
+        }
+        self.touched_jobs.sort_unstable();
+        self.touched_jobs.dedup();
+        for job in self.touched_jobs.drain(..) {
+            let (Some(rec), Some(p)) = (self.jobs.get(&job), self.progress.get(&job)) else {
+                continue;
+            };
+            events.push(EventBody::Job {
+                job,
+                name: rec.name.clone(),
+                done: p.done,
+                failed: p.failed,
+                total: rec.count as u64,
+            });
+        }
     }
 
     fn apply_command(
@@ -254,10 +451,28 @@ impl StateMachine {
         let mut sched = snapshot.sched;
         // Snapshots from before the core knew job names: it learns them from ours.
         sched.adopt_job_names(|job| snapshot.jobs.get(&job).map(|r| r.name.as_str()));
+        let mut sched = Scheduler::restore(sched);
+        sched.record_transitions(true);
+        let mut progress = BTreeMap::new();
+        for (&job, rec) in &snapshot.jobs {
+            let mut p = Progress::default();
+            for n in 0..rec.count as u64 {
+                if let Some(v) = sched.task(TaskId(rec.first.0 + n))
+                    && v.state.is_final()
+                {
+                    p.done += 1;
+                    p.failed += (v.state != TaskState::Succeeded) as u64;
+                }
+            }
+            progress.insert(job, p);
+        }
         StateMachine {
-            sched: Scheduler::restore(sched),
+            sched,
             records: snapshot.records,
             jobs: snapshot.jobs,
+            progress,
+            transitions: Vec::new(),
+            touched_jobs: Vec::new(),
         }
     }
 }

@@ -128,7 +128,7 @@ async fn worker_command(node: &Node, command: Command) -> Result<Json<Ack>, ApiE
 }
 
 /// The worker a path names: `w3`, `3` or its name.
-fn worker_of(node: &Node, text: &str) -> Result<WorkerId, ApiError> {
+pub(crate) fn worker_of(node: &Node, text: &str) -> Result<WorkerId, ApiError> {
     let sm = node.state.read();
     let workers: Vec<(WorkerId, String)> = sm
         .scheduler()

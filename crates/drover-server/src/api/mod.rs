@@ -6,6 +6,7 @@
 
 mod cluster;
 mod error;
+mod events;
 mod forward;
 mod json;
 mod openapi;
@@ -43,6 +44,7 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<Node>> {
         .routes(routes!(tasks::get))
         .routes(routes!(tasks::cancel))
         .routes(routes!(output::read))
+        .routes(routes!(events::stream))
         .routes(routes!(tasks::submit_job))
         .routes(routes!(tasks::get_job))
         .routes(routes!(tasks::cancel_job))

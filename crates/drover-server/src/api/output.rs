@@ -33,7 +33,8 @@ pub struct OutputQuery {
 
 const CHUNK: usize = 1 << 20;
 const MAX_RESPONSE: usize = 16 << 20;
-const FOLLOW_POLL: Duration = Duration::from_millis(200);
+/// Followers wake when output is appended or the state changes; this is a backstop.
+const FOLLOW_BACKSTOP: Duration = Duration::from_secs(2);
 
 /// A task's output (stdout or stderr) from an offset, up to 16 MiB at a time; with
 /// `follow=true`, streamed until the attempt ends.
@@ -120,48 +121,73 @@ pub async fn read(
     }
     // Following a task that has not started yet waits for its first attempt.
     let pinned = q.attempt.is_some();
-    let body = futures_util::stream::unfold(
-        (node, attempt, offset, false),
-        move |(node, mut attempt, mut offset, done)| async move {
-            if done {
+    let follower = Follower {
+        output: node.output.subscribe(),
+        events: node.state.events().subscribe(),
+        node,
+        attempt,
+        offset,
+        done: false,
+    };
+    let body = futures_util::stream::unfold(follower, move |mut f| async move {
+        if f.done {
+            return None;
+        }
+        loop {
+            // Seen before reading: an append after the read wakes the wait below.
+            f.output.borrow_and_update();
+            f.events.borrow_and_update();
+            let (data, _) = match f.node.output.read(id, f.attempt, stream, f.offset, CHUNK) {
+                Ok(r) => r,
+                Err(e) => {
+                    f.done = true;
+                    return Some((Err(e), f));
+                }
+            };
+            if !data.is_empty() {
+                f.offset += data.len() as u64;
+                return Some((Ok::<_, std::io::Error>(data), f));
+            }
+            // Nothing new: stop once this attempt is over (its output all arrived
+            // before its end was recorded), else wait for more.
+            let (current, over) = {
+                let sm = f.node.state.read();
+                match sm.scheduler().task(id) {
+                    None => (f.attempt, true),
+                    Some(v) => (
+                        v.attempt,
+                        v.attempt != f.attempt
+                            || v.state.is_final()
+                            || (f.attempt.0 > 0 && !v.state.is_on_worker()),
+                    ),
+                }
+            };
+            if over && !pinned && f.attempt.0 == 0 && current.0 > 0 {
+                f.attempt = current;
+                f.offset = 0;
+                continue;
+            }
+            if over {
                 return None;
             }
-            loop {
-                let (data, _) = match node.output.read(id, attempt, stream, offset, CHUNK) {
-                    Ok(r) => r,
-                    Err(e) => return Some((Err(e), (node, attempt, offset, true))),
-                };
-                if !data.is_empty() {
-                    let next = offset + data.len() as u64;
-                    return Some((Ok::<_, std::io::Error>(data), (node, attempt, next, false)));
-                }
-                // Nothing new: stop once this attempt is over (its output all arrived
-                // before its end was recorded), else wait for more.
-                let (current, over) = {
-                    let sm = node.state.read();
-                    match sm.scheduler().task(id) {
-                        None => (attempt, true),
-                        Some(v) => (
-                            v.attempt,
-                            v.attempt != attempt
-                                || v.state.is_final()
-                                || (attempt.0 > 0 && !v.state.is_on_worker()),
-                        ),
-                    }
-                };
-                if over && !pinned && attempt.0 == 0 && current.0 > 0 {
-                    attempt = current;
-                    offset = 0;
-                    continue;
-                }
-                if over {
-                    return None;
-                }
-                tokio::time::sleep(FOLLOW_POLL).await;
+            tokio::select! {
+                _ = f.output.changed() => {}
+                _ = f.events.changed() => {}
+                _ = tokio::time::sleep(FOLLOW_BACKSTOP) => {}
             }
-        },
-    );
+        }
+    });
     builder
         .body(Body::from_stream(body))
         .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// One follower of a task's output.
+struct Follower {
+    node: Arc<Node>,
+    output: tokio::sync::watch::Receiver<u64>,
+    events: tokio::sync::watch::Receiver<drover_proto::events::EventId>,
+    attempt: Attempt,
+    offset: u64,
+    done: bool,
 }

@@ -7,6 +7,8 @@
 //! the previous snapshot intact.
 
 use super::{StorageError, TypeConfig};
+use crate::events::{DEFAULT_RETAINED, EventHub};
+use drover_proto::events::EventId;
 use drover_sched::SchedulerConfig;
 use drover_state::{CommandResult, Dispatch, StateMachine, StateSnapshot};
 use openraft::storage::RaftStateMachine;
@@ -25,6 +27,8 @@ use tokio::sync::mpsc::UnboundedSender;
 pub struct SharedState {
     machine: RwLock<StateMachine>,
     applied: Mutex<Applied>,
+    /// Recent events of the applied entries (not durable: see `crate::events`).
+    events: EventHub,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -45,6 +49,10 @@ impl SharedState {
             self.machine.write().unwrap_or_else(|p| p.into_inner()),
             self.applied.lock().unwrap_or_else(|p| p.into_inner()),
         )
+    }
+
+    pub fn events(&self) -> &EventHub {
+        &self.events
     }
 
     pub fn last_applied(&self) -> Option<LogId<u64>> {
@@ -108,10 +116,14 @@ impl StateStore {
             }
             None => (StateMachine::new(config), Applied::default()),
         };
+        // The events of the entries in the snapshot are gone; the entries after it are
+        // re-applied and give theirs again, with the same ids.
+        let floor = EventId::end_of(applied.last.map(|l| l.index).unwrap_or(0));
         Ok(StateStore {
             shared: Arc::new(SharedState {
                 machine: RwLock::new(machine),
                 applied: Mutex::new(applied),
+                events: EventHub::new(DEFAULT_RETAINED, floor),
             }),
             snapshot_path,
             dispatch,
@@ -193,6 +205,7 @@ impl RaftStateMachine<TypeConfig> for StateStore {
     {
         let mut replies = Vec::new();
         let mut dispatches = Vec::new();
+        let mut events = Vec::new();
         {
             let (mut machine, mut applied) = self.shared.write();
             for entry in entries {
@@ -200,9 +213,10 @@ impl RaftStateMachine<TypeConfig> for StateStore {
                 match entry.payload {
                     EntryPayload::Blank => replies.push(Vec::new()),
                     EntryPayload::Normal(ref log_entry) => {
-                        let (results, mut d) = machine.apply(log_entry);
-                        dispatches.append(&mut d);
-                        replies.push(results);
+                        let mut out = machine.apply_indexed(entry.log_id.index, log_entry);
+                        dispatches.append(&mut out.dispatches);
+                        events.append(&mut out.events);
+                        replies.push(out.results);
                     }
                     EntryPayload::Membership(ref m) => {
                         applied.membership = StoredMembership::new(Some(entry.log_id), m.clone());
@@ -211,6 +225,8 @@ impl RaftStateMachine<TypeConfig> for StateStore {
                 }
             }
         }
+        // After the state is readable: a reader that saw an event finds its change.
+        self.shared.events.publish(events);
         if !dispatches.is_empty() {
             // The receiver lives as long as the server; if it is gone we are shutting down.
             let _ = self.dispatch.send(dispatches);
@@ -234,10 +250,14 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         let bytes = snapshot.into_inner();
         let file: SnapshotFile = serde_json::from_slice(&bytes).map_err(sm_read_err)?;
         self.write_snapshot_file(&bytes)?;
-        let (mut machine, mut applied) = self.shared.write();
-        *machine = StateMachine::restore(file.state);
-        applied.last = meta.last_log_id;
-        applied.membership = meta.last_membership.clone();
+        {
+            let (mut machine, mut applied) = self.shared.write();
+            *machine = StateMachine::restore(file.state);
+            applied.last = meta.last_log_id;
+            applied.membership = meta.last_membership.clone();
+        }
+        let index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
+        self.shared.events.restart_at(EventId::end_of(index));
         Ok(())
     }
 
