@@ -22,7 +22,7 @@ pub struct EventsArgs {
     /// Only this worker's events: w3, 3 or a name (repeatable)
     #[arg(long = "worker")]
     workers: Vec<String>,
-    /// Only these kinds: task, worker, job, policy (repeatable, or comma-separated)
+    /// Only these kinds: task, worker, job, policy, leader (repeatable, or comma-separated)
     #[arg(long = "type", value_delimiter = ',')]
     types: Vec<String>,
     /// Start after this event id (INDEX-N, as printed); default: from now on
@@ -170,6 +170,7 @@ pub fn describe(e: &ClusterEvent) -> String {
             "policy {}",
             serde_json::to_string(policy).unwrap_or_default()
         ),
+        EventBody::Leader { term, leader } => format!("leader: server {leader} (term {term})"),
     };
     format!("{:<10} {what}", e.id.to_string())
 }

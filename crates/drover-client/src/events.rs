@@ -193,7 +193,7 @@ impl EventStream {
                 }
             }
             "reset" => StreamItem::Reset(serde_json::from_str(&data).map_err(decode)?),
-            "task" | "worker" | "job" | "policy" => {
+            "task" | "worker" | "job" | "policy" | "leader" => {
                 StreamItem::Event(serde_json::from_str(&data).map_err(decode)?)
             }
             _ => return Ok(None),

@@ -126,6 +126,14 @@ pub enum EventBody {
     },
     /// The scheduling policy was switched.
     Policy { policy: PolicyConfig },
+    /// A server began to lead, in a new term. Derived from the empty entry every new
+    /// leader commits first, so each replica tells it at the same id; it marks where
+    /// dispatch, liveness and worker sessions moved to another server.
+    Leader {
+        term: u64,
+        /// The leader's node id (see `GET /v1/servers`).
+        leader: u64,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,12 +153,13 @@ impl EventBody {
             EventBody::Worker { .. } => "worker",
             EventBody::Job { .. } => "job",
             EventBody::Policy { .. } => "policy",
+            EventBody::Leader { .. } => "leader",
         }
     }
 }
 
 /// Every value `type` may take.
-pub const EVENT_KINDS: [&str; 4] = ["task", "worker", "job", "policy"];
+pub const EVENT_KINDS: [&str; 5] = ["task", "worker", "job", "policy", "leader"];
 
 /// The data of the `reset` event the server sends instead of a silent gap: the events
 /// after the client's position are no longer retained (or the client fell too far

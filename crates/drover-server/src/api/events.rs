@@ -66,7 +66,7 @@ impl Filter {
             } => (Some(*job), Some(*task), *worker),
             EventBody::Job { job, .. } => (Some(*job), None, None),
             EventBody::Worker { worker, .. } => (None, None, Some(*worker)),
-            EventBody::Policy { .. } => (None, None, None),
+            EventBody::Policy { .. } | EventBody::Leader { .. } => (None, None, None),
         };
         fn ok<T: PartialEq>(wanted: &[T], have: Option<T>) -> bool {
             wanted.is_empty() || have.is_some_and(|h| wanted.contains(&h))

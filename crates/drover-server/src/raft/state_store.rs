@@ -8,7 +8,7 @@
 
 use super::{StorageError, TypeConfig};
 use crate::events::{DEFAULT_RETAINED, EventHub};
-use drover_proto::events::EventId;
+use drover_proto::events::{ClusterEvent, EventBody, EventId};
 use drover_sched::SchedulerConfig;
 use drover_state::{CommandResult, Dispatch, StateMachine, StateSnapshot};
 use openraft::storage::RaftStateMachine;
@@ -118,7 +118,11 @@ impl StateStore {
         };
         // The events of the entries in the snapshot are gone; the entries after it are
         // re-applied and give theirs again, with the same ids.
-        let floor = EventId::end_of(applied.last.map(|l| l.index).unwrap_or(0));
+        // With no snapshot nothing was dropped: a reader from `0-0` misses nothing.
+        let floor = applied
+            .last
+            .map(|l| EventId::end_of(l.index))
+            .unwrap_or_default();
         Ok(StateStore {
             shared: Arc::new(SharedState {
                 machine: RwLock::new(machine),
@@ -211,7 +215,20 @@ impl RaftStateMachine<TypeConfig> for StateStore {
             for entry in entries {
                 applied.last = Some(entry.log_id);
                 match entry.payload {
-                    EntryPayload::Blank => replies.push(Vec::new()),
+                    EntryPayload::Blank => {
+                        // Every new leader commits an empty entry first: tell it, at
+                        // the time the state has reached (the entry carries none).
+                        let leader = entry.log_id.leader_id;
+                        events.push(ClusterEvent {
+                            id: EventId::new(entry.log_id.index, 0),
+                            at: machine.scheduler().now(),
+                            body: EventBody::Leader {
+                                term: leader.term,
+                                leader: leader.node_id,
+                            },
+                        });
+                        replies.push(Vec::new());
+                    }
                     EntryPayload::Normal(ref log_entry) => {
                         let mut out = machine.apply_indexed(entry.log_id.index, log_entry);
                         dispatches.append(&mut out.dispatches);
