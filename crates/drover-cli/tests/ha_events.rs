@@ -11,7 +11,7 @@ use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::sync::mpsc::{Receiver, channel};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// `drover --json events ARGS` in the background, its JSON lines on a channel.
 struct EventsCli {
