@@ -199,4 +199,37 @@ fn metrics_count_a_known_workload() {
         ),
         1.0
     );
+
+    // The Grafana dashboard in the repository asks only for series that exist.
+    let dashboard: serde_json::Value = serde_json::from_str(&read(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../docs/grafana/drover-dashboard.json"),
+    ))
+    .expect("the dashboard is JSON");
+    let mut asked = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("an expression");
+            let mut rest = expr;
+            while let Some(at) = rest.find("drover_") {
+                let name: String = rest[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                rest = &rest[at + name.len()..];
+                asked.push(name);
+            }
+        }
+    }
+    assert!(asked.len() > 15, "{asked:?}");
+    for name in asked {
+        let exists = m.keys().chain(w.keys()).any(|k| {
+            k.strip_prefix(name.as_str())
+                .is_some_and(|r| r.is_empty() || r.starts_with('{'))
+        });
+        assert!(
+            exists,
+            "the dashboard asks for {name}, which is not exported"
+        );
+    }
 }

@@ -39,12 +39,9 @@ impl Default for WorkerMetrics {
 impl WorkerMetrics {
     pub fn new() -> WorkerMetrics {
         let mut r = Registry::with_prefix("drover_worker");
-        let spawn = Histogram::new(
-            [
-                0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
-            ]
-            .into_iter(),
-        );
+        let spawn = Histogram::new([
+            0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+        ]);
         let m = WorkerMetrics {
             registry: Registry::default(),
             spawn,
