@@ -23,6 +23,8 @@ command -v iptables >/dev/null 2>&1 || apt_install iptables
 # The API fuzzing (schemathesis, installed into a venv by its script) needs venv and curl.
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || apt_install python3-venv
 command -v curl >/dev/null 2>&1 || apt_install curl
+# `drover top`'s live view is tested in a real terminal emulator.
+command -v tmux >/dev/null 2>&1 || apt_install tmux
 command -v cargo >/dev/null 2>&1 || { echo "cargo is required (https://rustup.rs)" >&2; exit 1; }
 
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}

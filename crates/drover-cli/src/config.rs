@@ -22,6 +22,7 @@
 //! data_keys = ["dataset-1"]
 //! kill_grace = "5s"
 //! cgroups = true
+//! metrics = "127.0.0.1:9101"   # serve this worker's Prometheus metrics there
 //!
 //! [up]
 //! workers = 2                  # the host's CPUs and memory are split between them
@@ -101,6 +102,7 @@ const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
             ("data_keys", Kind::TextList),
             ("kill_grace", Kind::Duration),
             ("cgroups", Kind::Bool),
+            ("metrics", Kind::Text),
         ],
     ),
     (

@@ -113,6 +113,9 @@ pub struct WorkerArgs {
     /// Do not use cgroups even where they are writable
     #[arg(long)]
     no_cgroups: bool,
+    /// Serve this worker's Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9101)
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
     #[command(flatten)]
     config: ConfigArgs,
 }
@@ -434,6 +437,7 @@ struct WorkerSettings {
     data_keys: Vec<String>,
     kill_grace: Duration,
     cgroups: bool,
+    metrics: Option<std::net::SocketAddr>,
 }
 
 fn worker_settings(l: &Layers, a: &WorkerArgs) -> Result<WorkerSettings> {
@@ -525,6 +529,18 @@ fn worker_settings(l: &Layers, a: &WorkerArgs) -> Result<WorkerSettings> {
                 parse_bool,
             )?
             .unwrap_or(true),
+        metrics: l.value(
+            a.metrics.as_deref(),
+            "--metrics",
+            "worker",
+            "metrics",
+            None,
+            |t: &str| {
+                t.parse::<std::net::SocketAddr>().map_err(|e| {
+                    anyhow::anyhow!("{t:?} is not an address like 127.0.0.1:9101: {e}")
+                })
+            },
+        )?,
     })
 }
 
@@ -563,6 +579,9 @@ fn print_worker(p: &mut Printer, s: &WorkerSettings, server: Option<&str>) {
     }
     t.insert("kill_grace".into(), show_duration(s.kill_grace));
     t.insert("cgroups".into(), toml::Value::Boolean(s.cgroups));
+    if let Some(m) = s.metrics {
+        t.insert("metrics".into(), text(&m.to_string()));
+    }
 }
 
 fn worker_config(
@@ -581,6 +600,7 @@ fn worker_config(
     c.data_keys = s.data_keys.clone();
     c.kill_grace = s.kill_grace;
     c.cgroups = s.cgroups;
+    c.metrics_listen = s.metrics;
     c
 }
 

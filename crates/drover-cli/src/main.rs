@@ -7,6 +7,7 @@ mod inspect;
 mod jobfile;
 mod render;
 mod submit;
+mod top;
 
 use anyhow::{Result, anyhow};
 use clap::{Args, CommandFactory, Parser, Subcommand};
@@ -81,6 +82,8 @@ enum Cmd {
     Wait(submit::WaitArgs),
     /// Print the cluster's events live (task states, workers, job progress, policy)
     Events(events::EventsArgs),
+    /// A live terminal view: leader, tasks by state, throughput, every worker's usage
+    Top(top::TopArgs),
     /// Show one task: state, why it is pending, attempts, usage, result
     Status(inspect::StatusArgs),
     /// List tasks
@@ -207,6 +210,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Cmd::Run(a) => submit::submit(g, a, true).await,
         Cmd::Wait(a) => submit::wait(g, a).await,
         Cmd::Events(a) => events::events(g, a).await,
+        Cmd::Top(a) => top::top(g, a).await,
         Cmd::Status(a) => inspect::status(g, a).await,
         Cmd::List(a) => inspect::list(g, a).await,
         Cmd::Logs(a) => inspect::logs(g, a).await,

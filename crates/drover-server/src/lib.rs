@@ -10,6 +10,7 @@ pub mod auth;
 mod background;
 pub mod config;
 pub mod events;
+pub mod metrics;
 pub mod node;
 pub mod output;
 pub mod proposer;

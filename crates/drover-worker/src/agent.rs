@@ -4,6 +4,7 @@ use crate::config::WorkerConfig;
 use crate::connection::{self, ConnectError, Socket};
 use crate::fence::Fence;
 use crate::lifeline::Lifeline;
+use crate::metrics::WorkerMetrics;
 use crate::runner::{self, RunnerEvent};
 use drover_exec::{CgroupMode, Driver, DriverConfig, HostInfo, HostSampler, ProcessDriver};
 use drover_proto::worker::{
@@ -31,6 +32,11 @@ pub enum WorkerError {
     #[error("cannot use the data directory {path}: {source}")]
     DataDir {
         path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot serve metrics on {addr}: {source}")]
+    Metrics {
+        addr: std::net::SocketAddr,
         source: std::io::Error,
     },
 }
@@ -86,6 +92,7 @@ struct Agent {
     /// Heartbeats sent on this connection and not acknowledged yet: (seq, sent at).
     beats: VecDeque<(u64, Instant)>,
     next_beat: u64,
+    metrics: Arc<WorkerMetrics>,
 }
 
 /// Runs a worker until `shutdown` resolves (or a fatal error). Running tasks are killed
@@ -121,6 +128,13 @@ pub async fn run(
         data_keys: config.data_keys.clone(),
     };
     let driver: Arc<dyn Driver> = Arc::new(driver);
+    let metrics = Arc::new(WorkerMetrics::new());
+    if let Some(addr) = config.metrics_listen {
+        let bound = crate::metrics::serve(addr, metrics.clone())
+            .await
+            .map_err(|source| WorkerError::Metrics { addr, source })?;
+        tracing::info!(%bound, "serving metrics at http://{bound}/metrics");
+    }
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let fence = Fence::start(config.kill_grace, lifeline);
     let fence_fired = fence.subscribe();
@@ -146,6 +160,7 @@ pub async fn run(
         fence_after: Duration::ZERO,
         beats: VecDeque::new(),
         next_beat: 0,
+        metrics,
     };
     // Attempts a previous run of this agent left behind cannot be watched any more:
     // end them, and report them ended so the server can retry them per their policy.
@@ -323,6 +338,9 @@ impl Agent {
         if self.fence.ended(key) && report.outcome == Outcome::Killed {
             report.outcome = Outcome::Fenced;
         }
+        self.metrics.ended(&report.outcome);
+        self.metrics
+            .set_load(self.running.len(), self.waiting.len());
         self.unacked.insert(key, report.clone());
         report
     }
@@ -606,11 +624,14 @@ impl Agent {
                 break;
             };
             let key = (start.task, start.attempt);
-            let handles = runner::launch(&self.driver, start, self.events_tx.clone());
+            let handles =
+                runner::launch(&self.driver, start, self.events_tx.clone(), &self.metrics);
             self.fence.register(key, handles.kill.clone());
             self.allocated.add(&handles.resources);
             self.running.insert(key, handles);
         }
+        self.metrics
+            .set_load(self.running.len(), self.waiting.len());
     }
 
     fn on_server_message(&mut self, message: ServerMessage) {

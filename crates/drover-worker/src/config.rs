@@ -34,6 +34,8 @@ pub struct WorkerConfig {
     pub max_reconnect_backoff: Duration,
     /// Use cgroups where they are writable.
     pub cgroups: bool,
+    /// Where to serve this agent's Prometheus metrics, if anywhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl WorkerConfig {
@@ -60,6 +62,7 @@ impl WorkerConfig {
             result_limit_bytes: 64 << 10,
             max_reconnect_backoff: Duration::from_secs(2),
             cgroups: true,
+            metrics_listen: None,
         }
     }
 

@@ -12,6 +12,7 @@ mod config;
 mod connection;
 mod fence;
 mod lifeline;
+pub mod metrics;
 mod runner;
 
 pub use agent::{WorkerError, identity, run};

@@ -60,6 +60,7 @@ pub fn launch(
     driver: &Arc<dyn Driver>,
     start: StartTask,
     events: mpsc::UnboundedSender<RunnerEvent>,
+    metrics: &crate::metrics::WorkerMetrics,
 ) -> Handles {
     let (out_tx, mut out_rx) = mpsc::channel::<OutputChunk>(256);
     let spec = LaunchSpec {
@@ -78,7 +79,10 @@ pub fn launch(
     };
     let (task, attempt) = (start.task, start.attempt);
     let resources = start.spec.resources.clone();
-    let running = match driver.launch(spec) {
+    let began = std::time::Instant::now();
+    let launched = driver.launch(spec);
+    metrics.launched(began.elapsed());
+    let running = match launched {
         Ok(r) => r,
         Err(e) => {
             let _ = events.send(RunnerEvent::Finished(AttemptReport {

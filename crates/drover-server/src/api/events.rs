@@ -198,6 +198,7 @@ pub async fn stream(
         .json_data(serde_json::json!({ "position": pos }))
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let state = Reader {
+        _counted: node.state.metrics().event_client(),
         node,
         filter,
         pos,
@@ -216,6 +217,8 @@ pub async fn stream(
 
 /// One client's position in the buffer.
 struct Reader {
+    /// Counts this stream in `drover_event_stream_clients` while it is open.
+    _counted: crate::metrics::EventClientGuard,
     node: Arc<Node>,
     filter: Filter,
     pos: EventId,

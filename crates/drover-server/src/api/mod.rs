@@ -9,6 +9,7 @@ mod error;
 mod events;
 mod forward;
 mod json;
+mod metrics;
 mod openapi;
 mod output;
 mod raft;
@@ -69,6 +70,7 @@ pub fn router(node: Arc<Node>) -> Router {
     // The raft RPCs: internal, not in the OpenAPI document (see `api/raft.rs`).
     api.merge(docs)
         .merge(raft::routes())
+        .route(metrics::PATH, axum::routing::get(metrics::scrape))
         .fallback(|| async { ApiError::not_found("no such route; see /v1/openapi.json") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -86,6 +88,10 @@ pub fn router(node: Arc<Node>) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             credentials,
             require_token,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            node.clone(),
+            metrics::time_requests,
         ))
         .with_state(node)
 }

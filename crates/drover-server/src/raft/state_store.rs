@@ -8,6 +8,7 @@
 
 use super::{StorageError, TypeConfig};
 use crate::events::{DEFAULT_RETAINED, EventHub};
+use crate::metrics::ServerMetrics;
 use drover_proto::events::{ClusterEvent, EventBody, EventId};
 use drover_sched::SchedulerConfig;
 use drover_state::{CommandResult, Dispatch, StateMachine, StateSnapshot};
@@ -29,6 +30,8 @@ pub struct SharedState {
     applied: Mutex<Applied>,
     /// Recent events of the applied entries (not durable: see `crate::events`).
     events: EventHub,
+    /// Prometheus metrics; those counted as entries are applied are fed here.
+    metrics: ServerMetrics,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -53,6 +56,10 @@ impl SharedState {
 
     pub fn events(&self) -> &EventHub {
         &self.events
+    }
+
+    pub fn metrics(&self) -> &ServerMetrics {
+        &self.metrics
     }
 
     pub fn last_applied(&self) -> Option<LogId<u64>> {
@@ -128,6 +135,7 @@ impl StateStore {
                 machine: RwLock::new(machine),
                 applied: Mutex::new(applied),
                 events: EventHub::new(DEFAULT_RETAINED, floor),
+                metrics: ServerMetrics::new(),
             }),
             snapshot_path,
             dispatch,
@@ -241,6 +249,7 @@ impl RaftStateMachine<TypeConfig> for StateStore {
                     }
                 }
             }
+            self.shared.metrics.observe_applied(&machine, &events);
         }
         // After the state is readable: a reader that saw an event finds its change.
         self.shared.events.publish(events);
