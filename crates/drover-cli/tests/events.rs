@@ -4,77 +4,23 @@
 
 mod common;
 
+use common::event_lines::{EventLines, id_of};
 use common::*;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::process::{Child, Stdio};
-use std::sync::mpsc::{Receiver, channel};
+use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// `drover events --json ARGS` running in the background; its lines arrive on a channel.
-struct Events {
-    child: Child,
-    lines: Receiver<Value>,
-}
+/// `drover --json events ARGS` against the cluster, in the background.
+struct Events;
 
 impl Events {
-    fn start(c: &Cluster, args: &[&str]) -> Events {
+    fn start(c: &Cluster, args: &[&str]) -> EventLines {
         let mut all = vec!["--json", "events"];
         all.extend_from_slice(args);
-        let mut child = c
-            .cli_command(&all)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("drover events");
-        let out = child.stdout.take().expect("stdout");
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                let v: Value = serde_json::from_str(&line).expect("a JSON line");
-                if tx.send(v).is_err() {
-                    break;
-                }
-            }
-        });
-        // Let it connect before anything happens.
-        std::thread::sleep(Duration::from_millis(300));
-        Events { child, lines }
+        EventLines::spawn(c.cli_command(&all))
     }
-
-    /// Events until `done` says the last one is enough.
-    fn until(&self, what: &str, mut done: impl FnMut(&Value) -> bool) -> Vec<Value> {
-        let deadline = Instant::now() + SLOW;
-        let mut got = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(v) => {
-                    let stop = done(&v);
-                    got.push(v);
-                    if stop {
-                        return got;
-                    }
-                }
-                Err(_) => panic!("no {what} within {SLOW:?}; got {got:#?}"),
-            }
-        }
-    }
-}
-
-impl Drop for Events {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn id_of(v: &Value) -> (u64, u32) {
-    let s = v["id"].as_str().expect("an id");
-    let (i, n) = s.split_once('-').expect("INDEX-N");
-    (i.parse().unwrap(), n.parse().unwrap())
 }
 
 fn is_final_of(v: &Value, task: u64) -> bool {

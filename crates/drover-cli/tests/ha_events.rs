@@ -5,82 +5,21 @@
 
 mod common;
 
+use common::event_lines::{EventLines, id_of};
 use common::servers::ServerSet;
 use common::*;
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
-use std::sync::mpsc::{Receiver, channel};
-use std::time::Instant;
 
-/// `drover --json events ARGS` in the background, its JSON lines on a channel.
-struct EventsCli {
-    child: Child,
-    lines: Receiver<Value>,
-}
-
-impl EventsCli {
-    fn start(set: &ServerSet, servers: &str, args: &[&str]) -> EventsCli {
-        let mut c = drover_command();
-        c.arg("--data-dir")
-            .arg(set.root.join("cli"))
-            .args([
-                "--server", servers, "--token", &set.token, "--json", "events",
-            ])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        let mut child = c.spawn().expect("drover events");
-        let out = child.stdout.take().expect("stdout");
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                let v: Value = serde_json::from_str(&line).expect("a JSON line");
-                if tx.send(v).is_err() {
-                    break;
-                }
-            }
-        });
-        EventsCli { child, lines }
-    }
-
-    /// Lines until `done` accepts one (that one included).
-    fn until(
-        &self,
-        set: &ServerSet,
-        what: &str,
-        mut done: impl FnMut(&Value) -> bool,
-    ) -> Vec<Value> {
-        let deadline = Instant::now() + SLOW;
-        let mut got = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(v) => {
-                    let stop = done(&v);
-                    got.push(v);
-                    if stop {
-                        return got;
-                    }
-                }
-                Err(_) => panic!("no {what} within {SLOW:?}; got {got:#?}\n{}", set.logs()),
-            }
-        }
-    }
-}
-
-impl Drop for EventsCli {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn id_of(v: &Value) -> (u64, u32) {
-    let s = v["id"].as_str().expect("an id");
-    let (i, n) = s.split_once('-').expect("INDEX-N");
-    (i.parse().unwrap(), n.parse().unwrap())
+/// `drover --json events ARGS` given `servers`, in the background.
+fn events_from(set: &ServerSet, servers: &str, args: &[&str]) -> EventLines {
+    let mut c = drover_command();
+    c.arg("--data-dir")
+        .arg(set.root.join("cli"))
+        .args([
+            "--server", servers, "--token", &set.token, "--json", "events",
+        ])
+        .args(args);
+    EventLines::spawn(c)
 }
 
 fn succeeded(v: &Value, task: u64) -> bool {
@@ -105,7 +44,7 @@ fn a_follower_of_the_stream_moves_to_a_survivor_without_a_gap_or_a_duplicate() {
         .map(|i| format!("http://{}", set.addrs[*i]))
         .collect::<Vec<_>>()
         .join(",");
-    let stream = EventsCli::start(&set, &servers, &["--since", "0-0"]);
+    let stream = events_from(&set, &servers, &["--since", "0-0"]);
 
     let before: Vec<u64> = (0..3)
         .map(|_| {
@@ -114,7 +53,7 @@ fn a_follower_of_the_stream_moves_to_a_survivor_without_a_gap_or_a_duplicate() {
         })
         .collect();
     let last_before = *before.last().unwrap();
-    let mut seen = stream.until(&set, "the last task before the kill", |v| {
+    let mut seen = stream.until("the last task before the kill", |v| {
         succeeded(v, last_before)
     });
     let old_term = seen
@@ -133,9 +72,7 @@ fn a_follower_of_the_stream_moves_to_a_survivor_without_a_gap_or_a_duplicate() {
         })
         .collect();
     let last_after = *after.last().unwrap();
-    seen.extend(stream.until(&set, "the last task after the kill", |v| {
-        succeeded(v, last_after)
-    }));
+    seen.extend(stream.until("the last task after the kill", |v| succeeded(v, last_after)));
 
     // Strictly increasing ids: no duplicate, nothing out of order across the move.
     for pair in seen.windows(2) {
@@ -158,13 +95,13 @@ fn a_follower_of_the_stream_moves_to_a_survivor_without_a_gap_or_a_duplicate() {
     // No gap: a survivor read from the start gives exactly the same events over the
     // same range (every replica derives them from the same committed entries).
     let survivor = (0..3).find(|i| *i != leader).unwrap();
-    let reference = EventsCli::start(
+    let reference = events_from(
         &set,
         &format!("http://{}", set.addrs[survivor]),
         &["--since", "0-0"],
     );
     let last_id = seen.last().unwrap()["id"].clone();
-    let full = reference.until(&set, "the survivor's copy", |v| v["id"] == last_id);
+    let full = reference.until("the survivor's copy", |v| v["id"] == last_id);
     let strip = |v: &Value| {
         let mut v = v.clone();
         v.as_object_mut().unwrap().remove("at");

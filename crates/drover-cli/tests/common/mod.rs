@@ -9,6 +9,7 @@
 
 #![allow(dead_code)]
 
+pub mod event_lines;
 pub mod netns;
 pub mod servers;
 
