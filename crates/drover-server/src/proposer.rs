@@ -18,6 +18,16 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 const MAX_BATCH: usize = 4096;
 /// Entries in flight at once (written but not yet applied).
 const MAX_IN_FLIGHT: usize = 8;
+/// How long a write may wait to be committed and applied before the leader checks that
+/// a majority still follows it. A leader cut off from the majority is not told so by
+/// openraft (it goes on believing it leads), and its writes would otherwise wait for
+/// ever; with this check they fail within `COMMIT_WAIT + QUORUM_CHECK`.
+const COMMIT_WAIT: Duration = Duration::from_secs(4);
+/// How long the majority has to answer that check (one heartbeat round).
+const QUORUM_CHECK: Duration = Duration::from_secs(1);
+/// Longest a write may take while the majority does confirm the leader (one entry of a
+/// very large job is applied in one go).
+const WRITE_LIMIT: Duration = Duration::from_secs(120);
 
 #[derive(Debug, thiserror::Error, Clone)]
 pub enum ProposeError {
@@ -27,6 +37,20 @@ pub enum ProposeError {
     Raft(String),
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// The write was handed to the log but no majority confirmed this server's
+    /// leadership when asked after [`COMMIT_WAIT`]: it is cut off, or an election is
+    /// under way. Not acknowledged; it may still be applied (if the cut heals before
+    /// another leader is elected), so a retry needs the same idempotency key.
+    #[error(
+        "no quorum: a majority of the servers did not confirm this leader within {waited_ms} ms; the write was not acknowledged (it may or may not be applied: retry with the same Idempotency-Key)"
+    )]
+    NoQuorum { waited_ms: u64 },
+    /// The leader still has its majority but the write did not complete in
+    /// [`WRITE_LIMIT`] (a wedged follower disk, say).
+    #[error(
+        "the write did not complete within {waited_ms} ms; it may or may not be applied (retry with the same Idempotency-Key)"
+    )]
+    Stalled { waited_ms: u64 },
 }
 
 type Reply = oneshot::Sender<Result<Vec<CommandResult>, ProposeError>>;
@@ -174,22 +198,12 @@ async fn run(
         };
         // Hand the entry to openraft now (keeps arrival order); wait for it elsewhere.
         let receiver = raft.client_write_ff(entry).await;
+        let raft = raft.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let outcome: Result<Vec<CommandResult>, ProposeError> = match receiver {
                 Err(fatal) => Err(ProposeError::Raft(fatal.to_string())),
-                Ok(rx) => match rx.await {
-                    Err(_) => Err(ProposeError::ShuttingDown),
-                    Ok(Err(e)) => Err(match e {
-                        openraft::error::ClientWriteError::ForwardToLeader(f) => {
-                            ProposeError::NotLeader {
-                                leader: f.leader_id,
-                            }
-                        }
-                        other => ProposeError::Raft(other.to_string()),
-                    }),
-                    Ok(Ok(resp)) => Ok(resp.data),
-                },
+                Ok(rx) => await_applied(&raft, rx).await,
             };
             match outcome {
                 Ok(results) => {
@@ -210,6 +224,53 @@ async fn run(
                 }
             }
         });
+    }
+}
+
+/// Waits for an entry handed to openraft to be applied, bounded: see [`COMMIT_WAIT`].
+async fn await_applied(
+    raft: &Raft,
+    mut rx: oneshot::Receiver<
+        Result<
+            openraft::raft::ClientWriteResponse<crate::raft::TypeConfig>,
+            openraft::error::ClientWriteError<u64, openraft::BasicNode>,
+        >,
+    >,
+) -> Result<Vec<CommandResult>, ProposeError> {
+    let start = Instant::now();
+    loop {
+        let answer = match tokio::time::timeout(COMMIT_WAIT, &mut rx).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                let waited_ms = start.elapsed().as_millis() as u64;
+                let majority = tokio::time::timeout(QUORUM_CHECK, raft.ensure_linearizable())
+                    .await
+                    .is_ok_and(|r| r.is_ok());
+                if !majority {
+                    tracing::warn!(
+                        waited_ms,
+                        "a write was not committed and no majority confirms this leader; refusing it"
+                    );
+                    return Err(ProposeError::NoQuorum {
+                        waited_ms: start.elapsed().as_millis() as u64,
+                    });
+                }
+                if start.elapsed() >= WRITE_LIMIT {
+                    return Err(ProposeError::Stalled { waited_ms });
+                }
+                continue;
+            }
+        };
+        return match answer {
+            Err(_) => Err(ProposeError::ShuttingDown),
+            Ok(Err(e)) => Err(match e {
+                openraft::error::ClientWriteError::ForwardToLeader(f) => ProposeError::NotLeader {
+                    leader: f.leader_id,
+                },
+                other => ProposeError::Raft(other.to_string()),
+            }),
+            Ok(Ok(resp)) => Ok(resp.data),
+        };
     }
 }
 

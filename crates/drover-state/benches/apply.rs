@@ -49,7 +49,14 @@ fn main() {
         tasks: (0..n).map(|_| spec.clone()).collect(),
     };
     let t = Instant::now();
-    let mut pending = apply(&mut m, 2, vec![Command::Submit { job }]);
+    let mut pending = apply(
+        &mut m,
+        2,
+        vec![Command::Submit {
+            job,
+            idempotency: None,
+        }],
+    );
     let mut now = 3;
     let mut done = 0;
     while done < n {

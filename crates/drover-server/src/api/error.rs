@@ -83,6 +83,18 @@ impl From<ProposeError> for ApiError {
             ProposeError::NotLeader { .. } | ProposeError::ShuttingDown => {
                 ApiError::unavailable(e.to_string())
             }
+            ProposeError::NoQuorum { .. } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_quorum",
+                e.to_string(),
+                None,
+            ),
+            ProposeError::Stalled { .. } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "write_stalled",
+                e.to_string(),
+                None,
+            ),
             ProposeError::Raft(m) => {
                 ApiError::unavailable(format!("the replicated log could not take the write: {m}"))
             }

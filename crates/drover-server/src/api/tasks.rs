@@ -8,12 +8,12 @@ use crate::node::Node;
 use crate::sessions::LiveUsage;
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use drover_proto::api::{
     AttemptInfo, CancelResponse, JobInfo, SubmitResponse, TaskInfo, TaskList, TaskSummary,
 };
 use drover_sched::{CancelTarget, TaskRange, TaskView};
-use drover_state::{Command, CommandResult, StateMachine};
+use drover_state::{Command, CommandResult, IdempotencyKey, StateMachine};
 use drover_types::{DepRef, JobId, JobSpec, Millis, Outcome, TaskId, TaskSpec, TaskState};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -25,6 +25,7 @@ use std::sync::Arc;
     path = "/v1/tasks",
     tag = "tasks",
     request_body = TaskSpec,
+    params(IdempotencyHeader),
     responses(
         (status = 201, description = "Accepted: the job and the task's id", body = SubmitResponse),
         Refused, TooLarge, WriteRefused
@@ -32,6 +33,7 @@ use std::sync::Arc;
 )]
 pub async fn submit_task(
     State(node): State<Arc<Node>>,
+    headers: HeaderMap,
     JsonBody(task): JsonBody<TaskSpec>,
 ) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
     let job = JobSpec {
@@ -39,7 +41,7 @@ pub async fn submit_task(
         owner: String::new(),
         tasks: vec![task],
     };
-    submit(&node, job, true).await
+    submit(&node, job, true, idempotency_key(&headers)?).await
 }
 
 /// Submits a job: every task is accepted, or none (arrays, dependencies by key).
@@ -48,6 +50,7 @@ pub async fn submit_task(
     path = "/v1/jobs",
     tag = "tasks",
     request_body = JobSpec,
+    params(IdempotencyHeader),
     responses(
         (status = 201, description = "Accepted: the job and its tasks' consecutive ids", body = SubmitResponse),
         Refused, TooLarge, WriteRefused
@@ -55,15 +58,55 @@ pub async fn submit_task(
 )]
 pub async fn submit_job(
     State(node): State<Arc<Node>>,
+    headers: HeaderMap,
     JsonBody(job): JsonBody<JobSpec>,
 ) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
-    submit(&node, job, false).await
+    submit(&node, job, false, idempotency_key(&headers)?).await
+}
+
+/// The `Idempotency-Key` request header of a submission.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // Only describes the header in the OpenAPI document.
+struct IdempotencyHeader {
+    /// A key the client chose for this submission (1 to 128 visible ASCII
+    /// characters). Sent again with the same body (a retry after a lost answer), the
+    /// submission is not repeated: the answer names the tasks the first one created. The
+    /// same key with a different body is refused (409, field `Idempotency-Key`). Keys are
+    /// remembered for 24 hours or the last 50,000 keyed submissions, whichever is less.
+    #[param(rename = "Idempotency-Key")]
+    idempotency_key: Option<String>,
+}
+
+const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_HEADER) else {
+        return Ok(None);
+    };
+    let bad = |why: &str| ApiError::invalid(Some("Idempotency-Key".into()), why.to_string());
+    let key = value
+        .to_str()
+        .map_err(|_| bad("the header must be visible ASCII characters"))?;
+    if key.is_empty() || key.len() > drover_state::idempotency::KEY_MAX_LEN {
+        return Err(bad(&format!(
+            "the key must be 1 to {} characters long",
+            drover_state::idempotency::KEY_MAX_LEN
+        )));
+    }
+    if !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(bad(
+            "the header must be visible ASCII characters, no spaces",
+        ));
+    }
+    Ok(Some(key.to_string()))
 }
 
 async fn submit(
     node: &Node,
     job: JobSpec,
     single: bool,
+    key: Option<String>,
 ) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
     // Validate before proposing, so that malformed input never reaches the log. The
     // core validates again when applying (it also knows the task table).
@@ -78,7 +121,14 @@ async fn submit(
         }
         return Err(ApiError::invalid(Some(e.field), e.reason));
     }
-    match node.proposer.propose(Command::Submit { job }).await? {
+    // The key goes into the log with a fingerprint of the job: every replica dedupes
+    // the same way, and a retry with another body is told apart from a true retry.
+    let idempotency = key.map(|k| IdempotencyKey::for_job(k, &job));
+    match node
+        .proposer
+        .propose(Command::Submit { job, idempotency })
+        .await?
+    {
         CommandResult::Submitted { job, tasks } => Ok((
             StatusCode::CREATED,
             Json(SubmitResponse {
