@@ -380,17 +380,29 @@ fn a_leader_cut_off_from_the_majority_stops_acknowledging_writes() {
     let out = set.cli_ok(&["submit", "--", "true"]);
     let before: u64 = out.stdout.trim().parse().unwrap();
 
-    ns.cut();
-    // A write given to the old leader, from inside its namespace, is never acknowledged.
+    ns.cut_except_loopback();
+    // A write given to the old leader, from inside its namespace (its loopback still
+    // works), is never acknowledged: the leader cannot commit it, answers 503 "no
+    // quorum" within about 5 s, and the CLI (given only this server) retries with the
+    // same idempotency key for its 10 s window, then says so.
+    let cut_at = Instant::now();
     let mut write = drover_command_in(Some(&ns.name));
     write
         .arg("--data-dir")
         .arg(set.root.join("cli-inside"))
         .args(["--server", &format!("http://{}", set.addrs[inside])])
-        .args(["--token", &set.token, "submit", "--", "true"])
+        .args([
+            "--token",
+            &set.token,
+            "submit",
+            "--name",
+            "cut-off-write",
+            "--",
+            "true",
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
-    let mut write = write.spawn().expect("start drover submit");
+    let write = write.spawn().expect("start drover submit");
     // Meanwhile the majority elects a leader of its own and takes writes.
     let outside: Vec<usize> = (0..3).filter(|i| *i != inside).collect();
     let new_leader = poll(
@@ -423,15 +435,21 @@ fn a_leader_cut_off_from_the_majority_stops_acknowledging_writes() {
     assert!(out.status.success(), "the majority refused a write: {out}");
     let after: u64 = out.stdout.trim().parse().unwrap();
     assert!(after > before);
-    std::thread::sleep(Duration::from_secs(3));
-    let acked = write.try_wait().unwrap().is_some_and(|s| s.success());
+
+    let refused = write.wait_with_output().expect("drover submit inside");
+    let took = cut_at.elapsed();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    eprintln!("the write to the cut-off leader ended after {took:?}: {stderr}");
     assert!(
-        !acked,
-        "the cut-off leader acknowledged a write: {:?}",
-        write.wait_with_output()
+        !refused.status.success(),
+        "the cut-off leader acknowledged a write: {refused:?}"
     );
-    let _ = write.kill();
-    let _ = write.wait();
+    assert!(
+        stderr.contains("no quorum") && stderr.contains("HTTP 503"),
+        "the CLI does not say why: {stderr}"
+    );
+    // A bound, not a speed figure: 10 s of retries plus one last 5 s try, plus slack.
+    assert!(took < Duration::from_secs(25), "{took:?}");
 
     // Healed: the old leader follows the new one and has its writes.
     ns.heal();
@@ -451,6 +469,16 @@ fn a_leader_cut_off_from_the_majority_stops_acknowledging_writes() {
         || set.logs(),
     );
     assert_eq!(set.leaders(), vec![new_leader]);
+    // The refused write was discarded with the old leader's uncommitted entries: no
+    // server has it.
+    for i in 0..3 {
+        let list = set.get(i, "/v1/tasks?name=cut-off-write").json();
+        assert_eq!(
+            list["tasks"].as_array().map(Vec::len),
+            Some(0),
+            "server {i} applied the write refused with 503: {list}"
+        );
+    }
 }
 
 #[test]
