@@ -6,7 +6,7 @@
 //! the order commands arrived, so two commands from one source (a worker's "started"
 //! then "finished") are applied in that order.
 
-use crate::raft::{Raft, SharedState};
+use crate::raft::{Raft, SharedState, StorageHealth};
 use drover_state::{Command, CommandResult, LogEntry};
 use drover_types::Millis;
 use std::sync::Arc;
@@ -45,6 +45,12 @@ pub enum ProposeError {
         "no quorum: a majority of the servers did not confirm this leader within {waited_ms} ms; the write was not acknowledged (it may or may not be applied: retry with the same Idempotency-Key)"
     )]
     NoQuorum { waited_ms: u64 },
+    /// Writes to this server's data directory fail (a full disk): nothing new is taken
+    /// until one succeeds again (see `raft/storage_health.rs`).
+    #[error(
+        "this server cannot write to its data directory: {reason}; writes are refused until it can (reads still work)"
+    )]
+    Storage { reason: String },
     /// The leader still has its majority but the write did not complete in
     /// [`WRITE_LIMIT`] (a wedged follower disk, say).
     #[error(
@@ -66,6 +72,7 @@ pub struct Proposer {
     tx: mpsc::UnboundedSender<Proposal>,
     clock: LeaderClock,
     state: Arc<SharedState>,
+    storage: Arc<StorageHealth>,
 }
 
 impl std::fmt::Debug for Proposal {
@@ -78,11 +85,16 @@ impl Proposer {
     /// Starts the proposer task for `raft`.
     /// `state` gives the floor of time: a new leader never stamps an entry earlier than
     /// the latest one applied (its clock may be behind the previous leader's).
-    pub fn start(raft: Raft, state: Arc<SharedState>) -> Proposer {
+    pub fn start(raft: Raft, state: Arc<SharedState>, storage: Arc<StorageHealth>) -> Proposer {
         let (tx, rx) = mpsc::unbounded_channel();
         let clock = LeaderClock::new();
-        tokio::spawn(run(raft, rx, clock.clone(), state.clone()));
-        Proposer { tx, clock, state }
+        tokio::spawn(run(raft, rx, clock.clone(), state.clone(), storage.clone()));
+        Proposer {
+            tx,
+            clock,
+            state,
+            storage,
+        }
     }
 
     /// The time the next entry would be stamped with (same clock, same floor).
@@ -102,6 +114,10 @@ impl Proposer {
         &self,
         commands: Vec<Command>,
     ) -> Result<Vec<CommandResult>, ProposeError> {
+        // Refused at once rather than queued behind a write that cannot be made.
+        if let Some(f) = self.storage.failure() {
+            return Err(ProposeError::Storage { reason: f.reason });
+        }
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Proposal {
@@ -114,6 +130,9 @@ impl Proposer {
 
     /// Proposes without waiting. Order with other proposals is kept.
     pub fn propose_nowait(&self, command: Command) {
+        if self.storage.failure().is_some() {
+            return;
+        }
         let _ = self.tx.send(Proposal {
             commands: vec![command],
             reply: None,
@@ -174,6 +193,7 @@ async fn run(
     mut rx: mpsc::UnboundedReceiver<Proposal>,
     mut clock: LeaderClock,
     state: Arc<SharedState>,
+    storage: Arc<StorageHealth>,
 ) {
     let slots = std::sync::Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     while let Some(first) = rx.recv().await {
@@ -198,12 +218,12 @@ async fn run(
         };
         // Hand the entry to openraft now (keeps arrival order); wait for it elsewhere.
         let receiver = raft.client_write_ff(entry).await;
-        let raft = raft.clone();
+        let (raft, storage) = (raft.clone(), storage.clone());
         tokio::spawn(async move {
             let _permit = permit;
             let outcome: Result<Vec<CommandResult>, ProposeError> = match receiver {
                 Err(fatal) => Err(ProposeError::Raft(fatal.to_string())),
-                Ok(rx) => await_applied(&raft, rx).await,
+                Ok(rx) => await_applied(&raft, &storage, rx).await,
             };
             match outcome {
                 Ok(results) => {
@@ -230,6 +250,7 @@ async fn run(
 /// Waits for an entry handed to openraft to be applied, bounded: see [`COMMIT_WAIT`].
 async fn await_applied(
     raft: &Raft,
+    storage: &StorageHealth,
     mut rx: oneshot::Receiver<
         Result<
             openraft::raft::ClientWriteResponse<crate::raft::TypeConfig>,
@@ -243,6 +264,11 @@ async fn await_applied(
             Ok(answer) => answer,
             Err(_) => {
                 let waited_ms = start.elapsed().as_millis() as u64;
+                if let Some(f) = storage.failure() {
+                    // Stuck behind a write to a full disk. It is retried, so this entry
+                    // may still be applied once there is room.
+                    return Err(ProposeError::Storage { reason: f.reason });
+                }
                 let majority = tokio::time::timeout(QUORUM_CHECK, raft.ensure_linearizable())
                     .await
                     .is_ok_and(|r| r.is_ok());

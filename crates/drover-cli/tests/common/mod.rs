@@ -499,6 +499,17 @@ impl Cluster {
     /// A server with these extra `drover server` arguments (`--listen 127.0.0.1:0` is
     /// added unless given).
     pub fn start_with(test: &str, server_args: &[&str]) -> Cluster {
+        Cluster::start_prepared(test, server_args, |_| ())
+    }
+
+    /// Like [`Cluster::start_with`], calling `prepare` with the data directory (the
+    /// server's own is `DATA/server`) before the server starts (to mount a small
+    /// file system there, say).
+    pub fn start_prepared(
+        test: &str,
+        server_args: &[&str],
+        prepare: impl FnOnce(&Path),
+    ) -> Cluster {
         let dir = TempDir::new(test);
         let root = dir.path().to_path_buf();
         let data = root.join("data");
@@ -518,6 +529,7 @@ impl Cluster {
             workers: Vec::new(),
             _dir: dir,
         };
+        prepare(&c.data);
         c.spawn_server();
         c
     }

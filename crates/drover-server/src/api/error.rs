@@ -89,6 +89,12 @@ impl From<ProposeError> for ApiError {
                 e.to_string(),
                 None,
             ),
+            ProposeError::Storage { .. } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_failed",
+                e.to_string(),
+                None,
+            ),
             ProposeError::Stalled { .. } => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "write_stalled",
