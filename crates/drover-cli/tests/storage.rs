@@ -76,8 +76,8 @@ fn post(addr: &str, token: &str, body: &Value) -> Resp {
 #[test]
 fn a_full_disk_refuses_writes_with_the_cause_and_recovers_by_itself() {
     let mut mount = None;
-    let c = Cluster::start_prepared("disk-full", &[], |data| {
-        mount = Some(Tmpfs::mount(&data.join("server"), "20m"));
+    let c = Cluster::start_prepared("disk-full", &[], |c| {
+        mount = Some(Tmpfs::mount(&c.data.join("server"), "20m"));
     });
     let mount = mount.unwrap();
     let mut acked = Vec::new();

@@ -175,8 +175,10 @@ pub struct ClusterSummary {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Health {
-    /// `ok`, or `storage_failed` (HTTP 503) while writes to the server's data directory
-    /// fail (a full disk): it refuses writes then, but still answers reads.
+    /// `ok`; `storage_failed` (HTTP 503) while writes to the server's data directory
+    /// fail (a full disk): it refuses writes then, but still answers reads;
+    /// `state_failed` (HTTP 503) once applying an entry failed: it serves nothing
+    /// else until restarted.
     pub status: String,
     /// Whether this server leads the cluster (only the leader takes writes).
     pub leader: bool,

@@ -51,6 +51,9 @@ pub enum ProposeError {
         "this server cannot write to its data directory: {reason}; writes are refused until it can (reads still work)"
     )]
     Storage { reason: String },
+    /// Applying an entry failed on this server; it serves nothing until restarted.
+    #[error("{reason}")]
+    StateFailed { reason: String },
     /// The leader still has its majority but the write did not complete in
     /// [`WRITE_LIMIT`] (a wedged follower disk, say).
     #[error(
@@ -125,7 +128,12 @@ impl Proposer {
                 reply: Some(reply),
             })
             .map_err(|_| ProposeError::ShuttingDown)?;
-        rx.await.map_err(|_| ProposeError::ShuttingDown)?
+        let answer = rx.await.map_err(|_| ProposeError::ShuttingDown)?;
+        match (&answer, self.state.failure()) {
+            // The write failed because applying (this or an earlier entry) failed.
+            (Err(_), Some(reason)) => Err(ProposeError::StateFailed { reason }),
+            _ => answer,
+        }
     }
 
     /// Proposes without waiting. Order with other proposals is kept.

@@ -479,6 +479,8 @@ pub struct Cluster {
     pub addr: String,
     pub token: String,
     server_args: Vec<String>,
+    /// Extra environment variables of the server process.
+    pub server_env: Vec<(String, String)>,
     server: Option<Child>,
     server_log: PathBuf,
     workers: Vec<WorkerProc>,
@@ -502,13 +504,12 @@ impl Cluster {
         Cluster::start_prepared(test, server_args, |_| ())
     }
 
-    /// Like [`Cluster::start_with`], calling `prepare` with the data directory (the
-    /// server's own is `DATA/server`) before the server starts (to mount a small
-    /// file system there, say).
+    /// Like [`Cluster::start_with`], calling `prepare` before the server starts (to
+    /// mount a small file system at `data/server`, or set `server_env`, say).
     pub fn start_prepared(
         test: &str,
         server_args: &[&str],
-        prepare: impl FnOnce(&Path),
+        prepare: impl FnOnce(&mut Cluster),
     ) -> Cluster {
         let dir = TempDir::new(test);
         let root = dir.path().to_path_buf();
@@ -525,11 +526,12 @@ impl Cluster {
             addr: String::new(),
             token: String::new(),
             server_args: args,
+            server_env: Vec::new(),
             server: None,
             workers: Vec::new(),
             _dir: dir,
         };
-        prepare(&c.data);
+        prepare(&mut c);
         c.spawn_server();
         c
     }
@@ -546,6 +548,7 @@ impl Cluster {
             .arg("server")
             .args(&self.server_args)
             .env("DROVER_LOG", "info,openraft=warn")
+            .envs(self.server_env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::from(log));
         let mut child = cmd.spawn().expect("start drover server");

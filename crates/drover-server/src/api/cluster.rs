@@ -22,12 +22,22 @@ use std::time::{Duration, Instant};
     security(()),
     responses(
         (status = 200, description = "The server is up", body = Health),
-        (status = 503, description = "The server cannot write to its data directory (status `storage_failed`, with the reason); it refuses writes until it can, and still answers reads", body = Health)
+        (status = 503, description = "The server cannot write to its data directory (status `storage_failed`, with the reason; it refuses writes until it can, and still answers reads), or its state machine stopped (status `state_failed`: applying an entry failed; it answers nothing but this until restarted)", body = Health)
     )
 )]
 pub async fn health(State(node): State<Arc<Node>>) -> (StatusCode, Json<Health>) {
     // A server that cannot write must not look healthy: a load balancer or a peer
     // probing it takes a non-2xx answer as "send nothing here".
+    if let Some(reason) = node.state.failure() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Health {
+                status: "state_failed".into(),
+                leader: node.is_leader(),
+                reason: Some(reason),
+            }),
+        );
+    }
     match node.storage.failure() {
         None => (
             StatusCode::OK,

@@ -95,6 +95,12 @@ impl From<ProposeError> for ApiError {
                 e.to_string(),
                 None,
             ),
+            ProposeError::StateFailed { .. } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "state_failed",
+                e.to_string(),
+                None,
+            ),
             ProposeError::Stalled { .. } => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "write_stalled",

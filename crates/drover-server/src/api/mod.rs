@@ -12,6 +12,7 @@ mod json;
 mod openapi;
 mod output;
 mod raft;
+mod state_failed;
 mod tasks;
 
 pub use error::ApiError;
@@ -81,6 +82,10 @@ pub fn router(node: Arc<Node>) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             node.clone(),
             forward::forward_writes,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            node.clone(),
+            state_failed::refuse_when_state_failed,
         ))
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(

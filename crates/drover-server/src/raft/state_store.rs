@@ -18,6 +18,7 @@ use openraft::{
 };
 use serde::{Deserialize, Serialize};
 use std::io::{Cursor, Write};
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio::sync::mpsc::UnboundedSender;
@@ -29,6 +30,9 @@ pub struct SharedState {
     applied: Mutex<Applied>,
     /// Recent events of the applied entries (not durable: see `crate::events`).
     events: EventHub,
+    /// Set when applying an entry panicked: the state may be half-applied, so it is
+    /// neither served nor changed any more (see [`StateStore::apply`]).
+    failed: Mutex<Option<String>>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -53,6 +57,21 @@ impl SharedState {
 
     pub fn events(&self) -> &EventHub {
         &self.events
+    }
+
+    /// Why the state stopped, if applying an entry failed.
+    pub fn failure(&self) -> Option<String> {
+        self.failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn fail(&self, reason: String) {
+        self.failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(reason);
     }
 
     pub fn last_applied(&self) -> Option<LogId<u64>> {
@@ -83,6 +102,36 @@ fn read_snapshot_file(path: &Path) -> Result<Option<(SnapshotFile, Vec<u8>)>, St
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(snap_read_err(e)),
     }
+}
+
+fn apply_failed(reason: String) -> StorageError {
+    StorageIOError::write_state_machine(&std::io::Error::other(reason)).into()
+}
+
+/// A test-only way to make applying an entry panic (`DROVER_TEST_PANIC_ON_JOB=<name>`:
+/// a submission of a job with that name panics). Compiled only into debug builds, so a
+/// release server ignores the variable.
+mod test_hook {
+    use drover_state::LogEntry;
+
+    #[cfg(debug_assertions)]
+    pub fn maybe_panic(entry: &LogEntry) {
+        use drover_state::Command;
+        static NAME: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+        let Some(name) = NAME.get_or_init(|| std::env::var("DROVER_TEST_PANIC_ON_JOB").ok()) else {
+            return;
+        };
+        for c in &entry.commands {
+            if let Command::Submit { job, .. } = c
+                && &job.name == name
+            {
+                panic!("test hook: DROVER_TEST_PANIC_ON_JOB={name}");
+            }
+        }
+    }
+
+    #[cfg(not(debug_assertions))]
+    pub fn maybe_panic(_entry: &LogEntry) {}
 }
 
 fn sm_read_err(e: impl std::error::Error + 'static) -> StorageError {
@@ -124,6 +173,7 @@ impl StateStore {
                 machine: RwLock::new(machine),
                 applied: Mutex::new(applied),
                 events: EventHub::new(DEFAULT_RETAINED, floor),
+                failed: Mutex::new(None),
             }),
             snapshot_path,
             dispatch,
@@ -203,6 +253,9 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
     {
+        if let Some(reason) = self.shared.failure() {
+            return Err(apply_failed(reason));
+        }
         let mut replies = Vec::new();
         let mut dispatches = Vec::new();
         let mut events = Vec::new();
@@ -213,7 +266,31 @@ impl RaftStateMachine<TypeConfig> for StateStore {
                 match entry.payload {
                     EntryPayload::Blank => replies.push(Vec::new()),
                     EntryPayload::Normal(ref log_entry) => {
-                        let mut out = machine.apply_indexed(entry.log_id.index, log_entry);
+                        // A panic here (a bug in the core) would leave the state
+                        // half-applied. Caught inside the lock (so it is not poisoned
+                        // and nobody reads on regardless): the state is marked failed,
+                        // the API refuses to serve it, and openraft is told to stop.
+                        let index = entry.log_id.index;
+                        let applied_one = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                            test_hook::maybe_panic(log_entry);
+                            machine.apply_indexed(index, log_entry)
+                        }));
+                        let mut out = match applied_one {
+                            Ok(out) => out,
+                            Err(panic) => {
+                                let what = panic
+                                    .downcast_ref::<&str>()
+                                    .map(|s| s.to_string())
+                                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                                    .unwrap_or_else(|| "a panic".into());
+                                let reason = format!(
+                                    "applying log entry {index} panicked ({what}); the state may be half-applied, so this server stopped serving it: restart it to rebuild the state from its snapshot and log"
+                                );
+                                tracing::error!("{reason}");
+                                self.shared.fail(reason.clone());
+                                return Err(apply_failed(reason));
+                            }
+                        };
                         dispatches.append(&mut out.dispatches);
                         events.append(&mut out.events);
                         replies.push(out.results);
