@@ -23,6 +23,10 @@ command -v iptables >/dev/null 2>&1 || apt_install iptables
 # The API fuzzing (schemathesis, installed into a venv by its script) needs venv and curl.
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || apt_install python3-venv
 command -v curl >/dev/null 2>&1 || apt_install curl
+# The wall-clock step test runs a server and a worker under libfaketime (LD_PRELOAD).
+ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || apt_install faketime
+# The disk-full tests mount small tmpfs file systems (mount, umount).
+command -v mount >/dev/null 2>&1 || apt_install mount
 command -v cargo >/dev/null 2>&1 || { echo "cargo is required (https://rustup.rs)" >&2; exit 1; }
 
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}

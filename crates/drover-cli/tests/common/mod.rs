@@ -481,6 +481,8 @@ pub struct Cluster {
     server_args: Vec<String>,
     /// Extra environment variables of the server process.
     pub server_env: Vec<(String, String)>,
+    /// Extra environment variables of worker processes started from now on.
+    pub worker_env: Vec<(String, String)>,
     server: Option<Child>,
     server_log: PathBuf,
     workers: Vec<WorkerProc>,
@@ -527,6 +529,7 @@ impl Cluster {
             token: String::new(),
             server_args: args,
             server_env: Vec::new(),
+            worker_env: Vec::new(),
             server: None,
             workers: Vec::new(),
             _dir: dir,
@@ -700,6 +703,7 @@ impl Cluster {
             .args(["worker", "--name", &w.name])
             .args(&w.args)
             .env("DROVER_LOG", "info")
+            .envs(self.worker_env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::from(log));
         w.child = Some(cmd.spawn().expect("start drover worker"));

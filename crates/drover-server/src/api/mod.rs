@@ -21,9 +21,7 @@ use crate::auth::{Credentials, require_token};
 use crate::node::Node;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use drover_types::Millis;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -93,14 +91,4 @@ pub fn router(node: Arc<Node>) -> Router {
             require_token,
         ))
         .with_state(node)
-}
-
-/// Wall-clock time for pending reasons and durations of running tasks.
-pub(crate) fn wall_now() -> Millis {
-    Millis(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0),
-    )
 }

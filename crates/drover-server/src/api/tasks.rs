@@ -3,7 +3,6 @@
 use super::error::ApiError;
 use super::json::{JsonBody, NoBody, PathParam, QueryParams, id_param};
 use super::openapi::{NotFound, Refused, TooLarge, WriteRefused};
-use super::wall_now;
 use crate::node::Node;
 use crate::sessions::LiveUsage;
 use axum::Json;
@@ -282,18 +281,17 @@ pub async fn get(
     State(node): State<Arc<Node>>,
     PathParam(task): PathParam<String>,
 ) -> Result<Json<TaskInfo>, ApiError> {
+    // The log's clock (monotonic, anchored once), which stamped `started_at`: a
+    // running task's duration and a backoff's remaining time stay right when the wall
+    // clock is stepped. (Read before the state lock: it takes it too.)
+    let now = node.proposer.now();
     let sm = node.state.read();
     let id = resolve_one(&sm, &task)?;
     let view = sm
         .scheduler()
         .task(id)
         .ok_or_else(|| ApiError::not_found(format!("no task {task:?}")))?;
-    Ok(Json(task_info(
-        &sm,
-        &view,
-        wall_now(),
-        &node.sessions.live_usage,
-    )))
+    Ok(Json(task_info(&sm, &view, now, &node.sessions.live_usage)))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
