@@ -137,11 +137,12 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
         limits: config.limits.clone(),
         policy: config.policy.clone(),
     };
-    let state_store =
-        StateStore::open(&dir, sched_config, dispatch_tx).map_err(|e| ServerError::Store {
+    let state_store = StateStore::open(&dir, sched_config, dispatch_tx)
+        .map_err(|e| ServerError::Store {
             path: dir.clone(),
             message: e.to_string(),
-        })?;
+        })?
+        .with_storage_health(storage.clone());
     let shared = state_store.shared();
     shared.events().set_capacity(config.events_retained);
 

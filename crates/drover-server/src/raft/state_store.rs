@@ -6,7 +6,7 @@
 //! temporary name, fsynced, then renamed over the old one, so a crash mid-write leaves
 //! the previous snapshot intact.
 
-use super::{StorageError, TypeConfig};
+use super::{StorageError, StorageHealth, TypeConfig};
 use crate::events::{DEFAULT_RETAINED, EventHub};
 use drover_proto::events::EventId;
 use drover_sched::SchedulerConfig;
@@ -90,6 +90,9 @@ pub struct StateStore {
     shared: Arc<SharedState>,
     snapshot_path: PathBuf,
     dispatch: UnboundedSender<Vec<Dispatch>>,
+    /// Where a snapshot that cannot be written (a full disk) is reported while it is
+    /// tried again (see `storage_health.rs`).
+    storage: Arc<StorageHealth>,
 }
 
 /// Reads the snapshot file, if there is one: its parsed form and its raw bytes.
@@ -177,7 +180,50 @@ impl StateStore {
             }),
             snapshot_path,
             dispatch,
+            storage: Arc::default(),
         })
+    }
+
+    /// Reports snapshot write failures to `storage` (shared with the log store).
+    pub fn with_storage_health(mut self, storage: Arc<StorageHealth>) -> StateStore {
+        self.storage = storage;
+        self
+    }
+
+    /// Writes the snapshot file on a blocking thread, trying again while that fails:
+    /// openraft stops for good on a snapshot error, while the previous snapshot and the
+    /// log still hold everything, so a full disk is waited out (and reported) instead.
+    async fn write_snapshot_retrying(&self, bytes: Arc<Vec<u8>>) -> Result<(), StorageError> {
+        let mut pause = std::time::Duration::from_millis(50);
+        loop {
+            let (store, b) = (self.clone(), bytes.clone());
+            let e = match tokio::task::spawn_blocking(move || store.write_snapshot_file(&b)).await {
+                Ok(Ok(())) => {
+                    if let Some(f) = self.storage.succeeded() {
+                        tracing::warn!(
+                            after_ms = f.since.elapsed().as_millis() as u64,
+                            "writes to the data directory succeed again"
+                        );
+                    }
+                    return Ok(());
+                }
+                Ok(Err(e)) => e,
+                Err(join) => return Err(snap_write_err(join)),
+            };
+            if self.storage.is_stopping() {
+                return Err(e);
+            }
+            let mut cause: &dyn std::error::Error = &e;
+            while let Some(next) = cause.source() {
+                cause = next;
+            }
+            let reason = cause.to_string();
+            if self.storage.failed(reason.clone()) {
+                tracing::error!(%reason, "writing a snapshot failed; retrying until it succeeds, refusing new writes meanwhile");
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_millis(500));
+        }
     }
 
     pub fn shared(&self) -> Arc<SharedState> {
@@ -186,9 +232,16 @@ impl StateStore {
 
     fn write_snapshot_file(&self, bytes: &[u8]) -> Result<(), StorageError> {
         let tmp = self.snapshot_path.with_extension("json.tmp");
-        let mut f = std::fs::File::create(&tmp).map_err(snap_write_err)?;
-        f.write_all(bytes).map_err(snap_write_err)?;
-        f.sync_all().map_err(snap_write_err)?;
+        let written = (|| {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()
+        })();
+        if let Err(e) = written {
+            // A partial file would keep a full disk full.
+            let _ = std::fs::remove_file(&tmp);
+            return Err(snap_write_err(e));
+        }
         std::fs::rename(&tmp, &self.snapshot_path).map_err(snap_write_err)?;
         if let Some(dir) = self.snapshot_path.parent()
             && let Ok(d) = std::fs::File::open(dir)
@@ -224,8 +277,9 @@ impl RaftSnapshotBuilder<TypeConfig> for StateStore {
             meta: meta.clone(),
             state,
         };
-        let bytes = serde_json::to_vec(&file).map_err(snap_write_err)?;
-        self.write_snapshot_file(&bytes)?;
+        let bytes = Arc::new(serde_json::to_vec(&file).map_err(snap_write_err)?);
+        self.write_snapshot_retrying(bytes.clone()).await?;
+        let bytes = Arc::try_unwrap(bytes).unwrap_or_else(|shared| (*shared).clone());
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(bytes)),
@@ -326,7 +380,8 @@ impl RaftStateMachine<TypeConfig> for StateStore {
     ) -> Result<(), StorageError> {
         let bytes = snapshot.into_inner();
         let file: SnapshotFile = serde_json::from_slice(&bytes).map_err(sm_read_err)?;
-        self.write_snapshot_file(&bytes)?;
+        let bytes = Arc::new(bytes);
+        self.write_snapshot_retrying(bytes.clone()).await?;
         {
             let (mut machine, mut applied) = self.shared.write();
             *machine = StateMachine::restore(file.state);
