@@ -138,7 +138,10 @@ impl Proposer {
 
     /// Proposes without waiting. Order with other proposals is kept.
     pub fn propose_nowait(&self, command: Command) {
-        if self.storage.failure().is_some() {
+        // While the disk is full a tick would only queue up behind the stuck write (the
+        // next one is proposed when due anyway). Workers' reports do queue: they are
+        // applied once there is room, rather than lost.
+        if matches!(command, Command::Tick) && self.storage.failure().is_some() {
             return;
         }
         let _ = self.tx.send(Proposal {
