@@ -476,6 +476,34 @@ fn a_leader_cut_off_from_the_majority_stops_acknowledging_writes() {
     );
     // A bound, not a speed figure: 10 s of retries plus one last 5 s try, plus slack.
     assert!(took < Duration::from_secs(25), "{took:?}");
+    // One request, as sent by any HTTP client (curl, inside the namespace): one 503
+    // naming the cause, within the bound (4 s wait + 1 s majority check).
+    let out = ns.exec(&[
+        "curl",
+        "-s",
+        "-m",
+        "30",
+        "-w",
+        "\n%{http_code} %{time_total}",
+        "-H",
+        &format!("Authorization: Bearer {}", set.token),
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        r#"{"name": "cut-off-write", "command": ["true"]}"#,
+        &format!("http://{}/v1/tasks", set.addrs[inside]),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, status) = text.rsplit_once('\n').expect("curl's status line");
+    let (code, secs) = status.split_once(' ').expect("code and time");
+    let secs: f64 = secs.parse().unwrap();
+    eprintln!("one write to the cut-off leader: HTTP {code} after {secs:.2} s: {body}");
+    assert_eq!(code, "503", "{text}");
+    assert!(
+        body.contains("no_quorum") && body.contains("no quorum"),
+        "{body}"
+    );
+    assert!(secs < 8.0, "the 503 took {secs} s");
 
     // Healed: the old leader follows the new one and has its writes.
     ns.heal();
