@@ -472,6 +472,8 @@ fn a_submission_retried_with_its_idempotency_key_is_not_submitted_twice() {
     let again = post_keyed(&c, "/v1/tasks", "key-1", &task);
     assert_eq!(again.status, 201, "{}", again.text());
     assert_eq!(again.json(), first.json(), "a retry names the same task");
+    assert_eq!(first.header("idempotent-replayed"), None);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
 
     let job = json!({"name": "j", "tasks": [{"command": ["true"]}, {"command": ["true"]}]});
     let job_first = post_keyed(&c, "/v1/jobs", "key-2", &job);

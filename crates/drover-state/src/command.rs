@@ -62,9 +62,22 @@ pub enum Command {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum CommandResult {
-    Submitted { job: JobId, tasks: TaskRange },
-    WorkerJoined { worker: WorkerId },
-    Cancelled { count: u64 },
+    Submitted {
+        job: JobId,
+        tasks: TaskRange,
+    },
+    /// A keyed submission seen before (a client's retry): the first one's ids; nothing
+    /// changed.
+    Replayed {
+        job: JobId,
+        tasks: TaskRange,
+    },
+    WorkerJoined {
+        worker: WorkerId,
+    },
+    Cancelled {
+        count: u64,
+    },
     Done,
     Rejected(Rejection),
 }

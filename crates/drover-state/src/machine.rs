@@ -204,7 +204,7 @@ impl StateMachine {
         };
         match self.idempotency.lookup(key) {
             KeyLookup::New => None,
-            KeyLookup::Replay { job, tasks } => Some(CommandResult::Submitted { job, tasks }),
+            KeyLookup::Replay { job, tasks } => Some(CommandResult::Replayed { job, tasks }),
             KeyLookup::Conflict => Some(CommandResult::Rejected(Rejection {
                 code: "conflict".into(),
                 message: format!(

@@ -34,7 +34,7 @@ pub async fn submit_task(
     State(node): State<Arc<Node>>,
     headers: HeaderMap,
     JsonBody(task): JsonBody<TaskSpec>,
-) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
+) -> Result<(StatusCode, HeaderMap, Json<SubmitResponse>), ApiError> {
     let job = JobSpec {
         name: task.name.clone(),
         owner: String::new(),
@@ -59,7 +59,7 @@ pub async fn submit_job(
     State(node): State<Arc<Node>>,
     headers: HeaderMap,
     JsonBody(job): JsonBody<JobSpec>,
-) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
+) -> Result<(StatusCode, HeaderMap, Json<SubmitResponse>), ApiError> {
     submit(&node, job, false, idempotency_key(&headers)?).await
 }
 
@@ -71,13 +71,17 @@ struct IdempotencyHeader {
     /// A key the client chose for this submission (1 to 128 visible ASCII
     /// characters). Sent again with the same body (a retry after a lost answer), the
     /// submission is not repeated: the answer names the tasks the first one created. The
-    /// same key with a different body is refused (409, field `Idempotency-Key`). Keys are
+    /// same key with a different body is refused (409, field `Idempotency-Key`). A
+    /// replayed answer carries the header `Idempotent-Replayed: true`. Keys are
     /// remembered for 24 hours or the last 50,000 keyed submissions, whichever is less.
     #[param(rename = "Idempotency-Key")]
     idempotency_key: Option<String>,
 }
 
 const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+/// On the answer to a retried submission (its key seen before).
+const REPLAYED_HEADER: axum::http::HeaderName =
+    axum::http::HeaderName::from_static("idempotent-replayed");
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get(IDEMPOTENCY_HEADER) else {
@@ -106,7 +110,7 @@ async fn submit(
     job: JobSpec,
     single: bool,
     key: Option<String>,
-) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
+) -> Result<(StatusCode, HeaderMap, Json<SubmitResponse>), ApiError> {
     // Validate before proposing, so that malformed input never reaches the log. The
     // core validates again when applying (it also knows the task table).
     if let Err(mut e) = drover_types::validate_job(&job, &node.config.limits) {
@@ -130,12 +134,31 @@ async fn submit(
     {
         CommandResult::Submitted { job, tasks } => Ok((
             StatusCode::CREATED,
+            HeaderMap::new(),
             Json(SubmitResponse {
                 job,
                 first: tasks.first,
                 count: tasks.count as u64,
             }),
         )),
+        CommandResult::Replayed { job, tasks } => {
+            // The same answer as the first time; the header tells it was a retry.
+            tracing::info!(%job, "answered a retried submission with its first answer (same Idempotency-Key)");
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                REPLAYED_HEADER,
+                axum::http::HeaderValue::from_static("true"),
+            );
+            Ok((
+                StatusCode::CREATED,
+                headers,
+                Json(SubmitResponse {
+                    job,
+                    first: tasks.first,
+                    count: tasks.count as u64,
+                }),
+            ))
+        }
         CommandResult::Rejected(mut r) => {
             if single && let Some(f) = &r.field {
                 r.field = Some(f.strip_prefix("tasks[0].").unwrap_or(f).to_string());
