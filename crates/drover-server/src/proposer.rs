@@ -259,6 +259,8 @@ async fn run(
 }
 
 /// Waits for an entry handed to openraft to be applied, bounded: see [`COMMIT_WAIT`].
+/// Giving up frees the caller's in-flight slot while the entry stays in openraft's
+/// hands (it may still commit, or be discarded by the next leader).
 async fn await_applied(
     raft: &Raft,
     storage: &StorageHealth,

@@ -43,6 +43,8 @@ struct Shared {
 /// First pause between two tries of a failed write, doubled up to [`RETRY_MAX`].
 const RETRY_FIRST: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_millis(500);
+/// Tries of a failed read (about 2 s in all) before openraft is told.
+const READ_TRIES: u32 = 6;
 
 fn read_err(e: impl std::error::Error + 'static) -> StorageError {
     StorageIOError::read_logs(&e).into()
@@ -91,9 +93,10 @@ impl LogStore {
     /// Runs `op` on a blocking thread until it succeeds. openraft stops for good on any
     /// storage error, so a failing write (a full disk) is never reported to it: it is
     /// tried again, the database reopened in between, while [`StorageHealth`] tells the
-    /// API and the proposer (which refuses new writes). A read failure is retried too,
-    /// without touching the health (reads succeed on a full disk). Gives up only when
-    /// the server is shutting down.
+    /// API and the proposer (which refuses new writes). A write gives up only when the
+    /// server is shutting down. A failed read is tried [`READ_TRIES`] times, without
+    /// touching the health (reads succeed on a full disk); one that keeps failing (a
+    /// damaged file) is reported, so that a server cannot start on it rather than wait.
     async fn run<T, F>(&self, write: bool, op: F) -> Result<T, StorageError>
     where
         T: Send + 'static,
@@ -101,7 +104,9 @@ impl LogStore {
     {
         let op = Arc::new(op);
         let mut pause = RETRY_FIRST;
+        let mut tries = 0;
         loop {
+            tries += 1;
             let (store, op) = (self.clone(), op.clone());
             let outcome = tokio::task::spawn_blocking(move || op(&*store.db()?)).await;
             let e = match outcome {
@@ -117,7 +122,7 @@ impl LogStore {
                 Ok(Err(e)) => e,
                 Err(join) => return Err(write_err(join)),
             };
-            if self.inner.health.is_stopping() {
+            if self.inner.health.is_stopping() || (!write && tries >= READ_TRIES) {
                 return Err(e);
             }
             let reason = root_cause(&e);
