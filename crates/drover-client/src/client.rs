@@ -107,7 +107,9 @@ pub struct ListQuery {
 /// replicated group. Any server answers (a follower passes writes on to the leader);
 /// when the one in use cannot be connected to, the request goes to the next one. Only
 /// a request that was never sent is sent again, so a write is never applied twice by
-/// the client's doing.
+/// the client's doing; but submissions carry an idempotency key, and those are sent
+/// again (same key) after a lost answer or a 503, for up to [`SUBMIT_RETRY_FOR`]: the
+/// server applies them once.
 #[derive(Clone, Debug)]
 pub struct Client {
     http: reqwest::Client,
