@@ -26,7 +26,7 @@ use std::sync::Arc;
     request_body = TaskSpec,
     params(IdempotencyHeader),
     responses(
-        (status = 201, description = "Accepted: the job and the task's id", body = SubmitResponse),
+        (status = 201, description = "Accepted: the job and the task's id", body = SubmitResponse, headers(("Idempotent-Replayed" = String, description = "`true` when this answers a retry: the Idempotency-Key was seen before, nothing new was submitted"))),
         Refused, TooLarge, WriteRefused
     )
 )]
@@ -51,7 +51,7 @@ pub async fn submit_task(
     request_body = JobSpec,
     params(IdempotencyHeader),
     responses(
-        (status = 201, description = "Accepted: the job and its tasks' consecutive ids", body = SubmitResponse),
+        (status = 201, description = "Accepted: the job and its tasks' consecutive ids", body = SubmitResponse, headers(("Idempotent-Replayed" = String, description = "`true` when this answers a retry: the Idempotency-Key was seen before, nothing new was submitted"))),
         Refused, TooLarge, WriteRefused
     )
 )]
