@@ -31,7 +31,7 @@ pub struct IdempotencyKey {
 }
 
 impl IdempotencyKey {
-    /// The key for `job`, fingerprinting it.
+    /// The key for `job`, fingerprinting its JSON form.
     pub fn for_job(key: String, job: &JobSpec) -> IdempotencyKey {
         IdempotencyKey {
             key,
@@ -40,13 +40,17 @@ impl IdempotencyKey {
     }
 }
 
-/// A stable 64-bit FNV-1a hash of the job's JSON form. Only equality matters (same body
-/// or not), and the value is stored in the log, so its stability across versions is
-/// not needed for determinism, only for comparing a retry with its original.
+/// A fingerprint of a job: [`digest`] of its JSON form.
 pub fn fingerprint(job: &JobSpec) -> u64 {
-    let bytes = serde_json::to_vec(job).unwrap_or_default();
+    digest(&serde_json::to_vec(job).unwrap_or_default())
+}
+
+/// A 64-bit FNV-1a hash. Only equality matters (same body or not), and the value is
+/// computed once, by the server that took the request, and logged: replicas never
+/// recompute it, so it need not be stable across versions.
+pub fn digest(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
+    for &b in bytes {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }

@@ -1,7 +1,7 @@
 //! Submitting, reading, listing and cancelling tasks and jobs.
 
 use super::error::ApiError;
-use super::json::{JsonBody, NoBody, PathParam, QueryParams, id_param};
+use super::json::{DigestedJsonBody, NoBody, PathParam, QueryParams, id_param};
 use super::openapi::{NotFound, Refused, TooLarge, WriteRefused};
 use crate::node::Node;
 use crate::sessions::LiveUsage;
@@ -33,14 +33,20 @@ use std::sync::Arc;
 pub async fn submit_task(
     State(node): State<Arc<Node>>,
     headers: HeaderMap,
-    JsonBody(task): JsonBody<TaskSpec>,
+    body: DigestedJsonBody<TaskSpec>,
 ) -> Result<(StatusCode, HeaderMap, Json<SubmitResponse>), ApiError> {
+    let task = body.value;
     let job = JobSpec {
         name: task.name.clone(),
         owner: String::new(),
         tasks: vec![task],
     };
-    submit(&node, job, true, idempotency_key(&headers)?).await
+    let key = idempotency_key(&headers)?.map(|key| IdempotencyKey {
+        key,
+        // The route too: the same bytes posted as a task and as a job differ.
+        fingerprint: body.digest ^ 1,
+    });
+    submit(&node, job, true, key).await
 }
 
 /// Submits a job: every task is accepted, or none (arrays, dependencies by key).
@@ -58,9 +64,13 @@ pub async fn submit_task(
 pub async fn submit_job(
     State(node): State<Arc<Node>>,
     headers: HeaderMap,
-    JsonBody(job): JsonBody<JobSpec>,
+    body: DigestedJsonBody<JobSpec>,
 ) -> Result<(StatusCode, HeaderMap, Json<SubmitResponse>), ApiError> {
-    submit(&node, job, false, idempotency_key(&headers)?).await
+    let key = idempotency_key(&headers)?.map(|key| IdempotencyKey {
+        key,
+        fingerprint: body.digest,
+    });
+    submit(&node, body.value, false, key).await
 }
 
 /// The `Idempotency-Key` request header of a submission.
@@ -69,7 +79,8 @@ pub async fn submit_job(
 #[allow(dead_code)] // Only describes the header in the OpenAPI document.
 struct IdempotencyHeader {
     /// A key the client chose for this submission (1 to 128 visible ASCII
-    /// characters). Sent again with the same body (a retry after a lost answer), the
+    /// characters). Sent again with the same body, byte for byte (a retry after a lost
+    /// answer), the
     /// submission is not repeated: the answer names the tasks the first one created. The
     /// same key with a different body is refused (409, field `Idempotency-Key`). A
     /// replayed answer carries the header `Idempotent-Replayed: true`. Keys are
@@ -109,7 +120,7 @@ async fn submit(
     node: &Node,
     job: JobSpec,
     single: bool,
-    key: Option<String>,
+    idempotency: Option<IdempotencyKey>,
 ) -> Result<(StatusCode, HeaderMap, Json<SubmitResponse>), ApiError> {
     // Validate before proposing, so that malformed input never reaches the log. The
     // core validates again when applying (it also knows the task table).
@@ -124,9 +135,9 @@ async fn submit(
         }
         return Err(ApiError::invalid(Some(e.field), e.reason));
     }
-    // The key goes into the log with a fingerprint of the job: every replica dedupes
-    // the same way, and a retry with another body is told apart from a true retry.
-    let idempotency = key.map(|k| IdempotencyKey::for_job(k, &job));
+    // The key goes into the log with a digest of the request body: every replica
+    // dedupes the same way, and a retry with another body is told apart from a true
+    // retry.
     match node
         .proposer
         .propose(Command::Submit { job, idempotency })
