@@ -106,11 +106,13 @@ impl LogStore {
         let mut pause = RETRY_FIRST;
         let mut tries = 0;
         loop {
-            tries += 1;
             let (store, op) = (self.clone(), op.clone());
-            let outcome = tokio::task::spawn_blocking(move || op(&*store.db()?)).await;
-            let e = match outcome {
-                Ok(Ok(v)) => {
+            // The outer error: the database could not be opened again (yet: another
+            // call still holds the old handle, or redb is repairing it). Transient, so
+            // it does not count as a failed read.
+            let outcome = tokio::task::spawn_blocking(move || store.db().map(|db| op(&db))).await;
+            let (e, opened) = match outcome {
+                Ok(Ok(Ok(v))) => {
                     if write && let Some(f) = self.inner.health.succeeded() {
                         tracing::warn!(
                             after_ms = f.since.elapsed().as_millis() as u64,
@@ -119,9 +121,13 @@ impl LogStore {
                     }
                     return Ok(v);
                 }
-                Ok(Err(e)) => e,
+                Ok(Ok(Err(e))) => (e, true),
+                Ok(Err(e)) => (e, false),
                 Err(join) => return Err(write_err(join)),
             };
+            if opened {
+                tries += 1;
+            }
             if self.inner.health.is_stopping() || (!write && tries >= READ_TRIES) {
                 return Err(e);
             }
