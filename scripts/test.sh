@@ -25,6 +25,10 @@ python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || apt_install python3-venv
 command -v curl >/dev/null 2>&1 || apt_install curl
 # `drover top`'s live view is tested in a real terminal emulator.
 command -v tmux >/dev/null 2>&1 || apt_install tmux
+# The wall-clock step test runs a server and a worker under libfaketime (LD_PRELOAD).
+ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || apt_install faketime
+# The disk-full tests mount small tmpfs file systems (mount, umount).
+command -v mount >/dev/null 2>&1 || apt_install mount
 command -v cargo >/dev/null 2>&1 || { echo "cargo is required (https://rustup.rs)" >&2; exit 1; }
 
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}

@@ -448,3 +448,70 @@ fn bad_output_parameters_name_the_parameter() {
     );
     assert!(r.body.is_empty());
 }
+
+/// POST with an `Idempotency-Key` header.
+fn post_keyed(c: &Cluster, path: &str, key: &str, body: &Value) -> Resp {
+    let b = serde_json::to_vec(body).unwrap();
+    http_with(
+        &c.addr,
+        "POST",
+        path,
+        Some(&c.token),
+        &[("Idempotency-Key", key)],
+        Some(&b),
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_submission_retried_with_its_idempotency_key_is_not_submitted_twice() {
+    let mut c = Cluster::start("idempotency");
+    let task = json!({"command": ["true"], "name": "once"});
+    let first = post_keyed(&c, "/v1/tasks", "key-1", &task);
+    assert_eq!(first.status, 201, "{}", first.text());
+    let again = post_keyed(&c, "/v1/tasks", "key-1", &task);
+    assert_eq!(again.status, 201, "{}", again.text());
+    assert_eq!(again.json(), first.json(), "a retry names the same task");
+    assert_eq!(first.header("idempotent-replayed"), None);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+
+    let job = json!({"name": "j", "tasks": [{"command": ["true"]}, {"command": ["true"]}]});
+    let job_first = post_keyed(&c, "/v1/jobs", "key-2", &job);
+    assert_eq!(job_first.status, 201, "{}", job_first.text());
+    let job_again = post_keyed(&c, "/v1/jobs", "key-2", &job);
+    assert_eq!(job_again.json(), job_first.json());
+    assert_eq!(task_count(&c), 3, "one task and a job of two, once each");
+
+    // The same key with another body: refused, naming the header.
+    let other = post_keyed(&c, "/v1/tasks", "key-1", &json!({"command": ["false"]}));
+    assert_eq!(other.status, 409, "{}", other.text());
+    assert_eq!(other.error()["field"], "Idempotency-Key");
+    // Malformed keys: 400 naming the header.
+    for bad in ["has space", &"k".repeat(129)] {
+        let r = post_keyed(&c, "/v1/tasks", bad, &task);
+        assert_eq!(r.status, 400, "{bad:?}: {}", r.text());
+        assert_eq!(r.error()["field"], "Idempotency-Key");
+    }
+    assert_eq!(task_count(&c), 3);
+
+    // Keys are part of the replicated state: a restarted server still knows them.
+    c.kill_server();
+    c.restart_server();
+    let after = post_keyed(&c, "/v1/tasks", "key-1", &task);
+    assert_eq!(after.status, 201, "{}", after.text());
+    assert_eq!(after.json(), first.json());
+    assert_eq!(task_count(&c), 3);
+
+    // The header is in the API's description.
+    let doc = c.get_ok("/v1/openapi.json");
+    for path in ["/v1/tasks", "/v1/jobs"] {
+        let params = doc["paths"][path]["post"]["parameters"].as_array().cloned();
+        assert!(
+            params.is_some_and(|p| p
+                .iter()
+                .any(|p| p["name"] == "Idempotency-Key" && p["in"] == "header")),
+            "POST {path} does not document Idempotency-Key: {}",
+            doc["paths"][path]["post"]
+        );
+    }
+}

@@ -28,6 +28,17 @@ pub enum ClientError {
     },
     #[error("unexpected answer from the server: {0}")]
     Decode(String),
+    /// A submission kept failing (no server reachable, or no leader with a majority)
+    /// for the whole retry window. It may or may not have been applied: submitting
+    /// again with the same key is safe.
+    #[error(
+        "the submission was not acknowledged after retrying for {waited_ms} ms with Idempotency-Key {key}: {last}; it may or may not have been applied (submitting again with the same key is safe)"
+    )]
+    NotAcknowledged {
+        key: String,
+        waited_ms: u64,
+        last: Box<ClientError>,
+    },
     /// The event stream ended or went silent; `EventStream::resume` reconnects.
     #[error("the event stream from {url} was interrupted: {message}")]
     StreamLost { url: String, message: String },
@@ -37,6 +48,42 @@ impl ClientError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, ClientError::Api { status: 404, .. })
     }
+
+    /// Whether a keyed write may be sent again: the server could not be reached or
+    /// answered mid-way, or it had no leader with a majority (503).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Unreachable { .. } | ClientError::Api { status: 503, .. }
+        )
+    }
+}
+
+/// How long a submission is retried, with its key, across a leader change or a
+/// server that cannot reach the majority. An election takes a few seconds; a write to a
+/// cut-off leader fails within about five.
+pub const SUBMIT_RETRY_FOR: Duration = Duration::from_secs(10);
+/// Pause between two tries of a submission.
+const SUBMIT_RETRY_PAUSE: Duration = Duration::from_millis(250);
+/// The request header carrying a submission's idempotency key.
+pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
+
+/// A fresh idempotency key: 128 random bits in hex (falls back to time, process id
+/// and a counter if the system's random source fails).
+pub fn new_idempotency_key() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos() as u64;
+        bytes[..8].copy_from_slice(&nanos.to_le_bytes());
+        bytes[8..12].copy_from_slice(&std::process::id().to_le_bytes());
+        bytes[12..]
+            .copy_from_slice(&(COUNTER.fetch_add(1, Ordering::Relaxed) as u32).to_le_bytes());
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Filters for listing tasks.
@@ -60,7 +107,9 @@ pub struct ListQuery {
 /// replicated group. Any server answers (a follower passes writes on to the leader);
 /// when the one in use cannot be connected to, the request goes to the next one. Only
 /// a request that was never sent is sent again, so a write is never applied twice by
-/// the client's doing.
+/// the client's doing; but submissions carry an idempotency key, and those are sent
+/// again (same key) after a lost answer or a 503, for up to [`SUBMIT_RETRY_FOR`]: the
+/// server applies them once.
 #[derive(Clone, Debug)]
 pub struct Client {
     http: reqwest::Client,
@@ -204,14 +253,71 @@ impl Client {
         self.json(self.request(Method::GET, "/v1/health")).await
     }
 
+    /// Submits one task under a fresh idempotency key, retrying (same key) for up to
+    /// [`SUBMIT_RETRY_FOR`]: it is created once however many tries it takes.
     pub async fn submit_task(&self, task: &TaskSpec) -> Result<SubmitResponse, ClientError> {
-        self.json(self.request(Method::POST, "/v1/tasks").json(task))
+        self.submit_task_with_key(task, &new_idempotency_key())
             .await
     }
 
+    /// Submits one task under the caller's idempotency key (see [`Client::submit_task`]).
+    pub async fn submit_task_with_key(
+        &self,
+        task: &TaskSpec,
+        key: &str,
+    ) -> Result<SubmitResponse, ClientError> {
+        self.submit_keyed("/v1/tasks", task, key).await
+    }
+
+    /// Submits a job under a fresh idempotency key (see [`Client::submit_task`]).
     pub async fn submit_job(&self, job: &JobSpec) -> Result<SubmitResponse, ClientError> {
-        self.json(self.request(Method::POST, "/v1/jobs").json(job))
-            .await
+        self.submit_job_with_key(job, &new_idempotency_key()).await
+    }
+
+    /// Submits a job under the caller's idempotency key.
+    pub async fn submit_job_with_key(
+        &self,
+        job: &JobSpec,
+        key: &str,
+    ) -> Result<SubmitResponse, ClientError> {
+        self.submit_keyed("/v1/jobs", job, key).await
+    }
+
+    /// Sends a submission with its key until it is answered, or refused for a reason
+    /// that trying again cannot change, or [`SUBMIT_RETRY_FOR`] has passed. Sending it
+    /// again after a lost answer is safe because the server dedupes by the key.
+    async fn submit_keyed<T: Serialize>(
+        &self,
+        path: &str,
+        body: &T,
+        key: &str,
+    ) -> Result<SubmitResponse, ClientError> {
+        let body = serde_json::to_vec(body).map_err(|e| ClientError::Decode(e.to_string()))?;
+        let start = std::time::Instant::now();
+        loop {
+            let req = self
+                .request(Method::POST, path)
+                .header(IDEMPOTENCY_HEADER, key)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone());
+            match self.json(req).await {
+                Err(e) if e.is_retryable() => {
+                    if start.elapsed() + SUBMIT_RETRY_PAUSE >= SUBMIT_RETRY_FOR {
+                        return Err(ClientError::NotAcknowledged {
+                            key: key.to_string(),
+                            waited_ms: start.elapsed().as_millis() as u64,
+                            last: Box::new(e),
+                        });
+                    }
+                    // The server in use may be the one cut off (or gone): try the next.
+                    if self.bases.len() > 1 {
+                        self.current.fetch_add(1, Ordering::Relaxed);
+                    }
+                    tokio::time::sleep(SUBMIT_RETRY_PAUSE).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     pub async fn task(&self, reference: &str) -> Result<TaskInfo, ClientError> {

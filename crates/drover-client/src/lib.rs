@@ -5,5 +5,7 @@ mod client;
 pub mod discovery;
 mod events;
 
-pub use client::{Client, ClientError, ListQuery};
+pub use client::{
+    Client, ClientError, IDEMPOTENCY_HEADER, ListQuery, SUBMIT_RETRY_FOR, new_idempotency_key,
+};
 pub use events::{EventFilter, EventStream, StreamItem};

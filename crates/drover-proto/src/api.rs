@@ -175,10 +175,16 @@ pub struct ClusterSummary {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Health {
-    /// Always `ok` when the server answers.
+    /// `ok`; `storage_failed` (HTTP 503) while writes to the server's data directory
+    /// fail (a full disk): it refuses writes then, but still answers reads;
+    /// `state_failed` (HTTP 503) once applying an entry failed: it serves nothing
+    /// else until restarted.
     pub status: String,
     /// Whether this server leads the cluster (only the leader takes writes).
     pub leader: bool,
+    /// Why the status is not `ok` (the operating system's words).
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 /// The answer to a worker drain or resume.

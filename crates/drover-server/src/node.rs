@@ -4,7 +4,7 @@ use crate::auth::ClusterToken;
 use crate::config::ServerConfig;
 use crate::output::OutputStore;
 use crate::proposer::Proposer;
-use crate::raft::{Raft, SharedState};
+use crate::raft::{Raft, SharedState, StorageHealth};
 use crate::sessions::Sessions;
 use std::sync::Arc;
 
@@ -25,6 +25,8 @@ pub struct Node {
     /// When a majority last confirmed this server's leadership (read by
     /// [`Node::holds_lease`]; written by the lease loop).
     pub confirmed: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Whether writes to the data directory succeed (set by the log store).
+    pub storage: Arc<StorageHealth>,
 }
 
 /// How long a confirmation of leadership by a majority counts. A leader cut off from the

@@ -6,7 +6,7 @@
 //! the order commands arrived, so two commands from one source (a worker's "started"
 //! then "finished") are applied in that order.
 
-use crate::raft::{Raft, SharedState};
+use crate::raft::{Raft, SharedState, StorageHealth};
 use drover_state::{Command, CommandResult, LogEntry};
 use drover_types::Millis;
 use std::sync::Arc;
@@ -18,6 +18,16 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 const MAX_BATCH: usize = 4096;
 /// Entries in flight at once (written but not yet applied).
 const MAX_IN_FLIGHT: usize = 8;
+/// How long a write may wait to be committed and applied before the leader checks that
+/// a majority still follows it. A leader cut off from the majority is not told so by
+/// openraft (it goes on believing it leads), and its writes would otherwise wait for
+/// ever; with this check they fail within `COMMIT_WAIT + QUORUM_CHECK`.
+const COMMIT_WAIT: Duration = Duration::from_secs(4);
+/// How long the majority has to answer that check (one heartbeat round).
+const QUORUM_CHECK: Duration = Duration::from_secs(1);
+/// Longest a write may take while the majority does confirm the leader (one entry of a
+/// very large job is applied in one go).
+const WRITE_LIMIT: Duration = Duration::from_secs(120);
 
 #[derive(Debug, thiserror::Error, Clone)]
 pub enum ProposeError {
@@ -27,6 +37,29 @@ pub enum ProposeError {
     Raft(String),
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// The write was handed to the log but no majority confirmed this server's
+    /// leadership when asked after [`COMMIT_WAIT`]: it is cut off, or an election is
+    /// under way. Not acknowledged; it may still be applied (if the cut heals before
+    /// another leader is elected), so a retry needs the same idempotency key.
+    #[error(
+        "no quorum: a majority of the servers did not confirm this leader within {waited_ms} ms; the write was not acknowledged (it may or may not be applied: retry with the same Idempotency-Key)"
+    )]
+    NoQuorum { waited_ms: u64 },
+    /// Writes to this server's data directory fail (a full disk): nothing new is taken
+    /// until one succeeds again (see `raft/storage_health.rs`).
+    #[error(
+        "this server cannot write to its data directory: {reason}; writes are refused until it can (reads still work)"
+    )]
+    Storage { reason: String },
+    /// Applying an entry failed on this server; it serves nothing until restarted.
+    #[error("{reason}")]
+    StateFailed { reason: String },
+    /// The leader still has its majority but the write did not complete in
+    /// [`WRITE_LIMIT`] (a wedged follower disk, say).
+    #[error(
+        "the write did not complete within {waited_ms} ms; it may or may not be applied (retry with the same Idempotency-Key)"
+    )]
+    Stalled { waited_ms: u64 },
 }
 
 type Reply = oneshot::Sender<Result<Vec<CommandResult>, ProposeError>>;
@@ -42,6 +75,7 @@ pub struct Proposer {
     tx: mpsc::UnboundedSender<Proposal>,
     clock: LeaderClock,
     state: Arc<SharedState>,
+    storage: Arc<StorageHealth>,
 }
 
 impl std::fmt::Debug for Proposal {
@@ -54,11 +88,16 @@ impl Proposer {
     /// Starts the proposer task for `raft`.
     /// `state` gives the floor of time: a new leader never stamps an entry earlier than
     /// the latest one applied (its clock may be behind the previous leader's).
-    pub fn start(raft: Raft, state: Arc<SharedState>) -> Proposer {
+    pub fn start(raft: Raft, state: Arc<SharedState>, storage: Arc<StorageHealth>) -> Proposer {
         let (tx, rx) = mpsc::unbounded_channel();
         let clock = LeaderClock::new();
-        tokio::spawn(run(raft, rx, clock.clone(), state.clone()));
-        Proposer { tx, clock, state }
+        tokio::spawn(run(raft, rx, clock.clone(), state.clone(), storage.clone()));
+        Proposer {
+            tx,
+            clock,
+            state,
+            storage,
+        }
     }
 
     /// The time the next entry would be stamped with (same clock, same floor).
@@ -78,6 +117,10 @@ impl Proposer {
         &self,
         commands: Vec<Command>,
     ) -> Result<Vec<CommandResult>, ProposeError> {
+        // Refused at once rather than queued behind a write that cannot be made.
+        if let Some(f) = self.storage.failure() {
+            return Err(ProposeError::Storage { reason: f.reason });
+        }
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Proposal {
@@ -85,11 +128,22 @@ impl Proposer {
                 reply: Some(reply),
             })
             .map_err(|_| ProposeError::ShuttingDown)?;
-        rx.await.map_err(|_| ProposeError::ShuttingDown)?
+        let answer = rx.await.map_err(|_| ProposeError::ShuttingDown)?;
+        match (&answer, self.state.failure()) {
+            // The write failed because applying (this or an earlier entry) failed.
+            (Err(_), Some(reason)) => Err(ProposeError::StateFailed { reason }),
+            _ => answer,
+        }
     }
 
     /// Proposes without waiting. Order with other proposals is kept.
     pub fn propose_nowait(&self, command: Command) {
+        // While the disk is full a tick would only queue up behind the stuck write (the
+        // next one is proposed when due anyway). Workers' reports do queue: they are
+        // applied once there is room, rather than lost.
+        if matches!(command, Command::Tick) && self.storage.failure().is_some() {
+            return;
+        }
         let _ = self.tx.send(Proposal {
             commands: vec![command],
             reply: None,
@@ -150,6 +204,7 @@ async fn run(
     mut rx: mpsc::UnboundedReceiver<Proposal>,
     mut clock: LeaderClock,
     state: Arc<SharedState>,
+    storage: Arc<StorageHealth>,
 ) {
     let slots = std::sync::Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     while let Some(first) = rx.recv().await {
@@ -174,22 +229,12 @@ async fn run(
         };
         // Hand the entry to openraft now (keeps arrival order); wait for it elsewhere.
         let receiver = raft.client_write_ff(entry).await;
+        let (raft, storage) = (raft.clone(), storage.clone());
         tokio::spawn(async move {
             let _permit = permit;
             let outcome: Result<Vec<CommandResult>, ProposeError> = match receiver {
                 Err(fatal) => Err(ProposeError::Raft(fatal.to_string())),
-                Ok(rx) => match rx.await {
-                    Err(_) => Err(ProposeError::ShuttingDown),
-                    Ok(Err(e)) => Err(match e {
-                        openraft::error::ClientWriteError::ForwardToLeader(f) => {
-                            ProposeError::NotLeader {
-                                leader: f.leader_id,
-                            }
-                        }
-                        other => ProposeError::Raft(other.to_string()),
-                    }),
-                    Ok(Ok(resp)) => Ok(resp.data),
-                },
+                Ok(rx) => await_applied(&raft, &storage, rx).await,
             };
             match outcome {
                 Ok(results) => {
@@ -210,6 +255,61 @@ async fn run(
                 }
             }
         });
+    }
+}
+
+/// Waits for an entry handed to openraft to be applied, bounded: see [`COMMIT_WAIT`].
+/// Giving up frees the caller's in-flight slot while the entry stays in openraft's
+/// hands (it may still commit, or be discarded by the next leader).
+async fn await_applied(
+    raft: &Raft,
+    storage: &StorageHealth,
+    mut rx: oneshot::Receiver<
+        Result<
+            openraft::raft::ClientWriteResponse<crate::raft::TypeConfig>,
+            openraft::error::ClientWriteError<u64, openraft::BasicNode>,
+        >,
+    >,
+) -> Result<Vec<CommandResult>, ProposeError> {
+    let start = Instant::now();
+    loop {
+        let answer = match tokio::time::timeout(COMMIT_WAIT, &mut rx).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                let waited_ms = start.elapsed().as_millis() as u64;
+                if let Some(f) = storage.failure() {
+                    // Stuck behind a write to a full disk. It is retried, so this entry
+                    // may still be applied once there is room.
+                    return Err(ProposeError::Storage { reason: f.reason });
+                }
+                let majority = tokio::time::timeout(QUORUM_CHECK, raft.ensure_linearizable())
+                    .await
+                    .is_ok_and(|r| r.is_ok());
+                if !majority {
+                    tracing::warn!(
+                        waited_ms,
+                        "a write was not committed and no majority confirms this leader; refusing it"
+                    );
+                    return Err(ProposeError::NoQuorum {
+                        waited_ms: start.elapsed().as_millis() as u64,
+                    });
+                }
+                if start.elapsed() >= WRITE_LIMIT {
+                    return Err(ProposeError::Stalled { waited_ms });
+                }
+                continue;
+            }
+        };
+        return match answer {
+            Err(_) => Err(ProposeError::ShuttingDown),
+            Ok(Err(e)) => Err(match e {
+                openraft::error::ClientWriteError::ForwardToLeader(f) => ProposeError::NotLeader {
+                    leader: f.leader_id,
+                },
+                other => ProposeError::Raft(other.to_string()),
+            }),
+            Ok(Ok(resp)) => Ok(resp.data),
+        };
     }
 }
 

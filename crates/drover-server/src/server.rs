@@ -7,7 +7,7 @@ use crate::config::ServerConfig;
 use crate::node::Node;
 use crate::output::OutputStore;
 use crate::proposer::Proposer;
-use crate::raft::{LogStore, NetworkFactory, Raft, StateStore};
+use crate::raft::{LogStore, NetworkFactory, Raft, StateStore, StorageHealth};
 use crate::sessions::Sessions;
 use axum::serve::ListenerExt;
 use drover_sched::SchedulerConfig;
@@ -73,6 +73,8 @@ impl RunningServer {
             let _ = stop.send(());
         }
         let _ = (&mut self.http).await;
+        // A write riding out a full disk gives up, or raft would never stop.
+        self.node.storage.stop();
         let _ = self.node.raft.shutdown().await;
     }
 }
@@ -125,11 +127,8 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
         });
     }
     let db_path = dir.join("raft.redb");
-    let db = redb::Database::create(&db_path).map_err(|e| ServerError::Store {
-        path: db_path.clone(),
-        message: e.to_string(),
-    })?;
-    let log_store = LogStore::open(Arc::new(db)).map_err(|e| ServerError::Store {
+    let storage = Arc::new(StorageHealth::default());
+    let log_store = LogStore::open(&db_path, storage.clone()).map_err(|e| ServerError::Store {
         path: db_path.clone(),
         message: e.to_string(),
     })?;
@@ -138,11 +137,12 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
         limits: config.limits.clone(),
         policy: config.policy.clone(),
     };
-    let state_store =
-        StateStore::open(&dir, sched_config, dispatch_tx).map_err(|e| ServerError::Store {
+    let state_store = StateStore::open(&dir, sched_config, dispatch_tx)
+        .map_err(|e| ServerError::Store {
             path: dir.clone(),
             message: e.to_string(),
-        })?;
+        })?
+        .with_storage_health(storage.clone());
     let shared = state_store.shared();
     shared.events().set_capacity(config.events_retained);
 
@@ -206,7 +206,7 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
             .await
             .map_err(|e| ServerError::Raft(e.to_string()))?;
     }
-    let proposer = Proposer::start(raft.clone(), shared.clone());
+    let proposer = Proposer::start(raft.clone(), shared.clone(), storage.clone());
     let output = OutputStore::new(dir.join("output"));
     let node = Arc::new(Node {
         config: config.clone(),
@@ -219,6 +219,7 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
         peer_token,
         http,
         confirmed: std::sync::Mutex::new(None),
+        storage,
     });
     tokio::spawn(background::dispatch_loop(node.clone(), dispatch_rx));
     tokio::spawn(background::liveness_loop(node.clone()));

@@ -4,7 +4,8 @@
 
 use drover_proto::worker::{AttemptReport, AttemptUsage};
 use drover_sched::SchedulerConfig;
-use drover_state::{Command, Dispatch, LogEntry, StateMachine};
+use drover_state::idempotency::digest;
+use drover_state::{Command, Dispatch, IdempotencyKey, LogEntry, StateMachine};
 use drover_types::{JobSpec, Millis, Outcome, Resources, TaskSpec, WorkerSpec};
 use std::time::Instant;
 
@@ -48,8 +49,16 @@ fn main() {
         owner: String::new(),
         tasks: (0..n).map(|_| spec.clone()).collect(),
     };
+    let fingerprinted = job.clone();
     let t = Instant::now();
-    let mut pending = apply(&mut m, 2, vec![Command::Submit { job }]);
+    let mut pending = apply(
+        &mut m,
+        2,
+        vec![Command::Submit {
+            job,
+            idempotency: None,
+        }],
+    );
     let mut now = 3;
     let mut done = 0;
     while done < n {
@@ -85,4 +94,51 @@ fn main() {
         "bench=state_apply tasks={n} entries={index} total_s={s:.3} us_per_task={:.2} events={events}",
         s * 1e6 / n as f64
     );
+
+    idempotency_costs(&fingerprinted, quick);
+}
+
+/// What idempotency keys cost: the digest of a job's request body (computed once, by
+/// the server that takes the request; median of 5), and applying keyed single-task
+/// submissions against unkeyed ones (the window's lookup and insert).
+fn idempotency_costs(job: &JobSpec, quick: bool) {
+    let body = serde_json::to_vec(job).unwrap();
+    let mut runs: Vec<f64> = (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            std::hint::black_box(digest(&body));
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    runs.sort_by(f64::total_cmp);
+    println!(
+        "bench=idempotency_digest tasks={} body_mb={:.1} median_ms={:.2}",
+        job.tasks.len(),
+        body.len() as f64 / 1e6,
+        runs[2] * 1e3
+    );
+    let k: u64 = if quick { 2_000 } else { 20_000 };
+    let one = JobSpec {
+        name: "one".into(),
+        owner: String::new(),
+        tasks: vec![TaskSpec::command(["true"])],
+    };
+    for keyed in [false, true] {
+        let mut m = StateMachine::new(SchedulerConfig::default());
+        let t = Instant::now();
+        for i in 0..k {
+            let idempotency = keyed.then(|| IdempotencyKey::for_job(format!("key-{i}"), &one));
+            m.apply(&LogEntry {
+                now: Millis(i + 1),
+                commands: vec![Command::Submit {
+                    job: one.clone(),
+                    idempotency,
+                }],
+            });
+        }
+        println!(
+            "bench=submit_apply keyed={keyed} submissions={k} us_per_submit={:.2}",
+            t.elapsed().as_secs_f64() * 1e6 / k as f64
+        );
+    }
 }

@@ -1,5 +1,6 @@
 //! What the log carries, and what applying it answers.
 
+use crate::idempotency::IdempotencyKey;
 use drover_proto::worker::AttemptReport;
 use drover_sched::{CancelTarget, CoreError, TaskRange};
 use drover_types::{Attempt, JobId, JobSpec, Millis, PolicyConfig, TaskId, WorkerId, WorkerSpec};
@@ -20,6 +21,10 @@ pub struct LogEntry {
 pub enum Command {
     Submit {
         job: JobSpec,
+        /// The client's idempotency key, if it gave one: a submission with a key seen
+        /// before is answered as the first one was (see `idempotency.rs`).
+        #[serde(default)]
+        idempotency: Option<IdempotencyKey>,
     },
     Cancel {
         target: CancelTarget,
@@ -57,9 +62,22 @@ pub enum Command {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum CommandResult {
-    Submitted { job: JobId, tasks: TaskRange },
-    WorkerJoined { worker: WorkerId },
-    Cancelled { count: u64 },
+    Submitted {
+        job: JobId,
+        tasks: TaskRange,
+    },
+    /// A keyed submission seen before (a client's retry): the first one's ids; nothing
+    /// changed.
+    Replayed {
+        job: JobId,
+        tasks: TaskRange,
+    },
+    WorkerJoined {
+        worker: WorkerId,
+    },
+    Cancelled {
+        count: u64,
+    },
     Done,
     Rejected(Rejection),
 }

@@ -11,7 +11,9 @@
 //! Pure: no I/O, no clock. The server wraps it in openraft's storage traits.
 
 mod command;
+pub mod idempotency;
 mod machine;
 
 pub use command::{Command, CommandResult, LogEntry, Rejection};
+pub use idempotency::IdempotencyKey;
 pub use machine::{Dispatch, JobRecord, Output, StateMachine, StateSnapshot, TaskRecord};

@@ -2,6 +2,7 @@
 //! measured usage), applied entry by entry.
 
 use crate::command::{Command, CommandResult, LogEntry, Rejection};
+use crate::idempotency::{IdempotencyWindow, KeyLookup, KeyRecord};
 use drover_proto::events::{ClusterEvent, EventBody, EventId, WorkerChange};
 use drover_proto::worker::{AttemptUsage, StartTask};
 use drover_sched::{
@@ -60,6 +61,9 @@ pub struct StateSnapshot {
     pub sched: SchedulerSnapshot,
     pub records: BTreeMap<TaskId, TaskRecord>,
     pub jobs: BTreeMap<JobId, JobRecord>,
+    /// The remembered idempotency keys, oldest first.
+    #[serde(default)]
+    pub idempotency: Vec<KeyRecord>,
 }
 
 #[derive(Debug)]
@@ -67,6 +71,8 @@ pub struct StateMachine {
     sched: Scheduler,
     records: BTreeMap<TaskId, TaskRecord>,
     jobs: BTreeMap<JobId, JobRecord>,
+    /// Idempotency keys of recent submissions and their answers.
+    idempotency: IdempotencyWindow,
     /// Per job, its tasks in a final state and those of them that did not succeed.
     /// Derived (rebuilt on restore, not in snapshots): it feeds the job progress events.
     progress: BTreeMap<JobId, Progress>,
@@ -116,6 +122,7 @@ impl StateMachine {
             sched,
             records: BTreeMap::new(),
             jobs: BTreeMap::new(),
+            idempotency: IdempotencyWindow::default(),
             progress: BTreeMap::new(),
             transitions: Vec::new(),
             touched_jobs: Vec::new(),
@@ -132,6 +139,11 @@ impl StateMachine {
 
     pub fn job(&self, job: JobId) -> Option<&JobRecord> {
         self.jobs.get(&job)
+    }
+
+    /// The idempotency keys remembered (bounded; see `idempotency.rs`).
+    pub fn idempotency(&self) -> &IdempotencyWindow {
+        &self.idempotency
     }
 
     /// Applies one log entry: every command in order, then one scheduling round.
@@ -158,7 +170,14 @@ impl StateMachine {
             out: &mut out.events,
         };
         self.touched_jobs.clear();
+        self.idempotency.expire(now);
         for command in &entry.commands {
+            if let Some(result) = self.replayed(command) {
+                // A retry of a submission already applied: answered as it was then,
+                // changing nothing (no events either).
+                out.results.push(result);
+                continue;
+            }
             let before = self.worker_state_before(command);
             let result = self.apply_command(now, command, &mut out.dispatches);
             self.command_events(command, &result, before, &mut events);
@@ -172,6 +191,29 @@ impl StateMachine {
         self.task_events(&mut events);
         self.job_events(&mut events);
         out
+    }
+
+    /// The answer to a keyed submission seen before, if this is one.
+    fn replayed(&self, command: &Command) -> Option<CommandResult> {
+        let Command::Submit {
+            idempotency: Some(key),
+            ..
+        } = command
+        else {
+            return None;
+        };
+        match self.idempotency.lookup(key) {
+            KeyLookup::New => None,
+            KeyLookup::Replay { job, tasks } => Some(CommandResult::Replayed { job, tasks }),
+            KeyLookup::Conflict => Some(CommandResult::Rejected(Rejection {
+                code: "conflict".into(),
+                message: format!(
+                    "the Idempotency-Key {:?} was used for a different submission; use a new key for a new submission",
+                    key.key
+                ),
+                field: Some("Idempotency-Key".into()),
+            })),
+        }
     }
 
     fn worker_state_before(&self, command: &Command) -> Option<WorkerState> {
@@ -306,7 +348,7 @@ impl StateMachine {
         out: &mut Vec<Dispatch>,
     ) -> CommandResult {
         let event = match command {
-            Command::Submit { job } => Event::Submit { job: job.clone() },
+            Command::Submit { job, .. } => Event::Submit { job: job.clone() },
             Command::Cancel { target } => Event::Cancel { target: *target },
             Command::WorkerJoin { spec, running } => Event::WorkerJoin {
                 spec: spec.clone(),
@@ -357,20 +399,25 @@ impl StateMachine {
                 for action in applied.actions {
                     self.push_action(action, out);
                 }
-                if let Some((job, tasks)) = applied.job {
+                if let Some((job_id, tasks)) = applied.job {
                     let name = match command {
-                        Command::Submit { job } => job.name.clone(),
+                        Command::Submit { job, idempotency } => {
+                            if let Some(key) = idempotency {
+                                self.idempotency.remember(now, key, job_id, tasks);
+                            }
+                            job.name.clone()
+                        }
                         _ => String::new(),
                     };
                     self.jobs.insert(
-                        job,
+                        job_id,
                         JobRecord {
                             name,
                             first: tasks.first,
                             count: tasks.count,
                         },
                     );
-                    CommandResult::Submitted { job, tasks }
+                    CommandResult::Submitted { job: job_id, tasks }
                 } else if let Some(worker) = applied.worker {
                     CommandResult::WorkerJoined { worker }
                 } else if matches!(command, Command::Cancel { .. }) {
@@ -444,6 +491,7 @@ impl StateMachine {
             sched: self.sched.snapshot(),
             records: self.records.clone(),
             jobs: self.jobs.clone(),
+            idempotency: self.idempotency.records(),
         }
     }
 
@@ -470,6 +518,7 @@ impl StateMachine {
             sched,
             records: snapshot.records,
             jobs: snapshot.jobs,
+            idempotency: IdempotencyWindow::restore(snapshot.idempotency),
             progress,
             transitions: Vec::new(),
             touched_jobs: Vec::new(),

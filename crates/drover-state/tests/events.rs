@@ -41,6 +41,7 @@ fn submit(name: &str, n: usize) -> Command {
                 .map(|i| TaskSpec::command(["t".to_string(), i.to_string()]))
                 .collect(),
         },
+        idempotency: None,
     }
 }
 

@@ -105,7 +105,10 @@ fn setup() -> Vec<Command> {
     vec![
         worker("a", 2),
         worker("b", 1),
-        Command::Submit { job: dag_job() },
+        Command::Submit {
+            job: dag_job(),
+            idempotency: None,
+        },
     ]
 }
 
@@ -185,6 +188,7 @@ fn a_snapshot_without_job_names_in_the_core_learns_them_on_restore() {
             }],
             ..JobSpec::default()
         },
+        idempotency: None,
     };
     m.apply(&entry(
         1_000,
@@ -240,12 +244,16 @@ fn submissions_and_cancellations_answer_per_command() {
     let (results, _) = m.apply(&entry(
         1_000,
         vec![
-            Command::Submit { job: dag_job() },
+            Command::Submit {
+                job: dag_job(),
+                idempotency: None,
+            },
             Command::Submit {
                 job: JobSpec {
                     tasks: vec![TaskSpec::default()],
                     ..JobSpec::default()
                 },
+                idempotency: None,
             },
             Command::Cancel {
                 target: CancelTarget::Task(TaskId(7)),

@@ -480,6 +480,10 @@ pub struct Cluster {
     pub addr: String,
     pub token: String,
     server_args: Vec<String>,
+    /// Extra environment variables of the server process.
+    pub server_env: Vec<(String, String)>,
+    /// Extra environment variables of worker processes started from now on.
+    pub worker_env: Vec<(String, String)>,
     server: Option<Child>,
     server_log: PathBuf,
     workers: Vec<WorkerProc>,
@@ -500,6 +504,16 @@ impl Cluster {
     /// A server with these extra `drover server` arguments (`--listen 127.0.0.1:0` is
     /// added unless given).
     pub fn start_with(test: &str, server_args: &[&str]) -> Cluster {
+        Cluster::start_prepared(test, server_args, |_| ())
+    }
+
+    /// Like [`Cluster::start_with`], calling `prepare` before the server starts (to
+    /// mount a small file system at `data/server`, or set `server_env`, say).
+    pub fn start_prepared(
+        test: &str,
+        server_args: &[&str],
+        prepare: impl FnOnce(&mut Cluster),
+    ) -> Cluster {
         let dir = TempDir::new(test);
         let root = dir.path().to_path_buf();
         let data = root.join("data");
@@ -515,10 +529,13 @@ impl Cluster {
             addr: String::new(),
             token: String::new(),
             server_args: args,
+            server_env: Vec::new(),
+            worker_env: Vec::new(),
             server: None,
             workers: Vec::new(),
             _dir: dir,
         };
+        prepare(&mut c);
         c.spawn_server();
         c
     }
@@ -535,6 +552,7 @@ impl Cluster {
             .arg("server")
             .args(&self.server_args)
             .env("DROVER_LOG", "info,openraft=warn")
+            .envs(self.server_env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::from(log));
         let mut child = cmd.spawn().expect("start drover server");
@@ -686,6 +704,7 @@ impl Cluster {
             .args(["worker", "--name", &w.name])
             .args(&w.args)
             .env("DROVER_LOG", "info")
+            .envs(self.worker_env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::from(log));
         w.child = Some(cmd.spawn().expect("start drover worker"));

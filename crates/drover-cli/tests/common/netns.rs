@@ -89,6 +89,13 @@ impl NetNs {
     }
 
     /// Packets arriving in the namespace (server → worker) are dropped.
+    /// Cuts the namespace off from every other host but leaves its loopback working,
+    /// so that a client inside can still talk to the server inside.
+    pub fn cut_except_loopback(&self) {
+        self.iptables(&["-A", "INPUT", "!", "-i", "lo", "-j", "DROP"]);
+        self.iptables(&["-A", "OUTPUT", "!", "-o", "lo", "-j", "DROP"]);
+    }
+
     pub fn cut_incoming(&self) {
         self.iptables(&["-A", "INPUT", "-j", "DROP"]);
     }

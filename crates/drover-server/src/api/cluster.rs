@@ -6,6 +6,7 @@ use super::openapi::{NotFound, Refused, TooLarge, Unauthorized, WriteRefused};
 use crate::node::Node;
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
 use drover_proto::api::{Ack, ClusterSummary, Health, ServerInfo, WorkerInfo};
 use drover_state::{Command, CommandResult};
 use drover_types::{PolicyConfig, TaskState, WorkerId, WorkerRef};
@@ -19,13 +20,46 @@ use std::time::{Duration, Instant};
     path = "/v1/health",
     tag = "meta",
     security(()),
-    responses((status = 200, description = "The server is up", body = Health))
+    responses(
+        (status = 200, description = "The server is up", body = Health),
+        (status = 503, description = "The server cannot write to its data directory (status `storage_failed`, with the reason; it refuses writes until it can, and still answers reads), or its state machine stopped (status `state_failed`: applying an entry failed; it answers nothing but this until restarted)", body = Health)
+    )
 )]
-pub async fn health(State(node): State<Arc<Node>>) -> Json<Health> {
-    Json(Health {
-        status: "ok".into(),
-        leader: node.is_leader(),
-    })
+pub async fn health(State(node): State<Arc<Node>>) -> (StatusCode, Json<Health>) {
+    // A server that cannot write must not look healthy: a load balancer or a peer
+    // probing it takes a non-2xx answer as "send nothing here".
+    if let Some(reason) = node.state.failure() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Health {
+                status: "state_failed".into(),
+                leader: node.is_leader(),
+                reason: Some(reason),
+            }),
+        );
+    }
+    match node.storage.failure() {
+        None => (
+            StatusCode::OK,
+            Json(Health {
+                status: "ok".into(),
+                leader: node.is_leader(),
+                reason: None,
+            }),
+        ),
+        Some(f) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Health {
+                status: "storage_failed".into(),
+                leader: node.is_leader(),
+                reason: Some(format!(
+                    "writes to the data directory fail: {} (for {} s)",
+                    f.reason,
+                    f.since.elapsed().as_secs()
+                )),
+            }),
+        ),
+    }
 }
 
 /// The cluster at a glance: tasks per state, workers, leader, policy.
@@ -217,11 +251,12 @@ pub async fn servers(State(node): State<Arc<Node>>) -> Json<Vec<ServerInfo>> {
             if me {
                 return true;
             }
+            // Any answer counts: a server whose disk is full answers 503, but answers.
             http.get(url)
                 .timeout(Duration::from_millis(500))
                 .send()
                 .await
-                .is_ok_and(|r| r.status().is_success())
+                .is_ok()
         }
     });
     let reachable = futures_util::future::join_all(probes).await;

@@ -83,6 +83,30 @@ impl From<ProposeError> for ApiError {
             ProposeError::NotLeader { .. } | ProposeError::ShuttingDown => {
                 ApiError::unavailable(e.to_string())
             }
+            ProposeError::NoQuorum { .. } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_quorum",
+                e.to_string(),
+                None,
+            ),
+            ProposeError::Storage { .. } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_failed",
+                e.to_string(),
+                None,
+            ),
+            ProposeError::StateFailed { .. } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "state_failed",
+                e.to_string(),
+                None,
+            ),
+            ProposeError::Stalled { .. } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "write_stalled",
+                e.to_string(),
+                None,
+            ),
             ProposeError::Raft(m) => {
                 ApiError::unavailable(format!("the replicated log could not take the write: {m}"))
             }

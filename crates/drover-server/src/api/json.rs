@@ -22,16 +22,39 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let bytes = body_bytes(req, state).await?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(ApiError::invalid(
-                None,
-                "the request body is empty; send a JSON object",
-            ));
-        }
-        let input = parse_json(&bytes)?;
-        drover_types::from_input(input)
-            .map(JsonBody)
-            .map_err(|e| ApiError::invalid(located(e.path()), e.kind().to_string()))
+        parse_body(&bytes).map(JsonBody)
+    }
+}
+
+fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::invalid(
+            None,
+            "the request body is empty; send a JSON object",
+        ));
+    }
+    let input = parse_json(bytes)?;
+    drover_types::from_input(input)
+        .map_err(|e| ApiError::invalid(located(e.path()), e.kind().to_string()))
+}
+
+/// [`JsonBody`], plus a digest of the body's bytes: what tells a submission retried
+/// under its idempotency key (the same bytes, as a client sends them again) from
+/// another one. Hashing the bytes costs a fraction of encoding the parsed value again.
+#[derive(Debug)]
+pub struct DigestedJsonBody<T> {
+    pub value: T,
+    pub digest: u64,
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for DigestedJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = body_bytes(req, state).await?;
+        let value = parse_body(&bytes)?;
+        let digest = drover_state::idempotency::digest(&bytes);
+        Ok(DigestedJsonBody { value, digest })
     }
 }
 

@@ -13,6 +13,7 @@ mod metrics;
 mod openapi;
 mod output;
 mod raft;
+mod state_failed;
 mod tasks;
 
 pub use error::ApiError;
@@ -21,9 +22,7 @@ use crate::auth::{Credentials, require_token};
 use crate::node::Node;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use drover_types::Millis;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -84,6 +83,10 @@ pub fn router(node: Arc<Node>) -> Router {
             node.clone(),
             forward::forward_writes,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            node.clone(),
+            state_failed::refuse_when_state_failed,
+        ))
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(
             credentials,
@@ -94,14 +97,4 @@ pub fn router(node: Arc<Node>) -> Router {
             metrics::time_requests,
         ))
         .with_state(node)
-}
-
-/// Wall-clock time for pending reasons and durations of running tasks.
-pub(crate) fn wall_now() -> Millis {
-    Millis(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0),
-    )
 }

@@ -1,19 +1,18 @@
 //! Submitting, reading, listing and cancelling tasks and jobs.
 
 use super::error::ApiError;
-use super::json::{JsonBody, NoBody, PathParam, QueryParams, id_param};
+use super::json::{DigestedJsonBody, NoBody, PathParam, QueryParams, id_param};
 use super::openapi::{NotFound, Refused, TooLarge, WriteRefused};
-use super::wall_now;
 use crate::node::Node;
 use crate::sessions::LiveUsage;
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use drover_proto::api::{
     AttemptInfo, CancelResponse, JobInfo, SubmitResponse, TaskInfo, TaskList, TaskSummary,
 };
 use drover_sched::{CancelTarget, TaskRange, TaskView};
-use drover_state::{Command, CommandResult, StateMachine};
+use drover_state::{Command, CommandResult, IdempotencyKey, StateMachine};
 use drover_types::{DepRef, JobId, JobSpec, Millis, Outcome, TaskId, TaskSpec, TaskState};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -25,21 +24,29 @@ use std::sync::Arc;
     path = "/v1/tasks",
     tag = "tasks",
     request_body = TaskSpec,
+    params(IdempotencyHeader),
     responses(
-        (status = 201, description = "Accepted: the job and the task's id", body = SubmitResponse),
+        (status = 201, description = "Accepted: the job and the task's id", body = SubmitResponse, headers(("Idempotent-Replayed" = String, description = "`true` when this answers a retry: the Idempotency-Key was seen before, nothing new was submitted"))),
         Refused, TooLarge, WriteRefused
     )
 )]
 pub async fn submit_task(
     State(node): State<Arc<Node>>,
-    JsonBody(task): JsonBody<TaskSpec>,
-) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
+    headers: HeaderMap,
+    body: DigestedJsonBody<TaskSpec>,
+) -> Result<(StatusCode, HeaderMap, Json<SubmitResponse>), ApiError> {
+    let task = body.value;
     let job = JobSpec {
         name: task.name.clone(),
         owner: String::new(),
         tasks: vec![task],
     };
-    submit(&node, job, true).await
+    let key = idempotency_key(&headers)?.map(|key| IdempotencyKey {
+        key,
+        // The route too: the same bytes posted as a task and as a job differ.
+        fingerprint: body.digest ^ 1,
+    });
+    submit(&node, job, true, key).await
 }
 
 /// Submits a job: every task is accepted, or none (arrays, dependencies by key).
@@ -48,23 +55,73 @@ pub async fn submit_task(
     path = "/v1/jobs",
     tag = "tasks",
     request_body = JobSpec,
+    params(IdempotencyHeader),
     responses(
-        (status = 201, description = "Accepted: the job and its tasks' consecutive ids", body = SubmitResponse),
+        (status = 201, description = "Accepted: the job and its tasks' consecutive ids", body = SubmitResponse, headers(("Idempotent-Replayed" = String, description = "`true` when this answers a retry: the Idempotency-Key was seen before, nothing new was submitted"))),
         Refused, TooLarge, WriteRefused
     )
 )]
 pub async fn submit_job(
     State(node): State<Arc<Node>>,
-    JsonBody(job): JsonBody<JobSpec>,
-) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
-    submit(&node, job, false).await
+    headers: HeaderMap,
+    body: DigestedJsonBody<JobSpec>,
+) -> Result<(StatusCode, HeaderMap, Json<SubmitResponse>), ApiError> {
+    let key = idempotency_key(&headers)?.map(|key| IdempotencyKey {
+        key,
+        fingerprint: body.digest,
+    });
+    submit(&node, body.value, false, key).await
+}
+
+/// The `Idempotency-Key` request header of a submission.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // Only describes the header in the OpenAPI document.
+struct IdempotencyHeader {
+    /// A key the client chose for this submission (1 to 128 visible ASCII
+    /// characters). Sent again with the same body, byte for byte (a retry after a lost
+    /// answer), the
+    /// submission is not repeated: the answer names the tasks the first one created. The
+    /// same key with a different body is refused (409, field `Idempotency-Key`). A
+    /// replayed answer carries the header `Idempotent-Replayed: true`. Keys are
+    /// remembered for 24 hours or the last 50,000 keyed submissions, whichever is less.
+    #[param(rename = "Idempotency-Key")]
+    idempotency_key: Option<String>,
+}
+
+const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+/// On the answer to a retried submission (its key seen before).
+const REPLAYED_HEADER: axum::http::HeaderName =
+    axum::http::HeaderName::from_static("idempotent-replayed");
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_HEADER) else {
+        return Ok(None);
+    };
+    let bad = |why: &str| ApiError::invalid(Some("Idempotency-Key".into()), why.to_string());
+    let key = value
+        .to_str()
+        .map_err(|_| bad("the header must be visible ASCII characters"))?;
+    if key.is_empty() || key.len() > drover_state::idempotency::KEY_MAX_LEN {
+        return Err(bad(&format!(
+            "the key must be 1 to {} characters long",
+            drover_state::idempotency::KEY_MAX_LEN
+        )));
+    }
+    if !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(bad(
+            "the header must be visible ASCII characters, no spaces",
+        ));
+    }
+    Ok(Some(key.to_string()))
 }
 
 async fn submit(
     node: &Node,
     job: JobSpec,
     single: bool,
-) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
+    idempotency: Option<IdempotencyKey>,
+) -> Result<(StatusCode, HeaderMap, Json<SubmitResponse>), ApiError> {
     // Validate before proposing, so that malformed input never reaches the log. The
     // core validates again when applying (it also knows the task table).
     if let Err(mut e) = drover_types::validate_job(&job, &node.config.limits) {
@@ -78,15 +135,41 @@ async fn submit(
         }
         return Err(ApiError::invalid(Some(e.field), e.reason));
     }
-    match node.proposer.propose(Command::Submit { job }).await? {
+    // The key goes into the log with a digest of the request body: every replica
+    // dedupes the same way, and a retry with another body is told apart from a true
+    // retry.
+    match node
+        .proposer
+        .propose(Command::Submit { job, idempotency })
+        .await?
+    {
         CommandResult::Submitted { job, tasks } => Ok((
             StatusCode::CREATED,
+            HeaderMap::new(),
             Json(SubmitResponse {
                 job,
                 first: tasks.first,
                 count: tasks.count as u64,
             }),
         )),
+        CommandResult::Replayed { job, tasks } => {
+            // The same answer as the first time; the header tells it was a retry.
+            tracing::info!(%job, "answered a retried submission with its first answer (same Idempotency-Key)");
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                REPLAYED_HEADER,
+                axum::http::HeaderValue::from_static("true"),
+            );
+            Ok((
+                StatusCode::CREATED,
+                headers,
+                Json(SubmitResponse {
+                    job,
+                    first: tasks.first,
+                    count: tasks.count as u64,
+                }),
+            ))
+        }
         CommandResult::Rejected(mut r) => {
             if single && let Some(f) = &r.field {
                 r.field = Some(f.strip_prefix("tasks[0].").unwrap_or(f).to_string());
@@ -232,18 +315,17 @@ pub async fn get(
     State(node): State<Arc<Node>>,
     PathParam(task): PathParam<String>,
 ) -> Result<Json<TaskInfo>, ApiError> {
+    // The log's clock (monotonic, anchored once), which stamped `started_at`: a
+    // running task's duration and a backoff's remaining time stay right when the wall
+    // clock is stepped. (Read before the state lock: it takes it too.)
+    let now = node.proposer.now();
     let sm = node.state.read();
     let id = resolve_one(&sm, &task)?;
     let view = sm
         .scheduler()
         .task(id)
         .ok_or_else(|| ApiError::not_found(format!("no task {task:?}")))?;
-    Ok(Json(task_info(
-        &sm,
-        &view,
-        wall_now(),
-        &node.sessions.live_usage,
-    )))
+    Ok(Json(task_info(&sm, &view, now, &node.sessions.live_usage)))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -3,8 +3,10 @@
 //! One table maps log index → serialized entry; another holds the vote, the committed
 //! pointer and the last purged id. redb commits with `Durability::Immediate` (fsync), so
 //! when `append` reports an entry flushed, it survives `kill -9` and power loss.
+//! Every database call runs on a blocking thread, and a failed one is tried again until
+//! it succeeds (see [`LogStore::run`] and `storage_health.rs`).
 
-use super::{StorageError, TypeConfig};
+use super::{StorageError, StorageHealth, TypeConfig};
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{Entry, LogId, LogState, RaftLogReader, StorageIOError, Vote};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -12,7 +14,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
@@ -24,8 +28,23 @@ const LAST_PURGED: &str = "last_purged";
 /// The log store. Cloning shares the same database (the log reader is a clone).
 #[derive(Clone, Debug)]
 pub struct LogStore {
-    db: Arc<Database>,
+    inner: Arc<Shared>,
 }
+
+#[derive(Debug)]
+struct Shared {
+    path: PathBuf,
+    /// `None` after a failed write: redb refuses every transaction after an I/O error
+    /// until the database is opened again, which the next try does.
+    db: Mutex<Option<Arc<Database>>>,
+    health: Arc<StorageHealth>,
+}
+
+/// First pause between two tries of a failed write, doubled up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_millis(500);
+/// Tries of a failed read (about 2 s in all) before openraft is told.
+const READ_TRIES: u32 = 6;
 
 fn read_err(e: impl std::error::Error + 'static) -> StorageError {
     StorageIOError::read_logs(&e).into()
@@ -36,33 +55,136 @@ fn write_err(e: impl std::error::Error + 'static) -> StorageError {
 }
 
 impl LogStore {
-    /// Opens (or creates) the log database and makes sure its tables exist.
-    pub fn open(db: Arc<Database>) -> Result<LogStore, StorageError> {
+    /// Opens (or creates) the log database at `path` and makes sure its tables exist.
+    pub fn open(path: &Path, health: Arc<StorageHealth>) -> Result<LogStore, StorageError> {
+        let db = Database::create(path).map_err(write_err)?;
         let txn = db.begin_write().map_err(write_err)?;
         txn.open_table(LOG).map_err(write_err)?;
         txn.open_table(META).map_err(write_err)?;
         txn.commit().map_err(write_err)?;
-        Ok(LogStore { db })
+        Ok(LogStore {
+            inner: Arc::new(Shared {
+                path: path.to_path_buf(),
+                db: Mutex::new(Some(Arc::new(db))),
+                health,
+            }),
+        })
     }
 
-    fn get_meta<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError> {
-        let txn = self.db.begin_read().map_err(read_err)?;
-        let table = txn.open_table(META).map_err(read_err)?;
-        match table.get(key).map_err(read_err)? {
-            Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(read_err)?)),
-            None => Ok(None),
+    /// The open database, opening it again if a failed write closed it. Blocking: call
+    /// on a blocking thread. The lock is not held while opening.
+    fn db(&self) -> Result<Arc<Database>, StorageError> {
+        if let Some(db) = &*self.inner.db.lock().unwrap_or_else(|p| p.into_inner()) {
+            return Ok(db.clone());
+        }
+        let db = Arc::new(Database::create(&self.inner.path).map_err(write_err)?);
+        let mut slot = self.inner.db.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(slot.get_or_insert(db).clone())
+    }
+
+    fn close(&self) {
+        self.inner
+            .db
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+    }
+
+    /// Runs `op` on a blocking thread until it succeeds. openraft stops for good on any
+    /// storage error, so a failing write (a full disk) is never reported to it: it is
+    /// tried again, the database reopened in between, while [`StorageHealth`] tells the
+    /// API and the proposer (which refuses new writes). A write gives up only when the
+    /// server is shutting down. A failed read is tried [`READ_TRIES`] times, without
+    /// touching the health (reads succeed on a full disk); one that keeps failing (a
+    /// damaged file) is reported, so that a server cannot start on it rather than wait.
+    async fn run<T, F>(&self, write: bool, op: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: Fn(&Database) -> Result<T, StorageError> + Send + Sync + 'static,
+    {
+        let op = Arc::new(op);
+        let mut pause = RETRY_FIRST;
+        let mut tries = 0;
+        loop {
+            let (store, op) = (self.clone(), op.clone());
+            // The outer error: the database could not be opened again (yet: another
+            // call still holds the old handle, or redb is repairing it). Transient, so
+            // it does not count as a failed read.
+            let outcome = tokio::task::spawn_blocking(move || store.db().map(|db| op(&db))).await;
+            let (e, opened) = match outcome {
+                Ok(Ok(Ok(v))) => {
+                    if write && let Some(f) = self.inner.health.succeeded() {
+                        tracing::warn!(
+                            after_ms = f.since.elapsed().as_millis() as u64,
+                            "writes to the data directory succeed again"
+                        );
+                    }
+                    return Ok(v);
+                }
+                Ok(Ok(Err(e))) => (e, true),
+                Ok(Err(e)) => (e, false),
+                Err(join) => return Err(write_err(join)),
+            };
+            if opened {
+                tries += 1;
+            }
+            if self.inner.health.is_stopping() || (!write && tries >= READ_TRIES) {
+                return Err(e);
+            }
+            let reason = root_cause(&e);
+            if write {
+                if self.inner.health.failed(reason.clone()) {
+                    tracing::error!(%reason, "a write to the raft log failed; retrying until it succeeds, refusing new writes meanwhile");
+                }
+            } else {
+                tracing::warn!(%reason, "a read of the raft log failed; retrying");
+            }
+            self.close();
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(RETRY_MAX);
         }
     }
 
-    fn put_meta<T: Serialize>(&self, key: &str, value: &T) -> Result<(), StorageError> {
+    async fn get_meta<T: DeserializeOwned + Send + 'static>(
+        &self,
+        key: &'static str,
+    ) -> Result<Option<T>, StorageError> {
+        self.run(false, move |db| {
+            let txn = db.begin_read().map_err(read_err)?;
+            let table = txn.open_table(META).map_err(read_err)?;
+            match table.get(key).map_err(read_err)? {
+                Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(read_err)?)),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn put_meta<T: Serialize>(
+        &self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), StorageError> {
         let bytes = serde_json::to_vec(value).map_err(write_err)?;
-        let txn = self.db.begin_write().map_err(write_err)?;
-        {
-            let mut table = txn.open_table(META).map_err(write_err)?;
-            table.insert(key, bytes.as_slice()).map_err(write_err)?;
-        }
-        txn.commit().map_err(write_err)
+        self.run(true, move |db| {
+            let txn = db.begin_write().map_err(write_err)?;
+            {
+                let mut table = txn.open_table(META).map_err(write_err)?;
+                table.insert(key, bytes.as_slice()).map_err(write_err)?;
+            }
+            txn.commit().map_err(write_err)
+        })
+        .await
     }
+}
+
+/// The innermost cause of a storage error, e.g. "No space left on device (os error 28)".
+fn root_cause(e: &StorageError) -> String {
+    let mut cur: &dyn std::error::Error = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -70,8 +192,6 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry<TypeConfig>>, StorageError> {
-        let txn = self.db.begin_read().map_err(read_err)?;
-        let table = txn.open_table(LOG).map_err(read_err)?;
         let start = match range.start_bound() {
             Bound::Included(i) => *i,
             Bound::Excluded(i) => i + 1,
@@ -82,15 +202,20 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(i) => Bound::Excluded(*i),
             Bound::Unbounded => Bound::Unbounded,
         };
-        let mut out = Vec::new();
-        for item in table
-            .range((Bound::Included(start), end))
-            .map_err(read_err)?
-        {
-            let (_, v) = item.map_err(read_err)?;
-            out.push(serde_json::from_slice(v.value()).map_err(read_err)?);
-        }
-        Ok(out)
+        self.run(false, move |db| {
+            let txn = db.begin_read().map_err(read_err)?;
+            let table = txn.open_table(LOG).map_err(read_err)?;
+            let mut out = Vec::new();
+            for item in table
+                .range((Bound::Included(start), end))
+                .map_err(read_err)?
+            {
+                let (_, v) = item.map_err(read_err)?;
+                out.push(serde_json::from_slice(v.value()).map_err(read_err)?);
+            }
+            Ok(out)
+        })
+        .await
     }
 }
 
@@ -98,17 +223,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        let last_purged: Option<LogId<u64>> = self.get_meta(LAST_PURGED)?;
-        let txn = self.db.begin_read().map_err(read_err)?;
-        let table = txn.open_table(LOG).map_err(read_err)?;
-        let last = match table.last().map_err(read_err)? {
-            Some((_, v)) => {
-                let entry: Entry<TypeConfig> =
-                    serde_json::from_slice(v.value()).map_err(read_err)?;
-                Some(entry.log_id)
-            }
-            None => last_purged,
-        };
+        let last_purged: Option<LogId<u64>> = self.get_meta(LAST_PURGED).await?;
+        let last = self
+            .run(false, |db| {
+                let txn = db.begin_read().map_err(read_err)?;
+                let table = txn.open_table(LOG).map_err(read_err)?;
+                match table.last().map_err(read_err)? {
+                    Some((_, v)) => {
+                        let entry: Entry<TypeConfig> =
+                            serde_json::from_slice(v.value()).map_err(read_err)?;
+                        Ok(Some(entry.log_id))
+                    }
+                    None => Ok(None),
+                }
+            })
+            .await?
+            .or(last_purged);
         Ok(LogState {
             last_purged_log_id: last_purged,
             last_log_id: last,
@@ -120,19 +250,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError> {
-        self.put_meta(VOTE, vote)
+        self.put_meta(VOTE, vote).await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError> {
-        self.get_meta(VOTE)
+        self.get_meta(VOTE).await
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> Result<(), StorageError> {
-        self.put_meta(COMMITTED, &committed)
+        self.put_meta(COMMITTED, &committed).await
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, StorageError> {
-        Ok(self.get_meta::<Option<LogId<u64>>>(COMMITTED)?.flatten())
+        Ok(self
+            .get_meta::<Option<LogId<u64>>>(COMMITTED)
+            .await?
+            .flatten())
     }
 
     async fn append<I>(
@@ -145,19 +278,25 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: Send,
     {
         // One transaction, one fsync, for the whole batch openraft hands us.
-        let result = (|| -> Result<(), StorageError> {
-            let txn = self.db.begin_write().map_err(write_err)?;
-            {
-                let mut table = txn.open_table(LOG).map_err(write_err)?;
-                for entry in entries {
-                    let bytes = serde_json::to_vec(&entry).map_err(write_err)?;
-                    table
-                        .insert(entry.log_id.index, bytes.as_slice())
-                        .map_err(write_err)?;
+        let mut rows = Vec::new();
+        for entry in entries {
+            rows.push((
+                entry.log_id.index,
+                serde_json::to_vec(&entry).map_err(write_err)?,
+            ));
+        }
+        let result = self
+            .run(true, move |db| {
+                let txn = db.begin_write().map_err(write_err)?;
+                {
+                    let mut table = txn.open_table(LOG).map_err(write_err)?;
+                    for (index, bytes) in &rows {
+                        table.insert(*index, bytes.as_slice()).map_err(write_err)?;
+                    }
                 }
-            }
-            txn.commit().map_err(write_err)
-        })();
+                txn.commit().map_err(write_err)
+            })
+            .await;
         match result {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
@@ -171,28 +310,34 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError> {
-        let txn = self.db.begin_write().map_err(write_err)?;
-        {
-            let mut table = txn.open_table(LOG).map_err(write_err)?;
-            table
-                .retain_in(log_id.index.., |_, _| false)
-                .map_err(write_err)?;
-        }
-        txn.commit().map_err(write_err)
+        self.run(true, move |db| {
+            let txn = db.begin_write().map_err(write_err)?;
+            {
+                let mut table = txn.open_table(LOG).map_err(write_err)?;
+                table
+                    .retain_in(log_id.index.., |_, _| false)
+                    .map_err(write_err)?;
+            }
+            txn.commit().map_err(write_err)
+        })
+        .await
     }
 
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), StorageError> {
         let bytes = serde_json::to_vec(&log_id).map_err(write_err)?;
-        let txn = self.db.begin_write().map_err(write_err)?;
-        {
-            let mut meta = txn.open_table(META).map_err(write_err)?;
-            meta.insert(LAST_PURGED, bytes.as_slice())
-                .map_err(write_err)?;
-            let mut table = txn.open_table(LOG).map_err(write_err)?;
-            table
-                .retain_in(..=log_id.index, |_, _| false)
-                .map_err(write_err)?;
-        }
-        txn.commit().map_err(write_err)
+        self.run(true, move |db| {
+            let txn = db.begin_write().map_err(write_err)?;
+            {
+                let mut meta = txn.open_table(META).map_err(write_err)?;
+                meta.insert(LAST_PURGED, bytes.as_slice())
+                    .map_err(write_err)?;
+                let mut table = txn.open_table(LOG).map_err(write_err)?;
+                table
+                    .retain_in(..=log_id.index, |_, _| false)
+                    .map_err(write_err)?;
+            }
+            txn.commit().map_err(write_err)
+        })
+        .await
     }
 }

@@ -15,10 +15,12 @@ mod log_store;
 mod network;
 #[allow(clippy::result_large_err)]
 mod state_store;
+mod storage_health;
 
 pub use log_store::LogStore;
 pub use network::{APPEND_PATH, Network, NetworkFactory, PeerError, SNAPSHOT_PATH, VOTE_PATH};
 pub use state_store::{SharedState, StateStore};
+pub use storage_health::{StorageFailure, StorageHealth};
 
 use drover_state::{CommandResult, LogEntry};
 use std::io::Cursor;

@@ -6,7 +6,7 @@
 //! temporary name, fsynced, then renamed over the old one, so a crash mid-write leaves
 //! the previous snapshot intact.
 
-use super::{StorageError, TypeConfig};
+use super::{StorageError, StorageHealth, TypeConfig};
 use crate::events::{DEFAULT_RETAINED, EventHub};
 use crate::metrics::ServerMetrics;
 use drover_proto::events::{ClusterEvent, EventBody, EventId};
@@ -19,6 +19,7 @@ use openraft::{
 };
 use serde::{Deserialize, Serialize};
 use std::io::{Cursor, Write};
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio::sync::mpsc::UnboundedSender;
@@ -32,6 +33,9 @@ pub struct SharedState {
     events: EventHub,
     /// Prometheus metrics; those counted as entries are applied are fed here.
     metrics: ServerMetrics,
+    /// Set when applying an entry panicked: the state may be half-applied, so it is
+    /// neither served nor changed any more (see [`StateStore::apply`]).
+    failed: Mutex<Option<String>>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -62,6 +66,21 @@ impl SharedState {
         &self.metrics
     }
 
+    /// Why the state stopped, if applying an entry failed.
+    pub fn failure(&self) -> Option<String> {
+        self.failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn fail(&self, reason: String) {
+        self.failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(reason);
+    }
+
     pub fn last_applied(&self) -> Option<LogId<u64>> {
         self.applied.lock().unwrap_or_else(|p| p.into_inner()).last
     }
@@ -78,6 +97,9 @@ pub struct StateStore {
     shared: Arc<SharedState>,
     snapshot_path: PathBuf,
     dispatch: UnboundedSender<Vec<Dispatch>>,
+    /// Where a snapshot that cannot be written (a full disk) is reported while it is
+    /// tried again (see `storage_health.rs`).
+    storage: Arc<StorageHealth>,
 }
 
 /// Reads the snapshot file, if there is one: its parsed form and its raw bytes.
@@ -90,6 +112,36 @@ fn read_snapshot_file(path: &Path) -> Result<Option<(SnapshotFile, Vec<u8>)>, St
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(snap_read_err(e)),
     }
+}
+
+fn apply_failed(reason: String) -> StorageError {
+    StorageIOError::write_state_machine(&std::io::Error::other(reason)).into()
+}
+
+/// A test-only way to make applying an entry panic (`DROVER_TEST_PANIC_ON_JOB=<name>`:
+/// a submission of a job with that name panics). Compiled only into debug builds, so a
+/// release server ignores the variable.
+mod test_hook {
+    use drover_state::LogEntry;
+
+    #[cfg(debug_assertions)]
+    pub fn maybe_panic(entry: &LogEntry) {
+        use drover_state::Command;
+        static NAME: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+        let Some(name) = NAME.get_or_init(|| std::env::var("DROVER_TEST_PANIC_ON_JOB").ok()) else {
+            return;
+        };
+        for c in &entry.commands {
+            if let Command::Submit { job, .. } = c
+                && &job.name == name
+            {
+                panic!("test hook: DROVER_TEST_PANIC_ON_JOB={name}");
+            }
+        }
+    }
+
+    #[cfg(not(debug_assertions))]
+    pub fn maybe_panic(_entry: &LogEntry) {}
 }
 
 fn sm_read_err(e: impl std::error::Error + 'static) -> StorageError {
@@ -136,10 +188,54 @@ impl StateStore {
                 applied: Mutex::new(applied),
                 events: EventHub::new(DEFAULT_RETAINED, floor),
                 metrics: ServerMetrics::new(),
+                failed: Mutex::new(None),
             }),
             snapshot_path,
             dispatch,
+            storage: Arc::default(),
         })
+    }
+
+    /// Reports snapshot write failures to `storage` (shared with the log store).
+    pub fn with_storage_health(mut self, storage: Arc<StorageHealth>) -> StateStore {
+        self.storage = storage;
+        self
+    }
+
+    /// Writes the snapshot file on a blocking thread, trying again while that fails:
+    /// openraft stops for good on a snapshot error, while the previous snapshot and the
+    /// log still hold everything, so a full disk is waited out (and reported) instead.
+    async fn write_snapshot_retrying(&self, bytes: Arc<Vec<u8>>) -> Result<(), StorageError> {
+        let mut pause = std::time::Duration::from_millis(50);
+        loop {
+            let (store, b) = (self.clone(), bytes.clone());
+            let e = match tokio::task::spawn_blocking(move || store.write_snapshot_file(&b)).await {
+                Ok(Ok(())) => {
+                    if let Some(f) = self.storage.succeeded() {
+                        tracing::warn!(
+                            after_ms = f.since.elapsed().as_millis() as u64,
+                            "writes to the data directory succeed again"
+                        );
+                    }
+                    return Ok(());
+                }
+                Ok(Err(e)) => e,
+                Err(join) => return Err(snap_write_err(join)),
+            };
+            if self.storage.is_stopping() {
+                return Err(e);
+            }
+            let mut cause: &dyn std::error::Error = &e;
+            while let Some(next) = cause.source() {
+                cause = next;
+            }
+            let reason = cause.to_string();
+            if self.storage.failed(reason.clone()) {
+                tracing::error!(%reason, "writing a snapshot failed; retrying until it succeeds, refusing new writes meanwhile");
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_millis(500));
+        }
     }
 
     pub fn shared(&self) -> Arc<SharedState> {
@@ -148,9 +244,16 @@ impl StateStore {
 
     fn write_snapshot_file(&self, bytes: &[u8]) -> Result<(), StorageError> {
         let tmp = self.snapshot_path.with_extension("json.tmp");
-        let mut f = std::fs::File::create(&tmp).map_err(snap_write_err)?;
-        f.write_all(bytes).map_err(snap_write_err)?;
-        f.sync_all().map_err(snap_write_err)?;
+        let written = (|| {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()
+        })();
+        if let Err(e) = written {
+            // A partial file would keep a full disk full.
+            let _ = std::fs::remove_file(&tmp);
+            return Err(snap_write_err(e));
+        }
         std::fs::rename(&tmp, &self.snapshot_path).map_err(snap_write_err)?;
         if let Some(dir) = self.snapshot_path.parent()
             && let Ok(d) = std::fs::File::open(dir)
@@ -186,8 +289,9 @@ impl RaftSnapshotBuilder<TypeConfig> for StateStore {
             meta: meta.clone(),
             state,
         };
-        let bytes = serde_json::to_vec(&file).map_err(snap_write_err)?;
-        self.write_snapshot_file(&bytes)?;
+        let bytes = Arc::new(serde_json::to_vec(&file).map_err(snap_write_err)?);
+        self.write_snapshot_retrying(bytes.clone()).await?;
+        let bytes = Arc::try_unwrap(bytes).unwrap_or_else(|shared| (*shared).clone());
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(bytes)),
@@ -215,6 +319,9 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
     {
+        if let Some(reason) = self.shared.failure() {
+            return Err(apply_failed(reason));
+        }
         let mut replies = Vec::new();
         let mut dispatches = Vec::new();
         let mut events = Vec::new();
@@ -238,7 +345,31 @@ impl RaftStateMachine<TypeConfig> for StateStore {
                         replies.push(Vec::new());
                     }
                     EntryPayload::Normal(ref log_entry) => {
-                        let mut out = machine.apply_indexed(entry.log_id.index, log_entry);
+                        // A panic here (a bug in the core) would leave the state
+                        // half-applied. Caught inside the lock (so it is not poisoned
+                        // and nobody reads on regardless): the state is marked failed,
+                        // the API refuses to serve it, and openraft is told to stop.
+                        let index = entry.log_id.index;
+                        let applied_one = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                            test_hook::maybe_panic(log_entry);
+                            machine.apply_indexed(index, log_entry)
+                        }));
+                        let mut out = match applied_one {
+                            Ok(out) => out,
+                            Err(panic) => {
+                                let what = panic
+                                    .downcast_ref::<&str>()
+                                    .map(|s| s.to_string())
+                                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                                    .unwrap_or_else(|| "a panic".into());
+                                let reason = format!(
+                                    "applying log entry {index} panicked ({what}); the state may be half-applied, so this server stopped serving it: restart it to rebuild the state from its snapshot and log"
+                                );
+                                tracing::error!("{reason}");
+                                self.shared.fail(reason.clone());
+                                return Err(apply_failed(reason));
+                            }
+                        };
                         dispatches.append(&mut out.dispatches);
                         events.append(&mut out.events);
                         replies.push(out.results);
@@ -275,7 +406,8 @@ impl RaftStateMachine<TypeConfig> for StateStore {
     ) -> Result<(), StorageError> {
         let bytes = snapshot.into_inner();
         let file: SnapshotFile = serde_json::from_slice(&bytes).map_err(sm_read_err)?;
-        self.write_snapshot_file(&bytes)?;
+        let bytes = Arc::new(bytes);
+        self.write_snapshot_retrying(bytes.clone()).await?;
         {
             let (mut machine, mut applied) = self.shared.write();
             *machine = StateMachine::restore(file.state);
