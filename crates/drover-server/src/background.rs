@@ -137,7 +137,7 @@ pub async fn lease_loop(node: Arc<Node>) {
     let mut interval = tokio::time::interval(Duration::from_millis(300));
     loop {
         interval.tick().await;
-        if !node.is_leader() {
+        if !node.is_leader() || !node.is_clustered() {
             continue;
         }
         let asked = Instant::now();
@@ -147,6 +147,39 @@ pub async fn lease_loop(node: Arc<Node>) {
                 .is_ok_and(|r| r.is_ok());
         if confirmed {
             *node.confirmed.lock().unwrap_or_else(|p| p.into_inner()) = Some(asked);
+        }
+    }
+}
+
+/// Notices that this server is no longer in the group's membership (the entry that
+/// removed it reached it, or a snapshot did) and stops it taking part; the leader also
+/// tells a server it removes directly (`/v1/raft/removed`), which this backs up.
+pub async fn membership_watch(node: Arc<Node>) {
+    let mut rx = node.raft.metrics();
+    // A newcomer replays the log from its start, through memberships it was not in
+    // yet: only leaving a membership it was in counts.
+    let mut was_member = false;
+    loop {
+        if node.is_removed() {
+            return;
+        }
+        let gone = {
+            let m = rx.borrow_and_update();
+            let member = m
+                .membership_config
+                .membership()
+                .get_node(&node.config.node_id)
+                .is_some();
+            let gone = was_member && !member;
+            was_member |= member;
+            gone
+        };
+        if gone {
+            node.mark_removed();
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return;
         }
     }
 }

@@ -152,6 +152,13 @@ async fn serve(node: Arc<Node>, mut socket: WebSocket) -> Result<(), SessionErro
         Ok(f) => f,
         Err(e) => return reject_permanently(socket, e.to_string()).await,
     };
+    if node.is_removed() {
+        return reject(
+            socket,
+            "this server was removed from the group; connect to another server".into(),
+        )
+        .await;
+    }
     if !node.holds_lease() {
         let leader = node.raft.metrics().borrow().current_leader;
         let reason = match leader.and_then(|l| node.address_of(l)) {

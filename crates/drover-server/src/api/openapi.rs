@@ -126,3 +126,28 @@ pub enum TooLarge {
     #[response(status = 413)]
     TooLarge(ErrorBody),
 }
+
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum MembershipRefused {
+    /// The address is not `IP:PORT`, or the body is malformed.
+    #[response(status = 400)]
+    Invalid(ErrorBody),
+    /// No token, or the wrong one.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// No member with that id or address.
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// Another membership change is under way (`change_in_progress`), the server is
+    /// the last voter (`last_voter`), too few voters would be left reachable
+    /// (`no_majority`), or the server to add is not waiting to join (`not_joining`).
+    #[response(status = 409)]
+    Conflict(ErrorBody),
+    /// The server to add could not be reached or did not catch up in time.
+    #[response(status = 502)]
+    Unreachable(ErrorBody),
+    /// No leader now (an election), or this server was removed.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
