@@ -170,7 +170,10 @@ pub async fn membership_watch(node: Arc<Node>) {
                 .membership()
                 .get_node(&node.config.node_id)
                 .is_some();
-            let gone = was_member && !member;
+            // Only once applied (so committed): a leader removing itself still has to
+            // see the change through after appending it.
+            let applied = m.membership_config.log_id() <= &m.last_applied;
+            let gone = was_member && !member && applied;
             was_member |= member;
             gone
         };

@@ -82,6 +82,9 @@ impl Node {
             for w in workers {
                 node.sessions.disconnect(w);
             }
+            // A moment for what is in flight (the answer to the change that removed a
+            // leader, the heartbeat carrying its commit) before raft stops.
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
             let _ = node.raft.shutdown().await;
         });
     }

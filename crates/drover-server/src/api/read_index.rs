@@ -56,8 +56,11 @@ pub async fn linearize_reads(
     mut request: Request,
     next: Next,
 ) -> Response {
+    if node.is_removed() && serves_members_only(request.uri().path()) {
+        return not_a_member();
+    }
     if request.method() != Method::GET {
-        return refuse_if_removed(&node, request, next).await;
+        return next.run(request).await;
     }
     let stale = match take_stale(request.uri()) {
         Ok((stale, uri)) => {
@@ -66,28 +69,24 @@ pub async fn linearize_reads(
         }
         Err(e) => return e.into_response(),
     };
-    let path = request.uri().path();
-    if !is_state_read(path) || stale {
+    if stale || !is_state_read(request.uri().path()) || !node.is_clustered() {
         return next.run(request).await;
     }
-    if node.is_removed() {
-        return not_a_member();
-    }
-    if node.is_clustered() {
-        if let Err(e) = read_barrier(&node).await {
-            return e.into_response();
-        }
+    if let Err(e) = read_barrier(&node).await {
+        return e.into_response();
     }
     next.run(request).await
 }
 
-async fn refuse_if_removed(node: &Node, request: Request, next: Next) -> Response {
-    let path = request.uri().path();
-    let api_write = path.starts_with("/v1/") && !path.starts_with(crate::auth::PEER_PREFIX);
-    if node.is_removed() && api_write {
-        return not_a_member();
-    }
-    next.run(request).await
+/// What a removed server refuses (its state is frozen at its removal, and it takes no
+/// writes): everything but health, the API's description and the raft routes (which
+/// answer the leader's notice and refuse an offer to rejoin).
+fn serves_members_only(path: &str) -> bool {
+    path.starts_with("/v1/")
+        && path != "/v1/health"
+        && path != "/v1/openapi.json"
+        && !path.starts_with("/v1/docs")
+        && !path.starts_with(crate::auth::PEER_PREFIX)
 }
 
 fn not_a_member() -> Response {
