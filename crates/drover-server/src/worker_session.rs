@@ -81,24 +81,26 @@ async fn send(socket: &mut WebSocket, message: &ServerMessage) -> Result<(), Ses
 }
 
 async fn reject(mut socket: WebSocket, reason: String) -> Result<(), SessionError> {
-    refuse(&mut socket, reason, false).await
+    refuse(&mut socket, reason, false, None).await
 }
 
 /// Rejects the worker for good: trying again cannot help, and it should exit.
 async fn reject_permanently(mut socket: WebSocket, reason: String) -> Result<(), SessionError> {
-    refuse(&mut socket, reason, true).await
+    refuse(&mut socket, reason, true, None).await
 }
 
 async fn refuse(
     socket: &mut WebSocket,
     reason: String,
     permanent: bool,
+    leader: Option<String>,
 ) -> Result<(), SessionError> {
     let _ = send(
         socket,
         &ServerMessage::Reject {
             reason: reason.clone(),
             permanent,
+            leader,
         },
     )
     .await;
@@ -161,14 +163,18 @@ async fn serve(node: Arc<Node>, mut socket: WebSocket) -> Result<(), SessionErro
     }
     if !node.holds_lease() {
         let leader = node.raft.metrics().borrow().current_leader;
-        let reason = match leader.and_then(|l| node.address_of(l)) {
+        let leader_url = leader
+            .filter(|l| *l != node.config.node_id)
+            .and_then(|l| node.address_of(l))
+            .map(|addr| format!("http://{addr}"));
+        let reason = match &leader_url {
             _ if leader == Some(node.config.node_id) => {
                 "this server leads but a majority has not confirmed it lately; try again".into()
             }
-            Some(addr) => format!("this server is not the leader; the leader is at http://{addr}"),
+            Some(url) => format!("this server is not the leader; the leader is at {url}"),
             None => "this server is not the leader, and no leader is known yet".into(),
         };
-        return reject(socket, reason).await;
+        return refuse(&mut socket, reason, false, leader_url).await;
     }
     if spec.name.is_empty() {
         return reject(socket, "the worker has no name".into()).await;

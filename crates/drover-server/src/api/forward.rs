@@ -113,6 +113,22 @@ pub async fn forward_writes(
             }
         }
         match req.send().await {
+            // The one we took for the leader was removed from the group and refused
+            // the write untouched: send it to the next leader, once there is one.
+            Ok(resp)
+                if resp.headers().contains_key(super::NOT_A_MEMBER)
+                    && Instant::now() < deadline =>
+            {
+                tracing::debug!(%addr, "forwarding a write: the leader was removed; waiting for another");
+                match next_leader(&node, leader, deadline).await {
+                    Some(l) if l == node.config.node_id => {
+                        let request = Request::from_parts(parts, Body::from(body));
+                        return next.run(request).await;
+                    }
+                    Some(l) => leader = l,
+                    None => return no_leader(),
+                }
+            }
             Ok(resp) => {
                 let applied = resp
                     .headers()
@@ -150,6 +166,20 @@ pub async fn forward_writes(
                 .into_response();
             }
         }
+    }
+}
+
+/// A leader other than `gone`, once one is known; `None` if none is by `deadline`.
+async fn next_leader(node: &Node, gone: u64, deadline: Instant) -> Option<u64> {
+    loop {
+        let l = node.wait_for_leader(deadline).await?;
+        if l != gone {
+            return Some(l);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
