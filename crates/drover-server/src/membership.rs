@@ -79,7 +79,13 @@ pub enum MembershipError {
     )]
     CatchUpTimeout { address: String, waited: Duration },
     #[error("the replicated log refused the change: {0}")]
-    Raft(#[from] RaftError<u64, ClientWriteError<u64, BasicNode>>),
+    Raft(Box<RaftError<u64, ClientWriteError<u64, BasicNode>>>),
+}
+
+impl From<RaftError<u64, ClientWriteError<u64, BasicNode>>> for MembershipError {
+    fn from(e: RaftError<u64, ClientWriteError<u64, BasicNode>>) -> MembershipError {
+        MembershipError::Raft(Box::new(e))
+    }
 }
 
 /// Who a change concerned, and the voters after it.
