@@ -443,3 +443,67 @@ fn reads_on_a_follower_see_every_acknowledged_write_and_stale_reads_skip_the_che
     );
     assert_eq!(r.status, 200, "{}", r.text());
 }
+
+#[test]
+fn an_admin_adds_a_waiting_server_and_a_changed_peer_list_is_refused() {
+    let mut set = ServerSet::new("members-add");
+    for i in 0..3 {
+        set.start(i);
+    }
+    let leader = set.wait_leader(SLOW);
+    let out = set.cli_ok(&["submit", "--", "true"]);
+    let id: u64 = out.stdout.trim().parse().unwrap();
+
+    // Started with `--join` alone, it waits (and says so) until an admin adds it.
+    let waiting = set.start_joining("");
+    let addr = set.addrs[waiting].clone();
+    let h = poll(
+        "the waiting server answers",
+        SLOW,
+        || set.health(waiting),
+        || set.logs(),
+    );
+    assert_eq!(h["membership"], "joining", "{h}");
+    let r = set.get(waiting, "/v1/tasks");
+    assert_eq!(r.status, 503, "it serves nothing yet: {}", r.text());
+
+    let out = set.cli_ok(&["servers", "add", &addr]);
+    assert!(out.stdout.contains("added server 4"), "{out}");
+    assert!(out.stdout.contains("1, 2, 3, 4"), "{out}");
+    // Adding it again changes nothing.
+    let out = set.cli_ok(&["--json", "servers", "add", &addr]);
+    let change: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(change["id"], 4, "{change}");
+    assert!(
+        set.task_on(waiting, id).is_some(),
+        "the new voter has the log"
+    );
+    let list = servers_json(&set, leader);
+    let me = list
+        .iter()
+        .find(|s| s["address"] == addr.as_str())
+        .expect("listed");
+    assert_eq!(me["role"], "follower", "{list:?}");
+
+    // A member's node id is its place in the peer list, kept in its data directory: a
+    // peer list that would give it another id is refused at start, naming both ids.
+    let moved = 2;
+    set.kill(moved);
+    let mut c = drover_command();
+    c.arg("--data-dir")
+        .arg(set.root.join(format!("s{moved}")))
+        .args(["--token", &set.token])
+        .arg("server")
+        .args(["--listen", &set.addrs[moved]])
+        .args([
+            "--peers",
+            &format!("{},127.0.0.254:1,127.0.0.255:1", set.addrs[moved]),
+        ])
+        .args(["--peer-token", &set.peer_token]);
+    let out = run_with_timeout(c, Duration::from_secs(30), || set.logs());
+    assert!(!out.status.success(), "{out}");
+    assert!(
+        out.stderr.contains("belongs to node 3") && out.stderr.contains("node 1"),
+        "{out}"
+    );
+}
