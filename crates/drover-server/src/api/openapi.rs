@@ -31,7 +31,12 @@ pub const SPEC_PATH: &str = "/v1/openapi.json";
             Request bodies are read strictly: objects must be objects, unknown or repeated \
             fields are errors, and scalars are never converted. Every refusal is a 4xx with \
             `{\"error\": {\"code\", \"message\", \"field\"}}`, where `field` is the path of \
-            the offending field (`tasks[2].resources.cpu_milli`).",
+            the offending field (`tasks[2].resources.cpu_milli`).\n\n\
+            Reads of tasks, jobs, workers, the cluster and the policy are linearizable on \
+            every server of a group: they see every write acknowledged before they were \
+            sent (a 503 when no majority confirms the leader). Every GET also takes \
+            `stale=true` in its query: the answering server's state as it is, without that \
+            check.",
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
     modifiers(&BearerToken),
