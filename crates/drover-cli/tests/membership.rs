@@ -145,6 +145,7 @@ fn a_server_joins_under_load_the_old_leader_is_removed_and_the_joiner_restarts()
         set.addrs[new_leader],
         removed_at.elapsed()
     );
+    let term_after_election = set.get(new_leader, "/v1/cluster").json()["term"].clone();
     std::thread::sleep(Duration::from_secs(2));
     let (acked, errors) = submitter.finish();
     eprintln!(
@@ -213,6 +214,13 @@ fn a_server_joins_under_load_the_old_leader_is_removed_and_the_joiner_restarts()
             "task {id} missing on the joined server"
         );
     }
+
+    // The removed server started no election meanwhile (it would have moved the term).
+    let term = set.get(new_leader, "/v1/cluster").json()["term"].clone();
+    assert_eq!(
+        term, term_after_election,
+        "the term moved after the removal"
+    );
 
     // The joined server, restarted without --join, finds its group by itself.
     set.kill(joiner);
@@ -442,6 +450,19 @@ fn reads_on_a_follower_see_every_acknowledged_write_and_stale_reads_skip_the_che
         None,
     );
     assert_eq!(r.status, 200, "{}", r.text());
+    // The same through the CLI (and so the SDK): `--stale` answers, the default refuses.
+    let cli_on_follower = |args: &[&str]| {
+        let mut c = drover_command();
+        c.args(["--server", &format!("http://{}", set.addrs[follower])])
+            .args(["--token", &t])
+            .args(args);
+        run_with_timeout(c, Duration::from_secs(60), || set.logs())
+    };
+    let out = cli_on_follower(&["--stale", "list", "--limit", "1"]);
+    assert!(out.status.success(), "{out}");
+    let out = cli_on_follower(&["list", "--limit", "1"]);
+    assert!(!out.status.success(), "{out}");
+    assert!(out.stderr.contains("HTTP 503"), "{out}");
 }
 
 #[test]
