@@ -83,3 +83,47 @@ impl ServerIdentity {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("drover-identity-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn an_identity_survives_a_store_and_a_load() {
+        let dir = temp_dir("roundtrip");
+        assert_eq!(ServerIdentity::load(&dir).unwrap(), None);
+        let id = ServerIdentity {
+            node_id: 4,
+            state: MemberState::Member,
+            joined: true,
+        };
+        id.store(&dir).unwrap();
+        assert_eq!(ServerIdentity::load(&dir).unwrap(), Some(id.clone()));
+        let removed = ServerIdentity {
+            state: MemberState::Removed,
+            ..id
+        };
+        removed.store(&dir).unwrap();
+        assert_eq!(ServerIdentity::load(&dir).unwrap(), Some(removed));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_damaged_member_file_is_an_error_not_a_fresh_start() {
+        let dir = temp_dir("corrupt");
+        std::fs::write(ServerIdentity::path(&dir), b"{\"node_id\": ").unwrap();
+        assert!(matches!(
+            ServerIdentity::load(&dir),
+            Err(IdentityError::Corrupt { .. })
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

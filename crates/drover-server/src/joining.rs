@@ -159,6 +159,15 @@ pub(crate) async fn ask_to_join(group: String, address: String, peer_token: Clus
             Ok(r) => {
                 let status = r.status();
                 let text = r.text().await.unwrap_or_default();
+                let code = serde_json::from_str::<drover_proto::api::ErrorBody>(&text)
+                    .map(|b| b.error.code)
+                    .unwrap_or_default();
+                if code == "not_joining" {
+                    // This server refused the leader's offer: it was removed from the
+                    // group. Asking again cannot help.
+                    tracing::error!(group, "the group cannot add this server: {text}");
+                    return;
+                }
                 tracing::info!(group, %status, "the group did not add this server yet: {text}");
             }
             Err(e) => tracing::info!(group, "cannot ask the group to add this server: {e}"),

@@ -191,3 +191,56 @@ async fn read_barrier(node: &Node) -> Result<(), ApiError> {
         })?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stale_of(uri: &str) -> Result<(bool, String), String> {
+        let uri: Uri = uri.parse().unwrap();
+        take_stale(&uri)
+            .map(|(stale, uri)| (stale, uri.to_string()))
+            .map_err(|e| e.detail.field.unwrap_or_default())
+    }
+
+    #[test]
+    fn stale_is_taken_out_of_the_query_and_the_rest_kept() {
+        assert_eq!(stale_of("/v1/tasks"), Ok((false, "/v1/tasks".into())));
+        assert_eq!(
+            stale_of("/v1/tasks?stale=true"),
+            Ok((true, "/v1/tasks".into()))
+        );
+        assert_eq!(
+            stale_of("/v1/tasks?limit=1&stale=true&state=running"),
+            Ok((true, "/v1/tasks?limit=1&state=running".into()))
+        );
+        assert_eq!(
+            stale_of("/v1/tasks?stale=false&limit=2"),
+            Ok((false, "/v1/tasks?limit=2".into()))
+        );
+        assert_eq!(stale_of("/v1/tasks?stale=yes"), Err("stale".into()));
+    }
+
+    #[test]
+    fn only_reads_of_the_replicated_state_are_checked() {
+        for path in [
+            "/v1/tasks",
+            "/v1/tasks/3",
+            "/v1/jobs/1",
+            "/v1/workers",
+            "/v1/cluster",
+            "/v1/policy",
+        ] {
+            assert!(is_state_read(path), "{path}");
+        }
+        for path in [
+            "/v1/tasks/3/output",
+            "/v1/events",
+            "/v1/health",
+            "/v1/servers",
+            "/v1/openapi.json",
+        ] {
+            assert!(!is_state_read(path), "{path}");
+        }
+    }
+}
