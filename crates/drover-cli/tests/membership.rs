@@ -466,7 +466,7 @@ fn reads_on_a_follower_see_every_acknowledged_write_and_stale_reads_skip_the_che
 }
 
 #[test]
-fn an_admin_adds_a_waiting_server_and_a_changed_peer_list_is_refused() {
+fn an_admin_adds_a_waiting_server_replaces_a_dead_one_and_a_changed_peer_list_is_refused() {
     let mut set = ServerSet::new("members-add");
     for i in 0..3 {
         set.start(i);
@@ -527,4 +527,15 @@ fn an_admin_adds_a_waiting_server_and_a_changed_peer_list_is_refused() {
         out.stderr.contains("belongs to node 3") && out.stderr.contains("node 1"),
         "{out}"
     );
+
+    // A dead server is replaced: removed while down (the others are a majority), the
+    // group goes on with the newcomer in its place.
+    let out = set.cli_ok(&["--json", "servers", "remove", "3"]);
+    let change: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(change["voters"], serde_json::json!([1, 2, 4]), "{change}");
+    let out = set.cli_ok(&["submit", "--", "true"]);
+    let after: u64 = out.stdout.trim().parse().unwrap();
+    assert!(set.task_on(waiting, after).is_some());
+    let list = servers_json(&set, waiting);
+    assert_eq!(list.len(), 3, "{list:?}");
 }
