@@ -188,15 +188,47 @@ pub async fn resume(
     worker_command(&node, Command::WorkerResume { worker }).await
 }
 
-/// The servers of the replicated group, as this server sees them (from its raft
-/// metrics; reachability by probing each one's `/v1/health`, 500 ms at most).
+/// On a follower, the leader's list: only the leader knows how far each server has
+/// replicated. `None` (answer from the local view) on the leader, on a server alone,
+/// for a request a follower passed here already, or when the leader does not answer.
+async fn leaders_view(node: &Node, headers: &axum::http::HeaderMap) -> Option<Vec<ServerInfo>> {
+    if node.is_leader() || !node.is_clustered() || headers.contains_key(&super::forward::FORWARDED)
+    {
+        return None;
+    }
+    let leader = node.raft.metrics().borrow().current_leader?;
+    let addr = node.address_of(leader)?;
+    let mut req = node
+        .http
+        .get(format!("http://{addr}/v1/servers"))
+        .header(&super::forward::FORWARDED, node.config.node_id.to_string())
+        .timeout(Duration::from_secs(2));
+    if let Some(auth) = headers.get(axum::http::header::AUTHORIZATION) {
+        req = req.header(axum::http::header::AUTHORIZATION, auth);
+    }
+    let resp = req.send().await.ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    resp.json().await.ok()
+}
+
+/// The servers of the replicated group, as the leader sees them (a follower asks the
+/// leader, and answers from its own raft metrics only when the leader does not
+/// answer); reachability by probing each one's `/v1/health`, 500 ms at most.
 #[utoipa::path(
     get,
     path = "/v1/servers",
     tag = "cluster",
     responses((status = 200, description = "The servers", body = Vec<ServerInfo>), Unauthorized)
 )]
-pub async fn servers(State(node): State<Arc<Node>>) -> Json<Vec<ServerInfo>> {
+pub async fn servers(
+    State(node): State<Arc<Node>>,
+    headers: axum::http::HeaderMap,
+) -> Json<Vec<ServerInfo>> {
+    if let Some(list) = leaders_view(&node, &headers).await {
+        return Json(list);
+    }
     let metrics = node.raft.metrics().borrow().clone();
     let membership = metrics.membership_config.membership().clone();
     let voters: BTreeSet<u64> = membership.voter_ids().collect();

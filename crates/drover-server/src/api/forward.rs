@@ -24,7 +24,7 @@ pub const LEADER_WAIT: Duration = Duration::from_secs(5);
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(120);
 /// Marks a forwarded request: a server never forwards one again (no loops while two
 /// servers disagree on who leads).
-const FORWARDED: HeaderName = HeaderName::from_static("x-drover-forwarded");
+pub(crate) const FORWARDED: HeaderName = HeaderName::from_static("x-drover-forwarded");
 /// On the leader's answer to a forwarded request: the log index it had applied.
 const APPLIED: HeaderName = HeaderName::from_static("x-drover-applied");
 /// Longest a follower waits to apply a forwarded write before relaying the answer.
