@@ -141,6 +141,26 @@ fn a_server_joins_under_load_the_old_leader_is_removed_and_the_joiner_restarts()
         );
     }
 
+    // Meanwhile a reader reads through the joined server: through the leader change,
+    // every linearizable read is answered (it waits for the next leader).
+    let reading = Arc::new(AtomicBool::new(true));
+    let reader = {
+        let (addr, token, reading) = (joiner_addr.clone(), set.token.clone(), reading.clone());
+        std::thread::spawn(move || {
+            let mut failures = Vec::new();
+            let mut reads = 0;
+            while reading.load(Ordering::SeqCst) {
+                let r = http(&addr, "GET", "/v1/tasks?limit=1", Some(&token), None);
+                reads += 1;
+                if r.status != 200 {
+                    failures.push(r.text());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (reads, failures)
+        })
+    };
+
     // The old leader is removed by an admin; a new leader comes from the others.
     let removed_at = Instant::now();
     let out = set.cli_ok(&["servers", "remove", &set.addrs[old_leader].clone()]);
@@ -164,6 +184,10 @@ fn a_server_joins_under_load_the_old_leader_is_removed_and_the_joiner_restarts()
     let term_after_election = set.get(new_leader, "/v1/cluster").json()["term"].clone();
     std::thread::sleep(Duration::from_secs(2));
     let (acked, errors) = submitter.finish();
+    reading.store(false, Ordering::SeqCst);
+    let (reads, failed_reads) = reader.join().unwrap();
+    eprintln!("{reads} linearizable reads on the joined server through the change");
+    assert!(failed_reads.is_empty(), "reads failed: {failed_reads:#?}");
     eprintln!(
         "{} submissions acknowledged, {} refused: {errors:?}",
         acked.len(),

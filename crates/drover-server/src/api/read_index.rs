@@ -23,7 +23,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long a read waits for the leader's confirmation and the local apply.
 const READ_WAIT: Duration = Duration::from_secs(5);
@@ -136,19 +136,47 @@ fn take_stale(uri: &Uri) -> Result<(bool, Uri), ApiError> {
 }
 
 /// Waits until this server has applied everything committed when the read arrived.
+/// Through an election (a leader gone or removed) it keeps trying, up to [`READ_WAIT`],
+/// as writes wait for the next leader.
 async fn read_barrier(node: &Node) -> Result<(), ApiError> {
-    if node.is_leader() {
-        return match tokio::time::timeout(READ_WAIT, node.raft.ensure_linearizable()).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(ApiError::unavailable(format!(
-                "this server could not confirm it still leads: {e}; try again, or read with ?stale=true"
-            ))),
-            Err(_) => Err(ApiError::unavailable(format!(
-                "a majority did not confirm the leader within {READ_WAIT:?}; try again, or read with ?stale=true"
-            ))),
+    let deadline = Instant::now() + READ_WAIT;
+    loop {
+        let tried = if node.is_leader() {
+            confirm_here(node, deadline).await
+        } else {
+            confirm_with_leader(node, deadline).await
         };
+        match tried {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() + RETRY_AFTER >= deadline => return Err(e),
+            Err(e) => {
+                tracing::debug!("a linearizable read waits: {}", e.detail.message);
+                tokio::time::sleep(RETRY_AFTER).await;
+            }
+        }
     }
-    let deadline = std::time::Instant::now() + READ_WAIT;
+}
+
+/// Between two tries of a read's check.
+const RETRY_AFTER: Duration = Duration::from_millis(100);
+
+/// On the leader: a heartbeat round confirms it still leads, then it waits until it
+/// has applied its commit index.
+async fn confirm_here(node: &Node, deadline: Instant) -> Result<(), ApiError> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    match tokio::time::timeout(left, node.raft.ensure_linearizable()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(ApiError::unavailable(format!(
+            "this server could not confirm it still leads: {e}; try again, or read with ?stale=true"
+        ))),
+        Err(_) => Err(ApiError::unavailable(format!(
+            "a majority did not confirm the leader within {READ_WAIT:?}; try again, or read with ?stale=true"
+        ))),
+    }
+}
+
+/// On a follower: the leader's read index, then this server's apply up to it.
+async fn confirm_with_leader(node: &Node, deadline: Instant) -> Result<(), ApiError> {
     let leader = node
         .wait_for_leader(deadline)
         .await
@@ -158,21 +186,22 @@ async fn read_barrier(node: &Node) -> Result<(), ApiError> {
                 "no leader is known to confirm the read; try again, or read with ?stale=true",
             )
         })?;
+    let left = deadline.saturating_duration_since(Instant::now());
     let answer = node
         .http
         .get(format!("http://{leader}{PEER_READ_INDEX_PATH}"))
         .bearer_auth(node.peer_token.as_str())
-        .timeout(READ_WAIT)
+        .timeout(left)
         .send()
         .await
         .map_err(|e| {
             ApiError::unavailable(format!(
-                "the leader at {leader} did not give a read index: {e}"
+                "the leader at {leader} did not give a read index: {e}; try again, or read with ?stale=true"
             ))
         })?;
     if !answer.status().is_success() {
         return Err(ApiError::unavailable(format!(
-            "the leader at {leader} did not give a read index (HTTP {}); try again",
+            "the leader at {leader} did not give a read index (HTTP {}); try again, or read with ?stale=true",
             answer.status()
         )));
     }
@@ -181,7 +210,7 @@ async fn read_barrier(node: &Node) -> Result<(), ApiError> {
         .await
         .map_err(|e| ApiError::unavailable(format!("unreadable read index from {leader}: {e}")))?;
     node.raft
-        .wait(Some(deadline.saturating_duration_since(std::time::Instant::now())))
+        .wait(Some(deadline.saturating_duration_since(Instant::now())))
         .applied_index_at_least(Some(index), "the read index applied here")
         .await
         .map_err(|_| {
