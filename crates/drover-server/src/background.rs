@@ -22,7 +22,17 @@ pub async fn dispatch_loop(node: Arc<Node>, mut rx: UnboundedReceiver<Vec<Dispat
         for d in batch {
             match d {
                 Dispatch::Start { worker, start } => {
-                    node.sessions.send(worker, &ServerMessage::Start(*start));
+                    // Checked and queued under the state's read lock, so that no entry
+                    // applies in between: a start superseded meanwhile is not sent (see
+                    // `worker_session::start_is_current`).
+                    let sm = node.state.read();
+                    if crate::worker_session::start_is_current(
+                        sm.scheduler(),
+                        start.task,
+                        start.attempt,
+                    ) {
+                        node.sessions.send(worker, &ServerMessage::Start(*start));
+                    }
                 }
                 Dispatch::Kill {
                     worker,

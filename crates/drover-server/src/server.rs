@@ -45,6 +45,8 @@ pub enum ServerError {
     Peers(#[from] crate::config::PeersError),
     #[error(transparent)]
     Identity(#[from] crate::identity::IdentityError),
+    #[error("a file task on the data directory failed: {0}")]
+    FileTask(tokio::task::JoinError),
     /// The peer list changed under a data directory: the position gives another id.
     #[error(
         "this data directory belongs to node {stored}, but the peer list makes this server node {given}; give the same --peers as when the group was formed (ids are positions in the sorted list), or use a fresh data directory"
@@ -96,7 +98,11 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
         source,
     };
     std::fs::create_dir_all(&dir).map_err(data_err)?;
-    let stored = ServerIdentity::load(&dir)?;
+    let stored = blocking({
+        let dir = dir.clone();
+        move || ServerIdentity::load(&dir)
+    })
+    .await?;
     if let Some(stored) = &stored {
         if !config.peers.is_empty() && stored.node_id != config.node_id && !stored.joined {
             return Err(ServerError::NodeIdChanged {
@@ -181,7 +187,11 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
                 state: MemberState::Member,
                 joined: false,
             };
-            identity.store(&dir)?;
+            blocking({
+                let (identity, dir) = (identity.clone(), dir.clone());
+                move || identity.store(&dir)
+            })
+            .await?;
             identity
         }
     };
@@ -322,6 +332,16 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
         stop: Some(stop),
         http,
     })
+}
+
+/// Runs file work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, crate::identity::IdentityError> + Send + 'static,
+) -> Result<T, ServerError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(r) => r.map_err(ServerError::from),
+        Err(e) => Err(ServerError::FileTask(e)),
+    }
 }
 
 /// Run by the server with the lowest address of a new group: once a majority of the

@@ -269,6 +269,26 @@ async fn serve(node: Arc<Node>, mut socket: WebSocket) -> Result<(), SessionErro
     for m in &restarts {
         send(&mut socket, m).await?;
     }
+    // What was queued for this session while its join was being applied: a start
+    // decided before the join may be for an attempt placed after the worker's hello,
+    // which the join (not finding it listed) gave up on. Sent only if still current.
+    let mut queued = Vec::new();
+    while let Ok(text) = rx.try_recv() {
+        queued.push(text);
+    }
+    let queued: Vec<String> = {
+        let sm = node.state.read();
+        queued
+            .into_iter()
+            .filter(|text| match serde_json::from_str::<ServerMessage>(text) {
+                Ok(ServerMessage::Start(s)) => start_is_current(sm.scheduler(), s.task, s.attempt),
+                _ => true,
+            })
+            .collect()
+    };
+    for text in queued {
+        socket.send(Message::Text(text.into())).await?;
+    }
 
     let (mut sink, mut stream) = socket.split();
     // Pings at the heartbeat interval let a worker notice a silent partition (no
@@ -303,6 +323,21 @@ async fn serve(node: Arc<Node>, mut socket: WebSocket) -> Result<(), SessionErro
     writer.abort();
     tracing::info!(%worker, "worker disconnected");
     result
+}
+
+/// Whether `attempt` is still the task's current attempt, placed and not started: the
+/// only case in which sending its start may do anything but harm. A start decided by
+/// an entry and superseded by a later one (the worker's rejoin gave the attempt up,
+/// because the worker did not list it) must not reach the worker, or it would run an
+/// attempt that is retried elsewhere.
+pub(crate) fn start_is_current(
+    sched: &drover_sched::Scheduler,
+    task: TaskId,
+    attempt: Attempt,
+) -> bool {
+    sched
+        .task(task)
+        .is_some_and(|v| v.attempt == attempt && v.state == TaskState::Assigned)
 }
 
 /// The attempts placed on `worker` (reserved or prefetched) that it has not started,
