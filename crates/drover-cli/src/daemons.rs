@@ -68,6 +68,12 @@ pub struct ServerArgs {
     /// directory]
     #[arg(long, env = "DROVER_PEER_TOKEN", hide_env_values = true)]
     peer_token: Option<String>,
+    /// Join a running group instead of forming one: ADDR is any member (HOST:PORT); the
+    /// leader gives this server its node id and makes it a voter once it has caught up.
+    /// Without ADDR, wait until an admin runs `drover servers add` for this server. Needs
+    /// the group's --token and --peer-token. Remembered: a restart rejoins by itself
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "", conflicts_with = "peers")]
+    join: Option<String>,
     /// Largest request body accepted, e.g. 256M (a job of 1,000,000 small tasks is ~100M of
     /// JSON) [default: 256M]
     #[arg(long, value_name = "SIZE")]
@@ -286,6 +292,7 @@ struct ServerSettings {
     max_body: u64,
     peers: Vec<String>,
     peer_token: Option<String>,
+    join: Option<String>,
     events_retained: u64,
 }
 
@@ -363,6 +370,15 @@ fn server_settings(l: &Layers, a: &ServerArgs) -> Result<ServerSettings> {
     let settings = ServerSettings {
         peers,
         peer_token: a.peer_token.clone(),
+        join: match a.join.as_deref().map(str::trim) {
+            None => None,
+            Some("") => Some(String::new()),
+            Some(addr) => Some(
+                parse_listen(addr.trim_start_matches("http://").trim_end_matches('/'))
+                    .map(|a| a.to_string())
+                    .with_context(|| format!("--join: {addr:?}"))?,
+            ),
+        },
         listen: listen.expect("has a default"),
         worker_timeout: worker_timeout.expect("has a default"),
         heartbeat_interval: heartbeat_interval.expect("has a default"),
@@ -412,6 +428,7 @@ fn server_config(g: &Global, s: &ServerSettings) -> ServerConfig {
     c.max_body_bytes = usize::try_from(s.max_body).unwrap_or(usize::MAX);
     c.peers = s.peers.clone();
     c.peer_token = s.peer_token.clone();
+    c.join = s.join.clone();
     c.events_retained = usize::try_from(s.events_retained).unwrap_or(usize::MAX);
     c
 }

@@ -346,8 +346,53 @@ pub async fn job(g: &Global, a: JobArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn servers(g: &Global) -> Result<ExitCode> {
-    let list = g.client()?.servers().await?;
+#[derive(Debug, Args)]
+pub struct ServersArgs {
+    #[command(subcommand)]
+    change: Option<ServersChange>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ServersChange {
+    /// Add a running server that waits to join (started with `drover server --join`):
+    /// it gets a node id, catches up as a learner, then becomes a voter
+    Add {
+        /// Its address, HOST:PORT, as it listens
+        address: String,
+    },
+    /// Remove a server from the group (the leader too: the others elect a new one);
+    /// refused for the last voter or if too few voters would be left reachable
+    Remove {
+        /// Its node id or its address, as `drover servers` lists them
+        #[arg(value_name = "ID|ADDRESS")]
+        member: String,
+    },
+}
+
+pub async fn servers(g: &Global, a: &ServersArgs) -> Result<ExitCode> {
+    let client = g.client()?;
+    let change = match &a.change {
+        None => None,
+        Some(ServersChange::Add { address }) => Some(("added", client.add_server(address).await?)),
+        Some(ServersChange::Remove { member }) => {
+            Some(("removed", client.remove_server(member).await?))
+        }
+    };
+    if let Some((what, c)) = change {
+        if g.json {
+            render::print_json(&c)?;
+        } else {
+            let voters: Vec<String> = c.voters.iter().map(u64::to_string).collect();
+            println!(
+                "{what} server {} ({}); voters now: {}",
+                c.id,
+                c.address,
+                voters.join(", ")
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let list = client.servers().await?;
     if g.json {
         render::print_json(&list)?;
         return Ok(ExitCode::SUCCESS);

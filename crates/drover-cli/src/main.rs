@@ -41,6 +41,10 @@ pub struct Global {
     /// Print JSON instead of text, for scripts (`logs`: one JSON object per line)
     #[arg(long, global = true)]
     json: bool,
+    /// Read the answering server's state as it is, without checking with the group's
+    /// leader that it is up to date (faster; may miss a write acknowledged a moment ago)
+    #[arg(long, global = true)]
+    stale: bool,
 }
 
 impl Global {
@@ -62,7 +66,7 @@ impl Global {
             })?,
         };
         let token = self.token.clone().or_else(|| discovery::local_token(&data));
-        Ok(Client::new(server, token))
+        Ok(Client::new(server, token).stale(self.stale))
     }
 }
 
@@ -96,8 +100,9 @@ enum Cmd {
     Job(inspect::JobArgs),
     /// List workers
     Workers,
-    /// List the servers of a replicated group: role, term, progress, reachable
-    Servers,
+    /// List the servers of a replicated group (role, term, progress, reachable); add or
+    /// remove one
+    Servers(inspect::ServersArgs),
     /// Stop placing tasks on a worker; the tasks it runs finish
     Drain(inspect::WorkerRefArgs),
     /// Place tasks on a drained worker again
@@ -217,7 +222,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Cmd::Cancel(a) => inspect::cancel(g, a).await,
         Cmd::Job(a) => inspect::job(g, a).await,
         Cmd::Workers => inspect::workers(g).await,
-        Cmd::Servers => inspect::servers(g).await,
+        Cmd::Servers(a) => inspect::servers(g, &a).await,
         Cmd::Drain(a) => inspect::drain(g, a, true).await,
         Cmd::Resume(a) => inspect::drain(g, a, false).await,
         Cmd::Policy(a) => inspect::policy(g, a).await,

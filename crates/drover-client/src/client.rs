@@ -2,9 +2,13 @@
 
 use bytes::Bytes;
 use drover_proto::api::{
-    CancelResponse, ClusterSummary, ErrorBody, Health, JobInfo, ServerInfo, SubmitResponse,
-    TaskInfo, TaskList, WorkerInfo,
+    AddServer, CancelResponse, ClusterSummary, ErrorBody, Health, JobInfo, ServerChange,
+    ServerInfo, SubmitResponse, TaskInfo, TaskList, WorkerInfo,
 };
+
+/// The header a server removed from its group sets on its refusals.
+const NOT_A_MEMBER: &str = "x-drover-not-a-member";
+
 use drover_types::{JobSpec, PolicyConfig, TaskSpec};
 use futures_util::Stream;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
@@ -117,6 +121,8 @@ pub struct Client {
     current: Arc<AtomicUsize>,
     base: String,
     token: Option<String>,
+    /// Read the answering server's local state without the linearizability check.
+    stale: bool,
 }
 
 impl Client {
@@ -142,7 +148,17 @@ impl Client {
             bases: bases.into(),
             current: Arc::new(AtomicUsize::new(0)),
             token,
+            stale: false,
         }
+    }
+
+    /// Reads (GET) with `stale` set skip the server's linearizability check: faster,
+    /// with no network round trip between servers, but a follower may answer from a
+    /// state slightly behind the leader's (it may miss a write acknowledged
+    /// a moment ago). By default every read sees every write acknowledged before it.
+    pub fn stale(mut self, stale: bool) -> Client {
+        self.stale = stale;
+        self
     }
 
     /// The URL (or URLs, comma-separated) this client was given.
@@ -155,9 +171,13 @@ impl Client {
     }
 
     pub(crate) fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let stale = self.stale && method == Method::GET;
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.current_base()));
+        if stale {
+            req = req.query(&[("stale", "true")]);
+        }
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
@@ -172,6 +192,7 @@ impl Client {
         let start = self.current.load(Ordering::Relaxed);
         let n = self.bases.len();
         let mut last = None;
+        let mut not_member = None;
         for i in 0..n {
             let k = (start + i) % n;
             let Some(mut attempt) = request.try_clone() else {
@@ -188,6 +209,10 @@ impl Client {
                 }
             }
             match client.execute(attempt).await {
+                // A server removed from the group serves nothing: the next one.
+                Ok(resp) if n > 1 && resp.headers().contains_key(NOT_A_MEMBER) => {
+                    not_member = Some(resp);
+                }
                 Ok(resp) => {
                     self.current.store(k, Ordering::Relaxed);
                     return Ok(resp);
@@ -195,6 +220,9 @@ impl Client {
                 Err(e) if e.is_connect() && n > 1 => last = Some(e),
                 Err(e) => return Err(self.unreachable(&e)),
             }
+        }
+        if let Some(resp) = not_member {
+            return Ok(resp);
         }
         Err(match last {
             Some(e) => self.unreachable(&e),
@@ -247,6 +275,22 @@ impl Client {
     /// The servers of the replicated group, as the answering server sees them.
     pub async fn servers(&self) -> Result<Vec<ServerInfo>, ClientError> {
         self.json(self.request(Method::GET, "/v1/servers")).await
+    }
+
+    /// Adds a server that waits to join (`drover server --join`) to the group: returns
+    /// once it is a voter.
+    pub async fn add_server(&self, address: &str) -> Result<ServerChange, ClientError> {
+        let body = AddServer {
+            address: address.to_string(),
+        };
+        self.json(self.request(Method::POST, "/v1/servers").json(&body))
+            .await
+    }
+
+    /// Removes a server from the group, by node id or address.
+    pub async fn remove_server(&self, which: &str) -> Result<ServerChange, ClientError> {
+        let path = format!("/v1/servers/{}", encode(which));
+        self.json(self.request(Method::DELETE, &path)).await
     }
 
     pub async fn health(&self) -> Result<Health, ClientError> {

@@ -185,6 +185,36 @@ pub struct Health {
     /// Why the status is not `ok` (the operating system's words).
     #[serde(default)]
     pub reason: Option<String>,
+    /// `member` (in the group, or alone), `joining` (started with `--join`, not yet
+    /// added) or `removed` (taken out of the group: it takes no part any more).
+    #[serde(default = "member_default")]
+    pub membership: String,
+}
+
+fn member_default() -> String {
+    "member".into()
+}
+
+/// `POST /v1/servers`: add a running server that waits to join (started with
+/// `drover server --join`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AddServer {
+    /// The server's address (host:port) as the others reach it: its `--listen`.
+    pub address: String,
+}
+
+/// The answer to adding or removing a server: the member concerned.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ServerChange {
+    /// Its node id in the group.
+    pub id: u64,
+    /// Its address (host:port).
+    pub address: String,
+    /// The voters once the change is committed.
+    pub voters: Vec<u64>,
 }
 
 /// The answer to a worker drain or resume.

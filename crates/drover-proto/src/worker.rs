@@ -158,6 +158,11 @@ pub enum ServerMessage {
         /// fence): the worker should exit with the reason.
         #[serde(default)]
         permanent: bool,
+        /// The leader's URL, when the refusing server knows it (it is not the leader):
+        /// a worker that was not given that server tries it next. Groups change
+        /// (`drover servers add`), so a worker's list may not hold the leader.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        leader: Option<String>,
     },
     /// The server heard the heartbeat with this sequence number.
     HeartbeatAck {

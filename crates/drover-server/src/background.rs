@@ -22,7 +22,17 @@ pub async fn dispatch_loop(node: Arc<Node>, mut rx: UnboundedReceiver<Vec<Dispat
         for d in batch {
             match d {
                 Dispatch::Start { worker, start } => {
-                    node.sessions.send(worker, &ServerMessage::Start(*start));
+                    // Checked and queued under the state's read lock, so that no entry
+                    // applies in between: a start superseded meanwhile is not sent (see
+                    // `worker_session::start_is_current`).
+                    let sm = node.state.read();
+                    if crate::worker_session::start_is_current(
+                        sm.scheduler(),
+                        start.task,
+                        start.attempt,
+                    ) {
+                        node.sessions.send(worker, &ServerMessage::Start(*start));
+                    }
                 }
                 Dispatch::Kill {
                     worker,
@@ -137,7 +147,7 @@ pub async fn lease_loop(node: Arc<Node>) {
     let mut interval = tokio::time::interval(Duration::from_millis(300));
     loop {
         interval.tick().await;
-        if !node.is_leader() {
+        if !node.is_leader() || !node.is_clustered() {
             continue;
         }
         let asked = Instant::now();
@@ -147,6 +157,42 @@ pub async fn lease_loop(node: Arc<Node>) {
                 .is_ok_and(|r| r.is_ok());
         if confirmed {
             *node.confirmed.lock().unwrap_or_else(|p| p.into_inner()) = Some(asked);
+        }
+    }
+}
+
+/// Notices that this server is no longer in the group's membership (the entry that
+/// removed it reached it, or a snapshot did) and stops it taking part; the leader also
+/// tells a server it removes directly (`/v1/raft/removed`), which this backs up.
+pub async fn membership_watch(node: Arc<Node>) {
+    let mut rx = node.raft.metrics();
+    // A newcomer replays the log from its start, through memberships it was not in
+    // yet: only leaving a membership it was in counts.
+    let mut was_member = false;
+    loop {
+        if node.is_removed() {
+            return;
+        }
+        let gone = {
+            let m = rx.borrow_and_update();
+            let member = m
+                .membership_config
+                .membership()
+                .get_node(&node.config.node_id)
+                .is_some();
+            // Only once applied (so committed): a leader removing itself still has to
+            // see the change through after appending it.
+            let applied = m.membership_config.log_id() <= &m.last_applied;
+            let gone = was_member && !member && applied;
+            was_member |= member;
+            gone
+        };
+        if gone {
+            node.mark_removed();
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return;
         }
     }
 }

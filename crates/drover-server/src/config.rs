@@ -31,6 +31,9 @@ pub struct ServerConfig {
     pub peers: Vec<String>,
     /// The servers' credential among themselves (else the `peer_token` file).
     pub peer_token: Option<String>,
+    /// Join a running group rather than form one: `Some(address)` of any member to ask,
+    /// or `Some("")` to wait until an admin adds this server (`drover servers add`).
+    pub join: Option<String>,
     /// A snapshot is taken after this many entries since the last one.
     pub snapshot_every: u64,
     /// Entries kept in the log behind a snapshot (for followers slightly behind); a
@@ -151,6 +154,7 @@ impl ServerConfig {
             token: None,
             peers: Vec::new(),
             peer_token: None,
+            join: None,
             snapshot_every: 20_000,
             keep_after_snapshot: 1_000,
             events_retained: crate::events::DEFAULT_RETAINED,

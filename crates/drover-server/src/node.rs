@@ -27,6 +27,10 @@ pub struct Node {
     pub confirmed: std::sync::Mutex<Option<std::time::Instant>>,
     /// Whether writes to the data directory succeed (set by the log store).
     pub storage: Arc<StorageHealth>,
+    /// The leader's lock on adding and removing servers.
+    pub changes: crate::membership::MembershipChanges,
+    /// Set once this server is taken out of the group (see [`Node::mark_removed`]).
+    pub removed: std::sync::atomic::AtomicBool,
 }
 
 /// How long a confirmation of leadership by a majority counts. A leader cut off from the
@@ -37,7 +41,54 @@ pub const LEASE: std::time::Duration = std::time::Duration::from_millis(1500);
 
 impl Node {
     pub fn is_leader(&self) -> bool {
-        self.raft.metrics().borrow().current_leader == Some(self.config.node_id)
+        !self.is_removed()
+            && self.raft.metrics().borrow().current_leader == Some(self.config.node_id)
+    }
+
+    /// Whether this server was taken out of the group.
+    pub fn is_removed(&self) -> bool {
+        self.removed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// This server is no longer a member: remember it (a restart must not bring it
+    /// back), stop raft (a removed server that kept its timers would start elections
+    /// and disturb the group), and drop its workers' sessions so they move on to the
+    /// group's leader.
+    pub fn mark_removed(self: &std::sync::Arc<Self>) {
+        if self.removed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        tracing::warn!(
+            node_id = self.config.node_id,
+            "this server was removed from the group; it takes no part any more"
+        );
+        let identity = crate::identity::ServerIdentity {
+            node_id: self.config.node_id,
+            state: crate::identity::MemberState::Removed,
+            joined: self.config.join.is_some(),
+        };
+        let node = self.clone();
+        tokio::spawn(async move {
+            let dir = node.config.data_dir.clone();
+            let stored = tokio::task::spawn_blocking(move || identity.store(&dir)).await;
+            if !matches!(stored, Ok(Ok(()))) {
+                tracing::error!("could not record the removal in the data directory: {stored:?}");
+            }
+            let workers: Vec<_> = node
+                .state
+                .read()
+                .scheduler()
+                .workers()
+                .map(|w| w.id)
+                .collect();
+            for w in workers {
+                node.sessions.disconnect(w);
+            }
+            // A moment for what is in flight (the answer to the change that removed a
+            // leader, the heartbeat carrying its commit) before raft stops.
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            let _ = node.raft.shutdown().await;
+        });
     }
 
     /// Whether this server leads *and* a majority confirmed it within [`LEASE`]: what it
@@ -59,6 +110,16 @@ impl Node {
     /// Whether this server is one of several.
     pub fn is_clustered(&self) -> bool {
         self.config.peers.len() > 1
+            || self.config.join.is_some()
+            || self
+                .raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .nodes()
+                .nth(1)
+                .is_some()
     }
 
     /// The address (host:port) of a member, as the membership records it.

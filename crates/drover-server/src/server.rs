@@ -4,6 +4,7 @@ use crate::api;
 use crate::auth::ClusterToken;
 use crate::background;
 use crate::config::ServerConfig;
+use crate::identity::{MemberState, ServerIdentity};
 use crate::node::Node;
 use crate::output::OutputStore;
 use crate::proposer::Proposer;
@@ -42,6 +43,15 @@ pub enum ServerError {
     Timing(#[from] crate::config::TimingError),
     #[error(transparent)]
     Peers(#[from] crate::config::PeersError),
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
+    #[error("a file task on the data directory failed: {0}")]
+    FileTask(tokio::task::JoinError),
+    /// The peer list changed under a data directory: the position gives another id.
+    #[error(
+        "this data directory belongs to node {stored}, but the peer list makes this server node {given}; give the same --peers as when the group was formed (ids are positions in the sorted list), or use a fresh data directory"
+    )]
+    NodeIdChanged { stored: u64, given: u64 },
     /// Servers of one group must share both tokens, so none may invent its own.
     #[error(
         "a group of servers needs the same {what} on every server: pass {how}, or put it in the file {file} of each data directory"
@@ -84,13 +94,31 @@ impl RunningServer {
 pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerError> {
     config.validate_timing()?;
     config.resolve_peers()?;
-    let clustered = config.peers.len() > 1;
     let dir = config.data_dir.clone();
     let data_err = |source| ServerError::DataDir {
         path: dir.clone(),
         source,
     };
     std::fs::create_dir_all(&dir).map_err(data_err)?;
+    let stored = blocking({
+        let dir = dir.clone();
+        move || ServerIdentity::load(&dir)
+    })
+    .await?;
+    if let Some(stored) = &stored {
+        if !config.peers.is_empty() && stored.node_id != config.node_id && !stored.joined {
+            return Err(ServerError::NodeIdChanged {
+                stored: stored.node_id,
+                given: config.node_id,
+            });
+        }
+        config.node_id = stored.node_id;
+        if stored.joined && config.join.is_none() {
+            // It joined a group once: it belongs to it, with or without `--join`.
+            config.join = Some(String::new());
+        }
+    }
+    let clustered = config.peers.len() > 1 || config.join.is_some();
     let token_path = ClusterToken::path(&dir);
     let peer_path = ClusterToken::peer_path(&dir);
     let token = match &config.token {
@@ -126,6 +154,51 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
             file: peer_path.clone(),
         });
     }
+    // Bound before raft starts: a server waiting to join must answer the leader's offer
+    // of an id before it can open its log under that id.
+    let std_listener =
+        std::net::TcpListener::bind(config.listen).map_err(|source| ServerError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let bind_err = |source| ServerError::Bind {
+        addr: config.listen,
+        source,
+    };
+    std_listener.set_nonblocking(true).map_err(bind_err)?;
+    let addr = std_listener.local_addr().map_err(bind_err)?;
+    let credentials = crate::auth::Credentials {
+        cluster: token.clone(),
+        peer: peer_token.clone(),
+    };
+    if let Some(group) = config.join.clone().filter(|g| !g.is_empty()) {
+        tokio::spawn(crate::joining::ask_to_join(
+            group,
+            addr.to_string(),
+            peer_token.clone(),
+        ));
+    }
+    let identity = match stored {
+        Some(identity) => identity,
+        None if config.join.is_some() => {
+            crate::joining::await_adoption(&std_listener, &dir, credentials.clone()).await?
+        }
+        None => {
+            let identity = ServerIdentity {
+                node_id: config.node_id,
+                state: MemberState::Member,
+                joined: false,
+            };
+            blocking({
+                let (identity, dir) = (identity.clone(), dir.clone());
+                move || identity.store(&dir)
+            })
+            .await?;
+            identity
+        }
+    };
+    config.node_id = identity.node_id;
+
     let db_path = dir.join("raft.redb");
     let storage = Arc::new(StorageHealth::default());
     let log_store = LogStore::open(&db_path, storage.clone()).map_err(|e| ServerError::Store {
@@ -172,16 +245,7 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
     .await
     .map_err(|e| ServerError::Raft(e.to_string()))?;
 
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServerError::Bind {
-            addr: config.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| ServerError::Bind {
-        addr: config.listen,
-        source,
-    })?;
+    let listener = tokio::net::TcpListener::from_std(std_listener).map_err(bind_err)?;
 
     let initialized = raft
         .is_initialized()
@@ -192,7 +256,7 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
         .connect_timeout(Duration::from_secs(1))
         .build()
         .map_err(|e| ServerError::Raft(e.to_string()))?;
-    if clustered && !initialized && config.node_id == 1 {
+    if clustered && !initialized && config.node_id == 1 && config.peers.len() > 1 {
         // Exactly one initializer: the lowest address, once a majority answers.
         tokio::spawn(initialize_group(raft.clone(), http.clone(), config.clone()));
     } else if !clustered && !initialized {
@@ -220,12 +284,17 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
         http,
         confirmed: std::sync::Mutex::new(None),
         storage,
+        changes: Default::default(),
+        removed: Default::default(),
     });
+    if identity.state == MemberState::Removed {
+        node.mark_removed();
+    }
     tokio::spawn(background::dispatch_loop(node.clone(), dispatch_rx));
     tokio::spawn(background::liveness_loop(node.clone()));
-    if clustered {
-        tokio::spawn(background::lease_loop(node.clone()));
-    }
+    // (In a server alone the lease loop only watches: a group may grow from it.)
+    tokio::spawn(background::lease_loop(node.clone()));
+    tokio::spawn(background::membership_watch(node.clone()));
 
     // Let the CLI on this machine find the server without being told.
     let _ = std::fs::write(dir.join("endpoint"), format!("http://{addr}\n"));
@@ -246,7 +315,7 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
         }
     });
 
-    if clustered {
+    if clustered || identity.state == MemberState::Removed {
         // The group forms (or this server rejoins it) in the background: serving
         // meanwhile lets the others reach this one.
         tracing::info!(%addr, node_id = config.node_id, peers = %config.sorted_peers().join(","), "drover server is up; joining its group");
@@ -264,6 +333,16 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
         stop: Some(stop),
         http,
     })
+}
+
+/// Runs file work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, crate::identity::IdentityError> + Send + 'static,
+) -> Result<T, ServerError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(r) => r.map_err(ServerError::from),
+        Err(e) => Err(ServerError::FileTask(e)),
+    }
 }
 
 /// Run by the server with the lowest address of a new group: once a majority of the

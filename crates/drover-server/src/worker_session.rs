@@ -81,24 +81,26 @@ async fn send(socket: &mut WebSocket, message: &ServerMessage) -> Result<(), Ses
 }
 
 async fn reject(mut socket: WebSocket, reason: String) -> Result<(), SessionError> {
-    refuse(&mut socket, reason, false).await
+    refuse(&mut socket, reason, false, None).await
 }
 
 /// Rejects the worker for good: trying again cannot help, and it should exit.
 async fn reject_permanently(mut socket: WebSocket, reason: String) -> Result<(), SessionError> {
-    refuse(&mut socket, reason, true).await
+    refuse(&mut socket, reason, true, None).await
 }
 
 async fn refuse(
     socket: &mut WebSocket,
     reason: String,
     permanent: bool,
+    leader: Option<String>,
 ) -> Result<(), SessionError> {
     let _ = send(
         socket,
         &ServerMessage::Reject {
             reason: reason.clone(),
             permanent,
+            leader,
         },
     )
     .await;
@@ -152,16 +154,27 @@ async fn serve(node: Arc<Node>, mut socket: WebSocket) -> Result<(), SessionErro
         Ok(f) => f,
         Err(e) => return reject_permanently(socket, e.to_string()).await,
     };
+    if node.is_removed() {
+        return reject(
+            socket,
+            "this server was removed from the group; connect to another server".into(),
+        )
+        .await;
+    }
     if !node.holds_lease() {
         let leader = node.raft.metrics().borrow().current_leader;
-        let reason = match leader.and_then(|l| node.address_of(l)) {
+        let leader_url = leader
+            .filter(|l| *l != node.config.node_id)
+            .and_then(|l| node.address_of(l))
+            .map(|addr| format!("http://{addr}"));
+        let reason = match &leader_url {
             _ if leader == Some(node.config.node_id) => {
                 "this server leads but a majority has not confirmed it lately; try again".into()
             }
-            Some(addr) => format!("this server is not the leader; the leader is at http://{addr}"),
+            Some(url) => format!("this server is not the leader; the leader is at {url}"),
             None => "this server is not the leader, and no leader is known yet".into(),
         };
-        return reject(socket, reason).await;
+        return refuse(&mut socket, reason, false, leader_url).await;
     }
     if spec.name.is_empty() {
         return reject(socket, "the worker has no name".into()).await;
@@ -256,6 +269,26 @@ async fn serve(node: Arc<Node>, mut socket: WebSocket) -> Result<(), SessionErro
     for m in &restarts {
         send(&mut socket, m).await?;
     }
+    // What was queued for this session while its join was being applied: a start
+    // decided before the join may be for an attempt placed after the worker's hello,
+    // which the join (not finding it listed) gave up on. Sent only if still current.
+    let mut queued = Vec::new();
+    while let Ok(text) = rx.try_recv() {
+        queued.push(text);
+    }
+    let queued: Vec<String> = {
+        let sm = node.state.read();
+        queued
+            .into_iter()
+            .filter(|text| match serde_json::from_str::<ServerMessage>(text) {
+                Ok(ServerMessage::Start(s)) => start_is_current(sm.scheduler(), s.task, s.attempt),
+                _ => true,
+            })
+            .collect()
+    };
+    for text in queued {
+        socket.send(Message::Text(text.into())).await?;
+    }
 
     let (mut sink, mut stream) = socket.split();
     // Pings at the heartbeat interval let a worker notice a silent partition (no
@@ -290,6 +323,21 @@ async fn serve(node: Arc<Node>, mut socket: WebSocket) -> Result<(), SessionErro
     writer.abort();
     tracing::info!(%worker, "worker disconnected");
     result
+}
+
+/// Whether `attempt` is still the task's current attempt, placed and not started: the
+/// only case in which sending its start may do anything but harm. A start decided by
+/// an entry and superseded by a later one (the worker's rejoin gave the attempt up,
+/// because the worker did not list it) must not reach the worker, or it would run an
+/// attempt that is retried elsewhere.
+pub(crate) fn start_is_current(
+    sched: &drover_sched::Scheduler,
+    task: TaskId,
+    attempt: Attempt,
+) -> bool {
+    sched
+        .task(task)
+        .is_some_and(|v| v.attempt == attempt && v.state == TaskState::Assigned)
 }
 
 /// The attempts placed on `worker` (reserved or prefetched) that it has not started,

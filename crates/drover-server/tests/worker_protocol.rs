@@ -284,7 +284,9 @@ async fn a_worker_with_another_protocol_version_or_no_token_is_refused() {
     let mut socket = env.connect(env.server().node.token.as_str()).await.unwrap();
     send(&mut socket, &hello(PROTOCOL_VERSION + 1, vec![], vec![])).await;
     match recv(&mut socket).await {
-        ServerMessage::Reject { reason, permanent } => {
+        ServerMessage::Reject {
+            reason, permanent, ..
+        } => {
             assert!(reason.contains("protocol"), "{reason}");
             assert!(permanent, "another version will not do better next time");
         }
@@ -360,7 +362,9 @@ async fn a_worker_whose_kill_grace_leaves_no_room_for_the_fence_is_refused_for_g
     }
     send(&mut socket, &h).await;
     match recv(&mut socket).await {
-        ServerMessage::Reject { reason, permanent } => {
+        ServerMessage::Reject {
+            reason, permanent, ..
+        } => {
             assert!(permanent, "{reason}");
             assert!(
                 reason.contains("--kill-grace") && reason.contains("--worker-timeout"),

@@ -258,6 +258,11 @@ fn reconnect_delay(tries: u32, cap: Duration) -> Duration {
 enum SessionEnd {
     Shutdown,
     Disconnected(String),
+    /// Refused by a server that named the leader.
+    NotLeader {
+        why: String,
+        leader: String,
+    },
 }
 
 impl Agent {
@@ -268,7 +273,7 @@ impl Agent {
         let mut tries = 0u32;
         // Several servers (comma-separated): only the leader takes a worker, so after a
         // refusal or a lost connection the next one is tried.
-        let urls: Vec<String> = self
+        let mut urls: Vec<String> = self
             .config
             .server
             .split(',')
@@ -276,6 +281,7 @@ impl Agent {
             .filter(|u| !u.is_empty())
             .collect();
         let mut next = 0usize;
+        let mut redirected = false;
         loop {
             let url = urls
                 .get(next % urls.len().max(1))
@@ -295,13 +301,31 @@ impl Agent {
                         tracing::warn!("lost the connection to the server: {why}");
                         tries = 0;
                     }
+                    SessionEnd::NotLeader { why, leader } => {
+                        tracing::warn!("lost the connection to the server: {why}");
+                        tries = 0;
+                        // The leader next, even one this worker was not given (a
+                        // server added to the group since).
+                        let at = match urls.iter().position(|u| u.trim_end_matches('/') == leader) {
+                            Some(at) => at,
+                            None => {
+                                tracing::info!(%leader, "trying the leader the server named, not in this worker's list");
+                                urls.push(leader);
+                                urls.len() - 1
+                            }
+                        };
+                        next = at;
+                        redirected = true;
+                    }
                 },
                 Err(e) if e.is_fatal() => return Err(e.into()),
                 Err(e) => tracing::debug!("{e}"),
             }
             // Wait before the next try, still handling what attempts report: briefly
             // between the servers of a group, with backoff once all were tried.
-            let until = if urls.len() > 1 && !next.is_multiple_of(urls.len()) {
+            let until = if std::mem::take(&mut redirected)
+                || (urls.len() > 1 && !next.is_multiple_of(urls.len()))
+            {
                 Instant::now() + Duration::from_millis(50)
             } else {
                 let t = Instant::now() + reconnect_delay(tries, self.config.max_reconnect_backoff);
@@ -453,11 +477,19 @@ impl Agent {
                 self.fence.proven(hello_sent, self.fence_after);
                 tracing::info!(%worker, protocol_version, server = %self.config.server, lost_after_ms, fence_after_ms, "joined the cluster");
             }
-            Some(ServerMessage::Reject { reason, permanent }) => {
+            Some(ServerMessage::Reject {
+                reason,
+                permanent,
+                leader,
+            }) => {
                 if permanent {
                     return Err(WorkerError::Rejected(reason));
                 }
-                return Ok(SessionEnd::Disconnected(format!("rejected: {reason}")));
+                let why = format!("rejected: {reason}");
+                return Ok(match leader {
+                    Some(leader) => SessionEnd::NotLeader { why, leader },
+                    None => SessionEnd::Disconnected(why),
+                });
             }
             _ => {
                 return Ok(SessionEnd::Disconnected(

@@ -14,9 +14,24 @@ pub struct ServerSet {
     /// The network namespace of each server, if not the host's.
     pub netns: Vec<Option<String>>,
     servers: Vec<Option<Child>>,
+    /// How each server is started.
+    modes: Vec<StartMode>,
+    /// The peer list of the group as formed (the first three).
+    peers: Vec<String>,
     server_args: Vec<String>,
     workers: Vec<(String, Child, PathBuf, PathBuf)>,
     _dir: TempDir,
+}
+
+/// How a server of the set is started.
+#[derive(Clone, Debug)]
+pub enum StartMode {
+    /// One of the group formed from `--peers` (the first three).
+    Peers,
+    /// `--join ADDRESS`; empty: `--join` alone (waits for `drover servers add`).
+    Join(String),
+    /// Neither flag: a server that joined once finds its group by itself.
+    Remembered,
 }
 
 /// Loopback ports free at the moment (the OS does not hand them out again at once).
@@ -53,8 +68,10 @@ impl ServerSet {
             root: dir.path().to_path_buf(),
             token: unique("token"),
             peer_token: unique("peer"),
+            peers: addrs.clone(),
             addrs,
             servers: (0..3).map(|_| None).collect(),
+            modes: vec![StartMode::Peers; 3],
             server_args: vec![
                 "--worker-timeout".into(),
                 "30s".into(),
@@ -92,14 +109,37 @@ impl ServerSet {
             .arg(self.root.join(format!("s{i}")))
             .args(["--token", &self.token])
             .arg("server")
-            .args(["--listen", &self.addrs[i]])
-            .args(["--peers", &self.addrs.join(",")])
-            .args(["--peer-token", &self.peer_token])
+            .args(["--listen", &self.addrs[i]]);
+        match &self.modes[i] {
+            StartMode::Peers => cmd.args(["--peers", &self.peers.join(",")]),
+            StartMode::Join(a) if a.is_empty() => cmd.arg("--join"),
+            StartMode::Join(a) => cmd.args(["--join", a]),
+            StartMode::Remembered => &mut cmd,
+        };
+        cmd.args(["--peer-token", &self.peer_token])
             .args(&self.server_args)
             .env("DROVER_LOG", "info,openraft=warn")
             .stdout(Stdio::null())
             .stderr(Stdio::from(log));
         self.servers[i] = Some(cmd.spawn().expect("start drover server"));
+    }
+
+    /// A further server on a fresh loopback port, started with `--join JOIN` (an empty
+    /// `join`: `--join` alone, waiting for `drover servers add`). Returns its index.
+    pub fn start_joining(&mut self, join: &str) -> usize {
+        let port = free_ports(1)[0];
+        self.addrs.push(format!("127.0.0.1:{port}"));
+        self.netns.push(None);
+        self.servers.push(None);
+        self.modes.push(StartMode::Join(join.to_string()));
+        let i = self.addrs.len() - 1;
+        self.start(i);
+        i
+    }
+
+    /// How server `i` starts next time.
+    pub fn set_mode(&mut self, i: usize, mode: StartMode) {
+        self.modes[i] = mode;
     }
 
     /// `kill -9` server `i`.
@@ -125,7 +165,7 @@ impl ServerSet {
 
     /// The running servers that say they lead.
     pub fn leaders(&self) -> Vec<usize> {
-        (0..3)
+        (0..self.addrs.len())
             .filter(|i| self.is_running(*i))
             .filter(|i| {
                 self.health(*i)
@@ -248,7 +288,7 @@ impl ServerSet {
     /// The tails of every server's and worker's log.
     pub fn logs(&self) -> String {
         let mut s = String::new();
-        for i in 0..3 {
+        for i in 0..self.addrs.len() {
             s.push_str(&format!(
                 "--- server {i} ({}) log ---\n{}\n",
                 self.addrs[i],
@@ -282,7 +322,7 @@ impl Drop for ServerSet {
         for agent in &agents {
             clean_agent_cgroups(agent, false);
         }
-        for i in 0..3 {
+        for i in 0..self.addrs.len() {
             self.kill(i);
         }
         for _ in 0..3 {

@@ -2,12 +2,14 @@
 
 use super::error::ApiError;
 use super::json::{JsonBody, NoBody, PathParam};
-use super::openapi::{NotFound, Refused, TooLarge, Unauthorized, WriteRefused};
+use super::openapi::{MembershipRefused, NotFound, Refused, TooLarge, Unauthorized, WriteRefused};
 use crate::node::Node;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use drover_proto::api::{Ack, ClusterSummary, Health, ServerInfo, WorkerInfo};
+use drover_proto::api::{
+    Ack, AddServer, ClusterSummary, Health, ServerChange, ServerInfo, WorkerInfo,
+};
 use drover_state::{Command, CommandResult};
 use drover_types::{PolicyConfig, TaskState, WorkerId, WorkerRef};
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,6 +28,12 @@ use std::time::{Duration, Instant};
     )
 )]
 pub async fn health(State(node): State<Arc<Node>>) -> (StatusCode, Json<Health>) {
+    let membership = if node.is_removed() {
+        "removed"
+    } else {
+        "member"
+    }
+    .to_string();
     // A server that cannot write must not look healthy: a load balancer or a peer
     // probing it takes a non-2xx answer as "send nothing here".
     if let Some(reason) = node.state.failure() {
@@ -35,6 +43,7 @@ pub async fn health(State(node): State<Arc<Node>>) -> (StatusCode, Json<Health>)
                 status: "state_failed".into(),
                 leader: node.is_leader(),
                 reason: Some(reason),
+                membership,
             }),
         );
     }
@@ -45,6 +54,7 @@ pub async fn health(State(node): State<Arc<Node>>) -> (StatusCode, Json<Health>)
                 status: "ok".into(),
                 leader: node.is_leader(),
                 reason: None,
+                membership,
             }),
         ),
         Some(f) => (
@@ -57,6 +67,7 @@ pub async fn health(State(node): State<Arc<Node>>) -> (StatusCode, Json<Health>)
                     f.reason,
                     f.since.elapsed().as_secs()
                 )),
+                membership,
             }),
         ),
     }
@@ -214,15 +225,47 @@ pub async fn resume(
     worker_command(&node, Command::WorkerResume { worker }).await
 }
 
-/// The servers of the replicated group, as this server sees them (from its raft
-/// metrics; reachability by probing each one's `/v1/health`, 500 ms at most).
+/// On a follower, the leader's list: only the leader knows how far each server has
+/// replicated. `None` (answer from the local view) on the leader, on a server alone,
+/// for a request a follower passed here already, or when the leader does not answer.
+async fn leaders_view(node: &Node, headers: &axum::http::HeaderMap) -> Option<Vec<ServerInfo>> {
+    if node.is_leader() || !node.is_clustered() || headers.contains_key(&super::forward::FORWARDED)
+    {
+        return None;
+    }
+    let leader = node.raft.metrics().borrow().current_leader?;
+    let addr = node.address_of(leader)?;
+    let mut req = node
+        .http
+        .get(format!("http://{addr}/v1/servers"))
+        .header(&super::forward::FORWARDED, node.config.node_id.to_string())
+        .timeout(Duration::from_secs(2));
+    if let Some(auth) = headers.get(axum::http::header::AUTHORIZATION) {
+        req = req.header(axum::http::header::AUTHORIZATION, auth);
+    }
+    let resp = req.send().await.ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    resp.json().await.ok()
+}
+
+/// The servers of the replicated group, as the leader sees them (a follower asks the
+/// leader, and answers from its own raft metrics only when the leader does not
+/// answer); reachability by probing each one's `/v1/health`, 500 ms at most.
 #[utoipa::path(
     get,
     path = "/v1/servers",
     tag = "cluster",
     responses((status = 200, description = "The servers", body = Vec<ServerInfo>), Unauthorized)
 )]
-pub async fn servers(State(node): State<Arc<Node>>) -> Json<Vec<ServerInfo>> {
+pub async fn servers(
+    State(node): State<Arc<Node>>,
+    headers: axum::http::HeaderMap,
+) -> Json<Vec<ServerInfo>> {
+    if let Some(list) = leaders_view(&node, &headers).await {
+        return Json(list);
+    }
     let metrics = node.raft.metrics().borrow().clone();
     let membership = metrics.membership_config.membership().clone();
     let voters: BTreeSet<u64> = membership.voter_ids().collect();
@@ -265,7 +308,9 @@ pub async fn servers(State(node): State<Arc<Node>>) -> Json<Vec<ServerInfo>> {
         .into_iter()
         .zip(reachable)
         .map(|((id, address), reachable)| {
-            let role = if metrics.current_leader == Some(id) {
+            let role = if id == node.config.node_id && node.is_removed() {
+                "removed"
+            } else if metrics.current_leader == Some(id) && !node.is_removed() {
                 "leader"
             } else if voters.contains(&id) || voters.is_empty() {
                 "follower"
@@ -288,4 +333,76 @@ pub async fn servers(State(node): State<Arc<Node>>) -> Json<Vec<ServerInfo>> {
         })
         .collect();
     Json(list)
+}
+
+/// An address as the group will record it: `host:port` with an IP (what `--listen`
+/// takes), normalized.
+pub(crate) fn checked_address(text: &str) -> Result<String, ApiError> {
+    let text = text
+        .trim()
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
+    text.parse::<std::net::SocketAddr>()
+        .map(|a| a.to_string())
+        .map_err(|_| {
+            ApiError::invalid(
+                Some("address".into()),
+                format!("{text:?} is not an address (IP:PORT, as the server's --listen)"),
+            )
+        })
+}
+
+pub(crate) fn server_change(c: crate::membership::Changed) -> ServerChange {
+    ServerChange {
+        id: c.id,
+        address: c.address,
+        voters: c.voters,
+    }
+}
+
+/// Adds a running server that waits to join (started with `drover server --join`):
+/// the leader gives it a node id, adds it as a learner, waits until it has caught up
+/// with the log (up to a minute), then makes it a voter (joint consensus). One
+/// membership change at a time; a server already a voter is left as it is.
+#[utoipa::path(
+    post,
+    path = "/v1/servers",
+    tag = "cluster",
+    request_body = AddServer,
+    responses(
+        (status = 200, description = "The server is a voter", body = ServerChange),
+        MembershipRefused
+    )
+)]
+pub async fn add_server(
+    State(node): State<Arc<Node>>,
+    JsonBody(add): JsonBody<AddServer>,
+) -> Result<Json<ServerChange>, ApiError> {
+    let address = checked_address(&add.address)?;
+    let changed = node.changes.add(&node, &address).await?;
+    Ok(Json(server_change(changed)))
+}
+
+/// Removes a server from the group, by id or address; the leader too (it steps down
+/// once the change is committed, and the others elect a new one). Refused for the last
+/// voter, and when the voters left could not form a majority among those reachable.
+/// The removed server stops taking part (its health says `removed`).
+#[utoipa::path(
+    delete,
+    path = "/v1/servers/{server}",
+    tag = "cluster",
+    params(("server" = String, Path, description = "The server: its node id (`2`) or its address (`10.0.0.2:7070`)")),
+    responses(
+        (status = 200, description = "The server is out of the group", body = ServerChange),
+        MembershipRefused
+    )
+)]
+pub async fn remove_server(
+    State(node): State<Arc<Node>>,
+    PathParam(server): PathParam<String>,
+    _: NoBody,
+) -> Result<Json<ServerChange>, ApiError> {
+    let which = checked_address(&server).unwrap_or(server);
+    let changed = node.changes.remove(&node, &which).await?;
+    Ok(Json(server_change(changed)))
 }

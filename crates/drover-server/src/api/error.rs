@@ -119,3 +119,23 @@ impl IntoResponse for ApiError {
         (self.status, Json(ErrorBody { error: self.detail })).into_response()
     }
 }
+
+impl From<crate::membership::MembershipError> for ApiError {
+    fn from(e: crate::membership::MembershipError) -> ApiError {
+        use crate::membership::MembershipError as M;
+        let (status, code) = match &e {
+            M::Busy => (StatusCode::CONFLICT, "change_in_progress"),
+            M::NotLeader | M::Removed => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            M::Unknown(_) => (StatusCode::NOT_FOUND, "not_found"),
+            M::LastVoter { .. } => (StatusCode::CONFLICT, "last_voter"),
+            M::NoMajority { .. } => (StatusCode::CONFLICT, "no_majority"),
+            M::NotJoining { .. } => (StatusCode::CONFLICT, "not_joining"),
+            M::IdTaken { .. } => (StatusCode::CONFLICT, "id_taken"),
+            M::Unreachable { .. } | M::CatchUpTimeout { .. } => {
+                (StatusCode::BAD_GATEWAY, "unreachable")
+            }
+            M::Raft(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        };
+        ApiError::new(status, code, e.to_string(), None)
+    }
+}

@@ -24,7 +24,7 @@ pub const LEADER_WAIT: Duration = Duration::from_secs(5);
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(120);
 /// Marks a forwarded request: a server never forwards one again (no loops while two
 /// servers disagree on who leads).
-const FORWARDED: HeaderName = HeaderName::from_static("x-drover-forwarded");
+pub(crate) const FORWARDED: HeaderName = HeaderName::from_static("x-drover-forwarded");
 /// On the leader's answer to a forwarded request: the log index it had applied.
 const APPLIED: HeaderName = HeaderName::from_static("x-drover-applied");
 /// Longest a follower waits to apply a forwarded write before relaying the answer.
@@ -113,6 +113,22 @@ pub async fn forward_writes(
             }
         }
         match req.send().await {
+            // The one we took for the leader was removed from the group and refused
+            // the write untouched: send it to the next leader, once there is one.
+            Ok(resp)
+                if resp.headers().contains_key(super::NOT_A_MEMBER)
+                    && Instant::now() < deadline =>
+            {
+                tracing::debug!(%addr, "forwarding a write: the leader was removed; waiting for another");
+                match next_leader(&node, leader, deadline).await {
+                    Some(l) if l == node.config.node_id => {
+                        let request = Request::from_parts(parts, Body::from(body));
+                        return next.run(request).await;
+                    }
+                    Some(l) => leader = l,
+                    None => return no_leader(),
+                }
+            }
             Ok(resp) => {
                 let applied = resp
                     .headers()
@@ -150,6 +166,20 @@ pub async fn forward_writes(
                 .into_response();
             }
         }
+    }
+}
+
+/// A leader other than `gone`, once one is known; `None` if none is by `deadline`.
+async fn next_leader(node: &Node, gone: u64, deadline: Instant) -> Option<u64> {
+    loop {
+        let l = node.wait_for_leader(deadline).await?;
+        if l != gone {
+            return Some(l);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

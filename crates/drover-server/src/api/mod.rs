@@ -13,10 +13,12 @@ mod metrics;
 mod openapi;
 mod output;
 mod raft;
+mod read_index;
 mod state_failed;
 mod tasks;
 
 pub use error::ApiError;
+pub use read_index::NOT_A_MEMBER;
 
 use crate::auth::{Credentials, require_token};
 use crate::node::Node;
@@ -37,7 +39,8 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<Node>> {
         .routes(routes!(cluster::summary))
         .routes(routes!(cluster::get_policy, cluster::set_policy))
         .routes(routes!(cluster::workers))
-        .routes(routes!(cluster::servers))
+        .routes(routes!(cluster::servers, cluster::add_server))
+        .routes(routes!(cluster::remove_server))
         .routes(routes!(cluster::drain))
         .routes(routes!(cluster::resume))
         .routes(routes!(tasks::list, tasks::submit_task))
@@ -82,6 +85,10 @@ pub fn router(node: Arc<Node>) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             node.clone(),
             forward::forward_writes,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            node.clone(),
+            read_index::linearize_reads,
         ))
         .layer(axum::middleware::from_fn_with_state(
             node.clone(),

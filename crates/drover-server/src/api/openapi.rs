@@ -31,7 +31,12 @@ pub const SPEC_PATH: &str = "/v1/openapi.json";
             Request bodies are read strictly: objects must be objects, unknown or repeated \
             fields are errors, and scalars are never converted. Every refusal is a 4xx with \
             `{\"error\": {\"code\", \"message\", \"field\"}}`, where `field` is the path of \
-            the offending field (`tasks[2].resources.cpu_milli`).",
+            the offending field (`tasks[2].resources.cpu_milli`).\n\n\
+            Reads of tasks, jobs, workers, the cluster and the policy are linearizable on \
+            every server of a group: they see every write acknowledged before they were \
+            sent (a 503 when no majority confirms the leader). Every GET also takes \
+            `stale=true` in its query: the answering server's state as it is, without that \
+            check.",
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
     modifiers(&BearerToken),
@@ -125,4 +130,29 @@ pub enum TooLarge {
     /// The body is larger than the server accepts.
     #[response(status = 413)]
     TooLarge(ErrorBody),
+}
+
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum MembershipRefused {
+    /// The address is not `IP:PORT`, or the body is malformed.
+    #[response(status = 400)]
+    Invalid(ErrorBody),
+    /// No token, or the wrong one.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// No member with that id or address.
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// Another membership change is under way (`change_in_progress`), the server is
+    /// the last voter (`last_voter`), too few voters would be left reachable
+    /// (`no_majority`), or the server to add is not waiting to join (`not_joining`).
+    #[response(status = 409)]
+    Conflict(ErrorBody),
+    /// The server to add could not be reached or did not catch up in time.
+    #[response(status = 502)]
+    Unreachable(ErrorBody),
+    /// No leader now (an election), or this server was removed.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
 }

@@ -18,7 +18,10 @@ mod state_store;
 mod storage_health;
 
 pub use log_store::LogStore;
-pub use network::{APPEND_PATH, Network, NetworkFactory, PeerError, SNAPSHOT_PATH, VOTE_PATH};
+pub use network::{
+    APPEND_PATH, Network, NetworkFactory, PEER_ADOPT_PATH, PEER_JOIN_PATH, PEER_READ_INDEX_PATH,
+    PEER_REMOVED_PATH, PeerError, SNAPSHOT_PATH, VOTE_PATH,
+};
 pub use state_store::{SharedState, StateStore};
 pub use storage_health::{StorageFailure, StorageHealth};
 

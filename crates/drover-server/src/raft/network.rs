@@ -29,6 +29,11 @@ use serde::de::DeserializeOwned;
 pub const APPEND_PATH: &str = "/v1/raft/append";
 pub const VOTE_PATH: &str = "/v1/raft/vote";
 pub const SNAPSHOT_PATH: &str = "/v1/raft/snapshot";
+/// Membership and reads between servers (same peer token; see `api/raft.rs`).
+pub const PEER_JOIN_PATH: &str = "/v1/raft/join";
+pub const PEER_ADOPT_PATH: &str = "/v1/raft/adopt";
+pub const PEER_REMOVED_PATH: &str = "/v1/raft/removed";
+pub const PEER_READ_INDEX_PATH: &str = "/v1/raft/read-index";
 
 /// Makes one [`Network`] per peer; they share one HTTP connection pool.
 #[derive(Clone, Debug)]
