@@ -23,6 +23,10 @@ command -v iptables >/dev/null 2>&1 || apt_install iptables
 # The API fuzzing (schemathesis, installed into a venv by its script) needs venv and curl.
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || apt_install python3-venv
 command -v curl >/dev/null 2>&1 || apt_install curl
+# The web UI's browser tests (crates/drover-cli/tests/ui.rs) drive headless Chromium
+# through chromedriver (without recommends: else it pulls a hundred more packages).
+{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 \
+  || apt_install --no-install-recommends chromium chromium-driver
 command -v cargo >/dev/null 2>&1 || { echo "cargo is required (https://rustup.rs)" >&2; exit 1; }
 
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}

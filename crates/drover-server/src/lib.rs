@@ -16,6 +16,7 @@ pub mod proposer;
 pub mod raft;
 mod server;
 pub mod sessions;
+pub mod ui;
 mod worker_session;
 
 pub use auth::ClusterToken;
