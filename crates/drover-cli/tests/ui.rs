@@ -118,7 +118,9 @@ impl Browser {
             }
             if Instant::now() >= deadline {
                 let url = self.d().current_url().await.map(|u| u.to_string());
-                panic!("timed out waiting for {css} to show {what}; it shows {last:?} (at {url:?})");
+                panic!(
+                    "timed out waiting for {css} to show {what}; it shows {last:?} (at {url:?})"
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -148,7 +150,10 @@ impl Browser {
     /// Opens a route of the app by its hash (no reload).
     async fn hash(&self, hash: &str) {
         self.d()
-            .execute(&format!("location.hash = {};", json!(hash)), Vec::<Value>::new())
+            .execute(
+                &format!("location.hash = {};", json!(hash)),
+                Vec::<Value>::new(),
+            )
             .await
             .expect("set location.hash");
     }
@@ -544,8 +549,11 @@ fn strings_users_submit_are_shown_as_text_and_never_run() {
         })
         .await;
         b.hash(&format!("#/job/{}", t.job)).await;
-        b.wait_js("return document.querySelector('#dag a[data-task]') !== null;", "the DAG")
-            .await;
+        b.wait_js(
+            "return document.querySelector('#dag a[data-task]') !== null;",
+            "the DAG",
+        )
+        .await;
         b.wait_text("main h1", "the job's name", |t| t.contains(NAME))
             .await;
         b.hash("#/").await;
@@ -561,7 +569,11 @@ fn strings_users_submit_are_shown_as_text_and_never_run() {
             )
             .await
             .unwrap();
-        assert_eq!(v.json(), &json!([null, 0]), "injected markup ran or was parsed");
+        assert_eq!(
+            v.json(),
+            &json!([null, 0]),
+            "injected markup ran or was parsed"
+        );
         b.quit().await;
     });
 }
@@ -582,11 +594,18 @@ fn the_session_cookie_opens_the_api_only_and_changes_need_the_csrf_header() {
     let page = req("GET", "/", &[], None);
     assert_eq!(page.status, 200);
     let csp = page.header("content-security-policy").unwrap_or_default();
-    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
     assert!(page.text().contains("/ui/app.js"));
     let js = req("GET", "/ui/app.js", &[], None);
     assert_eq!(js.status, 200);
-    assert!(js.header("content-type").unwrap_or_default().starts_with("text/javascript"));
+    assert!(
+        js.header("content-type")
+            .unwrap_or_default()
+            .starts_with("text/javascript")
+    );
     assert_eq!(req("GET", "/ui/nope.js", &[], None).status, 404);
     assert_eq!(req("GET", "/v1/cluster", &[], None).status, 401);
 
@@ -603,7 +622,10 @@ fn the_session_cookie_opens_the_api_only_and_changes_need_the_csrf_header() {
     }
     let pair = set.split(';').next().unwrap().to_string();
     assert!(pair.starts_with("drover_session="), "{set}");
-    assert!(!pair.contains(&c.token), "the cookie is not the token: {set}");
+    assert!(
+        !pair.contains(&c.token),
+        "the cookie is not the token: {set}"
+    );
     let cookie = ("Cookie", pair.as_str());
 
     // Reads with the cookie; changes only with the header as well.
@@ -631,15 +653,31 @@ fn the_session_cookie_opens_the_api_only_and_changes_need_the_csrf_header() {
     assert_eq!(r.status, 401, "{}", r.text());
 
     // A forged or tampered cookie opens nothing.
-    let forged = format!("drover_session={}", value.replace(|ch: char| ch == 'a', "b"));
-    let forged = if forged == pair { format!("{pair}0") } else { forged };
+    let forged = format!(
+        "drover_session={}",
+        value.replace(|ch: char| ch == 'a', "b")
+    );
+    let forged = if forged == pair {
+        format!("{pair}0")
+    } else {
+        forged
+    };
     let r = req("GET", "/v1/cluster", &[("Cookie", forged.as_str())], None);
     assert_eq!(r.status, 401, "{}", r.text());
-    let r = req("GET", "/v1/cluster", &[("Cookie", "drover_session=99999999999.00")], None);
+    let r = req(
+        "GET",
+        "/v1/cluster",
+        &[("Cookie", "drover_session=99999999999.00")],
+        None,
+    );
     assert_eq!(r.status, 401, "{}", r.text());
 
     // Logout clears it.
     let r = req("POST", "/ui/logout", &[cookie, csrf], None);
     assert_eq!(r.status, 204);
-    assert!(r.header("set-cookie").unwrap_or_default().contains("Max-Age=0"));
+    assert!(
+        r.header("set-cookie")
+            .unwrap_or_default()
+            .contains("Max-Age=0")
+    );
 }

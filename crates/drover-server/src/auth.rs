@@ -12,8 +12,8 @@
 //! identities slot in here later.)
 
 use crate::api::ApiError;
-use axum::extract::{Request, State};
 use crate::ui::session::{self, SessionKey};
+use axum::extract::{Request, State};
 use axum::http::Method;
 use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::middleware::Next;

@@ -36,7 +36,11 @@ connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 
 /// The assets: name, content type, bytes.
 const ASSETS: &[(&str, &str, &[u8])] = &[
-    ("style.css", "text/css; charset=utf-8", include_bytes!("../../ui/style.css")),
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../../ui/style.css"),
+    ),
     ("app.js", JS, include_bytes!("../../ui/app.js")),
     ("api.js", JS, include_bytes!("../../ui/api.js")),
     ("dom.js", JS, include_bytes!("../../ui/dom.js")),
@@ -72,7 +76,10 @@ fn page(content_type: &'static str, body: &'static [u8]) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     // The assets change with the binary; revalidating is cheap on loopback and avoids
     // an old script against a new API after an upgrade.
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
