@@ -653,15 +653,9 @@ fn the_session_cookie_opens_the_api_only_and_changes_need_the_csrf_header() {
     assert_eq!(r.status, 401, "{}", r.text());
 
     // A forged or tampered cookie opens nothing.
-    let forged = format!(
-        "drover_session={}",
-        value.replace(|ch: char| ch == 'a', "b")
-    );
-    let forged = if forged == pair {
-        format!("{pair}0")
-    } else {
-        forged
-    };
+    // The last hex digit of the MAC changed.
+    let last = if value.ends_with('0') { '1' } else { '0' };
+    let forged = format!("drover_session={}{last}", &value[..value.len() - 1]);
     let r = req("GET", "/v1/cluster", &[("Cookie", forged.as_str())], None);
     assert_eq!(r.status, 401, "{}", r.text());
     let r = req(
