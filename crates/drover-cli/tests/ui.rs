@@ -138,7 +138,17 @@ impl Browser {
             if !v.is_null() && v != Value::Bool(false) {
                 return v;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            if Instant::now() >= deadline {
+                let page = self
+                    .d()
+                    .execute(
+                        "return location.hash + '\\n' + document.querySelector('main').innerText;",
+                        Vec::<Value>::new(),
+                    )
+                    .await
+                    .map(|r| r.json().clone());
+                panic!("timed out waiting for {what}; the page: {page:?}");
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -494,7 +504,38 @@ fn walkthrough_login_submit_watch_cancel_retry_dag_paging_drain_policy() {
             t.parse::<u64>().is_ok_and(|n| n >= 5)
         })
         .await;
+        // The throughput chart counts what finished in the last minutes.
+        b.wait_js(
+            "const l = document.querySelector('svg.chart').getAttribute('aria-label'); return parseInt(l) >= 5;",
+            "the chart to count the finished tasks",
+        )
+        .await;
         b.screenshot("dashboard").await;
+
+        // A job file (the API's JSON), uploaded from the submit page.
+        let file = c.root.join("job.json");
+        std::fs::write(
+            &file,
+            json!({"name": "uploaded", "tasks": [
+                {"key": "one", "command": ["true"], "resources": {"cpu_milli": 100}},
+                {"key": "two", "after": ["one"], "command": ["true"], "resources": {"cpu_milli": 100}}
+            ]})
+            .to_string(),
+        )
+        .unwrap();
+        b.hash("#/submit").await;
+        let input = b.d().find(By::Css("#job-file")).await.unwrap();
+        input.send_keys(file.to_str().unwrap()).await.unwrap();
+        b.click("#submit-job").await;
+        b.wait_text("main h1", "the uploaded job's page", |t| {
+            t.ends_with("uploaded")
+        })
+        .await;
+        b.wait_js(
+            "return document.querySelectorAll('#dag .dag-node.st-succeeded').length === 2;",
+            "the uploaded job done",
+        )
+        .await;
 
         // Logging out closes the API to this browser.
         b.click("#logout").await;

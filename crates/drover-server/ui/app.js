@@ -58,7 +58,11 @@ function route() {
       else a.removeAttribute('aria-current');
     }
     replace(main);
-    Promise.resolve(view(ctx, m)).catch((e) => {
+    Promise.resolve(view(ctx, m)).then(() => {
+      // For keyboard and screen-reader users: the new page, unless the view focused
+      // one of its own fields.
+      if (ctx.alive && !main.contains(document.activeElement)) main.focus({ preventScroll: true });
+    }).catch((e) => {
       if (ctx.alive && e.status !== 401) replace(main, h('p', { class: 'error', role: 'alert' }, e.message || String(e)));
     });
     return;

@@ -4,8 +4,10 @@
 import { h, s, replace, bar, stateBadge, fmtCpu, fmtBytes, STATES, FINAL } from './dom.js';
 import { get, throttle } from './api.js';
 
-// Tasks that reached a final state, per 10 s bucket, counted from the event stream
-// since the page was loaded (kept across views, so the chart fills as you browse).
+// Tasks that reached a final state, per 10 s bucket of the log's time. The stream
+// starts from the oldest event the server retains (since=0-0), so the chart shows the
+// last minutes at once rather than only what happened since the page was opened; it
+// is kept across views.
 const BUCKET_MS = 10000;
 const BUCKETS = 30; // five minutes
 const finished = new Map(); // bucket start -> count
@@ -14,14 +16,17 @@ let counting = null;
 function startCounting() {
   // A stream refused (401 before logging in) is closed for good: open a new one.
   if (counting && counting.readyState !== EventSource.CLOSED) return;
-  counting = new EventSource('/v1/events?type=task');
+  finished.clear();
+  counting = new EventSource('/v1/events?type=task&since=0-0');
   counting.addEventListener('task', (m) => {
     let e;
     try { e = JSON.parse(m.data); } catch { return; }
     if (!FINAL.includes(e.state)) return;
-    const b = Math.floor(Date.now() / BUCKET_MS) * BUCKET_MS;
+    const oldest = Date.now() - BUCKET_MS * (BUCKETS + 1);
+    if (e.at < oldest) return;
+    const b = Math.floor(e.at / BUCKET_MS) * BUCKET_MS;
     finished.set(b, (finished.get(b) || 0) + 1);
-    for (const k of finished.keys()) if (k < b - BUCKET_MS * BUCKETS) finished.delete(k);
+    for (const k of finished.keys()) if (k < oldest) finished.delete(k);
   });
 }
 
@@ -84,12 +89,12 @@ export async function render(ctx) {
             h('td', { class: 'num', id: `count-${st}` }, String(cl.tasks[st] || 0))))))),
       h('section', { class: 'card wide', id: 'card-throughput' },
         h('h2', {}, 'Throughput'),
-        h('p', { class: 'legend' }, 'Tasks finished per 10 seconds, counted live since this page was opened.'),
+        h('p', { class: 'legend' }, 'Tasks finished per 10 seconds over the last five minutes (from the events this server retains), live.'),
         chart()));
   };
   await refresh();
   const soon = throttle(() => refresh().catch(() => {}), 1000);
-  ctx.events('type=task,worker,policy,leader', { task: soon, worker: soon, policy: soon, leader: soon });
+  ctx.events('type=task,worker,policy,leader', { open: soon, task: soon, worker: soon, policy: soon, leader: soon });
   // Usage samples are not events: refreshed every 2 s.
   ctx.every(2000, soon);
 }

@@ -65,7 +65,7 @@ function drawDag(tasks, nodes) {
     const text = s('text', { x: p.x + 8, y: p.y + 14, class: 'dag-label' }, label.length > 20 ? label.slice(0, 19) + '…' : label);
     const sub = s('text', { x: p.x + 8, y: p.y + 28, class: 'dag-sub' }, `#${t.id} ${t.state.replace('_', ' ')}`);
     const link = s('a', { href: `#/task/${t.id}`, 'data-task': String(t.id), 'aria-label': `task ${t.id} ${label}: ${t.state}` }, s('title', {}, `${label} (task ${t.id}): ${t.state}`), rect, text, sub);
-    nodes.set(t.id, { rect, sub, link, label });
+    nodes.set(t.id, { rect, sub, link, label, state: t.state });
     svg.append(link);
   }
   return svg;
@@ -108,16 +108,30 @@ export async function render(ctx, id) {
     replace(graph, drawDag(tasks, nodes));
   }
   const soon = throttle(() => refreshHead().catch(() => {}), 500);
+  const paint = (task, state) => {
+    const n = nodes.get(task);
+    if (!n) return;
+    n.state = state;
+    n.rect.setAttribute('class', `dag-node st-${state}`);
+    n.sub.textContent = `#${task} ${state.replace('_', ' ')}`;
+    n.link.setAttribute('aria-label', `task ${task} ${n.label}: ${state}`);
+  };
+  // What changed between drawing and the stream's start: read the states again once it
+  // is open. A final state is never painted over (a task does not leave one), so an
+  // event that arrived before this answer is not undone by it.
+  const catchUp = async () => {
+    if (nodes.size === 0) return;
+    const page = await get(`/v1/tasks?job=${encodeURIComponent(id)}&limit=1000`);
+    if (!ctx.alive) return;
+    for (const t of page.tasks) {
+      const n = nodes.get(t.id);
+      if (n && !FINAL.includes(n.state)) paint(t.id, t.state);
+    }
+    soon();
+  };
   ctx.events(`job=${encodeURIComponent(id)}&type=task,job`, {
-    task: (e) => {
-      const n = nodes.get(e.task);
-      if (n) {
-        n.rect.setAttribute('class', `dag-node st-${e.state}`);
-        n.sub.textContent = `#${e.task} ${e.state.replace('_', ' ')}`;
-        n.link.setAttribute('aria-label', `task ${e.task} ${n.label}: ${e.state}`);
-      }
-      soon();
-    },
+    open: () => { catchUp().catch(() => {}); },
+    task: (e) => { paint(e.task, e.state); soon(); },
     job: soon,
   });
 }

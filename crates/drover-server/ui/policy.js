@@ -45,5 +45,8 @@ export async function render(ctx) {
     }
   });
   replace(body, form);
-  ctx.events('type=policy', { policy: (e) => show(e.policy) });
+  ctx.events('type=policy', {
+    open: () => { get('/v1/policy').then(show).catch(() => {}); },
+    policy: (e) => show(e.policy),
+  });
 }

@@ -132,7 +132,8 @@ export async function render(ctx, id) {
   };
   await refresh();
   const soon = throttle(() => refresh().catch(() => {}), 500);
-  ctx.events(`task=${encodeURIComponent(t.id)}&type=task`, { task: soon });
+  // `open`: what changed between the first read and the stream's start.
+  ctx.events(`task=${encodeURIComponent(t.id)}&type=task`, { open: soon, task: soon });
   // Usage of a running attempt is sampled, not an event.
   ctx.every(3000, () => { if (t && !FINAL.includes(t.state)) soon(); });
 }

@@ -2,7 +2,7 @@
 // GET /v1/tasks (each page a range of the id-ordered table, so a page costs the same at
 // a million tasks), and live state changes from the event stream.
 
-import { h, replace, stateBadge, fmtTime, STATES, errorBox } from './dom.js';
+import { h, replace, stateBadge, fmtTime, STATES, FINAL, errorBox } from './dom.js';
 import { get } from './api.js';
 
 const PAGE = 50;
@@ -102,13 +102,30 @@ export async function render(ctx) {
   const ids = page.tasks.map((t) => t.id);
   if (ids.length > 0) {
     const lo = Math.min(...ids), hi = Math.max(...ids);
+    const paint = (task, state, exit) => {
+      const r = rows.get(task);
+      if (!r) return;
+      r.state = state;
+      replace(r.st, stateBadge(state));
+      if (exit !== null && exit !== undefined) r.exit.textContent = String(exit);
+    };
+    for (const t of page.tasks) rows.get(t.id).state = t.state;
     ctx.events('type=task', {
+      // What changed between the first read and the stream's start; final states are
+      // never painted over (a task does not leave one).
+      open: async () => {
+        try {
+          const again = await get(`/v1/tasks?${params}`);
+          if (!ctx.alive) return;
+          for (const t of again.tasks) {
+            const r = rows.get(t.id);
+            if (r && !FINAL.includes(r.state)) paint(t.id, t.state, t.exit_code);
+          }
+        } catch { /* the rows stay as they were */ }
+      },
       task: (e) => {
         if (e.task < lo || e.task > hi) return;
-        const r = rows.get(e.task);
-        if (!r) return;
-        replace(r.st, stateBadge(e.state));
-        if (e.outcome && e.outcome.kind === 'exited') r.exit.textContent = String(e.outcome.code);
+        paint(e.task, e.state, e.outcome && e.outcome.kind === 'exited' ? e.outcome.code : null);
       },
     });
   }

@@ -18,6 +18,7 @@ function drainButton(w, after) {
     type: 'button',
     class: 'drain',
     'data-worker': String(w.id),
+    'aria-label': `${draining ? 'Resume' : 'Drain'} worker ${w.name}`,
     onclick: async (ev) => {
       ev.target.disabled = true;
       try {
@@ -55,7 +56,7 @@ export async function renderList(ctx) {
   };
   await refresh();
   const soon = throttle(() => refresh().catch(() => {}), 1000);
-  ctx.events('type=worker', { worker: soon });
+  ctx.events('type=worker', { open: soon, worker: soon });
   ctx.every(2000, soon);
 }
 
@@ -92,6 +93,6 @@ export async function renderOne(ctx, id) {
   };
   await refresh();
   const soon = throttle(() => refresh().catch(() => {}), 1000);
-  ctx.events(`worker=${encodeURIComponent(id)}`, { worker: soon, task: soon });
+  ctx.events(`worker=${encodeURIComponent(id)}`, { open: soon, worker: soon, task: soon });
   ctx.every(2000, soon);
 }
