@@ -313,7 +313,10 @@ fn walkthrough_login_submit_watch_cancel_retry_dag_paging_drain_policy() {
             .await
             .unwrap();
         assert_eq!(same.json(), &Value::Bool(true), "the page was reloaded");
+        // Tall enough to show the attempts and the output.
+        b.d().set_window_rect(0, 0, 1366, 1300).await.unwrap();
         b.screenshot("task").await;
+        b.d().set_window_rect(0, 0, 1366, 900).await.unwrap();
 
         // A long task: cancel it, then retry it as a new task, and cancel that one.
         b.hash("#/submit").await;
@@ -324,6 +327,16 @@ fn walkthrough_login_submit_watch_cancel_retry_dag_paging_drain_policy() {
         assert_ne!(long, id);
         b.wait_text("#task-state", "running", |t| t == "running")
             .await;
+        // Its worker's page lists it among the running tasks.
+        let wid = blocking(|| c.get_ok("/v1/workers"))[0]["id"]
+            .as_u64()
+            .unwrap();
+        b.hash(&format!("#/worker/{wid}")).await;
+        b.wait_text("#worker-tasks tbody", "the long task", |t| {
+            t.starts_with(&format!("{long} long"))
+        })
+        .await;
+        b.hash(&format!("#/task/{long}")).await;
         b.click("#cancel").await;
         b.wait_text("#task-state", "cancelled", |t| t == "cancelled")
             .await;
@@ -567,7 +580,9 @@ fn strings_users_submit_are_shown_as_text_and_never_run() {
         b.fill("#s-command", &format!("printf %s '{OUT}'")).await;
         b.fill("#s-name", NAME).await;
         b.fill("#s-labels", &format!("evil={LABEL}")).await;
-        b.click("#submit-task").await;
+        // Submitted from the keyboard: Enter in a field.
+        let name = b.d().find(By::Css("#s-name")).await.unwrap();
+        name.send_keys(Key::Enter).await.unwrap();
         let id = task_id_of_page(&b).await;
         b.wait_text("#task-state", "succeeded", |t| t == "succeeded")
             .await;
