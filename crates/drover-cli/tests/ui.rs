@@ -523,7 +523,26 @@ fn walkthrough_login_submit_watch_cancel_retry_dag_paging_drain_policy() {
             "the chart to count the finished tasks",
         )
         .await;
+        // Two tasks holding resources while the dashboard is photographed.
+        let busy: Vec<u64> = blocking(|| {
+            (0..2)
+                .map(|i| {
+                    c.submit(
+                        json!({"name": format!("busy-{i}"), "command": ["sleep", "60"],
+                        "resources": {"cpu_milli": 1500, "memory_bytes": 1u64 << 30}}),
+                    )
+                })
+                .collect()
+        });
+        b.wait_text("#count-running", "two running", |t| t == "2")
+            .await;
         b.screenshot("dashboard").await;
+        blocking(|| {
+            for id in &busy {
+                let r = c.post(&format!("/v1/tasks/{id}/cancel"), &json!({}));
+                assert_eq!(r.status, 200, "{}", r.text());
+            }
+        });
 
         // A job file (the API's JSON), uploaded from the submit page.
         let file = c.root.join("job.json");

@@ -35,7 +35,7 @@ function chart() {
   const values = [];
   for (let i = BUCKETS - 1; i >= 0; i--) values.push(finished.get(now - i * BUCKET_MS) || 0);
   const max = Math.max(1, ...values);
-  const W = 600, H = 120, bw = W / BUCKETS;
+  const W = 1200, H = 120, bw = W / BUCKETS;
   const total = values.reduce((a, b) => a + b, 0);
   const svg = s('svg', { viewBox: `0 0 ${W} ${H + 16}`, class: 'chart', role: 'img', 'aria-label': `${total} tasks finished in the last five minutes` });
   values.forEach((v, i) => {
