@@ -27,12 +27,19 @@ struct Browser {
     driver: Option<WebDriver>,
     chromedriver: Child,
     log: PathBuf,
+    /// Chromium's `--user-data-dir`, unique to this session.
+    profile: PathBuf,
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
         let _ = self.chromedriver.kill();
         let _ = self.chromedriver.wait();
+        // A test that failed never quit its browser: its processes are found by the
+        // profile directory this session alone uses.
+        for (pid, _) in processes_with_cmdline(&self.profile.to_string_lossy()) {
+            sigkill(pid);
+        }
     }
 }
 
@@ -62,10 +69,12 @@ impl Browser {
             .stderr(Stdio::null())
             .spawn()
             .expect("start chromedriver");
+        let profile = dir.join("chromium-profile");
         let mut b = Browser {
             driver: None,
             chromedriver,
             log,
+            profile: profile.clone(),
         };
         let deadline = Instant::now() + SLOW;
         while tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -86,6 +95,8 @@ impl Browser {
         ] {
             caps.add_arg(arg).unwrap();
         }
+        caps.add_arg(&format!("--user-data-dir={}", profile.display()))
+            .unwrap();
         let driver = WebDriver::new(format!("http://127.0.0.1:{port}"), caps)
             .await
             .unwrap_or_else(|e| panic!("a Chromium session: {e}\n{}", tail(&b.log, 20)));
