@@ -72,7 +72,10 @@ export async function render(ctx) {
   }
   if (!ctx.alive) return;
   const rows = new Map();
-  replace(tbody, page.tasks.length === 0 ? h('tr', {}, h('td', { colspan: 9 }, 'No tasks.')) : page.tasks.map((t) => {
+  // A page looks at 100,000 ids at most: an empty page with a cursor means none in
+  // this stretch, not none at all.
+  const empty = page.next_cursor ? 'None in this stretch of ids; "Next" looks further.' : 'No tasks.';
+  replace(tbody, page.tasks.length === 0 ? h('tr', {}, h('td', { colspan: 9 }, empty)) : page.tasks.map((t) => {
     const st = h('td', { class: 'state' }, stateBadge(t.state));
     const worker = h('td', {}, t.worker || '—');
     const exit = h('td', { class: 'num' }, t.exit_code === null ? '—' : String(t.exit_code));
