@@ -3,7 +3,8 @@
 //! form, watching a task go from queued to running to succeeded without a reload, its
 //! live output, cancel and retry, validation errors from the API, a job's DAG, paging,
 //! drain and resume, switching policy; and strings a user submitted (`<script>`, an
-//! `<img onerror>`) never executing. Plus the session cookie's rules, over plain HTTP.
+//! `<img onerror>`) never executing; the task table paging quickly through a million
+//! tasks. Plus the session cookie's rules, over plain HTTP.
 //!
 //! Chromium and chromedriver must be installed (`scripts/test.sh` installs Debian's
 //! `chromium` and `chromium-driver`): without them these tests fail, they do not skip.
