@@ -53,7 +53,7 @@ function chart() {
 
 function resourceRow(name, cap, alloc, used, fmt) {
   return h('div', { class: 'res' },
-    h('div', { class: 'res-head' }, h('strong', {}, name), ` capacity ${fmt(cap)} · allocated ${fmt(alloc)} · in use ${fmt(used)}`),
+    h('div', { class: 'res-head' }, h('strong', {}, name), ` capacity ${fmt(cap)} · allocated ${fmt(alloc)} · in use on the hosts ${fmt(used)}`),
     bar(cap, [{ value: alloc, class: 'alloc', label: `allocated ${fmt(alloc)}` }], `${name} allocated ${fmt(alloc)} of ${fmt(cap)}`),
     bar(cap, [{ value: used, class: 'used', label: `in use ${fmt(used)}` }], `${name} in use ${fmt(used)} of ${fmt(cap)}`));
 }

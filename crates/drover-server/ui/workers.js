@@ -6,7 +6,7 @@ import { get, post, throttle } from './api.js';
 
 function usageCell(cap, alloc, used, fmt, what) {
   return h('td', {},
-    h('div', { class: 'small' }, `${fmt(alloc)} / ${fmt(cap)} alloc · ${fmt(used)} used`),
+    h('div', { class: 'small' }, `${fmt(alloc)} / ${fmt(cap)} alloc · ${fmt(used)} used on the host`),
     bar(cap, [{ value: alloc, class: 'alloc', label: 'allocated' }], `${what} allocated`),
     bar(cap, [{ value: used, class: 'used', label: 'in use' }], `${what} in use`));
 }
