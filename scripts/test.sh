@@ -29,6 +29,10 @@ command -v tmux >/dev/null 2>&1 || apt_install tmux
 ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || apt_install faketime
 # The disk-full tests mount small tmpfs file systems (mount, umount).
 command -v mount >/dev/null 2>&1 || apt_install mount
+# The web UI's browser tests (crates/drover-cli/tests/ui.rs) drive headless Chromium
+# through chromedriver (without recommends: else it pulls a hundred more packages).
+{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 \
+  || apt_install --no-install-recommends chromium chromium-driver
 command -v cargo >/dev/null 2>&1 || { echo "cargo is required (https://rustup.rs)" >&2; exit 1; }
 
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}

@@ -3,13 +3,19 @@
 //! On first start the server creates a random cluster token in `<data_dir>/token` with
 //! mode 0600. Every route but `/v1/health` and the API's documentation (`/v1/openapi.json`,
 //! `/v1/docs`) requires it as `Authorization: Bearer …`;
-//! workers present the same token when they connect. Submitting a task is running code,
+//! workers present the same token when they connect. The web UI's pages send instead
+//! the session cookie its login sets (`ui/session.rs`): accepted on the API's routes
+//! only (never on the worker endpoint nor the raft routes), and on a request that
+//! changes something only with the `X-Drover-CSRF` header, which a cross-site form
+//! cannot send. Submitting a task is running code,
 //! so a stranger without the token can do nothing. (TLS, roles and per-worker
 //! identities slot in here later.)
 
 use crate::api::ApiError;
+use crate::ui::session::{self, SessionKey};
 use axum::extract::{Request, State};
-use axum::http::header::AUTHORIZATION;
+use axum::http::Method;
+use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::io::Write;
@@ -126,6 +132,8 @@ fn write_secret(path: &Path, token: &str) -> std::io::Result<()> {
 pub struct Credentials {
     pub cluster: ClusterToken,
     pub peer: ClusterToken,
+    /// Checks the web UI's session cookie (derived from the cluster token).
+    pub session: SessionKey,
 }
 
 /// The servers' own routes (raft RPCs): the peer token only.
@@ -173,6 +181,38 @@ pub async fn require_token(
                 ApiError::unauthorized("these routes take the servers' peer token").into_response()
             }
         };
+    }
+    if presented.is_none() && path != drover_proto::worker::WORKER_CONNECT_PATH {
+        let cookie = request
+            .headers()
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(session::from_cookie_header);
+        if let Some(value) = cookie {
+            if !credentials.session.verify(value, session::now_secs()) {
+                return ApiError::unauthorized("the session expired or is not valid: log in again")
+                    .into_response();
+            }
+            let safe = matches!(
+                *request.method(),
+                Method::GET | Method::HEAD | Method::OPTIONS
+            );
+            let csrf = request
+                .headers()
+                .get(crate::ui::CSRF_HEADER)
+                .is_some_and(|v| v == "1");
+            if !safe && !csrf {
+                return ApiError::new(
+                    axum::http::StatusCode::FORBIDDEN,
+                    "forbidden",
+                    "a change made with the session cookie needs the header 'X-Drover-CSRF: 1'",
+                    None,
+                )
+                .into_response();
+            }
+            return next.run(request).await;
+        }
     }
     let token = &credentials.cluster;
     match presented {

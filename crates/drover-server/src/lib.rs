@@ -20,6 +20,7 @@ pub mod proposer;
 pub mod raft;
 mod server;
 pub mod sessions;
+pub mod ui;
 mod worker_session;
 
 pub use auth::ClusterToken;

@@ -170,6 +170,7 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
     let credentials = crate::auth::Credentials {
         cluster: token.clone(),
         peer: peer_token.clone(),
+        session: crate::ui::session::SessionKey::new(token.clone()),
     };
     if let Some(group) = config.join.clone().filter(|g| !g.is_empty()) {
         tokio::spawn(crate::joining::ask_to_join(

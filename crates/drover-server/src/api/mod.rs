@@ -65,6 +65,7 @@ pub fn router(node: Arc<Node>) -> Router {
     let credentials = Credentials {
         cluster: node.token.clone(),
         peer: node.peer_token.clone(),
+        session: crate::ui::session::SessionKey::new(node.token.clone()),
     };
     let limit = node.config.max_body_bytes;
     let (api, _) = routes().split_for_parts();
@@ -103,5 +104,9 @@ pub fn router(node: Arc<Node>) -> Router {
             node.clone(),
             metrics::time_requests,
         ))
+        // The web UI, after the layers: its page and assets are public (they hold no
+        // cluster data) and its login checks the token itself; never forwarded, since
+        // the cookie it sets is for the server the browser talks to.
+        .merge(crate::ui::routes())
         .with_state(node)
 }
