@@ -12,6 +12,8 @@ pub mod config;
 pub mod events;
 pub mod node;
 pub mod output;
+pub mod output_repair;
+pub mod output_replication;
 pub mod proposer;
 pub mod raft;
 mod server;

@@ -18,6 +18,9 @@ pub struct OutputStore {
     /// duplicates are recognised by this instead (falling back to the file's length for
     /// streams not seen since this server started).
     expected: Mutex<HashMap<(TaskId, Attempt, OutputStream), u64>>,
+    /// Streams of ended attempts found complete against every peer
+    /// (`crate::output_repair`): not asked about again.
+    complete: Mutex<std::collections::HashSet<(TaskId, Attempt, OutputStream)>>,
     /// Bumped after every append that wrote something: followers wait on it instead
     /// of polling the files.
     appended: tokio::sync::watch::Sender<u64>,
@@ -31,6 +34,7 @@ impl OutputStore {
         OutputStore {
             root,
             expected: Mutex::new(HashMap::new()),
+            complete: Mutex::new(std::collections::HashSet::new()),
             appended: tokio::sync::watch::channel(0).0,
         }
     }
@@ -83,6 +87,47 @@ impl OutputStore {
         drop(expected);
         self.appended.send_modify(|n| *n = n.wrapping_add(1));
         Ok(())
+    }
+
+    /// Whether this stream of an ended attempt was found complete against every peer.
+    pub fn is_complete(&self, task: TaskId, attempt: Attempt, stream: OutputStream) -> bool {
+        self.complete
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&(task, attempt, stream))
+    }
+
+    pub fn mark_complete(&self, task: TaskId, attempt: Attempt, stream: OutputStream) {
+        let mut complete = self.complete.lock().unwrap_or_else(|p| p.into_inner());
+        if complete.len() >= MAX_TRACKED {
+            complete.clear();
+        }
+        complete.insert((task, attempt, stream));
+    }
+
+    /// How far into the worker's output this server holds a stream: the offset the
+    /// next chunk would start at (the file's length unless a gap was marked since this
+    /// server started).
+    pub fn covered(
+        &self,
+        task: TaskId,
+        attempt: Attempt,
+        stream: OutputStream,
+    ) -> std::io::Result<u64> {
+        let key = (task, attempt, stream);
+        if let Some(n) = self
+            .expected
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(*n);
+        }
+        match std::fs::metadata(self.path(task, attempt, stream)) {
+            Ok(m) => Ok(m.len()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e),
+        }
     }
 
     /// Reads up to `max` bytes from `offset`; also returns the file's current length.

@@ -6,6 +6,7 @@ use crate::background;
 use crate::config::ServerConfig;
 use crate::node::Node;
 use crate::output::OutputStore;
+use crate::output_replication::OutputReplicator;
 use crate::proposer::Proposer;
 use crate::raft::{LogStore, NetworkFactory, Raft, StateStore};
 use crate::sessions::Sessions;
@@ -207,7 +208,16 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
             .map_err(|e| ServerError::Raft(e.to_string()))?;
     }
     let proposer = Proposer::start(raft.clone(), shared.clone());
-    let output = OutputStore::new(dir.join("output"));
+    let output = Arc::new(OutputStore::new(dir.join("output")));
+    // Output goes to every other server of the group (outside the log).
+    let others: Vec<String> = config
+        .sorted_peers()
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| *i as u64 + 1 != config.node_id)
+        .map(|(_, addr)| format!("http://{addr}"))
+        .collect();
+    let replicator = OutputReplicator::start(others, http.clone(), peer_token.as_str().to_string());
     let node = Arc::new(Node {
         config: config.clone(),
         raft: raft.clone(),
@@ -215,6 +225,7 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
         proposer,
         sessions: Sessions::default(),
         output,
+        replicator,
         token,
         peer_token,
         http,

@@ -3,8 +3,8 @@
 //! Only the leader can append to the log. Rather than have every client learn where the
 //! leader is, a follower passes a write (any method but GET/HEAD/OPTIONS) on to the
 //! leader and relays its answer. While no leader is known (an election) the write waits,
-//! up to [`LEADER_WAIT`], then fails with 503. Reads are answered locally, but for task
-//! output, which only the leader of the moment receives (it is not in the log).
+//! up to [`LEADER_WAIT`], then fails with 503. Reads, task output included, are answered
+//! locally.
 
 use super::ApiError;
 use crate::auth::PEER_PREFIX;
@@ -40,13 +40,9 @@ pub async fn forward_writes(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
     );
-    // Task output is kept by the server that led when the worker sent it (it is not in
-    // the log): read it from the leader too.
-    let output = path.starts_with("/v1/tasks/") && path.ends_with("/output");
-    if (read && !output)
-        || path.starts_with(PEER_PREFIX)
-        || path == WORKER_CONNECT_PATH
-        || !node.is_clustered()
+    // Task output is on every server too (`output_replication.rs`), so it is read
+    // locally like the rest.
+    if read || path.starts_with(PEER_PREFIX) || path == WORKER_CONNECT_PATH || !node.is_clustered()
     {
         return next.run(request).await;
     }
@@ -99,11 +95,8 @@ pub async fn forward_writes(
                 format!("http://{addr}{path_and_query}"),
             )
             .header(&FORWARDED, node.config.node_id.to_string())
-            .body(body.clone());
-        if !output {
-            // (A followed output streams for as long as the task runs.)
-            req = req.timeout(FORWARD_TIMEOUT);
-        }
+            .body(body.clone())
+            .timeout(FORWARD_TIMEOUT);
         for (name, value) in &parts.headers {
             if name != axum::http::header::HOST
                 && name != axum::http::header::CONTENT_LENGTH
@@ -160,7 +153,7 @@ fn no_leader() -> Response {
     .into_response()
 }
 
-/// The leader's answer, streamed (a followed output never ends by itself).
+/// The leader's answer, relayed as it streams in.
 async fn relay(resp: reqwest::Response) -> Response {
     let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let content_type = resp.headers().get(reqwest::header::CONTENT_TYPE).cloned();

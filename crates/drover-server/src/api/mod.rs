@@ -11,6 +11,7 @@ mod forward;
 mod json;
 mod openapi;
 mod output;
+mod output_peer;
 mod raft;
 mod tasks;
 
@@ -69,6 +70,7 @@ pub fn router(node: Arc<Node>) -> Router {
     // The raft RPCs: internal, not in the OpenAPI document (see `api/raft.rs`).
     api.merge(docs)
         .merge(raft::routes())
+        .merge(output_peer::routes())
         .fallback(|| async { ApiError::not_found("no such route; see /v1/openapi.json") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
