@@ -4,9 +4,13 @@
 
 mod common;
 
+use common::history::{History, LeaderWatch, RUN_LOG_LINE, list_tasks};
 use common::servers::ServerSet;
 use common::*;
+use serde_json::{Value, json};
 use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// `drover logs ARGS` through server `i` alone.
@@ -158,5 +162,325 @@ fn following_output_across_a_leader_kill_gets_every_byte_once() {
         wait_state(&set, i, id, "succeeded");
         let out = logs_through(&set, i, &[&id.to_string()]);
         assert!(out.stdout == expected, "through server {i}: {out}");
+    }
+}
+
+/// A number from the environment, or the default.
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// POST `body` to `path` on server `i`; the JSON answer if it was 201.
+fn post_on(set: &ServerSet, i: usize, path: &str, body: &Value) -> Result<Value, String> {
+    let sock: std::net::SocketAddr = set.addrs[i].parse().unwrap();
+    std::net::TcpStream::connect_timeout(&sock, Duration::from_millis(300))
+        .map_err(|e| e.to_string())?;
+    let bytes = body.to_string();
+    let r = http_with(
+        &set.addrs[i],
+        "POST",
+        path,
+        Some(&set.token),
+        &[],
+        Some(bytes.as_bytes()),
+    )
+    .map_err(|e| e.to_string())?;
+    if r.status == 201 {
+        Ok(r.json())
+    } else {
+        Err(format!("HTTP {}: {}", r.status, r.text()))
+    }
+}
+
+/// Sorted figures: (median, p99, max).
+fn spread(mut xs: Vec<Duration>) -> (Duration, Duration, Duration) {
+    xs.sort();
+    let at = |q: f64| xs[((xs.len() as f64 - 1.0) * q).round() as usize];
+    (at(0.5), at(0.99), *xs.last().unwrap())
+}
+
+/// Submits `drover submit -- true` through the CLI (given every server) until stopped,
+/// recording acknowledgements and errors.
+fn continuous_submitter(
+    set: &ServerSet,
+    history: Arc<History>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<Duration> {
+    let (urls, token, dir) = (set.urls(), set.token.clone(), set.root.join("cli"));
+    std::thread::spawn(move || {
+        let mut slowest = Duration::ZERO;
+        while !stop.load(Ordering::SeqCst) {
+            let mut c = drover_command();
+            c.arg("--data-dir").arg(&dir);
+            c.args([
+                "--server", &urls, "--token", &token, "submit", "--cpus", "0.1", "--", "true",
+            ]);
+            let asked = Instant::now();
+            let out = run_with_timeout(c, Duration::from_secs(60), String::new);
+            slowest = slowest.max(asked.elapsed());
+            match out.stdout.trim().parse::<u64>() {
+                Ok(id) if out.status.success() => history.acked(id),
+                _ => history.error(out.stderr.trim().to_string()),
+            }
+        }
+        slowest
+    })
+}
+
+/// Waits until the leader sees server `i` reachable and within a few entries of itself.
+fn wait_caught_up(set: &ServerSet, i: usize) {
+    poll(
+        &format!("server {i} back and caught up"),
+        SLOW,
+        || {
+            let leader = *set.leaders().first()?;
+            let r = http_with(
+                &set.addrs[leader],
+                "GET",
+                "/v1/servers",
+                Some(&set.token),
+                &[],
+                None,
+            )
+            .ok()?;
+            let list: Vec<drover_proto::api::ServerInfo> = serde_json::from_slice(&r.body).ok()?;
+            let me = list
+                .iter()
+                .find(|s| s.id == leader as u64 + 1)?
+                .last_applied?;
+            let it = list.iter().find(|s| s.id == i as u64 + 1)?;
+            (it.reachable && it.last_applied? + 200 >= me).then_some(())
+        },
+        || set.logs(),
+    );
+}
+
+#[test]
+fn twenty_leader_kills_under_load_lose_nothing_and_never_run_a_task_twice() {
+    let kills = env_number("DROVER_FAILOVER_KILLS", 20);
+    let queued = env_number("DROVER_FAILOVER_TASKS", 3000);
+    let mut set = ServerSet::new("fo-kills");
+    for i in 0..3 {
+        set.start(i);
+    }
+    let leader = set.wait_leader(SLOW);
+    // ~200 running at once: four workers of 50 CPUs, tasks of one CPU.
+    for w in 0..4 {
+        set.add_worker(&format!("w{w}"), &["--cpus", "50"]);
+    }
+    let runs = set.root.join("runs");
+    let history = History::new();
+    let watch = LeaderWatch::start(&set, history.clone());
+
+    let script = format!("{RUN_LOG_LINE}; sleep 4");
+    let env = json!({"RUNS": runs.to_string_lossy()});
+    let bulk = post_on(
+        &set,
+        leader,
+        "/v1/tasks",
+        &json!({"command": [script], "shell": true, "env": env,
+                "resources": {"cpu_milli": 1000},
+                "array": {"start": 1, "end": queued}}),
+    )
+    .expect("the bulk submission");
+    let first = bulk["first"].as_u64().unwrap();
+    for id in first..first + bulk["count"].as_u64().unwrap() {
+        history.acked(id);
+    }
+    // Chains whose children must wait for their parents across the kills.
+    for _ in 0..20 {
+        let parent = post_on(
+            &set,
+            leader,
+            "/v1/tasks",
+            &json!({"command": [script], "shell": true, "env": env}),
+        )
+        .unwrap()["first"]
+            .as_u64()
+            .unwrap();
+        let child = post_on(
+            &set,
+            leader,
+            "/v1/tasks",
+            &json!({"command": [RUN_LOG_LINE], "shell": true, "env": env, "after": [parent]}),
+        )
+        .unwrap()["first"]
+            .as_u64()
+            .unwrap();
+        history.acked(parent);
+        history.acked(child);
+        history.parents(child, vec![parent]);
+    }
+    poll(
+        "about 200 tasks running",
+        SLOW,
+        || {
+            let r = set.get(leader, "/v1/tasks?state=running&limit=1000");
+            let n = r.json()["tasks"].as_array()?.len();
+            (n >= 150).then_some(())
+        },
+        || set.logs(),
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let submitter = continuous_submitter(&set, history.clone(), stop.clone());
+    std::thread::sleep(Duration::from_secs(1));
+
+    let mut failovers = Vec::new();
+    let mut leader = leader;
+    for k in 0..kills {
+        let killed_at = Instant::now();
+        set.kill(leader);
+        // A write accepted through a survivor (it forwards to the new leader).
+        let probe = json!({"command": ["true"], "resources": {"cpu_milli": 10}});
+        let id = poll(
+            &format!("a write accepted after kill {k}"),
+            SLOW,
+            || {
+                (0..3)
+                    .filter(|i| *i != leader)
+                    .find_map(|i| post_on(&set, i, "/v1/tasks", &probe).ok())
+            },
+            || set.logs(),
+        )["first"]
+            .as_u64()
+            .unwrap();
+        let took = killed_at.elapsed();
+        history.acked(id);
+        let next = set.wait_leader(SLOW);
+        assert_ne!(next, leader, "kill {k}: the killed server leads");
+        eprintln!(
+            "kill {k}: server {leader} killed, server {next} leads, a write accepted after {took:?}"
+        );
+        failovers.push(took);
+        set.start(leader);
+        wait_caught_up(&set, leader);
+        leader = next;
+    }
+    stop.store(true, Ordering::SeqCst);
+    let slowest = submitter.join().unwrap();
+
+    let (median, p99, max) = spread(failovers.clone());
+    let errors = history.errors();
+    eprintln!(
+        "FAILOVER over {kills} kills: median {median:?}, p99 {p99:?}, max {max:?}; \
+         submitter: {} acknowledged in all, {} errors, slowest answer {slowest:?}",
+        history.acked_count(),
+        errors.len()
+    );
+    for e in &errors {
+        eprintln!("  client error: {e}");
+    }
+    assert!(max < Duration::from_secs(20), "a failover took {max:?}");
+    // A write in flight on the leader when it is killed cannot be answered, and the
+    // CLI does not send it again (it may have been applied): at most one per kill.
+    assert!(
+        errors.len() <= kills
+            && errors
+                .iter()
+                .all(|e| e.contains("connection closed before message completed")
+                    || e.to_lowercase().contains("connection reset")
+                    || e.contains("error sending request")),
+        "errors beyond the writes in flight at the kills: {errors:#?}"
+    );
+
+    // Let the queue drain, then check the history and that the replicas agree.
+    let leader = set.wait_leader(SLOW);
+    poll(
+        "every task to end",
+        Duration::from_secs(300),
+        || {
+            let open = list_tasks(&set, leader)
+                .into_iter()
+                .filter(|t| !t.state.is_final())
+                .count();
+            (open == 0).then_some(())
+        },
+        || set.logs(),
+    );
+    drop(watch);
+    let violations = history.check(&set, leader, Some(&runs));
+    assert!(
+        violations.is_empty(),
+        "the history breaks the rules:\n{}",
+        violations.join("\n")
+    );
+    let tasks = list_tasks(&set, leader);
+    let failed: Vec<_> = tasks
+        .iter()
+        .filter(|t| t.state.as_str() != "succeeded" || t.attempt.0 != 1)
+        .collect();
+    let why: Vec<String> = failed
+        .iter()
+        .take(5)
+        .map(|t| {
+            let info = set.task_on(leader, t.id.0);
+            format!(
+                "task {} {} attempt {}: {:?}",
+                t.id,
+                t.state.as_str(),
+                t.attempt,
+                info.map(|i| (i.reason, i.outcome, i.attempts))
+            )
+        })
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} tasks failed or were retried, such as:\n{}",
+        failed.len(),
+        why.join("\n")
+    );
+    assert_replicas_agree(&set);
+    eprintln!("terms seen: {:?}", history.terms());
+}
+
+/// Every server lists the same tasks in the same states (waiting for followers to
+/// apply what the leader has).
+fn assert_replicas_agree(set: &ServerSet) {
+    let view = |i: usize| -> Vec<(u64, String, u32)> {
+        list_tasks(set, i)
+            .into_iter()
+            .map(|t| (t.id.0, t.state.as_str().to_string(), t.attempt.0))
+            .collect()
+    };
+    let mut last = None;
+    let same = poll_quiet(Duration::from_secs(30), || {
+        let views: Vec<_> = (0..3).map(view).collect();
+        let same = views.windows(2).all(|w| w[0] == w[1]);
+        last = Some(views);
+        same.then_some(())
+    });
+    if same.is_none() {
+        let views = last.unwrap();
+        let diff: Vec<_> = views[0]
+            .iter()
+            .zip(&views[1])
+            .zip(&views[2])
+            .filter(|((a, b), c)| a != b || b != c)
+            .take(10)
+            .collect();
+        panic!(
+            "the replicas disagree (sizes {} {} {}); first differences: {diff:?}",
+            views[0].len(),
+            views[1].len(),
+            views[2].len()
+        );
+    }
+}
+
+/// Like `poll`, but `None` at the deadline instead of a panic.
+fn poll_quiet<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
 }

@@ -9,6 +9,7 @@
 
 #![allow(dead_code)]
 
+pub mod history;
 pub mod netns;
 pub mod servers;
 
