@@ -522,3 +522,160 @@ fn failures(
     }
     (failed, join_race)
 }
+
+#[test]
+fn all_three_servers_killed_at_once_repeatedly_lose_nothing_acknowledged() {
+    let rounds = env_number("DROVER_FAILOVER_ALL_KILLS", 5);
+    let mut set = ServerSet::new("fo-all");
+    for i in 0..3 {
+        set.start(i);
+    }
+    let leader = set.wait_leader(SLOW);
+    for w in 0..2 {
+        set.add_worker(&format!("w{w}"), &["--cpus", "20"]);
+    }
+    let runs = set.root.join("runs");
+    let history = History::new();
+    let watch = LeaderWatch::start(&set, history.clone());
+    let script = format!("{RUN_LOG_LINE}; sleep 1");
+    let bulk = post_on(
+        &set,
+        leader,
+        "/v1/tasks",
+        &json!({"command": [script], "shell": true, "env": {"RUNS": runs.to_string_lossy()},
+                "array": {"start": 1, "end": 400}}),
+    )
+    .expect("the bulk submission");
+    let first = bulk["first"].as_u64().unwrap();
+    for id in first..first + bulk["count"].as_u64().unwrap() {
+        history.acked(id);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let submitter = continuous_submitter(&set, history.clone(), stop.clone());
+    for round in 0..rounds {
+        std::thread::sleep(Duration::from_millis(1500));
+        let acked_before = history.acked_count();
+        for i in 0..3 {
+            set.kill(i);
+        }
+        for i in 0..3 {
+            set.start(i);
+        }
+        let back_at = Instant::now();
+        let leader = set.wait_leader(SLOW);
+        eprintln!(
+            "round {round}: all three killed after {acked_before} acknowledged; server {leader} leads {:?} after the restart",
+            back_at.elapsed()
+        );
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::SeqCst);
+    submitter.join().unwrap();
+    let errors = history.errors();
+    eprintln!(
+        "{} acknowledged, {} client errors (the servers were all down at times; an error is not an acknowledgement)",
+        history.acked_count(),
+        errors.len()
+    );
+    let leader = set.wait_leader(SLOW);
+    poll(
+        "every task to end",
+        Duration::from_secs(300),
+        || {
+            let open = list_tasks(&set, leader)
+                .into_iter()
+                .filter(|t| !t.state.is_final())
+                .count();
+            (open == 0).then_some(())
+        },
+        || set.logs(),
+    );
+    drop(watch);
+    let violations = history.check(&set, leader, Some(&runs));
+    assert!(
+        violations.is_empty(),
+        "the history breaks the rules:\n{}",
+        violations.join("\n")
+    );
+    assert_replicas_agree(&set);
+}
+
+#[test]
+fn a_slow_follower_does_not_slow_commits_and_catches_up() {
+    use common::netns::{NetNs, SlowLink};
+    use common::servers::free_ports;
+    let ns = NetNs::create();
+    let ports = free_ports(3);
+    let addrs = vec![
+        format!("{}:{}", ns.ns_ip, ports[0]),
+        format!("{}:{}", ns.host_ip, ports[1]),
+        format!("{}:{}", ns.host_ip, ports[2]),
+    ];
+    let mut set = ServerSet::with_addrs("fo-slow", addrs, vec![Some(ns.name.clone()), None, None]);
+    let slow = set.netns.iter().position(Option::is_some).unwrap();
+    for i in 0..3 {
+        set.start(i);
+    }
+    // The server in the namespace must be a follower: kill it while it leads.
+    let mut leader = set.wait_leader(SLOW);
+    while leader == slow {
+        set.kill(slow);
+        leader = set.wait_leader(SLOW);
+        set.start(slow);
+    }
+    wait_caught_up(&set, slow);
+    let history = History::new();
+
+    // Eight clients submitting to the leader for a few seconds: (tasks/s, median ms).
+    let measure = |label: &str| -> (f64, f64) {
+        let started = Instant::now();
+        let until = started + Duration::from_secs(3);
+        let lat: Vec<Duration> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut lat = Vec::new();
+                        while Instant::now() < until {
+                            let t = Instant::now();
+                            let v =
+                                post_on(&set, leader, "/v1/tasks", &json!({"command": ["true"]}))
+                                    .expect("a submission");
+                            lat.push(t.elapsed());
+                            history.acked(v["first"].as_u64().unwrap());
+                        }
+                        lat
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect()
+        });
+        let rate = lat.len() as f64 / started.elapsed().as_secs_f64();
+        let (median, p99, _) = spread(lat);
+        eprintln!("{label}: {rate:.0} submissions/s, median {median:?}, p99 {p99:?}");
+        (rate, median.as_secs_f64() * 1000.0)
+    };
+    let (rate_before, _) = measure("all followers fast");
+    let how = ns.slow_down(200);
+    let (rate_slow, median_slow) = measure(&format!("one follower slowed ({how:?})"));
+    // A commit needs the leader and one follower: the fast one. The figures are printed
+    // above; the assertion is only a generous sanity bound (half the speed), since the
+    // machine is shared: were commits waiting for the slow follower, eight clients
+    // would get at most 8 / 0.2 s = 40 a second under the delay, whatever the machine.
+    assert!(
+        rate_slow >= rate_before * 0.5,
+        "commits slowed with the follower: {rate_slow:.0}/s (median {median_slow:.0} ms), {rate_before:.0}/s before"
+    );
+    if how == SlowLink::Delay {
+        // Under a pure delay the slow follower still acknowledges everything, later.
+        eprintln!("the delayed follower is behind by the delay only");
+    }
+    ns.restore_speed();
+    // The slow follower catches up: it applies as much as the leader and lists the same.
+    wait_caught_up(&set, slow);
+    assert_replicas_agree(&set);
+    let violations = history.check(&set, slow, None);
+    assert!(violations.is_empty(), "{}", violations.join("\n"));
+}
