@@ -16,14 +16,17 @@
 //! next.
 
 use drover_proto::worker::OutputFrame;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 /// The path of the peer route that takes frames (and, with GET, serves them for repair).
 pub const OUTPUT_PATH: &str = "/v1/raft/output";
-/// Frames queued per peer before further frames for it are dropped.
+/// Frames, and bytes of output, queued per peer before further frames for it are
+/// dropped (a frame holds up to 32 KiB).
 const QUEUE: usize = 4096;
+const QUEUE_BYTES: usize = 16 << 20;
 /// Frames (or bytes) sent in one request at most.
 const BATCH_FRAMES: usize = 256;
 const BATCH_BYTES: usize = 4 << 20;
@@ -70,6 +73,8 @@ pub struct OutputReplicator {
 #[derive(Debug)]
 struct PeerQueue {
     tx: mpsc::Sender<Queued>,
+    /// Bytes of output in `tx`'s queue.
+    queued_bytes: Arc<AtomicUsize>,
     progress: watch::Receiver<PeerProgress>,
     dropped: Arc<watch::Sender<PeerProgress>>,
 }
@@ -95,16 +100,18 @@ impl OutputReplicator {
             .map(|base| {
                 let (tx, rx) = mpsc::channel(QUEUE);
                 let progress = Arc::new(watch::channel(PeerProgress::default()).0);
+                let queued_bytes = Arc::new(AtomicUsize::new(0));
                 tokio::spawn(send_loop(
                     base,
                     http.clone(),
                     peer_token.clone(),
-                    rx,
+                    (rx, queued_bytes.clone()),
                     progress.clone(),
                     moved.clone(),
                 ));
                 PeerQueue {
                     tx,
+                    queued_bytes,
                     progress: progress.subscribe(),
                     dropped: progress,
                 }
@@ -132,7 +139,12 @@ impl OutputReplicator {
                 seq,
                 frame: frame.clone(),
             };
-            if peer.tx.try_send(queued).is_err() {
+            // Counted before it is queued: the sender subtracts it once dequeued.
+            let len = frame.data.len();
+            let before = peer.queued_bytes.fetch_add(len, Ordering::Relaxed);
+            let sent = before + len <= QUEUE_BYTES && peer.tx.try_send(queued).is_ok();
+            if !sent {
+                peer.queued_bytes.fetch_sub(len, Ordering::Relaxed);
                 // The peer is far behind (or gone): it will be repaired on read.
                 peer.dropped.send_modify(|p| p.dropped = p.dropped.max(seq));
                 self.moved.send_modify(|n| *n = n.wrapping_add(1));
@@ -213,7 +225,7 @@ async fn send_loop(
     base: String,
     http: reqwest::Client,
     peer_token: String,
-    mut rx: mpsc::Receiver<Queued>,
+    (mut rx, queued_bytes): (mpsc::Receiver<Queued>, Arc<AtomicUsize>),
     progress: Arc<watch::Sender<PeerProgress>>,
     moved: watch::Sender<u64>,
 ) {
@@ -232,6 +244,7 @@ async fn send_loop(
                 Err(_) => break,
             }
         }
+        queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
         let body = encode_batch(batch.iter().map(|q| q.frame.as_ref()));
         let last = batch.last().map_or(0, |q| q.seq);
         let started = tokio::time::Instant::now();
