@@ -91,6 +91,62 @@ fn output_of_a_finished_task_is_read_from_every_server_after_the_leader_is_kille
 }
 
 #[test]
+fn a_server_that_was_down_while_a_task_printed_fetches_its_output_from_the_others() {
+    let mut set = ServerSet::new("fo-repair");
+    for i in 0..3 {
+        set.start(i);
+    }
+    let leader = set.wait_leader(SLOW);
+    set.add_worker("w", &["--cpus", "2"]);
+    let down = (leader + 1) % 3;
+    set.kill(down);
+
+    let out = set.cli_ok(&["submit", "--shell", "--", "seq 1 5000 | sed 's/^/row /'"]);
+    let id: u64 = out.stdout.trim().parse().unwrap();
+    wait_state(&set, leader, id, "succeeded");
+    // The leader retries a peer for a while (a restart within it gets the frames by
+    // replication); once it gives up, the peer must fetch them itself.
+    let leader_log = set.root.join(format!("server-{leader}.log"));
+    poll(
+        "the leader to give up sending the output to the server that is down",
+        SLOW,
+        || {
+            read(&leader_log)
+                .contains("gave up sending output")
+                .then_some(())
+        },
+        || set.logs(),
+    );
+
+    set.start(down);
+    poll(
+        "the restarted server to know the task ended",
+        SLOW,
+        || {
+            let t = set.task_on(down, id)?;
+            t.state.is_final().then_some(())
+        },
+        || set.logs(),
+    );
+    let local = set
+        .root
+        .join(format!("s{down}/server/output/{id}/1.stdout"));
+    assert!(
+        !local.exists() || read(&local).len() < numbered("row", 5000).len(),
+        "the server that was down has the output already; the test would prove nothing"
+    );
+    let out = logs_through(&set, down, &[&id.to_string()]);
+    assert!(
+        out.status.success() && out.stdout == numbered("row", 5000),
+        "through the server that was down: {out}"
+    );
+    assert!(
+        read(&local) == numbered("row", 5000),
+        "the copy is now kept there"
+    );
+}
+
+#[test]
 fn following_output_across_a_leader_kill_gets_every_byte_once() {
     let mut set = ServerSet::new("fo-follow");
     for i in 0..3 {

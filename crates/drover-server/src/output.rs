@@ -53,6 +53,18 @@ impl OutputStore {
     /// Appends a chunk at its offset. A chunk the file already holds (a worker resending
     /// after a reconnect) is skipped; the part past the end is appended.
     pub fn append(&self, frame: &OutputFrame) -> std::io::Result<()> {
+        self.append_at(frame, true).map(|_| ())
+    }
+
+    /// Like [`OutputStore::append`] but for a copy from another server: a chunk past a
+    /// hole in this copy is not taken (no gap marker: the bytes exist elsewhere), and
+    /// `Ok(false)` says so; the hole is filled from a peer when the output is read
+    /// (`crate::output_repair`).
+    pub fn append_copy(&self, frame: &OutputFrame) -> std::io::Result<bool> {
+        self.append_at(frame, false)
+    }
+
+    fn append_at(&self, frame: &OutputFrame, mark_gaps: bool) -> std::io::Result<bool> {
         let path = self.path(frame.task, frame.attempt, frame.stream);
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
@@ -66,7 +78,10 @@ impl OutputStore {
         };
         let end = frame.offset + frame.data.len() as u64;
         if end <= next {
-            return Ok(());
+            return Ok(true);
+        }
+        if frame.offset > next && !mark_gaps {
+            return Ok(false);
         }
         if frame.offset > next {
             // Bytes between what we hold and this chunk never arrived (dropped by a
@@ -86,7 +101,7 @@ impl OutputStore {
         expected.insert(key, end);
         drop(expected);
         self.appended.send_modify(|n| *n = n.wrapping_add(1));
-        Ok(())
+        Ok(true)
     }
 
     /// Whether this stream of an ended attempt was found complete against every peer.
@@ -186,6 +201,20 @@ mod tests {
             String::from_utf8(bytes).unwrap(),
             "hello world\n[drover: 9 bytes of output missing here]\nlate!"
         );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_copy_past_a_hole_is_not_taken() {
+        let dir = std::env::temp_dir().join(format!("drover-output-copy-{}", std::process::id()));
+        let store = OutputStore::new(dir.clone());
+        assert!(store.append_copy(&frame(0, b"abc")).unwrap());
+        assert!(!store.append_copy(&frame(5, b"fgh")).unwrap());
+        assert!(store.append_copy(&frame(3, b"de")).unwrap());
+        let (bytes, _) = store
+            .read(TaskId(1), Attempt(1), OutputStream::Stdout, 0, 1 << 20)
+            .unwrap();
+        assert_eq!(bytes, b"abcde");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
