@@ -13,6 +13,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+/// Held by each test for its whole run: these tests start three servers and workers
+/// each, and elections run on timeouts of about a second, so on a small machine tests
+/// run side by side starve each other's servers into needless elections.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// `drover logs ARGS` through server `i` alone.
 fn logs_through(set: &ServerSet, i: usize, args: &[&str]) -> CliOutput {
     let mut c = drover_command();
@@ -43,6 +52,7 @@ fn wait_state(set: &ServerSet, server: usize, id: u64, state: &str) {
 
 #[test]
 fn output_of_a_finished_task_is_read_from_every_server_after_the_leader_is_killed() {
+    let _serial = one_at_a_time();
     let mut set = ServerSet::new("fo-output");
     for i in 0..3 {
         set.start(i);
@@ -92,6 +102,7 @@ fn output_of_a_finished_task_is_read_from_every_server_after_the_leader_is_kille
 
 #[test]
 fn a_server_that_was_down_while_a_task_printed_fetches_its_output_from_the_others() {
+    let _serial = one_at_a_time();
     let mut set = ServerSet::new("fo-repair");
     for i in 0..3 {
         set.start(i);
@@ -148,6 +159,7 @@ fn a_server_that_was_down_while_a_task_printed_fetches_its_output_from_the_other
 
 #[test]
 fn following_output_across_a_leader_kill_gets_every_byte_once() {
+    let _serial = one_at_a_time();
     let mut set = ServerSet::new("fo-follow");
     for i in 0..3 {
         set.start(i);
@@ -316,6 +328,7 @@ fn wait_caught_up(set: &ServerSet, i: usize) {
 
 #[test]
 fn twenty_leader_kills_under_load_lose_nothing_and_never_run_a_task_twice() {
+    let _serial = one_at_a_time();
     let kills = env_number("DROVER_FAILOVER_KILLS", 20);
     let queued = env_number("DROVER_FAILOVER_TASKS", 3000);
     let mut set = ServerSet::new("fo-kills");
@@ -430,6 +443,7 @@ fn twenty_leader_kills_under_load_lose_nothing_and_never_run_a_task_twice() {
     for e in &errors {
         eprintln!("  client error: {e}");
     }
+    eprintln!("terms seen (term: leaders): {:?}", history.terms());
     assert!(max < Duration::from_secs(20), "a failover took {max:?}");
     // A write in flight on the leader when it is killed cannot be answered, and the
     // CLI does not send it again (it may have been applied): at most one per kill,
@@ -490,7 +504,6 @@ fn twenty_leader_kills_under_load_lose_nothing_and_never_run_a_task_twice() {
             .join("\n")
     );
     assert_replicas_agree(&set);
-    eprintln!("terms seen: {:?}", history.terms());
 }
 
 /// Every server lists the same tasks in the same states (waiting for followers to
@@ -581,6 +594,7 @@ fn failures(
 
 #[test]
 fn all_three_servers_killed_at_once_repeatedly_lose_nothing_acknowledged() {
+    let _serial = one_at_a_time();
     let rounds = env_number("DROVER_FAILOVER_ALL_KILLS", 5);
     let mut set = ServerSet::new("fo-all");
     for i in 0..3 {
@@ -658,6 +672,7 @@ fn all_three_servers_killed_at_once_repeatedly_lose_nothing_acknowledged() {
 
 #[test]
 fn a_slow_follower_does_not_slow_commits_and_catches_up() {
+    let _serial = one_at_a_time();
     use common::netns::{NetNs, SlowLink};
     use common::servers::free_ports;
     let ns = NetNs::create();
