@@ -16,6 +16,8 @@ pub mod membership;
 pub mod metrics;
 pub mod node;
 pub mod output;
+pub mod output_repair;
+pub mod output_replication;
 pub mod proposer;
 pub mod raft;
 mod server;

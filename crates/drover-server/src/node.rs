@@ -3,6 +3,7 @@
 use crate::auth::ClusterToken;
 use crate::config::ServerConfig;
 use crate::output::OutputStore;
+use crate::output_replication::OutputReplicator;
 use crate::proposer::Proposer;
 use crate::raft::{Raft, SharedState, StorageHealth};
 use crate::sessions::Sessions;
@@ -16,7 +17,9 @@ pub struct Node {
     /// The only way to change the state.
     pub proposer: Proposer,
     pub sessions: Sessions,
-    pub output: OutputStore,
+    pub output: Arc<OutputStore>,
+    /// Copies output frames received from workers to the other servers.
+    pub replicator: OutputReplicator,
     pub token: ClusterToken,
     /// The servers' credential among themselves.
     pub peer_token: ClusterToken,

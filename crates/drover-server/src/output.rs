@@ -18,6 +18,9 @@ pub struct OutputStore {
     /// duplicates are recognised by this instead (falling back to the file's length for
     /// streams not seen since this server started).
     expected: Mutex<HashMap<(TaskId, Attempt, OutputStream), u64>>,
+    /// Streams of ended attempts found complete against every peer
+    /// (`crate::output_repair`): not asked about again.
+    complete: Mutex<std::collections::HashSet<(TaskId, Attempt, OutputStream)>>,
     /// Bumped after every append that wrote something: followers wait on it instead
     /// of polling the files.
     appended: tokio::sync::watch::Sender<u64>,
@@ -31,6 +34,7 @@ impl OutputStore {
         OutputStore {
             root,
             expected: Mutex::new(HashMap::new()),
+            complete: Mutex::new(std::collections::HashSet::new()),
             appended: tokio::sync::watch::channel(0).0,
         }
     }
@@ -49,6 +53,18 @@ impl OutputStore {
     /// Appends a chunk at its offset. A chunk the file already holds (a worker resending
     /// after a reconnect) is skipped; the part past the end is appended.
     pub fn append(&self, frame: &OutputFrame) -> std::io::Result<()> {
+        self.append_at(frame, true).map(|_| ())
+    }
+
+    /// Like [`OutputStore::append`] but for a copy from another server: a chunk past a
+    /// hole in this copy is not taken (no gap marker: the bytes exist elsewhere), and
+    /// `Ok(false)` says so; the hole is filled from a peer when the output is read
+    /// (`crate::output_repair`).
+    pub fn append_copy(&self, frame: &OutputFrame) -> std::io::Result<bool> {
+        self.append_at(frame, false)
+    }
+
+    fn append_at(&self, frame: &OutputFrame, mark_gaps: bool) -> std::io::Result<bool> {
         let path = self.path(frame.task, frame.attempt, frame.stream);
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
@@ -62,7 +78,10 @@ impl OutputStore {
         };
         let end = frame.offset + frame.data.len() as u64;
         if end <= next {
-            return Ok(());
+            return Ok(true);
+        }
+        if frame.offset > next && !mark_gaps {
+            return Ok(false);
         }
         if frame.offset > next {
             // Bytes between what we hold and this chunk never arrived (dropped by a
@@ -82,7 +101,48 @@ impl OutputStore {
         expected.insert(key, end);
         drop(expected);
         self.appended.send_modify(|n| *n = n.wrapping_add(1));
-        Ok(())
+        Ok(true)
+    }
+
+    /// Whether this stream of an ended attempt was found complete against every peer.
+    pub fn is_complete(&self, task: TaskId, attempt: Attempt, stream: OutputStream) -> bool {
+        self.complete
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&(task, attempt, stream))
+    }
+
+    pub fn mark_complete(&self, task: TaskId, attempt: Attempt, stream: OutputStream) {
+        let mut complete = self.complete.lock().unwrap_or_else(|p| p.into_inner());
+        if complete.len() >= MAX_TRACKED {
+            complete.clear();
+        }
+        complete.insert((task, attempt, stream));
+    }
+
+    /// How far into the worker's output this server holds a stream: the offset the
+    /// next chunk would start at (the file's length unless a gap was marked since this
+    /// server started).
+    pub fn covered(
+        &self,
+        task: TaskId,
+        attempt: Attempt,
+        stream: OutputStream,
+    ) -> std::io::Result<u64> {
+        let key = (task, attempt, stream);
+        if let Some(n) = self
+            .expected
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(*n);
+        }
+        match std::fs::metadata(self.path(task, attempt, stream)) {
+            Ok(m) => Ok(m.len()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e),
+        }
     }
 
     /// Reads up to `max` bytes from `offset`; also returns the file's current length.
@@ -141,6 +201,20 @@ mod tests {
             String::from_utf8(bytes).unwrap(),
             "hello world\n[drover: 9 bytes of output missing here]\nlate!"
         );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_copy_past_a_hole_is_not_taken() {
+        let dir = std::env::temp_dir().join(format!("drover-output-copy-{}", std::process::id()));
+        let store = OutputStore::new(dir.clone());
+        assert!(store.append_copy(&frame(0, b"abc")).unwrap());
+        assert!(!store.append_copy(&frame(5, b"fgh")).unwrap());
+        assert!(store.append_copy(&frame(3, b"de")).unwrap());
+        let (bytes, _) = store
+            .read(TaskId(1), Attempt(1), OutputStream::Stdout, 0, 1 << 20)
+            .unwrap();
+        assert_eq!(bytes, b"abcde");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

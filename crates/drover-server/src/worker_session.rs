@@ -361,11 +361,63 @@ fn unstarted(
         .collect()
 }
 
+/// The output frames one session received, as numbers in the replicator's sequence
+/// (see `output_replication.rs`): what an ack or a task's end must wait for.
+#[derive(Clone, Copy, Debug, Default)]
+struct SessionOutput {
+    first: Option<u64>,
+    last: u64,
+}
+
+impl SessionOutput {
+    /// Whether everything received so far is on a majority of the servers.
+    fn on_majority(&self, node: &Node) -> bool {
+        self.first
+            .is_none_or(|first| node.replicator.on_majority(first, self.last))
+    }
+}
+
+/// Runs `then` once the output received so far is on a majority of the servers (at
+/// once if it is), or after `limit` regardless: a peer that cannot take output must
+/// not stop tasks' ends from being recorded nor, by withholding acks, fence a healthy
+/// worker. The output is then held by fewer servers than a majority until repaired.
+fn after_output_replicated(
+    node: &Arc<Node>,
+    received: SessionOutput,
+    limit: Duration,
+    what: &'static str,
+    then: impl FnOnce(&Node) + Send + 'static,
+) {
+    if received.on_majority(node) {
+        then(node);
+        return;
+    }
+    let node = node.clone();
+    tokio::spawn(async move {
+        let first = received.first.unwrap_or(0);
+        if !node
+            .replicator
+            .wait_majority(first, received.last, limit)
+            .await
+        {
+            tracing::warn!(
+                what,
+                "task output did not reach a majority of the servers in {limit:?}; going on without"
+            );
+        }
+        then(&node);
+    });
+}
+
+/// Longest a task's end waits for its output to reach a majority of the servers.
+const FINISH_WAITS_FOR_OUTPUT: Duration = Duration::from_secs(5);
+
 async fn read_loop(
-    node: &Node,
+    node: &Arc<Node>,
     worker: WorkerId,
     stream: &mut futures_util::stream::SplitStream<WebSocket>,
 ) -> Result<(), SessionError> {
+    let mut received = SessionOutput::default();
     // The attempts this worker last reported samples for, to replace them next time.
     let mut sampled_keys: Vec<(TaskId, Attempt)> = Vec::new();
     let sampled = &mut sampled_keys;
@@ -392,9 +444,23 @@ async fn read_loop(
                     // worker's self-fence counts from the sending of the acked beat.
                     // In a group, only while a majority confirms this server leads: a
                     // leader cut off from it must let the worker's fence run down.
+                    // The ack also lets the worker forget the output it sent before
+                    // this beat: only once a majority of the servers holds it, so
+                    // that it outlives this server (waiting at most one heartbeat
+                    // interval, well inside the worker's patience).
                     if node.holds_lease() {
-                        node.sessions
-                            .send(worker, &ServerMessage::HeartbeatAck { seq });
+                        after_output_replicated(
+                            node,
+                            received,
+                            node.config.heartbeat_interval,
+                            "heartbeat ack",
+                            move |node| {
+                                if node.holds_lease() {
+                                    node.sessions
+                                        .send(worker, &ServerMessage::HeartbeatAck { seq });
+                                }
+                            },
+                        );
                     }
                     *sampled = node.sessions.live_usage.record(sampled, tasks);
                 }
@@ -406,8 +472,19 @@ async fn read_loop(
                     });
                 }
                 Ok(WorkerMessage::Finished(report)) => {
-                    node.proposer
-                        .propose_nowait(Command::TaskFinished { worker, report });
+                    // Not before the attempt's output (all sent before its end) is
+                    // on a majority: a task read as finished has all its output on
+                    // whichever servers survive the loss of one.
+                    after_output_replicated(
+                        node,
+                        received,
+                        FINISH_WAITS_FOR_OUTPUT,
+                        "task end",
+                        move |node| {
+                            node.proposer
+                                .propose_nowait(Command::TaskFinished { worker, report });
+                        },
+                    );
                 }
                 Ok(WorkerMessage::Hello { .. }) => {
                     return Err(SessionError::Protocol(
@@ -421,6 +498,9 @@ async fn read_loop(
                     if let Err(e) = node.output.append(&frame) {
                         tracing::warn!(task = %frame.task, "could not store output: {e}");
                     }
+                    let seq = node.replicator.send(frame);
+                    received.first.get_or_insert(seq);
+                    received.last = seq;
                 }
                 Err(e) => return Err(SessionError::Protocol(e.to_string())),
             },

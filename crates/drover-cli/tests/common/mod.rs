@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod event_lines;
+pub mod history;
 pub mod netns;
 pub mod servers;
 

@@ -136,6 +136,50 @@ impl NetNs {
     }
 }
 
+/// How [`NetNs::slow_down`] slowed the link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlowLink {
+    /// `tc netem delay`: every packet towards the namespace waits.
+    Delay,
+    /// The kernel has no netem: a `tbf` rate limit (256 kbit/s, queueing up to 1 s)
+    /// instead, which makes the namespace's server fall behind by bandwidth.
+    RateLimit,
+}
+
+impl NetNs {
+    /// The host's end of the veth pair.
+    fn host_if(&self) -> String {
+        format!("dvh{}", &self.name["drover-".len()..])
+    }
+
+    /// Slows everything sent into the namespace: a `delay_ms` netem delay on the host's
+    /// end of the link, or a rate limit where the kernel lacks netem (said on stderr).
+    pub fn slow_down(&self, delay_ms: u32) -> SlowLink {
+        let dev = self.host_if();
+        let netem = Command::new("tc")
+            .args(["qdisc", "add", "dev", &dev, "root", "netem", "delay"])
+            .arg(format!("{delay_ms}ms"))
+            .stdin(Stdio::null())
+            .output();
+        if netem.is_ok_and(|o| o.status.success()) {
+            return SlowLink::Delay;
+        }
+        eprintln!(
+            "FALLBACK: this kernel has no netem qdisc; slowing the link with a tbf rate limit instead of a {delay_ms} ms delay"
+        );
+        run(Command::new("tc").args([
+            "qdisc", "add", "dev", &dev, "root", "tbf", "rate", "256kbit", "burst", "16kb",
+            "latency", "1000ms",
+        ]));
+        SlowLink::RateLimit
+    }
+
+    /// Undoes [`NetNs::slow_down`].
+    pub fn restore_speed(&self) {
+        run(Command::new("tc").args(["qdisc", "del", "dev", &self.host_if(), "root"]));
+    }
+}
+
 impl Drop for NetNs {
     fn drop(&mut self) {
         // Deleting the namespace removes its end of the veth pair, and with it ours.

@@ -11,7 +11,15 @@ use drover_state::Rejection;
 pub struct ApiError {
     pub status: StatusCode,
     pub detail: ErrorDetail,
+    /// The write was refused because this server turned out not to lead: nothing was
+    /// applied, so `api/forward.rs` may pass it on to the leader (see [`NotLeader`]).
+    pub not_leader: bool,
 }
+
+/// Set on a response (as an extension) whose write was refused, unapplied, because
+/// this server no longer leads.
+#[derive(Clone, Copy, Debug)]
+pub struct NotLeader;
 
 impl ApiError {
     pub fn new(
@@ -27,6 +35,7 @@ impl ApiError {
                 message: message.into(),
                 field,
             },
+            not_leader: false,
         }
     }
 
@@ -80,9 +89,11 @@ impl From<Rejection> for ApiError {
 impl From<ProposeError> for ApiError {
     fn from(e: ProposeError) -> ApiError {
         match e {
-            ProposeError::NotLeader { .. } | ProposeError::ShuttingDown => {
-                ApiError::unavailable(e.to_string())
-            }
+            ProposeError::NotLeader { .. } => ApiError {
+                not_leader: true,
+                ..ApiError::unavailable(e.to_string())
+            },
+            ProposeError::ShuttingDown => ApiError::unavailable(e.to_string()),
             ProposeError::NoQuorum { .. } => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no_quorum",
@@ -116,7 +127,11 @@ impl From<ProposeError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(ErrorBody { error: self.detail })).into_response()
+        let mut resp = (self.status, Json(ErrorBody { error: self.detail })).into_response();
+        if self.not_leader {
+            resp.extensions_mut().insert(NotLeader);
+        }
+        resp
     }
 }
 

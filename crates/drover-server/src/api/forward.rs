@@ -3,10 +3,11 @@
 //! Only the leader can append to the log. Rather than have every client learn where the
 //! leader is, a follower passes a write (any method but GET/HEAD/OPTIONS) on to the
 //! leader and relays its answer. While no leader is known (an election) the write waits,
-//! up to [`LEADER_WAIT`], then fails with 503. Reads are answered locally, but for task
-//! output, which only the leader of the moment receives (it is not in the log).
+//! up to [`LEADER_WAIT`], then fails with 503. Reads, task output included, are answered
+//! locally.
 
 use super::ApiError;
+use super::error::NotLeader;
 use crate::auth::PEER_PREFIX;
 use crate::node::Node;
 use axum::body::Body;
@@ -19,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a write waits for a leader to be elected (or reachable).
-pub const LEADER_WAIT: Duration = Duration::from_secs(5);
+pub const LEADER_WAIT: Duration = Duration::from_secs(10);
 /// Longest a forwarded write may take at the leader (a large job is one write).
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(120);
 /// Marks a forwarded request: a server never forwards one again (no loops while two
@@ -40,23 +41,49 @@ pub async fn forward_writes(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
     );
-    // Task output is kept by the server that led when the worker sent it (it is not in
-    // the log): read it from the leader too.
-    let output = path.starts_with("/v1/tasks/") && path.ends_with("/output");
-    if (read && !output)
-        || path.starts_with(PEER_PREFIX)
-        || path == WORKER_CONNECT_PATH
-        || !node.is_clustered()
+    // Task output is on every server too (`output_replication.rs`), so it is read
+    // locally like the rest.
+    if read || path.starts_with(PEER_PREFIX) || path == WORKER_CONNECT_PATH || !node.is_clustered()
     {
         return next.run(request).await;
     }
     let forwarded = request.headers().contains_key(&FORWARDED);
     let deadline = Instant::now() + LEADER_WAIT;
-    let Some(leader) = node.wait_for_leader(deadline).await else {
+    let Some(mut leader) = node.wait_for_leader(deadline).await else {
         return no_leader();
     };
+    // The body, kept: a write this server refuses because it turns out not to lead (a
+    // restarted leader believes it still does until it hears of the new term) is passed
+    // on to the leader rather than failed, since nothing was applied.
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, node.config.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return ApiError::too_large(e.to_string()).into_response(),
+    };
     if leader == node.config.node_id {
+        let mut again = Request::builder()
+            .method(parts.method.clone())
+            .uri(parts.uri.clone())
+            .version(parts.version);
+        if let Some(h) = again.headers_mut() {
+            *h = parts.headers.clone();
+        }
+        // (The extensions carry the body limit set by the outer layer.)
+        if let Some(x) = again.extensions_mut() {
+            *x = parts.extensions.clone();
+        }
+        let request = match again.body(Body::from(body.clone())) {
+            Ok(r) => r,
+            Err(e) => return ApiError::internal(e.to_string()).into_response(),
+        };
         let mut resp = next.run(request).await;
+        if resp.extensions().get::<NotLeader>().is_some() && !forwarded {
+            match node.wait_for_leader(deadline).await {
+                Some(l) if l != node.config.node_id => leader = l,
+                _ => return resp,
+            }
+            return forward(&node, leader, parts, body, deadline, None).await;
+        }
         if forwarded {
             // What the forwarding server must have applied before it answers, so that
             // a client reading from it next sees its own write.
@@ -77,11 +104,19 @@ pub async fn forward_writes(
         )
         .into_response();
     }
-    let (parts, body) = request.into_parts();
-    let body = match axum::body::to_bytes(body, node.config.max_body_bytes).await {
-        Ok(b) => b,
-        Err(e) => return ApiError::too_large(e.to_string()).into_response(),
-    };
+    forward(&node, leader, parts, body, deadline, Some(next)).await
+}
+
+/// Sends a write to the leader and relays its answer.
+async fn forward(
+    node: &Node,
+    leader: u64,
+    parts: axum::http::request::Parts,
+    body: axum::body::Bytes,
+    deadline: Instant,
+    // `None` once this server has run the request itself (and refused it).
+    next: Option<Next>,
+) -> Response {
     let path_and_query = parts
         .uri
         .path_and_query()
@@ -99,11 +134,8 @@ pub async fn forward_writes(
                 format!("http://{addr}{path_and_query}"),
             )
             .header(&FORWARDED, node.config.node_id.to_string())
-            .body(body.clone());
-        if !output {
-            // (A followed output streams for as long as the task runs.)
-            req = req.timeout(FORWARD_TIMEOUT);
-        }
+            .body(body.clone())
+            .timeout(FORWARD_TIMEOUT);
         for (name, value) in &parts.headers {
             if name != axum::http::header::HOST
                 && name != axum::http::header::CONTENT_LENGTH
@@ -120,8 +152,11 @@ pub async fn forward_writes(
                     && Instant::now() < deadline =>
             {
                 tracing::debug!(%addr, "forwarding a write: the leader was removed; waiting for another");
-                match next_leader(&node, leader, deadline).await {
+                match next_leader(node, leader, deadline).await {
                     Some(l) if l == node.config.node_id => {
+                        let Some(next) = next else {
+                            return no_leader();
+                        };
                         let request = Request::from_parts(parts, Body::from(body));
                         return next.run(request).await;
                     }
@@ -152,6 +187,9 @@ pub async fn forward_writes(
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 match node.wait_for_leader(deadline).await {
                     Some(l) if l == node.config.node_id => {
+                        let Some(next) = next else {
+                            return no_leader();
+                        };
                         let request = Request::from_parts(parts, Body::from(body));
                         return next.run(request).await;
                     }
@@ -190,7 +228,7 @@ fn no_leader() -> Response {
     .into_response()
 }
 
-/// The leader's answer, streamed (a followed output never ends by itself).
+/// The leader's answer, relayed as it streams in.
 async fn relay(resp: reqwest::Response) -> Response {
     let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let content_type = resp.headers().get(reqwest::header::CONTENT_TYPE).cloned();

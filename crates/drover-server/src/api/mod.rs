@@ -12,6 +12,7 @@ mod json;
 mod metrics;
 mod openapi;
 mod output;
+mod output_peer;
 mod raft;
 mod read_index;
 mod state_failed;
@@ -74,6 +75,7 @@ pub fn router(node: Arc<Node>) -> Router {
     api.merge(docs)
         .merge(raft::routes())
         .route(metrics::PATH, axum::routing::get(metrics::scrape))
+        .merge(output_peer::routes())
         .fallback(|| async { ApiError::not_found("no such route; see /v1/openapi.json") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

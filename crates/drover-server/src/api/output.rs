@@ -67,7 +67,7 @@ pub async fn read(
             ));
         }
     };
-    let (id, attempt) = {
+    let (id, attempt, over) = {
         let sm = node.state.read();
         let range = super::tasks::resolve(&sm, &task)?;
         if range.count != 1 {
@@ -99,7 +99,7 @@ pub async fn read(
             Some(a) => Attempt(a),
             None => view.attempt,
         };
-        (range.first, attempt)
+        (range.first, attempt, attempt_over(&view, attempt))
     };
     let offset = q.offset.unwrap_or(0);
     let mut builder = Response::builder().header(
@@ -107,10 +107,16 @@ pub async fn read(
         HeaderValue::from_static("application/octet-stream"),
     );
     if !q.follow.unwrap_or(false) {
-        let (data, len) = node
-            .output
-            .read(id, attempt, stream, offset, MAX_RESPONSE)
-            .map_err(|e| ApiError::internal(format!("could not read the output: {e}")))?;
+        if over {
+            repair(&node, id, attempt, stream).await;
+        }
+        let output = node.output.clone();
+        let (data, len) = tokio::task::spawn_blocking(move || {
+            output.read(id, attempt, stream, offset, MAX_RESPONSE)
+        })
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ApiError::internal(format!("could not read the output: {e}")))?;
         let next = offset + data.len() as u64;
         builder = builder
             .header("x-drover-output-length", len)
@@ -128,6 +134,7 @@ pub async fn read(
         attempt,
         offset,
         done: false,
+        repaired: false,
     };
     let body = futures_util::stream::unfold(follower, move |mut f| async move {
         if f.done {
@@ -167,6 +174,13 @@ pub async fn read(
                 f.offset = 0;
                 continue;
             }
+            if over && !f.repaired {
+                // Before ending, take what peers hold that this server lacks (and read
+                // on): a follower may have missed frames the leader sent.
+                f.repaired = true;
+                repair(&f.node, id, f.attempt, stream).await;
+                continue;
+            }
             if over {
                 return None;
             }
@@ -190,4 +204,19 @@ struct Follower {
     attempt: Attempt,
     offset: u64,
     done: bool,
+    /// Whether this server's copy was made whole from its peers once the attempt ended.
+    repaired: bool,
+}
+
+/// Whether `attempt` of the task can produce no more output.
+fn attempt_over(view: &drover_sched::TaskView, attempt: Attempt) -> bool {
+    view.attempt != attempt || view.state.is_final() || !view.state.is_on_worker()
+}
+
+/// Makes this server's copy of an ended attempt's stream whole from its peers; a
+/// failure is logged and the local copy served (it is what this server has).
+async fn repair(node: &Node, task: drover_types::TaskId, attempt: Attempt, stream: OutputStream) {
+    if let Err(e) = crate::output_repair::complete_from_peers(node, task, attempt, stream).await {
+        tracing::warn!(%task, %attempt, "could not complete the output from the peers: {e}");
+    }
 }
