@@ -803,6 +803,16 @@ impl Scheduler {
             let was_lost = self.pool.rec(w).state == WorkerState::Lost;
             self.pool.replace_spec(w, spec);
             for t in lose {
+                // Placed but never reported started, and not in the worker's list: its
+                // start never reached the worker (what a worker received before it
+                // reconnected, it lists or reports as ended). It ran nowhere, so it goes
+                // back to the queue without spending an attempt, as a retraction does.
+                // (A new leader can place a task on a worker between the worker's
+                // hello and its join: that start is lost with the old session.)
+                let rec = &mut self.tasks[ix(t)];
+                if !was_lost && rec.state == TaskState::Assigned && rec.kill.is_none() {
+                    rec.kill = Some(KillReason::Retracted);
+                }
                 self.end_attempt(t, End::Lost(w));
             }
             if was_lost {

@@ -489,6 +489,45 @@ fn a_rejoining_worker_keeps_listed_attempts_loses_missing_ones_and_kills_stale_o
 }
 
 #[test]
+fn a_rejoin_that_does_not_list_a_start_it_never_got_requeues_it_without_spending_an_attempt() {
+    let mut env = Env::new();
+    let w = env.join("w1", 4, 8);
+    // No retries: losing the attempt would fail the task.
+    let ids = env.submit(vec![task(), task()]);
+    let placed = env.starts();
+    assert_eq!(placed.len(), 2);
+    env.started(ids[0]);
+    // The worker reconnects listing only what it runs: the second start was placed
+    // after its hello was read, so it never reached it.
+    let a = env.ok(Event::WorkerJoin {
+        spec: worker("w1", 4, 8),
+        running: vec![(ids[0], Attempt(1))],
+    });
+    assert!(kills(&a.actions).is_empty(), "{:?}", a.actions);
+    assert_eq!(env.state(ids[0]), TaskState::Running);
+    // Back in the queue, nothing spent, placed again at once (same worker, attempt 2).
+    let again = env.starts();
+    assert_eq!(again, vec![(ids[1], Attempt(2), w)]);
+    let view = env.s.task(ids[1]).unwrap();
+    assert_eq!(
+        view.attempts[0].failure,
+        Some(FailureCause::Retracted),
+        "{:?}",
+        view.attempts
+    );
+    env.started(ids[1]);
+    env.exit(ids[1], 0);
+    assert_eq!(env.state(ids[1]), TaskState::Succeeded);
+    // A started attempt the worker no longer lists was lost, and that spends one.
+    let a = env.ok(Event::WorkerJoin {
+        spec: worker("w1", 4, 8),
+        running: vec![],
+    });
+    assert!(kills(&a.actions).is_empty());
+    assert_eq!(env.state(ids[0]), TaskState::Failed);
+}
+
+#[test]
 fn a_rejoin_with_less_capacity_never_over_commits() {
     let mut env = Env::new();
     let w = env.join("w1", 4, 8);

@@ -199,6 +199,18 @@ impl Model {
         }
     }
 
+    /// A task placed on a rejoining worker that does not list it: never started (and
+    /// not being stopped), its start never arrived, so back to the queue with no
+    /// attempt spent; started, it was lost.
+    fn lose_on_rejoin(&mut self, t: usize, was_lost: bool) {
+        if !was_lost && self.tasks[t].state == TaskState::Assigned && self.tasks[t].kill.is_none() {
+            self.release(t);
+            self.tasks[t].state = TaskState::Ready;
+        } else {
+            self.end(t, None);
+        }
+    }
+
     /// The current attempt ended; `code` None means the worker was lost.
     fn end(&mut self, t: usize, code: Option<i32>) {
         self.release(t);
@@ -588,13 +600,15 @@ impl Harness {
                 };
                 let existing = self.m.workers.iter().position(|w| w.name == name);
                 if let Some(w) = existing {
-                    // A rejoin saying it runs nothing: everything placed there is lost,
-                    // and its capacity changes.
+                    // A rejoin saying it runs nothing: everything it started is lost,
+                    // what it never started goes back to the queue, and its capacity
+                    // changes.
                     let on: Vec<usize> = (0..self.m.tasks.len())
                         .filter(|&t| self.m.tasks[t].worker == Some(w))
                         .collect();
+                    let was_lost = self.m.workers[w].state == WorkerState::Lost;
                     for t in on {
-                        self.m.end(t, None);
+                        self.m.lose_on_rejoin(t, was_lost);
                     }
                     self.m.workers[w].cpu = cpu as u32 * 1000;
                     self.m.workers[w].mem = mem as u64 * GIB;
@@ -644,12 +658,12 @@ impl Harness {
                     .map(|&t| (Self::task_id(t), Attempt(self.m.tasks[t].attempt)))
                     .collect();
                 running.push((TaskId(9_999), Attempt(1)));
+                let was_lost = self.m.workers[w].state == WorkerState::Lost;
                 for &t in &on {
                     if !kept.contains(&t) {
-                        self.m.end(t, None);
+                        self.m.lose_on_rejoin(t, was_lost);
                     }
                 }
-                let was_lost = self.m.workers[w].state == WorkerState::Lost;
                 if was_lost {
                     self.m.workers[w].state = WorkerState::Active;
                 }
