@@ -12,6 +12,10 @@
 
 mod command;
 mod machine;
+mod snapshot_codec;
 
 pub use command::{Command, CommandResult, LogEntry, Rejection};
 pub use machine::{Dispatch, JobRecord, Output, StateMachine, StateSnapshot, TaskRecord};
+pub use snapshot_codec::{
+    FORMAT_VERSION, MAGIC, SnapshotCodecError, SnapshotReader, write_snapshot,
+};
