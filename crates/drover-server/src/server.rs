@@ -138,11 +138,18 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
         limits: config.limits.clone(),
         policy: config.policy.clone(),
     };
-    let state_store =
-        StateStore::open(&dir, sched_config, dispatch_tx).map_err(|e| ServerError::Store {
-            path: dir.clone(),
-            message: e.to_string(),
-        })?;
+    // Reading and decoding the snapshot takes a while with a big state: off the runtime.
+    let open_dir = dir.clone();
+    let state_store = tokio::task::spawn_blocking(move || {
+        StateStore::open(&open_dir, sched_config, dispatch_tx).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r)
+    .map_err(|message| ServerError::Store {
+        path: dir.clone(),
+        message,
+    })?;
     let shared = state_store.shared();
     shared.events().set_capacity(config.events_retained);
 
@@ -154,10 +161,11 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
         snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every),
         max_in_snapshot_log_to_keep: config.keep_after_snapshot,
         max_payload_entries: 64,
-        // A snapshot travels as JSON in 1 MiB chunks; sending one and, for the last,
-        // restoring the state from it may take far longer than openraft's 200 ms default.
-        snapshot_max_chunk_size: 1 << 20,
-        install_snapshot_timeout: 10_000,
+        // A snapshot travels as binary chunks of 4 MiB, each one HTTP request; the last
+        // one's answer waits for the follower to check, decode and restore the whole
+        // state (seconds at a million tasks), far beyond openraft's 200 ms default.
+        snapshot_max_chunk_size: 4 << 20,
+        install_snapshot_timeout: 60_000,
         ..Default::default()
     }
     .validate()

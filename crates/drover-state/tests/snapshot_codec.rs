@@ -62,7 +62,7 @@ fn report(worker: WorkerId, task: TaskId, attempt: Attempt, outcome: Outcome) ->
             result: format!("result of {task}"),
             stdout_bytes: 100,
             stderr_bytes: 5,
-            output_truncated: task.0 % 2 == 0,
+            output_truncated: task.0.is_multiple_of(2),
         },
     }
 }
