@@ -85,6 +85,8 @@ const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
             ("max_body", Kind::Size),
             ("peers", Kind::TextList),
             ("events_retained", Kind::Count),
+            ("snapshot_every", Kind::Count),
+            ("keep_after_snapshot", Kind::Count),
         ],
     ),
     (
