@@ -262,7 +262,15 @@ async fn follower_catch_up(root: &Path, n: u64, per_job: u64) {
     let leader = if a.node.is_leader() { &a } else { &b };
     snapshot_now(leader).await;
     let target = leader.node.state.last_applied().expect("applied");
-    let purged = leader.node.raft.metrics().borrow().purged;
+    // openraft purges after the snapshot, in the background.
+    let purged = leader
+        .node
+        .raft
+        .wait(Some(Duration::from_secs(60)))
+        .metrics(|m| m.purged.is_some(), "the log purged behind the snapshot")
+        .await
+        .expect("a purge")
+        .purged;
     let t = Instant::now();
     let c = drover_server::start(cfg(2)).await.expect("server 3");
     c.node

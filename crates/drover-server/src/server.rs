@@ -240,6 +240,10 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
         raft.initialize(members)
             .await
             .map_err(|e| ServerError::Raft(e.to_string()))?;
+    } else if !clustered {
+        // A server alone that restarts is its only voter: it need not wait out an
+        // election timeout (1-2 s of the restart) to lead again.
+        let _ = raft.trigger().elect().await;
     }
     let proposer = Proposer::start(raft.clone(), shared.clone());
     let output = OutputStore::new(dir.join("output"));

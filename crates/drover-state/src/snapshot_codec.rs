@@ -21,15 +21,12 @@
 //! shape needs a new `FORMAT_VERSION`.
 
 use crate::machine::StateSnapshot;
-use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 
 pub const MAGIC: [u8; 8] = *b"DROVSNAP";
 /// Bump when the encoded shape of [`StateSnapshot`] changes.
 pub const FORMAT_VERSION: u32 = 1;
 const HEADER_LEN: usize = 24;
-/// Scratch space for postcard's reader: the longest single string in the state must
-/// fit (strings are bounded by the submission limits and the result limit, far less).
-const SCRATCH: usize = 16 << 20;
 
 /// Why a snapshot could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -120,10 +117,121 @@ pub fn write_snapshot<W: Write + Seek>(
     Ok(out)
 }
 
+/// The bytes after the header, read from the file in large chunks (and summed as they
+/// are read), handed to postcard straight from the buffer: postcard's own reader asks
+/// for one byte at a time through `Read`, which made decoding several times slower.
+struct Chunks<R> {
+    inner: Summing<R>,
+    buf: Vec<u8>,
+    pos: usize,
+    len: usize,
+    /// The most one take may ask for: a damaged length must not become a huge buffer.
+    limit: usize,
+}
+
+const CHUNK: usize = 1 << 20;
+/// No single string in the state comes near this (submissions are bounded far below).
+const MAX_TAKE: usize = 256 << 20;
+
+impl<R: Read> Chunks<R> {
+    fn new(inner: R, declared: u64) -> Chunks<R> {
+        Chunks {
+            inner: Summing::new(inner),
+            buf: vec![0; CHUNK],
+            pos: 0,
+            len: 0,
+            limit: usize::try_from(declared)
+                .unwrap_or(usize::MAX)
+                .min(MAX_TAKE),
+        }
+    }
+
+    /// Makes at least `n` unread bytes available in the buffer, unless the input ends
+    /// first; returns how many are.
+    fn fill(&mut self, n: usize) -> std::io::Result<usize> {
+        if self.len - self.pos >= n {
+            return Ok(self.len - self.pos);
+        }
+        if n > self.limit {
+            return Ok(self.len - self.pos);
+        }
+        self.buf.copy_within(self.pos..self.len, 0);
+        self.len -= self.pos;
+        self.pos = 0;
+        if self.buf.len() < n {
+            self.buf.resize(n.max(CHUNK), 0);
+        }
+        while self.len < n {
+            let got = self.inner.read(&mut self.buf[self.len..])?;
+            if got == 0 {
+                break;
+            }
+            self.len += got;
+        }
+        Ok(self.len)
+    }
+
+    /// The next `n` bytes, or `None` if the input ends before.
+    fn take(&mut self, n: usize) -> std::io::Result<Option<&[u8]>> {
+        if self.fill(n)? < n {
+            return Ok(None);
+        }
+        let start = self.pos;
+        self.pos += n;
+        Ok(Some(&self.buf[start..start + n]))
+    }
+
+    /// Reads what is left (it should be nothing); returns how many bytes that was.
+    fn drain(&mut self) -> std::io::Result<u64> {
+        let buffered = (self.len - self.pos) as u64;
+        self.pos = self.len;
+        Ok(buffered + std::io::copy(&mut self.inner, &mut std::io::sink())?)
+    }
+}
+
+impl<'de, R: Read + 'de> postcard::de_flavors::Flavor<'de> for &'de mut Chunks<R> {
+    type Remainder = ();
+    type Source = ();
+
+    #[inline]
+    fn pop(&mut self) -> postcard::Result<u8> {
+        if self.pos < self.len {
+            let b = self.buf[self.pos];
+            self.pos += 1;
+            return Ok(b);
+        }
+        match self.take(1) {
+            Ok(Some(b)) => Ok(b[0]),
+            _ => Err(postcard::Error::DeserializeUnexpectedEnd),
+        }
+    }
+
+    /// Borrowing from the input outlives the buffer, which is reused: not offered. The
+    /// state has no borrowed strings or byte slices (owned ones use the `temp` path).
+    fn try_take_n(&mut self, _ct: usize) -> postcard::Result<&'de [u8]> {
+        Err(postcard::Error::WontImplement)
+    }
+
+    #[inline]
+    fn try_take_n_temp<'a>(&'a mut self, ct: usize) -> postcard::Result<&'a [u8]>
+    where
+        'de: 'a,
+    {
+        match self.take(ct) {
+            Ok(Some(b)) => Ok(b),
+            _ => Err(postcard::Error::DeserializeUnexpectedEnd),
+        }
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
 /// A snapshot being read: its header and metadata are read at once; the state when
 /// asked (it is by far the larger part).
 pub struct SnapshotReader<R: Read> {
-    body: BufReader<Summing<R>>,
+    body: Chunks<R>,
     crc: u32,
     declared: u64,
     meta: Vec<u8>,
@@ -149,37 +257,26 @@ impl<R: Read> SnapshotReader<R> {
         if header[..8] != MAGIC {
             return Err(SnapshotCodecError::NotASnapshot);
         }
-        let word = |r: std::ops::Range<usize>| {
-            u32::from_le_bytes(header[r].try_into().unwrap_or_default())
+        let word = |at: usize| {
+            u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
         };
-        let version = word(8..12);
+        let version = word(8);
         if version != FORMAT_VERSION {
             return Err(SnapshotCodecError::UnknownVersion {
                 found: version,
                 known: FORMAT_VERSION,
             });
         }
-        let crc = word(12..16);
-        let declared = u64::from_le_bytes(header[16..24].try_into().unwrap_or_default());
-        let mut body = BufReader::with_capacity(1 << 20, Summing::new(input));
-        let mut len = [0u8; 4];
-        body.read_exact(&mut len)
-            .map_err(|_| SnapshotCodecError::Length { declared, found: 0 })?;
-        let meta_len = u32::from_le_bytes(len) as u64;
+        let crc = word(12);
+        let declared = u64::from(word(16)) | (u64::from(word(20)) << 32);
+        let mut body = Chunks::new(input, declared);
+        let short = |found: u64| SnapshotCodecError::Length { declared, found };
+        let len = body.take(4)?.ok_or(short(0))?;
+        let meta_len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as u64;
         if meta_len + 4 > declared {
-            return Err(SnapshotCodecError::Length {
-                declared,
-                found: meta_len + 4,
-            });
+            return Err(short(meta_len + 4));
         }
-        let mut meta = Vec::new();
-        (&mut body).take(meta_len).read_to_end(&mut meta)?;
-        if meta.len() as u64 != meta_len {
-            return Err(SnapshotCodecError::Length {
-                declared,
-                found: 4 + meta.len() as u64,
-            });
-        }
+        let meta = body.take(meta_len as usize)?.ok_or(short(4))?.to_vec();
         Ok(SnapshotReader {
             body,
             crc,
@@ -197,29 +294,27 @@ impl<R: Read> SnapshotReader<R> {
     /// the whole body.
     pub fn state(self) -> Result<StateSnapshot, SnapshotCodecError> {
         let SnapshotReader {
-            body,
+            mut body,
             crc,
             declared,
             ..
         } = self;
-        let mut scratch = vec![0u8; SCRATCH];
-        let decoded = postcard::from_io::<StateSnapshot, _>((body, &mut scratch));
-        let (state, (mut body, _)) = match decoded {
-            Ok(ok) => ok,
+        let state = {
+            let mut de = postcard::Deserializer::from_flavor(&mut body);
             // A decode error on damaged bytes says less than the checksum would; the
             // caller learns the file is bad either way.
-            Err(e) => return Err(SnapshotCodecError::Decode(e)),
+            serde::Deserialize::deserialize(&mut de).map_err(SnapshotCodecError::Decode)?
         };
         // Anything after the state is damage too (and must be summed to be checked).
-        let trailing = std::io::copy(&mut body, &mut std::io::sink())?;
-        let summed = body.into_inner();
+        let trailing = body.drain()?;
+        let summed = &body.inner;
         if summed.len != declared || trailing != 0 {
             return Err(SnapshotCodecError::Length {
                 declared,
                 found: summed.len,
             });
         }
-        let found = summed.crc.finalize();
+        let found = summed.crc.clone().finalize();
         if found != crc {
             return Err(SnapshotCodecError::Checksum {
                 declared: crc,

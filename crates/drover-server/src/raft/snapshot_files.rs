@@ -8,8 +8,8 @@
 //!   it becomes current only once complete, fsynced and (when received) verified.
 //!   Leftovers of a crash are removed at start.
 //! - `snapshot.json`: the format before this one (the whole state as one JSON
-//!   document); still read at start when there is no `snapshot.bin`, and removed once a
-//!   binary snapshot replaces it.
+//!   document); still read at start when there is no `snapshot.bin`, and converted to
+//!   one at once (the JSON file is then removed).
 
 use drover_state::{SnapshotCodecError, SnapshotReader, StateSnapshot, write_snapshot};
 use openraft::{BasicNode, SnapshotMeta};
@@ -137,6 +137,10 @@ impl SnapshotFiles {
                 source,
             }
         })?;
+        // Converted at once: openraft is then told of a current snapshot it can send,
+        // and the JSON file goes.
+        let (tmp, _) = self.write_temp(&file.meta, &file.state)?;
+        self.publish(&tmp, &file.meta)?;
         Ok(Some((file.meta, file.state)))
     }
 
@@ -220,4 +224,96 @@ fn open_reader(path: &Path, f: File) -> Result<(Meta, SnapshotReader<File>), Sna
             source,
         })?;
     Ok((meta, reader))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use drover_sched::SchedulerConfig;
+    use drover_state::{Command, LogEntry, StateMachine};
+    use drover_types::{Millis, TaskSpec};
+    use openraft::{CommittedLeaderId, LogId, StoredMembership};
+
+    fn state() -> StateSnapshot {
+        let mut m = StateMachine::new(SchedulerConfig::default());
+        m.apply(&LogEntry {
+            now: Millis(1_000),
+            commands: vec![Command::Submit {
+                job: drover_types::JobSpec {
+                    name: "j".into(),
+                    owner: String::new(),
+                    tasks: vec![TaskSpec::command(["true"]), TaskSpec::command(["false"])],
+                },
+            }],
+        });
+        m.snapshot()
+    }
+
+    fn meta(index: u64) -> Meta {
+        Meta {
+            last_log_id: Some(LogId::new(CommittedLeaderId::new(1, 1), index)),
+            last_membership: StoredMembership::default(),
+            snapshot_id: format!("1-{index}"),
+        }
+    }
+
+    fn dir(name: &str) -> PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("drover-snapfiles-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn a_legacy_json_snapshot_is_read_and_converted() {
+        let d = dir("legacy");
+        let original = state();
+        let legacy = serde_json::json!({"meta": meta(7), "state": original});
+        std::fs::write(d.join(LEGACY), serde_json::to_vec(&legacy).unwrap()).unwrap();
+        let files = SnapshotFiles::new(&d);
+        let (m, s) = files.load().unwrap().expect("the legacy snapshot");
+        assert_eq!(m, meta(7));
+        let json = |s: &StateSnapshot| serde_json::to_string(s).unwrap();
+        assert_eq!(json(&s), json(&original));
+        assert!(!d.join(LEGACY).exists(), "the JSON file is gone");
+        // The binary one replaced it, and reads back the same.
+        let (m2, s2) = SnapshotFiles::new(&d)
+            .load()
+            .unwrap()
+            .expect("snapshot.bin");
+        assert_eq!(m2, meta(7));
+        assert_eq!(json(&s2), json(&original));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn an_older_snapshot_never_replaces_a_newer_one_and_leftovers_go() {
+        let d = dir("order");
+        let files = SnapshotFiles::new(&d);
+        let (newer, _) = files.write_temp(&meta(20), &state()).unwrap();
+        let (older, _) = files.write_temp(&meta(10), &state()).unwrap();
+        assert!(files.publish(&newer, &meta(20)).unwrap());
+        assert!(!files.publish(&older, &meta(10)).unwrap());
+        assert!(!older.exists(), "the refused file is removed");
+        let (m, f) = files.open_current().unwrap().expect("current");
+        assert_eq!(m, meta(20));
+        drop(f);
+        // A crash mid-write leaves a temporary file: the next start removes it.
+        let stray = d.join("snapshot.99.tmp");
+        std::fs::write(&stray, b"half").unwrap();
+        let _ = SnapshotFiles::new(&d);
+        assert!(!stray.exists());
+        // A damaged current snapshot is an error, not an empty state.
+        let path = d.join(CURRENT);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&path, bytes).unwrap();
+        assert!(matches!(
+            SnapshotFiles::new(&d).load(),
+            Err(SnapshotFileError::Codec { .. })
+        ));
+        let _ = std::fs::remove_dir_all(&d);
+    }
 }
