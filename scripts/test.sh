@@ -51,3 +51,4 @@ cargo bench -p drover-sched --bench core -- --quick
 cargo bench -p drover-exec --bench spawn -- --quick
 cargo bench -p drover-cli --bench e2e -- --quick
 cargo bench -p drover-cli --bench ha -- --quick
+cargo bench -p drover-server --bench snapshot -- --quick

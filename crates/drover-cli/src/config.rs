@@ -86,6 +86,8 @@ const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
             ("max_body", Kind::Size),
             ("peers", Kind::TextList),
             ("events_retained", Kind::Count),
+            ("snapshot_every", Kind::Count),
+            ("keep_after_snapshot", Kind::Count),
         ],
     ),
     (

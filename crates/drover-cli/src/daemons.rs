@@ -82,6 +82,15 @@ pub struct ServerArgs {
     /// reconnecting clients [default: 100000]
     #[arg(long, value_name = "N")]
     events_retained: Option<String>,
+    /// Take a snapshot of the state after this many log entries since the last one; the
+    /// log behind it is then purged, and a restart re-applies at most this many entries
+    /// [default: 20000]
+    #[arg(long, value_name = "N")]
+    snapshot_every: Option<String>,
+    /// Log entries kept behind a snapshot, for followers slightly behind (one further
+    /// behind is sent the snapshot) [default: 1000]
+    #[arg(long, value_name = "N")]
+    keep_after_snapshot: Option<String>,
     #[command(flatten)]
     config: ConfigArgs,
 }
@@ -244,6 +253,10 @@ async fn start_group(
             .arg(format!("{}ms", settings.worker_timeout.as_millis()))
             .arg("--heartbeat-interval")
             .arg(format!("{}ms", settings.heartbeat_interval.as_millis()))
+            .arg("--snapshot-every")
+            .arg(settings.snapshot_every.to_string())
+            .arg("--keep-after-snapshot")
+            .arg(settings.keep_after_snapshot.to_string())
             .env("DROVER_TOKEN", &token)
             .env("DROVER_PEER_TOKEN", &peer_token)
             .env_remove("DROVER_SERVER")
@@ -294,6 +307,8 @@ struct ServerSettings {
     peer_token: Option<String>,
     join: Option<String>,
     events_retained: u64,
+    snapshot_every: u64,
+    keep_after_snapshot: u64,
 }
 
 fn server_settings(l: &Layers, a: &ServerArgs) -> Result<ServerSettings> {
@@ -367,6 +382,26 @@ fn server_settings(l: &Layers, a: &ServerArgs) -> Result<ServerSettings> {
             Ok(n)
         },
     )?;
+    let snapshot_every = l.value(
+        a.snapshot_every.as_deref(),
+        "--snapshot-every",
+        "server",
+        "snapshot_every",
+        Some("20000"),
+        |t| {
+            let n = parse_count(t)?;
+            anyhow::ensure!(n >= 1, "must be at least 1");
+            Ok(n)
+        },
+    )?;
+    let keep_after_snapshot = l.value(
+        a.keep_after_snapshot.as_deref(),
+        "--keep-after-snapshot",
+        "server",
+        "keep_after_snapshot",
+        Some("1000"),
+        parse_count,
+    )?;
     let settings = ServerSettings {
         peers,
         peer_token: a.peer_token.clone(),
@@ -385,6 +420,8 @@ fn server_settings(l: &Layers, a: &ServerArgs) -> Result<ServerSettings> {
         node_id: node_id.expect("has a default"),
         max_body: max_body.expect("has a default"),
         events_retained: events_retained.expect("has a default"),
+        snapshot_every: snapshot_every.expect("has a default"),
+        keep_after_snapshot: keep_after_snapshot.expect("has a default"),
     };
     // The worker timeout must leave room for the self-fence (ARCHITECTURE.md,
     // "Liveness and the self-fence"): refuse it here, naming both settings.
@@ -416,6 +453,11 @@ fn print_server(p: &mut Printer, s: &ServerSettings) {
         t.insert("peers".into(), toml::Value::Array(a));
     }
     t.insert("events_retained".into(), show_count(s.events_retained));
+    t.insert("snapshot_every".into(), show_count(s.snapshot_every));
+    t.insert(
+        "keep_after_snapshot".into(),
+        show_count(s.keep_after_snapshot),
+    );
 }
 
 fn server_config(g: &Global, s: &ServerSettings) -> ServerConfig {
@@ -430,6 +472,8 @@ fn server_config(g: &Global, s: &ServerSettings) -> ServerConfig {
     c.peer_token = s.peer_token.clone();
     c.join = s.join.clone();
     c.events_retained = usize::try_from(s.events_retained).unwrap_or(usize::MAX);
+    c.snapshot_every = s.snapshot_every;
+    c.keep_after_snapshot = s.keep_after_snapshot;
     c
 }
 

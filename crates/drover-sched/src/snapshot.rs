@@ -18,10 +18,12 @@ use std::sync::Arc;
 /// identical one (indexes are rebuilt, not stored). Its `Debug` output is a summary.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct SchedulerSnapshot {
+    #[serde(with = "crate::compact::config")]
     config: SchedulerConfig,
     now: Millis,
     tasks: Vec<TaskRec>,
     /// Each spec once: (index of the first task of the run of tasks sharing it, spec).
+    #[serde(with = "crate::compact::specs")]
     specs: Vec<(u64, Arc<TaskSpec>)>,
     jobs: Vec<JobRec>,
     workers: Vec<WorkerRec>,

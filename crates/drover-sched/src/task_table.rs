@@ -28,6 +28,7 @@ pub(crate) struct TaskRec {
     pub deps: Arc<[TaskId]>,
     /// Tasks that depend on this one (each once).
     pub children: Vec<TaskId>,
+    #[serde(with = "crate::compact::attempts")]
     pub attempts: Vec<AttemptRecord>,
     pub submitted_at: Millis,
     /// When it first became ready ([`NEVER`] before); the age priority aging counts.

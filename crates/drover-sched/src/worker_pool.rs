@@ -15,9 +15,11 @@ pub enum Need {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct WorkerRec {
+    #[serde(with = "crate::compact::worker_spec")]
     pub spec: WorkerSpec,
     pub state: WorkerState,
     /// Sum of the resources of the attempts placed on it (never above capacity).
+    #[serde(with = "crate::compact::resources")]
     pub allocated: Resources,
     pub usage: WorkerUsage,
     /// Tasks whose current attempt holds resources here. Unordered (a push and a

@@ -78,15 +78,42 @@ impl RunningServer {
         format!("http://{}", self.addr)
     }
 
-    /// Stops serving and shuts raft down cleanly.
+    /// Stops serving, takes a snapshot of what was applied since the last one, and shuts
+    /// raft down cleanly.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         let _ = (&mut self.http).await;
+        snapshot_before_stop(&self.node.raft, self.node.state.last_applied()).await;
         // A write riding out a full disk gives up, or raft would never stop.
         self.node.storage.stop();
         let _ = self.node.raft.shutdown().await;
+    }
+}
+
+/// A restart restores the latest snapshot, then re-applies every entry after it: with
+/// big entries (a job of 10,000 tasks is one) that tail can dominate the restart. So a
+/// clean stop snapshots what was applied since the last snapshot first (bounded: a
+/// stop is not held up for long by a slow disk).
+async fn snapshot_before_stop(raft: &Raft, applied: Option<openraft::LogId<u64>>) {
+    let Some(applied) = applied else { return };
+    let covered = raft.metrics().borrow().snapshot.map(|s| s.index);
+    if covered >= Some(applied.index) {
+        return;
+    }
+    if raft.trigger().snapshot().await.is_err() {
+        return;
+    }
+    let done = raft
+        .wait(Some(Duration::from_secs(60)))
+        .metrics(
+            |m| m.snapshot.map(|s| s.index) >= Some(applied.index),
+            "a snapshot of everything applied",
+        )
+        .await;
+    if let Err(e) = done {
+        tracing::warn!("no snapshot before stopping ({e}); the next start re-applies the log tail");
     }
 }
 
@@ -212,12 +239,19 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
         limits: config.limits.clone(),
         policy: config.policy.clone(),
     };
-    let state_store = StateStore::open(&dir, sched_config, dispatch_tx)
-        .map_err(|e| ServerError::Store {
-            path: dir.clone(),
-            message: e.to_string(),
-        })?
-        .with_storage_health(storage.clone());
+    // Reading and decoding the snapshot takes a while with a big state: off the runtime.
+    let open_dir = dir.clone();
+    let state_store = tokio::task::spawn_blocking(move || {
+        StateStore::open(&open_dir, sched_config, dispatch_tx).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r)
+    .map_err(|message| ServerError::Store {
+        path: dir.clone(),
+        message,
+    })?
+    .with_storage_health(storage.clone());
     let shared = state_store.shared();
     shared.events().set_capacity(config.events_retained);
 
@@ -237,10 +271,11 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
         snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every),
         max_in_snapshot_log_to_keep: config.keep_after_snapshot,
         max_payload_entries: 64,
-        // A snapshot travels as JSON in 1 MiB chunks; sending one and, for the last,
-        // restoring the state from it may take far longer than openraft's 200 ms default.
-        snapshot_max_chunk_size: 1 << 20,
-        install_snapshot_timeout: 10_000,
+        // A snapshot travels as binary chunks of 4 MiB, each one HTTP request; the last
+        // one's answer waits for the follower to check, decode and restore the whole
+        // state (seconds at a million tasks), far beyond openraft's 200 ms default.
+        snapshot_max_chunk_size: 4 << 20,
+        install_snapshot_timeout: 60_000,
         ..Default::default()
     }
     .validate()
@@ -279,6 +314,10 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
         raft.initialize(members)
             .await
             .map_err(|e| ServerError::Raft(e.to_string()))?;
+    } else if !clustered {
+        // A server alone that restarts is its only voter: it need not wait out an
+        // election timeout (1-2 s of the restart) to lead again.
+        let _ = raft.trigger().elect().await;
     }
     let proposer = Proposer::start(raft.clone(), shared.clone(), storage.clone());
     let output = Arc::new(OutputStore::new(dir.join("output")));

@@ -1,5 +1,6 @@
 //! A server that joins a group after the log it missed was purged gets the state as a
-//! snapshot, over the servers' HTTP transport (chunked install_snapshot).
+//! snapshot, over the servers' HTTP transport (chunked install_snapshot, binary chunks),
+//! received into a file, checked and made its own current snapshot.
 
 use drover_client::Client;
 use drover_server::ServerConfig;
@@ -89,6 +90,19 @@ async fn a_server_far_behind_is_sent_a_snapshot() {
         assert!(Instant::now() < deadline, "the third server lacks tasks");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The received snapshot is the third server's own now: the binary format, whole.
+    let received = std::fs::read(root.join("s2").join("snapshot.bin")).expect("snapshot.bin");
+    assert_eq!(received[..8], drover_state::MAGIC);
+    let reader = drover_state::SnapshotReader::open(&received[..]).expect("a snapshot header");
+    let state = reader.state().expect("a whole, valid snapshot");
+    assert!(state.sched.task_count() >= 1, "{state:?}");
+    // The leader built its snapshot off the lock; it says what that cost.
+    let stats = leader
+        .node
+        .state
+        .snapshot_stats()
+        .expect("the leader built a snapshot");
+    assert!(stats.bytes > 0 && stats.index > 0, "{stats:?}");
     c.shutdown().await;
     a.shutdown().await;
     b.shutdown().await;

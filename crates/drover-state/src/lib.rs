@@ -13,7 +13,11 @@
 mod command;
 pub mod idempotency;
 mod machine;
+mod snapshot_codec;
 
 pub use command::{Command, CommandResult, LogEntry, Rejection};
 pub use idempotency::IdempotencyKey;
 pub use machine::{Dispatch, JobRecord, Output, StateMachine, StateSnapshot, TaskRecord};
+pub use snapshot_codec::{
+    FORMAT_VERSION, MAGIC, SnapshotCodecError, SnapshotReader, write_snapshot,
+};

@@ -83,6 +83,16 @@ impl ServerSet {
         }
     }
 
+    /// More `drover server` flags for every server started from now on.
+    pub fn add_server_args(&mut self, args: &[&str]) {
+        self.server_args.extend(args.iter().map(|a| a.to_string()));
+    }
+
+    /// Server `i`'s `--data-dir` (the server keeps its files in `server/` under it).
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        self.root.join(format!("s{i}"))
+    }
+
     /// Every server's URL, comma-separated (what `--server` takes).
     pub fn urls(&self) -> String {
         self.addrs
@@ -92,7 +102,7 @@ impl ServerSet {
             .join(",")
     }
 
-    fn log(&self, i: usize) -> PathBuf {
+    pub fn log(&self, i: usize) -> PathBuf {
         self.root.join(format!("server-{i}.log"))
     }
 
@@ -106,7 +116,7 @@ impl ServerSet {
             .expect("server log");
         let mut cmd = drover_command_in(self.netns[i].as_deref());
         cmd.arg("--data-dir")
-            .arg(self.root.join(format!("s{i}")))
+            .arg(self.data_dir(i))
             .args(["--token", &self.token])
             .arg("server")
             .args(["--listen", &self.addrs[i]]);

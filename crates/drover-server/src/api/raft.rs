@@ -1,12 +1,13 @@
 //! The receiving side of the server-to-server transport (`raft/network.rs` sends):
-//! openraft's three RPCs as JSON. Internal: only the peer token opens these routes
+//! openraft's three RPCs, as JSON but for snapshot chunks (binary, see
+//! `SnapshotChunk`). Internal: only the peer token opens these routes
 //! (see `auth.rs`), and they are deliberately left out of the OpenAPI document.
 
 use crate::membership::Adoption;
 use crate::node::Node;
 use crate::raft::{
     APPEND_PATH, PEER_ADOPT_PATH, PEER_JOIN_PATH, PEER_READ_INDEX_PATH, PEER_REMOVED_PATH,
-    SNAPSHOT_PATH, TypeConfig, VOTE_PATH,
+    SNAPSHOT_PATH, SnapshotChunk, TypeConfig, VOTE_PATH,
 };
 use axum::Json;
 use axum::Router;
@@ -16,7 +17,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use drover_proto::api::AddServer;
-use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use openraft::raft::{AppendEntriesRequest, VoteRequest};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
@@ -62,9 +63,12 @@ async fn vote(State(node): State<Arc<Node>>, body: Bytes) -> Response {
 }
 
 async fn snapshot(State(node): State<Arc<Node>>, body: Bytes) -> Response {
-    let rpc: InstallSnapshotRequest<TypeConfig> = match parse(&body) {
+    let rpc = match SnapshotChunk::decode(&body) {
         Ok(r) => r,
-        Err(e) => return e.into_response(),
+        Err(e) => {
+            return super::ApiError::invalid(None, format!("not a snapshot chunk: {e}"))
+                .into_response();
+        }
     };
     answer(&node.raft.install_snapshot(rpc).await)
 }

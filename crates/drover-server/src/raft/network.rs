@@ -9,8 +9,8 @@
 //! JSON rather than postcard: openraft's types are serde-derived for self-describing
 //! formats, the API already speaks JSON through the same client (reqwest) and server
 //! (axum), and a captured RPC can be read with curl. Entries are batched (at most
-//! `max_payload_entries` per append), so the size overhead stays small; only snapshot
-//! chunks (bytes as a JSON array) pay ~3× and they are rare.
+//! `max_payload_entries` per append), so the size overhead stays small. Snapshot
+//! chunks are the exception: their bytes travel as they are (see [`SnapshotChunk`]).
 
 use super::TypeConfig;
 use openraft::BasicNode;
@@ -96,6 +96,66 @@ pub enum PeerError {
     },
 }
 
+/// How one snapshot chunk travels: an `application/octet-stream` body made of a small
+/// JSON envelope (the RPC without its data) and then the chunk's bytes, untouched.
+///
+/// ```text
+/// u32 LE  envelope length E
+/// E       the envelope: {"vote":…, "meta":…, "offset":…, "done":…} (JSON)
+/// …       the chunk's bytes
+/// ```
+#[derive(Debug)]
+pub struct SnapshotChunk;
+
+#[derive(Serialize, serde::Deserialize)]
+struct ChunkEnvelope {
+    vote: openraft::Vote<u64>,
+    meta: openraft::SnapshotMeta<u64, BasicNode>,
+    offset: u64,
+    done: bool,
+}
+
+/// Why a snapshot chunk's body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ChunkError {
+    #[error("the body is shorter than its envelope says")]
+    Short,
+    #[error("the envelope is not valid: {0}")]
+    Envelope(#[from] serde_json::Error),
+}
+
+impl SnapshotChunk {
+    pub const CONTENT_TYPE: &'static str = "application/octet-stream";
+
+    pub fn encode(rpc: InstallSnapshotRequest<TypeConfig>) -> Result<Vec<u8>, ChunkError> {
+        let envelope = serde_json::to_vec(&ChunkEnvelope {
+            vote: rpc.vote,
+            meta: rpc.meta,
+            offset: rpc.offset,
+            done: rpc.done,
+        })?;
+        let mut body = Vec::with_capacity(4 + envelope.len() + rpc.data.len());
+        body.extend_from_slice(&(envelope.len() as u32).to_le_bytes());
+        body.extend_from_slice(&envelope);
+        body.extend_from_slice(&rpc.data);
+        Ok(body)
+    }
+
+    pub fn decode(body: &[u8]) -> Result<InstallSnapshotRequest<TypeConfig>, ChunkError> {
+        let len = body.get(..4).ok_or(ChunkError::Short)?;
+        let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        let envelope = body.get(4..4 + len).ok_or(ChunkError::Short)?;
+        let e: ChunkEnvelope = serde_json::from_slice(envelope)?;
+        Ok(InstallSnapshotRequest {
+            vote: e.vote,
+            meta: e.meta,
+            offset: e.offset,
+            data: body[4 + len..].to_vec(),
+            done: e.done,
+        })
+    }
+}
+
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = Network;
 
@@ -109,11 +169,17 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     }
 }
 
+/// An RPC's body: JSON, or a snapshot chunk's bytes.
+enum Body<'a, Req> {
+    Json(&'a Req),
+    Bytes(Vec<u8>),
+}
+
 impl Network {
     async fn call<Req, Resp, E>(
         &self,
         path: &str,
-        rpc: &Req,
+        rpc: Body<'_, Req>,
         option: &RPCOption,
     ) -> Result<Resp, RPCError<u64, BasicNode, RaftError<u64, E>>>
     where
@@ -122,14 +188,18 @@ impl Network {
         E: std::error::Error + DeserializeOwned,
     {
         let url = format!("{}{path}", self.base);
-        let sent = self
+        let request = self
             .http
             .post(&url)
             .bearer_auth(&self.peer_token)
-            .timeout(option.soft_ttl())
-            .json(rpc)
-            .send()
-            .await;
+            .timeout(option.soft_ttl());
+        let request = match rpc {
+            Body::Json(rpc) => request.json(rpc),
+            Body::Bytes(bytes) => request
+                .header(reqwest::header::CONTENT_TYPE, SnapshotChunk::CONTENT_TYPE)
+                .body(bytes),
+        };
+        let sent = request.send().await;
         let resp = match sent {
             Ok(r) => r,
             Err(source) if source.is_connect() => {
@@ -185,7 +255,7 @@ impl RaftNetwork<TypeConfig> for Network {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-        self.call(APPEND_PATH, &rpc, &option).await
+        self.call(APPEND_PATH, Body::Json(&rpc), &option).await
     }
 
     async fn install_snapshot(
@@ -196,7 +266,10 @@ impl RaftNetwork<TypeConfig> for Network {
         InstallSnapshotResponse<u64>,
         RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>,
     > {
-        self.call(SNAPSHOT_PATH, &rpc, &option).await
+        let body =
+            SnapshotChunk::encode(rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        self.call(SNAPSHOT_PATH, Body::<()>::Bytes(body), &option)
+            .await
     }
 
     async fn vote(
@@ -204,6 +277,6 @@ impl RaftNetwork<TypeConfig> for Network {
         rpc: VoteRequest<u64>,
         option: RPCOption,
     ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-        self.call(VOTE_PATH, &rpc, &option).await
+        self.call(VOTE_PATH, Body::Json(&rpc), &option).await
     }
 }

@@ -2,26 +2,26 @@
 //!
 //! The state lives in memory (reads from the API take a read lock). Durability comes
 //! from the log: at start the state is restored from the latest snapshot file, and
-//! openraft re-applies the committed entries after it. A snapshot file is written to a
-//! temporary name, fsynced, then renamed over the old one, so a crash mid-write leaves
-//! the previous snapshot intact.
+//! openraft re-applies the committed entries after it. Snapshots are files
+//! (`snapshot_files.rs`), and openraft's `SnapshotData` is the open file: it is built,
+//! sent, received and restored streaming, never held whole in memory.
 
+use super::snapshot_files::SnapshotFiles;
 use super::{StorageError, StorageHealth, TypeConfig};
 use crate::events::{DEFAULT_RETAINED, EventHub};
 use crate::metrics::ServerMetrics;
 use drover_proto::events::{ClusterEvent, EventBody, EventId};
 use drover_sched::SchedulerConfig;
-use drover_state::{CommandResult, Dispatch, StateMachine, StateSnapshot};
+use drover_state::{CommandResult, Dispatch, StateMachine};
 use openraft::storage::RaftStateMachine;
 use openraft::{
     BasicNode, Entry, EntryPayload, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta,
     StorageIOError, StoredMembership,
 };
-use serde::{Deserialize, Serialize};
-use std::io::{Cursor, Write};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
 
 /// The state shared between openraft (which applies entries) and the API (which reads).
@@ -36,6 +36,7 @@ pub struct SharedState {
     /// Set when applying an entry panicked: the state may be half-applied, so it is
     /// neither served nor changed any more (see [`StateStore::apply`]).
     failed: Mutex<Option<String>>,
+    snapshot_stats: Mutex<Option<SnapshotStats>>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -81,37 +82,43 @@ impl SharedState {
             .get_or_insert(reason);
     }
 
+    /// How the latest snapshot this server built went, if it built one.
+    pub fn snapshot_stats(&self) -> Option<SnapshotStats> {
+        *self
+            .snapshot_stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn last_applied(&self) -> Option<LogId<u64>> {
         self.applied.lock().unwrap_or_else(|p| p.into_inner()).last
     }
 }
 
-#[derive(Serialize, Deserialize)]
-struct SnapshotFile {
-    meta: SnapshotMeta<u64, BasicNode>,
-    state: StateSnapshot,
+/// How the latest snapshot build went (also logged): what it cost apply, and what it
+/// cost in all.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotStats {
+    /// The log index the snapshot covers.
+    pub index: u64,
+    /// How long the state was read-locked to copy it: apply waited this long at most.
+    pub copy: Duration,
+    /// From the copy to the file being current (encode, write, fsync, rename): off
+    /// the lock, on a blocking thread.
+    pub write: Duration,
+    pub bytes: u64,
 }
 
 #[derive(Clone, Debug)]
 pub struct StateStore {
     shared: Arc<SharedState>,
-    snapshot_path: PathBuf,
+    files: Arc<SnapshotFiles>,
+    /// The file a snapshot from the leader is being received into.
+    receiving: Arc<Mutex<Option<PathBuf>>>,
     dispatch: UnboundedSender<Vec<Dispatch>>,
     /// Where a snapshot that cannot be written (a full disk) is reported while it is
     /// tried again (see `storage_health.rs`).
     storage: Arc<StorageHealth>,
-}
-
-/// Reads the snapshot file, if there is one: its parsed form and its raw bytes.
-fn read_snapshot_file(path: &Path) -> Result<Option<(SnapshotFile, Vec<u8>)>, StorageError> {
-    match std::fs::read(path) {
-        Ok(bytes) => {
-            let file: SnapshotFile = serde_json::from_slice(&bytes).map_err(snap_read_err)?;
-            Ok(Some((file, bytes)))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(snap_read_err(e)),
-    }
 }
 
 fn apply_failed(reason: String) -> StorageError {
@@ -158,20 +165,30 @@ fn snap_read_err(e: impl std::error::Error + 'static) -> StorageError {
 
 impl StateStore {
     /// Opens the state store in `dir`, restoring the latest snapshot if there is one.
-    /// Every applied entry's dispatches are sent to `dispatch`.
+    /// Every applied entry's dispatches are sent to `dispatch`. Blocking (it reads and
+    /// decodes the snapshot): call it off the async runtime.
     pub fn open(
         dir: &Path,
         config: SchedulerConfig,
         dispatch: UnboundedSender<Vec<Dispatch>>,
     ) -> Result<StateStore, StorageError> {
-        let snapshot_path = dir.join("snapshot.json");
-        let (machine, applied) = match read_snapshot_file(&snapshot_path)? {
-            Some((file, _)) => {
+        let files = SnapshotFiles::new(dir);
+        let started = Instant::now();
+        let (machine, applied) = match files.load().map_err(snap_read_err)? {
+            Some((meta, state)) => {
+                let decoded = started.elapsed();
                 let applied = Applied {
-                    last: file.meta.last_log_id,
-                    membership: file.meta.last_membership.clone(),
+                    last: meta.last_log_id,
+                    membership: meta.last_membership.clone(),
                 };
-                (StateMachine::restore(file.state), applied)
+                let machine = StateMachine::restore(state);
+                tracing::info!(
+                    index = applied.last.map(|l| l.index).unwrap_or(0),
+                    decode_ms = decoded.as_millis() as u64,
+                    restore_ms = (started.elapsed() - decoded).as_millis() as u64,
+                    "restored the state from its snapshot"
+                );
+                (machine, applied)
             }
             None => (StateMachine::new(config), Applied::default()),
         };
@@ -189,8 +206,10 @@ impl StateStore {
                 events: EventHub::new(DEFAULT_RETAINED, floor),
                 metrics: ServerMetrics::new(),
                 failed: Mutex::new(None),
+                snapshot_stats: Mutex::new(None),
             }),
-            snapshot_path,
+            files: Arc::new(files),
+            receiving: Arc::new(Mutex::new(None)),
             dispatch,
             storage: Arc::default(),
         })
@@ -202,25 +221,29 @@ impl StateStore {
         self
     }
 
-    /// Writes the snapshot file on a blocking thread, trying again while that fails:
-    /// openraft stops for good on a snapshot error, while the previous snapshot and the
-    /// log still hold everything, so a full disk is waited out (and reported) instead.
-    async fn write_snapshot_retrying(&self, bytes: Arc<Vec<u8>>) -> Result<(), StorageError> {
-        let mut pause = std::time::Duration::from_millis(50);
+    /// Runs `write` (blocking file work) on a blocking thread, trying again while it
+    /// fails: openraft stops for good on a snapshot error, while the previous snapshot
+    /// and the log still hold everything, so a full disk is waited out (and reported
+    /// through `storage_health.rs`, refusing new writes meanwhile) instead.
+    async fn write_retrying<T: Send + 'static>(
+        &self,
+        write: impl Fn() -> Result<T, StorageError> + Send + Sync + 'static,
+    ) -> Result<T, StorageError> {
+        let write = Arc::new(write);
+        let mut pause = Duration::from_millis(50);
         loop {
-            let (store, b) = (self.clone(), bytes.clone());
-            let e = match tokio::task::spawn_blocking(move || store.write_snapshot_file(&b)).await {
-                Ok(Ok(())) => {
+            let attempt = write.clone();
+            let e = match blocking(move || attempt()).await {
+                Ok(v) => {
                     if let Some(f) = self.storage.succeeded() {
                         tracing::warn!(
                             after_ms = f.since.elapsed().as_millis() as u64,
                             "writes to the data directory succeed again"
                         );
                     }
-                    return Ok(());
+                    return Ok(v);
                 }
-                Ok(Err(e)) => e,
-                Err(join) => return Err(snap_write_err(join)),
+                Err(e) => e,
             };
             if self.storage.is_stopping() {
                 return Err(e);
@@ -234,38 +257,29 @@ impl StateStore {
                 tracing::error!(%reason, "writing a snapshot failed; retrying until it succeeds, refusing new writes meanwhile");
             }
             tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(std::time::Duration::from_millis(500));
+            pause = (pause * 2).min(Duration::from_millis(500));
         }
     }
 
     pub fn shared(&self) -> Arc<SharedState> {
         self.shared.clone()
     }
+}
 
-    fn write_snapshot_file(&self, bytes: &[u8]) -> Result<(), StorageError> {
-        let tmp = self.snapshot_path.with_extension("json.tmp");
-        let written = (|| {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(bytes)?;
-            f.sync_all()
-        })();
-        if let Err(e) = written {
-            // A partial file would keep a full disk full.
-            let _ = std::fs::remove_file(&tmp);
-            return Err(snap_write_err(e));
-        }
-        std::fs::rename(&tmp, &self.snapshot_path).map_err(snap_write_err)?;
-        if let Some(dir) = self.snapshot_path.parent()
-            && let Ok(d) = std::fs::File::open(dir)
-        {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    }
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| snap_write_err(std::io::Error::other(e)))?
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateStore {
+    /// Copies the state under the read lock (the only time apply waits), then encodes
+    /// and writes the copy on a blocking thread, streaming into a temporary file that
+    /// becomes current by a rename.
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let started = Instant::now();
         let (state, applied) = {
             let machine = self.shared.read();
             let applied = self
@@ -276,6 +290,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateStore {
                 .clone();
             (machine.snapshot(), applied)
         };
+        let copy = started.elapsed();
         let snapshot_id = match applied.last {
             Some(l) => format!("{}-{}", l.leader_id, l.index),
             None => "empty".to_string(),
@@ -285,16 +300,42 @@ impl RaftSnapshotBuilder<TypeConfig> for StateStore {
             last_membership: applied.membership,
             snapshot_id,
         };
-        let file = SnapshotFile {
-            meta: meta.clone(),
-            state,
+        let files = self.files.clone();
+        let for_write = meta.clone();
+        let state = Arc::new(state);
+        let (file, bytes) = self
+            .write_retrying(move || {
+                let (tmp, bytes) = files
+                    .write_temp(&for_write, &state)
+                    .map_err(snap_write_err)?;
+                // Opened before it is published: if a newer snapshot was installed
+                // meanwhile, this one is dropped from the directory but can still be sent.
+                let file = std::fs::File::open(&tmp).map_err(snap_write_err)?;
+                files.publish(&tmp, &for_write).map_err(snap_write_err)?;
+                Ok((file, bytes))
+            })
+            .await?;
+        let stats = SnapshotStats {
+            index: meta.last_log_id.map(|l| l.index).unwrap_or(0),
+            copy,
+            write: started.elapsed() - copy,
+            bytes,
         };
-        let bytes = Arc::new(serde_json::to_vec(&file).map_err(snap_write_err)?);
-        self.write_snapshot_retrying(bytes.clone()).await?;
-        let bytes = Arc::try_unwrap(bytes).unwrap_or_else(|shared| (*shared).clone());
+        tracing::info!(
+            index = stats.index,
+            copy_ms = copy.as_millis() as u64,
+            write_ms = stats.write.as_millis() as u64,
+            bytes,
+            "built a snapshot"
+        );
+        *self
+            .shared
+            .snapshot_stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(stats);
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(bytes)),
+            snapshot: Box::new(tokio::fs::File::from_std(file)),
         })
     }
 }
@@ -395,36 +436,72 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+        let path = self.files.temp_path();
+        let file = tokio::fs::File::create(&path)
+            .await
+            .map_err(snap_write_err)?;
+        // A transfer that was abandoned for a newer one leaves its file behind.
+        let previous = self
+            .receiving
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(path);
+        if let Some(old) = previous {
+            let _ = tokio::fs::remove_file(old).await;
+        }
+        Ok(Box::new(file))
     }
 
+    /// The received file is checked (header, length, checksum) and decoded while it
+    /// streams from disk, made current, and only then replaces the state.
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<u64, BasicNode>,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError> {
-        let bytes = snapshot.into_inner();
-        let file: SnapshotFile = serde_json::from_slice(&bytes).map_err(sm_read_err)?;
-        let bytes = Arc::new(bytes);
-        self.write_snapshot_retrying(bytes.clone()).await?;
+        let path = self
+            .receiving
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .ok_or_else(|| {
+                snap_read_err(std::io::Error::other("no snapshot was being received"))
+            })?;
+        snapshot.sync_all().await.map_err(snap_write_err)?;
+        drop(snapshot);
+        let files = self.files.clone();
+        let for_publish = meta.clone();
+        let started = Instant::now();
+        let machine = blocking(move || {
+            let state = files.read_received(&path).map_err(sm_read_err)?;
+            let machine = StateMachine::restore(state);
+            files.publish(&path, &for_publish).map_err(snap_write_err)?;
+            Ok(machine)
+        })
+        .await?;
         {
-            let (mut machine, mut applied) = self.shared.write();
-            *machine = StateMachine::restore(file.state);
+            let (mut current, mut applied) = self.shared.write();
+            *current = machine;
             applied.last = meta.last_log_id;
             applied.membership = meta.last_membership.clone();
         }
         let index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
+        tracing::info!(
+            index,
+            restore_ms = started.elapsed().as_millis() as u64,
+            "installed a snapshot from the leader"
+        );
         self.shared.events.restart_at(EventId::end_of(index));
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        Ok(
-            read_snapshot_file(&self.snapshot_path)?.map(|(file, bytes)| Snapshot {
-                meta: file.meta,
-                snapshot: Box::new(Cursor::new(bytes)),
-            }),
-        )
+        let files = self.files.clone();
+        let current = blocking(move || files.open_current().map_err(snap_read_err)).await?;
+        Ok(current.map(|(meta, file)| Snapshot {
+            meta,
+            snapshot: Box::new(tokio::fs::File::from_std(file)),
+        }))
     }
 }

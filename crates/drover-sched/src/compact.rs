@@ -1,0 +1,323 @@
+//! How the snapshot's fields that hold user-facing types are written in a compact,
+//! non-self-describing format (postcard).
+//!
+//! The user-facing types in `drover-types` are shaped for the JSON API: empty fields
+//! are left out (`skip_serializing_if`), dependencies are untagged (`17` or `"key"`),
+//! outcomes, failure causes and queue policies are internally tagged (`{"kind": …}`).
+//! A format that writes fields by position and cannot look ahead (postcard) can read
+//! none of that back. Changing those types would change the API (and its OpenAPI
+//! document), so the snapshot instead writes them through the mirrors below
+//! (serde's `remote` derive: same fields, every one always written, enums externally
+//! tagged) — but only when the format is not human-readable: a JSON snapshot keeps the
+//! exact shape it always had, so older `snapshot.json` files still read.
+//!
+//! Each `with`-module here is used on one field of a snapshot-only type
+//! (`SchedulerSnapshot`, `TaskRec`, `WorkerRec`). A new field of one of the mirrored
+//! types must be added to its mirror too (the compiler insists: a remote derive lists
+//! every field).
+
+use crate::scheduler::SchedulerConfig;
+use crate::view::AttemptRecord;
+use drover_types::{
+    ArraySpec, Attempt, Backoff, DepRef, FailureCause, LabelSelector, Limits, Millis, Outcome,
+    PlacementPolicyKind, PolicyConfig, QueuePolicyKind, Resources, RetryPolicy, TaskId, TaskSpec,
+    WorkerId, WorkerSpec,
+};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "Resources")]
+struct ResourcesC {
+    cpu_milli: u32,
+    memory_bytes: u64,
+    disk_bytes: u64,
+    gpus: u32,
+    custom: BTreeMap<String, u64>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "DepRef")]
+enum DepRefC {
+    Id(TaskId),
+    Key(String),
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "LabelSelector")]
+struct LabelSelectorC {
+    key: String,
+    op: drover_types::SelectorOp,
+    values: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "RetryPolicy")]
+struct RetryPolicyC {
+    max_attempts: u32,
+    backoff: Backoff,
+    retry_on_exit_codes: Vec<i32>,
+}
+
+// Owned wrappers of the mirrored types, so that they can sit in a `Vec` or `Option`.
+#[derive(Serialize, Deserialize)]
+struct DepRefW(#[serde(with = "DepRefC")] DepRef);
+#[derive(Serialize, Deserialize)]
+struct LabelSelectorW(#[serde(with = "LabelSelectorC")] LabelSelector);
+#[derive(Serialize, Deserialize)]
+struct OutcomeW(#[serde(with = "OutcomeC")] Outcome);
+#[derive(Serialize, Deserialize)]
+struct AttemptRecordW(#[serde(with = "AttemptRecordC")] AttemptRecord);
+#[derive(Serialize, Deserialize)]
+struct TaskSpecW(#[serde(with = "TaskSpecC")] TaskSpec);
+
+/// Writes an attempt without copying it.
+struct AttemptRef<'a>(&'a AttemptRecord);
+impl Serialize for AttemptRef<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        AttemptRecordC::serialize(self.0, s)
+    }
+}
+
+fn ser_vec<S: Serializer, T, W: Serialize>(
+    items: &[T],
+    wrap: impl Fn(&T) -> W,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_seq(items.iter().map(wrap))
+}
+
+mod dep_refs {
+    use super::*;
+    pub fn serialize<S: Serializer>(v: &[DepRef], s: S) -> Result<S::Ok, S::Error> {
+        ser_vec(v, |d| DepRefW(d.clone()), s)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<DepRef>, D::Error> {
+        Ok(Vec::<DepRefW>::deserialize(d)?
+            .into_iter()
+            .map(|w| w.0)
+            .collect())
+    }
+}
+
+mod selectors {
+    use super::*;
+    pub fn serialize<S: Serializer>(v: &[LabelSelector], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(LabelSelectorRef))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<LabelSelector>, D::Error> {
+        Ok(Vec::<LabelSelectorW>::deserialize(d)?
+            .into_iter()
+            .map(|w| w.0)
+            .collect())
+    }
+    /// Writes a selector without copying it.
+    struct LabelSelectorRef<'a>(&'a LabelSelector);
+    impl Serialize for LabelSelectorRef<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            LabelSelectorC::serialize(self.0, s)
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "TaskSpec")]
+struct TaskSpecC {
+    key: Option<String>,
+    name: String,
+    command: Vec<String>,
+    shell: bool,
+    env: BTreeMap<String, String>,
+    workdir: Option<String>,
+    #[serde(with = "ResourcesC")]
+    resources: Resources,
+    #[serde(with = "dep_refs")]
+    after: Vec<DepRef>,
+    priority: i32,
+    max_runtime_ms: Option<u64>,
+    expected_runtime_ms: Option<u64>,
+    #[serde(with = "RetryPolicyC")]
+    retry: RetryPolicy,
+    labels: BTreeMap<String, String>,
+    #[serde(with = "selectors")]
+    constraints: Vec<LabelSelector>,
+    #[serde(with = "selectors")]
+    affinity: Vec<LabelSelector>,
+    inputs: Vec<String>,
+    owner: String,
+    array: Option<ArraySpec>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "Outcome")]
+enum OutcomeC {
+    Exited { code: i32 },
+    Signaled { signal: i32 },
+    TimedOut,
+    Killed,
+    OutOfMemory,
+    SpawnFailed { message: String },
+    Fenced,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "FailureCause")]
+enum FailureCauseC {
+    Outcome {
+        #[serde(with = "OutcomeC")]
+        outcome: Outcome,
+    },
+    WorkerLost {
+        worker: WorkerId,
+    },
+    Preempted,
+    Retracted,
+    TimeLimit,
+}
+
+mod option_outcome {
+    use super::*;
+    pub fn serialize<S: Serializer>(v: &Option<Outcome>, s: S) -> Result<S::Ok, S::Error> {
+        v.clone().map(OutcomeW).serialize(s)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Outcome>, D::Error> {
+        Ok(Option::<OutcomeW>::deserialize(d)?.map(|w| w.0))
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct FailureCauseW(#[serde(with = "FailureCauseC")] FailureCause);
+
+mod option_failure {
+    use super::*;
+    pub fn serialize<S: Serializer>(v: &Option<FailureCause>, s: S) -> Result<S::Ok, S::Error> {
+        v.clone().map(FailureCauseW).serialize(s)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<FailureCause>, D::Error> {
+        Ok(Option::<FailureCauseW>::deserialize(d)?.map(|w| w.0))
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "AttemptRecord")]
+struct AttemptRecordC {
+    attempt: Attempt,
+    worker: WorkerId,
+    assigned_at: Millis,
+    started_at: Option<Millis>,
+    ended_at: Option<Millis>,
+    #[serde(with = "option_outcome")]
+    outcome: Option<Outcome>,
+    #[serde(with = "option_failure")]
+    failure: Option<FailureCause>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "QueuePolicyKind")]
+enum QueuePolicyKindC {
+    Fcfs,
+    Priority { aging_ms: u64 },
+    ShortestJobFirst,
+    FairShare { weights: BTreeMap<String, u32> },
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "PolicyConfig")]
+struct PolicyConfigC {
+    #[serde(with = "QueuePolicyKindC")]
+    queue: QueuePolicyKind,
+    placement: PlacementPolicyKind,
+    preemption: bool,
+    preemption_grace_ms: u64,
+    locality_weight: u32,
+    affinity_weight: u32,
+    prefetch_per_worker: u32,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "SchedulerConfig")]
+struct SchedulerConfigC {
+    limits: Limits,
+    #[serde(with = "PolicyConfigC")]
+    policy: PolicyConfig,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "WorkerSpec")]
+struct WorkerSpecC {
+    name: String,
+    #[serde(with = "ResourcesC")]
+    capacity: Resources,
+    labels: BTreeMap<String, String>,
+    data_keys: Vec<String>,
+}
+
+/// Defines a `with`-module for one snapshot field: the type's own serde in a
+/// human-readable format, the mirror's otherwise.
+macro_rules! either_format {
+    ($module:ident, $ty:ty, |$v:ident, $s:ident| $compact_ser:expr, |$d:ident| $compact_de:expr) => {
+        pub(crate) mod $module {
+            use super::*;
+            pub fn serialize<S: Serializer>($v: &$ty, $s: S) -> Result<S::Ok, S::Error> {
+                if $s.is_human_readable() {
+                    $v.serialize($s)
+                } else {
+                    $compact_ser
+                }
+            }
+            pub fn deserialize<'de, D: Deserializer<'de>>($d: D) -> Result<$ty, D::Error> {
+                if $d.is_human_readable() {
+                    <$ty>::deserialize($d)
+                } else {
+                    $compact_de
+                }
+            }
+        }
+    };
+}
+
+either_format!(
+    config,
+    SchedulerConfig,
+    |v, s| SchedulerConfigC::serialize(v, s),
+    |d| SchedulerConfigC::deserialize(d)
+);
+either_format!(
+    resources,
+    Resources,
+    |v, s| ResourcesC::serialize(v, s),
+    |d| ResourcesC::deserialize(d)
+);
+either_format!(
+    worker_spec,
+    WorkerSpec,
+    |v, s| WorkerSpecC::serialize(v, s),
+    |d| WorkerSpecC::deserialize(d)
+);
+either_format!(
+    attempts,
+    Vec<AttemptRecord>,
+    |v, s| s.collect_seq(v.iter().map(AttemptRef)),
+    |d| Ok(Vec::<AttemptRecordW>::deserialize(d)?
+        .into_iter()
+        .map(|w| w.0)
+        .collect())
+);
+either_format!(
+    specs,
+    Vec<(u64, Arc<TaskSpec>)>,
+    |v, s| s.collect_seq(v.iter().map(|(i, spec)| (*i, SpecRef(spec)))),
+    |d| Ok(Vec::<(u64, TaskSpecW)>::deserialize(d)?
+        .into_iter()
+        .map(|(i, w)| (i, Arc::new(w.0)))
+        .collect())
+);
+
+/// Writes a shared spec without copying it (there may be a million).
+struct SpecRef<'a>(&'a TaskSpec);
+impl Serialize for SpecRef<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        TaskSpecC::serialize(self.0, s)
+    }
+}

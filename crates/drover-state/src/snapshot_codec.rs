@@ -1,0 +1,326 @@
+//! The snapshot's byte format: a fixed header, an opaque metadata blob (the server's
+//! raft metadata), then the [`StateSnapshot`] in postcard.
+//!
+//! ```text
+//! offset  size  what
+//!      0     8  magic "DROVSNAP"
+//!      8     4  format version (u32 LE), FORMAT_VERSION
+//!     12     4  CRC-32 of every byte after the header (u32 LE)
+//!     16     8  number of bytes after the header (u64 LE)
+//!     24     4  metadata length M (u32 LE)
+//!     28     M  metadata
+//!   28+M     …  the state, postcard
+//! ```
+//!
+//! Written in one pass to a seekable sink (the header is filled in last) and read in one
+//! pass from any reader, so neither side holds the whole snapshot in memory: the state
+//! is decoded while the bytes stream in. The checksum and the length are checked at the
+//! end of the read; a state that decoded from damaged bytes is dropped then. Postcard is
+//! not self-describing, which is why the snapshot's user-facing types are written
+//! through mirrors (see `drover-sched`'s `compact` module); a change of the state's
+//! shape needs a new `FORMAT_VERSION`.
+
+use crate::machine::StateSnapshot;
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+
+pub const MAGIC: [u8; 8] = *b"DROVSNAP";
+/// Bump when the encoded shape of [`StateSnapshot`] changes.
+pub const FORMAT_VERSION: u32 = 1;
+const HEADER_LEN: usize = 24;
+
+/// Why a snapshot could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotCodecError {
+    #[error("snapshot I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("not a Drover snapshot (bad magic)")]
+    NotASnapshot,
+    #[error("snapshot format version {found} is not known to this server (it reads {known})")]
+    UnknownVersion { found: u32, known: u32 },
+    #[error(
+        "the snapshot is truncated or has trailing bytes: {declared} bytes declared, {found} found"
+    )]
+    Length { declared: u64, found: u64 },
+    #[error("the snapshot is corrupt: checksum {found:08x}, expected {declared:08x}")]
+    Checksum { declared: u32, found: u32 },
+    #[error("the snapshot metadata is {0} bytes, more than a header can say")]
+    MetaTooLarge(usize),
+    #[error("cannot encode the state: {0}")]
+    Encode(postcard::Error),
+    #[error("cannot decode the state: {0}")]
+    Decode(postcard::Error),
+}
+
+/// Counts and checksums every byte that passes through to `inner`.
+struct Summing<T> {
+    inner: T,
+    crc: crc32fast::Hasher,
+    len: u64,
+}
+
+impl<T> Summing<T> {
+    fn new(inner: T) -> Summing<T> {
+        Summing {
+            inner,
+            crc: crc32fast::Hasher::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<W: Write> Write for Summing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<R: Read> Read for Summing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.crc.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+}
+
+/// Writes `meta` and `state` to `out` (from its current position, which must be the
+/// start) and returns it with the header filled in. Does not sync.
+pub fn write_snapshot<W: Write + Seek>(
+    meta: &[u8],
+    state: &StateSnapshot,
+    mut out: W,
+) -> Result<W, SnapshotCodecError> {
+    let meta_len =
+        u32::try_from(meta.len()).map_err(|_| SnapshotCodecError::MetaTooLarge(meta.len()))?;
+    out.write_all(&[0u8; HEADER_LEN])?;
+    let mut body = BufWriter::with_capacity(1 << 20, Summing::new(out));
+    body.write_all(&meta_len.to_le_bytes())?;
+    body.write_all(meta)?;
+    let mut body = postcard::to_io(state, body).map_err(SnapshotCodecError::Encode)?;
+    body.flush()?;
+    let summed = body.into_inner().map_err(|e| e.into_error())?;
+    let mut out = summed.inner;
+    let mut header = [0u8; HEADER_LEN];
+    header[..8].copy_from_slice(&MAGIC);
+    header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    header[12..16].copy_from_slice(&summed.crc.finalize().to_le_bytes());
+    header[16..24].copy_from_slice(&summed.len.to_le_bytes());
+    out.seek(SeekFrom::Start(0))?;
+    out.write_all(&header)?;
+    out.seek(SeekFrom::End(0))?;
+    Ok(out)
+}
+
+/// The bytes after the header, read from the file in large chunks (and summed as they
+/// are read), handed to postcard straight from the buffer: postcard's own reader asks
+/// for one byte at a time through `Read`, which made decoding several times slower.
+struct Chunks<R> {
+    inner: Summing<R>,
+    buf: Vec<u8>,
+    pos: usize,
+    len: usize,
+    /// The most one take may ask for: a damaged length must not become a huge buffer.
+    limit: usize,
+}
+
+const CHUNK: usize = 1 << 20;
+/// No single string in the state comes near this (submissions are bounded far below).
+const MAX_TAKE: usize = 256 << 20;
+
+impl<R: Read> Chunks<R> {
+    fn new(inner: R, declared: u64) -> Chunks<R> {
+        Chunks {
+            inner: Summing::new(inner),
+            buf: vec![0; CHUNK],
+            pos: 0,
+            len: 0,
+            limit: usize::try_from(declared)
+                .unwrap_or(usize::MAX)
+                .min(MAX_TAKE),
+        }
+    }
+
+    /// Makes at least `n` unread bytes available in the buffer, unless the input ends
+    /// first; returns how many are.
+    fn fill(&mut self, n: usize) -> std::io::Result<usize> {
+        if self.len - self.pos >= n {
+            return Ok(self.len - self.pos);
+        }
+        if n > self.limit {
+            return Ok(self.len - self.pos);
+        }
+        self.buf.copy_within(self.pos..self.len, 0);
+        self.len -= self.pos;
+        self.pos = 0;
+        if self.buf.len() < n {
+            self.buf.resize(n.max(CHUNK), 0);
+        }
+        while self.len < n {
+            let got = self.inner.read(&mut self.buf[self.len..])?;
+            if got == 0 {
+                break;
+            }
+            self.len += got;
+        }
+        Ok(self.len)
+    }
+
+    /// The next `n` bytes, or `None` if the input ends before.
+    fn take(&mut self, n: usize) -> std::io::Result<Option<&[u8]>> {
+        if self.fill(n)? < n {
+            return Ok(None);
+        }
+        let start = self.pos;
+        self.pos += n;
+        Ok(Some(&self.buf[start..start + n]))
+    }
+
+    /// Reads what is left (it should be nothing); returns how many bytes that was.
+    fn drain(&mut self) -> std::io::Result<u64> {
+        let buffered = (self.len - self.pos) as u64;
+        self.pos = self.len;
+        Ok(buffered + std::io::copy(&mut self.inner, &mut std::io::sink())?)
+    }
+}
+
+impl<'de, R: Read + 'de> postcard::de_flavors::Flavor<'de> for &'de mut Chunks<R> {
+    type Remainder = ();
+    type Source = ();
+
+    #[inline]
+    fn pop(&mut self) -> postcard::Result<u8> {
+        if self.pos < self.len {
+            let b = self.buf[self.pos];
+            self.pos += 1;
+            return Ok(b);
+        }
+        match self.take(1) {
+            Ok(Some(b)) => Ok(b[0]),
+            _ => Err(postcard::Error::DeserializeUnexpectedEnd),
+        }
+    }
+
+    /// Borrowing from the input outlives the buffer, which is reused: not offered. The
+    /// state has no borrowed strings or byte slices (owned ones use the `temp` path).
+    fn try_take_n(&mut self, _ct: usize) -> postcard::Result<&'de [u8]> {
+        Err(postcard::Error::WontImplement)
+    }
+
+    #[inline]
+    fn try_take_n_temp<'a>(&'a mut self, ct: usize) -> postcard::Result<&'a [u8]>
+    where
+        'de: 'a,
+    {
+        match self.take(ct) {
+            Ok(Some(b)) => Ok(b),
+            _ => Err(postcard::Error::DeserializeUnexpectedEnd),
+        }
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+/// A snapshot being read: its header and metadata are read at once; the state when
+/// asked (it is by far the larger part).
+pub struct SnapshotReader<R: Read> {
+    body: Chunks<R>,
+    crc: u32,
+    declared: u64,
+    meta: Vec<u8>,
+}
+
+impl<R: Read> std::fmt::Debug for SnapshotReader<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotReader")
+            .field("declared", &self.declared)
+            .field("meta_len", &self.meta.len())
+            .finish()
+    }
+}
+
+impl<R: Read> SnapshotReader<R> {
+    /// Reads and checks the header, and reads the metadata.
+    pub fn open(mut input: R) -> Result<SnapshotReader<R>, SnapshotCodecError> {
+        let mut header = [0u8; HEADER_LEN];
+        input.read_exact(&mut header).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => SnapshotCodecError::NotASnapshot,
+            _ => e.into(),
+        })?;
+        if header[..8] != MAGIC {
+            return Err(SnapshotCodecError::NotASnapshot);
+        }
+        let word = |at: usize| {
+            u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+        };
+        let version = word(8);
+        if version != FORMAT_VERSION {
+            return Err(SnapshotCodecError::UnknownVersion {
+                found: version,
+                known: FORMAT_VERSION,
+            });
+        }
+        let crc = word(12);
+        let declared = u64::from(word(16)) | (u64::from(word(20)) << 32);
+        let mut body = Chunks::new(input, declared);
+        let short = |found: u64| SnapshotCodecError::Length { declared, found };
+        let len = body.take(4)?.ok_or(short(0))?;
+        let meta_len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as u64;
+        if meta_len + 4 > declared {
+            return Err(short(meta_len + 4));
+        }
+        let meta = body.take(meta_len as usize)?.ok_or(short(4))?.to_vec();
+        Ok(SnapshotReader {
+            body,
+            crc,
+            declared,
+            meta,
+        })
+    }
+
+    /// The metadata blob written with the state.
+    pub fn meta(&self) -> &[u8] {
+        &self.meta
+    }
+
+    /// Decodes the state as it streams in, then checks the length and the checksum of
+    /// the whole body.
+    pub fn state(self) -> Result<StateSnapshot, SnapshotCodecError> {
+        let SnapshotReader {
+            mut body,
+            crc,
+            declared,
+            ..
+        } = self;
+        let state = {
+            let mut de = postcard::Deserializer::from_flavor(&mut body);
+            // A decode error on damaged bytes says less than the checksum would; the
+            // caller learns the file is bad either way.
+            serde::Deserialize::deserialize(&mut de).map_err(SnapshotCodecError::Decode)?
+        };
+        // Anything after the state is damage too (and must be summed to be checked).
+        let trailing = body.drain()?;
+        let summed = &body.inner;
+        if summed.len != declared || trailing != 0 {
+            return Err(SnapshotCodecError::Length {
+                declared,
+                found: summed.len,
+            });
+        }
+        let found = summed.crc.clone().finalize();
+        if found != crc {
+            return Err(SnapshotCodecError::Checksum {
+                declared: crc,
+                found,
+            });
+        }
+        Ok(state)
+    }
+}
