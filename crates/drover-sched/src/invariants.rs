@@ -38,6 +38,15 @@ pub(crate) fn check(s: &Scheduler) -> Result<(), String> {
         if let Some(c) = rec.children.iter().find(|&&c| s.tasks.get(c).is_none()) {
             return Err(format!("task {id} lists retired child {c}"));
         }
+        if let Some(p) = rec
+            .deps
+            .iter()
+            .find(|&&d| s.tasks.get(d).is_some_and(|p| !p.children.contains(&id)))
+        {
+            return Err(format!(
+                "task {id} is missing from its parent {p}'s children"
+            ));
+        }
         counts[rec.state as usize] += 1;
         if rec.holder != NO_WORKER {
             let w = rec.holder as usize;

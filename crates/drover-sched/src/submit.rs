@@ -187,15 +187,15 @@ impl Scheduler {
             let mut blame = None;
             for &p in &scratch {
                 let parent = &mut self.tasks[ix(p)];
+                // Every edge, also to a parent already final: retirement reads
+                // `children` to keep a parent while a dependant is still to run.
+                parent.children.push(id);
                 match parent.state {
                     TaskState::Succeeded => {}
                     s if s.is_final() => {
                         blame.get_or_insert(p);
                     }
-                    _ => {
-                        remaining += 1;
-                        parent.children.push(id);
-                    }
+                    _ => remaining += 1,
                 }
             }
             self.tasks[ix(id)].remaining = remaining;
