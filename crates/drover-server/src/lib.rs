@@ -14,6 +14,7 @@ pub mod node;
 pub mod output;
 pub mod proposer;
 pub mod raft;
+pub mod retention;
 mod server;
 pub mod sessions;
 mod worker_session;

@@ -8,6 +8,7 @@ use crate::node::Node;
 use crate::output::OutputStore;
 use crate::proposer::Proposer;
 use crate::raft::{LogStore, NetworkFactory, Raft, StateStore};
+use crate::retention::OutputReaper;
 use crate::sessions::Sessions;
 use axum::serve::ListenerExt;
 use drover_sched::SchedulerConfig;
@@ -138,12 +139,20 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
         limits: config.limits.clone(),
         policy: config.policy.clone(),
     };
-    let state_store =
-        StateStore::open(&dir, sched_config, dispatch_tx).map_err(|e| ServerError::Store {
+    let (retired_sink, output_reaper) = OutputReaper::new(dir.join("output"));
+    let state_store = StateStore::open(&dir, sched_config, dispatch_tx)
+        .map_err(|e| ServerError::Store {
             path: dir.clone(),
             message: e.to_string(),
-        })?;
+        })?
+        .send_retired_to(retired_sink);
     let shared = state_store.shared();
+    output_reaper
+        .spawn(shared.clone())
+        .map_err(|e| ServerError::Store {
+            path: dir.join("output"),
+            message: e.to_string(),
+        })?;
     shared.events().set_capacity(config.events_retained);
 
     let raft_config = openraft::Config {
@@ -222,6 +231,7 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
     });
     tokio::spawn(background::dispatch_loop(node.clone(), dispatch_rx));
     tokio::spawn(background::liveness_loop(node.clone()));
+    tokio::spawn(crate::retention::retention_loop(node.clone()));
     if clustered {
         tokio::spawn(background::lease_loop(node.clone()));
     }

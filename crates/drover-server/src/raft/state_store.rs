@@ -8,6 +8,7 @@
 
 use super::{StorageError, TypeConfig};
 use crate::events::{DEFAULT_RETAINED, EventHub};
+use crate::retention::RetiredSink;
 use drover_proto::events::EventId;
 use drover_sched::SchedulerConfig;
 use drover_state::{CommandResult, Dispatch, StateMachine, StateSnapshot};
@@ -71,6 +72,8 @@ pub struct StateStore {
     shared: Arc<SharedState>,
     snapshot_path: PathBuf,
     dispatch: UnboundedSender<Vec<Dispatch>>,
+    /// Where retired task ranges go (the output reaper), once set.
+    retired: Option<RetiredSink>,
 }
 
 /// Reads the snapshot file, if there is one: its parsed form and its raw bytes.
@@ -127,7 +130,14 @@ impl StateStore {
             }),
             snapshot_path,
             dispatch,
+            retired: None,
         })
+    }
+
+    /// Hands the ranges of tasks retired by each applied entry to `sink`.
+    pub fn send_retired_to(mut self, sink: RetiredSink) -> StateStore {
+        self.retired = Some(sink);
+        self
     }
 
     pub fn shared(&self) -> Arc<SharedState> {
@@ -206,6 +216,7 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         let mut replies = Vec::new();
         let mut dispatches = Vec::new();
         let mut events = Vec::new();
+        let mut retired = Vec::new();
         {
             let (mut machine, mut applied) = self.shared.write();
             for entry in entries {
@@ -216,6 +227,7 @@ impl RaftStateMachine<TypeConfig> for StateStore {
                         let mut out = machine.apply_indexed(entry.log_id.index, log_entry);
                         dispatches.append(&mut out.dispatches);
                         events.append(&mut out.events);
+                        retired.append(&mut out.retired);
                         replies.push(out.results);
                     }
                     EntryPayload::Membership(ref m) => {
@@ -227,6 +239,11 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         }
         // After the state is readable: a reader that saw an event finds its change.
         self.shared.events.publish(events);
+        if !retired.is_empty()
+            && let Some(sink) = &self.retired
+        {
+            sink.send(retired);
+        }
         if !dispatches.is_empty() {
             // The receiver lives as long as the server; if it is gone we are shutting down.
             let _ = self.dispatch.send(dispatches);
