@@ -85,6 +85,8 @@ const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
             ("max_body", Kind::Size),
             ("peers", Kind::TextList),
             ("events_retained", Kind::Count),
+            ("retain_for", Kind::Duration),
+            ("retain_max", Kind::Count),
         ],
     ),
     (

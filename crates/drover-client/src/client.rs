@@ -37,6 +37,11 @@ impl ClientError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, ClientError::Api { status: 404, .. })
     }
+
+    /// The task or job existed and was retired (`410`, code `retired`).
+    pub fn is_retired(&self) -> bool {
+        matches!(self, ClientError::Api { status: 410, .. })
+    }
 }
 
 /// Filters for listing tasks.

@@ -41,13 +41,14 @@ impl ApiError {
 
     /// A task or job that existed and was retired (`410 Gone`, code `retired`): it
     /// finished longer ago than the retention keeps, so its record, results and output
-    /// are gone. `field` names the path parameter.
+    /// are gone.
     pub fn retired(what: &str, id: u64, retention: &Retention) -> ApiError {
         ApiError::new(
             StatusCode::GONE,
             "retired",
             format!("{what} {id} was retired ({})", retention.describe()),
-            Some(what.to_string()),
+            // The message names it; a field would only repeat the path parameter.
+            None,
         )
     }
 
