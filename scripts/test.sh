@@ -40,3 +40,5 @@ step "benchmark smoke runs (1/100 scale; figures are not meaningful here)"
 cargo bench -p drover-sched --bench core -- --quick
 cargo bench -p drover-exec --bench spawn -- --quick
 cargo bench -p drover-cli --bench e2e -- --quick
+cargo bench -p drover-state --bench retention -- --quick
+cargo bench -p drover-cli --bench retention -- --quick
