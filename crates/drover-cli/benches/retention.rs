@@ -61,7 +61,11 @@ fn wait_for_file(path: &Path) -> String {
         {
             return s.trim().to_string();
         }
-        assert!(Instant::now() < deadline, "{} never appeared", path.display());
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -75,7 +79,10 @@ fn median(v: &mut [f64]) -> f64 {
 async fn job_done(client: &Client, job: u64) -> bool {
     match client.job(job).await {
         Ok(info) => {
-            assert!(!info.finished || info.succeeded, "benchmark tasks failed: {info:?}");
+            assert!(
+                !info.finished || info.succeeded,
+                "benchmark tasks failed: {info:?}"
+            );
             info.finished
         }
         Err(e) if e.is_retired() => true,
@@ -161,7 +168,10 @@ async fn main() {
                 .tasks
                 .values()
                 .sum();
-            let (r, d) = (rss_mib(spid), dir_bytes(&server_dir) as f64 / (1 << 20) as f64);
+            let (r, d) = (
+                rss_mib(spid),
+                dir_bytes(&server_dir) as f64 / (1 << 20) as f64,
+            );
             println!(
                 "bench=retention done={done} elapsed_s={:.0} tasks_held={held} server_rss_mib={r:.1} server_dir_mib={d:.1}",
                 start.elapsed().as_secs_f64()

@@ -58,10 +58,27 @@ impl Retention {
     pub fn describe(&self) -> String {
         format!(
             "finished tasks are kept for {}, at most {} of them",
-            humantime::format_duration(self.keep_for),
+            short_duration(self.keep_for),
             self.keep_max
         )
     }
+}
+
+/// `7d`, `36h`, `90m`, `2s`, `1500ms`: the largest unit that divides it, as people
+/// write retention periods.
+fn short_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    for (unit, name) in [
+        (86_400_000, "d"),
+        (3_600_000, "h"),
+        (60_000, "m"),
+        (1_000, "s"),
+    ] {
+        if ms >= unit && ms % unit == 0 {
+            return format!("{}{name}", ms / unit);
+        }
+    }
+    format!("{ms}ms")
 }
 
 /// The sending half the state store holds: retired ranges to delete.
@@ -191,5 +208,24 @@ pub async fn retention_loop(node: Arc<Node>) {
             Ok(_) => tokio::time::sleep(PINNED_BACKOFF).await,
             Err(e) => tracing::debug!(error = %e, "retirement not proposed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_are_said_as_people_write_them() {
+        let s = |ms| short_duration(Duration::from_millis(ms));
+        assert_eq!(s(7 * 86_400_000), "7d");
+        assert_eq!(s(36 * 3_600_000), "36h");
+        assert_eq!(s(90 * 60_000), "90m");
+        assert_eq!(s(2_000), "2s");
+        assert_eq!(s(1_500), "1500ms");
+        assert_eq!(
+            Retention::default().describe(),
+            "finished tasks are kept for 7d, at most 1000000 of them"
+        );
     }
 }
