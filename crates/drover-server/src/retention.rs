@@ -74,7 +74,7 @@ fn short_duration(d: Duration) -> String {
         (60_000, "m"),
         (1_000, "s"),
     ] {
-        if ms >= unit && ms % unit == 0 {
+        if ms >= unit && ms.is_multiple_of(unit) {
             return format!("{}{name}", ms / unit);
         }
     }
