@@ -79,10 +79,23 @@ fn median(v: &mut [f64]) -> f64 {
 async fn job_done(client: &Client, job: u64) -> bool {
     match client.job(job).await {
         Ok(info) => {
-            assert!(
-                !info.finished || info.succeeded,
-                "benchmark tasks failed: {info:?}"
-            );
+            if info.finished && !info.succeeded {
+                // Say why before giving up: the first failed task's attempts.
+                let failed = client
+                    .list(&drover_client::ListQuery {
+                        state: Some("failed".into()),
+                        job: Some(job),
+                        ..Default::default()
+                    })
+                    .await
+                    .map(|l| l.tasks.first().map(|t| t.id));
+                if let Ok(Some(t)) = failed
+                    && let Ok(t) = client.task(&t.0.to_string()).await
+                {
+                    eprintln!("task {} failed: {:?}", t.id, t.attempts);
+                }
+                panic!("benchmark tasks failed: {info:?}");
+            }
             info.finished
         }
         Err(e) if e.is_retired() => true,
