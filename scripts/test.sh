@@ -52,3 +52,5 @@ cargo bench -p drover-exec --bench spawn -- --quick
 cargo bench -p drover-cli --bench e2e -- --quick
 cargo bench -p drover-cli --bench ha -- --quick
 cargo bench -p drover-server --bench snapshot -- --quick
+cargo bench -p drover-state --bench retention -- --quick
+cargo bench -p drover-cli --bench retention -- --quick

@@ -88,6 +88,8 @@ const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
             ("events_retained", Kind::Count),
             ("snapshot_every", Kind::Count),
             ("keep_after_snapshot", Kind::Count),
+            ("retain_for", Kind::Duration),
+            ("retain_max", Kind::Count),
         ],
     ),
     (

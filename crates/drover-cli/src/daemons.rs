@@ -91,6 +91,15 @@ pub struct ServerArgs {
     /// behind is sent the snapshot) [default: 1000]
     #[arg(long, value_name = "N")]
     keep_after_snapshot: Option<String>,
+    /// Finished jobs (every task final) are retired this long after their last task
+    /// ended: their tasks, results, output and keys are removed. At least 1s
+    /// [default: 7d]
+    #[arg(long, value_name = "DURATION")]
+    retain_for: Option<String>,
+    /// At most this many finished tasks are kept; beyond it the jobs that finished first
+    /// are retired first. At least 1 [default: 1000000]
+    #[arg(long, value_name = "N")]
+    retain_max: Option<String>,
     #[command(flatten)]
     config: ConfigArgs,
 }
@@ -309,6 +318,8 @@ struct ServerSettings {
     events_retained: u64,
     snapshot_every: u64,
     keep_after_snapshot: u64,
+    retain_for: Duration,
+    retain_max: u64,
 }
 
 fn server_settings(l: &Layers, a: &ServerArgs) -> Result<ServerSettings> {
@@ -394,6 +405,31 @@ fn server_settings(l: &Layers, a: &ServerArgs) -> Result<ServerSettings> {
             Ok(n)
         },
     )?;
+    let retain_for = l.value(
+        a.retain_for.as_deref(),
+        "--retain-for",
+        "server",
+        "retain_for",
+        Some("7d"),
+        |t| {
+            let d = parse_duration(t)?;
+            // A client that waited for a task must still find it to read its result.
+            anyhow::ensure!(d >= Duration::from_secs(1), "must be at least 1s");
+            Ok(d)
+        },
+    )?;
+    let retain_max = l.value(
+        a.retain_max.as_deref(),
+        "--retain-max",
+        "server",
+        "retain_max",
+        Some("1000000"),
+        |t| {
+            let n = parse_count(t)?;
+            anyhow::ensure!(n >= 1, "must be at least 1");
+            Ok(n)
+        },
+    )?;
     let keep_after_snapshot = l.value(
         a.keep_after_snapshot.as_deref(),
         "--keep-after-snapshot",
@@ -403,6 +439,8 @@ fn server_settings(l: &Layers, a: &ServerArgs) -> Result<ServerSettings> {
         parse_count,
     )?;
     let settings = ServerSettings {
+        retain_for: retain_for.expect("has a default"),
+        retain_max: retain_max.expect("has a default"),
         peers,
         peer_token: a.peer_token.clone(),
         join: match a.join.as_deref().map(str::trim) {
@@ -458,6 +496,8 @@ fn print_server(p: &mut Printer, s: &ServerSettings) {
         "keep_after_snapshot".into(),
         show_count(s.keep_after_snapshot),
     );
+    t.insert("retain_for".into(), show_duration(s.retain_for));
+    t.insert("retain_max".into(), show_count(s.retain_max));
 }
 
 fn server_config(g: &Global, s: &ServerSettings) -> ServerConfig {
@@ -474,6 +514,10 @@ fn server_config(g: &Global, s: &ServerSettings) -> ServerConfig {
     c.events_retained = usize::try_from(s.events_retained).unwrap_or(usize::MAX);
     c.snapshot_every = s.snapshot_every;
     c.keep_after_snapshot = s.keep_after_snapshot;
+    c.retention = drover_server::retention::Retention {
+        keep_for: s.retain_for,
+        keep_max: s.retain_max,
+    };
     c
 }
 

@@ -18,7 +18,19 @@ pub struct StatusArgs {
 }
 
 pub async fn status(g: &Global, a: StatusArgs) -> Result<ExitCode> {
-    let t = g.client()?.task(&a.task).await?;
+    let t = match g.client()?.task(&a.task).await {
+        Ok(t) => t,
+        // Not an error of the request: the task existed and its time is up. The
+        // server's message names it and the retention ("task 123 was retired
+        // (finished tasks are kept for 7d, …)").
+        Err(e) if e.is_retired() && !g.json => {
+            if let drover_client::ClientError::Api { message, .. } = &e {
+                println!("{message}");
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(e) => return Err(e.into()),
+    };
     if g.json {
         render::print_json(&t)?;
         return Ok(ExitCode::SUCCESS);

@@ -61,6 +61,11 @@ impl ClientError {
             ClientError::Unreachable { .. } | ClientError::Api { status: 503, .. }
         )
     }
+
+    /// The task or job existed and was retired (`410`, code `retired`).
+    pub fn is_retired(&self) -> bool {
+        matches!(self, ClientError::Api { status: 410, .. })
+    }
 }
 
 /// How long a submission is retried, with its key, across a leader change or a

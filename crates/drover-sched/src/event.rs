@@ -59,6 +59,15 @@ pub enum Event {
     SetPolicy {
         policy: PolicyConfig,
     },
+    /// Retention: removes complete jobs (every task final, no task still holding a
+    /// worker, no task of another job still waiting on one of theirs), oldest
+    /// completion first, while they completed `keep_ms` or more before `now`, or while
+    /// more than `keep_max` final tasks are held. Their ids and names are not reused;
+    /// their keys and job names become free. See `retire.rs`.
+    Retire {
+        keep_ms: u64,
+        keep_max: u64,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -17,8 +17,36 @@ pub(crate) fn check(s: &Scheduler) -> Result<(), String> {
     let mut usage = vec![0u64; s.owners.names.len()];
     let mut timers = 0usize;
     let mut prefetched = vec![0usize; nw];
-    for (i, rec) in s.tasks.iter().enumerate() {
-        let id = TaskId(i as u64 + 1);
+    for (id, rec) in s.tasks.iter() {
+        if id >= s.tasks.next_id() {
+            return Err(format!("task {id} held at or past the next id"));
+        }
+        match s.jobs.get(&rec.job) {
+            Some(j) if j.first <= id && id.0 < j.first.0 + j.count as u64 => {}
+            _ => return Err(format!("task {id}: its job {} is not held", rec.job)),
+        }
+        // Retirement never takes a task something still waits on: the parents of a
+        // task that is not final are held, and so are the children listed.
+        if !rec.state.is_final()
+            && let Some(d) = rec.deps.iter().find(|&&d| s.tasks.get(d).is_none())
+        {
+            return Err(format!(
+                "task {id} is {} but its parent {d} is retired",
+                rec.state
+            ));
+        }
+        if let Some(c) = rec.children.iter().find(|&&c| s.tasks.get(c).is_none()) {
+            return Err(format!("task {id} lists retired child {c}"));
+        }
+        if let Some(p) = rec
+            .deps
+            .iter()
+            .find(|&&d| s.tasks.get(d).is_some_and(|p| !p.children.contains(&id)))
+        {
+            return Err(format!(
+                "task {id} is missing from its parent {p}'s children"
+            ));
+        }
         counts[rec.state as usize] += 1;
         if rec.holder != NO_WORKER {
             let w = rec.holder as usize;
@@ -79,7 +107,11 @@ pub(crate) fn check(s: &Scheduler) -> Result<(), String> {
             .deps
             .iter()
             .copied()
-            .filter(|&d| s.tasks[ix(d)].state != TaskState::Succeeded)
+            .filter(|&d| {
+                s.tasks
+                    .get(d)
+                    .is_some_and(|p| p.state != TaskState::Succeeded)
+            })
             .collect();
         match rec.state {
             TaskState::Ready
@@ -121,8 +153,10 @@ pub(crate) fn check(s: &Scheduler) -> Result<(), String> {
                     .dep_failed_by
                     .get(&id)
                     .ok_or(format!("task {id}: no record of the failed dependency"))?;
-                let ps = s.tasks[ix(*p)].state;
-                if !ps.is_final() || ps == TaskState::Succeeded {
+                // A retired parent was final when it went.
+                if let Some(ps) = s.tasks.get(*p).map(|r| r.state)
+                    && (!ps.is_final() || ps == TaskState::Succeeded)
+                {
                     return Err(format!("task {id} blames parent {p}, which is {ps}"));
                 }
             }
@@ -269,10 +303,44 @@ fn check_references(s: &Scheduler) -> Result<(), String> {
         }
         return Err("key index misses keys of the table".into());
     }
-    for (i, j) in s.jobs.iter().enumerate() {
+    for (id, j) in &s.jobs {
         if j.name as usize > s.job_names.names.len() {
-            return Err(format!("job {}: unknown name number {}", i + 1, j.name));
+            return Err(format!("job {id}: unknown name number {}", j.name));
         }
+        if j.name != 0 && s.job_names.names[j.name as usize - 1].is_empty() {
+            return Err(format!("job {id} bears a freed name number {}", j.name));
+        }
+        if *id >= s.next_job {
+            return Err(format!("job {id} held at or past the next id"));
+        }
+        if let Some(n) =
+            (j.first.0..j.first.0 + j.count as u64).find(|&n| s.tasks.get(TaskId(n)).is_none())
+        {
+            return Err(format!("job {id}: its task {n} is not held"));
+        }
+    }
+    let mut complete = std::collections::BTreeSet::new();
+    for (id, open, done_at) in s.recompute_jobs_progress() {
+        let j = &s.jobs[&id];
+        if (j.open, j.done_at) != (open, done_at) {
+            return Err(format!(
+                "job {id}: open {} done at {} but its tasks say {open} and {done_at}",
+                j.open, j.done_at
+            ));
+        }
+        if open == 0 {
+            complete.insert((done_at, id));
+        }
+    }
+    if complete != s.complete {
+        return Err("the set of complete jobs is out of date".into());
+    }
+    let held: u64 = s.jobs.values().map(|j| j.count as u64).sum();
+    if held != s.tasks.len() as u64 {
+        return Err(format!(
+            "jobs hold {held} tasks, the table {}",
+            s.tasks.len()
+        ));
     }
     let names = crate::keys::JobNames::rebuild(s.job_names.names.clone(), &s.jobs);
     if names != s.job_names {

@@ -10,8 +10,8 @@
 use crate::error::ResolveError;
 use crate::task_table::JobRec;
 use crate::view::TaskRange;
-use drover_types::{JobId, KeyRef, TaskId};
-use std::collections::BTreeMap;
+use drover_types::{JobId, KeyRef};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Key -> the entries with that key, in id order (oldest first).
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -50,6 +50,26 @@ impl KeyIndex {
         }
     }
 
+    /// Forgets a retired entry; the key then names its other entries, or nothing.
+    pub fn remove(&mut self, key: &str, range: TaskRange) {
+        let Some(e) = self.by_key.get_mut(key) else {
+            return;
+        };
+        match e {
+            Entries::One(r) if *r == range => {
+                self.by_key.remove(key);
+            }
+            Entries::One(_) => {}
+            Entries::Many(v) => {
+                v.retain(|r| *r != range);
+                // The same shape as a fresh index would have (the checker compares).
+                if let [only] = v[..] {
+                    *e = Entries::One(only);
+                }
+            }
+        }
+    }
+
     /// The newest entry with this key.
     pub fn newest(&self, key: &str) -> Option<TaskRange> {
         self.by_key
@@ -75,12 +95,16 @@ impl KeyIndex {
 }
 
 /// Job names, interned: `JobRec::name` is a name's position in `names` plus one (0: the
-/// job has no name). `names` is durable (in snapshots); `by_name` is rebuilt.
+/// job has no name). `names` is durable (in snapshots); `by_name` is rebuilt. A name no
+/// held job bears any more (its jobs were retired) is emptied and its number reused,
+/// lowest first, so that distinct names do not pile up over months.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct JobNames {
     pub names: Vec<String>,
     /// Name -> (its number, the newest job with that name).
     by_name: BTreeMap<Box<str>, (u32, JobId)>,
+    /// Numbers of emptied names.
+    free: BTreeSet<u32>,
 }
 
 impl JobNames {
@@ -94,10 +118,42 @@ impl JobNames {
             *newest = job;
             return *n;
         }
-        self.names.push(name.to_string());
-        let n = self.names.len() as u32;
+        let n = match self.free.pop_first() {
+            Some(n) => {
+                self.names[n as usize - 1] = name.to_string();
+                n
+            }
+            None => {
+                self.names.push(name.to_string());
+                self.names.len() as u32
+            }
+        };
         self.by_name.insert(name.into(), (n, job));
         n
+    }
+
+    /// `job`, which bore name number `n`, was retired (and is no longer in `jobs`):
+    /// the name now names the newest held job bearing it, or is freed.
+    pub fn forget(&mut self, n: u32, job: JobId, jobs: &BTreeMap<JobId, JobRec>) {
+        if n == 0 {
+            return;
+        }
+        let name = self.names[n as usize - 1].as_str();
+        let Some(entry) = self.by_name.get_mut(name) else {
+            return;
+        };
+        if entry.1 != job {
+            return;
+        }
+        // Older jobs only (the newest bore it); O(jobs) at worst, once per name.
+        match jobs.range(..job).rev().find(|(_, j)| j.name == n) {
+            Some((&older, _)) => entry.1 = older,
+            None => {
+                self.by_name.remove(name);
+                self.names[n as usize - 1].clear();
+                self.free.insert(n);
+            }
+        }
     }
 
     /// The newest job with this name.
@@ -106,24 +162,31 @@ impl JobNames {
     }
 
     /// Rebuilds the index from the names and the jobs (restore, invariant checks).
-    pub fn rebuild(names: Vec<String>, jobs: &[JobRec]) -> JobNames {
+    pub fn rebuild(names: Vec<String>, jobs: &BTreeMap<JobId, JobRec>) -> JobNames {
         let mut by_name: BTreeMap<Box<str>, (u32, JobId)> = BTreeMap::new();
         let mut newest = vec![JobId(0); names.len()];
-        for (i, j) in jobs.iter().enumerate() {
+        for (&id, j) in jobs {
             if j.name != 0
                 && let Some(slot) = newest.get_mut(j.name as usize - 1)
             {
-                *slot = JobId(i as u64 + 1);
+                *slot = id;
             }
         }
+        let mut free = BTreeSet::new();
         for (i, (name, job)) in names.iter().zip(newest).enumerate() {
-            // A name no job bears any more cannot happen (jobs are never removed), but
-            // a name nothing points at resolves to nothing rather than to job 0.
-            if job.0 != 0 {
+            if name.is_empty() {
+                free.insert(i as u32 + 1);
+            } else if job.0 != 0 {
+                // A name nothing points at (from before names were freed) resolves to
+                // nothing rather than to job 0.
                 by_name.insert(name.as_str().into(), (i as u32 + 1, job));
             }
         }
-        JobNames { names, by_name }
+        JobNames {
+            names,
+            by_name,
+            free,
+        }
     }
 }
 
@@ -146,10 +209,7 @@ impl crate::scheduler::Scheduler {
                 (job, Some(name), key)
             }
         };
-        let rec = (job.0 as usize)
-            .checked_sub(1)
-            .and_then(|i| self.jobs.get(i))
-            .ok_or(ResolveError::NoJob(job))?;
+        let rec = self.jobs.get(&job).ok_or(ResolveError::NoJob(job))?;
         self.keys
             .in_job(key, rec)
             .ok_or_else(|| ResolveError::NoKeyInJob {
@@ -163,18 +223,12 @@ impl crate::scheduler::Scheduler {
     /// the invariant checker).
     pub(crate) fn recompute_key_index(&self) -> KeyIndex {
         let mut keys = KeyIndex::default();
-        for (i, rec) in self.tasks.iter().enumerate() {
+        for (id, rec) in self.tasks.iter() {
             if let Some(k) = &rec.spec.key
                 && first_of_entry(rec.array_index, rec.spec.array)
             {
                 let count = rec.spec.array.map_or(1, |a| a.len() as u32);
-                keys.insert(
-                    k,
-                    TaskRange {
-                        first: TaskId(i as u64 + 1),
-                        count,
-                    },
-                );
+                keys.insert(k, TaskRange { first: id, count });
             }
         }
         keys
@@ -193,7 +247,7 @@ pub(crate) fn first_of_entry(
 mod tests {
     use super::*;
     use crate::{Event, Scheduler, SchedulerConfig};
-    use drover_types::{JobSpec, Millis, TaskSpec};
+    use drover_types::{JobSpec, Millis, TaskId, TaskSpec};
 
     fn keyed(key: &str) -> TaskSpec {
         TaskSpec {
@@ -226,9 +280,9 @@ mod tests {
         };
         assert_eq!(a[0], ("a", &[r(1), r(3)][..]));
         assert_eq!(s.keys.newest("b"), Some(r(4)));
-        assert_eq!(s.keys.in_job("b", &s.jobs[0]), Some(r(2)));
+        assert_eq!(s.keys.in_job("b", &s.jobs[&JobId(1)]), Some(r(2)));
         assert_eq!(s.job_names.newest("nightly"), Some(JobId(2)));
-        assert_eq!(s.jobs[1].name, 1);
+        assert_eq!(s.jobs[&JobId(2)].name, 1);
     }
 
     #[test]

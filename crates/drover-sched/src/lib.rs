@@ -24,10 +24,12 @@ mod placement;
 mod preemption;
 mod queue;
 mod queue_policy;
+mod retire;
 mod round;
 mod scheduler;
 mod snapshot;
 mod submit;
+mod task_slots;
 mod task_table;
 mod timers;
 mod view;
@@ -37,7 +39,7 @@ pub use action::{Action, KillReason, Plan};
 pub use error::{CoreError, InvariantViolation, ResolveError};
 pub use event::{CancelTarget, Event};
 pub use scheduler::{
-    Applied, KILL_GRACE_MS, MAX_PREEMPTIONS_PER_ROUND, Scheduler, SchedulerConfig,
-    SchedulerSnapshot, TIME_LIMIT_SLACK_MS, Transition,
+    Applied, KILL_GRACE_MS, MAX_PREEMPTIONS_PER_ROUND, MAX_RETIRED_PER_EVENT, Scheduler,
+    SchedulerConfig, SchedulerSnapshot, TIME_LIMIT_SLACK_MS, Transition,
 };
 pub use view::{AttemptRecord, Counts, TaskRange, TaskView, WorkerView};

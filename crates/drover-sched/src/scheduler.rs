@@ -12,6 +12,7 @@ use crate::keys::{JobNames, KeyIndex, first_of_entry};
 use crate::placement::{self, PlacementPolicy};
 use crate::queue::ReadyQueue;
 use crate::queue_policy::{self, KeyInput, QueuePolicy};
+use crate::task_slots::TaskSlots;
 use crate::task_table::{JobRec, NEVER, NO_WORKER, Owners, PREFETCHED, Shapes, TaskRec};
 use crate::timers::{BACKOFF, TIME_LIMIT, Timers};
 use crate::view::{Counts, TaskRange, TaskView, WorkerView};
@@ -39,6 +40,9 @@ const SERVED_BITS: u32 = 48;
 /// A placement follows its policy's order for at most this many workers, then falls
 /// back to the first fitting worker by id (see `FitTree`).
 pub const POLICY_STEPS: usize = 64;
+/// One retirement removes at most this many tasks (whole jobs, so a bigger job still
+/// goes in one piece): apply stays short, and the leader proposes the next one soon.
+pub const MAX_RETIRED_PER_EVENT: u64 = 100_000;
 /// A job's dependencies may expand (arrays) to at most this many edges in all.
 pub const MAX_EXPANDED_DEPS_PER_JOB: u64 = 20_000_000;
 
@@ -59,6 +63,8 @@ pub struct Applied {
     pub worker: Option<WorkerId>,
     /// For a cancellation: how many tasks it ended.
     pub cancelled: u64,
+    /// For a retirement: the jobs removed, each with its tasks.
+    pub retired: Vec<(JobId, TaskRange)>,
     /// Actions to carry out now (kills for a cancel, stale attempts on a rejoin, ...).
     pub actions: Vec<Action>,
 }
@@ -75,8 +81,13 @@ pub struct Scheduler {
     pub(crate) config: SchedulerConfig,
     /// The latest `now` seen: time never goes backwards inside the core.
     pub(crate) now: Millis,
-    pub(crate) tasks: Vec<TaskRec>,
-    pub(crate) jobs: Vec<JobRec>,
+    pub(crate) tasks: TaskSlots,
+    /// Held jobs; ids are issued in order from `next_job` and never reused.
+    pub(crate) jobs: BTreeMap<JobId, JobRec>,
+    pub(crate) next_job: JobId,
+    /// Complete jobs (every task final) by the time the last one ended: the order in
+    /// which retirement considers them (`retire.rs`). Derived.
+    pub(crate) complete: BTreeSet<(Millis, JobId)>,
     /// Task keys and job names, for references (`keys.rs`).
     pub(crate) keys: KeyIndex,
     pub(crate) job_names: JobNames,
@@ -146,8 +157,10 @@ impl Scheduler {
             placement,
             config,
             now: Millis::ZERO,
-            tasks: Vec::new(),
-            jobs: Vec::new(),
+            tasks: TaskSlots::default(),
+            jobs: BTreeMap::new(),
+            next_job: JobId(1),
+            complete: BTreeSet::new(),
             keys: KeyIndex::default(),
             job_names: JobNames::default(),
             dep_failed_by: BTreeMap::new(),
@@ -219,6 +232,7 @@ impl Scheduler {
                 self.set_policy(policy);
                 Ok(Applied::default())
             }
+            Event::Retire { keep_ms, keep_max } => Ok(self.retire(keep_ms, keep_max)),
         };
         if result.is_err() {
             self.now = before;
@@ -289,12 +303,10 @@ impl Scheduler {
         &self,
         after: Option<TaskId>,
     ) -> Box<dyn Iterator<Item = TaskView<'_>> + '_> {
-        let start = after.map_or(0, |a| a.0 as usize).min(self.tasks.len());
         Box::new(
-            self.tasks[start..]
-                .iter()
-                .enumerate()
-                .map(move |(i, rec)| self.view_of(TaskId((start + i) as u64 + 1), rec)),
+            self.tasks
+                .iter_after(after.unwrap_or(TaskId(0)))
+                .map(move |(id, rec)| self.view_of(id, rec)),
         )
     }
 
@@ -370,9 +382,7 @@ impl Scheduler {
     // ----- internals -------------------------------------------------------------
 
     pub(crate) fn rec(&self, id: TaskId) -> Option<&TaskRec> {
-        (id.0 as usize)
-            .checked_sub(1)
-            .and_then(|i| self.tasks.get(i))
+        self.tasks.get(id)
     }
 
     fn view_of<'a>(&'a self, id: TaskId, rec: &'a TaskRec) -> TaskView<'a> {
@@ -404,6 +414,7 @@ impl Scheduler {
         let rec = &mut self.tasks[ix(id)];
         self.counts[rec.state as usize] -= 1;
         self.counts[state as usize] += 1;
+        let (job, was_final) = (rec.job, rec.state.is_final());
         if let Some(log) = &mut self.transitions {
             log.push(Transition {
                 task: id,
@@ -412,6 +423,9 @@ impl Scheduler {
             });
         }
         rec.state = state;
+        if was_final != state.is_final() {
+            self.job_finality(job, state.is_final());
+        }
     }
 
     pub(crate) fn key_input(&self, id: TaskId) -> KeyInput {
@@ -715,10 +729,7 @@ impl Scheduler {
                 vec![t]
             }
             CancelTarget::Job(j) => {
-                let job = (j.0 as usize)
-                    .checked_sub(1)
-                    .and_then(|i| self.jobs.get(i))
-                    .ok_or(CoreError::UnknownJob(j))?;
+                let job = self.jobs.get(&j).ok_or(CoreError::UnknownJob(j))?;
                 (job.first.0..job.first.0 + job.count as u64)
                     .map(TaskId)
                     .filter(|&t| !self.tasks[ix(t)].state.is_final())
@@ -891,9 +902,8 @@ impl Scheduler {
         }
         let mut items: Vec<(u32, u32, u128, TaskId)> =
             Vec::with_capacity(self.counts[TaskState::Ready as usize] as usize);
-        for (i, rec) in self.tasks.iter().enumerate() {
+        for (id, rec) in self.tasks.iter() {
             if rec.state == TaskState::Ready {
-                let id = TaskId(i as u64 + 1);
                 let (g, s, k) = self.queue_slot(id);
                 items.push((g, s, k, id));
             }
@@ -910,15 +920,14 @@ impl Scheduler {
     pub(crate) fn rebuild_indexes(&mut self) {
         self.counts = [0; 10];
         self.owner_usage = vec![0; self.owners.names.len()];
-        for i in 0..self.tasks.len() {
-            let rec = &mut self.tasks[i];
+        for id in self.tasks.ids() {
+            let rec = &mut self.tasks[ix(id)];
             rec.shape = self.shapes.intern(&rec.spec);
             self.counts[rec.state as usize] += 1;
             if rec.holder != NO_WORKER && rec.slot != PREFETCHED {
                 self.owner_usage[rec.owner as usize] +=
                     self.shapes.list[rec.shape as usize].res.cpu_milli as u64;
             }
-            let id = TaskId(i as u64 + 1);
             if rec.state == TaskState::Backoff {
                 self.timers.arm(rec.wake_at, BACKOFF, id);
             }
@@ -935,6 +944,7 @@ impl Scheduler {
                 self.keys.insert(k, TaskRange { first: id, count });
             }
         }
+        self.rebuild_jobs_progress();
         self.rebuild_queue();
     }
 }

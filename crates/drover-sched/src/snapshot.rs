@@ -6,6 +6,7 @@
 use crate::keys::{JobNames, KeyIndex};
 use crate::queue::ReadyQueue;
 use crate::scheduler::{Scheduler, SchedulerConfig};
+use crate::task_slots::TaskSlots;
 use crate::task_table::{JobRec, Owners, TaskRec};
 use crate::worker_pool::{WorkerPool, WorkerRec};
 use crate::{placement, queue_policy};
@@ -21,11 +22,24 @@ pub struct SchedulerSnapshot {
     #[serde(with = "crate::compact::config")]
     config: SchedulerConfig,
     now: Millis,
+    /// The tasks held, in id order.
     tasks: Vec<TaskRec>,
+    /// Their ids, when some were retired (empty: the tasks are 1, 2, 3, …).
+    #[serde(default)]
+    task_ids: Vec<TaskId>,
+    /// The next task id to issue (0: one past the last task).
+    #[serde(default)]
+    next_task: u64,
     /// Each spec once: (index of the first task of the run of tasks sharing it, spec).
     #[serde(with = "crate::compact::specs")]
     specs: Vec<(u64, Arc<TaskSpec>)>,
     jobs: Vec<JobRec>,
+    /// The jobs' ids, when some were retired (empty: 1, 2, 3, …).
+    #[serde(default)]
+    job_ids: Vec<JobId>,
+    /// The next job id to issue (0: one past the last job).
+    #[serde(default)]
+    next_job: u64,
     workers: Vec<WorkerRec>,
     rr_cursor: u32,
     owners: Owners,
@@ -70,7 +84,7 @@ impl SchedulerSnapshot {
         }
         let mut names = JobNames::default();
         for (i, job) in self.jobs.iter_mut().enumerate() {
-            let id = JobId(i as u64 + 1);
+            let id = self.job_ids.get(i).copied().unwrap_or(JobId(i as u64 + 1));
             job.name = name_of(id).map_or(0, |n| names.record(n, id));
         }
         self.job_names = names.names;
@@ -79,7 +93,11 @@ impl SchedulerSnapshot {
 
 pub(crate) fn take(s: &Scheduler) -> SchedulerSnapshot {
     let mut specs: Vec<(u64, Arc<TaskSpec>)> = Vec::new();
-    for (i, rec) in s.tasks.iter().enumerate() {
+    let mut tasks = Vec::with_capacity(s.tasks.len());
+    let mut task_ids = Vec::with_capacity(s.tasks.len());
+    for (i, (id, rec)) in s.tasks.iter().enumerate() {
+        task_ids.push(id);
+        tasks.push(rec.clone());
         if specs
             .last()
             .is_none_or(|(_, last)| !Arc::ptr_eq(last, &rec.spec))
@@ -90,9 +108,13 @@ pub(crate) fn take(s: &Scheduler) -> SchedulerSnapshot {
     SchedulerSnapshot {
         config: s.config.clone(),
         now: s.now,
-        tasks: s.tasks.clone(),
+        tasks,
+        task_ids,
+        next_task: s.tasks.next_id().0,
         specs,
-        jobs: s.jobs.clone(),
+        jobs: s.jobs.values().cloned().collect(),
+        job_ids: s.jobs.keys().copied().collect(),
+        next_job: s.next_job.0,
         workers: s.pool.workers.clone(),
         rr_cursor: s.pool.rr_cursor,
         owners: s.owners.clone(),
@@ -108,8 +130,12 @@ pub(crate) fn restore(snap: SchedulerSnapshot) -> Scheduler {
         config,
         now,
         mut tasks,
+        task_ids,
+        next_task,
         specs,
         jobs,
+        job_ids,
+        next_job,
         workers,
         rr_cursor,
         mut owners,
@@ -129,6 +155,20 @@ pub(crate) fn restore(snap: SchedulerSnapshot) -> Scheduler {
         }
         rec.spec = current.clone();
     }
+    let task_ids = if task_ids.len() == tasks.len() {
+        task_ids
+    } else {
+        (1..=tasks.len() as u64).map(TaskId).collect()
+    };
+    let next_task = TaskId(next_task.max(task_ids.last().map_or(1, |l| l.0 + 1)));
+    let tasks = TaskSlots::from_parts(task_ids, tasks, next_task);
+    let job_ids = if job_ids.len() == jobs.len() {
+        job_ids
+    } else {
+        (1..=jobs.len() as u64).map(JobId).collect()
+    };
+    let next_job = JobId(next_job.max(job_ids.last().map_or(1, |l| l.0 + 1)));
+    let jobs: BTreeMap<JobId, JobRec> = job_ids.into_iter().zip(jobs).collect();
     owners.reindex();
     let mut pool = WorkerPool {
         rr_cursor,
@@ -160,6 +200,8 @@ pub(crate) fn restore(snap: SchedulerSnapshot) -> Scheduler {
         tasks,
         job_names: JobNames::rebuild(job_names, &jobs),
         jobs,
+        next_job,
+        complete: Default::default(),
         keys: KeyIndex::default(),
         dep_failed_by,
         counts: [0; 10],

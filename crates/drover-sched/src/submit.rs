@@ -13,7 +13,7 @@ use std::sync::Arc;
 impl Scheduler {
     pub(crate) fn submit(&mut self, job: JobSpec) -> Result<Applied, CoreError> {
         validate_job(&job, &self.config.limits)?;
-        let first = self.tasks.len() as u64 + 1;
+        let first = self.tasks.next_id().0;
         // Plan the ids and resolve references before touching anything (atomic
         // submission). Keys are unique within the job (`validate_job`), not beyond.
         let mut starts = Vec::with_capacity(job.tasks.len());
@@ -42,10 +42,17 @@ impl Scheduler {
             let mut deps = Vec::new();
             for (j, d) in t.after.iter().enumerate() {
                 let range = match d {
-                    DepRef::Id(id) if id.0 >= 1 && id.0 < first => TaskRange {
+                    DepRef::Id(id) if self.tasks.get(*id).is_some() => TaskRange {
                         first: *id,
                         count: 1,
                     },
+                    DepRef::Id(id) if self.task_retired(*id) => {
+                        return Err(ValidationError::new(
+                            format!("tasks[{i}].after[{j}]"),
+                            format!("task {id} was retired (finished tasks are not kept for ever)"),
+                        )
+                        .into());
+                    }
                     DepRef::Id(id) => {
                         return Err(ValidationError::new(
                             format!("tasks[{i}].after[{j}]"),
@@ -83,7 +90,7 @@ impl Scheduler {
 
         // Accepted: create the records.
         let now = self.now;
-        let job_id = JobId(self.jobs.len() as u64 + 1);
+        let job_id = self.next_job;
         let job_name = self.job_names.record(&job.name, job_id);
         let default_owner = job.owner;
         self.tasks.reserve((next - first) as usize);
@@ -111,7 +118,7 @@ impl Scheduler {
             };
             let n = spec.array.map_or(1, |a| a.len());
             let array = spec.array;
-            let first_of_entry = TaskId(self.tasks.len() as u64 + 1);
+            let first_of_entry = self.tasks.next_id();
             if let Some(k) = &spec.key {
                 self.keys.insert(
                     k,
@@ -151,11 +158,17 @@ impl Scheduler {
             }
         }
         self.counts[TaskState::Waiting as usize] += next - first;
-        self.jobs.push(JobRec {
-            first: TaskId(first),
-            count: (next - first) as u32,
-            name: job_name,
-        });
+        self.jobs.insert(
+            job_id,
+            JobRec {
+                first: TaskId(first),
+                count: (next - first) as u32,
+                name: job_name,
+                open: (next - first) as u32,
+                done_at: Millis::ZERO,
+            },
+        );
+        self.next_job = JobId(job_id.0 + 1);
 
         // Wire the dependency edges, then release what can go.
         let mut blamed: Vec<(TaskId, TaskId)> = Vec::new();
@@ -174,15 +187,15 @@ impl Scheduler {
             let mut blame = None;
             for &p in &scratch {
                 let parent = &mut self.tasks[ix(p)];
+                // Every edge, also to a parent already final: retirement reads
+                // `children` to keep a parent while a dependant is still to run.
+                parent.children.push(id);
                 match parent.state {
                     TaskState::Succeeded => {}
                     s if s.is_final() => {
                         blame.get_or_insert(p);
                     }
-                    _ => {
-                        remaining += 1;
-                        parent.children.push(id);
-                    }
+                    _ => remaining += 1,
                 }
             }
             self.tasks[ix(id)].remaining = remaining;

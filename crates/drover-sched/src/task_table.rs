@@ -69,6 +69,13 @@ pub(crate) struct JobRec {
     /// The job's name as a number in `JobNames` (0: none).
     #[serde(default)]
     pub name: u32,
+    /// Its tasks not in a final state yet. Derived (rebuilt on restore).
+    #[serde(skip)]
+    pub open: u32,
+    /// When the job last became complete (`open` reached 0): the latest `ended_at` of
+    /// its tasks. Derived.
+    #[serde(skip)]
+    pub done_at: Millis,
 }
 
 /// What decides whether a task can fit on a worker: its resources and hard constraints

@@ -41,6 +41,8 @@ pub struct ServerConfig {
     pub keep_after_snapshot: u64,
     /// How many recent events this server keeps for `/v1/events` readers to resume from.
     pub events_retained: usize,
+    /// How long finished work is kept, and how much (`retention.rs`).
+    pub retention: crate::retention::Retention,
 }
 
 /// A group of servers that cannot be formed.
@@ -158,6 +160,7 @@ impl ServerConfig {
             snapshot_every: 20_000,
             keep_after_snapshot: 1_000,
             events_retained: crate::events::DEFAULT_RETAINED,
+            retention: crate::retention::Retention::default(),
         }
     }
 }

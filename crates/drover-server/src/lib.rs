@@ -20,6 +20,7 @@ pub mod output_repair;
 pub mod output_replication;
 pub mod proposer;
 pub mod raft;
+pub mod retention;
 mod server;
 pub mod sessions;
 pub mod ui;

@@ -10,6 +10,7 @@ use crate::output::OutputStore;
 use crate::output_replication::OutputReplicator;
 use crate::proposer::Proposer;
 use crate::raft::{LogStore, NetworkFactory, Raft, StateStore, StorageHealth};
+use crate::retention::OutputReaper;
 use crate::sessions::Sessions;
 use axum::serve::ListenerExt;
 use drover_sched::SchedulerConfig;
@@ -239,6 +240,7 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
         limits: config.limits.clone(),
         policy: config.policy.clone(),
     };
+    let (retired_sink, output_reaper) = OutputReaper::new(dir.join("output"));
     // Reading and decoding the snapshot takes a while with a big state: off the runtime.
     let open_dir = dir.clone();
     let state_store = tokio::task::spawn_blocking(move || {
@@ -251,8 +253,15 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
         path: dir.clone(),
         message,
     })?
-    .with_storage_health(storage.clone());
+    .with_storage_health(storage.clone())
+    .send_retired_to(retired_sink);
     let shared = state_store.shared();
+    output_reaper
+        .spawn(shared.clone())
+        .map_err(|e| ServerError::Store {
+            path: dir.join("output"),
+            message: e.to_string(),
+        })?;
     shared.events().set_capacity(config.events_retained);
 
     let raft_config = openraft::Config {
@@ -351,6 +360,7 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
     }
     tokio::spawn(background::dispatch_loop(node.clone(), dispatch_rx));
     tokio::spawn(background::liveness_loop(node.clone()));
+    tokio::spawn(crate::retention::retention_loop(node.clone()));
     // (In a server alone the lease loop only watches: a group may grow from it.)
     tokio::spawn(background::lease_loop(node.clone()));
     tokio::spawn(background::membership_watch(node.clone()));

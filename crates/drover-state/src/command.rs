@@ -56,6 +56,14 @@ pub enum Command {
     },
     /// Nothing but the passage of time: lets timers (time limits, retry backoffs) fire.
     Tick,
+    /// Retention: removes complete jobs that completed `keep_ms` or more before the
+    /// entry's `now`, or while more than `keep_max` finished tasks are held, oldest
+    /// first, with their results (see `drover-sched`, `Event::Retire`). The leader
+    /// proposes it; every replica removes the same jobs.
+    Retire {
+        keep_ms: u64,
+        keep_max: u64,
+    },
 }
 
 /// The answer to one command.
@@ -77,6 +85,11 @@ pub enum CommandResult {
     },
     Cancelled {
         count: u64,
+    },
+    /// Jobs and tasks a retirement removed.
+    Retired {
+        jobs: u64,
+        tasks: u64,
     },
     Done,
     Rejected(Rejection),

@@ -6,7 +6,7 @@ use crate::idempotency::{IdempotencyWindow, KeyLookup, KeyRecord};
 use drover_proto::events::{ClusterEvent, EventBody, EventId, WorkerChange};
 use drover_proto::worker::{AttemptUsage, StartTask};
 use drover_sched::{
-    Action, Event, KillReason, Scheduler, SchedulerConfig, SchedulerSnapshot, Transition,
+    Action, Event, KillReason, Scheduler, SchedulerConfig, SchedulerSnapshot, TaskRange, Transition,
 };
 use drover_types::{Attempt, JobId, Millis, TaskId, TaskState, WorkerId, WorkerState};
 use serde::{Deserialize, Serialize};
@@ -94,6 +94,9 @@ pub struct Output {
     pub results: Vec<CommandResult>,
     pub dispatches: Vec<Dispatch>,
     pub events: Vec<ClusterEvent>,
+    /// The tasks retired by this entry (whole jobs, hence ranges): every server removes
+    /// what it keeps of them outside the state (output files).
+    pub retired: Vec<TaskRange>,
 }
 
 /// Builds the events of one entry, numbering them as they come.
@@ -179,7 +182,7 @@ impl StateMachine {
                 continue;
             }
             let before = self.worker_state_before(command);
-            let result = self.apply_command(now, command, &mut out.dispatches);
+            let result = self.apply_command(now, command, &mut out.dispatches, &mut out.retired);
             self.command_events(command, &result, before, &mut events);
             self.task_events(&mut events);
             out.results.push(result);
@@ -346,6 +349,7 @@ impl StateMachine {
         now: Millis,
         command: &Command,
         out: &mut Vec<Dispatch>,
+        retired: &mut Vec<TaskRange>,
     ) -> CommandResult {
         let event = match command {
             Command::Submit { job, .. } => Event::Submit { job: job.clone() },
@@ -385,6 +389,7 @@ impl StateMachine {
                 policy: policy.clone(),
             },
             Command::Tick => return CommandResult::Done,
+            &Command::Retire { keep_ms, keep_max } => Event::Retire { keep_ms, keep_max },
         };
         match self.sched.apply(now, event) {
             Ok(applied) => {
@@ -398,6 +403,9 @@ impl StateMachine {
                 }
                 for action in applied.actions {
                     self.push_action(action, out);
+                }
+                if let Command::Retire { .. } = command {
+                    return self.forget_retired(&applied.retired, retired);
                 }
                 if let Some((job_id, tasks)) = applied.job {
                     let name = match command {
@@ -429,6 +437,30 @@ impl StateMachine {
                 }
             }
             Err(e) => CommandResult::Rejected(Rejection::from(&e)),
+        }
+    }
+
+    /// Drops what the state machine keeps beside the core for retired jobs. No event:
+    /// nothing a watcher follows changed state (their final events went out when they
+    /// ended), and a reader learns of a retirement by asking (`410 Gone`).
+    fn forget_retired(
+        &mut self,
+        jobs: &[(JobId, TaskRange)],
+        retired: &mut Vec<TaskRange>,
+    ) -> CommandResult {
+        let mut tasks = 0;
+        for &(job, range) in jobs {
+            self.jobs.remove(&job);
+            self.progress.remove(&job);
+            for n in range.first.0..range.first.0 + range.count as u64 {
+                self.records.remove(&TaskId(n));
+            }
+            tasks += range.count as u64;
+            retired.push(range);
+        }
+        CommandResult::Retired {
+            jobs: jobs.len() as u64,
+            tasks,
         }
     }
 

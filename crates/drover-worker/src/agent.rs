@@ -705,6 +705,16 @@ impl Agent {
             }
             ServerMessage::FinishedAck { task, attempt } => {
                 self.unacked.remove(&(task, attempt));
+                // The server has the end (and the output sent before it): the attempt's
+                // directory and logs are of no more use here, and would pile up over
+                // months. Not before the ack: an unacknowledged end may still need its
+                // output resent. File work goes off the async threads.
+                let driver = self.driver.clone();
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = driver.remove_attempt_dir(task.0, attempt.0) {
+                        tracing::warn!(%task, %attempt, error = %e, "could not remove an attempt's directory");
+                    }
+                });
             }
             ServerMessage::Welcome { .. }
             | ServerMessage::Reject { .. }

@@ -1,6 +1,7 @@
 //! API errors: every one a status code and a JSON body naming the field and the reason.
 
 use crate::proposer::ProposeError;
+use crate::retention::Retention;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -45,6 +46,19 @@ impl ApiError {
 
     pub fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", message, None)
+    }
+
+    /// A task or job that existed and was retired (`410 Gone`, code `retired`): it
+    /// finished longer ago than the retention keeps, so its record, results and output
+    /// are gone.
+    pub fn retired(what: &str, id: u64, retention: &Retention) -> ApiError {
+        ApiError::new(
+            StatusCode::GONE,
+            "retired",
+            format!("{what} {id} was retired ({})", retention.describe()),
+            // The message names it; a field would only repeat the path parameter.
+            None,
+        )
     }
 
     pub fn unauthorized(message: impl Into<String>) -> ApiError {

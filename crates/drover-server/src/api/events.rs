@@ -104,7 +104,7 @@ fn parse(
             "task" => {
                 let sm = node.state.read();
                 for t in values {
-                    let r = match super::tasks::resolve(&sm, t) {
+                    let r = match super::tasks::resolve(&sm, t, &node.config.retention) {
                         Ok(r) => (r.first, r.count as u64),
                         // A task not submitted yet may be named by its id.
                         Err(e) => (TaskId(t.parse::<u64>().map_err(|_| e)?), 1),

@@ -111,6 +111,10 @@ pub enum NotFound {
     /// No such task, job or worker.
     #[response(status = 404)]
     NotFound(ErrorBody),
+    /// The task or job finished and was retired after the retention period (code
+    /// `retired`).
+    #[response(status = 410)]
+    Retired(ErrorBody),
 }
 
 #[derive(utoipa::IntoResponses)]

@@ -69,7 +69,7 @@ pub async fn read(
     };
     let (id, attempt, over) = {
         let sm = node.state.read();
-        let range = super::tasks::resolve(&sm, &task)?;
+        let range = super::tasks::resolve(&sm, &task, &node.config.retention)?;
         if range.count != 1 {
             return Err(ApiError::invalid(
                 Some("task".into()),

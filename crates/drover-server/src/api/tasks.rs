@@ -4,6 +4,7 @@ use super::error::ApiError;
 use super::json::{DigestedJsonBody, NoBody, PathParam, QueryParams, id_param};
 use super::openapi::{NotFound, Refused, TooLarge, WriteRefused};
 use crate::node::Node;
+use crate::retention::Retention;
 use crate::sessions::LiveUsage;
 use axum::Json;
 use axum::extract::State;
@@ -11,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use drover_proto::api::{
     AttemptInfo, CancelResponse, JobInfo, SubmitResponse, TaskInfo, TaskList, TaskSummary,
 };
-use drover_sched::{CancelTarget, TaskRange, TaskView};
+use drover_sched::{CancelTarget, ResolveError, TaskRange, TaskView};
 use drover_state::{Command, CommandResult, IdempotencyKey, StateMachine};
 use drover_types::{DepRef, JobId, JobSpec, Millis, Outcome, TaskId, TaskSpec, TaskState};
 use serde::Deserialize;
@@ -183,8 +184,8 @@ async fn submit(
 }
 
 /// Resolves a task reference from a path: an id or a key naming a single task.
-fn resolve_one(sm: &StateMachine, text: &str) -> Result<TaskId, ApiError> {
-    let range = resolve(sm, text)?;
+fn resolve_one(sm: &StateMachine, text: &str, keep: &Retention) -> Result<TaskId, ApiError> {
+    let range = resolve(sm, text, keep)?;
     if range.count != 1 {
         return Err(ApiError::invalid(
             Some("task".into()),
@@ -200,10 +201,33 @@ fn resolve_one(sm: &StateMachine, text: &str) -> Result<TaskId, ApiError> {
 }
 
 /// An id, or `KEY` (the newest task with that key), `JOB_NAME/KEY` or `JOB_ID/KEY`.
-pub(crate) fn resolve(sm: &StateMachine, text: &str) -> Result<TaskRange, ApiError> {
-    sm.scheduler()
-        .resolve(&DepRef::parse(text))
-        .map_err(|e| ApiError::not_found(e.to_string()))
+/// An id (or `JOB_ID/KEY`) the cluster issued and no longer holds was retired: `410`.
+pub(crate) fn resolve(
+    sm: &StateMachine,
+    text: &str,
+    keep: &Retention,
+) -> Result<TaskRange, ApiError> {
+    let sched = sm.scheduler();
+    sched.resolve(&DepRef::parse(text)).map_err(|e| match e {
+        ResolveError::NoTask(id) if sched.task_retired(id) => ApiError::retired("task", id.0, keep),
+        ResolveError::NoJob(job) if sched.job_retired(job) => ApiError::retired("job", job.0, keep),
+        other => ApiError::not_found(other.to_string()),
+    })
+}
+
+/// The job, or a 404 / 410 naming it.
+fn held_job<'a>(
+    sm: &'a StateMachine,
+    job: JobId,
+    keep: &Retention,
+) -> Result<&'a drover_state::JobRecord, ApiError> {
+    sm.job(job).ok_or_else(|| {
+        if sm.scheduler().job_retired(job) {
+            ApiError::retired("job", job.0, keep)
+        } else {
+            ApiError::not_found(format!("no job {job}"))
+        }
+    })
 }
 
 fn worker_name(sm: &StateMachine, w: drover_types::WorkerId) -> String {
@@ -320,7 +344,7 @@ pub async fn get(
     // clock is stepped. (Read before the state lock: it takes it too.)
     let now = node.proposer.now();
     let sm = node.state.read();
-    let id = resolve_one(&sm, &task)?;
+    let id = resolve_one(&sm, &task, &node.config.retention)?;
     let view = sm
         .scheduler()
         .task(id)
@@ -407,9 +431,7 @@ pub async fn list(
     let sm = node.state.read();
     let mut end: Option<TaskId> = None;
     if let Some(job) = q.job {
-        let record = sm
-            .job(JobId(job))
-            .ok_or_else(|| ApiError::not_found(format!("no job {job}")))?;
+        let record = held_job(&sm, JobId(job), &node.config.retention)?;
         let before_first = TaskId(record.first.0 - 1);
         after = Some(after.map_or(before_first, |a| a.max(before_first)));
         end = Some(TaskId(record.first.0 + record.count as u64 - 1));
@@ -460,7 +482,7 @@ pub async fn cancel(
 ) -> Result<Json<CancelResponse>, ApiError> {
     let range = {
         let sm = node.state.read();
-        resolve(&sm, &task)?
+        resolve(&sm, &task, &node.config.retention)?
     };
     let commands: Vec<Command> = (0..range.count as u64)
         .map(|i| Command::Cancel {
@@ -500,6 +522,9 @@ pub async fn cancel_job(
     _: NoBody,
 ) -> Result<Json<CancelResponse>, ApiError> {
     let job = id_param("job", &job, u64::MAX)?;
+    if node.state.read().scheduler().job_retired(JobId(job)) {
+        return Err(ApiError::retired("job", job, &node.config.retention));
+    }
     match node
         .proposer
         .propose(Command::Cancel {
@@ -529,9 +554,7 @@ pub async fn get_job(
 ) -> Result<Json<JobInfo>, ApiError> {
     let job = id_param("job", &job, u64::MAX)?;
     let sm = node.state.read();
-    let record = sm
-        .job(JobId(job))
-        .ok_or_else(|| ApiError::not_found(format!("no job {job}")))?;
+    let record = held_job(&sm, JobId(job), &node.config.retention)?;
     let mut states: BTreeMap<TaskState, u64> = BTreeMap::new();
     for i in 0..record.count as u64 {
         if let Some(v) = sm.scheduler().task(TaskId(record.first.0 + i)) {

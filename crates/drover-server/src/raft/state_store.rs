@@ -10,6 +10,7 @@ use super::snapshot_files::SnapshotFiles;
 use super::{StorageError, StorageHealth, TypeConfig};
 use crate::events::{DEFAULT_RETAINED, EventHub};
 use crate::metrics::ServerMetrics;
+use crate::retention::RetiredSink;
 use drover_proto::events::{ClusterEvent, EventBody, EventId};
 use drover_sched::SchedulerConfig;
 use drover_state::{CommandResult, Dispatch, StateMachine};
@@ -119,6 +120,8 @@ pub struct StateStore {
     /// Where a snapshot that cannot be written (a full disk) is reported while it is
     /// tried again (see `storage_health.rs`).
     storage: Arc<StorageHealth>,
+    /// Where retired task ranges go (the output reaper), once set.
+    retired: Option<RetiredSink>,
 }
 
 fn apply_failed(reason: String) -> StorageError {
@@ -212,12 +215,19 @@ impl StateStore {
             receiving: Arc::new(Mutex::new(None)),
             dispatch,
             storage: Arc::default(),
+            retired: None,
         })
     }
 
     /// Reports snapshot write failures to `storage` (shared with the log store).
     pub fn with_storage_health(mut self, storage: Arc<StorageHealth>) -> StateStore {
         self.storage = storage;
+        self
+    }
+
+    /// Hands the ranges of tasks retired by each applied entry to `sink`.
+    pub fn send_retired_to(mut self, sink: RetiredSink) -> StateStore {
+        self.retired = Some(sink);
         self
     }
 
@@ -366,6 +376,7 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         let mut replies = Vec::new();
         let mut dispatches = Vec::new();
         let mut events = Vec::new();
+        let mut retired = Vec::new();
         {
             let (mut machine, mut applied) = self.shared.write();
             for entry in entries {
@@ -413,6 +424,7 @@ impl RaftStateMachine<TypeConfig> for StateStore {
                         };
                         dispatches.append(&mut out.dispatches);
                         events.append(&mut out.events);
+                        retired.append(&mut out.retired);
                         replies.push(out.results);
                     }
                     EntryPayload::Membership(ref m) => {
@@ -425,6 +437,11 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         }
         // After the state is readable: a reader that saw an event finds its change.
         self.shared.events.publish(events);
+        if !retired.is_empty()
+            && let Some(sink) = &self.retired
+        {
+            sink.send(retired);
+        }
         if !dispatches.is_empty() {
             // The receiver lives as long as the server; if it is gone we are shutting down.
             let _ = self.dispatch.send(dispatches);
