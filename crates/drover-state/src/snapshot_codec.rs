@@ -102,7 +102,19 @@ pub fn write_snapshot<W: Write + Seek>(
     let mut body = BufWriter::with_capacity(1 << 20, Summing::new(out));
     body.write_all(&meta_len.to_le_bytes())?;
     body.write_all(meta)?;
-    let mut body = postcard::to_io(state, body).map_err(SnapshotCodecError::Encode)?;
+    // postcard reports a failed write as "buffer full" and drops the I/O error: keep
+    // it, so that a full disk is told as such ("No space left on device").
+    let mut recording = KeepIoError {
+        inner: body,
+        error: None,
+    };
+    if let Err(e) = postcard::to_io(state, &mut recording) {
+        return Err(match recording.error.take() {
+            Some(io) => SnapshotCodecError::Io(io),
+            None => SnapshotCodecError::Encode(e),
+        });
+    }
+    let mut body = recording.inner;
     body.flush()?;
     let summed = body.into_inner().map_err(|e| e.into_error())?;
     let mut out = summed.inner;
@@ -115,6 +127,26 @@ pub fn write_snapshot<W: Write + Seek>(
     out.write_all(&header)?;
     out.seek(SeekFrom::End(0))?;
     Ok(out)
+}
+
+/// A writer that keeps the first I/O error its inner writer returned.
+struct KeepIoError<W> {
+    inner: W,
+    error: Option<std::io::Error>,
+}
+
+impl<W: Write> Write for KeepIoError<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(buf).inspect_err(|e| {
+            if self.error.is_none() {
+                self.error = Some(std::io::Error::new(e.kind(), e.to_string()));
+            }
+        })
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// The bytes after the header, read from the file in large chunks (and summed as they
