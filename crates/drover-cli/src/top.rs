@@ -30,9 +30,10 @@ pub struct TopArgs {
     /// Print one frame as text and exit
     #[arg(long)]
     once: bool,
-    /// With --once: the frame's size in columns and rows
+    /// With --once: the frame's width in columns
     #[arg(long, default_value = "120", requires = "once")]
     width: u16,
+    /// With --once: the frame's height in rows
     #[arg(long, default_value = "36", requires = "once")]
     height: u16,
     /// How often to refresh the usage figures (changes of state redraw at once)
