@@ -141,6 +141,26 @@ fn a_server_joins_under_load_the_old_leader_is_removed_and_the_joiner_restarts()
         );
     }
 
+    // Task output is copied to the joined server too (the group's members of the
+    // moment, not the peer list it was started with): the file is there before
+    // anything asks the joiner for it.
+    let printed = set.cli_ok(&["submit", "--", "echo", "copied-to-the-joiner"]);
+    let printer: u64 = printed.stdout.trim().parse().unwrap();
+    let copy = set
+        .root
+        .join(format!("s{joiner}/server/output/{printer}/1.stdout"));
+    poll(
+        "the output copied to the joined server",
+        SLOW,
+        || {
+            std::fs::read_to_string(&copy)
+                .ok()
+                .filter(|t| t == "copied-to-the-joiner\n")
+                .map(|_| ())
+        },
+        || set.logs(),
+    );
+
     // Meanwhile a reader reads through the joined server: through the leader change,
     // every linearizable read is answered (it waits for the next leader).
     let reading = Arc::new(AtomicBool::new(true));

@@ -165,16 +165,37 @@ pub async fn lease_loop(node: Arc<Node>) {
 /// removed it reached it, or a snapshot did) and stops it taking part; the leader also
 /// tells a server it removes directly (`/v1/raft/removed`), which this backs up.
 pub async fn membership_watch(node: Arc<Node>) {
+    use crate::output_replication::Peer;
     let mut rx = node.raft.metrics();
     // A newcomer replays the log from its start, through memberships it was not in
     // yet: only leaving a membership it was in counts.
     let mut was_member = false;
+    let mut output_peers: Option<(Vec<Peer>, usize)> = None;
     loop {
         if node.is_removed() {
             return;
         }
         let gone = {
             let m = rx.borrow_and_update();
+            // Task output is copied to the members of the moment (see
+            // `output_replication.rs`): a server that joined gets copies too.
+            let membership = m.membership_config.membership();
+            if membership.nodes().count() > 0 {
+                let voter_ids: Vec<u64> = membership.voter_ids().collect();
+                let peers: Vec<Peer> = membership
+                    .nodes()
+                    .filter(|(id, _)| **id != node.config.node_id)
+                    .map(|(id, n)| Peer {
+                        base: format!("http://{}", n.addr),
+                        voter: voter_ids.contains(id),
+                    })
+                    .collect();
+                let wanted = (peers, voter_ids.len());
+                if output_peers.as_ref() != Some(&wanted) {
+                    node.replicator.set_members(wanted.0.clone(), wanted.1);
+                    output_peers = Some(wanted);
+                }
+            }
             let member = m
                 .membership_config
                 .membership()

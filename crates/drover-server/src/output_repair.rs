@@ -46,14 +46,21 @@ pub async fn complete_from_peers(
         return Ok(());
     }
     let mut local = covered(node, task, attempt, stream).await?;
-    let me = node.config.peer_address(node.config.node_id);
     let mut answered = 0;
     let mut peers = 0;
     let mut best: Option<PeerCopy> = None;
-    for addr in node.config.sorted_peers() {
-        if Some(&addr) == me.as_ref() {
-            continue;
-        }
+    // The members of the moment (a server that joined with `--join` knows no peer
+    // list of its own).
+    let members: Vec<String> = {
+        let m = node.raft.metrics().borrow().clone();
+        m.membership_config
+            .membership()
+            .nodes()
+            .filter(|(id, _)| **id != node.config.node_id)
+            .map(|(_, n)| n.addr.clone())
+            .collect()
+    };
+    for addr in members {
         peers += 1;
         let base = format!("http://{addr}");
         if let Some(copy) = ask(node, &base, task, attempt, stream, local).await {

@@ -16,6 +16,7 @@
 //! next.
 
 use drover_proto::worker::OutputFrame;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -58,16 +59,22 @@ impl PeerProgress {
 }
 
 /// Sends output frames to every other server of the group; see the module's comment.
+/// The group is whatever the membership says (`set_members`, from the membership
+/// watcher): a server added with `--join` gets copies from then on and counts toward
+/// the majority once it votes.
 #[derive(Debug)]
 pub struct OutputReplicator {
     /// The next sequence number. Held while a frame is queued for every peer, so that
     /// each queue is in sequence order (a peer's progress is "everything up to N").
     next_seq: Mutex<u64>,
-    peers: Vec<PeerQueue>,
+    /// The other servers, by base URL. Locked after `next_seq` when both are.
+    peers: Mutex<BTreeMap<String, PeerQueue>>,
     /// Bumped whenever any peer's progress moves: waiters re-check on it.
     moved: watch::Sender<u64>,
-    /// Servers in the group, this one included.
-    group_size: usize,
+    /// Voters in the group, this one included (0: this server is not one).
+    voters: AtomicUsize,
+    http: reqwest::Client,
+    peer_token: String,
 }
 
 #[derive(Debug)]
@@ -77,6 +84,8 @@ struct PeerQueue {
     queued_bytes: Arc<AtomicUsize>,
     progress: watch::Receiver<PeerProgress>,
     dropped: Arc<watch::Sender<PeerProgress>>,
+    /// Whether it votes: only voters make a majority.
+    voter: bool,
 }
 
 impl std::fmt::Debug for Queued {
@@ -85,44 +94,85 @@ impl std::fmt::Debug for Queued {
     }
 }
 
+/// One other server, as the membership names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// `http://host:port`
+    pub base: String,
+    pub voter: bool,
+}
+
 impl OutputReplicator {
-    /// One sender task per peer (`base` URLs of the other servers). Must be called
-    /// within a tokio runtime.
+    /// One sender task per peer (`base` URLs of the other servers, all voters), until
+    /// the membership says otherwise. Must be called within a tokio runtime.
     pub fn start(
         peers: Vec<String>,
         http: reqwest::Client,
         peer_token: String,
     ) -> OutputReplicator {
-        let moved = watch::channel(0u64).0;
-        let group_size = peers.len() + 1;
+        let r = OutputReplicator {
+            next_seq: Mutex::new(1),
+            peers: Mutex::new(BTreeMap::new()),
+            moved: watch::channel(0u64).0,
+            voters: AtomicUsize::new(0),
+            http,
+            peer_token,
+        };
+        let voters = peers.len() + 1;
         let peers = peers
             .into_iter()
-            .map(|base| {
-                let (tx, rx) = mpsc::channel(QUEUE);
-                let progress = Arc::new(watch::channel(PeerProgress::default()).0);
-                let queued_bytes = Arc::new(AtomicUsize::new(0));
-                tokio::spawn(send_loop(
-                    base,
-                    http.clone(),
-                    peer_token.clone(),
-                    (rx, queued_bytes.clone()),
-                    progress.clone(),
-                    moved.clone(),
-                ));
+            .map(|base| Peer { base, voter: true })
+            .collect();
+        r.set_members(peers, voters);
+        r
+    }
+
+    /// The other servers of the group now, and how many voters it has (this server
+    /// included if it votes). A new peer is sent the frames from now on: the earlier
+    /// ones count as dropped for it (it fetches them when read). A peer no longer
+    /// listed is forgotten (its sender ends with its queue).
+    pub fn set_members(&self, peers: Vec<Peer>, voters: usize) {
+        let next = self.next_seq.lock().unwrap_or_else(|p| p.into_inner());
+        let mut current = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        current.retain(|base, _| peers.iter().any(|p| &p.base == base));
+        for peer in peers {
+            if let Some(q) = current.get_mut(&peer.base) {
+                q.voter = peer.voter;
+                continue;
+            }
+            let before = next.saturating_sub(1);
+            let (tx, rx) = mpsc::channel(QUEUE);
+            let progress = Arc::new(
+                watch::channel(PeerProgress {
+                    done: before,
+                    dropped: before,
+                })
+                .0,
+            );
+            let queued_bytes = Arc::new(AtomicUsize::new(0));
+            tokio::spawn(send_loop(
+                peer.base.clone(),
+                self.http.clone(),
+                self.peer_token.clone(),
+                (rx, queued_bytes.clone()),
+                progress.clone(),
+                self.moved.clone(),
+            ));
+            current.insert(
+                peer.base,
                 PeerQueue {
                     tx,
                     queued_bytes,
                     progress: progress.subscribe(),
                     dropped: progress,
-                }
-            })
-            .collect();
-        OutputReplicator {
-            next_seq: Mutex::new(1),
-            peers,
-            moved,
-            group_size,
+                    voter: peer.voter,
+                },
+            );
         }
+        self.voters.store(voters, Ordering::Relaxed);
+        drop(current);
+        drop(next);
+        self.moved.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Queues a frame (already stored here) for every peer; returns its sequence number.
@@ -130,11 +180,12 @@ impl OutputReplicator {
         let mut next = self.next_seq.lock().unwrap_or_else(|p| p.into_inner());
         let seq = *next;
         *next += 1;
-        if self.peers.is_empty() {
+        let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        if peers.is_empty() {
             return seq;
         }
         let frame = Arc::new(frame);
-        for peer in &self.peers {
+        for peer in peers.values() {
             let queued = Queued {
                 seq,
                 frame: frame.clone(),
@@ -153,16 +204,19 @@ impl OutputReplicator {
         seq
     }
 
-    /// Whether the frames numbered `since..=upto` are stored on a majority (this
-    /// server counts). A worker session passes the number of its first frame as
-    /// `since`: what came before went through an earlier session, whose acks waited
-    /// for it likewise.
+    /// Whether the frames numbered `since..=upto` are stored on a majority of the
+    /// voters (this server counts). A worker session passes the number of its first
+    /// frame as `since`: what came before went through an earlier session, whose acks
+    /// waited for it likewise.
     pub fn on_majority(&self, since: u64, upto: u64) -> bool {
-        let needed = self.group_size / 2; // peers, besides this server
+        let voters = self.voters.load(Ordering::Relaxed);
+        let needed = voters / 2; // peers, besides this server
         let holding = self
             .peers
-            .iter()
-            .filter(|p| p.progress.borrow().holds(since, upto))
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|p| p.voter && p.progress.borrow().holds(since, upto))
             .count();
         holding >= needed
     }
