@@ -201,7 +201,15 @@ fn member_default() -> String {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AddServer {
-    /// The server's address (host:port) as the others reach it: its `--listen`.
+    /// The server's address (IP:PORT) as the others reach it: its `--listen`. The
+    /// pattern gives the IPv4 form; an IPv6 one (`[::1]:7070`) is taken as well.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            example = "10.0.0.4:7070",
+            pattern = r"^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9]):(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}|0)$"
+        )
+    )]
     pub address: String,
 }
 
