@@ -459,26 +459,7 @@ fn twenty_leader_kills_under_load_lose_nothing_and_never_run_a_task_twice() {
     );
 
     // Let the queue drain, then check the history and that the replicas agree.
-    let leader = set.wait_leader(SLOW);
-    poll(
-        "every task to end",
-        Duration::from_secs(300),
-        || {
-            let open = list_tasks(&set, leader)
-                .into_iter()
-                .filter(|t| !t.state.is_final())
-                .count();
-            (open == 0).then_some(())
-        },
-        || set.logs(),
-    );
-    drop(watch);
-    let violations = history.check(&set, leader, Some(&runs));
-    assert!(
-        violations.is_empty(),
-        "the history breaks the rules:\n{}",
-        violations.join("\n")
-    );
+    let leader = drain_and_check(&set, &history, watch, &runs);
     let tasks = list_tasks(&set, leader);
     let (failed, requeued) = failures(&set, leader, &tasks);
     // An attempt placed on a worker while a new leader handled its hello never reached
@@ -534,6 +515,37 @@ fn assert_replicas_agree(set: &ServerSet) {
             views[2].len()
         );
     }
+}
+
+/// Waits until every task has ended (the queue drained), stops watching the leaders,
+/// and asserts the history breaks no rule; returns the leader it checked through.
+fn drain_and_check(
+    set: &ServerSet,
+    history: &History,
+    watch: LeaderWatch,
+    runs: &std::path::Path,
+) -> usize {
+    let leader = set.wait_leader(SLOW);
+    poll(
+        "every task to end",
+        Duration::from_secs(300),
+        || {
+            let open = list_tasks(set, leader)
+                .into_iter()
+                .filter(|t| !t.state.is_final())
+                .count();
+            (open == 0).then_some(())
+        },
+        || set.logs(),
+    );
+    drop(watch);
+    let violations = history.check(set, leader, Some(runs));
+    assert!(
+        violations.is_empty(),
+        "the history breaks the rules:\n{}",
+        violations.join("\n")
+    );
+    leader
 }
 
 /// Like `poll`, but `None` at the deadline instead of a panic.
@@ -644,26 +656,7 @@ fn all_three_servers_killed_at_once_repeatedly_lose_nothing_acknowledged() {
         history.acked_count(),
         errors.len()
     );
-    let leader = set.wait_leader(SLOW);
-    poll(
-        "every task to end",
-        Duration::from_secs(300),
-        || {
-            let open = list_tasks(&set, leader)
-                .into_iter()
-                .filter(|t| !t.state.is_final())
-                .count();
-            (open == 0).then_some(())
-        },
-        || set.logs(),
-    );
-    drop(watch);
-    let violations = history.check(&set, leader, Some(&runs));
-    assert!(
-        violations.is_empty(),
-        "the history breaks the rules:\n{}",
-        violations.join("\n")
-    );
+    drain_and_check(&set, &history, watch, &runs);
     assert_replicas_agree(&set);
 }
 
