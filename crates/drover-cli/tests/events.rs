@@ -16,11 +16,35 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 struct Events;
 
 impl Events {
+    /// Starts `drover --json events ARGS` and returns once the server counts its stream
+    /// open, so that everything after this call is in it (a fixed pause is not enough
+    /// when the machine is busy and the CLI slow to start).
     fn start(c: &Cluster, args: &[&str]) -> EventLines {
+        let before = open_streams(c);
         let mut all = vec!["--json", "events"];
         all.extend_from_slice(args);
-        EventLines::spawn(c.cli_command(&all))
+        let lines = EventLines::spawn(c.cli_command(&all));
+        c.poll("the event stream to open", SLOW, || {
+            (open_streams(c) > before).then_some(())
+        });
+        lines
     }
+}
+
+/// Event streams this server has answered so far: the request counter of
+/// `GET /v1/events`, which only grows (the open-streams gauge also falls when a killed
+/// reader is noticed, at a moment the test does not control).
+fn open_streams(c: &Cluster) -> u64 {
+    let text = c.get("/metrics").text();
+    text.lines()
+        .filter(|l| {
+            l.starts_with("drover_http_request_duration_seconds_count{")
+                && l.contains("route=\"/v1/events\"")
+                && l.contains("status=\"200\"")
+        })
+        .filter_map(|l| l.rsplit_once(' ')?.1.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
 }
 
 fn is_final_of(v: &Value, task: u64) -> bool {

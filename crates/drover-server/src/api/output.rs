@@ -110,13 +110,9 @@ pub async fn read(
         if over {
             repair(&node, id, attempt, stream).await;
         }
-        let output = node.output.clone();
-        let (data, len) = tokio::task::spawn_blocking(move || {
-            output.read(id, attempt, stream, offset, MAX_RESPONSE)
-        })
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(|e| ApiError::internal(format!("could not read the output: {e}")))?;
+        let (data, len) = read_off_thread(&node, id, attempt, stream, offset, MAX_RESPONSE)
+            .await
+            .map_err(|e| ApiError::internal(format!("could not read the output: {e}")))?;
         let next = offset + data.len() as u64;
         builder = builder
             .header("x-drover-output-length", len)
@@ -144,7 +140,8 @@ pub async fn read(
             // Seen before reading: an append after the read wakes the wait below.
             f.output.borrow_and_update();
             f.events.borrow_and_update();
-            let (data, _) = match f.node.output.read(id, f.attempt, stream, f.offset, CHUNK) {
+            let read = read_off_thread(&f.node, id, f.attempt, stream, f.offset, CHUNK).await;
+            let (data, _) = match read {
                 Ok(r) => r,
                 Err(e) => {
                     f.done = true;
@@ -219,4 +216,20 @@ async fn repair(node: &Node, task: drover_types::TaskId, attempt: Attempt, strea
     if let Err(e) = crate::output_repair::complete_from_peers(node, task, attempt, stream).await {
         tracing::warn!(%task, %attempt, "could not complete the output from the peers: {e}");
     }
+}
+
+/// Reads a stored stream on the blocking pool: a file read (a disk that stalls, a page
+/// cache miss) must not hold up the async threads that serve every other request.
+async fn read_off_thread(
+    node: &Node,
+    task: drover_types::TaskId,
+    attempt: Attempt,
+    stream: OutputStream,
+    offset: u64,
+    max: usize,
+) -> std::io::Result<(Vec<u8>, u64)> {
+    let output = node.output.clone();
+    tokio::task::spawn_blocking(move || output.read(task, attempt, stream, offset, max))
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
 }
