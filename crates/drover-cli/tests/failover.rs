@@ -330,7 +330,8 @@ fn wait_caught_up(set: &ServerSet, i: usize) {
 fn twenty_leader_kills_under_load_lose_nothing_and_never_run_a_task_twice() {
     let _serial = one_at_a_time();
     let kills = env_number("DROVER_FAILOVER_KILLS", 20);
-    let queued = env_number("DROVER_FAILOVER_TASKS", 3000);
+    // The issue's load: 200 running, 10,000 queued, submissions arriving all along.
+    let queued = env_number("DROVER_FAILOVER_TASKS", 10_000);
     let mut set = ServerSet::new("fo-kills");
     for i in 0..3 {
         set.start(i);
@@ -344,8 +345,13 @@ fn twenty_leader_kills_under_load_lose_nothing_and_never_run_a_task_twice() {
     let history = History::new();
     let watch = LeaderWatch::start(&set, history.clone());
 
-    let script = format!("{RUN_LOG_LINE}; sleep 4");
-    let env = json!({"RUNS": runs.to_string_lossy()});
+    // Each task sleeps as many seconds as the file `hold` says when it starts: 30
+    // during the kills (so tasks run across several elections and the queue stays
+    // about 10,000 long), 0 afterwards (so the rest drains in a CI-sized time).
+    let hold = set.root.join("hold");
+    std::fs::write(&hold, "30").unwrap();
+    let script = format!(r#"{RUN_LOG_LINE}; sleep "$(cat "$HOLD")""#);
+    let env = json!({"RUNS": runs.to_string_lossy(), "HOLD": hold.to_string_lossy()});
     let bulk = post_on(
         &set,
         leader,
@@ -444,21 +450,19 @@ fn twenty_leader_kills_under_load_lose_nothing_and_never_run_a_task_twice() {
         eprintln!("  client error: {e}");
     }
     eprintln!("terms seen (term: leaders): {:?}", history.terms());
+    // Timing is the release bench's business (`benches/ha.rs`, ha_failover_loaded);
+    // here only a sanity bound, for a debug build on a shared machine.
     assert!(max < Duration::from_secs(20), "a failover took {max:?}");
-    // A write in flight on the leader when it is killed cannot be answered, and the
-    // CLI does not send it again (it may have been applied): at most one per kill,
-    // seen either directly or through the follower that forwarded it.
+    // The CLI sends a submission whose answer was lost again with its idempotency key
+    // (for up to 10 s): a leader change is a slow answer, never an error.
     assert!(
-        errors.len() <= kills
-            && errors
-                .iter()
-                .all(|e| e.contains("connection closed before message completed")
-                    || e.to_lowercase().contains("connection reset")
-                    || e.contains("did not answer the forwarded write")),
-        "errors beyond the writes in flight at the kills: {errors:#?}"
+        errors.is_empty(),
+        "clients saw errors across the kills: {errors:#?}"
     );
 
-    // Let the queue drain, then check the history and that the replicas agree.
+    // Let the queue drain (what starts from now on ends at once), then check the
+    // history and that the replicas agree.
+    std::fs::write(&hold, "0").unwrap();
     let leader = drain_and_check(&set, &history, watch, &runs);
     let tasks = list_tasks(&set, leader);
     let (failed, requeued) = failures(&set, leader, &tasks);

@@ -16,7 +16,9 @@ pub struct LogEntry {
 }
 
 /// A state change. Every change to the cluster's state is one of these, in the log.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Decoded by `command_decode.rs` (the same format, without serde's buffering of an
+/// internally tagged map): a change here needs the same change there.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Command {
     Submit {

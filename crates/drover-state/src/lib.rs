@@ -11,6 +11,7 @@
 //! Pure: no I/O, no clock. The server wraps it in openraft's storage traits.
 
 mod command;
+mod command_decode;
 pub mod idempotency;
 mod machine;
 mod snapshot_codec;
