@@ -104,6 +104,9 @@ fn a_worker_cut_off_from_three_servers_for_two_minutes(during: DuringCut) {
         &["--cpus", "3", "--memory", "2G", "--label", "machine=cut"],
     );
     let agent = set.worker_agent(&cut_off);
+    let attempts = set
+        .root
+        .join(format!("wdata-p/workers/{cut_off}/work/attempts"));
     let runs = set.root.join("runs");
     let starts = set.root.join("starts");
     std::fs::create_dir_all(&starts).unwrap();
@@ -146,6 +149,7 @@ fn a_worker_cut_off_from_three_servers_for_two_minutes(during: DuringCut) {
             || (!attempt_processes(&agent, *id, 1).is_empty()).then_some(()),
             || set.logs(),
         );
+        assert!(attempts.join(format!("{id}.1")).is_dir(), "{attempts:?}");
     }
     // The worker that takes the tasks over.
     let beside = set.add_worker("h", &["--cpus", "3", "--memory", "2G"]);
@@ -338,7 +342,26 @@ fn a_worker_cut_off_from_three_servers_for_two_minutes(during: DuringCut) {
             !starts.join(format!("{id}-3")).exists(),
             "no third attempt ran"
         );
+        // What a reader of the task's output gets is the second attempt's, the late
+        // frames of the first notwithstanding.
+        let leader = set.wait_leader(SLOW);
+        let out = set.get(leader, &format!("/v1/tasks/{id}/output"));
+        assert_eq!(out.status, 200, "{}", out.text());
+        assert_eq!(out.text(), "ran-2\n", "task {id}'s output");
     }
+    // A rejected report is still acknowledged: the worker forgets it (it would resend
+    // it at every reconnect otherwise) and removes the attempt's directory.
+    poll(
+        "the cut-off worker to drop its first attempts' directories",
+        SLOW,
+        || {
+            tasks
+                .iter()
+                .all(|id| !attempts.join(format!("{id}.1")).exists())
+                .then_some(())
+        },
+        || format!("{:?}", std::fs::read_dir(&attempts).map(|d| d.count())),
+    );
 
     // It runs new work (these may only run on it).
     let on_it = json!([{"key": "machine", "op": "eq", "values": ["cut"]}]);
