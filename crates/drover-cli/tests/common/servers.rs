@@ -177,6 +177,12 @@ impl ServerSet {
         }
     }
 
+    /// Freezes server `i` (SIGSTOP): it keeps its sockets open and answers nothing.
+    pub fn freeze(&self, i: usize) {
+        let pid = self.servers[i].as_ref().expect("server runs").id();
+        signal(pid, "-STOP");
+    }
+
     pub fn is_running(&self, i: usize) -> bool {
         self.servers[i].is_some()
     }
