@@ -260,6 +260,18 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
     config.node_id = identity.node_id;
 
     let db_path = dir.join("raft.redb");
+    // Created whole or not at all: a first start killed mid-creation must not leave a
+    // file that stops every later start.
+    let created = tokio::task::spawn_blocking({
+        let db_path = db_path.clone();
+        move || crate::raft::log_file::ensure_created(&db_path)
+    })
+    .await
+    .map_err(ServerError::FileTask)?;
+    created.map_err(|e| ServerError::Store {
+        path: db_path.clone(),
+        message: e.to_string(),
+    })?;
     let storage = Arc::new(StorageHealth::default());
     let log_store = LogStore::open(&db_path, storage.clone()).map_err(|e| ServerError::Store {
         path: db_path.clone(),
