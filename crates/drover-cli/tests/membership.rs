@@ -272,7 +272,7 @@ fn a_server_joins_under_load_the_old_leader_is_removed_and_the_joiner_restarts()
         // while it was reconnecting to the new leader is given up at its rejoin
         // (worker_session reads the unstarted attempts before the join is applied).
         let started = t.attempts.iter().filter(|a| a.started_at.is_some()).count();
-        assert_eq!(started, 1, "task {id} started more than once: {t:#?}");
+        assert_eq!(started, 1, "task {id} recorded {started} starts: {t:#?}");
         if t.attempts.len() > 1 {
             eprintln!(
                 "task {id} needed {} attempts (the earlier ones never started)",
