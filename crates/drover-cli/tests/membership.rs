@@ -272,7 +272,7 @@ fn a_server_joins_under_load_the_old_leader_is_removed_and_the_joiner_restarts()
         // while it was reconnecting to the new leader is given up at its rejoin
         // (worker_session reads the unstarted attempts before the join is applied).
         let started = t.attempts.iter().filter(|a| a.started_at.is_some()).count();
-        assert_eq!(started, 1, "task {id} started more than once: {t:#?}");
+        assert_eq!(started, 1, "task {id} recorded {started} starts: {t:#?}");
         if t.attempts.len() > 1 {
             eprintln!(
                 "task {id} needed {} attempts (the earlier ones never started)",
@@ -615,4 +615,158 @@ fn an_admin_adds_a_waiting_server_replaces_a_dead_one_and_a_changed_peer_list_is
     assert!(set.task_on(waiting, after).is_some());
     let list = servers_json(&set, waiting);
     assert_eq!(list.len(), 3, "{list:?}");
+}
+
+/// The id `drover servers` gives the server at `addr`, once it is a voter.
+fn wait_voter(set: &ServerSet, via: usize, addr: &str) -> u64 {
+    poll(
+        &format!("the server at {addr} a voter"),
+        SLOW,
+        || {
+            let r = http_with(
+                &set.addrs[via],
+                "GET",
+                "/v1/servers",
+                Some(&set.token),
+                &[],
+                None,
+            )
+            .ok()
+            .filter(|r| r.status == 200)?;
+            let list = r.json();
+            let me = list.as_array()?.iter().find(|s| s["address"] == addr)?;
+            matches!(me["role"].as_str(), Some("follower" | "leader"))
+                .then(|| me["id"].as_u64())
+                .flatten()
+        },
+        || set.logs(),
+    )
+}
+
+#[test]
+fn a_removed_servers_id_is_never_handed_out_again_even_after_compaction_and_restarts() {
+    let mut set = ServerSet::new("members-ids");
+    // Snapshots every 20 entries, keeping 5: the membership entries that named the
+    // removed server are compacted away before the next server joins.
+    set.add_server_args(&["--snapshot-every", "20", "--keep-after-snapshot", "5"]);
+    for i in 0..3 {
+        set.start(i);
+    }
+    let leader = set.wait_leader(SLOW);
+    let fourth = set.start_joining(&set.addrs[leader].clone());
+    let fourth_addr = set.addrs[fourth].clone();
+    assert_eq!(wait_voter(&set, leader, &fourth_addr), 4);
+    let out = set.cli_ok(&["servers", "remove", &fourth_addr]);
+    assert!(out.stdout.contains("removed server"), "{out}");
+    poll(
+        "the fourth server gone from the group",
+        SLOW,
+        || (servers_json(&set, leader).len() == 3).then_some(()),
+        || set.logs(),
+    );
+    set.kill(fourth);
+
+    for _ in 0..60 {
+        set.submit(&serde_json::json!({"command": ["true"]}));
+    }
+    // Every server restarts from its snapshot and the log after it.
+    for i in 0..3 {
+        set.kill(i);
+    }
+    for i in 0..3 {
+        set.start(i);
+    }
+    let leader = set.wait_leader(SLOW);
+    let snapshot = set.data_dir(leader).join("server").join("snapshot.bin");
+    assert!(snapshot.exists(), "{snapshot:?}");
+
+    let fifth = set.start_joining(&set.addrs[leader].clone());
+    let fifth_addr = set.addrs[fifth].clone();
+    let id = wait_voter(&set, leader, &fifth_addr);
+    assert_eq!(id, 5, "a fresh id, not the removed server's 4");
+    let list = servers_json(&set, leader);
+    let ids: Vec<u64> = list.iter().filter_map(|s| s["id"].as_u64()).collect();
+    assert_eq!(ids, vec![1, 2, 3, 5], "{list:?}");
+}
+
+/// A server killed (-9) while joining, then started again with no flag at all, goes
+/// on with its join: killed while its request cannot be answered yet (the member it
+/// asked is down), and killed once offered an id but before it is a voter.
+#[test]
+fn a_server_killed_mid_join_resumes_the_join_when_restarted_without_flags() {
+    let mut set = ServerSet::new("members-resume");
+    for i in 0..3 {
+        set.start(i);
+    }
+    let leader = set.wait_leader(SLOW);
+
+    // Before it is offered an id: it asks a member that is down.
+    let asked = (leader + 1) % 3;
+    set.kill(asked);
+    let early = set.start_joining(&set.addrs[asked].clone());
+    let early_addr = set.addrs[early].clone();
+    poll(
+        "the joiner asking the member that is down",
+        SLOW,
+        || {
+            read(&set.log(early))
+                .contains("cannot ask the group to add this server")
+                .then_some(())
+        },
+        || set.logs(),
+    );
+    let member_file = set.data_dir(early).join("server").join("member.json");
+    assert!(!member_file.exists(), "not offered an id yet");
+    set.kill(early);
+    set.set_mode(early, StartMode::Remembered);
+    set.start(early);
+    poll(
+        "the restarted joiner waiting, not a group of its own",
+        SLOW,
+        || set.health(early).filter(|h| h["membership"] == "joining"),
+        || set.logs(),
+    );
+    set.start(asked);
+    let early_id = wait_voter(&set, leader, &early_addr);
+    assert_eq!(early_id, 4);
+
+    // After it is offered an id, before it is a voter: frozen the moment its id is
+    // stored (it cannot answer the leader's appends then), and killed.
+    let leader = set.wait_leader(SLOW);
+    let late = set.start_joining(&set.addrs[leader].clone());
+    let late_addr = set.addrs[late].clone();
+    let member_file = set.data_dir(late).join("server").join("member.json");
+    let deadline = Instant::now() + SLOW;
+    while !member_file.exists() {
+        assert!(Instant::now() < deadline, "no id offered\n{}", set.logs());
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    set.freeze(late);
+    let list = servers_json(&set, leader);
+    assert!(
+        !list
+            .iter()
+            .any(|s| s["address"] == late_addr.as_str() && s["role"] == "follower"),
+        "frozen before it was a voter: {list:?}"
+    );
+    set.kill(late);
+    set.set_mode(late, StartMode::Remembered);
+    set.start(late);
+    let late_id = wait_voter(&set, leader, &late_addr);
+    assert_eq!(late_id, 5, "the id it was offered first");
+    let list = servers_json(&set, leader);
+    assert_eq!(list.len(), 5, "{list:?}");
+    // Done joining: nothing is remembered any more.
+    for i in [early, late] {
+        let join = set.data_dir(i).join("server").join("join.json");
+        poll(
+            "the join target forgotten",
+            SLOW,
+            || (!join.exists()).then_some(()),
+            || set.logs(),
+        );
+    }
+    let out = set.cli_ok(&["submit", "--", "true"]);
+    let id: u64 = out.stdout.trim().parse().unwrap();
+    assert!(set.task_on(late, id).is_some());
 }

@@ -11,69 +11,15 @@
 mod common;
 
 use common::netns::NetNs;
+use common::process_watch::Watcher;
 use common::*;
 use drover_types::{FailureCause, TaskState};
 use serde_json::json;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 const LOST_AFTER: &str = "10s";
 /// The bar: active again within 15 s of the network healing.
 const REJOIN_BOUND: Duration = Duration::from_secs(15);
-
-fn now_ns() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
-}
-
-/// Watches one attempt's whole process tree (found by the driver's marker in the
-/// environment) every few milliseconds: when it was last seen alive, and when first
-/// seen gone.
-struct Watcher {
-    stop: Arc<AtomicBool>,
-    seen: Arc<Mutex<(Option<u128>, Option<u128>)>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Watcher {
-    fn start(agent: &str, task: u64, attempt: u32) -> Watcher {
-        let stop = Arc::new(AtomicBool::new(false));
-        let seen = Arc::new(Mutex::new((None, None)));
-        let (s, agent, st) = (seen.clone(), agent.to_string(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            while !st.load(Ordering::Relaxed) {
-                let alive = !attempt_processes(&agent, task, attempt).is_empty();
-                let t = now_ns();
-                let mut g = s.lock().unwrap();
-                if alive {
-                    g.0 = Some(t);
-                    g.1 = None;
-                } else if g.0.is_some() && g.1.is_none() {
-                    g.1 = Some(t);
-                }
-                drop(g);
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        });
-        Watcher {
-            stop,
-            seen,
-            thread: Some(thread),
-        }
-    }
-
-    /// (last seen alive, first seen gone), in ns since the epoch.
-    fn finish(mut self) -> (Option<u128>, Option<u128>) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        *self.seen.lock().unwrap()
-    }
-}
 
 #[derive(Clone, Copy, Debug)]
 enum Cut {

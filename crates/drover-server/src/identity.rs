@@ -38,7 +38,7 @@ pub enum IdentityError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path} is not a member file: {source}")]
+    #[error("{path} is not a member or join file: {source}")]
     Corrupt {
         path: PathBuf,
         source: serde_json::Error,
@@ -52,36 +52,57 @@ impl ServerIdentity {
 
     /// The identity stored in a data directory, if any.
     pub fn load(data_dir: &Path) -> Result<Option<ServerIdentity>, IdentityError> {
-        let path = ServerIdentity::path(data_dir);
-        let text = match std::fs::read(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(IdentityError::Io { path, source }),
-        };
-        serde_json::from_slice(&text)
-            .map(Some)
-            .map_err(|source| IdentityError::Corrupt { path, source })
+        read_json(&ServerIdentity::path(data_dir))
     }
 
     /// Writes it durably (temporary file, fsync, rename): a crash leaves the old
     /// file or the new one, never half of one.
     pub fn store(&self, data_dir: &Path) -> Result<(), IdentityError> {
-        let path = ServerIdentity::path(data_dir);
-        let io = |source| IdentityError::Io {
-            path: path.clone(),
-            source,
-        };
-        let tmp = path.with_extension("tmp");
         let body = serde_json::to_vec_pretty(self).unwrap_or_default();
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(&body).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, &path).map_err(io)?;
-        if let Ok(dir) = std::fs::File::open(data_dir) {
-            let _ = dir.sync_all();
-        }
-        Ok(())
+        write_durably(&ServerIdentity::path(data_dir), &body)
     }
+}
+
+/// Reads a small JSON file of the data directory; `None` if there is none.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
+    path: &Path,
+) -> Result<Option<T>, IdentityError> {
+    let text = match std::fs::read(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(IdentityError::Io {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    serde_json::from_slice(&text)
+        .map(Some)
+        .map_err(|source| IdentityError::Corrupt {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// Replaces the file at `path` durably (temporary file, fsync, rename, directory
+/// fsync): a crash leaves the old content or the new, never half of it.
+pub(crate) fn write_durably(path: &Path, body: &[u8]) -> Result<(), IdentityError> {
+    let io = |source| IdentityError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    f.write_all(body).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)?;
+    if let Some(dir) = path.parent()
+        && let Ok(dir) = std::fs::File::open(dir)
+    {
+        let _ = dir.sync_all();
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 
 use crate::auth::{ClusterToken, Credentials, require_token};
 use crate::identity::{MemberState, ServerIdentity};
+use crate::join_target::JoinTarget;
 use crate::membership::Adoption;
 use crate::raft::{PEER_ADOPT_PATH, PEER_JOIN_PATH};
 use crate::server::ServerError;
@@ -132,8 +133,27 @@ async fn adopt(State(waiting): State<Waiting>, body: axum::body::Bytes) -> Respo
 /// Asks the member at `group` (any member: a follower passes it to the leader) to add
 /// this server, until one request succeeds. The answer comes once this server is a
 /// voter, which takes its catching up with the log; a refusal because another change
-/// is under way (409) or an election (503) is retried.
-pub(crate) async fn ask_to_join(group: String, address: String, peer_token: ClusterToken) {
+/// is under way (409) or an election (503) is retried. Once the join is done (or can
+/// never be), the remembered target in `data_dir` is cleared (see `join_target.rs`).
+pub(crate) async fn ask_to_join(
+    group: String,
+    address: String,
+    peer_token: ClusterToken,
+    data_dir: PathBuf,
+) {
+    let done = ask_until_answered(&group, &address, &peer_token).await;
+    let cleared = tokio::task::spawn_blocking(move || JoinTarget::clear(&data_dir)).await;
+    if let Ok(Err(e)) = cleared {
+        tracing::warn!(
+            group,
+            joined = done,
+            "could not forget the join target (a restart asks the group again, which is harmless): {e}"
+        );
+    }
+}
+
+/// Whether this server was added (`false`: it can never be).
+async fn ask_until_answered(group: &str, address: &str, peer_token: &ClusterToken) -> bool {
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(2))
         .build()
@@ -148,14 +168,14 @@ pub(crate) async fn ask_to_join(group: String, address: String, peer_token: Clus
             .bearer_auth(peer_token.as_str())
             .timeout(crate::membership::CATCH_UP + Duration::from_secs(30))
             .json(&AddServer {
-                address: address.clone(),
+                address: address.to_string(),
             })
             .send()
             .await;
         match sent {
             Ok(r) if r.status().is_success() => {
                 tracing::info!(group, "joined the group");
-                return;
+                return true;
             }
             Ok(r) => {
                 let status = r.status();
@@ -167,7 +187,7 @@ pub(crate) async fn ask_to_join(group: String, address: String, peer_token: Clus
                     // This server refused the leader's offer: it was removed from the
                     // group. Asking again cannot help.
                     tracing::error!(group, "the group cannot add this server: {text}");
-                    return;
+                    return false;
                 }
                 tracing::info!(group, %status, "the group did not add this server yet: {text}");
             }

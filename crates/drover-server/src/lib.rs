@@ -11,6 +11,7 @@ mod background;
 pub mod config;
 pub mod events;
 pub mod identity;
+mod join_target;
 mod joining;
 pub mod membership;
 pub mod metrics;

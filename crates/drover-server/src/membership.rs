@@ -112,13 +112,7 @@ impl MembershipChanges {
             Some((id, true)) => return Ok(changed(node, id, address)),
             Some((id, false)) => id,
             None => {
-                let offered = membership
-                    .keys()
-                    .copied()
-                    .chain([node.config.node_id])
-                    .max()
-                    .unwrap_or(0)
-                    + 1;
+                let offered = next_node_id(node, &membership).await?;
                 let id = adopt(node, address, offered).await?;
                 if let Some((other, _)) = membership.get(&id) {
                     return Err(MembershipError::IdTaken {
@@ -212,6 +206,31 @@ impl MembershipChanges {
         }
         Ok(done)
     }
+}
+
+/// The id to offer a newcomer: above every id any membership of the group has had,
+/// removed servers' included, so that no id is ever handed out twice (a removed
+/// server's id coming back would let its old votes and log positions, still known to
+/// the others under that id, be taken for the newcomer's). The highest id of the
+/// memberships applied is part of the replicated state (see `raft/state_store.rs`);
+/// the current membership (the last one in the log, which may not be applied yet)
+/// counts too. Confirming the leadership first also waits until everything committed
+/// is applied, so no committed membership is missed.
+async fn next_node_id(
+    node: &Node,
+    membership: &BTreeMap<u64, (String, bool)>,
+) -> Result<u64, MembershipError> {
+    node.raft
+        .ensure_linearizable()
+        .await
+        .map_err(|_| MembershipError::NotLeader)?;
+    let highest = membership
+        .keys()
+        .copied()
+        .chain([node.config.node_id, node.state.highest_node_id()])
+        .max()
+        .unwrap_or(0);
+    Ok(highest + 1)
 }
 
 fn check_leader(node: &Node) -> Result<(), MembershipError> {

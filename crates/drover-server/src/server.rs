@@ -5,6 +5,7 @@ use crate::auth::ClusterToken;
 use crate::background;
 use crate::config::ServerConfig;
 use crate::identity::{MemberState, ServerIdentity};
+use crate::join_target::JoinTarget;
 use crate::node::Node;
 use crate::output::OutputStore;
 use crate::output_replication::OutputReplicator;
@@ -147,6 +148,23 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
             config.join = Some(String::new());
         }
     }
+    let removed = stored
+        .as_ref()
+        .is_some_and(|s| s.state == MemberState::Removed);
+    let pending = blocking({
+        let dir = dir.clone();
+        move || JoinTarget::load(&dir)
+    })
+    .await?;
+    if let Some(pending) = pending
+        && config.join.as_deref().is_none_or(str::is_empty)
+        && !removed
+    {
+        // It died while joining (before it was offered an id, or before it became a
+        // voter): it goes on asking the member it asked, with or without `--join`.
+        tracing::info!(group = %pending.address, "resuming a join that did not finish");
+        config.join = Some(pending.address);
+    }
     let clustered = config.peers.len() > 1 || config.join.is_some();
     let token_path = ClusterToken::path(&dir);
     let peer_path = ClusterToken::peer_path(&dir);
@@ -201,11 +219,23 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
         peer: peer_token.clone(),
         session: crate::ui::session::SessionKey::new(token.clone()),
     };
-    if let Some(group) = config.join.clone().filter(|g| !g.is_empty()) {
+    if let Some(group) = config.join.clone().filter(|g| !g.is_empty() && !removed) {
+        // Remembered before asking: a restart at any later step asks again by itself.
+        blocking({
+            let (target, dir) = (
+                JoinTarget {
+                    address: group.clone(),
+                },
+                dir.clone(),
+            );
+            move || target.store(&dir)
+        })
+        .await?;
         tokio::spawn(crate::joining::ask_to_join(
             group,
             addr.to_string(),
             peer_token.clone(),
+            dir.clone(),
         ));
     }
     let identity = match stored {
@@ -230,6 +260,18 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
     config.node_id = identity.node_id;
 
     let db_path = dir.join("raft.redb");
+    // Created whole or not at all: a first start killed mid-creation must not leave a
+    // file that stops every later start.
+    let created = tokio::task::spawn_blocking({
+        let db_path = db_path.clone();
+        move || crate::raft::log_file::ensure_created(&db_path)
+    })
+    .await
+    .map_err(ServerError::FileTask)?;
+    created.map_err(|e| ServerError::Store {
+        path: db_path.clone(),
+        message: e.to_string(),
+    })?;
     let storage = Arc::new(StorageHealth::default());
     let log_store = LogStore::open(&db_path, storage.clone()).map_err(|e| ServerError::Store {
         path: db_path.clone(),

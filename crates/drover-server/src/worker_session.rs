@@ -196,10 +196,27 @@ async fn serve(node: Arc<Node>, mut socket: WebSocket) -> Result<(), SessionErro
         running.extend(unreported);
     }
     let mut commands: Vec<Command> = Vec::new();
+    // (task, attempt, outcome, index of its TaskFinished among the commands)
     let mut reported = Vec::new();
     if let Some(id) = known {
         for report in finished {
-            reported.push((report.task, report.attempt, report.outcome.clone()));
+            // An outcome only a process gives proves the attempt started; its own
+            // `Started` may have been lost (sent to a leader that lost its office with
+            // the report in flight), which would leave an attempt that ran with no
+            // start. A repeated start is a no-op; a stale one is rejected like the end.
+            if report.outcome.proves_a_start() {
+                commands.push(Command::TaskStarted {
+                    task: report.task,
+                    attempt: report.attempt,
+                    worker: id,
+                });
+            }
+            reported.push((
+                report.task,
+                report.attempt,
+                report.outcome.clone(),
+                commands.len(),
+            ));
             commands.push(Command::TaskFinished { worker: id, report });
         }
     }
@@ -219,8 +236,8 @@ async fn serve(node: Arc<Node>, mut socket: WebSocket) -> Result<(), SessionErro
     // Ends the worker could not report while away: a stale one (an attempt given up
     // on meanwhile, such as one the worker's self-fence stopped after the server had
     // declared it lost) changes nothing; say so, it is the fence working.
-    for ((task, attempt, outcome), result) in reported.iter().zip(&results) {
-        if let CommandResult::Rejected(r) = result {
+    for (task, attempt, outcome, at) in &reported {
+        if let Some(CommandResult::Rejected(r)) = results.get(*at) {
             tracing::info!(%task, %attempt, %outcome, "ignored a late report of an attempt given up on: {}", r.message);
         }
     }

@@ -238,6 +238,51 @@ async fn ends_reported_in_the_hello_are_recorded_and_acknowledged() {
     env.wait_state(submitted.first, TaskState::Succeeded).await;
 }
 
+/// A `Started` lost with its connection (or with a leader that lost its office) must
+/// not leave an attempt that ran without a start: an end that only a process gives,
+/// reported in the next hello, records the start too; an end that a never-started
+/// attempt may have (killed while queued) does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_end_reported_in_the_hello_records_the_start_whose_report_was_lost() {
+    let env = Env::start("lost-started", Duration::from_secs(30)).await;
+    let mut socket = env.join(vec![], vec![]).await;
+    // Half the worker each, so both are placed at once.
+    let half = TaskSpec {
+        resources: Resources::cpus(500),
+        ..TaskSpec::command(["/bin/true"])
+    };
+    let ran = env.client.submit_task(&half).await.unwrap().first;
+    let start = recv_start(&mut socket).await;
+    assert_eq!(start.task, ran);
+    let queued = env.client.submit_task(&half).await.unwrap().first;
+    let other = recv_start(&mut socket).await;
+    assert_eq!(other.task, queued);
+    // Neither start is reported: the connection drops first.
+    drop(socket);
+    let killed = AttemptReport {
+        outcome: Outcome::Killed,
+        ..report(other.task, other.attempt, 0)
+    };
+    let _socket = env
+        .join(vec![], vec![report(ran, start.attempt, 0), killed])
+        .await;
+    env.wait_state(ran, TaskState::Succeeded).await;
+    let t = env.client.task(&ran.to_string()).await.unwrap();
+    assert_eq!(t.attempts.len(), 1, "{t:#?}");
+    assert!(t.attempts[0].started_at.is_some(), "{t:#?}");
+    assert!(t.started_at.is_some(), "{t:#?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let q = loop {
+        let q = env.client.task(&queued.to_string()).await.unwrap();
+        if q.attempts.first().is_some_and(|a| a.ended_at.is_some()) {
+            break q;
+        }
+        assert!(Instant::now() < deadline, "{q:#?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(q.attempts[0].started_at, None, "{q:#?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_report_from_a_worker_declared_lost_is_rejected() {
     let env = Env::start("stale", Duration::from_millis(1500)).await;

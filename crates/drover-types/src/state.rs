@@ -119,6 +119,18 @@ impl Outcome {
     pub fn is_success(&self) -> bool {
         matches!(self, Outcome::Exited { code: 0 })
     }
+
+    /// Whether only a process that ran can end this way. `Killed` and `Fenced` also
+    /// end attempts a worker held queued and never started; `SpawnFailed` never ran.
+    pub fn proves_a_start(&self) -> bool {
+        matches!(
+            self,
+            Outcome::Exited { .. }
+                | Outcome::Signaled { .. }
+                | Outcome::TimedOut
+                | Outcome::OutOfMemory
+        )
+    }
 }
 
 impl fmt::Display for Outcome {

@@ -13,7 +13,7 @@ use drover_proto::worker::{
 };
 use drover_types::{Attempt, Outcome, Resources, TaskId, WorkerSpec};
 use futures_util::{SinkExt, StreamExt};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,6 +58,12 @@ struct Agent {
     spec: WorkerSpec,
     sampler: HostSampler,
     running: HashMap<(TaskId, Attempt), runner::Handles>,
+    /// The attempts of `running` whose process has started. Their `Started` reports
+    /// are sent again after every welcome: one sent just before a connection dropped
+    /// (or to a leader that lost its office with the report in flight) may never have
+    /// been recorded, and one that started while disconnected was never sent. The
+    /// server takes a repeated report as a no-op.
+    spawned: BTreeSet<(TaskId, Attempt)>,
     /// Starts received but not begun, in the order received: the server may send a
     /// task before there is room for it (prefetch). The head starts as soon as it fits
     /// beside what runs, never out of order: the core promotes them in the same order
@@ -144,6 +150,7 @@ pub async fn run(
         driver,
         spec,
         running: HashMap::new(),
+        spawned: BTreeSet::new(),
         waiting: VecDeque::new(),
         allocated: Resources::default(),
         connected: false,
@@ -359,6 +366,7 @@ impl Agent {
         if let Some(h) = self.running.remove(&key) {
             self.allocated.sub(&h.resources);
         }
+        self.spawned.remove(&key);
         if self.fence.ended(key) && report.outcome == Outcome::Killed {
             report.outcome = Outcome::Fenced;
         }
@@ -382,8 +390,12 @@ impl Agent {
                     self.offline_output.push(frame);
                 }
             }
-            // The next hello lists what runs.
-            RunnerEvent::Started(..) => {}
+            // The next hello lists what runs; its start is told after the welcome.
+            RunnerEvent::Started(task, attempt) => {
+                if self.running.contains_key(&(task, attempt)) {
+                    self.spawned.insert((task, attempt));
+                }
+            }
         }
     }
 
@@ -502,6 +514,13 @@ impl Agent {
         self.beats.clear();
         let mut last_proof = hello_sent;
         self.connected = true;
+        let started: Vec<(TaskId, Attempt)> = self.spawned.iter().copied().collect();
+        for (task, attempt) in started {
+            if let Err(e) = send_json(&mut socket, &WorkerMessage::Started { task, attempt }).await
+            {
+                return Ok(SessionEnd::Disconnected(e));
+            }
+        }
         self.start_waiting();
         let mut pending = std::mem::take(&mut self.offline_output).into_iter();
         self.offline_output_bytes = 0;
@@ -551,7 +570,12 @@ impl Agent {
                 ev = self.events_rx.recv() => {
                     let Some(ev) = ev else { continue };
                     let sent = match ev {
-                        RunnerEvent::Started(task, attempt) => send_json(&mut socket, &WorkerMessage::Started { task, attempt }).await,
+                        RunnerEvent::Started(task, attempt) => {
+                            if self.running.contains_key(&(task, attempt)) {
+                                self.spawned.insert((task, attempt));
+                            }
+                            send_json(&mut socket, &WorkerMessage::Started { task, attempt }).await
+                        }
                         RunnerEvent::Output(frame) => self.send_output(&mut socket, frame).await,
                         RunnerEvent::Finished(report) => {
                             let report = self.record_end(report);

@@ -12,6 +12,7 @@
 pub mod event_lines;
 pub mod history;
 pub mod netns;
+pub mod process_watch;
 pub mod servers;
 
 use drover_proto::api::{TaskInfo, WorkerInfo};

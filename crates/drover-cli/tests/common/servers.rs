@@ -19,6 +19,7 @@ pub struct ServerSet {
     /// The peer list of the group as formed (the first three).
     peers: Vec<String>,
     server_args: Vec<String>,
+    /// (name, process, log, data directory) of each worker, in the order added.
     workers: Vec<(String, Child, PathBuf, PathBuf)>,
     _dir: TempDir,
 }
@@ -36,8 +37,13 @@ pub enum StartMode {
 
 /// Loopback ports free at the moment (the OS does not hand them out again at once).
 pub fn free_ports(n: usize) -> Vec<u16> {
+    free_ports_on("127.0.0.1", n)
+}
+
+/// Ports free at the moment on the local address `ip`.
+pub fn free_ports_on(ip: &str, n: usize) -> Vec<u16> {
     let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .map(|_| TcpListener::bind((ip, 0)).expect("bind"))
         .collect();
     listeners
         .iter()
@@ -52,6 +58,17 @@ impl ServerSet {
         let addrs: Vec<String> = free_ports(3)
             .into_iter()
             .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        ServerSet::with_addrs(test, addrs, vec![None, None, None])
+    }
+
+    /// Three servers on the host, listening on the local address `ip` (such as the
+    /// host's end of a [`super::netns::NetNs`] link, which a worker inside the
+    /// namespace reaches and a cut inside it drops) rather than on loopback.
+    pub fn on_ip(test: &str, ip: &str) -> ServerSet {
+        let addrs: Vec<String> = free_ports_on(ip, 3)
+            .into_iter()
+            .map(|p| format!("{ip}:{p}"))
             .collect();
         ServerSet::with_addrs(test, addrs, vec![None, None, None])
     }
@@ -160,6 +177,12 @@ impl ServerSet {
         }
     }
 
+    /// Freezes server `i` (SIGSTOP): it keeps its sockets open and answers nothing.
+    pub fn freeze(&self, i: usize) {
+        let pid = self.servers[i].as_ref().expect("server runs").id();
+        signal(pid, "-STOP");
+    }
+
     pub fn is_running(&self, i: usize) -> bool {
         self.servers[i].is_some()
     }
@@ -200,6 +223,12 @@ impl ServerSet {
     /// Starts a worker given every server's URL; waits until the leader lists it as
     /// connected. Returns its registered name.
     pub fn add_worker(&mut self, short: &str, args: &[&str]) -> String {
+        self.add_worker_in(short, None, args)
+    }
+
+    /// [`ServerSet::add_worker`], the worker running in network namespace `netns` (or
+    /// the host's): a second machine that a partition can cut off from every server.
+    pub fn add_worker_in(&mut self, short: &str, netns: Option<&str>, args: &[&str]) -> String {
         let name = unique(short);
         let log = self.root.join(format!("worker-{short}.log"));
         let file = OpenOptions::new()
@@ -208,7 +237,7 @@ impl ServerSet {
             .open(&log)
             .expect("worker log");
         let data_dir = self.root.join(format!("wdata-{short}"));
-        let mut cmd = drover_command();
+        let mut cmd = drover_command_in(netns);
         cmd.arg("--data-dir")
             .arg(&data_dir)
             .args(["--server", &self.urls(), "--token", &self.token])
@@ -221,6 +250,76 @@ impl ServerSet {
         self.workers.push((name.clone(), child, log, data_dir));
         self.wait_worker_connected(&name, SLOW);
         name
+    }
+
+    fn worker_entry(&self, name: &str) -> &(String, Child, PathBuf, PathBuf) {
+        self.workers
+            .iter()
+            .find(|w| w.0 == name)
+            .unwrap_or_else(|| panic!("no worker {name}"))
+    }
+
+    /// The id worker `name`'s task processes and cgroups are marked with.
+    pub fn worker_agent(&self, name: &str) -> String {
+        let (name, _, _, dir) = self.worker_entry(name);
+        agent_id(name, dir)
+    }
+
+    /// The whole log of worker `name`.
+    pub fn worker_log(&self, name: &str) -> String {
+        read(&self.worker_entry(name).2)
+    }
+
+    /// Every server's whole log, one after the other.
+    pub fn server_logs(&self) -> String {
+        (0..self.addrs.len()).map(|i| read(&self.log(i))).collect()
+    }
+
+    /// The workers as the current leader lists them (empty while there is none).
+    pub fn workers_info(&self) -> Vec<WorkerInfo> {
+        let Some(leader) = self.leaders().first().copied() else {
+            return Vec::new();
+        };
+        http_with(
+            &self.addrs[leader],
+            "GET",
+            "/v1/workers",
+            Some(&self.token),
+            &[],
+            None,
+        )
+        .ok()
+        .and_then(|r| serde_json::from_slice(&r.body).ok())
+        .unwrap_or_default()
+    }
+
+    /// Submits one task (TaskSpec JSON) through the first running server that takes
+    /// it (a follower passes it to the leader); returns its id. Tried again with the
+    /// same idempotency key, so a refusal that was applied after all does not double it.
+    pub fn submit(&self, spec: &Value) -> u64 {
+        let body = spec.to_string();
+        let key = unique("submit");
+        poll(
+            "a server to take a submission",
+            SLOW,
+            || {
+                (0..self.addrs.len())
+                    .filter(|i| self.is_running(*i))
+                    .find_map(|i| {
+                        let r = http_with(
+                            &self.addrs[i],
+                            "POST",
+                            "/v1/tasks",
+                            Some(&self.token),
+                            &[("Idempotency-Key", &key)],
+                            Some(body.as_bytes()),
+                        )
+                        .ok()?;
+                        (r.status == 201).then(|| r.json()["first"].as_u64())?
+                    })
+            },
+            || self.logs(),
+        )
     }
 
     /// Waits until the current leader lists worker `name` as connected and active.

@@ -10,6 +10,7 @@
 
 // openraft's storage traits fix the error type (`StorageError`, ~224 bytes); our
 // helpers return the same type rather than converting back and forth.
+pub mod log_file;
 #[allow(clippy::result_large_err)]
 mod log_store;
 mod network;

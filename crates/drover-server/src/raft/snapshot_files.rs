@@ -2,8 +2,9 @@
 //! callers on the async runtime go through `spawn_blocking`.
 //!
 //! - `snapshot.bin`: the current snapshot, in `drover_state`'s binary format (header,
-//!   the raft metadata as JSON, the state in postcard, checksum), replaced whole by a
-//!   rename, so a crash mid-write leaves the previous one intact.
+//!   the metadata as JSON ([`FileMeta`]: openraft's, and the highest node id the group
+//!   has handed out), the state in postcard, checksum), replaced whole by a rename, so
+//!   a crash mid-write leaves the previous one intact.
 //! - `snapshot.<n>.tmp`: one being written (by a build, or received from the leader);
 //!   it becomes current only once complete, fsynced and (when received) verified.
 //!   Leftovers of a crash are removed at start.
@@ -21,6 +22,61 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub type Meta = SnapshotMeta<u64, BasicNode>;
+
+/// The metadata a snapshot file carries: openraft's, and the highest node id any
+/// membership up to the snapshot had. Node ids are never handed out twice (see
+/// `membership.rs`), and the memberships before a snapshot are compacted away with the
+/// log, so the snapshot keeps their highest id. Files written before this field
+/// existed read as 0 (the ids of their last membership count too).
+///
+/// As JSON: openraft's metadata object with one more field, `highest_node_id` (not
+/// through `#[serde(flatten)]`, which cannot read the membership's integer map keys).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileMeta {
+    pub raft: Meta,
+    pub highest_node_id: u64,
+}
+
+const HIGHEST_NODE_ID: &str = "highest_node_id";
+
+impl FileMeta {
+    pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
+        let mut value = serde_json::to_value(&self.raft)?;
+        if let Some(object) = value.as_object_mut() {
+            object.insert(HIGHEST_NODE_ID.into(), self.highest_node_id.into());
+        }
+        serde_json::to_vec(&value)
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<FileMeta, serde_json::Error> {
+        let mut value: serde_json::Value = serde_json::from_slice(bytes)?;
+        let highest = match value.as_object_mut() {
+            Some(object) => object.remove(HIGHEST_NODE_ID),
+            None => None,
+        };
+        let highest_node_id = match highest {
+            Some(h) => serde_json::from_value(h)?,
+            None => 0,
+        };
+        Ok(FileMeta {
+            raft: serde_json::from_value(value)?,
+            highest_node_id,
+        })
+    }
+
+    /// The highest node id this metadata knows of: the recorded one, or one of the
+    /// last membership's.
+    pub fn highest_node_id(&self) -> u64 {
+        self.raft
+            .last_membership
+            .membership()
+            .nodes()
+            .map(|(id, _)| *id)
+            .chain([self.highest_node_id])
+            .max()
+            .unwrap_or(0)
+    }
+}
 
 const CURRENT: &str = "snapshot.bin";
 const LEGACY: &str = "snapshot.json";
@@ -110,13 +166,13 @@ impl SnapshotFiles {
     }
 
     /// Reads the current snapshot at start, if there is one.
-    pub fn load(&self) -> Result<Option<(Meta, StateSnapshot)>, SnapshotFileError> {
+    pub fn load(&self) -> Result<Option<(FileMeta, StateSnapshot)>, SnapshotFileError> {
         let path = self.current_path();
         match File::open(&path) {
             Ok(f) => {
                 let (meta, reader) = open_reader(&path, f)?;
                 let state = reader.state().map_err(codec_err(&path))?;
-                *self.lock() = Some(meta.clone());
+                *self.lock() = Some(meta.raft.clone());
                 Ok(Some((meta, state)))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.load_legacy(),
@@ -124,7 +180,7 @@ impl SnapshotFiles {
         }
     }
 
-    fn load_legacy(&self) -> Result<Option<(Meta, StateSnapshot)>, SnapshotFileError> {
+    fn load_legacy(&self) -> Result<Option<(FileMeta, StateSnapshot)>, SnapshotFileError> {
         let path = self.dir.join(LEGACY);
         let f = match File::open(&path) {
             Ok(f) => f,
@@ -139,20 +195,24 @@ impl SnapshotFiles {
         })?;
         // Converted at once: openraft is then told of a current snapshot it can send,
         // and the JSON file goes.
-        let (tmp, _) = self.write_temp(&file.meta, &file.state)?;
-        self.publish(&tmp, &file.meta)?;
-        Ok(Some((file.meta, file.state)))
+        let meta = FileMeta {
+            raft: file.meta,
+            highest_node_id: 0,
+        };
+        let (tmp, _) = self.write_temp(&meta, &file.state)?;
+        self.publish(&tmp, &meta.raft)?;
+        Ok(Some((meta, file.state)))
     }
 
     /// Writes a snapshot to a new temporary file, fsynced; [`SnapshotFiles::publish`]
     /// makes it current. Returns its path and size.
     pub fn write_temp(
         &self,
-        meta: &Meta,
+        meta: &FileMeta,
         state: &StateSnapshot,
     ) -> Result<(PathBuf, u64), SnapshotFileError> {
         let path = self.temp_path();
-        let meta_json = serde_json::to_vec(meta).map_err(|source| SnapshotFileError::Json {
+        let meta_json = meta.to_json().map_err(|source| SnapshotFileError::Json {
             path: path.clone(),
             source,
         })?;
@@ -175,10 +235,14 @@ impl SnapshotFiles {
 
     /// Checks a received snapshot file from its first byte to its checksum and decodes
     /// its state, streaming.
-    pub fn read_received(&self, path: &Path) -> Result<StateSnapshot, SnapshotFileError> {
+    pub fn read_received(
+        &self,
+        path: &Path,
+    ) -> Result<(FileMeta, StateSnapshot), SnapshotFileError> {
         let f = File::open(path).map_err(io_err(path))?;
-        let (_, reader) = open_reader(path, f)?;
-        reader.state().map_err(codec_err(path))
+        let (meta, reader) = open_reader(path, f)?;
+        let state = reader.state().map_err(codec_err(path))?;
+        Ok((meta, state))
     }
 
     /// Makes the complete, fsynced file at `tmp` the current snapshot, unless the
@@ -217,7 +281,7 @@ impl SnapshotFiles {
         drop(reader);
         let mut f = f;
         f.seek(SeekFrom::Start(0)).map_err(io_err(&path))?;
-        Ok(Some((meta, f)))
+        Ok(Some((meta.raft, f)))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Meta>> {
@@ -226,13 +290,15 @@ impl SnapshotFiles {
 }
 
 /// Opens a snapshot file: checks its header and reads its metadata.
-fn open_reader(path: &Path, f: File) -> Result<(Meta, SnapshotReader<File>), SnapshotFileError> {
+fn open_reader(
+    path: &Path,
+    f: File,
+) -> Result<(FileMeta, SnapshotReader<File>), SnapshotFileError> {
     let reader = SnapshotReader::open(f).map_err(codec_err(path))?;
-    let meta: Meta =
-        serde_json::from_slice(reader.meta()).map_err(|source| SnapshotFileError::Json {
-            path: path.to_path_buf(),
-            source,
-        })?;
+    let meta = FileMeta::from_json(reader.meta()).map_err(|source| SnapshotFileError::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
     Ok((meta, reader))
 }
 
@@ -268,6 +334,13 @@ mod tests {
         }
     }
 
+    fn file_meta(index: u64, highest_node_id: u64) -> FileMeta {
+        FileMeta {
+            raft: meta(index),
+            highest_node_id,
+        }
+    }
+
     fn dir(name: &str) -> PathBuf {
         let d =
             std::env::temp_dir().join(format!("drover-snapfiles-{name}-{}", std::process::id()));
@@ -284,7 +357,7 @@ mod tests {
         std::fs::write(d.join(LEGACY), serde_json::to_vec(&legacy).unwrap()).unwrap();
         let files = SnapshotFiles::new(&d);
         let (m, s) = files.load().unwrap().expect("the legacy snapshot");
-        assert_eq!(m, meta(7));
+        assert_eq!(m.raft, meta(7));
         let json = |s: &StateSnapshot| serde_json::to_string(s).unwrap();
         assert_eq!(json(&s), json(&original));
         assert!(!d.join(LEGACY).exists(), "the JSON file is gone");
@@ -293,7 +366,7 @@ mod tests {
             .load()
             .unwrap()
             .expect("snapshot.bin");
-        assert_eq!(m2, meta(7));
+        assert_eq!(m2.raft, meta(7));
         assert_eq!(json(&s2), json(&original));
         let _ = std::fs::remove_dir_all(&d);
     }
@@ -302,8 +375,8 @@ mod tests {
     fn an_older_snapshot_never_replaces_a_newer_one_and_leftovers_go() {
         let d = dir("order");
         let files = SnapshotFiles::new(&d);
-        let (newer, _) = files.write_temp(&meta(20), &state()).unwrap();
-        let (older, _) = files.write_temp(&meta(10), &state()).unwrap();
+        let (newer, _) = files.write_temp(&file_meta(20, 0), &state()).unwrap();
+        let (older, _) = files.write_temp(&file_meta(10, 0), &state()).unwrap();
         assert!(files.publish(&newer, &meta(20)).unwrap());
         assert!(!files.publish(&older, &meta(10)).unwrap());
         assert!(!older.exists(), "the refused file is removed");
@@ -325,6 +398,41 @@ mod tests {
             SnapshotFiles::new(&d).load(),
             Err(SnapshotFileError::Codec { .. })
         ));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn the_highest_node_id_is_kept_and_a_file_without_one_reads_as_its_membership() {
+        let d = dir("highest");
+        let files = SnapshotFiles::new(&d);
+        let (tmp, _) = files.write_temp(&file_meta(5, 9), &state()).unwrap();
+        assert!(files.publish(&tmp, &meta(5)).unwrap());
+        let (m, _) = SnapshotFiles::new(&d).load().unwrap().expect("current");
+        assert_eq!(m.highest_node_id(), 9);
+        let (m, _) = files.read_received(&d.join(CURRENT)).unwrap();
+        assert_eq!(m.highest_node_id, 9);
+        // Metadata as written before the field existed: openraft's alone.
+        let members = std::collections::BTreeMap::from([
+            (1, BasicNode::new("a:1")),
+            (3, BasicNode::new("a:3")),
+        ]);
+        let old = Meta {
+            last_membership: StoredMembership::new(
+                None,
+                openraft::Membership::new(vec![std::collections::BTreeSet::from([1, 3])], members),
+            ),
+            ..meta(6)
+        };
+        let json = serde_json::to_vec(&old).unwrap();
+        let read = FileMeta::from_json(&json).unwrap();
+        assert_eq!(read.raft, old);
+        assert_eq!(read.highest_node_id(), 3);
+        // And with it, the membership's ids (integer map keys) read back as well.
+        let new = FileMeta {
+            raft: old,
+            highest_node_id: 7,
+        };
+        assert_eq!(FileMeta::from_json(&new.to_json().unwrap()).unwrap(), new);
         let _ = std::fs::remove_dir_all(&d);
     }
 }

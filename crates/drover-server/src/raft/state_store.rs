@@ -6,7 +6,7 @@
 //! (`snapshot_files.rs`), and openraft's `SnapshotData` is the open file: it is built,
 //! sent, received and restored streaming, never held whole in memory.
 
-use super::snapshot_files::SnapshotFiles;
+use super::snapshot_files::{FileMeta, SnapshotFiles};
 use super::{StorageError, StorageHealth, TypeConfig};
 use crate::events::{DEFAULT_RETAINED, EventHub};
 use crate::metrics::ServerMetrics;
@@ -44,6 +44,17 @@ pub struct SharedState {
 struct Applied {
     last: Option<LogId<u64>>,
     membership: StoredMembership<u64, BasicNode>,
+    /// The highest node id of every membership applied so far (kept in snapshots):
+    /// the next server to join gets a higher one, so an id is never handed out twice.
+    highest_node_id: u64,
+}
+
+impl Applied {
+    fn set_membership(&mut self, membership: StoredMembership<u64, BasicNode>) {
+        let highest = membership.membership().nodes().map(|(id, _)| *id).max();
+        self.highest_node_id = self.highest_node_id.max(highest.unwrap_or(0));
+        self.membership = membership;
+    }
 }
 
 impl SharedState {
@@ -93,6 +104,15 @@ impl SharedState {
 
     pub fn last_applied(&self) -> Option<LogId<u64>> {
         self.applied.lock().unwrap_or_else(|p| p.into_inner()).last
+    }
+
+    /// The highest node id any membership applied here has had, removed members'
+    /// included (replicated: every server derives it from the same entries).
+    pub fn highest_node_id(&self) -> u64 {
+        self.applied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .highest_node_id
     }
 }
 
@@ -181,8 +201,9 @@ impl StateStore {
             Some((meta, state)) => {
                 let decoded = started.elapsed();
                 let applied = Applied {
-                    last: meta.last_log_id,
-                    membership: meta.last_membership.clone(),
+                    last: meta.raft.last_log_id,
+                    membership: meta.raft.last_membership.clone(),
+                    highest_node_id: meta.highest_node_id(),
                 };
                 let machine = StateMachine::restore(state);
                 tracing::info!(
@@ -311,7 +332,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateStore {
             snapshot_id,
         };
         let files = self.files.clone();
-        let for_write = meta.clone();
+        let for_write = FileMeta {
+            raft: meta.clone(),
+            highest_node_id: applied.highest_node_id,
+        };
         let state = Arc::new(state);
         let (file, bytes) = self
             .write_retrying(move || {
@@ -321,7 +345,9 @@ impl RaftSnapshotBuilder<TypeConfig> for StateStore {
                 // Opened before it is published: if a newer snapshot was installed
                 // meanwhile, this one is dropped from the directory but can still be sent.
                 let file = std::fs::File::open(&tmp).map_err(snap_write_err)?;
-                files.publish(&tmp, &for_write).map_err(snap_write_err)?;
+                files
+                    .publish(&tmp, &for_write.raft)
+                    .map_err(snap_write_err)?;
                 Ok((file, bytes))
             })
             .await?;
@@ -428,7 +454,8 @@ impl RaftStateMachine<TypeConfig> for StateStore {
                         replies.push(out.results);
                     }
                     EntryPayload::Membership(ref m) => {
-                        applied.membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                        applied
+                            .set_membership(StoredMembership::new(Some(entry.log_id), m.clone()));
                         replies.push(Vec::new());
                     }
                 }
@@ -490,18 +517,20 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         let files = self.files.clone();
         let for_publish = meta.clone();
         let started = Instant::now();
-        let machine = blocking(move || {
-            let state = files.read_received(&path).map_err(sm_read_err)?;
+        let (machine, highest_node_id) = blocking(move || {
+            let (file_meta, state) = files.read_received(&path).map_err(sm_read_err)?;
             let machine = StateMachine::restore(state);
             files.publish(&path, &for_publish).map_err(snap_write_err)?;
-            Ok(machine)
+            Ok((machine, file_meta.highest_node_id()))
         })
         .await?;
         {
             let (mut current, mut applied) = self.shared.write();
             *current = machine;
             applied.last = meta.last_log_id;
-            applied.membership = meta.last_membership.clone();
+            // Never lower: an id this server saw is not handed out again either.
+            applied.highest_node_id = applied.highest_node_id.max(highest_node_id);
+            applied.set_membership(meta.last_membership.clone());
         }
         let index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
         tracing::info!(
