@@ -37,6 +37,7 @@ pub(crate) async fn await_adoption(
     listener: &std::net::TcpListener,
     data_dir: &Path,
     credentials: Credentials,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) -> Result<ServerIdentity, ServerError> {
     let addr = listener.local_addr().map_err(|source| ServerError::Bind {
         addr: ([0, 0, 0, 0], 0).into(),
@@ -65,10 +66,10 @@ pub(crate) async fn await_adoption(
         .with_state(state);
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(async move {
-        let serve = axum::serve(waiting_socket, app).with_graceful_shutdown(async {
+        let stop = async {
             let _ = stopped.await;
-        });
-        if let Err(e) = serve.await {
+        };
+        if let Err(e) = crate::tls::listener::serve(waiting_socket, app, tls, stop).await {
             tracing::warn!("the waiting listener failed: {e}");
         }
     });
@@ -133,14 +134,18 @@ async fn adopt(State(waiting): State<Waiting>, body: axum::body::Bytes) -> Respo
 /// this server, until one request succeeds. The answer comes once this server is a
 /// voter, which takes its catching up with the log; a refusal because another change
 /// is under way (409) or an election (503) is retried.
-pub(crate) async fn ask_to_join(group: String, address: String, peer_token: ClusterToken) {
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(2))
-        .build()
-        .unwrap_or_default();
+pub(crate) async fn ask_to_join(
+    group: String,
+    address: String,
+    peer_token: ClusterToken,
+    http: reqwest::Client,
+    scheme: &'static str,
+) {
     let url = format!(
-        "http://{}{PEER_JOIN_PATH}",
-        group.trim_start_matches("http://")
+        "{scheme}://{}{PEER_JOIN_PATH}",
+        group
+            .trim_start_matches("http://")
+            .trim_start_matches("https://")
     );
     loop {
         let sent = http
