@@ -148,7 +148,7 @@ pub struct WorkerArgs {
     /// Do not use cgroups even where they are writable
     #[arg(long)]
     no_cgroups: bool,
-    /// This worker's TLS certificate (`drover tls cert create --worker`), presented to
+    /// This worker's TLS certificate (`drover tls cert create worker`), presented to
     /// the server; needs --tls-key and the cluster's CA (--ca)
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,

@@ -39,7 +39,8 @@ enum CaCmd {
 
 #[derive(Debug, Subcommand)]
 enum CertCmd {
-    /// Create a certificate and its key, signed by the CA: NAME.crt... see --out
+    /// Create a certificate and its key signed by the CA: `drover tls cert create server
+    /// --host HOST --out DIR` (or `worker`, `client`)
     Create(CertCreateArgs),
 }
 
@@ -50,23 +51,28 @@ struct CaCreateArgs {
     out: Option<PathBuf>,
 }
 
-#[derive(Debug, Args)]
-#[group(id = "role", required = true, multiple = false)]
-struct CertCreateArgs {
+/// What a certificate is for. (A positional value, not `--server`: the global
+/// `--server URL` flag of every command takes that name.)
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum RoleArg {
     /// A server's certificate (also used by it to authenticate to the other servers)
-    #[arg(long, group = "role")]
-    server: bool,
+    Server,
     /// A worker's certificate (client authentication only)
-    #[arg(long, group = "role")]
-    worker: bool,
+    Worker,
     /// A client's certificate (client authentication only)
-    #[arg(long, group = "role")]
-    client: bool,
+    Client,
+}
+
+#[derive(Debug, Args)]
+struct CertCreateArgs {
+    /// What the certificate is for
+    #[arg(value_enum)]
+    role: RoleArg,
     /// The certificate's common name [default: the host name]
     #[arg(long)]
     name: Option<String>,
     /// A DNS name or IP address clients reach the server by (repeatable; a server
-    /// certificate needs at least one) [default for --server: localhost, 127.0.0.1,
+    /// certificate needs at least one) [default for a server: localhost, 127.0.0.1,
     /// ::1 and the host name]
     #[arg(long = "host", value_name = "HOST")]
     hosts: Vec<String>,
@@ -74,7 +80,7 @@ struct CertCreateArgs {
     #[arg(long, value_name = "DIR")]
     ca_dir: Option<PathBuf>,
     /// Directory to write ROLE.crt and ROLE.key (server.crt, worker.crt, client.crt)
-    /// into, with a copy of ca.crt: for --server, the server's TLS directory
+    /// into, with a copy of ca.crt: for a server, its TLS directory
     /// (`drover server --tls-dir`, by default the server's data directory's tls/)
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
@@ -104,12 +110,10 @@ pub fn tls(g: &Global, a: TlsArgs) -> Result<ExitCode> {
         TlsCmd::Cert {
             command: CertCmd::Create(c),
         } => {
-            let role = if c.server {
-                CertRole::Server
-            } else if c.worker {
-                CertRole::Worker
-            } else {
-                CertRole::Client
+            let role = match c.role {
+                RoleArg::Server => CertRole::Server,
+                RoleArg::Worker => CertRole::Worker,
+                RoleArg::Client => CertRole::Client,
             };
             let ca_dir = c.ca_dir.unwrap_or_else(|| default_ca_dir(g));
             let ca = CertificateAuthority::load(&ca_dir).with_context(|| {

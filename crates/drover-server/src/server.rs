@@ -448,7 +448,7 @@ async fn resolve_tls(
         TlsMode::IfPresent(paths) if !paths.exist() => {
             tracing::warn!(
                 dir = %paths.dir.display(),
-                "no server certificate in the TLS directory: serving plain HTTP; create one with `drover tls cert create --server`, or pass --insecure-http"
+                "no server certificate in the TLS directory: serving plain HTTP; create one with `drover tls cert create server`, or pass --insecure-http"
             );
             return Ok(None);
         }
