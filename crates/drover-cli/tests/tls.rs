@@ -156,6 +156,28 @@ fn a_server_with_certificates_speaks_only_tls_and_refuses_other_cas() {
     )
     .expect("HTTPS with the cluster's CA");
     assert_eq!(r.status, 200, "{}", r.text());
+    // The web UI's session cookie is `Secure` over TLS.
+    let form = format!("token={}", server.token);
+    let login = https_with(
+        &server.addr,
+        &trusted,
+        "POST",
+        "/ui/login",
+        None,
+        &[
+            ("X-Drover-CSRF", "1"),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        Some(form.as_bytes()),
+    )
+    .expect("the UI's login over TLS");
+    let cookie = login.header("set-cookie").unwrap_or_default();
+    assert!(
+        cookie.starts_with("drover_session=") && cookie.contains("; Secure"),
+        "HTTP {}: {cookie:?} {}",
+        login.status,
+        login.text()
+    );
     let stranger = client_config(&other.ca(), None);
     let refused = https_with(
         &server.addr,
