@@ -156,3 +156,47 @@ impl TlsSettings {
         self.peer.0.clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::pki_types::pem::PemObject;
+
+    fn role_of(pem: &str) -> Option<CertRole> {
+        let der = CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+        PeerCertificate::from_chain(Some(&[der])).role
+    }
+
+    #[test]
+    fn each_role_reads_back_from_its_certificate_and_a_server_needs_a_host() {
+        let ca = CertificateAuthority::create().unwrap();
+        let hosts = vec!["127.0.0.1".to_string(), "localhost".to_string()];
+        for role in [CertRole::Server, CertRole::Worker, CertRole::Client] {
+            let issued = ca.issue(role, "n", &hosts).unwrap();
+            assert_eq!(role_of(&issued.cert_pem), Some(role));
+        }
+        assert_eq!(role_of(ca.cert_pem()), None, "the CA has no role");
+        assert_eq!(PeerCertificate::from_chain(None).role, None);
+        assert!(matches!(
+            ca.issue(CertRole::Server, "n", &[]),
+            Err(TlsError::NoHosts)
+        ));
+    }
+
+    #[test]
+    fn local_files_are_made_once_and_load_into_configurations() {
+        let dir = std::env::temp_dir().join(format!("drover-tls-{}", std::process::id()));
+        let paths = TlsPaths::in_data_dir(&dir);
+        paths.ensure_local(None).unwrap();
+        let first = std::fs::read(paths.cert()).unwrap();
+        paths.ensure_local(None).unwrap();
+        assert_eq!(std::fs::read(paths.cert()).unwrap(), first, "not re-issued");
+        TlsSettings::load(&paths).unwrap();
+        // Writing over an existing CA is refused.
+        assert!(matches!(
+            CertificateAuthority::create().unwrap().write(&paths.dir),
+            Err(TlsError::Exists { .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
