@@ -12,13 +12,15 @@ use crate::jobfile::parse_pairs;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use drover_client::discovery;
-use drover_server::ServerConfig;
+use drover_server::tls::{CertRole, CertificateAuthority, TlsPaths};
+use drover_server::{ServerConfig, TlsMode};
 use drover_worker::WorkerConfig;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::process::{Child, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The configuration file, shared by `server`, `worker` and `up`.
@@ -74,6 +76,15 @@ pub struct ServerArgs {
     /// the group's --token and --peer-token. Remembered: a restart rejoins by itself
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "", conflicts_with = "peers")]
     join: Option<String>,
+    /// Serve plain HTTP instead of TLS: tokens, task specs and output then cross the
+    /// network unencrypted (a warning is printed). Only for a trusted network or a proxy
+    /// that terminates TLS
+    #[arg(long)]
+    insecure_http: bool,
+    /// Directory of the server's TLS files: ca.crt, server.crt, server.key (see `drover
+    /// tls`) [default: tls/ in the server's data directory]
+    #[arg(long, value_name = "DIR", conflicts_with = "insecure_http")]
+    tls_dir: Option<PathBuf>,
     /// Largest request body accepted, e.g. 256M (a job of 1,000,000 small tasks is ~100M of
     /// JSON) [default: 256M]
     #[arg(long, value_name = "SIZE")]
@@ -137,6 +148,13 @@ pub struct WorkerArgs {
     /// Do not use cgroups even where they are writable
     #[arg(long)]
     no_cgroups: bool,
+    /// This worker's TLS certificate (`drover tls cert create worker`), presented to
+    /// the server; needs --tls-key and the cluster's CA (--ca)
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The key of --tls-cert
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Serve this worker's Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9101)
     #[arg(long, value_name = "ADDR")]
     metrics: Option<String>,
@@ -217,6 +235,7 @@ async fn start_group(
     g: &Global,
     settings: &ServerSettings,
     n: u32,
+    tls: bool,
 ) -> Result<(String, String, Vec<Child>)> {
     if n != 3 && n != 5 {
         bail!("--servers takes 1, 3 or 5 (a group needs a majority to survive one loss)");
@@ -249,6 +268,31 @@ async fn start_group(
         .iter()
         .map(|p| SocketAddr::new(host, *p).to_string())
         .collect();
+    // One CA in `<data>/server/tls` (where the CLI looks for it), and a server
+    // certificate for each server in its own data directory, made once.
+    let group_tls = if tls {
+        let paths = TlsPaths::in_data_dir(&dir);
+        if !CertificateAuthority::key_path(&paths.dir).is_file() {
+            CertificateAuthority::create()?.write(&paths.dir)?;
+        }
+        let ca = CertificateAuthority::load(&paths.dir)?;
+        for i in 0..n {
+            let own =
+                TlsPaths::in_data_dir(&discovery::server_dir(&dir.join(format!("s{}", i + 1))));
+            if !own.exist() {
+                ca.issue(
+                    CertRole::Server,
+                    &format!("drover-server-{}", i + 1),
+                    &drover_server::tls::local_hosts(Some(host)),
+                )?
+                .write(&own.dir, CertRole::Server)?;
+                std::fs::write(own.ca(), ca.cert_pem())?;
+            }
+        }
+        Some(drover_client::tls::client_config(ca.cert_pem(), None)?)
+    } else {
+        None
+    };
     let exe = std::env::current_exe().context("cannot find the drover executable")?;
     let mut children = Vec::new();
     for (i, addr) in addrs.iter().enumerate() {
@@ -266,6 +310,7 @@ async fn start_group(
             .arg(settings.snapshot_every.to_string())
             .arg("--keep-after-snapshot")
             .arg(settings.keep_after_snapshot.to_string())
+            .args((!tls).then_some("--insecure-http"))
             .env("DROVER_TOKEN", &token)
             .env("DROVER_PEER_TOKEN", &peer_token)
             .env_remove("DROVER_SERVER")
@@ -274,12 +319,16 @@ async fn start_group(
             .stderr(Stdio::from(log));
         children.push(cmd.spawn().context("cannot start a drover server")?);
     }
-    let urls: Vec<String> = addrs.iter().map(|a| format!("http://{a}")).collect();
+    let scheme = if tls { "https" } else { "http" };
+    let urls: Vec<String> = addrs.iter().map(|a| format!("{scheme}://{a}")).collect();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let mut leader = false;
         for u in &urls {
-            let c = drover_client::Client::new(u.clone(), None);
+            let mut c = drover_client::Client::new(u.clone(), None);
+            if let Some(t) = &group_tls {
+                c = c.with_tls(t.clone())?;
+            }
             if c.health().await.is_ok_and(|h| h.leader) {
                 leader = true;
             }
@@ -500,8 +549,13 @@ fn print_server(p: &mut Printer, s: &ServerSettings) {
     t.insert("retain_max".into(), show_count(s.retain_max));
 }
 
-fn server_config(g: &Global, s: &ServerSettings) -> ServerConfig {
+fn server_config(g: &Global, s: &ServerSettings, a: &ServerArgs) -> ServerConfig {
     let mut c = ServerConfig::new(discovery::server_dir(&g.data_dir()));
+    if a.insecure_http {
+        c.tls = TlsMode::Insecure;
+    } else if let Some(dir) = &a.tls_dir {
+        c.tls = TlsMode::IfPresent(TlsPaths { dir: dir.clone() });
+    }
     c.listen = s.listen;
     c.node_id = s.node_id;
     c.worker_lost_after = s.worker_timeout;
@@ -521,7 +575,7 @@ fn server_config(g: &Global, s: &ServerSettings) -> ServerConfig {
     c
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "worker".into())
@@ -873,7 +927,7 @@ pub async fn server(g: &Global, a: ServerArgs) -> Result<ExitCode> {
         p.print(&layers, g.json)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let config = server_config(g, &settings);
+    let config = server_config(g, &settings, &a);
     let data_dir = config.data_dir.clone();
     let running = drover_server::start(config).await?;
     let token_file = drover_server::ClusterToken::path(&data_dir);
@@ -927,7 +981,9 @@ pub async fn worker(g: &Global, a: WorkerArgs) -> Result<ExitCode> {
         .or_else(|| discovery::local_token(&data))
         .ok_or_else(|| anyhow!("pass --token (or set DROVER_TOKEN): the cluster token is in the server's data directory, file 'token'"))?;
     let worker_dir = data.join("workers").join(&settings.name);
-    let config = worker_config(server, token, worker_dir, &settings);
+    let mut config = worker_config(server, token, worker_dir, &settings);
+    let identity = a.tls_cert.as_deref().zip(a.tls_key.as_deref());
+    config.tls = crate::tls::client_config(g, identity)?;
     if g.json {
         println!(
             "{}",
@@ -958,10 +1014,27 @@ pub async fn up(g: &Global, a: UpArgs) -> Result<ExitCode> {
         p.print(&layers, g.json)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let config = server_config(g, &settings);
+    let mut config = server_config(g, &settings, &a.server);
     let data_dir = config.data_dir.clone();
+    // `drover up` is TLS with certificates of its own making, which the CLI here
+    // trusts by finding the CA in the data directory (as it finds the token).
+    let tls_paths = TlsPaths::in_data_dir(&data_dir);
+    if config.tls != TlsMode::Insecure {
+        config.tls = TlsMode::CreateLocal(tls_paths.clone());
+    }
+    let worker_tls = |insecure: bool| -> Result<Option<Arc<rustls::ClientConfig>>> {
+        if insecure {
+            return Ok(None);
+        }
+        let ca = std::fs::read_to_string(tls_paths.ca())
+            .with_context(|| format!("cannot read {}", tls_paths.ca().display()))?;
+        Ok(Some(Arc::new(drover_client::tls::client_config(
+            &ca, None,
+        )?)))
+    };
     let (url, token, running) = if a.servers > 1 {
-        let (url, token, children) = start_group(g, &settings, a.servers).await?;
+        let (url, token, children) =
+            start_group(g, &settings, a.servers, !a.server.insecure_http).await?;
         (url, token, UpServers::Group(children))
     } else {
         let running = drover_server::start(config).await?;
@@ -977,6 +1050,13 @@ pub async fn up(g: &Global, a: UpArgs) -> Result<ExitCode> {
         }
     };
     let smallest = shares.iter().filter_map(|(c, _)| *c).min();
+    let worker_tls = match worker_tls(a.server.insecure_http) {
+        Ok(t) => t,
+        Err(e) => {
+            running.shutdown().await;
+            return Err(e);
+        }
+    };
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut workers = Vec::new();
     let mut listed = Vec::new();
@@ -990,6 +1070,7 @@ pub async fn up(g: &Global, a: UpArgs) -> Result<ExitCode> {
         );
         config.cpu_milli = cpu_milli;
         config.memory_bytes = memory_bytes;
+        config.tls = worker_tls.clone();
         listed.push(serde_json::json!({
             "name": name,
             "cpu_milli": cpu_milli,

@@ -7,6 +7,7 @@ mod inspect;
 mod jobfile;
 mod render;
 mod submit;
+mod tls;
 mod top;
 
 use anyhow::{Result, anyhow};
@@ -35,6 +36,10 @@ pub struct Global {
     /// The cluster token [default: the local server's token file]
     #[arg(long, global = true, env = "DROVER_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// The cluster's CA certificate, to check the servers' TLS certificates against
+    /// [default: the local server's, tls/ca.crt in its data directory, when there is one]
+    #[arg(long, global = true, env = "DROVER_CA", value_name = "FILE")]
+    ca: Option<PathBuf>,
     /// Where Drover keeps its files on this machine
     #[arg(long, global = true, env = "DROVER_DATA_DIR")]
     data_dir: Option<PathBuf>,
@@ -66,7 +71,11 @@ impl Global {
             })?,
         };
         let token = self.token.clone().or_else(|| discovery::local_token(&data));
-        Ok(Client::new(server, token).stale(self.stale))
+        let client = Client::new(server, token).stale(self.stale);
+        Ok(match tls::client_config(self, None)? {
+            Some(config) => client.with_tls((*config).clone())?,
+            None => client,
+        })
     }
 }
 
@@ -111,6 +120,8 @@ enum Cmd {
     Policy(inspect::PolicyArgs),
     /// Cluster summary
     Cluster,
+    /// Create the cluster's CA and certificates for servers, workers and clients
+    Tls(tls::TlsArgs),
     /// Print a shell completion script, e.g. `drover completions bash > /etc/bash_completion.d/drover`
     Completions(CompletionsArgs),
     /// (internal) Kills a worker's leftover task processes once that worker exits
@@ -164,6 +175,9 @@ fn negative_value(e: &clap::Error) -> Option<String> {
 }
 
 fn main() -> ExitCode {
+    // Before any client exists: reqwest (rustls without a built-in provider) and
+    // tokio-tungstenite panic at their first TLS client without a process default.
+    drover_client::tls::install_provider();
     let cli = parse_cli();
     let daemon = matches!(
         cli.command,
@@ -228,6 +242,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Cmd::Policy(a) => inspect::policy(g, a).await,
         Cmd::Cluster => inspect::cluster(g).await,
         Cmd::Completions(a) => completions(g, a),
+        Cmd::Tls(a) => tls::tls(g, a),
         Cmd::WorkerReaper(a) => daemons::reaper(a),
     }
 }

@@ -400,14 +400,27 @@ impl Up {
         let addr = self.banner["url"]
             .as_str()
             .unwrap()
-            .trim_start_matches("http://")
+            .trim_start_matches("https://")
             .to_string();
         let token = read(Path::new(self.banner["token_file"].as_str().unwrap()));
+        // `drover up` serves TLS with a CA of its own in its data directory.
+        let ca = Path::new(self.banner["data_dir"].as_str().unwrap()).join("tls/ca.crt");
+        let tls = common::tls::client_config(&ca, None);
         poll(
             &format!("{n} local workers"),
             SLOW,
             || {
-                let v = http(&addr, "GET", "/v1/workers", Some(token.trim()), None).json();
+                let v = common::tls::https_with(
+                    &addr,
+                    &tls,
+                    "GET",
+                    "/v1/workers",
+                    Some(token.trim()),
+                    &[],
+                    None,
+                )
+                .ok()?
+                .json();
                 let list = v.as_array()?.clone();
                 (list.len() == n && list.iter().all(|w| w["connected"] == true)).then_some(list)
             },

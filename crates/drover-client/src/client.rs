@@ -30,6 +30,9 @@ pub enum ClientError {
         message: String,
         field: Option<String>,
     },
+    /// The TLS configuration was refused by the HTTP client.
+    #[error("cannot set up TLS: {0}")]
+    Tls(String),
     #[error("unexpected answer from the server: {0}")]
     Decode(String),
     /// A submission kept failing (no server reachable, or no leader with a majority)
@@ -133,11 +136,8 @@ pub struct Client {
 impl Client {
     /// `base`: a server's URL, or several separated by commas.
     pub fn new(base: impl Into<String>, token: Option<String>) -> Client {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(2))
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build()
-            .unwrap_or_default();
+        crate::tls::install_provider();
+        let http = Client::http_builder().build().unwrap_or_default();
         let base = base.into();
         let mut bases: Vec<String> = base
             .split(',')
@@ -155,6 +155,22 @@ impl Client {
             token,
             stale: false,
         }
+    }
+
+    fn http_builder() -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .pool_idle_timeout(Duration::from_secs(30))
+    }
+
+    /// Speaks TLS with this configuration (see [`crate::tls::client_config`]: the
+    /// cluster's CA only) instead of checking servers against the system's roots.
+    pub fn with_tls(mut self, tls: rustls::ClientConfig) -> Result<Client, ClientError> {
+        self.http = Client::http_builder()
+            .tls_backend_preconfigured(tls)
+            .build()
+            .map_err(|e| ClientError::Tls(e.to_string()))?;
+        Ok(self)
     }
 
     /// Reads (GET) with `stale` set skip the server's linearizability check: faster,

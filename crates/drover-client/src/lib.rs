@@ -4,6 +4,7 @@
 mod client;
 pub mod discovery;
 mod events;
+pub mod tls;
 
 pub use client::{
     Client, ClientError, IDEMPOTENCY_HEADER, ListQuery, SUBMIT_RETRY_FOR, new_idempotency_key,

@@ -165,6 +165,21 @@ pub async fn require_token(
             let (scheme, rest) = v.split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then_some(rest)
         });
+    if peer_route
+        && let Some(peer) = request.extensions().get::<crate::tls::PeerCertificate>()
+        && peer.role != Some(crate::tls::CertRole::Server)
+    {
+        // Over TLS the servers' routes need mutual TLS: a certificate of the cluster's
+        // CA made for a server. A worker's or a client's certificate (or none) cannot
+        // speak raft, whatever token it sends.
+        return ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "forbidden",
+            "these routes are for the servers of the cluster: present a server certificate of the cluster's CA (mutual TLS)",
+            None,
+        )
+        .into_response();
+    }
     if peer_route {
         // Servers only: a client's or a worker's token is refused here, and the peer
         // token opens nothing else (it fails the cluster-token check below).

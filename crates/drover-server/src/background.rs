@@ -186,7 +186,7 @@ pub async fn membership_watch(node: Arc<Node>) {
                     .nodes()
                     .filter(|(id, _)| **id != node.config.node_id)
                     .map(|(id, n)| Peer {
-                        base: format!("http://{}", n.addr),
+                        base: node.config.peer_url(&n.addr),
                         voter: voter_ids.contains(id),
                     })
                     .collect();

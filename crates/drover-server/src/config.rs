@@ -43,6 +43,24 @@ pub struct ServerConfig {
     pub events_retained: usize,
     /// How long finished work is kept, and how much (`retention.rs`).
     pub retention: crate::retention::Retention,
+    /// Whether and how the listener speaks TLS.
+    pub tls: TlsMode,
+    /// `https` once the listener speaks TLS, else `http` (set by `start`): the scheme
+    /// of this server's URLs and of its calls to the other servers.
+    pub scheme: &'static str,
+}
+
+/// Whether a server speaks TLS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TlsMode {
+    /// TLS with the certificates of this directory when they are there; plain HTTP
+    /// with a warning when they are not.
+    IfPresent(crate::tls::TlsPaths),
+    /// TLS; a CA and a server certificate for this machine are created in the
+    /// directory on first start (a server alone, `drover up`).
+    CreateLocal(crate::tls::TlsPaths),
+    /// Plain HTTP, by explicit request (`--insecure-http`).
+    Insecure,
 }
 
 /// A group of servers that cannot be formed.
@@ -145,7 +163,6 @@ impl ServerConfig {
 
     pub fn new(data_dir: PathBuf) -> ServerConfig {
         ServerConfig {
-            data_dir,
             listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
             node_id: 1,
             worker_lost_after: Duration::from_secs(30),
@@ -161,6 +178,15 @@ impl ServerConfig {
             keep_after_snapshot: 1_000,
             events_retained: crate::events::DEFAULT_RETAINED,
             retention: crate::retention::Retention::default(),
+            tls: TlsMode::IfPresent(crate::tls::TlsPaths::in_data_dir(&data_dir)),
+            scheme: "http",
+            data_dir,
         }
+    }
+
+    /// The base URL of the server at `addr` (`host:port`), in this server's scheme: the
+    /// servers of a group all speak TLS or all do not.
+    pub fn peer_url(&self, addr: &str) -> String {
+        format!("{}://{addr}", self.scheme)
     }
 }

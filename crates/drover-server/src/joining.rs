@@ -38,6 +38,7 @@ pub(crate) async fn await_adoption(
     listener: &std::net::TcpListener,
     data_dir: &Path,
     credentials: Credentials,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) -> Result<ServerIdentity, ServerError> {
     let addr = listener.local_addr().map_err(|source| ServerError::Bind {
         addr: ([0, 0, 0, 0], 0).into(),
@@ -66,10 +67,10 @@ pub(crate) async fn await_adoption(
         .with_state(state);
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(async move {
-        let serve = axum::serve(waiting_socket, app).with_graceful_shutdown(async {
+        let stop = async {
             let _ = stopped.await;
-        });
-        if let Err(e) = serve.await {
+        };
+        if let Err(e) = crate::tls::listener::serve(waiting_socket, app, tls, stop).await {
             tracing::warn!("the waiting listener failed: {e}");
         }
     });
@@ -140,8 +141,10 @@ pub(crate) async fn ask_to_join(
     address: String,
     peer_token: ClusterToken,
     data_dir: PathBuf,
+    http: reqwest::Client,
+    scheme: &'static str,
 ) {
-    let done = ask_until_answered(&group, &address, &peer_token).await;
+    let done = ask_until_answered(&group, &address, &peer_token, &http, scheme).await;
     let cleared = tokio::task::spawn_blocking(move || JoinTarget::clear(&data_dir)).await;
     if let Ok(Err(e)) = cleared {
         tracing::warn!(
@@ -153,14 +156,18 @@ pub(crate) async fn ask_to_join(
 }
 
 /// Whether this server was added (`false`: it can never be).
-async fn ask_until_answered(group: &str, address: &str, peer_token: &ClusterToken) -> bool {
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(2))
-        .build()
-        .unwrap_or_default();
+async fn ask_until_answered(
+    group: &str,
+    address: &str,
+    peer_token: &ClusterToken,
+    http: &reqwest::Client,
+    scheme: &str,
+) -> bool {
     let url = format!(
-        "http://{}{PEER_JOIN_PATH}",
-        group.trim_start_matches("http://")
+        "{scheme}://{}{PEER_JOIN_PATH}",
+        group
+            .trim_start_matches("http://")
+            .trim_start_matches("https://")
     );
     loop {
         let sent = http

@@ -24,9 +24,10 @@ pub mod raft;
 pub mod retention;
 mod server;
 pub mod sessions;
+pub mod tls;
 pub mod ui;
 mod worker_session;
 
 pub use auth::ClusterToken;
-pub use config::ServerConfig;
+pub use config::{ServerConfig, TlsMode};
 pub use server::{RunningServer, ServerError, start};

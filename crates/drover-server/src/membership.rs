@@ -267,7 +267,10 @@ fn changed(node: &Node, id: u64, address: &str) -> Changed {
 async fn adopt(node: &Node, address: &str, offered: u64) -> Result<u64, MembershipError> {
     let resp = node
         .http
-        .post(format!("http://{address}{PEER_ADOPT_PATH}"))
+        .post(format!(
+            "{}{PEER_ADOPT_PATH}",
+            node.config.peer_url(address)
+        ))
         .bearer_auth(node.peer_token.as_str())
         .timeout(Duration::from_secs(5))
         .json(&Adoption { node_id: offered })
@@ -301,7 +304,7 @@ async fn count_reachable(node: &Node, voters: &[(u64, String)]) -> usize {
         let me = *id == node.config.node_id;
         let req = node
             .http
-            .get(format!("http://{addr}/v1/health"))
+            .get(format!("{}/v1/health", node.config.peer_url(addr)))
             .timeout(PROBE);
         async move {
             if me {
@@ -332,7 +335,8 @@ async fn tell_removed(node: &Node, address: &str) {
     let sent = node
         .http
         .post(format!(
-            "http://{address}{}",
+            "{}{}",
+            node.config.peer_url(address),
             crate::raft::PEER_REMOVED_PATH
         ))
         .bearer_auth(node.peer_token.as_str())

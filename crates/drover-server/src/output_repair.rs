@@ -62,7 +62,7 @@ pub async fn complete_from_peers(
     };
     for addr in members {
         peers += 1;
-        let base = format!("http://{addr}");
+        let base = node.config.peer_url(&addr);
         if let Some(copy) = ask(node, &base, task, attempt, stream, local).await {
             answered += 1;
             if best.as_ref().is_none_or(|b| copy.covered > b.covered) {

@@ -13,7 +13,6 @@ use crate::proposer::Proposer;
 use crate::raft::{LogStore, NetworkFactory, Raft, StateStore, StorageHealth};
 use crate::retention::OutputReaper;
 use crate::sessions::Sessions;
-use axum::serve::ListenerExt;
 use drover_sched::SchedulerConfig;
 use openraft::{BasicNode, SnapshotPolicy};
 use std::collections::BTreeMap;
@@ -48,6 +47,8 @@ pub enum ServerError {
     Peers(#[from] crate::config::PeersError),
     #[error(transparent)]
     Identity(#[from] crate::identity::IdentityError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error("a file task on the data directory failed: {0}")]
     FileTask(tokio::task::JoinError),
     /// The peer list changed under a data directory: the position gives another id.
@@ -76,8 +77,9 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
+    /// `https://ADDR`, or `http://ADDR` for a server without TLS.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.node.config.peer_url(&self.addr.to_string())
     }
 
     /// Stops serving, takes a snapshot of what was applied since the last one, and shuts
@@ -122,6 +124,8 @@ async fn snapshot_before_stop(raft: &Raft, applied: Option<openraft::LogId<u64>>
 /// Opens the data directory, starts raft (initializing a one-server cluster on first
 /// start), the background loops and the HTTP listener; returns once this server leads.
 pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerError> {
+    // reqwest's clients need a process-wide rustls provider even for plain HTTP.
+    drover_client::tls::install_provider();
     config.validate_timing()?;
     config.resolve_peers()?;
     let dir = config.data_dir.clone();
@@ -201,6 +205,21 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
             file: peer_path.clone(),
         });
     }
+    let tls = resolve_tls(&config).await?;
+    config.scheme = if tls.is_some() { "https" } else { "http" };
+    // Every call to another server (raft, forwarding, output copies, probes) trusts
+    // the cluster's CA only and presents this server's certificate.
+    let peer_http = |connect_timeout: Duration| {
+        let builder = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .connect_timeout(connect_timeout);
+        match &tls {
+            Some(t) => builder.tls_backend_preconfigured(t.peer_client()),
+            None => builder,
+        }
+        .build()
+        .map_err(|e| ServerError::Raft(e.to_string()))
+    };
     // Bound before raft starts: a server waiting to join must answer the leader's offer
     // of an id before it can open its log under that id.
     let std_listener =
@@ -236,12 +255,20 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
             addr.to_string(),
             peer_token.clone(),
             dir.clone(),
+            peer_http(Duration::from_secs(2))?,
+            config.scheme,
         ));
     }
     let identity = match stored {
         Some(identity) => identity,
         None if config.join.is_some() => {
-            crate::joining::await_adoption(&std_listener, &dir, credentials.clone()).await?
+            crate::joining::await_adoption(
+                &std_listener,
+                &dir,
+                credentials.clone(),
+                tls.as_ref().map(|t| t.server_config()),
+            )
+            .await?
         }
         None => {
             let identity = ServerIdentity {
@@ -334,7 +361,11 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
     let raft = Raft::new(
         config.node_id,
         Arc::new(raft_config),
-        NetworkFactory::new(peer_token.as_str()),
+        NetworkFactory::new(
+            peer_token.as_str(),
+            peer_http(Duration::from_secs(1))?,
+            config.scheme,
+        ),
         log_store,
         state_store,
     )
@@ -347,11 +378,7 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
         .is_initialized()
         .await
         .map_err(|e| ServerError::Raft(e.to_string()))?;
-    let http = reqwest::Client::builder()
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(1))
-        .build()
-        .map_err(|e| ServerError::Raft(e.to_string()))?;
+    let http = peer_http(Duration::from_secs(1))?;
     if clustered && !initialized && config.node_id == 1 && config.peers.len() > 1 {
         // Exactly one initializer: the lowest address, once a majority answers.
         tokio::spawn(initialize_group(raft.clone(), http.clone(), config.clone()));
@@ -378,7 +405,7 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
         .into_iter()
         .enumerate()
         .filter(|(i, _)| *i as u64 + 1 != config.node_id)
-        .map(|(_, addr)| format!("http://{addr}"))
+        .map(|(_, addr)| config.peer_url(&addr))
         .collect();
     let replicator = OutputReplicator::start(others, http.clone(), peer_token.as_str().to_string());
     let node = Arc::new(Node {
@@ -408,20 +435,19 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
     tokio::spawn(background::membership_watch(node.clone()));
 
     // Let the CLI on this machine find the server without being told.
-    let _ = std::fs::write(dir.join("endpoint"), format!("http://{addr}\n"));
+    let _ = std::fs::write(
+        dir.join("endpoint"),
+        format!("{}\n", config.peer_url(&addr.to_string())),
+    );
 
     let app = api::router(node.clone());
     let (stop, stopped) = oneshot::channel::<()>();
+    let server_tls = tls.as_ref().map(|t| t.server_config());
     let http = tokio::spawn(async move {
-        // Small messages (a worker's "started", a server's "start") must leave at once:
-        // with Nagle's algorithm and delayed ACKs each exchange stalls ~40 ms.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+        let stop = async {
             let _ = stopped.await;
-        });
-        if let Err(e) = serve.await {
+        };
+        if let Err(e) = crate::tls::listener::serve(listener, app, server_tls, stop).await {
             tracing::error!("the HTTP server failed: {e}");
         }
     });
@@ -444,6 +470,44 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
         stop: Some(stop),
         http,
     })
+}
+
+/// The listener's TLS settings per `config.tls` (`None`: plain HTTP), creating a CA
+/// and a certificate where asked to. Reads and key generation run off the async threads.
+async fn resolve_tls(
+    config: &ServerConfig,
+) -> Result<Option<crate::tls::TlsSettings>, ServerError> {
+    use crate::config::TlsMode;
+    use crate::tls::TlsSettings;
+    let listen = config.listen.ip();
+    let paths = match &config.tls {
+        TlsMode::Insecure => {
+            tracing::warn!(
+                "serving plain HTTP (--insecure-http): tokens, task specs and output cross the network unencrypted and unauthenticated"
+            );
+            return Ok(None);
+        }
+        TlsMode::IfPresent(paths) if !paths.exist() => {
+            tracing::warn!(
+                dir = %paths.dir.display(),
+                "no server certificate in the TLS directory: serving plain HTTP; create one with `drover tls cert create server`, or pass --insecure-http"
+            );
+            return Ok(None);
+        }
+        TlsMode::IfPresent(paths) => (paths.clone(), false),
+        TlsMode::CreateLocal(paths) => (paths.clone(), true),
+    };
+    let (paths, create) = paths;
+    let settings = tokio::task::spawn_blocking(move || {
+        if create {
+            paths.ensure_local(Some(listen))?;
+        }
+        TlsSettings::load(&paths)
+    })
+    .await
+    .map_err(ServerError::FileTask)??;
+    tracing::info!(dir = %settings.paths.dir.display(), "serving TLS");
+    Ok(Some(settings))
 }
 
 /// Runs file work off the async threads.
@@ -469,7 +533,7 @@ async fn initialize_group(raft: Raft, http: reqwest::Client, config: ServerConfi
                 continue;
             }
             let probe = http
-                .get(format!("http://{addr}/v1/health"))
+                .get(format!("{}/v1/health", config.peer_url(addr)))
                 .timeout(Duration::from_millis(500))
                 .send()
                 .await;

@@ -166,7 +166,7 @@ async fn serve(node: Arc<Node>, mut socket: WebSocket) -> Result<(), SessionErro
         let leader_url = leader
             .filter(|l| *l != node.config.node_id)
             .and_then(|l| node.address_of(l))
-            .map(|addr| format!("http://{addr}"));
+            .map(|addr| node.config.peer_url(&addr));
         let reason = match &leader_url {
             _ if leader == Some(node.config.node_id) => {
                 "this server leads but a majority has not confirmed it lately; try again".into()

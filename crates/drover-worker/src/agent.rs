@@ -299,7 +299,7 @@ impl Agent {
             // timeout) its firing is handled as soon as the attempt returns.
             let connected = tokio::select! {
                 _ = &mut *shutdown => return Ok(()),
-                c = connection::connect(&url, &self.config.token) => c,
+                c = connection::connect(&url, &self.config.token, self.config.tls.clone()) => c,
             };
             match connected {
                 Ok(socket) => match self.session_then_disconnect(socket, shutdown).await? {

@@ -36,6 +36,9 @@ pub struct WorkerConfig {
     pub cgroups: bool,
     /// Where to serve this agent's Prometheus metrics, if anywhere.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// The TLS configuration for an `https://` server (the cluster's CA, and this
+    /// worker's certificate if it has one); `None`: the system's roots.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl WorkerConfig {
@@ -63,6 +66,7 @@ impl WorkerConfig {
             max_reconnect_backoff: Duration::from_secs(2),
             cgroups: true,
             metrics_listen: None,
+            tls: None,
         }
     }
 

@@ -1,6 +1,7 @@
 //! Opening the WebSocket to the server.
 
 use drover_proto::worker::WORKER_CONNECT_PATH;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -42,7 +43,8 @@ pub fn endpoint(server: &str) -> Result<String, ConnectError> {
     } else {
         return Err(ConnectError::BadUrl {
             url: server.to_string(),
-            message: "use http://host:port".into(),
+            message: "use https://host:port (or http:// for a server run with --insecure-http)"
+                .into(),
         });
     };
     Ok(format!("{ws}{WORKER_CONNECT_PATH}"))
@@ -53,8 +55,12 @@ pub fn endpoint(server: &str) -> Result<String, ConnectError> {
 /// retries (minutes), and the worker rejoins long after the network healed.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
-pub async fn connect(server: &str, token: &str) -> Result<Socket, ConnectError> {
-    match tokio::time::timeout(CONNECT_TIMEOUT, connect_unbounded(server, token)).await {
+pub async fn connect(
+    server: &str,
+    token: &str,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> Result<Socket, ConnectError> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, connect_unbounded(server, token, tls)).await {
         Ok(result) => result,
         Err(_) => Err(ConnectError::Unreachable {
             url: server.to_string(),
@@ -63,7 +69,11 @@ pub async fn connect(server: &str, token: &str) -> Result<Socket, ConnectError> 
     }
 }
 
-async fn connect_unbounded(server: &str, token: &str) -> Result<Socket, ConnectError> {
+async fn connect_unbounded(
+    server: &str,
+    token: &str,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> Result<Socket, ConnectError> {
     let url = endpoint(server)?;
     let mut request = url
         .as_str()
@@ -79,7 +89,10 @@ async fn connect_unbounded(server: &str, token: &str) -> Result<Socket, ConnectE
         })?;
     request.headers_mut().insert(AUTHORIZATION, value);
     // No Nagle: reports are small and latency-bound (see the server's listener).
-    match tokio_tungstenite::connect_async_with_config(request, None, true).await {
+    // `wss://` with the cluster's CA when given (else the system's roots); `ws://`
+    // ignores the connector.
+    let connector = tls.map(tokio_tungstenite::Connector::Rustls);
+    match tokio_tungstenite::connect_async_tls_with_config(request, None, true, connector).await {
         Ok((socket, _)) => Ok(socket),
         Err(tokio_tungstenite::tungstenite::Error::Http(resp))
             if resp.status() == StatusCode::UNAUTHORIZED =>

@@ -14,6 +14,7 @@ pub mod history;
 pub mod netns;
 pub mod process_watch;
 pub mod servers;
+pub mod tls;
 
 use drover_proto::api::{TaskInfo, WorkerInfo};
 use serde_json::Value;
@@ -131,6 +132,19 @@ pub fn http_with(
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(SLOW))?;
     s.set_write_timeout(Some(SLOW))?;
+    s.write_all(&request_bytes(addr, method, path, token, headers, body))?;
+    read_response(&mut s)
+}
+
+/// The bytes of one HTTP/1.1 request with `Connection: close`.
+pub fn request_bytes(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Vec<u8> {
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     if let Some(t) = token {
         req.push_str(&format!("Authorization: Bearer {t}\r\n"));
@@ -151,11 +165,9 @@ pub fn http_with(
         None if method == "POST" || method == "PUT" => req.push_str("Content-Length: 0\r\n\r\n"),
         None => req.push_str("\r\n"),
     }
-    s.write_all(req.as_bytes())?;
-    if let Some(b) = body {
-        s.write_all(b)?;
-    }
-    read_response(&mut s)
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body.unwrap_or_default());
+    bytes
 }
 
 pub fn read_response(s: &mut TcpStream) -> std::io::Result<Resp> {

@@ -237,7 +237,7 @@ async fn leaders_view(node: &Node, headers: &axum::http::HeaderMap) -> Option<Ve
     let addr = node.address_of(leader)?;
     let mut req = node
         .http
-        .get(format!("http://{addr}/v1/servers"))
+        .get(format!("{}/v1/servers", node.config.peer_url(&addr)))
         .header(&super::forward::FORWARDED, node.config.node_id.to_string())
         .timeout(Duration::from_secs(2));
     if let Some(auth) = headers.get(axum::http::header::AUTHORIZATION) {
@@ -289,7 +289,7 @@ pub async fn servers(
     let probes = members.iter().map(|(id, addr)| {
         let http = node.http.clone();
         let me = *id == node.config.node_id;
-        let url = format!("http://{addr}/v1/health");
+        let url = format!("{}/v1/health", node.config.peer_url(addr));
         async move {
             if me {
                 return true;
@@ -341,6 +341,7 @@ pub(crate) fn checked_address(text: &str) -> Result<String, ApiError> {
     let text = text
         .trim()
         .trim_start_matches("http://")
+        .trim_start_matches("https://")
         .trim_end_matches('/');
     text.parse::<std::net::SocketAddr>()
         .map(|a| a.to_string())

@@ -131,7 +131,7 @@ async fn forward(
             .http
             .request(
                 parts.method.clone(),
-                format!("http://{addr}{path_and_query}"),
+                format!("{}{path_and_query}", node.config.peer_url(&addr)),
             )
             .header(&FORWARDED, node.config.node_id.to_string())
             .body(body.clone())

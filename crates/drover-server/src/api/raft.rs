@@ -103,7 +103,7 @@ async fn join(State(node): State<Arc<Node>>, body: Bytes) -> Response {
     };
     let sent = node
         .http
-        .post(format!("http://{addr}{PEER_JOIN_PATH}"))
+        .post(format!("{}{PEER_JOIN_PATH}", node.config.peer_url(&addr)))
         .bearer_auth(node.peer_token.as_str())
         .timeout(crate::membership::CATCH_UP + std::time::Duration::from_secs(20))
         .body(body)

@@ -189,7 +189,10 @@ async fn confirm_with_leader(node: &Node, deadline: Instant) -> Result<(), ApiEr
     let left = deadline.saturating_duration_since(Instant::now());
     let answer = node
         .http
-        .get(format!("http://{leader}{PEER_READ_INDEX_PATH}"))
+        .get(format!(
+            "{}{PEER_READ_INDEX_PATH}",
+            node.config.peer_url(&leader)
+        ))
         .bearer_auth(node.peer_token.as_str())
         .timeout(left)
         .send()

@@ -40,16 +40,16 @@ pub const PEER_READ_INDEX_PATH: &str = "/v1/raft/read-index";
 pub struct NetworkFactory {
     http: reqwest::Client,
     peer_token: String,
+    /// `https` or `http`, as the server's own listener.
+    scheme: &'static str,
 }
 
 impl NetworkFactory {
-    pub fn new(peer_token: &str) -> NetworkFactory {
-        let http = reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .connect_timeout(std::time::Duration::from_secs(1))
-            .build()
-            .unwrap_or_default();
+    /// `http`: the server's client for its peers (TLS with the cluster's CA and the
+    /// server's certificate, when the listener speaks TLS).
+    pub fn new(peer_token: &str, http: reqwest::Client, scheme: &'static str) -> NetworkFactory {
         NetworkFactory {
+            scheme,
             http,
             peer_token: peer_token.to_string(),
         }
@@ -164,7 +164,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             http: self.http.clone(),
             peer_token: self.peer_token.clone(),
             target,
-            base: format!("http://{}", node.addr),
+            base: format!("{}://{}", self.scheme, node.addr),
         }
     }
 }

@@ -133,8 +133,8 @@ async fn login(
         return Err(ApiError::unauthorized("the cluster token is wrong"));
     }
     let value = SessionKey::new(node.token.clone()).issue(session::now_secs());
-    // No TLS listener exists yet; `Secure` is added once one does.
-    let cookie = session::set_cookie(Some(&value), false);
+    // Over TLS the browser must never send the cookie in clear.
+    let cookie = session::set_cookie(Some(&value), node.config.scheme == "https");
     session_response(cookie)
 }
 

@@ -102,8 +102,7 @@ pub fn from_cookie_header(header: &str) -> Option<&str> {
 }
 
 /// The `Set-Cookie` value for a session (or, with `None`, one that clears it).
-/// `secure` adds `Secure`: to be set when the server is reached over TLS, which it does
-/// not serve yet, so callers pass `false` for now.
+/// `secure` adds `Secure`: set when the server speaks TLS.
 pub fn set_cookie(value: Option<&str>, secure: bool) -> String {
     let (value, age) = match value {
         Some(v) => (v, LIFETIME_SECS),
