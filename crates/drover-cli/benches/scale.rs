@@ -25,8 +25,10 @@
 //!
 //! `cargo bench -p drover-cli --bench scale` (1,000 workers, 1,000,000 tasks),
 //! `-- --quick` (10 workers, 10,000 tasks: the CI smoke run). Options:
-//! `--workers N --slots N --tasks N --batch N --duration-ms MS --rate N --timeout S
-//! --csv PATH --only drain|queued --server URL --token T --server-pid PID`.
+//! `--workers N --slots N --tasks N --batch N --duration-ms MS --rate N --prefetch N
+//! --servers N --timeout S --csv PATH --only drain|queued --server URL --token T
+//! --server-pid PID`. `--servers 3` runs the drain case through a replicated group of
+//! three (the leader's CPU and RSS are sampled; `all_servers_cpu_s` sums the three).
 //! With `--server` (a running server, or several comma-separated), only the drain case
 //! runs; `--server-pid` names the process whose CPU and RSS are sampled.
 
@@ -61,6 +63,10 @@ struct Options {
     server: Option<String>,
     token: Option<String>,
     server_pid: Option<u32>,
+    /// Servers in the group the harness starts (1, or 3 for a replicated group).
+    servers: usize,
+    /// The policy's `prefetch_per_worker` for the drain case.
+    prefetch: Option<u32>,
 }
 
 impl Options {
@@ -80,6 +86,8 @@ impl Options {
             server: None,
             token: None,
             server_pid: None,
+            servers: 1,
+            prefetch: None,
         };
         let args: Vec<String> = std::env::args().skip(1).collect();
         let mut i = 0;
@@ -113,6 +121,8 @@ impl Options {
                 "--server" => o.server = Some(value.clone()),
                 "--token" => o.token = Some(value.clone()),
                 "--server-pid" => o.server_pid = Some(num() as u32),
+                "--servers" => o.servers = num().max(1) as usize,
+                "--prefetch" => o.prefetch = Some(num() as u32),
                 other => panic!("unknown option {other}"),
             }
             i += 2;
@@ -168,6 +178,74 @@ impl Drop for ServerProc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+const GROUP_TOKEN: &str = "scale-bench-token";
+const PEER_TOKEN: &str = "scale-bench-peer-token";
+
+/// The servers of the drain case: one, or a replicated group on fixed loopback ports.
+struct ServerGroup {
+    procs: Vec<Child>,
+    urls: Vec<String>,
+}
+
+impl ServerGroup {
+    fn start(dir: &Path, n: usize) -> ServerGroup {
+        let listeners: Vec<std::net::TcpListener> = (0..n)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"))
+            .collect();
+        let addrs: Vec<String> = listeners
+            .iter()
+            .map(|l| l.local_addr().expect("address").to_string())
+            .collect();
+        drop(listeners);
+        let procs = (0..n)
+            .map(|i| {
+                let mut c = Command::new(DROVER);
+                c.arg("--data-dir")
+                    .arg(dir.join(format!("s{i}")))
+                    .args(["--token", GROUP_TOKEN, "server", "--listen", &addrs[i]])
+                    .env("DROVER_LOG", "warn")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null());
+                if n > 1 {
+                    c.args(["--peers", &addrs.join(","), "--peer-token", PEER_TOKEN]);
+                }
+                c.spawn().expect("start a server")
+            })
+            .collect();
+        ServerGroup {
+            procs,
+            urls: addrs.iter().map(|a| format!("http://{a}")).collect(),
+        }
+    }
+
+    /// The process of the server that says it leads, once one does.
+    async fn leader_pid(&self) -> u32 {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            for (url, p) in self.urls.iter().zip(&self.procs) {
+                if let Ok(h) = Client::new(url.clone(), Some(GROUP_TOKEN.into()))
+                    .health()
+                    .await
+                    && h.leader
+                {
+                    return p.id();
+                }
+            }
+            assert!(Instant::now() < deadline, "no leader");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for ServerGroup {
+    fn drop(&mut self) {
+        for p in &mut self.procs {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
     }
 }
 
@@ -334,12 +412,21 @@ fn start_workers(
 }
 
 async fn drain_case(o: &Options, dir: &Path) {
-    let own_server = o
+    let group = o
         .server
         .is_none()
-        .then(|| ServerProc::start(&dir.join("server-drain")));
-    let (url, token, spid) = match &own_server {
-        Some(s) => (s.url.clone(), s.token.clone(), Some(s.pid())),
+        .then(|| ServerGroup::start(&dir.join("servers"), o.servers));
+    let all_pids: Vec<u32> = group
+        .as_ref()
+        .map(|g| g.procs.iter().map(|p| p.id()).collect())
+        .unwrap_or_default();
+    let all_cpu = || all_pids.iter().map(|p| cpu_s(*p)).sum::<f64>();
+    let (url, token, spid) = match &group {
+        Some(g) => (
+            g.urls.join(","),
+            GROUP_TOKEN.to_string(),
+            Some(g.leader_pid().await),
+        ),
         None => (
             o.server.clone().unwrap_or_default(),
             o.token.clone().expect("--server needs --token"),
@@ -347,6 +434,11 @@ async fn drain_case(o: &Options, dir: &Path) {
         ),
     };
     let client = Client::new(url.clone(), Some(token.clone()));
+    if let Some(prefetch) = o.prefetch {
+        let mut policy = client.policy().await.expect("policy");
+        policy.prefetch_per_worker = prefetch;
+        client.set_policy(&policy).await.expect("set the policy");
+    }
     let recorder = Arc::new(Recorder::default());
     let joined_at = Instant::now();
     let (stop, handles) = start_workers(o, &url, &token, &dir.join("workers"), recorder.clone());
@@ -376,6 +468,7 @@ async fn drain_case(o: &Options, dir: &Path) {
     let (done_tx, done_rx) = watch::channel(false);
     let t0 = Instant::now();
     let cpu0 = spid.map_or(0.0, cpu_s);
+    let all_cpu0 = all_cpu();
 
     // The submitter: batches back to back, or paced to `rate`.
     let submitter = {
@@ -503,6 +596,7 @@ async fn drain_case(o: &Options, dir: &Path) {
     };
     let e2e_s = t0.elapsed().as_secs_f64();
     let server_cpu_s = spid.map_or(0.0, cpu_s) - cpu0;
+    let all_servers_cpu_s = all_cpu() - all_cpu0;
     let _ = done_tx.send(true);
     let _ = prober.await;
     let submit_s = if submitter.is_finished() {
@@ -558,7 +652,9 @@ async fn drain_case(o: &Options, dir: &Path) {
     write_csv(&csv, &series);
     let acked = recorder.acknowledged.load(Ordering::Relaxed);
     println!(
-        "bench=scale_drain workers={} slots={} tasks={} batch={} duration_ms={} rate={} finished={} acknowledged={acked} join_s={join_s:.1} e2e_s={e2e_s:.1} submit_s={submit_s:.1} submit_tasks_per_s={:.0} starts_per_s={:.0} peak_starts_per_s={peak_starts} submit_to_start_p50_ms={:.1} submit_to_start_p99_ms={:.1} api_p50_ms={:.2} api_p99_ms={:.2} api_requests={} server_cpu_s={server_cpu_s:.1} server_cpu_us_per_task={:.0} server_peak_cpu_pct={peak_cpu:.0} server_rss_idle_mib={rss_idle:.0} server_rss_end_mib={rss_end:.0} server_peak_rss_mib={peak_rss:.0}",
+        "bench=scale_drain servers={} prefetch={} workers={} slots={} tasks={} batch={} duration_ms={} rate={} finished={} acknowledged={acked} join_s={join_s:.1} e2e_s={e2e_s:.1} submit_s={submit_s:.1} submit_tasks_per_s={:.0} starts_per_s={:.0} peak_starts_per_s={peak_starts} submit_to_start_p50_ms={:.1} submit_to_start_p99_ms={:.1} api_p50_ms={:.2} api_p99_ms={:.2} api_requests={} server_cpu_s={server_cpu_s:.1} all_servers_cpu_s={all_servers_cpu_s:.1} server_cpu_us_per_task={:.0} server_peak_cpu_pct={peak_cpu:.0} server_rss_idle_mib={rss_idle:.0} server_rss_end_mib={rss_end:.0} server_peak_rss_mib={peak_rss:.0}",
+        if o.server.is_some() { 0 } else { o.servers },
+        o.prefetch.unwrap_or(0),
         o.workers,
         o.slots,
         o.tasks,
@@ -576,7 +672,7 @@ async fn drain_case(o: &Options, dir: &Path) {
         server_cpu_s * 1e6 / acked.max(1) as f64,
     );
     println!("series={}", csv.display());
-    drop(own_server);
+    drop(group);
     assert!(
         finished,
         "only {acked} of {} ends acknowledged within {:?}",
