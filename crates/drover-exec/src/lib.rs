@@ -4,7 +4,8 @@
 //! each attempt as a child process tree in its own process group and, where cgroup
 //! v1 is writable, its own cgroups. It enforces time and memory limits, kills on
 //! request, captures bounded output, measures usage, and after an agent crash finds
-//! and kills its predecessor's processes. [`HostInfo`] and [`HostSampler`] describe
+//! and kills its predecessor's processes. [`SimulatedDriver`] runs nothing (each
+//! attempt waits out a duration), for the scale harness. [`HostInfo`] and [`HostSampler`] describe
 //! the host for the worker's join and heartbeats. See README.md for the guarantees.
 
 mod attempt;
@@ -19,6 +20,7 @@ mod monitor;
 mod output;
 mod process;
 mod proctree;
+mod simulated;
 mod spec;
 mod sys;
 
@@ -31,4 +33,5 @@ pub use host::{HostInfo, HostSampler};
 pub use kill::KillHandle;
 pub use output::truncation_marker;
 pub use process::{MARKER_VAR, ProcessDriver};
+pub use simulated::{SimulatedDriver, SimulationObserver};
 pub use spec::{LaunchSpec, OutputChunk, Stream};

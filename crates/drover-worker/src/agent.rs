@@ -127,13 +127,32 @@ pub async fn run(
     let driver = ProcessDriver::new(driver_config)?;
     tracing::info!(mode = %driver.mode_description(), "execution driver ready");
     let host = HostInfo::detect(&work_root)?;
+    let capacity = config.capacity(&host.capacity);
+    run_with_driver(config, Arc::new(driver), capacity, shutdown, lifeline).await
+}
+
+/// [`run`] with a driver of the caller's choice and the capacity to declare as given
+/// (no host detection): the scale harness runs many agents in one process this way,
+/// each with a `SimulatedDriver`. The data directory is still created (the heartbeat
+/// samples its disk).
+pub async fn run_with_driver(
+    config: WorkerConfig,
+    driver: Arc<dyn Driver>,
+    capacity: Resources,
+    shutdown: impl Future<Output = ()>,
+    lifeline: Option<Lifeline>,
+) -> Result<(), WorkerError> {
+    let (work_root, _) = identity(&config);
+    std::fs::create_dir_all(&work_root).map_err(|source| WorkerError::DataDir {
+        path: work_root.clone(),
+        source,
+    })?;
     let spec = WorkerSpec {
         name: config.name.clone(),
-        capacity: config.capacity(&host.capacity),
+        capacity,
         labels: config.labels.clone(),
         data_keys: config.data_keys.clone(),
     };
-    let driver: Arc<dyn Driver> = Arc::new(driver);
     let metrics = Arc::new(WorkerMetrics::new());
     if let Some(addr) = config.metrics_listen {
         let bound = crate::metrics::serve(addr, metrics.clone())

@@ -15,6 +15,6 @@ mod lifeline;
 pub mod metrics;
 mod runner;
 
-pub use agent::{WorkerError, identity, run};
+pub use agent::{WorkerError, identity, run, run_with_driver};
 pub use config::WorkerConfig;
 pub use lifeline::{Lifeline, reap_when_agent_exits};
