@@ -98,6 +98,8 @@ impl Browser {
         }
         caps.add_arg(&format!("--user-data-dir={}", profile.display()))
             .unwrap();
+        // thirtyfour's reqwest is built without a crypto provider (no C build): ring.
+        drover_client::tls::install_provider();
         let driver = WebDriver::new(format!("http://127.0.0.1:{port}"), caps)
             .await
             .unwrap_or_else(|e| panic!("a Chromium session: {e}\n{}", tail(&b.log, 20)));
