@@ -15,7 +15,15 @@
 //! - `list_page`: a page of 100 tasks while the server holds them all: from the start,
 //!   from a cursor in the middle, and with a filter that matches almost nothing.
 //!
+//! - `e2e_sleep`: N tasks of `sleep 0.05` on the same worker: the makespan against the
+//!   ideal (N × 0.05 s / 2 slots). `ratio` = drover time / ideal (1.0 is ideal).
+//!
 //! `cargo bench -p drover-cli --bench e2e` (full), `-- --quick` (1/100 scale, smoke).
+//!
+//! `-- --throughput` runs only `e2e_true` and `e2e_sleep`, three rounds each, with the
+//! default policy, and prints medians. With `DROVER_BENCH_BASELINE=/path/to/drover`
+//! (an older build) it runs that binary's cluster beside this one's, interleaved round
+//! by round, each beside its own `xargs` run: before and after from one run.
 
 use drover_client::{Client, ListQuery};
 use drover_types::{ArraySpec, JobSpec, TaskSpec};
@@ -95,6 +103,147 @@ fn xargs_seconds(n: u64) -> f64 {
     start.elapsed().as_secs_f64()
 }
 
+/// One server and one worker with 2 one-CPU slots, from `binary`, in a fresh data dir.
+struct Cluster {
+    client: Client,
+    spid: u32,
+    wpid: u32,
+    _worker: Proc,
+    _server: Proc,
+    dir: PathBuf,
+}
+
+impl Cluster {
+    async fn start(binary: &str, label: &str) -> Cluster {
+        let dir = std::env::temp_dir().join(format!("drover-bench-{}-{label}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let server = Proc(
+            Command::new(binary)
+                .args(["--data-dir"])
+                .arg(&dir)
+                .args(["server", "--listen", "127.0.0.1:0"])
+                .env("DROVER_LOG", "warn")
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start the server"),
+        );
+        let url = wait_for_file(&dir.join("server/endpoint"));
+        let token = wait_for_file(&dir.join("server/token"));
+        let worker = Proc(
+            Command::new(binary)
+                .args(["--data-dir"])
+                .arg(&dir)
+                .args(["worker", "--name", "bench", "--cpus", "2", "--memory", "4G"])
+                .env("DROVER_LOG", "warn")
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start the worker"),
+        );
+        let client = Client::new(url, Some(token));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while client.workers().await.map(|w| w.is_empty()).unwrap_or(true) {
+            assert!(Instant::now() < deadline, "the worker never joined");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Cluster {
+            client,
+            spid: server.0.id(),
+            wpid: worker.0.id(),
+            _worker: worker,
+            _server: server,
+            dir,
+        }
+    }
+
+    /// Runs `n` copies of `command` as one array job; seconds from submission to the
+    /// last end, and the server's and worker's CPU milliseconds meanwhile.
+    async fn run_array(&self, n: u64, command: &[&str]) -> (f64, u64, u64) {
+        let (s0, w0) = (cpu_ms(self.spid), cpu_ms(self.wpid));
+        let task = TaskSpec {
+            array: Some(ArraySpec {
+                start: 0,
+                end: (n - 1) as u32,
+            }),
+            ..TaskSpec::command(command.iter().copied())
+        };
+        let start = Instant::now();
+        let resp = self.client.submit_task(&task).await.expect("submit");
+        wait_job(&self.client, resp.job.0).await;
+        let secs = start.elapsed().as_secs_f64();
+        (secs, cpu_ms(self.spid) - s0, cpu_ms(self.wpid) - w0)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `--throughput`: e2e_true and e2e_sleep, default policy, three rounds, medians; the
+/// baseline binary's cluster (if given) interleaved with this build's.
+async fn throughput(quick: bool) {
+    let n_true: u64 = if quick { 200 } else { 10_000 };
+    let n_sleep: u64 = if quick { 40 } else { 2_000 };
+    let rounds = 3;
+    let mut builds: Vec<(&str, String)> = Vec::new();
+    if let Ok(b) = std::env::var("DROVER_BENCH_BASELINE") {
+        builds.push(("before", b));
+    }
+    builds.push(("after", DROVER.to_string()));
+    let mut clusters = Vec::new();
+    for (label, binary) in &builds {
+        clusters.push((*label, Cluster::start(binary, label).await));
+    }
+    // Per build: drover, xargs, server CPU, worker CPU (true); drover (sleep).
+    let mut figures: Vec<[Vec<f64>; 5]> = (0..clusters.len()).map(|_| Default::default()).collect();
+    for round in 1..=rounds {
+        for (i, (label, c)) in clusters.iter().enumerate() {
+            let xargs_before = xargs_seconds(n_true);
+            let (drover_s, s_cpu, w_cpu) = c.run_array(n_true, &["/bin/true"]).await;
+            let xargs_s = (xargs_before + xargs_seconds(n_true)) / 2.0;
+            println!(
+                "bench=e2e_true build={label} round={round} tasks={n_true} drover_s={drover_s:.2} xargs_s={xargs_s:.2} ratio={:.2} server_cpu_us_per_task={:.0} worker_cpu_us_per_task={:.0}",
+                xargs_s / drover_s,
+                s_cpu as f64 * 1000.0 / n_true as f64,
+                w_cpu as f64 * 1000.0 / n_true as f64,
+            );
+            let f = &mut figures[i];
+            f[0].push(drover_s);
+            f[1].push(xargs_s);
+            f[2].push(s_cpu as f64 * 1000.0 / n_true as f64);
+            f[3].push(w_cpu as f64 * 1000.0 / n_true as f64);
+        }
+        for (i, (label, c)) in clusters.iter().enumerate() {
+            let ideal = n_sleep as f64 * 0.05 / 2.0;
+            let (drover_s, _, _) = c.run_array(n_sleep, &["sleep", "0.05"]).await;
+            println!(
+                "bench=e2e_sleep build={label} round={round} tasks={n_sleep} drover_s={drover_s:.2} ideal_s={ideal:.2} ratio={:.3}",
+                drover_s / ideal
+            );
+            figures[i][4].push(drover_s);
+        }
+    }
+    for (i, (label, _)) in clusters.iter().enumerate() {
+        let f = &mut figures[i];
+        let (d, x) = (median(&mut f[0]), median(&mut f[1]));
+        let ratios: Vec<f64> = f[0].iter().zip(&f[1]).map(|(d, x)| x / d).collect();
+        println!(
+            "bench=e2e_true_median build={label} tasks={n_true} drover_s={d:.2} xargs_s={x:.2} ratio={:.2} server_cpu_us_per_task={:.0} worker_cpu_us_per_task={:.0}",
+            median(&mut ratios.clone()),
+            median(&mut f[2]),
+            median(&mut f[3]),
+        );
+        let ideal = n_sleep as f64 * 0.05 / 2.0;
+        let s = median(&mut f[4]);
+        println!(
+            "bench=e2e_sleep_median build={label} tasks={n_sleep} drover_s={s:.2} ideal_s={ideal:.2} ratio={:.3}",
+            s / ideal
+        );
+    }
+}
+
 async fn wait_job(client: &Client, job: u64) {
     loop {
         let info = client.job(job).await.expect("job");
@@ -110,6 +259,10 @@ async fn wait_job(client: &Client, job: u64) {
 async fn main() {
     let quick = std::env::args().any(|a| a == "--quick")
         || std::env::var_os("DROVER_BENCH_QUICK").is_some();
+    if std::env::args().any(|a| a == "--throughput") {
+        throughput(quick).await;
+        return;
+    }
     let n_true: u64 = if quick { 200 } else { 10_000 };
     let n_latency: usize = if quick { 20 } else { 300 };
     let n_job: u32 = if quick { 1_000 } else { 100_000 };

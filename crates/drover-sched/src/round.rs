@@ -296,6 +296,76 @@ impl Scheduler {
         }
     }
 
+    /// After prefetch: the best ready task must not wait behind a task prefetched to a
+    /// worker it could run on when the queue policy puts it first (a later submission of
+    /// higher priority, say; under fair share only within one owner). The tasks of that
+    /// worker's queue that rank behind it are asked back, like a retraction: once the
+    /// worker confirms they return to the queue without spending an attempt, and the
+    /// next prefetch gives the worker the better task first. One worker per round, and
+    /// none while a worker it could go to is already giving tasks back (that room is on
+    /// its way): a single urgent task does not empty every queue of the cluster.
+    pub(crate) fn overtake_round(&mut self, actions: &mut Vec<Action>) {
+        if self.pool.with_queue.is_empty() {
+            return;
+        }
+        let Some((best, _, shape)) = self.queue.best() else {
+            return;
+        };
+        let (group, _, key) = self.queue_slot(best);
+        let queues: Vec<WorkerId> = self
+            .pool
+            .with_queue
+            .iter()
+            .copied()
+            .take(POLICY_STEPS)
+            .collect();
+        for w in queues {
+            let r = self.pool.rec(w);
+            let sh = &self.shapes.list[shape as usize];
+            if r.state != WorkerState::Active
+                || !sh.res.fits_in(&r.spec.capacity)
+                || !r.matches(&sh.constraints)
+            {
+                continue;
+            }
+            if r.queued
+                .iter()
+                .any(|&t| self.tasks[ix(t)].kill == Some(KillReason::Retracted))
+            {
+                return;
+            }
+            let behind: Vec<TaskId> = r
+                .queued
+                .iter()
+                .copied()
+                .filter(|&t| {
+                    let rec = &self.tasks[ix(t)];
+                    if rec.kill.is_some() || rec.state != TaskState::Assigned {
+                        return false;
+                    }
+                    let (g, _, k) = self.queue_slot(t);
+                    g == group && (k, t) > (key, best)
+                })
+                .take(MAX_RETRACTIONS_PER_ROUND)
+                .collect();
+            if behind.is_empty() {
+                continue;
+            }
+            for t in behind {
+                let rec = &mut self.tasks[ix(t)];
+                rec.kill = Some(KillReason::Retracted);
+                actions.push(Action::Kill {
+                    task: t,
+                    attempt: Attempt(rec.attempt),
+                    worker: w,
+                    reason: KillReason::Retracted,
+                    grace_ms: KILL_GRACE_MS,
+                });
+            }
+            return;
+        }
+    }
+
     fn bind(&mut self, id: TaskId, w: WorkerId, reserve: bool, actions: &mut Vec<Action>) {
         let now = self.now;
         let rec = &mut self.tasks[ix(id)];

@@ -250,6 +250,7 @@ impl Scheduler {
         self.place(&mut actions);
         self.retract_round(&mut actions);
         self.prefetch_round(&mut actions);
+        self.overtake_round(&mut actions);
         Plan { actions }
     }
 

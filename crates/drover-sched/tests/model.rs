@@ -841,6 +841,8 @@ impl Harness {
                         queue,
                         placement,
                         preemption: preempt,
+                        // The reference model has no prefetch (prefetch.rs tests it).
+                        prefetch_per_worker: 0,
                         ..Default::default()
                     },
                 })
@@ -863,7 +865,11 @@ proptest! {
     })]
     #[test]
     fn the_core_agrees_with_the_reference_model(ops in prop::collection::vec(op(), 1..80), cut in 0usize..80) {
-        let mut h = Harness { s: Scheduler::new(SchedulerConfig::default()), m: Model { now: 10_000, ..Model::default() }, shadow: None, twin: Scheduler::new(SchedulerConfig::default()), log: vec![] };
+        let config = || SchedulerConfig {
+            policy: PolicyConfig { prefetch_per_worker: 0, ..PolicyConfig::default() },
+            ..SchedulerConfig::default()
+        };
+        let mut h = Harness { s: Scheduler::new(config()), m: Model { now: 10_000, ..Model::default() }, shadow: None, twin: Scheduler::new(config()), log: vec![] };
         for (i, op) in ops.into_iter().enumerate() {
             if i == cut {
                 let json = serde_json::to_string(&h.s.snapshot()).unwrap();

@@ -12,6 +12,8 @@ fn policy(queue: QueuePolicyKind, placement: PlacementPolicyKind) -> PolicyConfi
     PolicyConfig {
         queue,
         placement,
+        // These order what is ready; prefetch.rs tests the worker queues.
+        prefetch_per_worker: 0,
         ..PolicyConfig::default()
     }
 }

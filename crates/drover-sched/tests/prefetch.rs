@@ -197,3 +197,59 @@ fn snapshots_keep_the_queues() {
     restored.check_invariants().unwrap();
     assert_eq!(restored.worker(w).unwrap().queued, vec![ids[1], ids[2]]);
 }
+
+#[test]
+fn a_later_task_of_higher_priority_overtakes_the_prefetched_ones() {
+    let mut env = prefetching(2);
+    let w = env.join("w1", 1, 8);
+    let low = env.submit((0..3).map(|_| task()).collect());
+    env.starts();
+    assert_eq!(env.s.worker(w).unwrap().queued, vec![low[1], low[2]]);
+    // Another task of the same priority queues behind them: nothing is asked back.
+    let same = env.submit(vec![task()])[0];
+    assert_eq!(kills(&env.schedule()), vec![]);
+    // One of higher priority: every prefetched task ranking behind it is asked back.
+    let urgent = env.submit(vec![prio(task(), 5)])[0];
+    let actions = env.schedule();
+    assert_eq!(
+        kills(&actions),
+        vec![
+            (low[1], KillReason::Retracted),
+            (low[2], KillReason::Retracted)
+        ]
+    );
+    // Asked once: the next round, before the worker confirms, asks nothing more.
+    assert_eq!(kills(&env.schedule()), vec![]);
+    // The worker drops them (never started) and reports; they return to the queue
+    // without spending an attempt, and the urgent task is prefetched first.
+    env.finish(low[1], Outcome::Killed);
+    env.finish(low[2], Outcome::Killed);
+    env.schedule();
+    assert_eq!(env.s.worker(w).unwrap().queued, vec![urgent, low[1]]);
+    assert_eq!(env.s.task(low[1]).unwrap().attempt, Attempt(2));
+    // When the running task ends, the urgent one runs next, then the others in order.
+    env.run_ok(low[0]);
+    env.schedule();
+    assert_eq!(env.s.worker(w).unwrap().running, vec![urgent]);
+    assert_eq!(env.s.worker(w).unwrap().queued, vec![low[1], low[2]]);
+    for t in [urgent, low[1], low[2]] {
+        env.run_ok(t);
+        env.schedule();
+    }
+    env.run_ok(same);
+    for t in [low[0], low[1], low[2], urgent, same] {
+        assert_eq!(env.state(t), TaskState::Succeeded);
+    }
+}
+
+#[test]
+fn a_higher_priority_task_that_cannot_run_on_the_worker_asks_nothing_back() {
+    let mut env = prefetching(1);
+    let w = env.join("w1", 1, 8);
+    let low = env.submit((0..2).map(|_| task()).collect());
+    env.starts();
+    assert_eq!(env.s.worker(w).unwrap().queued, vec![low[1]]);
+    // Too big for this worker whatever it runs: retracting would gain nothing.
+    env.submit(vec![prio(cpus(task(), 2), 5)]);
+    assert_eq!(kills(&env.schedule()), vec![]);
+}

@@ -504,7 +504,14 @@ impl Run {
 
 fn replay(ops: &[Op]) -> Run {
     let mut r = Run {
-        s: Scheduler::new(Default::default()),
+        // Without prefetch: the model here tracks placements, not worker queues.
+        s: Scheduler::new(drover_sched::SchedulerConfig {
+            policy: drover_types::PolicyConfig {
+                prefetch_per_worker: 0,
+                ..Default::default()
+            },
+            ..Default::default()
+        }),
         now: 1_000,
         retired: Vec::new(),
         log: Vec::new(),

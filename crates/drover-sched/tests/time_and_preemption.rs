@@ -74,6 +74,7 @@ fn preempting() -> PolicyConfig {
     PolicyConfig {
         preemption: true,
         preemption_grace_ms: 3_000,
+        prefetch_per_worker: 0,
         ..PolicyConfig::default()
     }
 }

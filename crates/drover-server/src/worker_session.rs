@@ -17,8 +17,10 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-/// The longest one message to a worker may take to send.
+/// The longest one write (a message and those queued behind it) to a worker may take.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Queued messages sent along with the one that woke the writer, at most.
+const MAX_MESSAGES_PER_WRITE: usize = 256;
 
 /// The worker protocol: a WebSocket upgrade (see drover-proto's `worker` module).
 #[utoipa::path(
@@ -321,9 +323,21 @@ async fn serve(node: Arc<Node>, mut socket: WebSocket) -> Result<(), SessionErro
                 },
                 _ = ping.tick() => Message::Ping(Default::default()),
             };
+            // What else is queued goes out in the same write (one syscall and one
+            // wake-up of the worker for a round's starts, not one per message).
             // A peer that stopped reading (or a path that drops packets) must not
             // hold this task, and the session, for the kernel's retransmission time.
-            match tokio::time::timeout(WRITE_TIMEOUT, sink.send(message)).await {
+            let write = async {
+                sink.feed(message).await?;
+                for _ in 0..MAX_MESSAGES_PER_WRITE {
+                    match rx.try_recv() {
+                        Ok(text) => sink.feed(Message::Text(text.into())).await?,
+                        Err(_) => break,
+                    }
+                }
+                sink.flush().await
+            };
+            match tokio::time::timeout(WRITE_TIMEOUT, write).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) | Err(_) => break,
             }

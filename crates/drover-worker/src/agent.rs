@@ -49,6 +49,8 @@ const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most output bytes kept while disconnected.
 const MAX_OFFLINE_OUTPUT: usize = 64 << 20;
+/// Events of running attempts sent in one write at most.
+const MAX_EVENTS_PER_WRITE: usize = 64;
 /// Heartbeats remembered while waiting for their acks.
 const MAX_UNACKED_HEARTBEATS: usize = 64;
 
@@ -256,6 +258,27 @@ fn ended_report((task, attempt): (TaskId, Attempt), outcome: Outcome) -> Attempt
 async fn send_json(socket: &mut Socket, message: &WorkerMessage) -> Result<(), String> {
     let text = serde_json::to_string(message).map_err(|e| e.to_string())?;
     send(socket, Message::Text(text.into())).await
+}
+
+/// Queues a message on the socket without flushing it, bounded by [`SEND_TIMEOUT`].
+async fn feed_json(socket: &mut Socket, message: &WorkerMessage) -> Result<(), String> {
+    let text = serde_json::to_string(message).map_err(|e| e.to_string())?;
+    feed(socket, Message::Text(text.into())).await
+}
+
+async fn feed(socket: &mut Socket, message: Message) -> Result<(), String> {
+    match tokio::time::timeout(SEND_TIMEOUT, socket.feed(message)).await {
+        Ok(fed) => fed.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("a send took longer than {SEND_TIMEOUT:?}")),
+    }
+}
+
+/// Writes out what was fed, bounded by [`SEND_TIMEOUT`].
+async fn flush(socket: &mut Socket) -> Result<(), String> {
+    match tokio::time::timeout(SEND_TIMEOUT, socket.flush()).await {
+        Ok(flushed) => flushed.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("a send took longer than {SEND_TIMEOUT:?}")),
+    }
 }
 
 /// One send, bounded by [`SEND_TIMEOUT`].
@@ -549,6 +572,9 @@ impl Agent {
                 return Ok(SessionEnd::Disconnected(e));
             }
         }
+        if let Err(e) = flush(&mut socket).await {
+            return Ok(SessionEnd::Disconnected(e));
+        }
         let mut heartbeat = tokio::time::interval(self.heartbeat_every);
         // Heartbeats go unacknowledged for several intervals: this path is broken even
         // if TCP has not noticed (a cut, a one-way cut, a stalled connection). Try a
@@ -588,21 +614,36 @@ impl Agent {
                 }
                 ev = self.events_rx.recv() => {
                     let Some(ev) = ev else { continue };
-                    let sent = match ev {
-                        RunnerEvent::Started(task, attempt) => {
-                            if self.running.contains_key(&(task, attempt)) {
-                                self.spawned.insert((task, attempt));
+                    // This event and those already waiting behind it go out in one
+                    // write; then what an end made room for starts.
+                    let (mut next, mut count, mut ended) = (Some(ev), 0, false);
+                    let mut sent = Ok(());
+                    while let Some(ev) = next.take() {
+                        sent = match ev {
+                            RunnerEvent::Started(task, attempt) => {
+                                if self.running.contains_key(&(task, attempt)) {
+                                    self.spawned.insert((task, attempt));
+                                }
+                                feed_json(&mut socket, &WorkerMessage::Started { task, attempt }).await
                             }
-                            send_json(&mut socket, &WorkerMessage::Started { task, attempt }).await
+                            RunnerEvent::Output(frame) => self.send_output(&mut socket, frame).await,
+                            RunnerEvent::Finished(report) => {
+                                ended = true;
+                                let report = self.record_end(report);
+                                feed_json(&mut socket, &WorkerMessage::Finished(report)).await
+                            }
+                        };
+                        count += 1;
+                        if sent.is_ok() && count < MAX_EVENTS_PER_WRITE {
+                            next = self.events_rx.try_recv().ok();
                         }
-                        RunnerEvent::Output(frame) => self.send_output(&mut socket, frame).await,
-                        RunnerEvent::Finished(report) => {
-                            let report = self.record_end(report);
-                            let sent = send_json(&mut socket, &WorkerMessage::Finished(report)).await;
-                            self.start_waiting();
-                            sent
-                        }
-                    };
+                    }
+                    if sent.is_ok() {
+                        sent = flush(&mut socket).await;
+                    }
+                    if ended {
+                        self.start_waiting();
+                    }
                     if let Err(e) = sent {
                         return Ok(SessionEnd::Disconnected(e));
                     }
@@ -640,9 +681,10 @@ impl Agent {
             .collect()
     }
 
-    /// Sends an output frame and keeps it until the server confirms it.
+    /// Queues an output frame on the socket (the caller flushes) and keeps it until the
+    /// server confirms it.
     async fn send_output(&mut self, socket: &mut Socket, frame: OutputFrame) -> Result<(), String> {
-        let sent = send(socket, Message::Binary(frame.encode().into())).await;
+        let sent = feed(socket, Message::Binary(frame.encode().into())).await;
         // Kept even when the send failed: it goes out again after the next welcome.
         self.unconfirmed_output_bytes += frame.data.len();
         self.unconfirmed_output.push_back((self.next_beat, frame));

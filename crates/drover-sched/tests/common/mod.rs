@@ -16,8 +16,13 @@ pub struct Env {
 }
 
 impl Env {
+    /// Without prefetch, so that a full worker's tasks stay ready where these tests
+    /// look for them (`prefetch.rs` tests prefetch; `model.rs` runs with the default).
     pub fn new() -> Env {
-        Env::with_policy(PolicyConfig::default())
+        Env::with_policy(PolicyConfig {
+            prefetch_per_worker: 0,
+            ..PolicyConfig::default()
+        })
     }
 
     pub fn with_policy(policy: PolicyConfig) -> Env {

@@ -5,6 +5,15 @@
 //! when `append` reports an entry flushed, it survives `kill -9` and power loss.
 //! Every database call runs on a blocking thread, and a failed one is tried again until
 //! it succeeds (see [`LogStore::run`] and `storage_health.rs`).
+//!
+//! One fsync per append, none per commit: openraft saves the committed pointer after
+//! every commit, inline in its core loop, and fsyncing it there doubled the fsyncs on
+//! a task's path. It needs no fsync: it only lets a restarted server apply entries
+//! before it hears from a leader (a leader re-commits them anyway, and what was
+//! acknowledged is in the fsynced log). So it is kept in memory and written inside the
+//! next append's transaction. And the newest entries are kept in memory
+//! ([`RecentEntries`]): openraft reads every entry back to apply it right after
+//! appending it, which was a redb read and a JSON parse on its core loop.
 
 use super::{StorageError, StorageHealth, TypeConfig};
 use openraft::storage::{LogFlushed, RaftLogStorage};
@@ -38,6 +47,78 @@ struct Shared {
     /// until the database is opened again, which the next try does.
     db: Mutex<Option<Arc<Database>>>,
     health: Arc<StorageHealth>,
+    recent: Mutex<RecentEntries>,
+    /// The committed pointer openraft saved last, and whether the database has it yet
+    /// (written by the next append's transaction).
+    committed: Mutex<(Option<LogId<u64>>, bool)>,
+}
+
+/// Most bytes (as serialized) of entries kept in memory.
+const RECENT_MAX_BYTES: usize = 64 << 20;
+
+/// The newest entries of the log, a contiguous run ending at the last one appended
+/// (empty after a start). A read wholly inside it is served from memory.
+#[derive(Debug, Default)]
+struct RecentEntries {
+    entries: std::collections::BTreeMap<u64, (Entry<TypeConfig>, usize)>,
+    bytes: usize,
+}
+
+impl RecentEntries {
+    /// Adds entries just made durable, after any it holds from their first index on
+    /// (openraft overwrites a conflicting tail), dropping the oldest past the bound.
+    fn push(&mut self, appended: Vec<(Entry<TypeConfig>, usize)>) {
+        let Some(first) = appended.first().map(|(e, _)| e.log_id.index) else {
+            return;
+        };
+        self.truncate(first);
+        if self
+            .entries
+            .last_key_value()
+            .is_some_and(|(last, _)| *last + 1 != first)
+        {
+            // Not contiguous with what is held (cannot happen through openraft): start over.
+            self.entries.clear();
+            self.bytes = 0;
+        }
+        for (entry, size) in appended {
+            self.bytes += size;
+            self.entries.insert(entry.log_id.index, (entry, size));
+        }
+        while self.bytes > RECENT_MAX_BYTES && self.entries.len() > 1 {
+            if let Some((_, (_, size))) = self.entries.pop_first() {
+                self.bytes -= size;
+            }
+        }
+    }
+
+    /// Forgets the entries from `index` on.
+    fn truncate(&mut self, index: u64) {
+        for (_, (_, size)) in self.entries.split_off(&index) {
+            self.bytes -= size;
+        }
+    }
+
+    /// Forgets the entries up to `index`, inclusive.
+    fn purge(&mut self, index: u64) {
+        let kept = self.entries.split_off(&(index + 1));
+        self.entries = kept;
+        self.bytes = self.entries.values().map(|(_, s)| *s).sum();
+    }
+
+    /// The entries from `start` to `end` if every one of them is held.
+    fn get(&self, start: u64, end: Bound<u64>) -> Option<Vec<Entry<TypeConfig>>> {
+        let (&first, _) = self.entries.first_key_value()?;
+        if start < first {
+            return None;
+        }
+        Some(
+            self.entries
+                .range((Bound::Included(start), end))
+                .map(|(_, (e, _))| e.clone())
+                .collect(),
+        )
+    }
 }
 
 /// First pause between two tries of a failed write, doubled up to [`RETRY_MAX`].
@@ -67,6 +148,8 @@ impl LogStore {
                 path: path.to_path_buf(),
                 db: Mutex::new(Some(Arc::new(db))),
                 health,
+                recent: Mutex::new(RecentEntries::default()),
+                committed: Mutex::new((None, true)),
             }),
         })
     }
@@ -202,6 +285,15 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(i) => Bound::Excluded(*i),
             Bound::Unbounded => Bound::Unbounded,
         };
+        if let Some(entries) = self
+            .inner
+            .recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(start, end)
+        {
+            return Ok(entries);
+        }
         self.run(false, move |db| {
             let txn = db.begin_read().map_err(read_err)?;
             let table = txn.open_table(LOG).map_err(read_err)?;
@@ -257,11 +349,25 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.get_meta(VOTE).await
     }
 
+    /// Kept in memory; the next append writes it (see the module's comment).
     async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> Result<(), StorageError> {
-        self.put_meta(COMMITTED, &committed).await
+        *self
+            .inner
+            .committed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = (committed, false);
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, StorageError> {
+        let (held, _) = *self
+            .inner
+            .committed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if held.is_some() {
+            return Ok(held);
+        }
         Ok(self
             .get_meta::<Option<LogId<u64>>>(COMMITTED)
             .await?
@@ -279,12 +385,26 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         // One transaction, one fsync, for the whole batch openraft hands us.
         let mut rows = Vec::new();
+        let mut kept = Vec::new();
         for entry in entries {
-            rows.push((
-                entry.log_id.index,
-                serde_json::to_vec(&entry).map_err(write_err)?,
-            ));
+            let index = entry.log_id.index;
+            let bytes = serde_json::to_vec(&entry).map_err(write_err)?;
+            kept.push((entry, bytes.len()));
+            rows.push((index, bytes));
         }
+        // The committed pointer saved since the last append rides along.
+        let committed = {
+            let c = self
+                .inner
+                .committed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            match *c {
+                (value, false) => Some(serde_json::to_vec(&value).map_err(write_err)?),
+                (_, true) => None,
+            }
+        };
+        let written = committed.is_some();
         let result = self
             .run(true, move |db| {
                 let txn = db.begin_write().map_err(write_err)?;
@@ -293,10 +413,29 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                     for (index, bytes) in &rows {
                         table.insert(*index, bytes.as_slice()).map_err(write_err)?;
                     }
+                    if let Some(committed) = &committed {
+                        let mut meta = txn.open_table(META).map_err(write_err)?;
+                        meta.insert(COMMITTED, committed.as_slice())
+                            .map_err(write_err)?;
+                    }
                 }
                 txn.commit().map_err(write_err)
             })
             .await;
+        if result.is_ok() {
+            if written {
+                self.inner
+                    .committed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .1 = true;
+            }
+            self.inner
+                .recent
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(kept);
+        }
         match result {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
@@ -310,6 +449,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError> {
+        self.inner
+            .recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .truncate(log_id.index);
         self.run(true, move |db| {
             let txn = db.begin_write().map_err(write_err)?;
             {
@@ -324,6 +468,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), StorageError> {
+        self.inner
+            .recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .purge(log_id.index);
         let bytes = serde_json::to_vec(&log_id).map_err(write_err)?;
         self.run(true, move |db| {
             let txn = db.begin_write().map_err(write_err)?;
