@@ -92,7 +92,14 @@ async fn connect_unbounded(
     // `wss://` with the cluster's CA when given (else the system's roots); `ws://`
     // ignores the connector.
     let connector = tls.map(tokio_tungstenite::Connector::Rustls);
-    match tokio_tungstenite::connect_async_tls_with_config(request, None, true, connector).await {
+    // A small read buffer: tungstenite zero-fills it on every read (128 KiB by default),
+    // and what the server sends is small; thousands of agents in one process (the scale
+    // harness) also pay it in memory.
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(8 << 10);
+    match tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, connector)
+        .await
+    {
         Ok((socket, _)) => Ok(socket),
         Err(tokio_tungstenite::tungstenite::Error::Http(resp))
             if resp.status() == StatusCode::UNAUTHORIZED =>
