@@ -224,6 +224,8 @@ fn as_replay(result: CommandResult) -> CommandResult {
 }
 
 type Outcome = Result<CommandResult, ProposeError>;
+/// Where a resend waits for the first submission's outcome (`None` until there is one).
+type OutcomeWatch = watch::Receiver<Option<Outcome>>;
 
 /// The idempotency keys of submissions being written on this leader (proposed, not yet
 /// applied or failed), each with a channel its resends wait on.
@@ -235,14 +237,15 @@ type Outcome = Result<CommandResult, ProposeError>;
 /// submissions in flight: an entry leaves when its write is answered, failed or dropped.
 #[derive(Default)]
 struct InFlightKeys {
-    keys: Mutex<HashMap<String, (u64, watch::Receiver<Option<Outcome>>)>>,
+    /// Key → the fingerprint of the body being written, and where its outcome comes.
+    keys: Mutex<HashMap<String, (u64, OutcomeWatch)>>,
 }
 
 enum Claim<'a> {
     /// Not in flight: this caller proposes and must report its outcome.
     First(KeyClaim<'a>),
     /// In flight with the same body: wait for that outcome.
-    Wait(watch::Receiver<Option<Outcome>>),
+    Wait(OutcomeWatch),
     /// In flight with a different body: proposed, refused as a conflict when applied.
     Unrelated,
 }
@@ -275,7 +278,7 @@ impl InFlightKeys {
     }
 
     /// The first submission's outcome; `None` if its caller went away without one.
-    async fn outcome(mut rx: watch::Receiver<Option<Outcome>>) -> Option<Outcome> {
+    async fn outcome(mut rx: OutcomeWatch) -> Option<Outcome> {
         rx.wait_for(Option::is_some).await.ok()?.clone()
     }
 
