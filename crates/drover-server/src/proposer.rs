@@ -5,19 +5,37 @@
 //! one fsync and one scheduling round, not one each. Entries are handed to openraft in
 //! the order commands arrived, so two commands from one source (a worker's "started"
 //! then "finished") are applied in that order.
+//!
+//! Back-pressure: callers that wait for their answer ([`Proposer::propose_all`]) take a
+//! place in a bounded queue first ([`QUEUED_MAX`]), so a flood of submissions slows the
+//! submitters instead of growing memory without limit. Reports proposed without waiting
+//! (workers' starts and ends, ticks, lost workers) do not wait for a place: their number is
+//! bounded by the running attempts and by timers, and the tasks sending them (a worker's
+//! read loop, the background loop) must not stall. Both kinds share one queue, so order
+//! is kept.
+//!
+//! Keyed resends in flight: a submission whose idempotency key is already being written
+//! on this leader waits for that write and answers with its outcome, instead of writing
+//! the (possibly huge) job again (see [`InFlightKeys`]).
 
 use crate::raft::{Raft, SharedState, StorageHealth};
-use drover_state::{Command, CommandResult, LogEntry};
+use drover_state::{Command, CommandResult, IdempotencyKey, LogEntry};
 use drover_types::Millis;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
 /// Most commands in one entry. Large enough to amortise the fsync, small enough that
 /// one entry never stalls the scheduler for long.
 const MAX_BATCH: usize = 4096;
 /// Entries in flight at once (written but not yet applied).
 const MAX_IN_FLIGHT: usize = 8;
+/// Most waiting proposals queued (not yet taken into an entry). One full batch's worth
+/// of single-command proposals (`MAX_BATCH`), so batching is never starved by the bound,
+/// while a burst of thousands of clients (each holding a job in memory) waits in its own
+/// task at the door rather than in the queue.
+const QUEUED_MAX: usize = MAX_BATCH;
 /// How long a write may wait to be committed and applied before the leader checks that
 /// a majority still follows it. A leader cut off from the majority is not told so by
 /// openraft (it goes on believing it leads), and its writes would otherwise wait for
@@ -67,12 +85,17 @@ type Reply = oneshot::Sender<Result<Vec<CommandResult>, ProposeError>>;
 struct Proposal {
     commands: Vec<Command>,
     reply: Option<Reply>,
+    /// The proposal's place in the bounded queue (waiting proposals only), given back
+    /// when the proposer takes it into an entry.
+    _place: Option<OwnedSemaphorePermit>,
 }
 
 /// A handle to the proposer task. Cheap to clone.
 #[derive(Clone)]
 pub struct Proposer {
     tx: mpsc::UnboundedSender<Proposal>,
+    places: Arc<Semaphore>,
+    in_flight: Arc<InFlightKeys>,
     clock: LeaderClock,
     state: Arc<SharedState>,
     storage: Arc<StorageHealth>,
@@ -94,6 +117,8 @@ impl Proposer {
         tokio::spawn(run(raft, rx, clock.clone(), state.clone(), storage.clone()));
         Proposer {
             tx,
+            places: Arc::new(Semaphore::new(QUEUED_MAX)),
+            in_flight: Arc::new(InFlightKeys::default()),
             clock,
             state,
             storage,
@@ -107,7 +132,36 @@ impl Proposer {
     }
 
     /// Proposes one command and waits until it is committed and applied.
+    /// A keyed submission whose key is being written on this leader already waits for
+    /// that write and answers with its outcome (see [`InFlightKeys`]).
     pub async fn propose(&self, command: Command) -> Result<CommandResult, ProposeError> {
+        let key = match &command {
+            Command::Submit {
+                idempotency: Some(key),
+                ..
+            } => Some(key.clone()),
+            _ => None,
+        };
+        let Some(key) = key else {
+            return self.propose_one(command).await;
+        };
+        match self.in_flight.claim(&key) {
+            Claim::Wait(first) => match InFlightKeys::outcome(first).await {
+                Some(outcome) => outcome.map(as_replay),
+                // The first one's caller went away before its answer: the entry may or
+                // may not be written; the apply-time lookup decides.
+                None => self.propose_one(command).await,
+            },
+            Claim::First(claim) => {
+                let outcome = self.propose_one(command).await;
+                claim.finish(&outcome);
+                outcome
+            }
+            Claim::Unrelated => self.propose_one(command).await,
+        }
+    }
+
+    async fn propose_one(&self, command: Command) -> Result<CommandResult, ProposeError> {
         let mut results = self.propose_all(vec![command]).await?;
         results.pop().ok_or(ProposeError::ShuttingDown)
     }
@@ -121,11 +175,19 @@ impl Proposer {
         if let Some(f) = self.storage.failure() {
             return Err(ProposeError::Storage { reason: f.reason });
         }
+        // Wait for a place in the queue (back-pressure). Never closed.
+        let place = self
+            .places
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ProposeError::ShuttingDown)?;
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Proposal {
                 commands,
                 reply: Some(reply),
+                _place: Some(place),
             })
             .map_err(|_| ProposeError::ShuttingDown)?;
         let answer = rx.await.map_err(|_| ProposeError::ShuttingDown)?;
@@ -147,7 +209,100 @@ impl Proposer {
         let _ = self.tx.send(Proposal {
             commands: vec![command],
             reply: None,
+            _place: None,
         });
+    }
+}
+
+/// A resend's answer from the first submission's outcome: what the apply-time lookup
+/// would have answered had the resend been written.
+fn as_replay(result: CommandResult) -> CommandResult {
+    match result {
+        CommandResult::Submitted { job, tasks } => CommandResult::Replayed { job, tasks },
+        other => other,
+    }
+}
+
+type Outcome = Result<CommandResult, ProposeError>;
+/// Where a resend waits for the first submission's outcome (`None` until there is one).
+type OutcomeWatch = watch::Receiver<Option<Outcome>>;
+
+/// The idempotency keys of submissions being written on this leader (proposed, not yet
+/// applied or failed), each with a channel its resends wait on.
+///
+/// Only an optimisation: it is local to this server and forgotten on restart; the
+/// apply-time lookup (`drover_state::idempotency`) stays what decides. So a resend that
+/// arrives at another server, or after the first one's answer, or whose first caller went
+/// away, is simply proposed, and answered `Replayed` when applied. Bounded by the
+/// submissions in flight: an entry leaves when its write is answered, failed or dropped.
+#[derive(Default)]
+struct InFlightKeys {
+    /// Key → the fingerprint of the body being written, and where its outcome comes.
+    keys: Mutex<HashMap<String, (u64, OutcomeWatch)>>,
+}
+
+enum Claim<'a> {
+    /// Not in flight: this caller proposes and must report its outcome.
+    First(KeyClaim<'a>),
+    /// In flight with the same body: wait for that outcome.
+    Wait(OutcomeWatch),
+    /// In flight with a different body: proposed, refused as a conflict when applied.
+    Unrelated,
+}
+
+/// A key this caller is writing. Dropping it without [`KeyClaim::finish`] (the caller's
+/// request cancelled) releases the key and lets its waiters propose for themselves.
+struct KeyClaim<'a> {
+    keys: &'a InFlightKeys,
+    key: String,
+    tx: watch::Sender<Option<Outcome>>,
+}
+
+impl InFlightKeys {
+    fn claim(&self, key: &IdempotencyKey) -> Claim<'_> {
+        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((fingerprint, rx)) = keys.get(&key.key) {
+            return if *fingerprint == key.fingerprint {
+                Claim::Wait(rx.clone())
+            } else {
+                Claim::Unrelated
+            };
+        }
+        let (tx, rx) = watch::channel(None);
+        keys.insert(key.key.clone(), (key.fingerprint, rx));
+        Claim::First(KeyClaim {
+            keys: self,
+            key: key.key.clone(),
+            tx,
+        })
+    }
+
+    /// The first submission's outcome; `None` if its caller went away without one.
+    async fn outcome(mut rx: OutcomeWatch) -> Option<Outcome> {
+        rx.wait_for(Option::is_some).await.ok()?.clone()
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.keys.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+impl KeyClaim<'_> {
+    /// Answers the waiters; the key is released as `self` drops (a resend arriving in
+    /// between finds the outcome already there).
+    fn finish(self, outcome: &Outcome) {
+        let _ = self.tx.send(Some(outcome.clone()));
+    }
+}
+
+impl Drop for KeyClaim<'_> {
+    fn drop(&mut self) {
+        self.keys
+            .keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.key);
     }
 }
 
@@ -219,6 +374,7 @@ async fn run(
         let mut commands = Vec::with_capacity(n);
         let mut replies = Vec::with_capacity(batch.len());
         for p in batch {
+            // `p._place` is dropped here: the next waiting proposal may queue.
             replies.push((p.commands.len(), p.reply));
             commands.extend(p.commands);
         }
@@ -331,5 +487,79 @@ async fn majority_confirms(raft: &Raft) -> bool {
 impl std::fmt::Debug for Proposer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Proposer")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use drover_sched::TaskRange;
+    use drover_types::{JobId, TaskId};
+
+    fn key(k: &str, fingerprint: u64) -> IdempotencyKey {
+        IdempotencyKey {
+            key: k.into(),
+            fingerprint,
+        }
+    }
+
+    fn submitted() -> CommandResult {
+        CommandResult::Submitted {
+            job: JobId(7),
+            tasks: TaskRange {
+                first: TaskId(10),
+                count: 3,
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn a_resend_in_flight_waits_and_answers_replayed_with_the_first_ids() {
+        let keys = InFlightKeys::default();
+        let Claim::First(first) = keys.claim(&key("k", 1)) else {
+            panic!("the first submission of a key claims it");
+        };
+        let Claim::Wait(rx) = keys.claim(&key("k", 1)) else {
+            panic!("a resend with the same body waits");
+        };
+        assert!(matches!(keys.claim(&key("k", 2)), Claim::Unrelated));
+        let waiter = tokio::spawn(InFlightKeys::outcome(rx));
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "waits for the first outcome");
+        first.finish(&Ok(submitted()));
+        let got = waiter.await.unwrap().expect("an outcome").map(as_replay);
+        assert!(
+            matches!(got, Ok(CommandResult::Replayed { job: JobId(7), tasks }) if tasks.first == TaskId(10) && tasks.count == 3),
+            "{got:?}"
+        );
+        assert_eq!(keys.len(), 0, "released once answered");
+        assert!(matches!(keys.claim(&key("k", 1)), Claim::First(_)));
+    }
+
+    #[tokio::test]
+    async fn a_failed_first_gives_its_error_and_a_dropped_one_lets_waiters_propose() {
+        let keys = InFlightKeys::default();
+        let Claim::First(first) = keys.claim(&key("k", 1)) else {
+            panic!()
+        };
+        let Claim::Wait(rx) = keys.claim(&key("k", 1)) else {
+            panic!()
+        };
+        first.finish(&Err(ProposeError::NotLeader { leader: Some(2) }));
+        assert!(matches!(
+            InFlightKeys::outcome(rx).await,
+            Some(Err(ProposeError::NotLeader { leader: Some(2) }))
+        ));
+        assert_eq!(keys.len(), 0);
+
+        let Claim::First(first) = keys.claim(&key("k", 1)) else {
+            panic!()
+        };
+        let Claim::Wait(rx) = keys.claim(&key("k", 1)) else {
+            panic!()
+        };
+        drop(first);
+        assert!(InFlightKeys::outcome(rx).await.is_none());
+        assert_eq!(keys.len(), 0, "no leak when the first caller goes away");
     }
 }
