@@ -174,6 +174,11 @@ pub enum ServerMessage {
         attempt: Attempt,
         grace_ms: u64,
         reason: String,
+        /// Only if the attempt has not started: a retraction of a prefetched task
+        /// (to run it elsewhere sooner) that the worker may have beaten by starting it.
+        /// A started attempt then runs on; its `Started` tells the server so.
+        #[serde(default)]
+        unless_started: bool,
     },
     /// The server has recorded the end of this attempt; the worker may forget it.
     FinishedAck {

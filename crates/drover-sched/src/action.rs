@@ -33,7 +33,9 @@ pub enum KillReason {
     /// Evicted to make room for a higher-priority task.
     Preempted,
     /// A prefetched attempt taken back from a busy worker, to run on one with room.
-    /// The worker drops it if it has not started it yet (and ends it if it just has).
+    /// The worker drops it if it has not started it yet; one it has started runs on
+    /// (its start, when applied, cancels the retraction): a task is never killed and
+    /// run again just to move it.
     Retracted,
     /// The worker runs an attempt that is no longer current (it rejoined after the
     /// attempt was given up on).

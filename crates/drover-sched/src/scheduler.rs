@@ -698,6 +698,11 @@ impl Scheduler {
         }
         let now = self.now;
         let rec = &mut self.tasks[ix(task)];
+        if rec.kill == Some(KillReason::Retracted) {
+            // The worker started it before the retraction reached it, and keeps it
+            // (workers ignore a retraction of a started attempt): it runs here.
+            rec.kill = None;
+        }
         if let Some(a) = rec.attempts.last_mut()
             && a.started_at.is_none()
         {

@@ -136,6 +136,40 @@ fn a_worker_with_room_takes_a_prefetched_task_back_from_a_busy_one() {
 }
 
 #[test]
+fn a_retraction_the_worker_beat_by_starting_the_task_is_dropped_and_the_task_runs_once() {
+    let mut env = prefetching(1);
+    let busy = env.join("busy", 1, 8);
+    let ids = env.submit((0..2).map(|_| task()).collect());
+    env.starts();
+    env.started(ids[0]);
+    // A worker with room asks the prefetched task back...
+    assert_eq!(env.s.worker(busy).unwrap().queued, vec![ids[1]]);
+    let free = env.join("free", 1, 8);
+    let actions = env.schedule();
+    assert_eq!(kills(&actions), vec![(ids[1], KillReason::Retracted)]);
+    // ...but the busy worker's first task ended and it started the next before the
+    // retraction arrived: it keeps it.
+    env.exit(ids[0], 0);
+    started(&mut env, ids[1], busy);
+    assert_eq!(env.state(ids[1]), TaskState::Running);
+    assert_eq!(env.worker_of(ids[1]), Some(busy));
+    assert!(env.starts().is_empty(), "nothing goes to the free worker");
+    // Its end is its own: a failure spends its only attempt instead of running it
+    // again elsewhere as a retraction would.
+    env.exit(ids[1], 3);
+    assert_eq!(env.state(ids[1]), TaskState::Failed);
+    let rec = env.s.task(ids[1]).unwrap();
+    assert_eq!(rec.attempts.len(), 1);
+    assert_eq!(
+        rec.attempts[0].failure,
+        Some(drover_types::FailureCause::Outcome {
+            outcome: Outcome::Exited { code: 3 }
+        })
+    );
+    let _ = free;
+}
+
+#[test]
 fn the_prefetched_tasks_of_a_lost_worker_are_ended_with_it() {
     let mut env = prefetching(2);
     let w = env.join("w1", 1, 8);

@@ -41,6 +41,7 @@ pub async fn dispatch_loop(node: Arc<Node>, mut rx: UnboundedReceiver<Vec<Dispat
                     grace_ms,
                     reason,
                 } => {
+                    let unless_started = reason == KillReason::Retracted;
                     let reason = match reason {
                         KillReason::Cancelled => "cancelled",
                         KillReason::TimeLimit => "time limit",
@@ -55,6 +56,7 @@ pub async fn dispatch_loop(node: Arc<Node>, mut rx: UnboundedReceiver<Vec<Dispat
                             attempt,
                             grace_ms,
                             reason: reason.to_string(),
+                            unless_started,
                         },
                     );
                 }

@@ -771,8 +771,14 @@ impl Agent {
                 attempt,
                 grace_ms,
                 reason,
+                unless_started,
             } => {
-                if let Some(handles) = self.running.get(&(task, attempt)) {
+                if unless_started && self.running.contains_key(&(task, attempt)) {
+                    // A retraction that came too late: the attempt started (its
+                    // `Started` is on its way and cancels the retraction). Killing it
+                    // would run the task twice.
+                    tracing::debug!(%task, %attempt, "not retracted: already started");
+                } else if let Some(handles) = self.running.get(&(task, attempt)) {
                     tracing::info!(%task, %attempt, %reason, "killing on the server's request");
                     handles.kill.kill(Duration::from_millis(grace_ms));
                 } else if let Some(i) = self
