@@ -40,10 +40,11 @@ fn on_a_saturated_worker_the_highest_priority_task_starts_first() {
     }
     std::thread::sleep(Duration::from_millis(300));
     for (name, id) in &ids {
+        // Queued in the cluster, or prefetched to the worker (default: two), but not
+        // started: the order below is the queue's, prefetched tasks overtaken included.
         let t = c.task(*id);
-        assert_eq!(
-            t.state,
-            TaskState::Ready,
+        assert!(
+            matches!(t.state, TaskState::Ready | TaskState::Assigned) && t.started_at.is_none(),
             "{name} must queue behind the blocker: {t:#?}"
         );
     }
