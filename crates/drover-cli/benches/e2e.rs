@@ -268,38 +268,8 @@ async fn main() {
     let n_job: u32 = if quick { 1_000 } else { 100_000 };
     let n_finished: u32 = if quick { 1_000 } else { 100_000 };
 
-    let dir: PathBuf = std::env::temp_dir().join(format!("drover-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let server = Proc(
-        Command::new(DROVER)
-            .args(["--data-dir"])
-            .arg(&dir)
-            .args(["server", "--listen", "127.0.0.1:0"])
-            .env("DROVER_LOG", "warn")
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the server"),
-    );
-    let url = wait_for_file(&dir.join("server/endpoint"));
-    let token = wait_for_file(&dir.join("server/token"));
-    let worker = Proc(
-        Command::new(DROVER)
-            .args(["--data-dir"])
-            .arg(&dir)
-            .args(["worker", "--name", "bench", "--cpus", "2", "--memory", "4G"])
-            .env("DROVER_LOG", "warn")
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the worker"),
-    );
-    let client = Client::new(url, Some(token));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while client.workers().await.map(|w| w.is_empty()).unwrap_or(true) {
-        assert!(Instant::now() < deadline, "the worker never joined");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let (spid, wpid) = (server.0.id(), worker.0.id());
+    let cluster = Cluster::start(DROVER, "main").await;
+    let (client, spid, dir) = (&cluster.client, cluster.spid, &cluster.dir);
 
     // e2e_true, with xargs on each side to even out drift of a shared machine; once as
     // configured by default, once with prefetching on (see PolicyConfig).
@@ -308,19 +278,7 @@ async fn main() {
         policy.prefetch_per_worker = prefetch;
         client.set_policy(&policy).await.expect("set policy");
         let xargs_before = xargs_seconds(n_true);
-        let (s_cpu0, w_cpu0) = (cpu_ms(spid), cpu_ms(wpid));
-        let task = TaskSpec {
-            array: Some(ArraySpec {
-                start: 0,
-                end: (n_true - 1) as u32,
-            }),
-            ..TaskSpec::command(["/bin/true"])
-        };
-        let start = Instant::now();
-        let resp = client.submit_task(&task).await.expect("submit");
-        wait_job(&client, resp.job.0).await;
-        let drover_s = start.elapsed().as_secs_f64();
-        let (s_cpu, w_cpu) = (cpu_ms(spid) - s_cpu0, cpu_ms(wpid) - w_cpu0);
+        let (drover_s, s_cpu, w_cpu) = cluster.run_array(n_true, &["/bin/true"]).await;
         let xargs_after = xargs_seconds(n_true);
         let xargs_s = (xargs_before + xargs_after) / 2.0;
         println!(
@@ -388,7 +346,7 @@ async fn main() {
     let wide = Proc(
         Command::new(DROVER)
             .args(["--data-dir"])
-            .arg(&dir)
+            .arg(dir)
             .args(["worker", "--name", "wide", "--cpus", "8", "--memory", "4G"])
             .env("DROVER_LOG", "warn")
             .stderr(Stdio::null())
@@ -409,7 +367,7 @@ async fn main() {
         ..TaskSpec::command(["/bin/true"])
     };
     let resp = client.submit_task(&task).await.expect("submit");
-    wait_job(&client, resp.job.0).await;
+    wait_job(client, resp.job.0).await;
     let run_s = t.elapsed().as_secs_f64();
     // Every task the server holds by now, the earlier cases' included.
     let held: u64 = client
@@ -466,7 +424,5 @@ async fn main() {
         );
     }
     drop(wide);
-    drop(worker);
-    drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(cluster); // stops both and removes the data directory
 }
