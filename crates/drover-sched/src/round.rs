@@ -282,15 +282,7 @@ impl Scheduler {
                 });
                 if let Some(t) = candidate {
                     budget -= 1;
-                    let rec = &mut self.tasks[ix(t)];
-                    rec.kill = Some(KillReason::Retracted);
-                    actions.push(Action::Kill {
-                        task: t,
-                        attempt: Attempt(rec.attempt),
-                        worker: from,
-                        reason: KillReason::Retracted,
-                        grace_ms: KILL_GRACE_MS,
-                    });
+                    self.ask_back(t, from, actions);
                 }
             }
         }
@@ -352,18 +344,23 @@ impl Scheduler {
                 continue;
             }
             for t in behind {
-                let rec = &mut self.tasks[ix(t)];
-                rec.kill = Some(KillReason::Retracted);
-                actions.push(Action::Kill {
-                    task: t,
-                    attempt: Attempt(rec.attempt),
-                    worker: w,
-                    reason: KillReason::Retracted,
-                    grace_ms: KILL_GRACE_MS,
-                });
+                self.ask_back(t, w, actions);
             }
             return;
         }
+    }
+
+    /// Asks worker `w` to give back prefetched task `t` (see [`KillReason::Retracted`]).
+    fn ask_back(&mut self, t: TaskId, w: WorkerId, actions: &mut Vec<Action>) {
+        let rec = &mut self.tasks[ix(t)];
+        rec.kill = Some(KillReason::Retracted);
+        actions.push(Action::Kill {
+            task: t,
+            attempt: Attempt(rec.attempt),
+            worker: w,
+            reason: KillReason::Retracted,
+            grace_ms: KILL_GRACE_MS,
+        });
     }
 
     fn bind(&mut self, id: TaskId, w: WorkerId, reserve: bool, actions: &mut Vec<Action>) {
