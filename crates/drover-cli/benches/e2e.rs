@@ -25,61 +25,16 @@
 //! (an older build) it runs that binary's cluster beside this one's, interleaved round
 //! by round, each beside its own `xargs` run: before and after from one run.
 
+mod common;
+
+use common::{Proc, cpu_ms, status_kib, wait_for_file};
 use drover_client::{Client, ListQuery};
 use drover_types::{ArraySpec, JobSpec, TaskSpec};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const DROVER: &str = env!("CARGO_BIN_EXE_drover");
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn proc_status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
-}
-
-/// User + system CPU time of a process, in milliseconds.
-fn cpu_ms(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-    // USER_HZ is 100 on Linux.
-    ticks * 10
-}
-
-fn wait_for_file(path: &Path) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(s) = std::fs::read_to_string(path)
-            && !s.trim().is_empty()
-        {
-            return s.trim().to_string();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} never appeared",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -128,8 +83,8 @@ impl Cluster {
                 .spawn()
                 .expect("start the server"),
         );
-        let url = wait_for_file(&dir.join("server/endpoint"));
-        let token = wait_for_file(&dir.join("server/token"));
+        let url = wait_for_file(&dir.join("server/endpoint"), Duration::from_secs(30));
+        let token = wait_for_file(&dir.join("server/token"), Duration::from_secs(30));
         let worker = Proc(
             Command::new(binary)
                 .args(["--data-dir"])
@@ -328,12 +283,12 @@ async fn main() {
             })
             .collect(),
     };
-    let rss_before = proc_status_kib(spid, "VmRSS:");
+    let rss_before = status_kib(spid, "VmRSS:");
     let t = Instant::now();
     let resp = client.submit_job(&job).await.expect("submit job");
     let submit_s = t.elapsed().as_secs_f64();
     assert_eq!(resp.count, n_job as u64);
-    let rss_after = proc_status_kib(spid, "VmRSS:");
+    let rss_after = status_kib(spid, "VmRSS:");
     println!(
         "bench=submit_job tasks={n_job} submit_s={submit_s:.2} tasks_per_s={:.0} server_rss_mib={:.1} rss_growth_mib={:.1}",
         n_job as f64 / submit_s,
@@ -379,8 +334,8 @@ async fn main() {
         .sum();
     println!(
         "bench=server_rss_finished tasks={n_finished} tasks_held={held} run_s={run_s:.1} server_rss_mib={:.1} server_peak_rss_mib={:.1}",
-        proc_status_kib(spid, "VmRSS:") as f64 / 1024.0,
-        proc_status_kib(spid, "VmHWM:") as f64 / 1024.0
+        status_kib(spid, "VmRSS:") as f64 / 1024.0,
+        status_kib(spid, "VmHWM:") as f64 / 1024.0
     );
     // list_page: one page of 100, from the start, from a cursor in the middle, and
     // with a state filter that matches little (bounded scan), with every task held.

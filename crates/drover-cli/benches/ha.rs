@@ -31,6 +31,9 @@
 //! `DROVER_BENCH_LOG` sets the servers' log filter (default `warn`; the logs are kept in
 //! the group's directory, printed at the end, when `DROVER_BENCH_KEEP` is set).
 
+mod common;
+
+use common::rss_mib;
 use drover_client::{Client, ListQuery};
 use drover_types::{ArraySpec, JobSpec, Resources, TaskSpec, TaskState};
 use std::collections::BTreeMap;
@@ -669,18 +672,6 @@ async fn submit_jobs(client: &Client, n: u64, per_job: u64) -> u64 {
         i += count;
     }
     last
-}
-
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .unwrap_or(0.0)
-        / 1024.0
 }
 
 async fn restart_tail(quick: bool) {

@@ -7,35 +7,17 @@
 //!
 //! `cargo bench -p drover-cli --bench retention` (100,000 tasks), `-- --quick` (5,000).
 
+mod common;
+
+use common::{Proc, rss_mib, wait_for_file};
 use drover_client::Client;
 use drover_types::{ArraySpec, TaskSpec};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const DROVER: &str = env!("CARGO_BIN_EXE_drover");
 const JOB: u64 = 1_000;
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn rss_mib(pid: u32) -> f64 {
-    let kib: u64 = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0);
-    kib as f64 / 1024.0
-}
 
 /// Bytes of every file under `dir`.
 fn dir_bytes(dir: &Path) -> u64 {
@@ -51,23 +33,6 @@ fn dir_bytes(dir: &Path) -> u64 {
         }
     }
     total
-}
-
-fn wait_for_file(path: &Path) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(s) = std::fs::read_to_string(path)
-            && !s.trim().is_empty()
-        {
-            return s.trim().to_string();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} never appeared",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -125,8 +90,8 @@ async fn main() {
             .spawn()
             .expect("start the server"),
     );
-    let url = wait_for_file(&dir.join("server/endpoint"));
-    let token = wait_for_file(&dir.join("server/token"));
+    let url = wait_for_file(&dir.join("server/endpoint"), Duration::from_secs(30));
+    let token = wait_for_file(&dir.join("server/token"), Duration::from_secs(30));
     let _worker = Proc(
         Command::new(DROVER)
             .args(["--data-dir"])

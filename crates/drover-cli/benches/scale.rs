@@ -32,6 +32,9 @@
 //! With `--server` (a running server, or several comma-separated), only the drain case
 //! runs; `--server-pid` names the process whose CPU and RSS are sampled.
 
+mod common;
+
+use common::{cpu_ms, status_kib, wait_for_file};
 use drover_client::{Client, ListQuery};
 use drover_exec::{SimulatedDriver, SimulationObserver};
 use drover_proto::api::SubmitResponse;
@@ -155,8 +158,8 @@ impl ServerProc {
             .stderr(Stdio::null())
             .spawn()
             .expect("start the server");
-        let url = wait_for_file(&endpoint);
-        let token = wait_for_file(&dir.join("server/token"));
+        let url = wait_for_file(&endpoint, Duration::from_secs(120));
+        let token = wait_for_file(&dir.join("server/token"), Duration::from_secs(120));
         ServerProc { child, url, token }
     }
 
@@ -249,44 +252,14 @@ impl Drop for ServerGroup {
     }
 }
 
-fn wait_for_file(path: &Path) -> String {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Ok(s) = std::fs::read_to_string(path)
-            && !s.trim().is_empty()
-        {
-            return s.trim().to_string();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} never appeared",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Resident set size of a process, in MiB.
 fn rss_mib(pid: u32, field: &str) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .unwrap_or(0) as f64
-        / 1024.0
+    status_kib(pid, field) as f64 / 1024.0
 }
 
-/// User + system CPU time of a process, in seconds (USER_HZ is 100 on Linux).
+/// User + system CPU time of a process, in seconds.
 fn cpu_s(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-    ticks as f64 / 100.0
+    cpu_ms(pid) as f64 / 1000.0
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
