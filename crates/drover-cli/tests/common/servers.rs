@@ -328,18 +328,8 @@ impl ServerSet {
             &format!("worker {name} connected to the leader"),
             timeout,
             || {
-                let leader = *self.leaders().first()?;
-                let r = http_with(
-                    &self.addrs[leader],
-                    "GET",
-                    "/v1/workers",
-                    Some(&self.token),
-                    &[],
-                    None,
-                )
-                .ok()?;
-                let list: Vec<WorkerInfo> = serde_json::from_slice(&r.body).ok()?;
-                list.iter()
+                self.workers_info()
+                    .iter()
                     .any(|w| {
                         w.name == name
                             && w.connected
