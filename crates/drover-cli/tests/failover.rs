@@ -27,7 +27,8 @@ fn logs_through(set: &ServerSet, i: usize, args: &[&str]) -> CliOutput {
     let mut c = drover_command();
     c.arg("--data-dir")
         .arg(set.root.join("cli"))
-        .args(["--server", &format!("http://{}", set.addrs[i])])
+        .args(["--server", &set.url(i)])
+        .args(set.ca_args())
         .args(["--token", &set.token, "logs"])
         .args(args);
     run_with_timeout(c, Duration::from_secs(60), || set.logs())
@@ -174,11 +175,11 @@ fn following_output_across_a_leader_kill_gets_every_byte_once() {
     wait_state(&set, leader, id, "running");
 
     // `drover logs -f` reading from the leader first (it moves on when that goes).
-    let mut order: Vec<String> = vec![format!("http://{}", set.addrs[leader])];
+    let mut order: Vec<String> = vec![set.url(leader)];
     order.extend(
         (0..3)
             .filter(|i| *i != leader)
-            .map(|i| format!("http://{}", set.addrs[i])),
+            .map(|i| set.url(i)),
     );
     let follow_out = set.root.join("follow.out");
     let follow_err = set.root.join("follow.err");
@@ -186,6 +187,7 @@ fn following_output_across_a_leader_kill_gets_every_byte_once() {
     c.arg("--data-dir")
         .arg(set.root.join("cli"))
         .args(["--server", &order.join(","), "--token", &set.token])
+        .args(set.ca_args())
         .args(["logs", "-f", &id.to_string()])
         .stdout(Stdio::from(std::fs::File::create(&follow_out).unwrap()))
         .stderr(Stdio::from(std::fs::File::create(&follow_err).unwrap()));
@@ -278,11 +280,12 @@ fn continuous_submitter(
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<Duration> {
     let (urls, token, dir) = (set.urls(), set.token.clone(), set.root.join("cli"));
+    let ca = set.ca_args();
     std::thread::spawn(move || {
         let mut slowest = Duration::ZERO;
         while !stop.load(Ordering::SeqCst) {
             let mut c = drover_command();
-            c.arg("--data-dir").arg(&dir);
+            c.arg("--data-dir").arg(&dir).args(&ca);
             c.args([
                 "--server", &urls, "--token", &token, "submit", "--cpus", "0.1", "--", "true",
             ]);
