@@ -294,7 +294,9 @@ fn continuous_submitter(
             slowest = slowest.max(asked.elapsed());
             match out.stdout.trim().parse::<u64>() {
                 Ok(id) if out.status.success() => history.acked(id),
-                _ => history.error(out.stderr.trim().to_string()),
+                // The whole outcome (exit status, stdout, stderr): a failure with
+                // nothing on stderr must still say what happened.
+                _ => history.error(out.to_string()),
             }
         }
         slowest

@@ -514,6 +514,8 @@ fn a_leader_cut_off_from_the_majority_stops_acknowledging_writes() {
         .collect::<Vec<_>>()
         .join(",");
     let mut c = drover_command();
+    // (`--ca` before the command: after `--` it would be the task's.)
+    c.args(set.ca_args());
     c.arg("--data-dir").arg(set.root.join("cli")).args([
         "--server",
         &majority_urls,
@@ -523,7 +525,6 @@ fn a_leader_cut_off_from_the_majority_stops_acknowledging_writes() {
         "--",
         "true",
     ]);
-    c.args(set.ca_args());
     let out = run_with_timeout(c, Duration::from_secs(30), || set.logs());
     assert!(out.status.success(), "the majority refused a write: {out}");
     let after: u64 = out.stdout.trim().parse().unwrap();
