@@ -176,11 +176,7 @@ fn following_output_across_a_leader_kill_gets_every_byte_once() {
 
     // `drover logs -f` reading from the leader first (it moves on when that goes).
     let mut order: Vec<String> = vec![set.url(leader)];
-    order.extend(
-        (0..3)
-            .filter(|i| *i != leader)
-            .map(|i| set.url(i)),
-    );
+    order.extend((0..3).filter(|i| *i != leader).map(|i| set.url(i)));
     let follow_out = set.root.join("follow.out");
     let follow_err = set.root.join("follow.err");
     let mut c = drover_command();

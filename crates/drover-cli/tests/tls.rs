@@ -446,7 +446,11 @@ fn sigterm(child: &mut Child) {
 /// A plain-HTTP request to a TLS listener gets a short plain-HTTP 400 saying to use
 /// HTTPS, and nothing of the API: no data, whatever the token.
 fn assert_https_required(addr: &str, token: Option<&str>) {
-    for (method, path) in [("GET", "/v1/health"), ("GET", "/v1/tasks"), ("POST", "/v1/tasks")] {
+    for (method, path) in [
+        ("GET", "/v1/health"),
+        ("GET", "/v1/tasks"),
+        ("POST", "/v1/tasks"),
+    ] {
         let body = (method == "POST").then_some(&br#"{"command":["true"]}"#[..]);
         let mut conn = std::net::TcpStream::connect(addr).unwrap();
         conn.set_read_timeout(Some(SLOW)).unwrap();
@@ -462,7 +466,11 @@ fn assert_https_required(addr: &str, token: Option<&str>) {
             e["message"].as_str().unwrap().contains("https://"),
             "the message names the fix: {e}"
         );
-        assert!(r.header("location").is_none(), "no redirect: {:?}", r.headers);
+        assert!(
+            r.header("location").is_none(),
+            "no redirect: {:?}",
+            r.headers
+        );
     }
 }
 
@@ -565,7 +573,10 @@ fn a_group_member_without_certificates_refuses_to_start_and_says_how_to_make_the
             "drover tls cert create server",
             "--insecure-http",
         ] {
-            assert!(out.stderr.contains(needle), "{args:?}: no {needle:?}:\n{out}");
+            assert!(
+                out.stderr.contains(needle),
+                "{args:?}: no {needle:?}:\n{out}"
+            );
         }
         let tls = root.join(data).join("server").join("tls");
         assert!(
@@ -585,7 +596,10 @@ fn a_group_member_without_certificates_refuses_to_start_and_says_how_to_make_the
         .arg(&empty);
     let out = run_with_timeout(alone, SLOW, String::new);
     assert!(!out.status.success(), "{out}");
-    assert!(out.stderr.contains("drover tls cert create server"), "{out}");
+    assert!(
+        out.stderr.contains("drover tls cert create server"),
+        "{out}"
+    );
     assert!(
         std::fs::read_dir(&empty).unwrap().next().is_none(),
         "nothing made in {}",

@@ -29,10 +29,14 @@ async fn a_server_far_behind_is_sent_a_snapshot() {
     let ca = CertificateAuthority::create().unwrap();
     for i in 0..3 {
         let tls = TlsPaths::in_data_dir(&root.join(format!("s{i}")));
-        ca.issue(CertRole::Server, &format!("s{i}"), &["127.0.0.1".to_string()])
-            .unwrap()
-            .write(&tls.dir, CertRole::Server)
-            .unwrap();
+        ca.issue(
+            CertRole::Server,
+            &format!("s{i}"),
+            &["127.0.0.1".to_string()],
+        )
+        .unwrap()
+        .write(&tls.dir, CertRole::Server)
+        .unwrap();
         std::fs::write(tls.ca(), ca.cert_pem()).unwrap();
     }
     let tls = drover_client::tls::client_config(ca.cert_pem(), None).unwrap();

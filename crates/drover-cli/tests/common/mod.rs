@@ -645,7 +645,11 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(50));
         };
         self.server = Some(child);
-        self.addr = url.split_once("://").map(|(_, a)| a).unwrap_or(&url).to_string();
+        self.addr = url
+            .split_once("://")
+            .map(|(_, a)| a)
+            .unwrap_or(&url)
+            .to_string();
         self.url = url;
         self.token = std::fs::read_to_string(self.data.join("server").join("token"))
             .expect("token file")
@@ -779,14 +783,16 @@ impl Cluster {
             .open(&w.log)
             .expect("worker log");
         let mut cmd = drover_command_in(w.netns.as_deref());
-        cmd.arg("--data-dir")
-            .arg(&w.data_dir)
-            .args(["--server", &self.url, "--token", &self.token]);
+        cmd.arg("--data-dir").arg(&w.data_dir).args([
+            "--server",
+            &self.url,
+            "--token",
+            &self.token,
+        ]);
         if let Some(ca) = self.ca_file() {
             cmd.arg("--ca").arg(ca);
         }
-        cmd
-            .args(["worker", "--name", &w.name])
+        cmd.args(["worker", "--name", &w.name])
             .args(&w.args)
             .env("DROVER_LOG", "info")
             .envs(self.worker_env.iter().map(|(k, v)| (k, v)))
