@@ -740,8 +740,10 @@ fn the_session_cookie_opens_the_api_only_and_changes_need_the_csrf_header() {
     ];
     let r = req("GET", drover_proto::worker::WORKER_CONNECT_PATH, &ws, None);
     assert_eq!(r.status, 401, "{}", r.text());
+    // Over TLS the servers' routes first want a server certificate (mutual TLS): 403.
     let r = req("POST", "/v1/raft/append", &[cookie, csrf], Some(b"{}"));
-    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.error()["code"], "forbidden");
     let value = pair.trim_start_matches("drover_session=");
     let r = http(addr, "GET", "/v1/cluster", Some(value), None);
     assert_eq!(r.status, 401, "{}", r.text());
