@@ -95,7 +95,8 @@ impl Cluster {
                 .spawn()
                 .expect("start the worker"),
         );
-        let client = Client::new(url, Some(token));
+        // Over TLS (the server's default) with the CA it made, as the CLI here would.
+        let client = common::local_client(&dir, url, token);
         let deadline = Instant::now() + Duration::from_secs(30);
         while client.workers().await.map(|w| w.is_empty()).unwrap_or(true) {
             assert!(Instant::now() < deadline, "the worker never joined");

@@ -96,6 +96,9 @@ impl Group {
         c.arg("--data-dir")
             .arg(self.dir.join(format!("s{i}")))
             .args(["--token", TOKEN, "server", "--listen", &self.addrs[i]])
+            // Plain HTTP: a group needs certificates of one CA, and the figures here
+            // (replication, failover) are compared with runs from before TLS.
+            .arg("--insecure-http")
             .env("DROVER_LOG", &self.log_filter)
             .stdout(Stdio::null())
             .stderr(Stdio::from(log));

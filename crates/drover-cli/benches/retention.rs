@@ -102,7 +102,7 @@ async fn main() {
             .spawn()
             .expect("start the worker"),
     );
-    let client = Client::new(url, Some(token));
+    let client = common::local_client(&dir, url, token);
     let deadline = Instant::now() + Duration::from_secs(30);
     while client.workers().await.map(|w| w.is_empty()).unwrap_or(true) {
         assert!(Instant::now() < deadline, "the worker never joined");

@@ -153,7 +153,9 @@ impl ServerProc {
         let child = Command::new(DROVER)
             .arg("--data-dir")
             .arg(dir)
-            .args(["server", "--listen", "127.0.0.1:0"])
+            // Plain HTTP: the figures are of scheduling at scale, and the in-process
+            // agents connect without a CA (the TLS cost is measured in ARCHITECTURE.md).
+            .args(["server", "--listen", "127.0.0.1:0", "--insecure-http"])
             .env("DROVER_LOG", "warn")
             .stderr(Stdio::null())
             .spawn()
@@ -209,6 +211,7 @@ impl ServerGroup {
                 c.arg("--data-dir")
                     .arg(dir.join(format!("s{i}")))
                     .args(["--token", GROUP_TOKEN, "server", "--listen", &addrs[i]])
+                    .arg("--insecure-http")
                     .env("DROVER_LOG", "warn")
                     .stdout(Stdio::null())
                     .stderr(Stdio::null());

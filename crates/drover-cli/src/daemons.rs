@@ -82,7 +82,9 @@ pub struct ServerArgs {
     #[arg(long)]
     insecure_http: bool,
     /// Directory of the server's TLS files: ca.crt, server.crt, server.key (see `drover
-    /// tls`) [default: tls/ in the server's data directory]
+    /// tls`). Without it, tls/ in the server's data directory, where a server alone makes
+    /// a CA and its certificate on first start; a server of a group (--peers, --join)
+    /// refuses to start without them [default: tls/ in the server's data directory]
     #[arg(long, value_name = "DIR", conflicts_with = "insecure_http")]
     tls_dir: Option<PathBuf>,
     /// Largest request body accepted, e.g. 256M (a job of 1,000,000 small tasks is ~100M of
@@ -554,7 +556,7 @@ fn server_config(g: &Global, s: &ServerSettings, a: &ServerArgs) -> ServerConfig
     if a.insecure_http {
         c.tls = TlsMode::Insecure;
     } else if let Some(dir) = &a.tls_dir {
-        c.tls = TlsMode::IfPresent(TlsPaths { dir: dir.clone() });
+        c.tls = TlsMode::Required(TlsPaths { dir: dir.clone() });
     }
     c.listen = s.listen;
     c.node_id = s.node_id;

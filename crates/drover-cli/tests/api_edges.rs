@@ -5,7 +5,6 @@ mod common;
 use common::*;
 use serde_json::{Value, json};
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 /// Posts raw bytes to `path`; requires a 4xx JSON error and returns (status, error).
@@ -255,39 +254,71 @@ fn an_oversize_body_gets_a_413_with_a_json_error() {
     let c = Cluster::start("oversize");
     // The server accepts at most 256 MiB; declare and send more.
     let total: u64 = (256 << 20) + (4 << 20);
-    let mut s = TcpStream::connect(&c.addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    // One connection (TLS), written by this thread and read by another: the server
+    // answers while the body is still coming, and an answer left unread when the
+    // connection is reset would be lost. Short timeouts let the two take turns.
+    let conn = std::sync::Arc::new(std::sync::Mutex::new(tls::connect(&c.addr).unwrap()));
+    {
+        let g = conn.lock().unwrap();
+        g.tcp()
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        g.tcp()
+            .set_write_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+    }
     let head = format!(
         "POST /v1/tasks HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {total}\r\nConnection: close\r\n\r\n",
         c.addr, c.token
     );
-    s.write_all(head.as_bytes()).unwrap();
-    let mut reader = s.try_clone().unwrap();
+    conn.lock().unwrap().write_all(head.as_bytes()).unwrap();
+    let reader = conn.clone();
     let read_thread = std::thread::spawn(move || {
         let mut got = Vec::new();
         let mut buf = [0u8; 8192];
+        let deadline = Instant::now() + Duration::from_secs(90);
         loop {
-            match reader.read(&mut buf) {
-                Ok(0) | Err(_) => break,
+            let read = reader.lock().unwrap().read(&mut buf);
+            match read {
+                Ok(0) => break,
                 Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(_) => break,
             }
         }
         got
     });
-    let chunk = vec![b' '; 1 << 20];
+    let chunk = vec![b' '; 64 << 10];
     let started = Instant::now();
     let mut sent = 0u64;
     while sent < total {
-        if s.write_all(&chunk).is_err() {
-            break; // the server stopped reading: fine
+        let written = conn.lock().unwrap().write_all(&chunk);
+        match written {
+            Ok(()) => sent += chunk.len() as u64,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                // The server is not reading (now): let the reader have a turn.
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(_) => break, // the server stopped reading and closed: fine
         }
-        sent += chunk.len() as u64;
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "sending took too long"
         );
     }
-    let _ = s.shutdown(std::net::Shutdown::Write);
+    let _ = conn.lock().unwrap().shutdown_write();
     let raw = read_thread.join().unwrap();
     let r = parse_response(&raw)
         .unwrap_or_else(|e| panic!("no HTTP answer to an oversize body ({e}); sent {sent} bytes"));

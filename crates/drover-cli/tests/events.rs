@@ -8,7 +8,6 @@ use common::event_lines::{EventLines, id_of};
 use common::*;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -248,7 +247,7 @@ fn a_slow_client_does_not_delay_another_clients_run() {
     // Three readers that never read, then a flood of events for them.
     let mut stuck = Vec::new();
     for _ in 0..3 {
-        let mut s = TcpStream::connect(&c.addr).unwrap();
+        let mut s = tls::connect(&c.addr).unwrap();
         write!(
             s,
             "GET /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n",

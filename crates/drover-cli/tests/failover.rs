@@ -27,7 +27,8 @@ fn logs_through(set: &ServerSet, i: usize, args: &[&str]) -> CliOutput {
     let mut c = drover_command();
     c.arg("--data-dir")
         .arg(set.root.join("cli"))
-        .args(["--server", &format!("http://{}", set.addrs[i])])
+        .args(["--server", &set.url(i)])
+        .args(set.ca_args())
         .args(["--token", &set.token, "logs"])
         .args(args);
     run_with_timeout(c, Duration::from_secs(60), || set.logs())
@@ -174,18 +175,15 @@ fn following_output_across_a_leader_kill_gets_every_byte_once() {
     wait_state(&set, leader, id, "running");
 
     // `drover logs -f` reading from the leader first (it moves on when that goes).
-    let mut order: Vec<String> = vec![format!("http://{}", set.addrs[leader])];
-    order.extend(
-        (0..3)
-            .filter(|i| *i != leader)
-            .map(|i| format!("http://{}", set.addrs[i])),
-    );
+    let mut order: Vec<String> = vec![set.url(leader)];
+    order.extend((0..3).filter(|i| *i != leader).map(|i| set.url(i)));
     let follow_out = set.root.join("follow.out");
     let follow_err = set.root.join("follow.err");
     let mut c = drover_command();
     c.arg("--data-dir")
         .arg(set.root.join("cli"))
         .args(["--server", &order.join(","), "--token", &set.token])
+        .args(set.ca_args())
         .args(["logs", "-f", &id.to_string()])
         .stdout(Stdio::from(std::fs::File::create(&follow_out).unwrap()))
         .stderr(Stdio::from(std::fs::File::create(&follow_err).unwrap()));
@@ -278,11 +276,12 @@ fn continuous_submitter(
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<Duration> {
     let (urls, token, dir) = (set.urls(), set.token.clone(), set.root.join("cli"));
+    let ca = set.ca_args();
     std::thread::spawn(move || {
         let mut slowest = Duration::ZERO;
         while !stop.load(Ordering::SeqCst) {
             let mut c = drover_command();
-            c.arg("--data-dir").arg(&dir);
+            c.arg("--data-dir").arg(&dir).args(&ca);
             c.args([
                 "--server", &urls, "--token", &token, "submit", "--cpus", "0.1", "--", "true",
             ]);
@@ -291,7 +290,9 @@ fn continuous_submitter(
             slowest = slowest.max(asked.elapsed());
             match out.stdout.trim().parse::<u64>() {
                 Ok(id) if out.status.success() => history.acked(id),
-                _ => history.error(out.stderr.trim().to_string()),
+                // The whole outcome (exit status, stdout, stderr): a failure with
+                // nothing on stderr must still say what happened.
+                _ => history.error(out.to_string()),
             }
         }
         slowest

@@ -62,7 +62,8 @@ fn three_servers_started_in_any_order_form_one_group_with_one_leader() {
     let out = run_with_timeout(
         {
             let mut c = drover_command();
-            c.args(["--server", &format!("http://{}", set.addrs[follower])])
+            c.args(["--server", &set.url(follower)])
+                .args(set.ca_args())
                 .args(["--token", &set.token, "submit", "--", "true"]);
             c
         },
@@ -145,6 +146,7 @@ fn killing_the_leader_loses_nothing_and_restarts_nothing() {
             let (stop, acked, errors, sent) =
                 (stop.clone(), acked.clone(), errors.clone(), sent.clone());
             let (urls, token, dir) = (set.urls(), set.token.clone(), set.root.join("cli"));
+            let ca = set.ca_args();
             std::thread::spawn(move || {
                 let mut n = 0;
                 while !stop.load(Ordering::SeqCst) {
@@ -152,7 +154,7 @@ fn killing_the_leader_loses_nothing_and_restarts_nothing() {
                     let name = format!("stream-{t}-{n}");
                     sent.lock().unwrap().push(name.clone());
                     let mut c = drover_command();
-                    c.arg("--data-dir").arg(&dir);
+                    c.arg("--data-dir").arg(&dir).args(&ca);
                     c.args([
                         "--server", &urls, "--token", &token, "submit", "--name", &name, "--cpus",
                         "0.1", "--", "true",
@@ -175,7 +177,7 @@ fn killing_the_leader_loses_nothing_and_restarts_nothing() {
     let sdk = {
         let (stop, acked, errors, sent) =
             (stop.clone(), acked.clone(), errors.clone(), sent.clone());
-        let client = drover_client::Client::new(set.urls(), Some(set.token.clone()));
+        let client = set.client();
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -479,7 +481,8 @@ fn a_leader_cut_off_from_the_majority_stops_acknowledging_writes() {
     write
         .arg("--data-dir")
         .arg(set.root.join("cli-inside"))
-        .args(["--server", &format!("http://{}", set.addrs[inside])])
+        .args(["--server", &set.url(inside)])
+        .args(set.ca_args())
         .args([
             "--token",
             &set.token,
@@ -507,10 +510,12 @@ fn a_leader_cut_off_from_the_majority_stops_acknowledging_writes() {
     );
     let majority_urls = outside
         .iter()
-        .map(|i| format!("http://{}", set.addrs[*i]))
+        .map(|i| set.url(*i))
         .collect::<Vec<_>>()
         .join(",");
     let mut c = drover_command();
+    // (`--ca` before the command: after `--` it would be the task's.)
+    c.args(set.ca_args());
     c.arg("--data-dir").arg(set.root.join("cli")).args([
         "--server",
         &majority_urls,
@@ -554,7 +559,9 @@ fn a_leader_cut_off_from_the_majority_stops_acknowledging_writes() {
         "Content-Type: application/json",
         "-d",
         r#"{"name": "cut-off-write", "command": ["true"]}"#,
-        &format!("http://{}/v1/tasks", set.addrs[inside]),
+        "--cacert",
+        &set.ca_file().to_string_lossy(),
+        &format!("{}/v1/tasks", set.url(inside)),
     ]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let (body, status) = text.rsplit_once('\n').expect("curl's status line");

@@ -18,6 +18,7 @@ fn events_from(set: &ServerSet, servers: &str, args: &[&str]) -> EventLines {
         .args([
             "--server", servers, "--token", &set.token, "--json", "events",
         ])
+        .args(set.ca_args())
         .args(args);
     EventLines::spawn(c)
 }
@@ -41,7 +42,7 @@ fn a_follower_of_the_stream_moves_to_a_survivor_without_a_gap_or_a_duplicate() {
     order.extend((0..3).filter(|i| *i != leader));
     let servers = order
         .iter()
-        .map(|i| format!("http://{}", set.addrs[*i]))
+        .map(|i| set.url(*i))
         .collect::<Vec<_>>()
         .join(",");
     let stream = events_from(&set, &servers, &["--since", "0-0"]);
@@ -95,11 +96,7 @@ fn a_follower_of_the_stream_moves_to_a_survivor_without_a_gap_or_a_duplicate() {
     // No gap: a survivor read from the start gives exactly the same events over the
     // same range (every replica derives them from the same committed entries).
     let survivor = (0..3).find(|i| *i != leader).unwrap();
-    let reference = events_from(
-        &set,
-        &format!("http://{}", set.addrs[survivor]),
-        &["--since", "0-0"],
-    );
+    let reference = events_from(&set, &set.url(survivor), &["--since", "0-0"]);
     let last_id = seen.last().unwrap()["id"].clone();
     let full = reference.until("the survivor's copy", |v| v["id"] == last_id);
     let strip = |v: &Value| {

@@ -35,10 +35,11 @@ impl Submitter {
         let errors = Arc::new(Mutex::new(Vec::<String>::new()));
         let (s, a, e) = (stop.clone(), acked.clone(), errors.clone());
         let (urls, token, dir) = (set.urls(), set.token.clone(), set.root.join("cli"));
+        let ca = set.ca_args();
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::SeqCst) {
                 let mut c = drover_command();
-                c.arg("--data-dir").arg(&dir);
+                c.arg("--data-dir").arg(&dir).args(&ca);
                 // A retry covers the one known loss of an attempt that never started
                 // (see the test); the marker proves none ran twice.
                 c.args([
@@ -231,7 +232,9 @@ fn a_server_joins_under_load_the_old_leader_is_removed_and_the_joiner_restarts()
             let mut c = drover_command();
             c.args([
                 "--server",
-                &format!("http://{}", set.addrs[old_leader]),
+                &set.url(old_leader),
+                "--ca",
+                &set.ca_file().to_string_lossy(),
                 "--token",
                 &set.token,
                 "servers",
@@ -540,7 +543,8 @@ fn reads_on_a_follower_see_every_acknowledged_write_and_stale_reads_skip_the_che
     // The same through the CLI (and so the SDK): `--stale` answers, the default refuses.
     let cli_on_follower = |args: &[&str]| {
         let mut c = drover_command();
-        c.args(["--server", &format!("http://{}", set.addrs[follower])])
+        c.args(["--server", &set.url(follower)])
+            .args(set.ca_args())
             .args(["--token", &t])
             .args(args);
         run_with_timeout(c, Duration::from_secs(60), || set.logs())

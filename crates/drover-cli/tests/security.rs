@@ -228,7 +228,7 @@ fn the_token_file_is_private_and_the_server_listens_on_loopback_by_default() {
         "{:?}",
         c.token
     );
-    assert!(c.url.starts_with("http://127.0.0.1:"), "{}", c.url);
+    assert!(c.url.starts_with("https://127.0.0.1:"), "{}", c.url);
 
     // Without an address the server binds loopback only: given a port alone (a free
     // one, so that this test runs beside others), it listens on the default host, and
@@ -241,22 +241,11 @@ fn the_token_file_is_private_and_the_server_listens_on_loopback_by_default() {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     let mut child = cmd.spawn().unwrap();
-    let endpoint = d.path().join("server").join("endpoint");
-    let url = poll(
-        "the default-bind server to be up",
-        SLOW,
-        || {
-            let url = std::fs::read_to_string(&endpoint).ok()?;
-            let addr = url.trim().trim_start_matches("http://").to_string();
-            let r = http_with(&addr, "GET", "/v1/health", None, &[], None).ok()?;
-            (r.status == 200).then_some(url)
-        },
-        String::new,
-    );
+    let addr = wait_local_server(d.path(), "the default-bind server to be up");
     let listening = listening_sockets(child.id());
     let _ = child.kill();
     let _ = child.wait();
-    let port: u16 = url.trim().rsplit(':').next().unwrap().parse().unwrap();
+    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
     assert!(
         listening.iter().any(|(_, p)| *p == port),
         "the server listens on port {port}: {listening:?}"
@@ -298,18 +287,7 @@ fn the_token_survives_a_restart_and_an_explicit_token_is_honoured() {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     let mut child = cmd.spawn().unwrap();
-    let endpoint = d.path().join("server").join("endpoint");
-    let addr = poll(
-        "the explicit-token server to be up",
-        SLOW,
-        || {
-            let url = std::fs::read_to_string(&endpoint).ok()?;
-            let addr = url.trim().trim_start_matches("http://").to_string();
-            let r = http_with(&addr, "GET", "/v1/health", None, &[], None).ok()?;
-            (r.status == 200).then_some(addr)
-        },
-        String::new,
-    );
+    let addr = wait_local_server(d.path(), "the explicit-token server to be up");
     let ok = http(&addr, "GET", "/v1/cluster", Some(explicit), None).status;
     let file_token = read(&d.path().join("server").join("token"));
     let with_file = http(&addr, "GET", "/v1/cluster", Some(file_token.trim()), None).status;

@@ -1,7 +1,9 @@
-//! TLS on the server's listener: certificates from `drover tls`, what is refused (plain
-//! HTTP, another CA's server or client certificate), mutual TLS on the servers' routes
-//! (a worker's certificate cannot speak raft), workers and the CLI over TLS, and
-//! `--insecure-http`.
+//! TLS on the server's listener: a bare `drover server` serves HTTPS with a CA of its
+//! own making (the CLI and a worker on the same machine need nothing copied), a server of
+//! a group without certificates refuses to start, certificates from `drover tls`, what
+//! is refused (plain HTTP, another CA's server or client certificate), mutual TLS on the
+//! servers' routes (a worker's certificate cannot speak raft), workers and the CLI over
+//! TLS, and `--insecure-http`.
 
 mod common;
 
@@ -139,9 +141,9 @@ fn a_server_with_certificates_speaks_only_tls_and_refuses_other_cas() {
     let server = TlsServer::start(root, &srv, &ca.ca());
     assert!(server.url.starts_with("https://"), "{}", server.url);
 
-    // Plain HTTP gets no HTTP answer on the TLS listener.
-    let plain = http_with(&server.addr, "GET", "/v1/health", None, &[], None);
-    assert!(plain.is_err(), "plain HTTP was answered: {plain:?}");
+    // Plain HTTP (this server is not registered with the harness: `http_with` speaks
+    // plain HTTP to it) is refused, token or not.
+    assert_https_required(&server.addr, Some(&server.token));
 
     // The cluster's CA: answered; a client that trusts another CA refuses the server.
     let trusted = client_config(&ca.ca(), None);
@@ -413,7 +415,18 @@ fn insecure_http_serves_plain_http_with_a_warning() {
     assert!(c.url.starts_with("http://"), "{}", c.url);
     assert_eq!(c.get("/v1/workers").status, 200);
     let logs = c.logs();
-    assert!(logs.contains("--insecure-http"), "no warning:\n{logs}");
+    assert!(
+        logs.contains("WARN") && logs.contains("--insecure-http"),
+        "no warning:\n{logs}"
+    );
+    assert!(
+        !c.data.join("server").join("tls").exists(),
+        "no CA made for a plain-HTTP server"
+    );
+    // A worker and the CLI work over plain HTTP too.
+    c.add_worker("w", &["--cpus", "1", "--memory", "1G"]);
+    let out = c.cli_ok(&["run", "--", "echo", "plain"]);
+    assert_eq!(out.stdout.trim(), "plain");
     c.kill_server();
 }
 
@@ -428,4 +441,193 @@ fn sigterm(child: &mut Child) {
         std::thread::sleep(Duration::from_millis(50));
     }
     let _ = child.wait();
+}
+
+/// A plain-HTTP request to a TLS listener gets a short plain-HTTP 400 saying to use
+/// HTTPS, and nothing of the API: no data, whatever the token.
+fn assert_https_required(addr: &str, token: Option<&str>) {
+    for (method, path) in [
+        ("GET", "/v1/health"),
+        ("GET", "/v1/tasks"),
+        ("POST", "/v1/tasks"),
+    ] {
+        let body = (method == "POST").then_some(&br#"{"command":["true"]}"#[..]);
+        let mut conn = std::net::TcpStream::connect(addr).unwrap();
+        conn.set_read_timeout(Some(SLOW)).unwrap();
+        use std::io::Write;
+        conn.write_all(&request_bytes(addr, method, path, token, &[], body))
+            .unwrap();
+        let r = read_response(&mut conn)
+            .unwrap_or_else(|e| panic!("no plain-HTTP answer to {method} {path}: {e}"));
+        assert_eq!(r.status, 400, "{method} {path}: {}", r.text());
+        let e = r.error();
+        assert_eq!(e["code"], "https_required", "{e}");
+        assert!(
+            e["message"].as_str().unwrap().contains("https://"),
+            "the message names the fix: {e}"
+        );
+        assert!(
+            r.header("location").is_none(),
+            "no redirect: {:?}",
+            r.headers
+        );
+    }
+}
+
+/// A bare `drover server` (no flags about TLS, nothing in its data directory) makes a CA
+/// and a certificate on first start and serves HTTPS only; the CLI and a worker started
+/// with the same `--data-dir` find the endpoint, the token and the CA by themselves;
+/// a restart keeps the same CA.
+#[test]
+fn a_bare_server_serves_https_with_its_own_ca_and_local_clients_need_nothing_copied() {
+    let mut c = Cluster::start("tls-bare");
+    assert!(c.url.starts_with("https://127.0.0.1:"), "{}", c.url);
+    let tls = c.data.join("server").join("tls");
+    let mode = |f: &str| std::fs::metadata(tls.join(f)).unwrap().permissions().mode() & 0o777;
+    for (f, want) in [
+        ("ca.crt", 0o644),
+        ("ca.key", 0o600),
+        ("server.crt", 0o644),
+        ("server.key", 0o600),
+    ] {
+        assert_eq!(mode(f), want, "{f}");
+    }
+    let log = read(&c.root.join("server.log"));
+    assert!(
+        log.contains("creating a CA") && !log.contains("plain HTTP"),
+        "{log}"
+    );
+    // Its certificate is the CA's: a client trusting that CA alone is answered.
+    let trusted = client_config(&tls.join("ca.crt"), None);
+    let r = https_with(&c.addr, &trusted, "GET", "/v1/health", None, &[], None).unwrap();
+    assert_eq!(r.status, 200);
+    assert_https_required(&c.addr, Some(&c.token));
+
+    // A worker and the CLI with the same --data-dir and nothing else.
+    let wlog = c.root.join("local-worker.log");
+    let name = unique("local");
+    let mut worker = drover_command();
+    worker
+        .arg("--data-dir")
+        .arg(&c.data)
+        .args(["worker", "--name", &name, "--cpus", "1", "--memory", "1G"])
+        .args(["--kill-grace", "1s", "--no-cgroups"])
+        .env("DROVER_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&wlog).unwrap()));
+    let mut worker = worker.spawn().expect("start the worker");
+    c.wait_worker_connected(&name);
+    let out = c.cli(&["run", "--", "echo", "hello over https"]);
+    let _ = worker.kill();
+    let _ = worker.wait();
+    assert!(out.status.success(), "{out}\n{}", tail(&wlog, 20));
+    assert_eq!(out.stdout.trim(), "hello over https");
+
+    // An http:// URL fails at once, saying why.
+    let out = c.cli(&["--server", &format!("http://{}", c.addr), "list"]);
+    assert!(!out.status.success(), "{out}");
+    assert!(out.stderr.contains("HTTPS"), "{out}");
+
+    // A restart keeps its CA and certificate: clients keep trusting it.
+    let ca_before = read(&tls.join("ca.crt"));
+    let cert_before = read(&tls.join("server.crt"));
+    c.kill_server();
+    c.restart_server();
+    assert_eq!(read(&tls.join("ca.crt")), ca_before);
+    assert_eq!(read(&tls.join("server.crt")), cert_before);
+    let r = https_with(&c.addr, &trusted, "GET", "/v1/health", None, &[], None).unwrap();
+    assert_eq!(r.status, 200);
+}
+
+/// A server that forms or joins a group and has no certificates does not make its own
+/// CA (the others would not trust it) and does not fall back to plain HTTP: it exits
+/// non-zero, naming the `drover tls` commands that make them. `--tls-dir` naming an
+/// empty directory is refused the same way. With `--insecure-http` it starts.
+#[test]
+fn a_group_member_without_certificates_refuses_to_start_and_says_how_to_make_them() {
+    let dir = TempDir::new("tls-group-refuse");
+    let root = dir.path();
+    let addrs: Vec<String> = servers::free_ports(3)
+        .into_iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect();
+    let server = |data: &str, args: &[&str]| {
+        let mut c = drover_command();
+        c.arg("--data-dir")
+            .arg(root.join(data))
+            .args(["--token", "group-token", "server", "--listen", &addrs[0]])
+            .args(["--peer-token", "group-peer-token"])
+            .args(args);
+        c
+    };
+    let peers = addrs.join(",");
+    for (data, args) in [
+        ("peers", vec!["--peers", peers.as_str()]),
+        ("join", vec!["--join", addrs[1].as_str()]),
+        ("join-wait", vec!["--join"]),
+    ] {
+        let out = run_with_timeout(server(data, &args), SLOW, String::new);
+        assert!(!out.status.success(), "{args:?} started:\n{out}");
+        for needle in [
+            "drover tls ca create",
+            "drover tls cert create server",
+            "--insecure-http",
+        ] {
+            assert!(
+                out.stderr.contains(needle),
+                "{args:?}: no {needle:?}:\n{out}"
+            );
+        }
+        let tls = root.join(data).join("server").join("tls");
+        assert!(
+            !tls.join("ca.key").exists() && !tls.join("server.crt").exists(),
+            "{args:?}: a group member made a CA of its own"
+        );
+    }
+
+    // --tls-dir names where the certificates are: missing, they are not made.
+    let empty = root.join("empty-tls");
+    std::fs::create_dir_all(&empty).unwrap();
+    let mut alone = drover_command();
+    alone
+        .arg("--data-dir")
+        .arg(root.join("tls-dir"))
+        .args(["server", "--listen", "127.0.0.1:0", "--tls-dir"])
+        .arg(&empty);
+    let out = run_with_timeout(alone, SLOW, String::new);
+    assert!(!out.status.success(), "{out}");
+    assert!(
+        out.stderr.contains("drover tls cert create server"),
+        "{out}"
+    );
+    assert!(
+        std::fs::read_dir(&empty).unwrap().next().is_none(),
+        "nothing made in {}",
+        empty.display()
+    );
+
+    // With --insecure-http the same member starts (and waits for its group), warning.
+    let log = root.join("insecure.log");
+    let mut member = server("insecure", &["--peers", &peers, "--insecure-http"])
+        .env("DROVER_LOG", "info,openraft=warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .spawn()
+        .unwrap();
+    let endpoint = root.join("insecure").join("server").join("endpoint");
+    let url = poll(
+        "the insecure member to be up",
+        SLOW,
+        || {
+            if let Ok(Some(st)) = member.try_wait() {
+                panic!("it exited with {st}:\n{}", tail(&log, 20));
+            }
+            std::fs::read_to_string(&endpoint).ok()
+        },
+        || tail(&log, 20),
+    );
+    let _ = member.kill();
+    let _ = member.wait();
+    assert!(url.starts_with("http://"), "{url}");
+    assert!(read(&log).contains("--insecure-http"), "{}", read(&log));
 }

@@ -4,7 +4,7 @@
 //! live output, cancel and retry, validation errors from the API, a job's DAG, paging,
 //! drain and resume, switching policy; and strings a user submitted (`<script>`, an
 //! `<img onerror>`) never executing; the task table paging quickly through a million
-//! tasks. Plus the session cookie's rules, over plain HTTP.
+//! tasks. Plus the session cookie's rules (over TLS, as the server serves by default).
 //!
 //! Chromium and chromedriver must be installed (`scripts/test.sh` installs Debian's
 //! `chromium` and `chromium-driver`): without them these tests fail, they do not skip.
@@ -98,6 +98,10 @@ impl Browser {
         }
         caps.add_arg(&format!("--user-data-dir={}", profile.display()))
             .unwrap();
+        // The test cluster's server certificate is signed by the CA it made on first
+        // start, which this throwaway profile does not know; what is tested here is the
+        // page, not certificate checking (tests/tls.rs checks that, with every client).
+        caps.add_arg("--ignore-certificate-errors").unwrap();
         // thirtyfour's reqwest is built without a crypto provider (no C build): ring.
         drover_client::tls::install_provider();
         let driver = WebDriver::new(format!("http://127.0.0.1:{port}"), caps)
@@ -667,7 +671,7 @@ fn strings_users_submit_are_shown_as_text_and_never_run() {
     });
 }
 
-/// The session cookie, over plain HTTP: what it opens and what it does not.
+/// The session cookie, over TLS: what it opens and what it does not.
 #[test]
 fn the_session_cookie_opens_the_api_only_and_changes_need_the_csrf_header() {
     let c = Cluster::start("ui-cookie");
@@ -706,7 +710,8 @@ fn the_session_cookie_opens_the_api_only_and_changes_need_the_csrf_header() {
     let r = req("POST", "/ui/login", &[form, csrf], Some(body.as_bytes()));
     assert_eq!(r.status, 204, "{}", r.text());
     let set = r.header("set-cookie").expect("a cookie").to_string();
-    for attr in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+    // `Secure` because the server speaks TLS: a browser never sends it in clear.
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/", "Secure"] {
         assert!(set.contains(attr), "{attr} in {set}");
     }
     let pair = set.split(';').next().unwrap().to_string();
@@ -735,8 +740,10 @@ fn the_session_cookie_opens_the_api_only_and_changes_need_the_csrf_header() {
     ];
     let r = req("GET", drover_proto::worker::WORKER_CONNECT_PATH, &ws, None);
     assert_eq!(r.status, 401, "{}", r.text());
+    // Over TLS the servers' routes first want a server certificate (mutual TLS): 403.
     let r = req("POST", "/v1/raft/append", &[cookie, csrf], Some(b"{}"));
-    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.error()["code"], "forbidden");
     let value = pair.trim_start_matches("drover_session=");
     let r = http(addr, "GET", "/v1/cluster", Some(value), None);
     assert_eq!(r.status, 401, "{}", r.text());
@@ -758,10 +765,10 @@ fn the_session_cookie_opens_the_api_only_and_changes_need_the_csrf_header() {
     // Logout clears it.
     let r = req("POST", "/ui/logout", &[cookie, csrf], None);
     assert_eq!(r.status, 204);
+    let cleared = r.header("set-cookie").unwrap_or_default();
     assert!(
-        r.header("set-cookie")
-            .unwrap_or_default()
-            .contains("Max-Age=0")
+        cleared.contains("Max-Age=0") && cleared.contains("Secure"),
+        "{cleared}"
     );
 }
 

@@ -53,11 +53,17 @@ pub struct ServerConfig {
 /// Whether a server speaks TLS.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TlsMode {
-    /// TLS with the certificates of this directory when they are there; plain HTTP
-    /// with a warning when they are not.
-    IfPresent(crate::tls::TlsPaths),
+    /// The default (`<data_dir>/tls`): TLS with the certificates of this directory. When
+    /// they are not there, a server alone creates a CA and a certificate for this
+    /// machine in it (as `drover up` does), while a server that forms or joins a group
+    /// refuses to start: its certificate must come from the group's one CA, which it
+    /// cannot make by itself.
+    Auto(crate::tls::TlsPaths),
+    /// TLS with the certificates of a directory given explicitly (`--tls-dir`): missing
+    /// files are an error, never a reason to make new ones.
+    Required(crate::tls::TlsPaths),
     /// TLS; a CA and a server certificate for this machine are created in the
-    /// directory on first start (a server alone, `drover up`).
+    /// directory on first start (`drover up`).
     CreateLocal(crate::tls::TlsPaths),
     /// Plain HTTP, by explicit request (`--insecure-http`).
     Insecure,
@@ -178,7 +184,7 @@ impl ServerConfig {
             keep_after_snapshot: 1_000,
             events_retained: crate::events::DEFAULT_RETAINED,
             retention: crate::retention::Retention::default(),
-            tls: TlsMode::IfPresent(crate::tls::TlsPaths::in_data_dir(&data_dir)),
+            tls: TlsMode::Auto(crate::tls::TlsPaths::in_data_dir(&data_dir)),
             scheme: "http",
             data_dir,
         }

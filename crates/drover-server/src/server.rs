@@ -49,6 +49,18 @@ pub enum ServerError {
     Identity(#[from] crate::identity::IdentityError),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    /// A server of a group cannot make its own CA: the others would not trust it.
+    #[error(
+        "this server forms or joins a group, but {} holds no server certificate: every server of a group needs one signed by the group's one CA. Make the CA once with `drover tls ca create --out CA_DIR`, then for each server `drover tls cert create server --ca-dir CA_DIR --host HOST --out {}` (HOST: the name or address the others and the clients dial); or pass --insecure-http on a trusted network",
+        dir.display(), dir.display()
+    )]
+    GroupWithoutCertificates { dir: PathBuf },
+    /// `--tls-dir` names a directory without the server's certificate.
+    #[error(
+        "no server certificate in {} (--tls-dir): make one with `drover tls cert create server --ca-dir CA_DIR --host HOST --out {}`",
+        dir.display(), dir.display()
+    )]
+    NoCertificates { dir: PathBuf },
     #[error("a file task on the data directory failed: {0}")]
     FileTask(tokio::task::JoinError),
     /// The peer list changed under a data directory: the position gives another id.
@@ -205,7 +217,7 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
             file: peer_path.clone(),
         });
     }
-    let tls = resolve_tls(&config).await?;
+    let tls = resolve_tls(&config, clustered).await?;
     config.scheme = if tls.is_some() { "https" } else { "http" };
     // Every call to another server (raft, forwarding, output copies, probes) trusts
     // the cluster's CA only and presents this server's certificate.
@@ -473,9 +485,11 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
 }
 
 /// The listener's TLS settings per `config.tls` (`None`: plain HTTP), creating a CA
-/// and a certificate where asked to. Reads and key generation run off the async threads.
+/// and a certificate where that is safe: for a server alone (`clustered` false) or
+/// `drover up`. Reads and key generation run off the async threads.
 async fn resolve_tls(
     config: &ServerConfig,
+    clustered: bool,
 ) -> Result<Option<crate::tls::TlsSettings>, ServerError> {
     use crate::config::TlsMode;
     use crate::tls::TlsSettings;
@@ -487,14 +501,24 @@ async fn resolve_tls(
             );
             return Ok(None);
         }
-        TlsMode::IfPresent(paths) if !paths.exist() => {
-            tracing::warn!(
-                dir = %paths.dir.display(),
-                "no server certificate in the TLS directory: serving plain HTTP; create one with `drover tls cert create server`, or pass --insecure-http"
-            );
-            return Ok(None);
+        TlsMode::Auto(paths) | TlsMode::Required(paths) if paths.exist() => (paths.clone(), false),
+        TlsMode::Auto(paths) if clustered => {
+            return Err(ServerError::GroupWithoutCertificates {
+                dir: paths.dir.clone(),
+            });
         }
-        TlsMode::IfPresent(paths) => (paths.clone(), false),
+        TlsMode::Auto(paths) => {
+            tracing::info!(
+                dir = %paths.dir.display(),
+                "no server certificate yet: creating a CA and a certificate for this machine (clients here find ca.crt by themselves; give it to clients elsewhere with --ca)"
+            );
+            (paths.clone(), true)
+        }
+        TlsMode::Required(paths) => {
+            return Err(ServerError::NoCertificates {
+                dir: paths.dir.clone(),
+            });
+        }
         TlsMode::CreateLocal(paths) => (paths.clone(), true),
     };
     let (paths, create) = paths;

@@ -62,7 +62,13 @@ async fn a_full_disk_while_snapshotting_does_not_stop_raft_and_is_recovered_from
     config.snapshot_every = 5;
     config.keep_after_snapshot = 2;
     let server = drover_server::start(config).await.expect("server");
-    let http = reqwest::Client::new();
+    // A server alone made its CA in its data directory on first start: trust it alone.
+    let ca = std::fs::read_to_string(dir.join("tls").join("ca.crt")).expect("its CA");
+    let http = reqwest::Client::builder()
+        .tls_backend_preconfigured(drover_client::tls::client_config(&ca, None).unwrap())
+        .build()
+        .unwrap();
+    assert!(server.url().starts_with("https://"), "{}", server.url());
     let url = server.url();
     let post = |body: Value| {
         http.post(format!("{url}/v1/tasks"))

@@ -4,6 +4,7 @@
 
 use drover_client::Client;
 use drover_server::ServerConfig;
+use drover_server::tls::{CertRole, CertificateAuthority, TlsPaths};
 use drover_types::TaskSpec;
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,21 @@ async fn a_server_far_behind_is_sent_a_snapshot() {
         .map(|p| format!("127.0.0.1:{p}"))
         .collect();
     peers.sort();
+    // A group needs certificates of one CA (a server of a group does not make its own).
+    let ca = CertificateAuthority::create().unwrap();
+    for i in 0..3 {
+        let tls = TlsPaths::in_data_dir(&root.join(format!("s{i}")));
+        ca.issue(
+            CertRole::Server,
+            &format!("s{i}"),
+            &["127.0.0.1".to_string()],
+        )
+        .unwrap()
+        .write(&tls.dir, CertRole::Server)
+        .unwrap();
+        std::fs::write(tls.ca(), ca.cert_pem()).unwrap();
+    }
+    let tls = drover_client::tls::client_config(ca.cert_pem(), None).unwrap();
     let config = |i: usize| {
         let mut c = ServerConfig::new(root.join(format!("s{i}")));
         c.listen = peers[i].parse().unwrap();
@@ -38,7 +54,9 @@ async fn a_server_far_behind_is_sent_a_snapshot() {
     let a = drover_server::start(config(0)).await.expect("server 1");
     let b = drover_server::start(config(1)).await.expect("server 2");
     let urls = format!("{},{}", a.url(), b.url());
-    let client = Client::new(urls, Some("cluster".into()));
+    let client = Client::new(urls, Some("cluster".into()))
+        .with_tls(tls.clone())
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut first = None;
     let mut last = None;
@@ -79,7 +97,9 @@ async fn a_server_far_behind_is_sent_a_snapshot() {
         .await
         .expect("the third server received a snapshot");
     assert!(caught_up.snapshot.is_some());
-    let third = Client::new(c.url(), Some("cluster".into()));
+    let third = Client::new(c.url(), Some("cluster".into()))
+        .with_tls(tls.clone())
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let got_first = third.task(&first.0.to_string()).await.is_ok();

@@ -18,6 +18,13 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// A client's TLS configuration for the server of data directory `dir`: a server alone
+/// makes its CA there on first start, and a client on the same machine trusts it alone.
+fn tls_config(dir: &std::path::Path) -> rustls::ClientConfig {
+    let ca = std::fs::read_to_string(dir.join("tls").join("ca.crt")).expect("the server's CA");
+    drover_client::tls::client_config(&ca, None).expect("a TLS client configuration")
+}
+
 struct Env {
     server: Option<RunningServer>,
     dir: PathBuf,
@@ -33,7 +40,9 @@ impl Env {
         config.worker_lost_after = lost_after;
         config.heartbeat_interval = Duration::from_millis(200);
         let server = drover_server::start(config).await.expect("server starts");
-        let client = Client::new(server.url(), Some(server.node.token.as_str().to_string()));
+        let client = Client::new(server.url(), Some(server.node.token.as_str().to_string()))
+            .with_tls(tls_config(&dir))
+            .expect("a client over TLS");
         Env {
             server: Some(server),
             dir,
@@ -46,13 +55,17 @@ impl Env {
     }
 
     async fn connect(&self, token: &str) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
-        let url = format!("ws://{}{WORKER_CONNECT_PATH}", self.server().addr);
+        let url = format!("wss://{}{WORKER_CONNECT_PATH}", self.server().addr);
         let mut req = url.into_client_request().unwrap();
         req.headers_mut().insert(
             "authorization",
             HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
         );
-        tokio_tungstenite::connect_async(req).await.map(|(s, _)| s)
+        let connector =
+            tokio_tungstenite::Connector::Rustls(std::sync::Arc::new(tls_config(&self.dir)));
+        tokio_tungstenite::connect_async_tls_with_config(req, None, false, Some(connector))
+            .await
+            .map(|(s, _)| s)
     }
 
     async fn join(&self, running: Vec<(TaskId, Attempt)>, finished: Vec<AttemptReport>) -> Socket {

@@ -1,5 +1,6 @@
 //! What the benches of this crate share: reading a process's figures from /proc, and
-//! waiting for a started server to write its endpoint and token. Each bench uses part.
+//! waiting for a started server to write its endpoint and token, a client of it. Each
+//! bench uses part.
 #![allow(dead_code)]
 
 use std::path::Path;
@@ -41,6 +42,19 @@ pub fn cpu_ms(pid: u32) -> u64 {
     let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
         + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
     ticks * 10
+}
+
+/// An SDK client of the server started with `--data-dir data` at `url`: over TLS with
+/// the CA the server made in its data directory when `url` is `https://` (a bare
+/// server's default), as the CLI on this machine finds it.
+pub fn local_client(data: &Path, url: String, token: String) -> drover_client::Client {
+    let client = drover_client::Client::new(url.clone(), Some(token));
+    if !url.starts_with("https://") {
+        return client;
+    }
+    let ca = std::fs::read_to_string(data.join("server/tls/ca.crt")).expect("the server's CA");
+    let tls = drover_client::tls::client_config(&ca, None).expect("a TLS client config");
+    client.with_tls(tls).expect("a client over TLS")
 }
 
 /// The trimmed content of `path` once it has some; panics after `timeout`.

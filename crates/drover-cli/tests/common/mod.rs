@@ -3,7 +3,11 @@
 //! cluster is dropped. Every wait has a deadline; a failure prints the tail of the
 //! server's and the workers' logs.
 //!
-//! HTTP is spoken by hand over `std::net::TcpStream` (HTTP/1.1, `Connection: close`),
+//! Servers are started as a user would start them, so they speak TLS: a [`Cluster`]'s
+//! server makes its own CA on first start (the CLI here finds it in the data directory,
+//! workers are given it with `--ca`), a [`servers::ServerSet`] gets a CA and a server
+//! certificate per server before its first start, as a real group must. HTTP is spoken
+//! by hand (HTTP/1.1, `Connection: close`) over TLS with that CA ([`tls::connect`]),
 //! so the tests can also send what no well-behaved client would: no token, a wrong
 //! one, malformed JSON, bad UTF-8, a body larger than the server accepts.
 
@@ -108,8 +112,8 @@ impl Resp {
     }
 }
 
-/// One HTTP/1.1 request on a fresh connection. `token`: `Some` sends
-/// `Authorization: Bearer <token>`.
+/// One HTTP/1.1 request on a fresh connection: over TLS to a server of the harness
+/// (see [`tls::trust`]). `token`: `Some` sends `Authorization: Bearer <token>`.
 pub fn http(
     addr: &str,
     method: &str,
@@ -129,11 +133,10 @@ pub fn http_with(
     headers: &[(&str, &str)],
     body: Option<&[u8]>,
 ) -> std::io::Result<Resp> {
-    let mut s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(SLOW))?;
-    s.set_write_timeout(Some(SLOW))?;
-    s.write_all(&request_bytes(addr, method, path, token, headers, body))?;
-    read_response(&mut s)
+    let mut conn = tls::connect(addr)?;
+    conn.write_all(&request_bytes(addr, method, path, token, headers, body))?;
+    conn.flush()?;
+    parse_response(&tls::read_to_close(&mut conn)?)
 }
 
 /// The bytes of one HTTP/1.1 request with `Connection: close`.
@@ -451,6 +454,51 @@ impl Drop for TempDir {
 }
 
 // ---------------------------------------------------------------------------------
+// A server started by `drover --data-dir DATA server`, found as the CLI finds it.
+
+/// Where a server started with `--data-dir data` keeps the CA it made.
+pub fn local_ca_path(data: &Path) -> PathBuf {
+    data.join("server").join("tls").join("ca.crt")
+}
+
+/// Tells the harness how to reach the server whose endpoint file (in `data`) says
+/// `url`: over TLS with the CA in its data directory, or plain HTTP for an `http://`
+/// URL. Its `IP:PORT`; `None` while the CA file is not there yet.
+pub fn register_endpoint(data: &Path, url: &str) -> Option<String> {
+    match url.trim().strip_prefix("https://") {
+        Some(addr) => {
+            let pem = std::fs::read_to_string(local_ca_path(data)).ok()?;
+            let config = drover_client::tls::client_config(&pem, None).ok()?;
+            tls::trust(addr, std::sync::Arc::new(config));
+            Some(addr.to_string())
+        }
+        None => {
+            let addr = url.trim().strip_prefix("http://")?;
+            tls::forget(addr);
+            Some(addr.to_string())
+        }
+    }
+}
+
+/// Waits until the server started (by the test) with `--data-dir data` is up: its
+/// endpoint file is written and `/v1/health` answers 200 over the scheme it names.
+/// Its `IP:PORT`, registered with the harness ([`register_endpoint`]).
+pub fn wait_local_server(data: &Path, what: &str) -> String {
+    let endpoint = data.join("server").join("endpoint");
+    poll(
+        what,
+        SLOW,
+        || {
+            let url = std::fs::read_to_string(&endpoint).ok()?;
+            let addr = register_endpoint(data, &url)?;
+            let r = http_with(&addr, "GET", "/v1/health", None, &[], None).ok()?;
+            (r.status == 200).then_some(addr)
+        },
+        String::new,
+    )
+}
+
+// ---------------------------------------------------------------------------------
 // A cluster: one server and its workers.
 
 struct WorkerProc {
@@ -488,7 +536,7 @@ pub struct Cluster {
     pub root: PathBuf,
     /// The server's data directory (`drover --data-dir`).
     pub data: PathBuf,
-    /// `http://127.0.0.1:PORT`
+    /// `https://127.0.0.1:PORT` (`http://` with `--insecure-http`)
     pub url: String,
     /// `127.0.0.1:PORT`
     pub addr: String,
@@ -581,8 +629,9 @@ impl Cluster {
                     .ok()?
                     .trim()
                     .to_string();
-                let addr = url.strip_prefix("http://")?.to_string();
-                let r = http_with(&addr, "GET", "/v1/health", None, &[], None).ok()?;
+                let addr = register_endpoint(&self.data, &url)?;
+                let addr = addr.as_str();
+                let r = http_with(addr, "GET", "/v1/health", None, &[], None).ok()?;
                 (r.status == 200 && r.json()["leader"] == Value::Bool(true)).then_some(url)
             })();
             if let Some(url) = up {
@@ -596,12 +645,34 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(50));
         };
         self.server = Some(child);
-        self.addr = url.trim_start_matches("http://").to_string();
+        self.addr = url
+            .split_once("://")
+            .map(|(_, a)| a)
+            .unwrap_or(&url)
+            .to_string();
         self.url = url;
         self.token = std::fs::read_to_string(self.data.join("server").join("token"))
             .expect("token file")
             .trim()
             .to_string();
+    }
+
+    /// Where the server keeps the cluster's CA certificate (it makes it on first start).
+    pub fn ca_path(&self) -> PathBuf {
+        local_ca_path(&self.data)
+    }
+
+    /// The cluster's CA certificate file, while the server speaks TLS; what `--ca`
+    /// takes for a worker or CLI elsewhere than the server's data directory.
+    pub fn ca_file(&self) -> Option<PathBuf> {
+        self.url.starts_with("https://").then(|| self.ca_path())
+    }
+
+    /// The TLS configuration of a client of this cluster (trusting its CA only), while
+    /// the server speaks TLS: for reqwest or SDK clients.
+    pub fn client_tls(&self) -> Option<rustls::ClientConfig> {
+        let pem = std::fs::read_to_string(self.ca_file()?).expect("the cluster's ca.crt");
+        Some(drover_client::tls::client_config(&pem, None).expect("a TLS client configuration"))
     }
 
     /// The server's pid.
@@ -712,10 +783,16 @@ impl Cluster {
             .open(&w.log)
             .expect("worker log");
         let mut cmd = drover_command_in(w.netns.as_deref());
-        cmd.arg("--data-dir")
-            .arg(&w.data_dir)
-            .args(["--server", &self.url, "--token", &self.token])
-            .args(["worker", "--name", &w.name])
+        cmd.arg("--data-dir").arg(&w.data_dir).args([
+            "--server",
+            &self.url,
+            "--token",
+            &self.token,
+        ]);
+        if let Some(ca) = self.ca_file() {
+            cmd.arg("--ca").arg(ca);
+        }
+        cmd.args(["worker", "--name", &w.name])
             .args(&w.args)
             .env("DROVER_LOG", "info")
             .envs(self.worker_env.iter().map(|(k, v)| (k, v)))
@@ -813,8 +890,11 @@ impl Cluster {
             .unwrap_or_else(|| self.root.join(format!("wdata-{short}")));
         let mut cmd = drover_command();
         cmd.arg("--data-dir")
-            .arg(self.root.join(format!("wdata-{short}")))
-            .args(global)
+            .arg(self.root.join(format!("wdata-{short}")));
+        if let Some(ca) = self.ca_file().filter(|_| !global.contains(&"--ca")) {
+            cmd.arg("--ca").arg(ca);
+        }
+        cmd.args(global)
             .args(["worker", "--name", &name])
             .args(args)
             .env("DROVER_LOG", "info")
@@ -994,6 +1074,7 @@ impl Drop for Cluster {
             let _ = c.kill();
             let _ = c.wait();
         }
+        tls::forget(&self.addr);
         // Task processes outlive a SIGKILLed agent: end whatever runs in our tree,
         // thawing first what a dying agent may have left frozen, and remove the
         // agents' cgroups.

@@ -1,9 +1,17 @@
 //! A replicated group of servers: three `drover server` processes on loopback, each
 //! its own process (so one can be killed), with workers given every server's URL.
 //! Beside [`super::Cluster`] (one server); the same clean-up on drop.
+//!
+//! Over TLS, as a real group must be set up: the set has one CA (`<root>/ca`), and
+//! each server gets a certificate of it for its address in its TLS directory before its
+//! first start (a server of a group refuses to start without one); workers and the CLI
+//! are given the CA with `--ca`. `--insecure-http` among the server arguments
+//! ([`ServerSet::add_server_args`]) makes it plain HTTP throughout.
 
 use super::*;
+use drover_server::tls::{CertRole, CertificateAuthority};
 use std::net::TcpListener;
+use std::sync::Arc;
 
 pub struct ServerSet {
     pub root: PathBuf,
@@ -80,7 +88,7 @@ impl ServerSet {
         let mut pairs: Vec<(String, Option<String>)> = addrs.into_iter().zip(netns).collect();
         pairs.sort();
         let (addrs, netns): (Vec<String>, Vec<Option<String>>) = pairs.into_iter().unzip();
-        ServerSet {
+        let set = ServerSet {
             netns,
             root: dir.path().to_path_buf(),
             token: unique("token"),
@@ -97,12 +105,87 @@ impl ServerSet {
             ],
             workers: Vec::new(),
             _dir: dir,
+        };
+        let ca = CertificateAuthority::create().expect("a CA");
+        ca.write(&set.ca_dir()).expect("write the CA");
+        let client = Arc::new(
+            drover_client::tls::client_config(ca.cert_pem(), None).expect("a TLS client config"),
+        );
+        for addr in &set.addrs {
+            tls::trust(addr, client.clone());
         }
+        set
     }
 
     /// More `drover server` flags for every server started from now on.
     pub fn add_server_args(&mut self, args: &[&str]) {
         self.server_args.extend(args.iter().map(|a| a.to_string()));
+        if !self.tls() {
+            for addr in &self.addrs {
+                tls::forget(addr);
+            }
+        }
+    }
+
+    /// Whether the servers speak TLS (unless started with `--insecure-http`).
+    pub fn tls(&self) -> bool {
+        !self.server_args.iter().any(|a| a == "--insecure-http")
+    }
+
+    /// The directory of the set's CA (`ca.crt`, `ca.key`).
+    pub fn ca_dir(&self) -> PathBuf {
+        self.root.join("ca")
+    }
+
+    /// The CA certificate every worker and client of the set is given (`--ca`).
+    pub fn ca_file(&self) -> PathBuf {
+        CertificateAuthority::cert_path(&self.ca_dir())
+    }
+
+    /// `--ca FILE` while the servers speak TLS, else nothing: for commands built by hand.
+    pub fn ca_args(&self) -> Vec<String> {
+        if self.tls() {
+            vec!["--ca".into(), self.ca_file().to_string_lossy().into_owned()]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// The TLS configuration of a client of the set (trusting its CA only), while the
+    /// servers speak TLS: for reqwest or SDK clients.
+    pub fn client_tls(&self) -> Option<rustls::ClientConfig> {
+        self.tls().then(|| {
+            let pem = std::fs::read_to_string(self.ca_file()).expect("the set's ca.crt");
+            drover_client::tls::client_config(&pem, None).expect("a TLS client configuration")
+        })
+    }
+
+    /// An SDK client of every server of the set (with the cluster token and the CA).
+    pub fn client(&self) -> drover_client::Client {
+        let c = drover_client::Client::new(self.urls(), Some(self.token.clone()));
+        match self.client_tls() {
+            Some(t) => c.with_tls(t).expect("an SDK client over TLS"),
+            None => c,
+        }
+    }
+
+    /// Writes server `i`'s certificate (for its address) and the CA certificate into
+    /// its TLS directory, unless they are there: what an admin does with `drover tls
+    /// cert create server` before a server's first start.
+    fn issue_certificate(&self, i: usize) {
+        let dir = self.data_dir(i).join("server").join("tls");
+        if dir.join("server.crt").is_file() {
+            return;
+        }
+        let ca = CertificateAuthority::load(&self.ca_dir()).expect("the set's CA");
+        let ip = self.addrs[i].rsplit_once(':').expect("IP:PORT").0;
+        let mut hosts = drover_server::tls::local_hosts(None);
+        hosts.push(ip.trim_matches(['[', ']']).to_string());
+        ca.issue(CertRole::Server, &format!("server-{i}"), &hosts)
+            .expect("a server certificate")
+            .write(&dir, CertRole::Server)
+            .expect("write the server certificate");
+        std::fs::write(CertificateAuthority::cert_path(&dir), ca.cert_pem()).expect("ca.crt");
     }
 
     /// Server `i`'s `--data-dir` (the server keeps its files in `server/` under it).
@@ -112,11 +195,16 @@ impl ServerSet {
 
     /// Every server's URL, comma-separated (what `--server` takes).
     pub fn urls(&self) -> String {
-        self.addrs
-            .iter()
-            .map(|a| format!("http://{a}"))
+        (0..self.addrs.len())
+            .map(|i| self.url(i))
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// Server `i`'s URL: `https://IP:PORT` (`http://` with `--insecure-http`).
+    pub fn url(&self, i: usize) -> String {
+        let scheme = if self.tls() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addrs[i])
     }
 
     pub fn log(&self, i: usize) -> PathBuf {
@@ -126,6 +214,9 @@ impl ServerSet {
     /// Starts server `i` (0-based, in address order).
     pub fn start(&mut self, i: usize) {
         assert!(self.servers[i].is_none(), "server {i} runs already");
+        if self.tls() {
+            self.issue_certificate(i);
+        }
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -156,6 +247,9 @@ impl ServerSet {
     pub fn start_joining(&mut self, join: &str) -> usize {
         let port = free_ports(1)[0];
         self.addrs.push(format!("127.0.0.1:{port}"));
+        if let Some(config) = self.addrs.first().and_then(|a| tls::trusted(a)) {
+            tls::trust(&format!("127.0.0.1:{port}"), config);
+        }
         self.netns.push(None);
         self.servers.push(None);
         self.modes.push(StartMode::Join(join.to_string()));
@@ -241,6 +335,7 @@ impl ServerSet {
         cmd.arg("--data-dir")
             .arg(&data_dir)
             .args(["--server", &self.urls(), "--token", &self.token])
+            .args(self.ca_args())
             .args(["worker", "--name", &name, "--kill-grace", "1s"])
             .args(args)
             .env("DROVER_LOG", "info")
@@ -352,6 +447,7 @@ impl ServerSet {
         c.arg("--data-dir")
             .arg(self.root.join("cli"))
             .args(["--server", &self.urls(), "--token", &self.token])
+            .args(self.ca_args())
             .args(args);
         c
     }
@@ -423,6 +519,7 @@ impl Drop for ServerSet {
         }
         for i in 0..self.addrs.len() {
             self.kill(i);
+            tls::forget(&self.addrs[i]);
         }
         for _ in 0..3 {
             let left = processes_under(&self.root);

@@ -62,8 +62,16 @@ pub async fn serve(
         let app = app.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => stream,
+            let handshake = async {
+                if !starts_with_tls(&tcp).await? {
+                    answer_plain_http(tcp).await;
+                    return Ok(None);
+                }
+                acceptor.accept(tcp).await.map(Some)
+            };
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+                Ok(Ok(Some(stream))) => stream,
+                Ok(Ok(None)) => return,
                 Ok(Err(e)) => {
                     tracing::debug!("TLS handshake refused: {e}");
                     return;
@@ -92,4 +100,56 @@ pub async fn serve(
         tracing::warn!("connections still open {DRAIN_TIMEOUT:?} after the stop; closing them");
     }
     Ok(())
+}
+
+/// The first byte of every TLS connection: a handshake record (the ClientHello). A
+/// plain-HTTP request starts with a method name in ASCII instead.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+/// How much of a plain-HTTP request is read (and dropped) before answering it.
+const PLAIN_REQUEST_MAX: usize = 16 << 10;
+
+/// Whether the client's first byte opens a TLS handshake, without consuming it. An
+/// error: the client closed, or sent nothing readable.
+async fn starts_with_tls(tcp: &tokio::net::TcpStream) -> std::io::Result<bool> {
+    let mut first = [0u8; 1];
+    match tcp.peek(&mut first).await? {
+        0 => Err(std::io::ErrorKind::UnexpectedEof.into()),
+        _ => Ok(first[0] == TLS_HANDSHAKE_RECORD),
+    }
+}
+
+/// Answers a plain-HTTP request on the TLS listener with a short plain-HTTP 400 that
+/// says to use `https://`, then closes. A mistyped URL then fails with a message that
+/// names the fix, rather than a reset or TLS garbage; nothing the request carried (a
+/// token, say) is looked at, and no redirect is offered: following one would have sent
+/// the token in clear already, and a client should fail, not learn to retry.
+async fn answer_plain_http(mut tcp: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Read the request's head first: closing a socket with unread bytes resets the
+    // connection, and the client may lose the answer.
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while seen.len() < PLAIN_REQUEST_MAX && !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tcp.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+    let body = r#"{"error":{"code":"https_required","message":"this server speaks HTTPS only: use an https:// URL (and the cluster's CA, --ca)"}}"#;
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    if tcp.write_all(answer.as_bytes()).await.is_err() {
+        return;
+    }
+    let _ = tcp.shutdown().await;
+    // Drain a body the client may still be sending (bounded), for the same reason.
+    let mut drained = 0;
+    while drained < PLAIN_REQUEST_MAX {
+        match tokio::time::timeout(Duration::from_secs(1), tcp.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => drained += n,
+            _ => break,
+        }
+    }
 }

@@ -139,9 +139,14 @@ async fn login(
 }
 
 /// `POST /ui/logout`: clears the cookie.
-async fn logout(headers: HeaderMap) -> Result<Response, ApiError> {
+async fn logout(
+    axum::extract::State(node): axum::extract::State<Arc<Node>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     check_csrf(&headers)?;
-    session_response(session::set_cookie(None, false))
+    // The same attributes as the cookie it replaces (a browser keeps a Secure cookie
+    // apart from a plain one of the same name).
+    session_response(session::set_cookie(None, node.config.scheme == "https"))
 }
 
 fn session_response(cookie: String) -> Result<Response, ApiError> {
