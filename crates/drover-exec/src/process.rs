@@ -115,7 +115,7 @@ impl ProcessDriver {
         self.cgroups.is_some()
     }
 
-    /// The cgroup controllers in use (`memory`, `cpuacct`, `freezer`), empty without cgroups.
+    /// The cgroup controllers in use (`memory`, `cpuacct`, `pids` or else `freezer`), empty without cgroups.
     pub fn cgroup_controllers(&self) -> Vec<&'static str> {
         self.cgroups
             .as_ref()
