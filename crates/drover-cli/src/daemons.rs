@@ -847,12 +847,10 @@ fn print_worker(p: &mut Printer, s: &WorkerSettings, server: Option<&str>) {
             .collect();
         t.insert("allow_paths".into(), toml::Value::Array(a));
     }
-    t.insert(
-        "task_pids_max".into(),
-        s.confine
-            .pids_max
-            .map_or_else(|| text("max"), show_count),
-    );
+    // No limit (`max`) has no file form: left out.
+    if let Some(n) = s.confine.pids_max {
+        t.insert("task_pids_max".into(), show_count(n));
+    }
 }
 
 fn worker_config(

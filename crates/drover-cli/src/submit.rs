@@ -127,7 +127,11 @@ fn task_from_args(a: &SubmitArgs) -> Result<TaskSpec> {
             // Not `parse_pairs`: its error quotes the item, which may be the secret.
             p.split_once('=')
                 .map(|(k, v)| (k.trim().to_string(), drover_types::SecretString::new(v)))
-                .ok_or_else(|| anyhow::anyhow!("--secret-env: an item is not NAME=VALUE (not shown: it may be the secret)"))
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--secret-env: an item is not NAME=VALUE (not shown: it may be the secret)"
+                    )
+                })
         })
         .collect::<Result<_>>()?;
     spec.constraints = a

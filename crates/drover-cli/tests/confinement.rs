@@ -24,7 +24,10 @@ fn assert_root() {
         .find_map(|l| l.strip_prefix("Uid:"))
         .and_then(|l| l.split_ascii_whitespace().nth(1))
         .unwrap();
-    assert_eq!(euid, "0", "these tests check the switch to the task user: run them as root");
+    assert_eq!(
+        euid, "0",
+        "these tests check the switch to the task user: run them as root"
+    );
 }
 
 fn nobody_uid() -> String {
@@ -42,7 +45,9 @@ fn nobody_uid() -> String {
 fn probe_script(attempts: &[(&str, String)]) -> String {
     let mut s = String::from("id -u; ");
     for (name, cmd) in attempts {
-        s.push_str(&format!("if ({cmd}) >/dev/null 2>&1; then echo READ:{name}; fi; "));
+        s.push_str(&format!(
+            "if ({cmd}) >/dev/null 2>&1; then echo READ:{name}; fi; "
+        ));
     }
     s.push_str("exit 0");
     s
@@ -62,7 +67,10 @@ fn under_drover_up_a_task_cannot_reach_the_servers_secrets_nor_climb_out() {
     );
     let pid = up.pid();
     assert!(
-        up.banner["url"].as_str().unwrap_or("").starts_with("https://"),
+        up.banner["url"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("https://"),
         "{}",
         up.banner
     );
@@ -139,7 +147,10 @@ fn without_root_drover_up_is_not_dumpable_and_tasks_run_as_its_user() {
         &data,
         &setpriv,
         &["--workers", "1", "--cpus", "1"],
-        &[("CONFINE_CANARY", canary.as_str()), ("HOME", "/nonexistent")],
+        &[
+            ("CONFINE_CANARY", canary.as_str()),
+            ("HOME", "/nonexistent"),
+        ],
     );
     let pid = up.pid();
     let d = data.display();
@@ -206,12 +217,18 @@ fn working_directories_stay_in_the_attempt_or_an_allowed_path() {
     let id = c.submit(json!({"command": ["pwd"], "workdir": inside.display().to_string()}));
     let t = c.wait_final(id, SLOW);
     assert_eq!(t.state, TaskState::Succeeded, "{t:#?}");
-    assert_eq!(t.result.as_deref().map(str::trim), Some(inside.to_str().unwrap()));
+    assert_eq!(
+        t.result.as_deref().map(str::trim),
+        Some(inside.to_str().unwrap())
+    );
     let id = c.submit(json!({"command": ["sh", "-c", "pwd; touch here"], "workdir": "a/b"}));
     let t = c.wait_final(id, SLOW);
     assert_eq!(t.state, TaskState::Succeeded, "{t:#?}");
     let pwd = t.result.unwrap_or_default();
-    assert!(pwd.trim().ends_with(&format!("/attempts/{id}.1/a/b")), "{pwd}");
+    assert!(
+        pwd.trim().ends_with(&format!("/attempts/{id}.1/a/b")),
+        "{pwd}"
+    );
     // And the processes of `drover server` and `drover worker` are out of reach.
     let (server, agent) = (c.server_pid(), c.worker_pid("w"));
     let token_file = c.data.join("server").join("token");
@@ -256,7 +273,11 @@ fn a_fork_bomb_and_a_memory_hog_end_alone_and_the_worker_carries_on() {
     }));
     let b = c.wait_final(bomb, Duration::from_secs(60));
     assert_eq!(b.state, TaskState::Failed, "{b:#?}");
-    assert_eq!(b.outcome, Some(Outcome::TooManyProcesses { limit: 256 }), "{b:#?}");
+    assert_eq!(
+        b.outcome,
+        Some(Outcome::TooManyProcesses { limit: 256 }),
+        "{b:#?}"
+    );
     let h = c.wait_final(hog, Duration::from_secs(60));
     assert_eq!(h.outcome, Some(Outcome::OutOfMemory), "{h:#?}");
     assert!(
@@ -271,7 +292,11 @@ fn a_fork_bomb_and_a_memory_hog_end_alone_and_the_worker_carries_on() {
     let after = c.submit(json!({"command": ["echo", "after"]}));
     let a = c.wait_final(after, SLOW);
     assert_eq!(a.state, TaskState::Succeeded, "{a:#?}");
-    assert!(c.worker_log("w").contains("tasks run as"), "{}", c.worker_log("w"));
+    assert!(
+        c.worker_log("w").contains("tasks run as"),
+        "{}",
+        c.worker_log("w")
+    );
 }
 
 #[test]
@@ -282,8 +307,14 @@ fn env_names_are_validated_and_secret_values_appear_nowhere_but_in_the_task() {
     for (spec, field) in [
         (json!({"command": ["true"], "env": {"A-B": "1"}}), "env.A-B"),
         (json!({"command": ["true"], "env": {"1X": "1"}}), "env.1X"),
-        (json!({"command": ["true"], "secret_env": {"A=B": "1"}}), "secret_env.A=B"),
-        (json!({"command": ["true"], "env": {"DROVER_X": "1"}}), "env.DROVER_X"),
+        (
+            json!({"command": ["true"], "secret_env": {"A=B": "1"}}),
+            "secret_env.A=B",
+        ),
+        (
+            json!({"command": ["true"], "env": {"DROVER_X": "1"}}),
+            "env.DROVER_X",
+        ),
     ] {
         let r = c.post("/v1/tasks", &spec);
         assert_eq!(r.status, 400, "{spec}: {}", r.text());
@@ -311,7 +342,12 @@ fn env_names_are_validated_and_secret_values_appear_nowhere_but_in_the_task() {
     ]);
     let cli_task = serde_json::from_str::<serde_json::Value>(&out.stdout)
         .ok()
-        .and_then(|v| v["first"].as_u64().or(v["id"].as_u64()).or(v["ids"][0].as_u64()))
+        .and_then(|v| {
+            v["first"]
+                .as_u64()
+                .or(v["id"].as_u64())
+                .or(v["ids"][0].as_u64())
+        })
         .unwrap_or_else(|| panic!("no task id in {out}"));
     let expected = {
         let o = std::process::Command::new("sh")
@@ -325,16 +361,21 @@ fn env_names_are_validated_and_secret_values_appear_nowhere_but_in_the_task() {
     for id in [api_task, cli_task] {
         let t = c.wait_final(id, SLOW);
         assert_eq!(t.state, TaskState::Succeeded, "{t:#?}");
-        assert_eq!(t.result.as_deref(), Some(expected.as_str()), "the task got the value");
         assert_eq!(
-            t.spec.secret_env.get("CANARY").map(|v| v.expose().to_string()),
+            t.result.as_deref(),
+            Some(expected.as_str()),
+            "the task got the value"
+        );
+        assert_eq!(
+            t.spec
+                .secret_env
+                .get("CANARY")
+                .map(|v| v.expose().to_string()),
             Some(drover_types::REDACTED.to_string()),
             "reads show the name, not the value"
         );
         seen.push(events.until("the task's end", |v| {
-            v["type"] == "task"
-                && v["task"] == id
-                && v["state"] == "succeeded"
+            v["type"] == "task" && v["task"] == id && v["state"] == "succeeded"
         }));
     }
     let api = c.get(&format!("/v1/tasks/{api_task}")).text();
@@ -346,9 +387,16 @@ fn env_names_are_validated_and_secret_values_appear_nowhere_but_in_the_task() {
         ("jobs", c.get("/v1/jobs").text()),
         ("workers", c.get("/v1/workers").text()),
         ("cluster", c.get("/v1/cluster").text()),
-        ("output", c.get(&format!("/v1/tasks/{api_task}/output")).text()),
+        (
+            "output",
+            c.get(&format!("/v1/tasks/{api_task}/output")).text(),
+        ),
         ("ui", c.get("/").text()),
-        ("status", c.cli_ok(&["--json", "status", &api_task.to_string()]).stdout),
+        (
+            "status",
+            c.cli_ok(&["--json", "status", &api_task.to_string()])
+                .stdout,
+        ),
         ("list", c.cli_ok(&["--json", "list"]).stdout),
         ("events", format!("{seen:?}")),
         ("logs", c.logs()),
@@ -357,12 +405,18 @@ fn env_names_are_validated_and_secret_values_appear_nowhere_but_in_the_task() {
     reads.push(("job", c.get(&format!("/v1/jobs/{job}")).text()));
     for (what, text) in &reads {
         assert!(!text.is_empty() || *what == "output", "{what} read nothing");
-        assert!(!text.contains(&secret), "the secret appears in {what}: {text}");
+        assert!(
+            !text.contains(&secret),
+            "the secret appears in {what}: {text}"
+        );
     }
     // The canary is a real one: the raw log of the replicated state holds it (it must,
     // to reach the worker), so a grep that never matches would be caught here.
     let on_disk = files_containing(&c.data.join("server"), secret.as_bytes());
-    assert!(!on_disk.is_empty(), "the secret reached the server's storage");
+    assert!(
+        !on_disk.is_empty(),
+        "the secret reached the server's storage"
+    );
 }
 
 /// Files under `dir` whose bytes contain `needle`.
@@ -377,7 +431,8 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)) {
+            } else if std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
+            {
                 found.push(p);
             }
         }

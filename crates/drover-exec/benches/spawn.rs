@@ -152,7 +152,9 @@ fn main() {
         eprintln!(
             "driver: {} (a spawn writes its thread into each hierarchy and back); tasks as {}",
             d.mode_description(),
-            task_user.as_ref().map_or("the agent's user", |u| u.name.as_str())
+            task_user
+                .as_ref()
+                .map_or("the agent's user", |u| u.name.as_str())
         );
         if mode == CgroupMode::Auto && !d.cgroups_active() {
             eprintln!("note: cgroups unavailable here: {}", d.mode_description());

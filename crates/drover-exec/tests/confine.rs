@@ -43,10 +43,17 @@ async fn tasks_run_as_the_task_user_in_a_directory_it_owns() {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], nobody.uid.to_string(), "{out}");
     assert_eq!(lines[1], nobody.gid.to_string(), "{out}");
-    assert_eq!(lines[2], nobody.gid.to_string(), "no supplementary groups: {out}");
+    assert_eq!(
+        lines[2],
+        nobody.gid.to_string(),
+        "no supplementary groups: {out}"
+    );
     assert_eq!(lines[3], "x", "{out}");
     assert!(!out.contains("LEAKED"), "{out}");
-    assert!(!out.contains("LISTED"), "attempts/ must not be listable: {out}");
+    assert!(
+        !out.contains("LISTED"),
+        "attempts/ must not be listable: {out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,12 +70,8 @@ async fn a_fork_bomb_ends_at_its_pids_limit_and_a_neighbour_finishes() {
         d.mode_description()
     );
     let started = Instant::now();
-    let bomb = d
-        .launch(sh(1, "b() { b | b & }; b; sleep 60"))
-        .unwrap();
-    let neighbour = d
-        .launch(sh(2, "sleep 1; echo fine"))
-        .unwrap();
+    let bomb = d.launch(sh(1, "b() { b | b & }; b; sleep 60")).unwrap();
+    let neighbour = d.launch(sh(2, "sleep 1; echo fine")).unwrap();
     let f = tokio::time::timeout(Duration::from_secs(30), bomb.wait())
         .await
         .expect("the bomb is ended by its limit, not its sleep");
@@ -77,4 +80,28 @@ async fn a_fork_bomb_ends_at_its_pids_limit_and_a_neighbour_finishes() {
     let n = neighbour.wait().await;
     assert_eq!(n.outcome, Outcome::Exited { code: 0 });
     assert_eq!(n.result, b"fine\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_starts_in_its_directory_even_below_a_closed_one() {
+    as_root();
+    // Like a data directory under /root (0700): the task user cannot pass through,
+    // yet its task starts in its directory, because the agent enters it before the
+    // user switch.
+    let root = Scratch::new("closed");
+    std::fs::set_permissions(&root.0, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let mut cfg = config(&root, "closed", CgroupMode::Off);
+    cfg.work_root = root.0.join("work");
+    cfg.task_user = Some(TaskUser::lookup("nobody").unwrap());
+    let d = ProcessDriver::new(cfg).unwrap();
+    let f = d
+        .launch(sh(
+            1,
+            "touch here && ls && (ls \"$DROVER_WORKDIR\" || echo no-path)",
+        ))
+        .unwrap()
+        .wait()
+        .await;
+    assert_eq!(f.outcome, Outcome::Exited { code: 0 });
+    assert_eq!(String::from_utf8(f.result).unwrap(), "here\nno-path\n");
 }

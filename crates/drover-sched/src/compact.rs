@@ -20,8 +20,8 @@ use crate::scheduler::SchedulerConfig;
 use crate::view::AttemptRecord;
 use drover_types::{
     ArraySpec, Attempt, Backoff, DepRef, FailureCause, LabelSelector, Limits, Millis, Outcome,
-    PlacementPolicyKind, PolicyConfig, QueuePolicyKind, Resources, RetryPolicy, SecretString, TaskId,
-    TaskSpec, WorkerId, WorkerSpec,
+    PlacementPolicyKind, PolicyConfig, QueuePolicyKind, Resources, RetryPolicy, SecretString,
+    TaskId, TaskSpec, WorkerId, WorkerSpec,
 };
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;

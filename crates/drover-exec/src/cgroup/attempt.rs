@@ -111,7 +111,11 @@ impl AttemptCgroup {
     }
 
     /// Makes a reused cgroup look new: counters zeroed, limits set.
-    pub(super) fn reset(&self, memory_limit: Option<u64>, pids_limit: Option<u64>) -> io::Result<()> {
+    pub(super) fn reset(
+        &self,
+        memory_limit: Option<u64>,
+        pids_limit: Option<u64>,
+    ) -> io::Result<()> {
         self.set_memory_limit(memory_limit)?;
         self.set_pids_limit(pids_limit)?;
         if let Some(d) = self.dir(Controller::Cpuacct) {

@@ -18,9 +18,7 @@ pub enum TaskUserError {
     UnknownUser { name: String },
     #[error("task user's group {name:?}: no such group in /etc/group")]
     UnknownGroup { name: String },
-    #[error(
-        "task user {uid}: not in /etc/passwd, so its group is unknown: give it as {uid}:GID"
-    )]
+    #[error("task user {uid}: not in /etc/passwd, so its group is unknown: give it as {uid}:GID")]
     NoGroup { uid: u32 },
     #[error("task user {spec:?}: expected NAME, UID, NAME:GROUP or UID:GID")]
     Malformed { spec: String },

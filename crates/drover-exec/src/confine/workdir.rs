@@ -11,16 +11,20 @@ use std::path::{Component, Path, PathBuf};
 /// spawn failure message.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum WorkdirRefused {
-    #[error(
-        "working directory {requested}: leads out of the attempt's directory (to {resolved})"
-    )]
-    Escapes { requested: PathBuf, resolved: PathBuf },
+    #[error("working directory {requested}: leads out of the attempt's directory (to {resolved})")]
+    Escapes {
+        requested: PathBuf,
+        resolved: PathBuf,
+    },
     #[error("working directory {requested}: '..' is not allowed")]
     ParentComponent { requested: PathBuf },
     #[error(
         "working directory {requested} (resolved: {resolved}) is not inside a path this worker allows (--allow-path)"
     )]
-    NotAllowed { requested: PathBuf, resolved: PathBuf },
+    NotAllowed {
+        requested: PathBuf,
+        resolved: PathBuf,
+    },
     #[error("working directory {path} does not exist or is not a directory")]
     Missing { path: PathBuf },
     #[error("working directory {path}: {source}")]
@@ -78,11 +82,9 @@ pub(crate) fn resolve_workdir(
         match fs::create_dir(&dir) {
             Ok(()) => {
                 if let Some(u) = owner {
-                    chown(&dir, Some(u.uid), Some(u.gid)).map_err(|source| {
-                        WorkdirRefused::Io {
-                            path: dir.clone(),
-                            source,
-                        }
+                    chown(&dir, Some(u.uid), Some(u.gid)).map_err(|source| WorkdirRefused::Io {
+                        path: dir.clone(),
+                        source,
                     })?;
                 }
             }
@@ -180,10 +182,8 @@ mod tests {
     struct Scratch(PathBuf);
     impl Scratch {
         fn new(name: &str) -> Scratch {
-            let p = std::env::temp_dir().join(format!(
-                "drover-exec-workdir-{name}-{}",
-                std::process::id()
-            ));
+            let p = std::env::temp_dir()
+                .join(format!("drover-exec-workdir-{name}-{}", std::process::id()));
             let _ = fs::remove_dir_all(&p);
             fs::create_dir_all(p.join("attempt")).unwrap();
             fs::create_dir_all(p.join("data/inner")).unwrap();
