@@ -215,7 +215,7 @@ mod tests {
         for bad in ["..", "a/../..", "x/..", "/tmp/../etc"] {
             assert!(
                 matches!(
-                    resolve_workdir(&attempt, Path::new(bad), &[s.0.clone()], None),
+                    resolve_workdir(&attempt, Path::new(bad), std::slice::from_ref(&s.0), None),
                     Err(WorkdirRefused::ParentComponent { .. })
                 ),
                 "{bad}"
