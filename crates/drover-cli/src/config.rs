@@ -107,6 +107,10 @@ const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
             ("kill_grace", Kind::Duration),
             ("cgroups", Kind::Bool),
             ("metrics", Kind::Text),
+            ("task_user", Kind::Text),
+            ("allow_paths", Kind::TextList),
+            // A number in the file; `max` (no limit of its own) by flag or environment.
+            ("task_pids_max", Kind::Count),
         ],
     ),
     (

@@ -161,7 +161,27 @@ pub struct WorkerArgs {
     #[arg(long, value_name = "ADDR")]
     metrics: Option<String>,
     #[command(flatten)]
+    confine: ConfineArgs,
+    #[command(flatten)]
     config: ConfigArgs,
+}
+
+/// How a worker confines its tasks (`drover worker` and `drover up`).
+#[derive(Debug, Args)]
+pub struct ConfineArgs {
+    /// Run tasks as this user: NAME, UID, NAME:GROUP or UID:GID (switching needs the
+    /// worker to run as root; `root` runs them as root, with a warning) [default: nobody
+    /// when the worker runs as root, else the worker's own user]
+    #[arg(long, value_name = "USER")]
+    task_user: Option<String>,
+    /// A host directory tasks may name as their working directory, with everything
+    /// below it (repeatable); any other absolute `workdir` is refused [default: none]
+    #[arg(long = "allow-path", value_name = "DIR")]
+    allow_paths: Vec<PathBuf>,
+    /// Processes and threads one task may run at once (cgroup pids; `max` for no
+    /// limit of its own); over it the task ends as too_many_processes [default: 4096]
+    #[arg(long, value_name = "N")]
+    task_pids_max: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -194,6 +214,8 @@ pub struct UpArgs {
     /// one can be killed) [default: 1]
     #[arg(long, value_name = "N", default_value_t = 1)]
     servers: u32,
+    #[command(flatten)]
+    confine: ConfineArgs,
     #[command(flatten)]
     server: ServerArgs,
 }
@@ -599,6 +621,77 @@ struct WorkerSettings {
     kill_grace: Duration,
     cgroups: bool,
     metrics: Option<std::net::SocketAddr>,
+    confine: ConfineSettings,
+}
+
+/// A worker's task confinement once layered.
+#[derive(Debug, Default)]
+struct ConfineSettings {
+    task_user: Option<String>,
+    allow_paths: Vec<PathBuf>,
+    /// `None`: no limit of its own (`max`).
+    pids_max: Option<u64>,
+}
+
+fn confine_settings(l: &Layers, a: &ConfineArgs) -> Result<ConfineSettings> {
+    let text = |t: &str| Ok(t.to_string());
+    let allow_paths = if a.allow_paths.is_empty() {
+        l.file_list("worker", "allow_paths")
+            .unwrap_or_default()
+            .into_iter()
+            .map(PathBuf::from)
+            .collect()
+    } else {
+        a.allow_paths.clone()
+    };
+    for p in &allow_paths {
+        if !p.is_absolute() {
+            bail!("--allow-path {}: give an absolute path", p.display());
+        }
+        if !p.is_dir() {
+            bail!("--allow-path {}: no such directory", p.display());
+        }
+    }
+    let default_pids = drover_exec::DEFAULT_PIDS_LIMIT.to_string();
+    let pids_max = l
+        .value(
+            a.task_pids_max.as_deref(),
+            "--task-pids-max",
+            "worker",
+            "task_pids_max",
+            Some(&default_pids),
+            |t: &str| {
+                if t == "max" {
+                    return Ok(None);
+                }
+                let n: u64 = parse_count(t)?;
+                if n == 0 {
+                    bail!("at least 1 (or max)");
+                }
+                Ok(Some(n))
+            },
+        )?
+        .unwrap_or(Some(drover_exec::DEFAULT_PIDS_LIMIT));
+    Ok(ConfineSettings {
+        task_user: l.value(
+            a.task_user.as_deref(),
+            "--task-user",
+            "worker",
+            "task_user",
+            None,
+            text,
+        )?,
+        allow_paths,
+        pids_max,
+    })
+}
+
+impl ConfineSettings {
+    fn apply(&self, c: &mut WorkerConfig) {
+        c.task_user = self.task_user.clone();
+        c.allowed_paths = self.allow_paths.clone();
+        c.pids_limit = self.pids_max;
+    }
 }
 
 fn worker_settings(l: &Layers, a: &WorkerArgs) -> Result<WorkerSettings> {
@@ -702,6 +795,7 @@ fn worker_settings(l: &Layers, a: &WorkerArgs) -> Result<WorkerSettings> {
                 })
             },
         )?,
+        confine: confine_settings(l, &a.confine)?,
     })
 }
 
@@ -743,6 +837,22 @@ fn print_worker(p: &mut Printer, s: &WorkerSettings, server: Option<&str>) {
     if let Some(m) = s.metrics {
         t.insert("metrics".into(), text(&m.to_string()));
     }
+    if let Some(u) = &s.confine.task_user {
+        t.insert("task_user".into(), text(u));
+    }
+    if !s.confine.allow_paths.is_empty() {
+        let a = s
+            .confine
+            .allow_paths
+            .iter()
+            .map(|p| text(&p.display().to_string()))
+            .collect();
+        t.insert("allow_paths".into(), toml::Value::Array(a));
+    }
+    // No limit (`max`) has no file form: left out.
+    if let Some(n) = s.confine.pids_max {
+        t.insert("task_pids_max".into(), show_count(n));
+    }
 }
 
 fn worker_config(
@@ -762,6 +872,7 @@ fn worker_config(
     c.kill_grace = s.kill_grace;
     c.cgroups = s.cgroups;
     c.metrics_listen = s.metrics;
+    s.confine.apply(&mut c);
     c
 }
 
@@ -858,6 +969,16 @@ fn local_shares(up: &UpSettings, data_dir: &Path) -> Result<Vec<(Option<u32>, Op
         .collect())
 }
 
+/// Creates `dir` if need be and sets its mode. The server's directory (token, TLS
+/// keys, log) is 0700 so that tasks, running as another user, cannot look inside,
+/// whatever the umask made of it.
+fn make_dir_with_mode(dir: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot set the mode of {}", dir.display()))
+}
+
 async fn ctrl_c() {
     let _ = tokio::signal::ctrl_c().await;
 }
@@ -931,6 +1052,7 @@ pub async fn server(g: &Global, a: ServerArgs) -> Result<ExitCode> {
     }
     let config = server_config(g, &settings, &a);
     let data_dir = config.data_dir.clone();
+    make_dir_with_mode(&data_dir, 0o700)?;
     let running = drover_server::start(config).await?;
     let token_file = drover_server::ClusterToken::path(&data_dir);
     if g.json {
@@ -1009,6 +1131,7 @@ pub async fn up(g: &Global, a: UpArgs) -> Result<ExitCode> {
     let layers = a.server.config.layers(g)?;
     let settings = server_settings(&layers, &a.server)?;
     let up = up_settings(&layers, &a)?;
+    let confine = confine_settings(&layers, &a.confine)?;
     if a.server.config.print_config {
         let mut p = Printer::default();
         print_server(&mut p, &settings);
@@ -1018,6 +1141,10 @@ pub async fn up(g: &Global, a: UpArgs) -> Result<ExitCode> {
     }
     let mut config = server_config(g, &settings, &a.server);
     let data_dir = config.data_dir.clone();
+    // The top directory stays passable (tasks reach their attempt directories under
+    // workers/ by path) but not listable; the server's own is closed.
+    make_dir_with_mode(&g.data_dir(), 0o711)?;
+    make_dir_with_mode(&data_dir, 0o700)?;
     // `drover up` is TLS with certificates of its own making, which the CLI here
     // trusts by finding the CA in the data directory (as it finds the token).
     let tls_paths = TlsPaths::in_data_dir(&data_dir);
@@ -1073,6 +1200,7 @@ pub async fn up(g: &Global, a: UpArgs) -> Result<ExitCode> {
         config.cpu_milli = cpu_milli;
         config.memory_bytes = memory_bytes;
         config.tls = worker_tls.clone();
+        confine.apply(&mut config);
         listed.push(serde_json::json!({
             "name": name,
             "cpu_milli": cpu_milli,

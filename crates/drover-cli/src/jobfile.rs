@@ -18,7 +18,7 @@
 //!
 //! Every field of a task: `key`, `name`, `command` (a list, or a string split into
 //! words as a shell would, quotes respected, but with no expansion; with `shell: true`
-//! a string goes to `/bin/sh -c` as is), `shell`, `env`,
+//! a string goes to `/bin/sh -c` as is), `shell`, `env`, `secret_env`,
 //! `workdir`, `cpus`, `memory`, `disk`, `gpus`, `custom`, `after`, `priority`,
 //! `timeout`, `expected_runtime`, `retries`, `backoff`, `retry_on_exit_codes`, `labels`,
 //! `constraints`, `affinity`, `inputs`, `owner`, `array`. Unknown fields are errors.
@@ -194,6 +194,8 @@ struct TaskEntry {
     shell: bool,
     #[serde(default)]
     env: BTreeMap<String, String>,
+    #[serde(default)]
+    secret_env: BTreeMap<String, drover_types::SecretString>,
     workdir: Option<String>,
     cpus: Option<Number>,
     memory: Option<Number>,
@@ -319,6 +321,7 @@ impl TaskEntry {
             command,
             shell: self.shell,
             env: self.env,
+            secret_env: self.secret_env,
             workdir: self.workdir,
             resources,
             after: self

@@ -183,6 +183,14 @@ fn main() -> ExitCode {
         cli.command,
         Cmd::Up(_) | Cmd::Server(_) | Cmd::Worker(_) | Cmd::WorkerReaper(_)
     );
+    if daemon {
+        // Before any secret is read: a task running as this process's user must not
+        // read its environment or memory through /proc (see ARCHITECTURE.md,
+        // "Confinement of tasks"). Exec resets it, so tasks are not affected.
+        if let Err(e) = drover_exec::protect_agent_process() {
+            eprintln!("warning: cannot make this process non-dumpable: {e}");
+        }
+    }
     if !daemon {
         // `drover list | head` closes our stdout early: end quietly like other Unix
         // tools rather than panicking on the next print. (Not for daemons: a worker

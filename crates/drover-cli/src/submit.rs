@@ -61,6 +61,10 @@ pub struct SubmitArgs {
     /// KEY=VALUE (repeatable)
     #[arg(long = "env")]
     env: Vec<String>,
+    /// A secret environment variable, NAME=VALUE (repeatable): the task gets it, but
+    /// every read of the task (API, `drover status`, the web UI) shows `(secret)`
+    #[arg(long = "secret-env", value_name = "NAME=VALUE")]
+    secret_env: Vec<String>,
     /// Only on workers matching, e.g. zone=a (repeatable)
     #[arg(long = "constraint")]
     constraints: Vec<String>,
@@ -116,6 +120,20 @@ fn task_from_args(a: &SubmitArgs) -> Result<TaskSpec> {
     }
     spec.labels = parse_pairs(&a.labels, "--label")?;
     spec.env = parse_pairs(&a.env, "--env")?;
+    spec.secret_env = a
+        .secret_env
+        .iter()
+        .map(|p| {
+            // Not `parse_pairs`: its error quotes the item, which may be the secret.
+            p.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), drover_types::SecretString::new(v)))
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--secret-env: an item is not NAME=VALUE (not shown: it may be the secret)"
+                    )
+                })
+        })
+        .collect::<Result<_>>()?;
     spec.constraints = a
         .constraints
         .iter()

@@ -110,6 +110,8 @@ fn a_worker_cut_off_from_three_servers_for_two_minutes(during: DuringCut) {
     let runs = set.root.join("runs");
     let starts = set.root.join("starts");
     std::fs::create_dir_all(&starts).unwrap();
+    // Tasks run as `nobody` when the tests run as root, and write here.
+    std::fs::set_permissions(&starts, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let go = set.root.join("go");
     // Attempt 1 of each task runs `first`; any later attempt runs for two seconds.
     // Every run logs itself (history checker) and writes its start time.

@@ -45,6 +45,8 @@ fn a_cut_off_worker_stops_its_task_before_the_next_attempt_starts(cut: Cut) {
     let agent = agent_id(&cut_off, &c.root.join("wdata-p"));
     let starts = c.file("starts");
     std::fs::create_dir_all(&starts).unwrap();
+    // Tasks run as `nobody` when the tests run as root, and write here.
+    std::fs::set_permissions(&starts, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let id = c.submit(json!({
         "command": [format!(
             "date +%s%N > {s}/start-$DROVER_ATTEMPT; if [ \"$DROVER_ATTEMPT\" = 1 ]; then sleep 300; else sleep 1; fi; echo ran-$DROVER_ATTEMPT",

@@ -111,6 +111,8 @@ fn the_readmes_dag_runs_twice_and_each_run_depends_on_its_own_tasks() {
     c.add_worker("w", &["--cpus", "2", "--memory", "4G"]);
     let dir = c.file("dag");
     std::fs::create_dir_all(&dir).unwrap();
+    // Tasks run as `nobody` when the tests run as root, and write here.
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let lines = readme_dag(&dir);
     let mut runs: Vec<Vec<u64>> = Vec::new();
     for _ in 0..2 {

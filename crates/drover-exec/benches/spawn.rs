@@ -1,6 +1,9 @@
 //! Per-attempt cost of the process driver against a bare `std::process::Command`.
 //!
-//! `cargo bench -p drover-exec --bench spawn [-- --quick] [--root <dir>] [--mode=cgroup|off]`
+//! `cargo bench -p drover-exec --bench spawn [-- --quick] [--root <dir>] [--mode=cgroup|off] [--task-user=USER]`
+//!
+//! `--task-user` runs the tasks as that user (needs root): the user switch makes std
+//! fork instead of posix_spawn.
 //!
 //! Prints, per driver mode, the median over rounds of:
 //! `bench=spawn_true mode=<cgroup|off> n=<n> per_task_us=<launch+wait>
@@ -125,6 +128,10 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .map_or_else(std::env::temp_dir, std::path::PathBuf::from);
     let root = base.join(format!("drover-exec-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&root).expect("bench root");
+    let task_user = std::env::args()
+        .find_map(|a| a.strip_prefix("--task-user=").map(str::to_string))
+        .map(|u| drover_exec::TaskUser::lookup(&u).expect("--task-user"));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -137,8 +144,18 @@ fn main() {
         }
         let mut cfg = DriverConfig::new(&root, format!("bench-{}", std::process::id()));
         cfg.cgroups = mode;
+        // The "given workdir" variant runs in the root itself, a host path.
+        cfg.allowed_paths = vec![root.clone()];
+        cfg.task_user = task_user.clone();
         let d = ProcessDriver::new(cfg).expect("driver");
         let label = if d.cgroups_active() { "cgroup" } else { "off" };
+        eprintln!(
+            "driver: {} (a spawn writes its thread into each hierarchy and back); tasks as {}",
+            d.mode_description(),
+            task_user
+                .as_ref()
+                .map_or("the agent's user", |u| u.name.as_str())
+        );
         if mode == CgroupMode::Auto && !d.cgroups_active() {
             eprintln!("note: cgroups unavailable here: {}", d.mode_description());
         }

@@ -1,12 +1,13 @@
 //! How a driver is set up.
 
+use crate::confine::TaskUser;
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// Whether to use cgroups for attempts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum CgroupMode {
-    /// Use cgroup v1 controllers (memory, cpuacct, freezer) where they are mounted
+    /// Use cgroup v1 controllers (memory, cpuacct, pids, else freezer) where they are mounted
     /// and writable; fall back to process-group and /proc based control otherwise.
     #[default]
     Auto,
@@ -19,6 +20,10 @@ pub enum CgroupMode {
 pub const DEFAULT_ENV_PASSTHROUGH: &[&str] = &[
     "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
 ];
+
+/// Processes and threads one attempt may have at once (cgroup `pids.max`): far above
+/// any sane task, low enough that a fork bomb stops long before the host's limit.
+pub const DEFAULT_PIDS_LIMIT: u64 = 4096;
 
 /// `PATH` for tasks when the agent has none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -44,11 +49,22 @@ pub struct DriverConfig {
     /// memory cgroup). The first sample is taken one interval after the start, so
     /// short tasks cost nothing.
     pub poll_interval: Duration,
+    /// Who tasks run as; `None`: the agent's own user. Needs the agent to be root.
+    /// See [`TaskUser::for_agent`] for the worker's policy.
+    pub task_user: Option<TaskUser>,
+    /// Host directories (and everything below them) a task may name as its working
+    /// directory; any other absolute `workdir` is refused.
+    pub allowed_paths: Vec<PathBuf>,
+    /// Per-attempt process limit ([`DEFAULT_PIDS_LIMIT`]), enforced where the pids
+    /// cgroup controller is available; over it, the attempt is ended as
+    /// `TooManyProcesses`. `None`: no limit of its own.
+    pub pids_limit: Option<u64>,
 }
 
 impl DriverConfig {
     /// Defaults: 64 MiB per stream, 1 MiB result, 5 s grace, cgroups `Auto`,
-    /// [`DEFAULT_ENV_PASSTHROUGH`], 100 ms polling.
+    /// [`DEFAULT_ENV_PASSTHROUGH`], 100 ms polling, tasks as the agent's user, no
+    /// allowed host paths, [`DEFAULT_PIDS_LIMIT`].
     pub fn new(work_root: impl Into<PathBuf>, agent_id: impl Into<String>) -> Self {
         DriverConfig {
             work_root: work_root.into(),
@@ -62,6 +78,9 @@ impl DriverConfig {
                 .map(|s| s.to_string())
                 .collect(),
             poll_interval: Duration::from_millis(100),
+            task_user: None,
+            allowed_paths: Vec::new(),
+            pids_limit: Some(DEFAULT_PIDS_LIMIT),
         }
     }
 }

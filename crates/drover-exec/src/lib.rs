@@ -11,6 +11,7 @@
 mod attempt;
 mod cgroup;
 mod config;
+pub mod confine;
 mod driver;
 mod error;
 mod finished;
@@ -25,7 +26,10 @@ mod spec;
 mod sys;
 
 pub use attempt::{RunningAttempt, UsageProbe};
-pub use config::{CgroupMode, DEFAULT_ENV_PASSTHROUGH, DEFAULT_PATH, DriverConfig};
+pub use config::{
+    CgroupMode, DEFAULT_ENV_PASSTHROUGH, DEFAULT_PATH, DEFAULT_PIDS_LIMIT, DriverConfig,
+};
+pub use confine::{TaskUser, TaskUserError, protect_agent_process};
 pub use driver::{Driver, OrphanReport};
 pub use error::ExecError;
 pub use finished::{AttemptUsage, Finished, OutputSummary};

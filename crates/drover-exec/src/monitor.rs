@@ -71,6 +71,8 @@ pub(crate) struct Monitor {
     pub kill: KillHandle,
     pub time_limit: Option<Duration>,
     pub memory_limit: Option<u64>,
+    /// The attempt cgroup's `pids.max`, when it has a pids controller.
+    pub pids_limit: Option<u64>,
     pub kill_grace: Duration,
     pub poll_interval: Duration,
     /// `NAME=value` of the attempt's marker variable.
@@ -92,6 +94,12 @@ async fn sleep_until_opt(t: Option<Instant>) {
 impl Monitor {
     fn cgroup(&self) -> Option<&AttemptCgroup> {
         self.shared.cgroup.as_deref()
+    }
+
+    /// The pids limit, when a pids controller enforces it.
+    fn enforced_pids_limit(&self) -> Option<u64> {
+        self.pids_limit
+            .filter(|_| self.cgroup().is_some_and(|c| c.has(Controller::Pids)))
     }
 
     fn cgroup_has_memory(&self) -> bool {
@@ -116,6 +124,11 @@ impl Monitor {
             (false, None) => Some(self.poll_interval * 5),
         };
         let mut next_poll = poll_every.map(|p| started + p);
+        // The pids controller refuses forks at the limit but kills nothing: a fork
+        // bomb would spin until its time limit. Refused forks are counted, so one
+        // file read per interval (none for tasks shorter than that) finds it.
+        let pids_limit = self.enforced_pids_limit();
+        let mut next_pids_check = pids_limit.map(|_| started + self.poll_interval);
         let mut reason: Option<Outcome> = None;
         let mut hard_deadline: Option<Instant> = None;
         let mut hard_killed = false;
@@ -156,6 +169,18 @@ impl Monitor {
                     self.signal_tree(libc::SIGKILL).await;
                     hard_killed = true;
                 }
+                () = sleep_until_opt(next_pids_check) => {
+                    next_pids_check = Some(Instant::now() + self.poll_interval);
+                    if let (Some(limit), Some(cg)) = (pids_limit, self.cgroup())
+                        && cg.pids_refused() > 0
+                        && !hard_killed
+                    {
+                        reason.get_or_insert(Outcome::TooManyProcesses { limit });
+                        self.signal_tree(libc::SIGKILL).await;
+                        hard_killed = true;
+                        next_pids_check = None;
+                    }
+                }
                 () = sleep_until_opt(next_poll) => {
                     last_sample = proctree::sample(&proctree::descendants(pid));
                     self.shared.sampled_peak.fetch_max(last_sample.rss_bytes, Ordering::Relaxed);
@@ -175,6 +200,9 @@ impl Monitor {
             }
         };
         let wall_ms = started.elapsed().as_millis() as u64;
+        // Read before the kill below, whose `pids.max = 0` refuses forks too.
+        let pids_refused =
+            pids_limit.is_some() && self.cgroup().is_some_and(|c| c.pids_refused() > 0);
 
         // The main process is gone. Nothing of the attempt outlives it: its process
         // group (a pgid cannot be reused while members remain), then its cgroup.
@@ -199,6 +227,10 @@ impl Monitor {
         let outcome = match reason {
             Some(r) => r,
             None if oom && !base.is_success() => Outcome::OutOfMemory,
+            // It failed after a fork was refused at the limit: that is the likely cause.
+            None if pids_refused && !base.is_success() => Outcome::TooManyProcesses {
+                limit: pids_limit.unwrap_or_default(),
+            },
             None => base,
         };
         let usage = self.final_usage(wall_ms, &rusage, &last_sample);

@@ -3,6 +3,7 @@
 use crate::attempt::{RunningAttempt, UsageProbe};
 use crate::cgroup::CgroupRoot;
 use crate::config::{CgroupMode, DEFAULT_PATH, DriverConfig};
+use crate::confine;
 use crate::driver::{Driver, OrphanReport};
 use crate::error::ExecError;
 use crate::finished::{AttemptUsage, Finished, OutputSummary};
@@ -69,6 +70,9 @@ impl ProcessDriver {
         for d in [&attempts_dir, &logs_dir] {
             fs::create_dir_all(d).map_err(|e| ExecError::io("creating", d, e))?;
         }
+        if let Some(user) = &cfg.task_user {
+            confine::open_work_root_to(user, &cfg.work_root, &attempts_dir, &logs_dir)?;
+        }
         let mut base_env = BTreeMap::new();
         for name in &cfg.env_passthrough {
             if let Some(v) = std::env::var_os(name).and_then(|v| v.into_string().ok()) {
@@ -111,7 +115,7 @@ impl ProcessDriver {
         self.cgroups.is_some()
     }
 
-    /// The cgroup controllers in use (`memory`, `cpuacct`, `freezer`), empty without cgroups.
+    /// The cgroup controllers in use (`memory`, `cpuacct`, `pids` or else `freezer`), empty without cgroups.
     pub fn cgroup_controllers(&self) -> Vec<&'static str> {
         self.cgroups
             .as_ref()
@@ -155,7 +159,9 @@ impl ProcessDriver {
     }
 
     /// `<work_root>/attempts/<task>.<attempt>`: the default working directory,
-    /// created fresh (emptied if it exists) at launch.
+    /// created fresh (emptied if it exists) at launch, owned by the task user (mode
+    /// 0700) when tasks run as one. A relative `workdir` is created inside it; an
+    /// absolute one must be inside an allowed path (`DriverConfig::allowed_paths`).
     pub fn attempt_dir(&self, task: u64, attempt: u32) -> PathBuf {
         self.attempts_dir.join(format!("{task}.{attempt}"))
     }
@@ -190,6 +196,13 @@ impl ProcessDriver {
             MARKER_VAR.into(),
             self.marker_value(spec.task, spec.attempt),
         );
+        if let Some(u) = &self.cfg.task_user {
+            // Not the agent's: a task of another user must not look in root's home
+            // (it cannot), nor believe it is root.
+            env.insert("USER".into(), u.name.clone());
+            env.insert("LOGNAME".into(), u.name.clone());
+            env.insert("HOME".into(), workdir.to_string_lossy().into_owned());
+        }
         env
     }
 
@@ -219,17 +232,27 @@ impl ProcessDriver {
         if spec.command.is_empty() || (spec.shell && spec.command.iter().all(|a| a.is_empty())) {
             return Ok(failed("the command is empty".into()));
         }
+        let user = self.cfg.task_user.as_ref();
         let workdir = match &spec.workdir {
-            Some(w) if w.is_dir() => w.clone(),
-            Some(w) => {
-                return Ok(failed(format!(
-                    "working directory {} does not exist or is not a directory",
-                    w.display()
-                )));
+            Some(w) if w.is_absolute() => {
+                match confine::resolve_workdir(&dir, w, &self.cfg.allowed_paths, user) {
+                    Ok(resolved) => resolved,
+                    Err(why) => return Ok(failed(why.to_string())),
+                }
             }
-            None => {
+            relative => {
                 fresh_dir(&dir)?;
-                dir.clone()
+                if let Some(u) = user {
+                    confine::prepare_attempt_dir(&dir, u)
+                        .map_err(|e| ExecError::io("handing over", &dir, e))?;
+                }
+                match relative {
+                    None => dir.clone(),
+                    Some(w) => match confine::resolve_workdir(&dir, w, &[], user) {
+                        Ok(resolved) => resolved,
+                        Err(why) => return Ok(failed(why.to_string())),
+                    },
+                }
             }
         };
         let env = self.task_env(&spec, &workdir);
@@ -249,7 +272,7 @@ impl ProcessDriver {
         };
 
         let cgroup = match &self.cgroups {
-            Some(root) => match root.acquire(spec.memory_limit_bytes) {
+            Some(root) => match root.acquire(spec.memory_limit_bytes, self.cfg.pids_limit) {
                 Ok(cg) => Some(cg),
                 Err(e) => {
                     tracing::warn!(
@@ -278,6 +301,9 @@ impl ProcessDriver {
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if let Some(u) = user {
+            sys::switch_user_before_exec(&mut cmd, u.uid, u.gid);
+        }
         let started = tokio::time::Instant::now();
         let (spawned, born_inside) = match (&self.cgroups, &cgroup) {
             (Some(root), Some(cg)) => root.spawn_inside(cg, || cmd.spawn()),
@@ -361,6 +387,7 @@ impl ProcessDriver {
             kill: kill.clone(),
             time_limit: spec.time_limit,
             memory_limit: spec.memory_limit_bytes,
+            pids_limit: self.cfg.pids_limit,
             kill_grace: self.cfg.kill_grace,
             poll_interval: self.cfg.poll_interval.max(Duration::from_millis(10)),
             marker: format!(

@@ -3,7 +3,8 @@
 //! This is the only module of the crate that uses `unsafe`: `wait4` (for the exact
 //! resource usage of one child and its reaped descendants), `pidfd_open` (to learn
 //! that one child exited without a process-wide SIGCHLD handler or a thread per
-//! child), `kill`, and `statvfs`/`sysconf`. Each wrapper owns its buffers and checks
+//! child), `kill`, `statvfs`/`sysconf`, `prctl` (non-dumpable) and the user switch
+//! run in a task's child process between fork and exec. Each wrapper owns its buffers and checks
 //! the return value, so callers never see raw pointers.
 #![allow(unsafe_code)]
 
@@ -169,6 +170,45 @@ pub(crate) fn async_pidfd(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
     // SAFETY: the OwnedFd owns a valid descriptor, and the AsyncFd owns the OwnedFd,
     // so it is neither replaced nor closed while registered.
     unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }.map_err(|e| e.into())
+}
+
+/// The effective user id of this process.
+pub(crate) fn euid() -> u32 {
+    // SAFETY: geteuid takes no arguments and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// `prctl(PR_SET_DUMPABLE, 0)`, see [`crate::confine::protect_agent_process`].
+pub(crate) fn set_non_dumpable() -> io::Result<()> {
+    // SAFETY: prctl with PR_SET_DUMPABLE takes integers only.
+    let r = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Makes the child of `cmd` drop to `uid`:`gid` with no supplementary groups, right
+/// before exec. std runs this after its own `chdir` (still as the agent), so the
+/// task starts in its directory even when the directories above it are closed to
+/// its user. (std's `uid()`/`gid()` would switch before the `chdir`.) Either way std
+/// then forks instead of using posix_spawn.
+pub(crate) fn switch_user_before_exec(cmd: &mut std::process::Command, uid: u32, gid: u32) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child and only makes three system
+    // calls (async-signal-safe), touching no memory but its two captured integers.
+    unsafe {
+        cmd.pre_exec(move || {
+            // Groups first: after setuid we could no longer drop root's groups.
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(gid) != 0
+                || libc::setuid(uid) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 /// The calling thread's id.

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use drover_exec::{CgroupMode, Driver, OutputChunk, Stream, truncation_marker};
+use drover_exec::{CgroupMode, Driver, OutputChunk, ProcessDriver, Stream, truncation_marker};
 use drover_types::Outcome;
 use std::time::{Duration, Instant};
 
@@ -73,7 +73,9 @@ async fn environment_is_minimal_plus_task_and_driver_variables() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn working_directory_default_given_and_missing() {
     let root = Scratch::new("cwd");
-    let d = driver(&root, "cwd", CgroupMode::Off);
+    let mut cfg = config(&root, "cwd", CgroupMode::Off);
+    cfg.allowed_paths = vec!["/tmp".into()];
+    let d = ProcessDriver::new(cfg).unwrap();
     let a = d.launch(spec(1, &["pwd"])).unwrap();
     let expected = format!("{}\n", a.dir().display());
     let f = a.wait().await;

@@ -20,8 +20,8 @@ use crate::scheduler::SchedulerConfig;
 use crate::view::AttemptRecord;
 use drover_types::{
     ArraySpec, Attempt, Backoff, DepRef, FailureCause, LabelSelector, Limits, Millis, Outcome,
-    PlacementPolicyKind, PolicyConfig, QueuePolicyKind, Resources, RetryPolicy, TaskId, TaskSpec,
-    WorkerId, WorkerSpec,
+    PlacementPolicyKind, PolicyConfig, QueuePolicyKind, Resources, RetryPolicy, SecretString,
+    TaskId, TaskSpec, WorkerId, WorkerSpec,
 };
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
@@ -147,6 +147,7 @@ struct TaskSpecC {
     inputs: Vec<String>,
     owner: String,
     array: Option<ArraySpec>,
+    secret_env: BTreeMap<String, SecretString>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -159,6 +160,7 @@ enum OutcomeC {
     OutOfMemory,
     SpawnFailed { message: String },
     Fenced,
+    TooManyProcesses { limit: u64 },
 }
 
 #[derive(Serialize, Deserialize)]

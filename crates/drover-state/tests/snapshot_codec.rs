@@ -85,6 +85,7 @@ fn full_spec(name: &str) -> TaskSpec {
         command: vec!["sh".into(), "-c".into(), "echo hi".into()],
         shell: true,
         env: BTreeMap::from([("A".into(), "1".into()), ("B".into(), "".into())]),
+        secret_env: BTreeMap::from([("S".into(), drover_types::SecretString::new("s3"))]),
         workdir: Some("/tmp".into()),
         resources: Resources {
             cpu_milli: 500,

@@ -108,6 +108,9 @@ pub enum Outcome {
     Killed,
     /// It went over its memory limit and was ended.
     OutOfMemory,
+    /// It tried to run more than `limit` processes and threads at once (a fork bomb,
+    /// or a runaway pool) and was ended.
+    TooManyProcesses { limit: u64 },
     /// It could not be started (no such program, bad working directory, ...).
     SpawnFailed { message: String },
     /// Its worker stopped it because it could not reach the server for so long that the
@@ -129,6 +132,7 @@ impl Outcome {
                 | Outcome::Signaled { .. }
                 | Outcome::TimedOut
                 | Outcome::OutOfMemory
+                | Outcome::TooManyProcesses { .. }
         )
     }
 }
@@ -141,6 +145,9 @@ impl fmt::Display for Outcome {
             Outcome::TimedOut => f.write_str("timed out"),
             Outcome::Killed => f.write_str("killed by Drover"),
             Outcome::OutOfMemory => f.write_str("went over its memory limit"),
+            Outcome::TooManyProcesses { limit } => {
+                write!(f, "went over its limit of {limit} processes")
+            }
             Outcome::SpawnFailed { message } => write!(f, "could not start: {message}"),
             Outcome::Fenced => f.write_str("stopped by its worker, cut off from the server"),
         }

@@ -2,6 +2,7 @@
 
 use crate::job::{ArraySpec, DepRef};
 use crate::resources::Resources;
+use crate::secret::{REDACTED, SecretString};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -42,7 +43,15 @@ pub struct TaskSpec {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::env))]
     pub env: BTreeMap<String, String>,
-    /// Working directory; a fresh per-attempt directory when not given.
+    /// Environment variables whose values are secret: the task gets them like `env`,
+    /// but every read of the task (API, CLI, web UI) shows their names with the value
+    /// replaced by `(secret)`, and they are never written to a log line.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::env))]
+    pub secret_env: BTreeMap<String, SecretString>,
+    /// Working directory, relative to the attempt's fresh directory (created), or an
+    /// absolute host path the worker allows (`--allow-path`); no `..`. The attempt's
+    /// fresh directory when not given.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::workdir))]
     pub workdir: Option<String>,
@@ -99,6 +108,7 @@ impl Default for TaskSpec {
             command: Vec::new(),
             shell: false,
             env: BTreeMap::new(),
+            secret_env: BTreeMap::new(),
             workdir: None,
             resources: Resources::cpus(1000),
             after: Vec::new(),
@@ -127,6 +137,15 @@ impl TaskSpec {
             command: args.into_iter().map(Into::into).collect(),
             ..TaskSpec::default()
         }
+    }
+
+    /// This spec as it may be shown: every secret value replaced by `(secret)`.
+    pub fn redacted(&self) -> TaskSpec {
+        let mut shown = self.clone();
+        for v in shown.secret_env.values_mut() {
+            *v = SecretString::new(REDACTED);
+        }
+        shown
     }
 }
 

@@ -76,12 +76,12 @@ pub fn validate_task(spec: &TaskSpec, limits: &Limits, path: &str) -> Check {
     for (i, arg) in spec.command.iter().enumerate() {
         check_string(arg, limits, || f(&format!("command[{i}]")))?;
     }
-    if spec.env.len() > limits.max_env_vars {
+    let vars = spec.env.len() + spec.secret_env.len();
+    if vars > limits.max_env_vars {
         return Err(ValidationError::new(
             f("env"),
             format!(
-                "has {} variables; at most {} are allowed",
-                spec.env.len(),
+                "has {vars} variables (with secret_env); at most {} are allowed",
                 limits.max_env_vars
             ),
         ));
@@ -89,26 +89,28 @@ pub fn validate_task(spec: &TaskSpec, limits: &Limits, path: &str) -> Check {
     let mut env_bytes = 0usize;
     for (k, v) in &spec.env {
         let field = f(&format!("env.{k}"));
-        if k.is_empty() || k.contains('=') || k.contains('\0') {
-            return Err(ValidationError::new(
-                field,
-                "a variable name must be non-empty and contain no '=' or NUL",
-            ));
-        }
-        if k.starts_with("DROVER_") {
-            return Err(ValidationError::new(
-                field,
-                "names starting with DROVER_ are reserved for Drover",
-            ));
-        }
+        check_env_name(k, || field.clone())?;
         check_string(v, limits, || field.clone())?;
         env_bytes += k.len() + v.len();
+    }
+    for (k, v) in &spec.secret_env {
+        let field = f(&format!("secret_env.{k}"));
+        check_env_name(k, || field.clone())?;
+        if spec.env.contains_key(k) {
+            return Err(ValidationError::new(
+                field,
+                "is also in env: give a variable in one of the two",
+            ));
+        }
+        // The reasons never quote the value: it is secret.
+        check_string(v.expose(), limits, || field.clone())?;
+        env_bytes += k.len() + v.expose().len();
     }
     if env_bytes > limits.max_env_bytes {
         return Err(ValidationError::new(
             f("env"),
             format!(
-                "is {env_bytes} bytes; at most {} are allowed",
+                "is {env_bytes} bytes (with secret_env); at most {} are allowed",
                 limits.max_env_bytes
             ),
         ));
@@ -119,6 +121,14 @@ pub fn validate_task(spec: &TaskSpec, limits: &Limits, path: &str) -> Check {
             return Err(ValidationError::new(
                 f("workdir"),
                 "must not be empty when given",
+            ));
+        }
+        // What can be refused without knowing the worker: climbing out. Whether an
+        // absolute path is allowed, and where symlinks lead, the worker decides.
+        if dir.split('/').any(|part| part == "..") {
+            return Err(ValidationError::new(
+                f("workdir"),
+                "must not contain '..': a relative working directory stays inside the attempt's directory",
             ));
         }
     }
@@ -329,6 +339,28 @@ fn check_string(s: &str, limits: &Limits, field: impl Fn() -> String) -> Check {
     Ok(())
 }
 
+/// A portable environment variable name: `[A-Za-z_][A-Za-z0-9_]*`, not `DROVER_*`.
+fn check_env_name(k: &str, field: impl Fn() -> String) -> Check {
+    let mut chars = k.chars();
+    let ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !ok {
+        return Err(ValidationError::new(
+            field(),
+            "a variable name must be letters, digits and '_', not starting with a digit",
+        ));
+    }
+    if k.starts_with("DROVER_") {
+        return Err(ValidationError::new(
+            field(),
+            "names starting with DROVER_ are reserved for Drover",
+        ));
+    }
+    Ok(())
+}
+
 fn check_label_key(k: &str, field: impl Fn() -> String) -> Check {
     let ok = !k.is_empty()
         && k.len() <= 253
@@ -498,6 +530,7 @@ fn find_cycle(job: &JobSpec, keys: &HashMap<&str, usize>) -> Option<Vec<usize>> 
 mod tests {
     use super::*;
     use crate::job::ArraySpec;
+    use crate::secret::SecretString;
 
     fn task(key: &str, after: &[&str]) -> TaskSpec {
         TaskSpec {
@@ -636,6 +669,47 @@ mod tests {
                     ..TaskSpec::command(["x"])
                 },
                 "env.DROVER_X",
+            ),
+            (
+                "env name with a dash",
+                TaskSpec {
+                    env: [("A-B".to_string(), "1".to_string())].into(),
+                    ..TaskSpec::command(["x"])
+                },
+                "env.A-B",
+            ),
+            (
+                "env name starting with a digit",
+                TaskSpec {
+                    env: [("1A".to_string(), "1".to_string())].into(),
+                    ..TaskSpec::command(["x"])
+                },
+                "env.1A",
+            ),
+            (
+                "secret env name with '='",
+                TaskSpec {
+                    secret_env: [("A=B".to_string(), SecretString::new("s"))].into(),
+                    ..TaskSpec::command(["x"])
+                },
+                "secret_env.A=B",
+            ),
+            (
+                "secret env also in env",
+                TaskSpec {
+                    env: [("TOKEN".to_string(), "1".to_string())].into(),
+                    secret_env: [("TOKEN".to_string(), SecretString::new("s"))].into(),
+                    ..TaskSpec::command(["x"])
+                },
+                "secret_env.TOKEN",
+            ),
+            (
+                "workdir climbing out",
+                TaskSpec {
+                    workdir: Some("out/../../etc".into()),
+                    ..TaskSpec::command(["x"])
+                },
+                "workdir",
             ),
             (
                 "empty array",

@@ -26,6 +26,8 @@ pub enum WorkerError {
     #[error("cannot set up the execution driver: {0}")]
     Driver(#[from] drover_exec::ExecError),
     #[error(transparent)]
+    TaskUser(#[from] drover_exec::TaskUserError),
+    #[error(transparent)]
     Connect(#[from] ConnectError),
     #[error("the server refused this worker: {0}")]
     Rejected(String),
@@ -126,7 +128,24 @@ pub async fn run(
     } else {
         CgroupMode::Off
     };
+    driver_config.task_user = drover_exec::TaskUser::for_agent(config.task_user.as_deref())?;
+    driver_config.allowed_paths = config.allowed_paths.clone();
+    driver_config.pids_limit = config.pids_limit;
     let driver = ProcessDriver::new(driver_config)?;
+    match &driver.config().task_user {
+        Some(u) => {
+            // Passable, not listable: tasks reach `work/attempts/<theirs>` by path but
+            // cannot see what else the worker keeps here.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o711))
+                .map_err(|source| WorkerError::DataDir {
+                    path: config.data_dir.clone(),
+                    source,
+                })?;
+            tracing::info!(user = %u.name, uid = u.uid, gid = u.gid, "tasks run as");
+        }
+        None => tracing::info!("tasks run as the agent's own user"),
+    }
     tracing::info!(mode = %driver.mode_description(), "execution driver ready");
     let host = HostInfo::detect(&work_root)?;
     let capacity = config.capacity(&host.capacity);

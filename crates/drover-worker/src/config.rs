@@ -39,6 +39,14 @@ pub struct WorkerConfig {
     /// The TLS configuration for an `https://` server (the cluster's CA, and this
     /// worker's certificate if it has one); `None`: the system's roots.
     pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// Who tasks run as (`NAME`, `UID`, `NAME:GROUP`, `UID:GID`); `None`: `nobody`
+    /// when the agent is root, else the agent's own user. See
+    /// `drover_exec::TaskUser::for_agent`.
+    pub task_user: Option<String>,
+    /// Host directories a task may use as its working directory.
+    pub allowed_paths: Vec<PathBuf>,
+    /// Processes and threads per attempt (cgroup pids); `None`: no limit of its own.
+    pub pids_limit: Option<u64>,
 }
 
 impl WorkerConfig {
@@ -67,6 +75,9 @@ impl WorkerConfig {
             cgroups: true,
             metrics_listen: None,
             tls: None,
+            task_user: None,
+            allowed_paths: Vec::new(),
+            pids_limit: Some(drover_exec::DEFAULT_PIDS_LIMIT),
         }
     }
 

@@ -19,6 +19,15 @@ pub enum RunnerEvent {
 /// The environment Drover adds for a task, besides the driver's own variables.
 fn task_env(start: &StartTask) -> std::collections::BTreeMap<String, String> {
     let mut env = start.spec.env.clone();
+    // Secret values end here, in the task's environment (validation keeps their
+    // names apart from `env`'s).
+    env.extend(
+        start
+            .spec
+            .secret_env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.expose().to_string())),
+    );
     if let (Some(i), Some(n)) = (start.array_index, start.array_count) {
         env.insert("DROVER_TASK_INDEX".into(), i.to_string());
         env.insert("DROVER_TASK_COUNT".into(), n.to_string());

@@ -439,6 +439,11 @@ impl TempDir {
         let p = std::env::temp_dir().join("drover-bbt").join(unique(prefix));
         std::fs::create_dir_all(&p)
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", p.display()));
+        // Like /tmp (sticky, writable by all): tasks run as `nobody` when the tests
+        // run as root, and write the files tests give them here.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o1777))
+            .unwrap_or_else(|e| panic!("cannot open {} to tasks: {e}", p.display()));
         TempDir(p)
     }
 

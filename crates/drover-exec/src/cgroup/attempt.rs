@@ -20,6 +20,10 @@ pub(crate) struct AttemptCgroup {
     oom_base: AtomicU64,
     /// Whether it was ever frozen (then its state is checked before reuse).
     pub(super) froze: AtomicBool,
+    /// The `pids.max` currently set ([`NO_LIMIT`] for none; 0 while killing).
+    pids_limit: AtomicU64,
+    /// `max` of pids.events (forks refused at the limit) when the attempt began.
+    pids_refused_base: AtomicU64,
 }
 
 impl AttemptCgroup {
@@ -29,7 +33,56 @@ impl AttemptCgroup {
             limit: AtomicU64::new(NO_LIMIT),
             oom_base: AtomicU64::new(0),
             froze: AtomicBool::new(false),
+            pids_limit: AtomicU64::new(NO_LIMIT),
+            pids_refused_base: AtomicU64::new(0),
         }
+    }
+
+    /// Sets (or lifts) `pids.max`: how many processes and threads may be inside at once.
+    pub(super) fn set_pids_limit(&self, limit: Option<u64>) -> io::Result<()> {
+        let want = limit.unwrap_or(NO_LIMIT);
+        let Some(dir) = self.dir(Controller::Pids) else {
+            return Ok(());
+        };
+        if self.pids_limit.load(Ordering::Relaxed) != want {
+            let value = limit.map_or_else(|| "max".to_string(), |l| l.to_string());
+            fs::write(dir.join("pids.max"), value)?;
+            self.pids_limit.store(want, Ordering::Relaxed);
+        }
+        self.pids_refused_base
+            .store(self.raw_pids_refused(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// How many forks the pids limit refused in the current attempt.
+    pub(crate) fn pids_refused(&self) -> u64 {
+        self.raw_pids_refused()
+            .saturating_sub(self.pids_refused_base.load(Ordering::Relaxed))
+    }
+
+    fn raw_pids_refused(&self) -> u64 {
+        self.dir(Controller::Pids)
+            .and_then(|d| fs::read_to_string(d.join("pids.events")).ok())
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("max "))
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
+    /// Forbids any fork inside (`pids.max` 0), for a race-free kill. Lifted by the
+    /// next `reset`. False without a pids controller, or when an agent thread is
+    /// inside (its spawn would fail).
+    fn stop_forks(&self) -> bool {
+        let Some(dir) = self.dir(Controller::Pids) else {
+            return false;
+        };
+        if self.holds_agent() {
+            return false;
+        }
+        self.pids_limit.store(0, Ordering::Relaxed);
+        fs::write(dir.join("pids.max"), "0").is_ok()
     }
 
     /// Sets (or lifts) the memory limit. memsw (memory+swap) must stay at least the
@@ -57,9 +110,14 @@ impl AttemptCgroup {
         Ok(())
     }
 
-    /// Makes a reused cgroup look new: counters zeroed, limit set.
-    pub(super) fn reset(&self, memory_limit: Option<u64>) -> io::Result<()> {
+    /// Makes a reused cgroup look new: counters zeroed, limits set.
+    pub(super) fn reset(
+        &self,
+        memory_limit: Option<u64>,
+        pids_limit: Option<u64>,
+    ) -> io::Result<()> {
         self.set_memory_limit(memory_limit)?;
+        self.set_pids_limit(pids_limit)?;
         if let Some(d) = self.dir(Controller::Cpuacct) {
             fs::write(d.join("cpuacct.usage"), "0")?;
         }
@@ -161,11 +219,19 @@ impl AttemptCgroup {
         }
     }
 
-    /// Kills everything: freeze (so nothing forks between reading the list and
-    /// signalling), SIGKILL all, thaw (frozen processes only die once thawed).
-    /// Blocks for at most ~50 ms waiting for the freeze; for the reaper and other
-    /// synchronous callers. Returns the pids signalled.
+    /// Kills everything: forbid forks (`pids.max` 0) or freeze, so nothing forks
+    /// between reading the list and signalling, SIGKILL all, thaw (frozen processes
+    /// only die once thawed). Blocks for at most ~50 ms waiting for the freeze; for
+    /// the reaper and other synchronous callers. Returns the pids signalled.
     pub(crate) fn kill_all_blocking(&self) -> Vec<i32> {
+        if self.stop_forks() {
+            // A second pass catches a child whose fork was already past the limit
+            // check when it was lowered, and not yet listed.
+            let mut pids = self.signal_all(libc::SIGKILL);
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            pids.extend(self.signal_all(libc::SIGKILL));
+            return pids;
+        }
         if self.freeze() {
             for _ in 0..50 {
                 if self.is_frozen() {
@@ -181,6 +247,12 @@ impl AttemptCgroup {
 
     /// Async form of [`kill_all_blocking`](Self::kill_all_blocking).
     pub(crate) async fn kill_all(&self) -> Vec<i32> {
+        if self.stop_forks() {
+            let mut pids = self.signal_all(libc::SIGKILL);
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            pids.extend(self.signal_all(libc::SIGKILL));
+            return pids;
+        }
         if self.freeze() {
             for _ in 0..50 {
                 if self.is_frozen() {

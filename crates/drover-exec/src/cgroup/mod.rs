@@ -2,9 +2,16 @@
 //! and killed as one.
 //!
 //! Layout: `<mount>/<agent's own cgroup>/drover/<agent_id>/<incarnation>.c<n>` in
-//! each of the memory, cpuacct and freezer hierarchies that are mounted and
-//! writable. Nesting under the agent's own cgroup keeps tasks inside whatever limits
-//! the agent itself runs under (a systemd slice, a container).
+//! each of the memory, cpuacct and pids hierarchies (freezer when there is no pids)
+//! that are mounted and writable. Nesting under the agent's own cgroup keeps tasks
+//! inside whatever limits the agent itself runs under (a systemd slice, a container).
+//!
+//! Why pids *replaces* freezer rather than joining it: in v1 each controller is its
+//! own hierarchy here, and a spawn writes the spawning thread into every hierarchy
+//! (and back), each write costing milliseconds (RCU). The freezer's one job was a
+//! kill without a fork race; `pids.max = 0` does that job too (nothing inside can
+//! fork, so the set only shrinks while it is SIGKILLed), so the pids limit costs no
+//! extra write per spawn.
 
 mod attempt;
 mod root;
@@ -19,17 +26,24 @@ use std::path::PathBuf;
 pub(crate) enum Controller {
     Memory,
     Cpuacct,
+    Pids,
     Freezer,
 }
 
 impl Controller {
-    pub(super) const ALL: [Controller; 3] =
-        [Controller::Memory, Controller::Cpuacct, Controller::Freezer];
+    /// In order of preference; `Freezer` only where `Pids` is unusable.
+    pub(super) const ALL: [Controller; 4] = [
+        Controller::Memory,
+        Controller::Cpuacct,
+        Controller::Pids,
+        Controller::Freezer,
+    ];
 
     pub(crate) fn name(self) -> &'static str {
         match self {
             Controller::Memory => "memory",
             Controller::Cpuacct => "cpuacct",
+            Controller::Pids => "pids",
             Controller::Freezer => "freezer",
         }
     }

@@ -38,6 +38,9 @@ impl CgroupRoot {
         let mut homes = Vec::new();
         let mut reasons = Vec::new();
         for c in Controller::ALL {
+            if c == Controller::Freezer && bases.iter().any(|(b, _)| *b == Controller::Pids) {
+                continue; // see the module's doc: pids does the freezer's job
+            }
             let Some((root, mount_point)) = find_mount(&mountinfo, c.name()) else {
                 reasons.push(format!("{} not mounted (cgroup v1)", c.name()));
                 continue;
@@ -86,13 +89,17 @@ impl CgroupRoot {
         self.bases.iter().map(|(c, _)| c.name()).collect()
     }
 
-    /// A clean attempt cgroup with `memory_limit` set: an idle one from the pool
-    /// (counters reset) or a new one.
-    pub(crate) fn acquire(&self, memory_limit: Option<u64>) -> io::Result<Arc<AttemptCgroup>> {
+    /// A clean attempt cgroup with `memory_limit` and `pids_limit` set: an idle one
+    /// from the pool (counters reset) or a new one.
+    pub(crate) fn acquire(
+        &self,
+        memory_limit: Option<u64>,
+        pids_limit: Option<u64>,
+    ) -> io::Result<Arc<AttemptCgroup>> {
         loop {
             let idle = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
             let Some(cg) = idle else { break };
-            match cg.reset(memory_limit) {
+            match cg.reset(memory_limit, pids_limit) {
                 Ok(()) => return Ok(cg),
                 Err(e) => {
                     tracing::debug!("dropping an idle attempt cgroup that cannot be reset: {e}");
@@ -102,7 +109,10 @@ impl CgroupRoot {
         }
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let cg = self.create(&format!("{}.c{n}", self.incarnation))?;
-        if let Err(e) = cg.set_memory_limit(memory_limit) {
+        if let Err(e) = cg
+            .set_memory_limit(memory_limit)
+            .and_then(|()| cg.set_pids_limit(pids_limit))
+        {
             cg.rmdir();
             return Err(e);
         }

@@ -290,7 +290,8 @@ pub(crate) fn task_info(
         array_index: view.array_index,
         array_count: view.array_count,
         deps: view.deps.to_vec(),
-        spec: view.spec.clone(),
+        // Secret env values reach the worker only; a read shows their names.
+        spec: view.spec.redacted(),
         attempts: view
             .attempts
             .iter()
