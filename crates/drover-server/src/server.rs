@@ -237,6 +237,8 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
         cluster: token.clone(),
         peer: peer_token.clone(),
         session: crate::ui::session::SessionKey::new(token.clone()),
+        // Only the raft routes are served until the node exists (see `joining.rs`).
+        acl: None,
     };
     if let Some(group) = config.join.clone().filter(|g| !g.is_empty() && !removed) {
         // Remembered before asking: a restart at any later step asks again by itself.

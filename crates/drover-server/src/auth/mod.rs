@@ -1,139 +1,74 @@
-//! Authentication: one layer in front of every route.
+//! Authentication and authorization: one layer in front of every route.
 //!
 //! On first start the server creates a random cluster token in `<data_dir>/token` with
-//! mode 0600. Every route but `/v1/health` and the API's documentation (`/v1/openapi.json`,
-//! `/v1/docs`) requires it as `Authorization: Bearer …`;
-//! workers present the same token when they connect. The web UI's pages send instead
-//! the session cookie its login sets (`ui/session.rs`): accepted on the API's routes
-//! only (never on the worker endpoint nor the raft routes), and on a request that
-//! changes something only with the `X-Drover-CSRF` header, which a cross-site form
-//! cannot send. Submitting a task is running code,
-//! so a stranger without the token can do nothing. (TLS, roles and per-worker
-//! identities slot in here later.)
+//! mode 0600 (`cluster_token.rs`). It is the bootstrap admin credential: workers present
+//! it when they connect, and with it an admin creates client ACL tokens
+//! (`drv_<id>_<secret>`, `acl_secret.rs`) of a role (`read`, `submit`, `operator`,
+//! `admin`), optionally confined to a namespace and with an expiry; they live hashed in
+//! the replicated state. Every route but `/v1/health` and the API's documentation
+//! (`/v1/openapi.json`, `/v1/docs`) needs a credential as `Authorization: Bearer …`,
+//! and the role that `api/access.rs` gives the route (401 for a missing, malformed,
+//! unknown, expired or revoked credential; 403 for a wrong role or namespace). The web
+//! UI's pages send instead the session cookie its login sets (`ui/session.rs`), which
+//! names the token it was opened with: accepted on the API's routes only (never on the
+//! worker endpoint nor the raft routes), and on a request that changes something only
+//! with the `X-Drover-CSRF` header, which a cross-site form cannot send. Requests made
+//! with an ACL token are rate- and concurrency-limited per token
+//! (`token_limiter.rs`), and their response bodies end when the token is revoked or
+//! expires (`revocation_guard.rs`). Submitting a task is running code, so a stranger
+//! without a credential can do nothing.
+
+mod acl_secret;
+mod caller;
+mod cluster_token;
+mod revocation_guard;
+mod token_limiter;
+
+pub use acl_secret::NewSecret;
+pub use caller::Caller;
+pub use cluster_token::ClusterToken;
+pub use token_limiter::{TokenLimiter, TokenLimits};
 
 use crate::api::ApiError;
-use crate::ui::session::{self, SessionKey};
-use axum::extract::{Request, State};
-use axum::http::Method;
-use axum::http::header::{AUTHORIZATION, COOKIE};
+use crate::api::access::{self, Access};
+use crate::node::Node;
+use crate::ui::session::{self, SessionHolder, SessionKey};
+use acl_secret::Shape;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header::{AUTHORIZATION, COOKIE, RETRY_AFTER};
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use revocation_guard::{GuardedBody, TokenCheck};
 use std::sync::Arc;
+use std::time::Instant;
+use token_limiter::{InFlight, Refusal};
 
-/// The shared secret of a cluster.
-#[derive(Clone)]
-pub struct ClusterToken(Arc<str>);
-
-impl std::fmt::Debug for ClusterToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ClusterToken(…)")
-    }
-}
-
-impl ClusterToken {
-    pub fn new(token: &str) -> ClusterToken {
-        ClusterToken(Arc::from(token.trim()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The token file of a data directory.
-    pub fn path(data_dir: &Path) -> PathBuf {
-        data_dir.join("token")
-    }
-
-    /// The peer token file of a data directory (servers' credential among themselves).
-    pub fn peer_path(data_dir: &Path) -> PathBuf {
-        data_dir.join("peer_token")
-    }
-
-    /// Reads a token file if it exists and is not empty.
-    pub fn load(path: &Path) -> std::io::Result<Option<ClusterToken>> {
-        match std::fs::read_to_string(path) {
-            Ok(text) if !text.trim().is_empty() => Ok(Some(ClusterToken::new(&text))),
-            Ok(_) => Ok(None),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Writes a token given on the command line to a token file (mode 0600), so a
-    /// restart without the flag uses the same one.
-    pub fn store(&self, path: &Path) -> std::io::Result<()> {
-        if ClusterToken::load(path)?.is_some_and(|t| t.matches(self.as_str())) {
-            return Ok(());
-        }
-        write_secret(path, self.as_str())
-    }
-
-    /// Reads the token from the data directory, creating it (mode 0600) on first start.
-    pub fn load_or_create(data_dir: &Path) -> std::io::Result<ClusterToken> {
-        ClusterToken::load_or_create_at(&ClusterToken::path(data_dir))
-    }
-
-    /// Reads the token file at `path`, creating it (mode 0600) if it is missing.
-    pub fn load_or_create_at(path: &Path) -> std::io::Result<ClusterToken> {
-        let path = path.to_path_buf();
-        match std::fs::read_to_string(&path) {
-            Ok(text) if !text.trim().is_empty() => {
-                let mode = std::fs::metadata(&path)?.permissions().mode();
-                if mode & 0o077 != 0 {
-                    tracing::warn!(path = %path.display(), "the token file is readable by others; fixing its mode to 0600");
-                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-                }
-                Ok(ClusterToken::new(&text))
-            }
-            Ok(_) => ClusterToken::create(&path),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => ClusterToken::create(&path),
-            Err(e) => Err(e),
-        }
-    }
-
-    fn create(path: &Path) -> std::io::Result<ClusterToken> {
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
-        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        write_secret(path, &token)?;
-        Ok(ClusterToken::new(&token))
-    }
-
-    /// Compares in time independent of where the strings differ.
-    pub fn matches(&self, presented: &str) -> bool {
-        let a = self.0.as_bytes();
-        let b = presented.as_bytes();
-        if a.len() != b.len() {
-            return false;
-        }
-        a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-    }
-}
-
-fn write_secret(path: &Path, token: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(token.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
-}
-
-/// What the auth layer checks: the cluster token on the API and the worker endpoint,
-/// the peer token (and only it) on the servers' raft routes.
+/// What the auth layer checks: the cluster token and ACL tokens on the API, the
+/// cluster token on the worker endpoint, the peer token (and only it) on the servers'
+/// raft routes.
 #[derive(Clone, Debug)]
 pub struct Credentials {
     pub cluster: ClusterToken,
     pub peer: ClusterToken,
     /// Checks the web UI's session cookie (derived from the cluster token).
     pub session: SessionKey,
+    /// The ACL tokens (the applied state) and their limits; `None` on a server still
+    /// waiting to be adopted into a group, which serves only the raft routes.
+    pub acl: Option<AclTokens>,
+}
+
+/// Where ACL tokens are looked up, and their limits.
+#[derive(Clone)]
+pub struct AclTokens {
+    pub node: Arc<Node>,
+    pub limiter: Arc<TokenLimiter>,
+}
+
+impl std::fmt::Debug for AclTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AclTokens(…)")
+    }
 }
 
 /// The servers' own routes (raft RPCs): the peer token only.
@@ -145,7 +80,8 @@ pub const PEER_PREFIX: &str = "/v1/raft/";
 const PUBLIC: &[&str] = &["/v1/health", "/v1/openapi.json", "/v1/docs"];
 const PUBLIC_PREFIX: &str = "/v1/docs/";
 
-/// The middleware: 401 with a JSON body for a missing or wrong token.
+/// The middleware: 401 with a JSON body for a missing or wrong credential, 403 for a
+/// wrong role or namespace, 429 over a token's limits.
 pub async fn require_token(
     State(credentials): State<Credentials>,
     request: Request,
@@ -156,15 +92,7 @@ pub async fn require_token(
         return next.run(request).await;
     }
     let peer_route = path.starts_with(PEER_PREFIX);
-    let presented = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            // The scheme name is case-insensitive (RFC 7235).
-            let (scheme, rest) = v.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then_some(rest)
-        });
+    let presented = bearer(&request);
     if peer_route
         && let Some(peer) = request.extensions().get::<crate::tls::PeerCertificate>()
         && peer.role != Some(crate::tls::CertRole::Server)
@@ -197,68 +125,268 @@ pub async fn require_token(
             }
         };
     }
-    if presented.is_none() && path != drover_proto::worker::WORKER_CONNECT_PATH {
-        let cookie = request
-            .headers()
-            .get_all(COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find_map(session::from_cookie_header);
-        if let Some(value) = cookie {
-            if !credentials.session.verify(value, session::now_secs()) {
-                return ApiError::unauthorized("the session expired or is not valid: log in again")
-                    .into_response();
-            }
-            let safe = matches!(
-                *request.method(),
-                Method::GET | Method::HEAD | Method::OPTIONS
-            );
-            let csrf = request
-                .headers()
-                .get(crate::ui::CSRF_HEADER)
-                .is_some_and(|v| v == "1");
-            if !safe && !csrf {
-                return ApiError::new(
-                    axum::http::StatusCode::FORBIDDEN,
-                    "forbidden",
-                    "a change made with the session cookie needs the header 'X-Drover-CSRF: 1'",
-                    None,
-                )
-                .into_response();
-            }
-            return next.run(request).await;
-        }
+    if path == drover_proto::worker::WORKER_CONNECT_PATH {
+        // The worker endpoint takes the cluster token, as a bearer token only.
+        return match presented {
+            Some(t) if credentials.cluster.matches(t.trim()) => next.run(request).await,
+            Some(_) => ApiError::unauthorized("the cluster token is wrong").into_response(),
+            None => ApiError::unauthorized(
+                "workers connect with the cluster token: send 'Authorization: Bearer <token>'",
+            )
+            .into_response(),
+        };
     }
-    let token = &credentials.cluster;
-    match presented {
-        Some(t) if token.matches(t.trim()) => next.run(request).await,
-        Some(_) => ApiError::unauthorized("the cluster token is wrong").into_response(),
-        None => ApiError::unauthorized(
-            "this server requires the cluster token: send 'Authorization: Bearer <token>' (it is in the token file of the server's data directory)",
-        )
-        .into_response(),
+    let identified = match presented {
+        Some(t) => identify_bearer(&credentials, t.trim()),
+        None => match session_cookie(&request) {
+            Some(value) => identify_session(&credentials, &request, value),
+            None => Err(ApiError::unauthorized(
+                "this server requires a credential: send 'Authorization: Bearer <token>' (the cluster token is in the token file of the server's data directory; `drover token create` makes others)",
+            )),
+        },
+    };
+    let (caller, check) = match identified {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    if let Err(e) = authorize(&request, &caller) {
+        return e.into_response();
+    }
+    let in_flight = match (&check, &credentials.acl) {
+        (Some(check), Some(acl)) => match acl.limiter.admit(check.id, Instant::now()) {
+            Ok(f) => Some(f),
+            Err(refusal) => return too_many(refusal),
+        },
+        _ => None,
+    };
+    let mut request = request;
+    request.extensions_mut().insert(caller);
+    let response = next.run(request).await;
+    match check {
+        Some(check) => guard(response, check, in_flight),
+        None => response,
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The bearer token of a request, if it sent one.
+fn bearer(request: &Request) -> Option<&str> {
+    request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            // The scheme name is case-insensitive (RFC 7235).
+            let (scheme, rest) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(rest)
+        })
+}
 
-    #[test]
-    fn token_is_created_once_with_mode_0600() {
-        let dir = std::env::temp_dir().join(format!("drover-token-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let t1 = ClusterToken::load_or_create(&dir).unwrap();
-        let t2 = ClusterToken::load_or_create(&dir).unwrap();
-        assert_eq!(t1.as_str(), t2.as_str());
-        assert_eq!(t1.as_str().len(), 64);
-        let mode = std::fs::metadata(ClusterToken::path(&dir))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
-        assert!(t1.matches(t1.as_str()));
-        assert!(!t1.matches("nope"));
-        std::fs::remove_dir_all(&dir).unwrap();
+fn session_cookie(request: &Request) -> Option<&str> {
+    request
+        .headers()
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(session::from_cookie_header)
+}
+
+/// Who a bearer token is: the cluster token's holder or an ACL token's.
+fn identify_bearer(
+    credentials: &Credentials,
+    presented: &str,
+) -> Result<(Caller, Option<TokenCheck>), ApiError> {
+    match acl_secret::parse(presented) {
+        Shape::Acl(secret) => {
+            let acl = credentials
+                .acl
+                .as_ref()
+                .ok_or_else(|| ApiError::unauthorized("this server takes no client tokens yet"))?;
+            let id = secret.id;
+            token_caller(&acl.node, id, |hash| secret.matches(hash))
+        }
+        Shape::Malformed => Err(ApiError::unauthorized(
+            "the token is malformed: a client token reads drv_<id>_<64 hex digits>",
+        )),
+        Shape::Other if credentials.cluster.matches(presented) => Ok((Caller::cluster(), None)),
+        Shape::Other => Err(ApiError::unauthorized("the token is wrong")),
+    }
+}
+
+/// The caller of ACL token `id`, if its record exists, `secret_ok` accepts its hash,
+/// and it is neither revoked nor expired.
+fn token_caller(
+    node: &Arc<Node>,
+    id: u64,
+    secret_ok: impl FnOnce(&[u8; 32]) -> bool,
+) -> Result<(Caller, Option<TokenCheck>), ApiError> {
+    // The clock first: it takes the state lock too.
+    let now = node.proposer.now();
+    let sm = node.state.read();
+    let record = sm
+        .tokens()
+        .get(id)
+        .filter(|r| secret_ok(&r.hash))
+        .ok_or_else(|| ApiError::unauthorized("the token is wrong or unknown"))?;
+    if record.revoked_at.is_some() {
+        return Err(ApiError::unauthorized(format!("token {id} was revoked")));
+    }
+    if !record.usable_at(now) {
+        return Err(ApiError::unauthorized(format!("token {id} expired")));
+    }
+    let caller = Caller {
+        role: record.role,
+        token: Some(id),
+        namespace: record.namespace.clone(),
+    };
+    drop(sm);
+    Ok((
+        caller,
+        Some(TokenCheck {
+            node: node.clone(),
+            id,
+        }),
+    ))
+}
+
+/// Who a UI session is: it names the token it was opened with, checked again now (a
+/// session of a revoked or expired token ends with it).
+fn identify_session(
+    credentials: &Credentials,
+    request: &Request,
+    value: &str,
+) -> Result<(Caller, Option<TokenCheck>), ApiError> {
+    let holder = credentials
+        .session
+        .verify(value, session::now_secs())
+        .ok_or_else(|| ApiError::unauthorized("the session expired or is not valid: log in again"))?;
+    let safe = matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    let csrf = request
+        .headers()
+        .get(crate::ui::CSRF_HEADER)
+        .is_some_and(|v| v == "1");
+    if !safe && !csrf {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "a change made with the session cookie needs the header 'X-Drover-CSRF: 1'",
+            None,
+        ));
+    }
+    match holder {
+        SessionHolder::Cluster => Ok((Caller::cluster(), None)),
+        SessionHolder::Token(id) => {
+            let acl = credentials
+                .acl
+                .as_ref()
+                .ok_or_else(|| ApiError::unauthorized("this server takes no client tokens yet"))?;
+            // The MAC vouches for the id; the record must still be usable.
+            token_caller(&acl.node, id, |_| true)
+        }
+    }
+}
+
+/// 403 unless the caller's role and namespace open the route.
+fn authorize(request: &Request, caller: &Caller) -> Result<(), ApiError> {
+    // No matched route: the router answers 404 (to an authenticated caller only).
+    let Some(pattern) = request.extensions().get::<MatchedPath>() else {
+        return Ok(());
+    };
+    let pattern = pattern.as_str();
+    let access = match access::lookup(request.method(), pattern) {
+        Some(a) => a,
+        // A method the route does not take: the router answers 405.
+        None if access::ROUTES.iter().any(|(_, p, _)| *p == pattern) => return Ok(()),
+        None => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("the route {pattern} has no role in the access table; refused"),
+                None,
+            ));
+        }
+    };
+    match access {
+        Access::Public => Ok(()),
+        // Handled before: a client credential never reaches it.
+        Access::Worker => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the worker endpoint takes the cluster token",
+            None,
+        )),
+        Access::Client { role, scoped } => {
+            if !caller.role.allows(role) {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    format!(
+                        "{} {pattern} needs the role '{role}' or higher; this credential is '{}'",
+                        request.method(),
+                        caller.role
+                    ),
+                    None,
+                ));
+            }
+            if let Some(ns) = &caller.namespace
+                && !scoped
+            {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    format!(
+                        "this token is confined to the namespace {ns:?}; {pattern} is cluster-wide"
+                    ),
+                    None,
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// 429 with `Retry-After` (whole seconds, at least 1).
+fn too_many(refusal: Refusal) -> Response {
+    let (message, secs) = match refusal {
+        Refusal::Rate { retry_after } => (
+            "this token sends requests faster than its rate limit; slow down".to_string(),
+            retry_after.as_secs_f64().ceil().max(1.0) as u64,
+        ),
+        Refusal::Concurrency => (
+            "this token has as many requests in flight as its limit allows (open event streams count); wait for one to end".to_string(),
+            1,
+        ),
+    };
+    let mut r = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_requests",
+        message,
+        None,
+    )
+    .into_response();
+    r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+    r
+}
+
+/// The response, its body ending when the token does.
+fn guard(response: Response, check: TokenCheck, in_flight: Option<InFlight>) -> Response {
+    let (parts, body) = response.into_parts();
+    Response::from_parts(parts, GuardedBody::wrap(body, check, in_flight))
+}
+
+/// Whose session a UI login with `presented` opens: the cluster token's, or that of a
+/// usable ACL token (401 otherwise).
+pub fn session_holder(node: &Arc<Node>, presented: &str) -> Result<SessionHolder, ApiError> {
+    match acl_secret::parse(presented) {
+        Shape::Acl(secret) => {
+            let id = secret.id;
+            token_caller(node, id, |hash| secret.matches(hash))?;
+            Ok(SessionHolder::Token(id))
+        }
+        Shape::Malformed => Err(ApiError::unauthorized("the token is malformed")),
+        Shape::Other if node.token.matches(presented) => Ok(SessionHolder::Cluster),
+        Shape::Other => Err(ApiError::unauthorized("the token is wrong")),
     }
 }
