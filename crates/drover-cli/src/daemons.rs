@@ -12,8 +12,8 @@ use crate::jobfile::parse_pairs;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use drover_client::discovery;
-use drover_server::tls::{CertRole, CertificateAuthority, TlsPaths};
 use drover_server::auth::TokenLimits;
+use drover_server::tls::{CertRole, CertificateAuthority, TlsPaths};
 use drover_server::{ServerConfig, TlsMode};
 use drover_worker::WorkerConfig;
 use std::collections::BTreeMap;
@@ -510,7 +510,12 @@ fn server_settings(l: &Layers, a: &ServerArgs) -> Result<ServerSettings> {
     };
     let token_limits = TokenLimits {
         rate_per_sec: limit(a.token_rate.as_deref(), "--token-rate", "token_rate", "200")?,
-        burst: limit(a.token_burst.as_deref(), "--token-burst", "token_burst", "400")?,
+        burst: limit(
+            a.token_burst.as_deref(),
+            "--token-burst",
+            "token_burst",
+            "400",
+        )?,
         concurrency: limit(
             a.token_concurrency.as_deref(),
             "--token-concurrency",

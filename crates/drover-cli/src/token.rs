@@ -51,9 +51,8 @@ struct RevokeArgs {
 }
 
 fn parse_role(text: &str) -> Result<Role> {
-    Role::parse(text).ok_or_else(|| {
-        anyhow!("{text:?} is not a role: use read, submit, operator or admin")
-    })
+    Role::parse(text)
+        .ok_or_else(|| anyhow!("{text:?} is not a role: use read, submit, operator or admin"))
 }
 
 pub async fn token(g: &Global, a: TokenArgs) -> Result<ExitCode> {
@@ -136,7 +135,9 @@ fn print_table(tokens: &[TokenInfo]) {
             t.namespace.clone().unwrap_or_else(|| "-".into()),
             render::when_utc(t.created_at),
             expires,
-            t.revoked_at.map(render::when_utc).unwrap_or_else(|| "-".into()),
+            t.revoked_at
+                .map(render::when_utc)
+                .unwrap_or_else(|| "-".into()),
         ]);
     }
     println!("{table}");

@@ -85,7 +85,8 @@ fn tokens_survive_a_snapshot_and_a_version_1_snapshot_still_reads() {
     let bytes = write_snapshot(b"meta", &m.snapshot(), Cursor::new(Vec::new()))
         .unwrap()
         .into_inner();
-    let restored = StateMachine::restore(SnapshotReader::open(&bytes[..]).unwrap().state().unwrap());
+    let restored =
+        StateMachine::restore(SnapshotReader::open(&bytes[..]).unwrap().state().unwrap());
     assert_eq!(restored.tokens(), m.tokens());
     // The next id goes on from the restored table.
     let mut restored = restored;

@@ -73,7 +73,10 @@ impl PresentedSecret<'_> {
     /// Whether this secret hashes to `stored`, compared in constant time.
     pub fn matches(&self, stored: &[u8; 32]) -> bool {
         let got = digest(self.random);
-        got.iter().zip(stored).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        got.iter()
+            .zip(stored)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
     }
 }
 
@@ -92,7 +95,10 @@ mod tests {
     fn a_generated_secret_parses_back_and_matches_only_its_hash() {
         let s = NewSecret::generate().unwrap();
         let text = s.reveal(42);
-        assert!(text.starts_with("drv_42_") && text.len() == 7 + 64, "{text}");
+        assert!(
+            text.starts_with("drv_42_") && text.len() == 7 + 64,
+            "{text}"
+        );
         let Shape::Acl(p) = parse(&text) else {
             panic!("{text} does not parse")
         };
@@ -111,7 +117,10 @@ mod tests {
         assert_eq!(parse(&good.replace("drv_7_", "drv_x_")), Shape::Malformed);
         assert_eq!(parse(&good.replace("drv_7_", "drv_0_")), Shape::Malformed);
         assert_eq!(parse(&good.replace("drv_7_", "drv_07_")), Shape::Malformed);
-        assert_eq!(parse(&format!("{}g", &good[..good.len() - 1])), Shape::Malformed);
+        assert_eq!(
+            parse(&format!("{}g", &good[..good.len() - 1])),
+            Shape::Malformed
+        );
         assert_eq!(parse("0123abcd"), Shape::Other);
         assert_eq!(parse(""), Shape::Other);
     }

@@ -51,9 +51,7 @@ impl Caller {
     /// 403 unless this caller may cancel a job that `submitter` submitted: operators
     /// and admins cancel anything, a `submit` token only what it submitted itself.
     pub fn check_cancel(&self, submitter: Option<u64>, what: &str) -> Result<(), ApiError> {
-        if self.role.allows(Role::Operator)
-            || (self.token.is_some() && self.token == submitter)
-        {
+        if self.role.allows(Role::Operator) || (self.token.is_some() && self.token == submitter) {
             return Ok(());
         }
         Err(ApiError::new(
@@ -111,7 +109,11 @@ mod tests {
         assert!(scoped.check_cancel(Some(3), "job 1").is_ok());
         assert!(scoped.check_cancel(Some(4), "job 1").is_err());
         assert!(scoped.check_cancel(None, "job 1").is_err());
-        assert!(token(Role::Operator, 5, None).check_cancel(None, "job 1").is_ok());
+        assert!(
+            token(Role::Operator, 5, None)
+                .check_cancel(None, "job 1")
+                .is_ok()
+        );
         assert!(Caller::cluster().check_cancel(Some(3), "job 1").is_ok());
     }
 }

@@ -258,7 +258,9 @@ fn identify_session(
     let holder = credentials
         .session
         .verify(value, session::now_secs())
-        .ok_or_else(|| ApiError::unauthorized("the session expired or is not valid: log in again"))?;
+        .ok_or_else(|| {
+            ApiError::unauthorized("the session expired or is not valid: log in again")
+        })?;
     let safe = matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS

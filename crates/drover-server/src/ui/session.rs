@@ -148,12 +148,23 @@ mod tests {
         assert!(key.verify(&s, 1000 + LIFETIME_SECS - 1).is_some());
         assert!(key.verify(&s, 1000 + LIFETIME_SECS).is_none());
         // Another token's key refuses it; so does a tampered expiry, holder or MAC.
-        assert!(SessionKey::new(ClusterToken::new("other")).verify(&s, 1000).is_none());
+        assert!(
+            SessionKey::new(ClusterToken::new("other"))
+                .verify(&s, 1000)
+                .is_none()
+        );
         let mut parts = s.splitn(3, '.');
-        let (exp, _, mac) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+        let (exp, _, mac) = (
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+        );
         let later = exp.parse::<u64>().unwrap() + 100;
         assert!(key.verify(&format!("{later}.0.{mac}"), 1000).is_none());
-        assert!(key.verify(&format!("{exp}.0.{}", &mac[1..]), 1000).is_none());
+        assert!(
+            key.verify(&format!("{exp}.0.{}", &mac[1..]), 1000)
+                .is_none()
+        );
         // A session of the cluster token cannot be turned into one of a token, nor back.
         assert!(key.verify(&format!("{exp}.7.{mac}"), 1000).is_none());
         let t = key.issue(1000, SessionHolder::Token(7));
