@@ -242,7 +242,7 @@ fn every_route_answers_401_to_bad_credentials_and_403_to_a_role_below_its_own() 
         .as_array()
         .unwrap()
         .iter()
-        .find(|t| t["id"].to_string() == id)
+        .find(|t| t["id"].as_u64().is_some_and(|n| n.to_string() == id))
         .expect("the revoked token is listed");
     assert!(revoked_row["revoked_at"].is_u64(), "{revoked_row}");
     eprintln!("{tried} refused requests checked in {:?}", t0.elapsed());
@@ -316,6 +316,50 @@ fn namespaces_confine_a_token_and_a_submit_token_cancels_only_its_own() {
         let r = http(&c.addr, "GET", path, Some(&team), None);
         assert_eq!(r.status, 403, "{path}: {}", r.text());
     }
+
+    // Its event stream carries only its namespace's task and job events.
+    let events = WatchedEvents::spawn(c.cli_command(&["--token", &team, "--json", "events"]));
+    let deadline = Instant::now() + SLOW;
+    let mut seen = Vec::new();
+    let mut outsiders = Vec::new();
+    let last = 'open: loop {
+        assert!(
+            Instant::now() < deadline,
+            "no event reached the scoped stream"
+        );
+        // Until the stream is open: one task of another owner, then one of its own.
+        outsiders.push(c.submit(json!({"command": ["true"]})));
+        let r = post(&team, "/v1/tasks", json!({"command": ["true"]}));
+        let own = r.json()["first"].as_u64().unwrap();
+        let round = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < round {
+            if let Ok(v) = events.lines.recv_timeout(Duration::from_millis(50)) {
+                let done = v["task"] == own;
+                seen.push(v);
+                if done {
+                    break 'open own;
+                }
+            }
+        }
+    };
+    drop(events);
+    assert!(!seen.is_empty());
+    for v in &seen {
+        assert!(v["type"] == "task" || v["type"] == "job", "{v}");
+        let task = v["task"].as_u64();
+        assert!(
+            task.is_none_or(|t| !outsiders.contains(&t)),
+            "another owner's task in the scoped stream: {v}"
+        );
+        if v["type"] == "task" {
+            assert_eq!(
+                c.task(v["task"].as_u64().unwrap()).spec.owner,
+                "team-a",
+                "{v}"
+            );
+        }
+    }
+    assert!(seen.iter().any(|v| v["task"] == last));
 
     // "Cancel own": another submit token may not cancel it, nor it another's task.
     let cancel =
