@@ -816,3 +816,18 @@ fn tokens_and_who_submitted_what_survive_a_kill_and_a_restart_from_a_snapshot() 
     let next = create_token(&c, &["--role", "read"]);
     assert_eq!(next["token"]["id"], 3, "{next}");
 }
+
+/// A client token left in DROVER_TOKEN must not become a server's cluster token (it
+/// could never be matched): the server refuses to start and says why.
+#[test]
+fn a_server_refuses_a_client_token_as_its_cluster_token() {
+    let dir = TempDir::new("acl-server-token");
+    let mut cmd = drover_command();
+    cmd.arg("--data-dir")
+        .arg(dir.path())
+        .args(["server", "--listen", "127.0.0.1:0"])
+        .env("DROVER_TOKEN", format!("drv_1_{}", "a".repeat(64)));
+    let out = run_with_timeout(cmd, SLOW, String::new);
+    assert!(!out.status.success(), "{out}");
+    assert!(out.stderr.contains("client token"), "{out}");
+}

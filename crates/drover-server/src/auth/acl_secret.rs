@@ -7,7 +7,8 @@
 
 use sha2::{Digest, Sha256};
 
-const PREFIX: &str = "drv_";
+/// How every client token starts.
+pub const PREFIX: &str = "drv_";
 const RANDOM_BYTES: usize = 32;
 
 /// A freshly made secret, before its token has an id: the random part and its hash.

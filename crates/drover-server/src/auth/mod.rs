@@ -24,7 +24,7 @@ mod cluster_token;
 mod revocation_guard;
 mod token_limiter;
 
-pub use acl_secret::NewSecret;
+pub use acl_secret::{NewSecret, PREFIX as CLIENT_TOKEN_PREFIX};
 pub use caller::Caller;
 pub use cluster_token::ClusterToken;
 pub use token_limiter::{TokenLimiter, TokenLimits};
