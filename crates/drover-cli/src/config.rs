@@ -90,6 +90,9 @@ const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
             ("keep_after_snapshot", Kind::Count),
             ("retain_for", Kind::Duration),
             ("retain_max", Kind::Count),
+            ("token_rate", Kind::Count),
+            ("token_burst", Kind::Count),
+            ("token_concurrency", Kind::Count),
         ],
     ),
     (

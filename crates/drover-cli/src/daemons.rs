@@ -12,6 +12,7 @@ use crate::jobfile::parse_pairs;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use drover_client::discovery;
+use drover_server::auth::TokenLimits;
 use drover_server::tls::{CertRole, CertificateAuthority, TlsPaths};
 use drover_server::{ServerConfig, TlsMode};
 use drover_worker::WorkerConfig;
@@ -113,6 +114,18 @@ pub struct ServerArgs {
     /// are retired first. At least 1 [default: 1000000]
     #[arg(long, value_name = "N")]
     retain_max: Option<String>,
+    /// Requests per second each client token may send (the cluster token is not
+    /// limited); over it, 429 with Retry-After. 0: no limit [default: 200]
+    #[arg(long, value_name = "N")]
+    token_rate: Option<String>,
+    /// Requests a client token may send at once before --token-rate applies
+    /// [default: 400]
+    #[arg(long, value_name = "N")]
+    token_burst: Option<String>,
+    /// Requests (open event streams included) each client token may have in flight;
+    /// 0: no limit [default: 64]
+    #[arg(long, value_name = "N")]
+    token_concurrency: Option<String>,
     #[command(flatten)]
     config: ConfigArgs,
 }
@@ -393,6 +406,7 @@ struct ServerSettings {
     keep_after_snapshot: u64,
     retain_for: Duration,
     retain_max: u64,
+    token_limits: TokenLimits,
 }
 
 fn server_settings(l: &Layers, a: &ServerArgs) -> Result<ServerSettings> {
@@ -511,7 +525,30 @@ fn server_settings(l: &Layers, a: &ServerArgs) -> Result<ServerSettings> {
         Some("1000"),
         parse_count,
     )?;
+    let limit = |flag: Option<&str>, name: &str, key: &str, default: &str| {
+        l.value(flag, name, "server", key, Some(default), |t| {
+            let n: u64 = parse_count(t)?;
+            u32::try_from(n).context("too large")
+        })
+        .map(|v| v.expect("has a default"))
+    };
+    let token_limits = TokenLimits {
+        rate_per_sec: limit(a.token_rate.as_deref(), "--token-rate", "token_rate", "200")?,
+        burst: limit(
+            a.token_burst.as_deref(),
+            "--token-burst",
+            "token_burst",
+            "400",
+        )?,
+        concurrency: limit(
+            a.token_concurrency.as_deref(),
+            "--token-concurrency",
+            "token_concurrency",
+            "64",
+        )?,
+    };
     let settings = ServerSettings {
+        token_limits,
         retain_for: retain_for.expect("has a default"),
         retain_max: retain_max.expect("has a default"),
         peers,
@@ -571,6 +608,10 @@ fn print_server(p: &mut Printer, s: &ServerSettings) {
     );
     t.insert("retain_for".into(), show_duration(s.retain_for));
     t.insert("retain_max".into(), show_count(s.retain_max));
+    let l = s.token_limits;
+    t.insert("token_rate".into(), show_count(l.rate_per_sec.into()));
+    t.insert("token_burst".into(), show_count(l.burst.into()));
+    t.insert("token_concurrency".into(), show_count(l.concurrency.into()));
 }
 
 fn server_config(g: &Global, s: &ServerSettings, a: &ServerArgs) -> ServerConfig {
@@ -596,6 +637,7 @@ fn server_config(g: &Global, s: &ServerSettings, a: &ServerArgs) -> ServerConfig
         keep_for: s.retain_for,
         keep_max: s.retain_max,
     };
+    c.token_limits = s.token_limits;
     c
 }
 

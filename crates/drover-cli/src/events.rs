@@ -92,6 +92,13 @@ async fn reconnect(stream: &mut EventStream) -> Result<()> {
     loop {
         match stream.resume().await {
             Ok(()) => return Ok(()),
+            // The credential was refused (revoked, expired, or its role changed):
+            // trying again cannot help.
+            Err(
+                e @ ClientError::Api {
+                    status: 401 | 403, ..
+                },
+            ) => return Err(e.into()),
             Err(e) if tries < 20 => {
                 tries += 1;
                 if tries == 1 {

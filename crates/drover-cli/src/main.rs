@@ -8,6 +8,7 @@ mod jobfile;
 mod render;
 mod submit;
 mod tls;
+mod token;
 mod top;
 
 use anyhow::{Result, anyhow};
@@ -33,7 +34,8 @@ pub struct Global {
     /// that answers is used) [default: the local server's, from the data directory]
     #[arg(long, global = true, env = "DROVER_SERVER")]
     server: Option<String>,
-    /// The cluster token [default: the local server's token file]
+    /// The credential: the cluster token, or a client token (`drover token create`)
+    /// [default: the local server's token file]
     #[arg(long, global = true, env = "DROVER_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// The cluster's CA certificate, to check the servers' TLS certificates against
@@ -120,6 +122,8 @@ enum Cmd {
     Policy(inspect::PolicyArgs),
     /// Cluster summary
     Cluster,
+    /// Create, list and revoke client tokens with roles (admin only)
+    Token(token::TokenArgs),
     /// Create the cluster's CA and certificates for servers, workers and clients
     Tls(tls::TlsArgs),
     /// Print a shell completion script, e.g. `drover completions bash > /etc/bash_completion.d/drover`
@@ -249,6 +253,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Cmd::Resume(a) => inspect::drain(g, a, false).await,
         Cmd::Policy(a) => inspect::policy(g, a).await,
         Cmd::Cluster => inspect::cluster(g).await,
+        Cmd::Token(a) => token::token(g, a).await,
         Cmd::Completions(a) => completions(g, a),
         Cmd::Tls(a) => tls::tls(g, a),
         Cmd::WorkerReaper(a) => daemons::reaper(a),

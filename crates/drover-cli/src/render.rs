@@ -35,6 +35,29 @@ pub fn when(t: Option<Millis>) -> String {
     }
 }
 
+/// A date and time in UTC, `2026-12-07 11:40:05Z`: for times days away (a token's
+/// expiry), where the time of day alone would mislead.
+pub fn when_utc(t: Millis) -> String {
+    let secs = t.0 / 1000;
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}Z",
+        rest / 3600,
+        (rest / 60) % 60,
+        rest % 60
+    )
+}
+
 pub fn ago(t: Option<Millis>) -> String {
     match t {
         None => "-".into(),
@@ -191,6 +214,13 @@ fn incomplete_tail_start(bytes: &[u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utc_dates_are_civil() {
+        assert_eq!(when_utc(Millis(0)), "1970-01-01 00:00:00Z");
+        assert_eq!(when_utc(Millis(951_782_400_000)), "2000-02-29 00:00:00Z");
+        assert_eq!(when_utc(Millis(1_796_643_605_000)), "2026-12-07 11:40:05Z");
+    }
 
     #[test]
     fn commands_are_quoted_as_a_shell_takes_them() {

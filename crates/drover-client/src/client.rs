@@ -2,8 +2,9 @@
 
 use bytes::Bytes;
 use drover_proto::api::{
-    AddServer, CancelResponse, ClusterSummary, ErrorBody, Health, JobInfo, ServerChange,
-    ServerInfo, SubmitResponse, TaskInfo, TaskList, WorkerInfo,
+    AddServer, CancelResponse, ClusterSummary, CreatedToken, ErrorBody, Health, JobInfo,
+    ServerChange, ServerInfo, SubmitResponse, TaskInfo, TaskList, TokenInfo, TokenList,
+    TokenRequest, WorkerInfo,
 };
 
 /// The header a server removed from its group sets on its refusals.
@@ -437,6 +438,23 @@ impl Client {
 
     pub async fn policy(&self) -> Result<PolicyConfig, ClientError> {
         self.json(self.request(Method::GET, "/v1/policy")).await
+    }
+
+    /// Creates a client ACL token (admin only); the answer holds its secret, once.
+    pub async fn create_token(&self, req: &TokenRequest) -> Result<CreatedToken, ClientError> {
+        self.json(self.request(Method::POST, "/v1/tokens").json(req))
+            .await
+    }
+
+    /// Every client ACL token (never their secrets).
+    pub async fn tokens(&self) -> Result<TokenList, ClientError> {
+        self.json(self.request(Method::GET, "/v1/tokens")).await
+    }
+
+    /// Revokes a client ACL token.
+    pub async fn revoke_token(&self, id: u64) -> Result<TokenInfo, ClientError> {
+        self.json(self.request(Method::DELETE, &format!("/v1/tokens/{id}")))
+            .await
     }
 
     pub async fn set_policy(&self, policy: &PolicyConfig) -> Result<PolicyConfig, ClientError> {

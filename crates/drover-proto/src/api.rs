@@ -252,3 +252,55 @@ pub struct ServerInfo {
     /// leader's replication reports (a follower knows only the leader).
     pub reachable: bool,
 }
+
+/// `POST /v1/tokens`: a new client ACL token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// `read`, `submit`, `operator` or `admin`.
+    pub role: drover_types::Role,
+    /// A label for people (up to 64 characters).
+    #[serde(default)]
+    pub name: String,
+    /// Confines the token to tasks of this owner: it submits with this owner forced and
+    /// reads and cancels only such tasks.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Lifetime in milliseconds; none: until revoked.
+    #[serde(default)]
+    pub ttl_ms: Option<u64>,
+}
+
+/// A client ACL token as the API shows it (never its secret).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenInfo {
+    pub id: u64,
+    pub name: String,
+    pub role: drover_types::Role,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Unix milliseconds.
+    pub created_at: Millis,
+    #[serde(default)]
+    pub expires_at: Option<Millis>,
+    #[serde(default)]
+    pub revoked_at: Option<Millis>,
+}
+
+/// The answer to `POST /v1/tokens`: the token, and its secret, shown this once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreatedToken {
+    pub token: TokenInfo,
+    /// `drv_<id>_<secret>`: send it as `Authorization: Bearer …`. Only its hash is
+    /// kept; it cannot be shown again.
+    pub secret: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenList {
+    pub tokens: Vec<TokenInfo>,
+}

@@ -48,6 +48,8 @@ pub struct ServerConfig {
     /// `https` once the listener speaks TLS, else `http` (set by `start`): the scheme
     /// of this server's URLs and of its calls to the other servers.
     pub scheme: &'static str,
+    /// Rate and concurrency limits of each client ACL token.
+    pub token_limits: crate::auth::TokenLimits,
 }
 
 /// Whether a server speaks TLS.
@@ -186,6 +188,7 @@ impl ServerConfig {
             retention: crate::retention::Retention::default(),
             tls: TlsMode::Auto(crate::tls::TlsPaths::in_data_dir(&data_dir)),
             scheme: "http",
+            token_limits: crate::auth::TokenLimits::default(),
             data_dir,
         }
     }

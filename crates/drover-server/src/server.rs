@@ -61,6 +61,10 @@ pub enum ServerError {
         dir.display(), dir.display()
     )]
     NoCertificates { dir: PathBuf },
+    #[error(
+        "--token (or DROVER_TOKEN) holds a client token (drv_…); a server takes the cluster token there: unset DROVER_TOKEN or pass the cluster token"
+    )]
+    ClientTokenAsClusterToken,
     #[error("a file task on the data directory failed: {0}")]
     FileTask(tokio::task::JoinError),
     /// The peer list changed under a data directory: the position gives another id.
@@ -185,6 +189,12 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
     let token_path = ClusterToken::path(&dir);
     let peer_path = ClusterToken::peer_path(&dir);
     let token = match &config.token {
+        // A client token in DROVER_TOKEN (set for the CLI) must not become the cluster
+        // token: it would never match, since `drv_` credentials are looked up as
+        // client tokens.
+        Some(t) if t.trim().starts_with(crate::auth::CLIENT_TOKEN_PREFIX) => {
+            return Err(ServerError::ClientTokenAsClusterToken);
+        }
         Some(t) => ClusterToken::new(t),
         None if clustered => ClusterToken::load(&token_path)
             .map_err(data_err)?
@@ -249,6 +259,8 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
         cluster: token.clone(),
         peer: peer_token.clone(),
         session: crate::ui::session::SessionKey::new(token.clone()),
+        // Only the raft routes are served until the node exists (see `joining.rs`).
+        acl: None,
     };
     if let Some(group) = config.join.clone().filter(|g| !g.is_empty() && !removed) {
         // Remembered before asking: a restart at any later step asks again by itself.

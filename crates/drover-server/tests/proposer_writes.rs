@@ -81,6 +81,7 @@ async fn a_keyed_resend_while_the_first_write_is_in_flight_is_not_written_again(
             let command = Command::Submit {
                 job: spec.clone(),
                 idempotency: Some(key.clone()),
+                submitter: None,
             };
             tokio::spawn(async move { proposer.propose(command).await })
         })
@@ -126,6 +127,7 @@ async fn a_keyed_resend_while_the_first_write_is_in_flight_is_not_written_again(
         .propose(Command::Submit {
             job: job("small", 1),
             idempotency: Some(IdempotencyKey::for_job("resend-1".into(), &spec)),
+            submitter: None,
         })
         .await;
     // A different body under the same key: refused when applied (not waited on).
@@ -154,6 +156,7 @@ async fn many_more_concurrent_submitters_than_the_queue_holds_all_get_answers() 
                     .propose(Command::Submit {
                         job: job(&format!("j{i}"), 1),
                         idempotency: None,
+                        submitter: None,
                     })
                     .await
             })

@@ -57,6 +57,7 @@ fn main() {
         vec![Command::Submit {
             job,
             idempotency: None,
+            submitter: None,
         }],
     );
     let mut now = 3;
@@ -133,6 +134,7 @@ fn idempotency_costs(job: &JobSpec, quick: bool) {
                 commands: vec![Command::Submit {
                     job: one.clone(),
                     idempotency,
+                    submitter: None,
                 }],
             });
         }

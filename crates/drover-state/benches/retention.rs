@@ -85,6 +85,7 @@ fn main() {
                     tasks: vec![spec.clone(); JOB],
                 },
                 idempotency: None,
+                submitter: None,
             });
             submitted += JOB as u64;
         }

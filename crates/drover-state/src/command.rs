@@ -1,5 +1,6 @@
 //! What the log carries, and what applying it answers.
 
+use crate::acl::NewToken;
 use crate::idempotency::IdempotencyKey;
 use drover_proto::worker::AttemptReport;
 use drover_sched::{CancelTarget, CoreError, TaskRange};
@@ -27,6 +28,10 @@ pub enum Command {
         /// before is answered as the first one was (see `idempotency.rs`).
         #[serde(default)]
         idempotency: Option<IdempotencyKey>,
+        /// The client ACL token that submitted it (none for the cluster token or a
+        /// session of it): a `submit` token may cancel only its own jobs.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        submitter: Option<u64>,
     },
     Cancel {
         target: CancelTarget,
@@ -66,6 +71,14 @@ pub enum Command {
         keep_ms: u64,
         keep_max: u64,
     },
+    /// A new client ACL token (its secret's hash only); answered `TokenCreated`.
+    TokenCreate {
+        token: NewToken,
+    },
+    /// Revokes a client ACL token: every server refuses it from the entry on.
+    TokenRevoke {
+        id: u64,
+    },
 }
 
 /// The answer to one command.
@@ -92,6 +105,10 @@ pub enum CommandResult {
     Retired {
         jobs: u64,
         tasks: u64,
+    },
+    /// The id of the token a `TokenCreate` made.
+    TokenCreated {
+        id: u64,
     },
     Done,
     Rejected(Rejection),

@@ -10,6 +10,7 @@
 //! rest of the map straight into the variant's fields. A map whose tag is not first
 //! still decodes, through the derived path. Same format either way.
 
+use crate::acl::NewToken;
 use crate::command::Command;
 use crate::idempotency::IdempotencyKey;
 use drover_proto::worker::AttemptReport;
@@ -28,6 +29,8 @@ enum Tagged {
         job: JobSpec,
         #[serde(default)]
         idempotency: Option<IdempotencyKey>,
+        #[serde(default)]
+        submitter: Option<u64>,
     },
     Cancel {
         target: CancelTarget,
@@ -62,6 +65,12 @@ enum Tagged {
         keep_ms: u64,
         keep_max: u64,
     },
+    TokenCreate {
+        token: NewToken,
+    },
+    TokenRevoke {
+        id: u64,
+    },
 }
 
 const VARIANTS: &[&str] = &[
@@ -76,6 +85,8 @@ const VARIANTS: &[&str] = &[
     "set_policy",
     "tick",
     "retire",
+    "token_create",
+    "token_revoke",
 ];
 
 #[derive(Deserialize)]
@@ -83,6 +94,8 @@ struct SubmitFields {
     job: JobSpec,
     #[serde(default)]
     idempotency: Option<IdempotencyKey>,
+    #[serde(default)]
+    submitter: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -123,6 +136,16 @@ struct SetPolicyFields {
 struct NoFields {}
 
 #[derive(Deserialize)]
+struct TokenCreateFields {
+    token: NewToken,
+}
+
+#[derive(Deserialize)]
+struct TokenRevokeFields {
+    id: u64,
+}
+
+#[derive(Deserialize)]
 struct RetireFields {
     keep_ms: u64,
     keep_max: u64,
@@ -158,6 +181,7 @@ impl<'de> Visitor<'de> for CommandVisitor {
                 Command::Submit {
                     job: f.job,
                     idempotency: f.idempotency,
+                    submitter: f.submitter,
                 }
             }
             "cancel" => Command::Cancel {
@@ -208,6 +232,12 @@ impl<'de> Visitor<'de> for CommandVisitor {
                     keep_max: f.keep_max,
                 }
             }
+            "token_create" => Command::TokenCreate {
+                token: TokenCreateFields::deserialize(rest)?.token,
+            },
+            "token_revoke" => Command::TokenRevoke {
+                id: TokenRevokeFields::deserialize(rest)?.id,
+            },
             other => return Err(de::Error::unknown_variant(other, VARIANTS)),
         })
     }
@@ -239,6 +269,7 @@ mod tests {
             Command::Submit {
                 job: job.clone(),
                 idempotency: None,
+                submitter: None,
             },
             Command::Submit {
                 job,
@@ -246,6 +277,7 @@ mod tests {
                     key: "k".into(),
                     fingerprint: 7,
                 }),
+                submitter: Some(4),
             },
             Command::Cancel {
                 target: CancelTarget::Task(TaskId(1)),
@@ -283,6 +315,25 @@ mod tests {
                 keep_ms: 10,
                 keep_max: 20,
             },
+            Command::TokenCreate {
+                token: NewToken {
+                    name: "ci".into(),
+                    role: drover_types::Role::Submit,
+                    namespace: Some("team".into()),
+                    ttl_ms: Some(3_600_000),
+                    hash: [9; 32],
+                },
+            },
+            Command::TokenCreate {
+                token: NewToken {
+                    name: String::new(),
+                    role: drover_types::Role::Admin,
+                    namespace: None,
+                    ttl_ms: None,
+                    hash: [0; 32],
+                },
+            },
+            Command::TokenRevoke { id: 3 },
         ]
     }
 

@@ -10,12 +10,14 @@
 //!
 //! Pure: no I/O, no clock. The server wraps it in openraft's storage traits.
 
+pub mod acl;
 mod command;
 mod command_decode;
 pub mod idempotency;
 mod machine;
 mod snapshot_codec;
 
+pub use acl::{NewToken, TokenRecord, TokenSnapshot, TokenTable};
 pub use command::{Command, CommandResult, LogEntry, Rejection};
 pub use idempotency::IdempotencyKey;
 pub use machine::{Dispatch, JobRecord, Output, StateMachine, StateSnapshot, TaskRecord};

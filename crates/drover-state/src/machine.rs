@@ -1,6 +1,7 @@
 //! The state machine: the scheduling core plus what the core need not know (results,
 //! measured usage), applied entry by entry.
 
+use crate::acl::{TokenSnapshot, TokenTable};
 use crate::command::{Command, CommandResult, LogEntry, Rejection};
 use crate::idempotency::{IdempotencyWindow, KeyLookup, KeyRecord};
 use drover_proto::events::{ClusterEvent, EventBody, EventId, WorkerChange};
@@ -64,6 +65,9 @@ pub struct StateSnapshot {
     /// The remembered idempotency keys, oldest first.
     #[serde(default)]
     pub idempotency: Vec<KeyRecord>,
+    /// Client ACL tokens (hashed) and who submitted each job (format version 2).
+    #[serde(default)]
+    pub tokens: TokenSnapshot,
 }
 
 #[derive(Debug)]
@@ -73,6 +77,8 @@ pub struct StateMachine {
     jobs: BTreeMap<JobId, JobRecord>,
     /// Idempotency keys of recent submissions and their answers.
     idempotency: IdempotencyWindow,
+    /// Client ACL tokens and the submitter of each job.
+    tokens: TokenTable,
     /// Per job, its tasks in a final state and those of them that did not succeed.
     /// Derived (rebuilt on restore, not in snapshots): it feeds the job progress events.
     progress: BTreeMap<JobId, Progress>,
@@ -126,6 +132,7 @@ impl StateMachine {
             records: BTreeMap::new(),
             jobs: BTreeMap::new(),
             idempotency: IdempotencyWindow::default(),
+            tokens: TokenTable::default(),
             progress: BTreeMap::new(),
             transitions: Vec::new(),
             touched_jobs: Vec::new(),
@@ -147,6 +154,11 @@ impl StateMachine {
     /// The idempotency keys remembered (bounded; see `idempotency.rs`).
     pub fn idempotency(&self) -> &IdempotencyWindow {
         &self.idempotency
+    }
+
+    /// The client ACL tokens.
+    pub fn tokens(&self) -> &TokenTable {
+        &self.tokens
     }
 
     /// Applies one log entry: every command in order, then one scheduling round.
@@ -389,6 +401,22 @@ impl StateMachine {
                 policy: policy.clone(),
             },
             Command::Tick => return CommandResult::Done,
+            Command::TokenCreate { token } => {
+                return CommandResult::TokenCreated {
+                    id: self.tokens.create(now, token),
+                };
+            }
+            Command::TokenRevoke { id } => {
+                return if self.tokens.revoke(now, *id) {
+                    CommandResult::Done
+                } else {
+                    CommandResult::Rejected(Rejection {
+                        code: "not_found".into(),
+                        message: format!("no token {id}"),
+                        field: Some("id".into()),
+                    })
+                };
+            }
             &Command::Retire { keep_ms, keep_max } => Event::Retire { keep_ms, keep_max },
         };
         match self.sched.apply(now, event) {
@@ -409,9 +437,16 @@ impl StateMachine {
                 }
                 if let Some((job_id, tasks)) = applied.job {
                     let name = match command {
-                        Command::Submit { job, idempotency } => {
+                        Command::Submit {
+                            job,
+                            idempotency,
+                            submitter,
+                        } => {
                             if let Some(key) = idempotency {
                                 self.idempotency.remember(now, key, job_id, tasks);
+                            }
+                            if let Some(token) = submitter {
+                                self.tokens.record_submitter(job_id, *token);
                             }
                             job.name.clone()
                         }
@@ -452,6 +487,7 @@ impl StateMachine {
         for &(job, range) in jobs {
             self.jobs.remove(&job);
             self.progress.remove(&job);
+            self.tokens.forget_job(job);
             for n in range.first.0..range.first.0 + range.count as u64 {
                 self.records.remove(&TaskId(n));
             }
@@ -524,6 +560,7 @@ impl StateMachine {
             records: self.records.clone(),
             jobs: self.jobs.clone(),
             idempotency: self.idempotency.records(),
+            tokens: self.tokens.snapshot(),
         }
     }
 
@@ -551,6 +588,7 @@ impl StateMachine {
             records: snapshot.records,
             jobs: snapshot.jobs,
             idempotency: IdempotencyWindow::restore(snapshot.idempotency),
+            tokens: TokenTable::restore(snapshot.tokens),
             progress,
             transitions: Vec::new(),
             touched_jobs: Vec::new(),

@@ -20,12 +20,41 @@
 //! through mirrors (see `drover-sched`'s `compact` module); a change of the state's
 //! shape needs a new `FORMAT_VERSION`.
 
-use crate::machine::StateSnapshot;
+use crate::machine::{JobRecord, StateSnapshot, TaskRecord};
+use drover_sched::SchedulerSnapshot;
+use drover_types::{JobId, TaskId};
+use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 
 pub const MAGIC: [u8; 8] = *b"DROVSNAP";
-/// Bump when the encoded shape of [`StateSnapshot`] changes.
-pub const FORMAT_VERSION: u32 = 1;
+/// Bump when the encoded shape of [`StateSnapshot`] changes. Version 2 added the
+/// client ACL tokens at the end; version 1 snapshots are still read (with no tokens).
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest version still read.
+const OLDEST_READ: u32 = 1;
+
+/// A version 1 state: the version 2 one without its last field. (Postcard has no field
+/// names: an older shape is decoded through its own struct.)
+#[derive(Deserialize)]
+struct StateSnapshotV1 {
+    sched: SchedulerSnapshot,
+    records: BTreeMap<TaskId, TaskRecord>,
+    jobs: BTreeMap<JobId, JobRecord>,
+    idempotency: Vec<crate::idempotency::KeyRecord>,
+}
+
+impl From<StateSnapshotV1> for StateSnapshot {
+    fn from(v1: StateSnapshotV1) -> StateSnapshot {
+        StateSnapshot {
+            sched: v1.sched,
+            records: v1.records,
+            jobs: v1.jobs,
+            idempotency: v1.idempotency,
+            tokens: Default::default(),
+        }
+    }
+}
 const HEADER_LEN: usize = 24;
 
 /// Why a snapshot could not be written or read.
@@ -267,6 +296,7 @@ pub struct SnapshotReader<R: Read> {
     crc: u32,
     declared: u64,
     meta: Vec<u8>,
+    version: u32,
 }
 
 impl<R: Read> std::fmt::Debug for SnapshotReader<R> {
@@ -293,7 +323,7 @@ impl<R: Read> SnapshotReader<R> {
             u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
         };
         let version = word(8);
-        if version != FORMAT_VERSION {
+        if !(OLDEST_READ..=FORMAT_VERSION).contains(&version) {
             return Err(SnapshotCodecError::UnknownVersion {
                 found: version,
                 known: FORMAT_VERSION,
@@ -314,6 +344,7 @@ impl<R: Read> SnapshotReader<R> {
             crc,
             declared,
             meta,
+            version,
         })
     }
 
@@ -329,13 +360,20 @@ impl<R: Read> SnapshotReader<R> {
             mut body,
             crc,
             declared,
+            version,
             ..
         } = self;
         let state = {
             let mut de = postcard::Deserializer::from_flavor(&mut body);
             // A decode error on damaged bytes says less than the checksum would; the
             // caller learns the file is bad either way.
-            serde::Deserialize::deserialize(&mut de).map_err(SnapshotCodecError::Decode)?
+            if version == 1 {
+                StateSnapshotV1::deserialize(&mut de)
+                    .map_err(SnapshotCodecError::Decode)?
+                    .into()
+            } else {
+                StateSnapshot::deserialize(&mut de).map_err(SnapshotCodecError::Decode)?
+            }
         };
         // Anything after the state is damage too (and must be summed to be checked).
         let trailing = body.drain()?;

@@ -42,6 +42,7 @@ fn submit(name: &str, n: usize) -> Command {
                 .collect(),
         },
         idempotency: None,
+        submitter: None,
     }
 }
 

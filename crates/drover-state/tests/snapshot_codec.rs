@@ -202,6 +202,7 @@ fn rich() -> StateMachine {
         vec![Command::Submit {
             job,
             idempotency: None,
+            submitter: None,
         }],
     );
     let (r, d) = m.apply(&e);
@@ -284,6 +285,7 @@ fn rich() -> StateMachine {
                     key: "retry-me".into(),
                     fingerprint: 42,
                 }),
+                submitter: None,
             }],
         ),
     );
@@ -375,6 +377,7 @@ fn a_rich_state_round_trips_and_the_restored_machine_behaves_the_same() {
                     key: "retry-me".into(),
                     fingerprint: 42,
                 }),
+                submitter: None,
             }],
         ),
         entry(

@@ -108,6 +108,7 @@ fn setup() -> Vec<Command> {
         Command::Submit {
             job: dag_job(),
             idempotency: None,
+            submitter: None,
         },
     ]
 }
@@ -189,6 +190,7 @@ fn a_snapshot_without_job_names_in_the_core_learns_them_on_restore() {
             ..JobSpec::default()
         },
         idempotency: None,
+        submitter: None,
     };
     m.apply(&entry(
         1_000,
@@ -247,6 +249,7 @@ fn submissions_and_cancellations_answer_per_command() {
             Command::Submit {
                 job: dag_job(),
                 idempotency: None,
+                submitter: None,
             },
             Command::Submit {
                 job: JobSpec {
@@ -254,6 +257,7 @@ fn submissions_and_cancellations_answer_per_command() {
                     ..JobSpec::default()
                 },
                 idempotency: None,
+                submitter: None,
             },
             Command::Cancel {
                 target: CancelTarget::Task(TaskId(7)),

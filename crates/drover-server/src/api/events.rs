@@ -53,6 +53,8 @@ struct Filter {
     tasks: Vec<(TaskId, u64)>,
     workers: Vec<WorkerId>,
     kinds: Vec<&'static str>,
+    /// A namespace-scoped token's namespace: only task and job events of its tasks.
+    namespace: Option<String>,
 }
 
 impl Filter {
@@ -80,6 +82,23 @@ impl Filter {
                         .any(|(first, n)| t.0 >= first.0 && t.0 < first.0 + n)
                 }))
     }
+}
+
+/// Whether a namespace-scoped token may see `e`: task and job events of tasks of its
+/// owner (looked up now; a task retired since is not shown). Worker, policy and leader
+/// events are cluster-wide and not shown.
+fn in_namespace(sm: &drover_state::StateMachine, ns: &str, e: &ClusterEvent) -> bool {
+    let task = match &e.body {
+        EventBody::Task { task, .. } => *task,
+        EventBody::Job { job, .. } => match sm.job(*job) {
+            Some(rec) => rec.first,
+            None => return false,
+        },
+        _ => return false,
+    };
+    sm.scheduler()
+        .task(task)
+        .is_some_and(|v| v.spec.owner == ns)
 }
 
 fn parse(
@@ -187,10 +206,12 @@ const HEARTBEAT: Duration = Duration::from_secs(10);
 )]
 pub async fn stream(
     State(node): State<Arc<Node>>,
+    caller: crate::auth::Caller,
     headers: HeaderMap,
     uri: axum::http::Uri,
 ) -> Result<impl IntoResponse, ApiError> {
-    let (filter, since) = parse(&node, uri.query().unwrap_or(""), &headers)?;
+    let (mut filter, since) = parse(&node, uri.query().unwrap_or(""), &headers)?;
+    filter.namespace = caller.namespace;
     let rx = node.state.events().subscribe();
     let pos = since.unwrap_or_else(|| node.state.events().position());
     let opened = Event::default()
@@ -281,8 +302,20 @@ impl Reader {
                         self.pos = last.id;
                     }
                     let filter = &self.filter;
-                    self.pending
-                        .extend(self.batch.drain(..).filter(|e| filter.pass(e)));
+                    match &filter.namespace {
+                        None => self
+                            .pending
+                            .extend(self.batch.drain(..).filter(|e| filter.pass(e))),
+                        Some(ns) => {
+                            // One look at the state per batch, not per event.
+                            let sm = self.node.state.read();
+                            self.pending.extend(
+                                self.batch
+                                    .drain(..)
+                                    .filter(|e| filter.pass(e) && in_namespace(&sm, ns, e)),
+                            );
+                        }
+                    }
                 }
             }
         }

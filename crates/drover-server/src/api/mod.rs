@@ -4,6 +4,7 @@
 //! commands through the proposer and answer once committed and applied, so a client
 //! that got a 201 for a submission knows it survives `kill -9`.
 
+pub(crate) mod access;
 mod cluster;
 mod error;
 mod events;
@@ -17,11 +18,12 @@ mod raft;
 mod read_index;
 mod state_failed;
 mod tasks;
+mod tokens;
 
 pub use error::ApiError;
 pub use read_index::NOT_A_MEMBER;
 
-use crate::auth::{Credentials, require_token};
+use crate::auth::{AclTokens, Credentials, TokenLimiter, require_token};
 use crate::node::Node;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -52,6 +54,8 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<Node>> {
         .routes(routes!(tasks::submit_job))
         .routes(routes!(tasks::get_job))
         .routes(routes!(tasks::cancel_job))
+        .routes(routes!(tokens::list, tokens::create))
+        .routes(routes!(tokens::revoke))
         .routes(routes!(crate::worker_session::connect))
 }
 
@@ -67,6 +71,10 @@ pub fn router(node: Arc<Node>) -> Router {
         cluster: node.token.clone(),
         peer: node.peer_token.clone(),
         session: crate::ui::session::SessionKey::new(node.token.clone()),
+        acl: Some(AclTokens {
+            node: node.clone(),
+            limiter: TokenLimiter::new(node.config.token_limits),
+        }),
     };
     let limit = node.config.max_body_bytes;
     let (api, _) = routes().split_for_parts();

@@ -25,9 +25,11 @@ pub const SPEC_PATH: &str = "/v1/openapi.json";
     info(
         title = "Drover API",
         description = "Submit, watch and control tasks on a Drover cluster.\n\n\
-            Every route but `/v1/health`, this document and the docs UI needs the cluster \
-            token as a bearer credential (`Authorization: Bearer <token>`; the token is in \
-            `<data dir>/server/token`).\n\n\
+            Every route but `/v1/health`, this document and the docs UI needs a bearer \
+            credential (`Authorization: Bearer <token>`): the cluster token (in \
+            `<data dir>/server/token`; the admin's) or a client token made with \
+            `POST /v1/tokens`, whose role (`read`, `submit`, `operator`, `admin`) must open \
+            the route (403 otherwise).\n\n\
             Request bodies are read strictly: objects must be objects, unknown or repeated \
             fields are errors, and scalars are never converted. Every refusal is a 4xx with \
             `{\"error\": {\"code\", \"message\", \"field\"}}`, where `field` is the path of \
@@ -46,6 +48,7 @@ pub const SPEC_PATH: &str = "/v1/openapi.json";
         (name = "tasks", description = "Submit, read, list and cancel tasks and jobs"),
         (name = "cluster", description = "The cluster, its workers and its scheduling policy"),
         (name = "meta", description = "Health, this document, the worker endpoint"),
+        (name = "tokens", description = "Client ACL tokens (admin only)"),
     )
 )]
 pub struct ApiDoc;
@@ -92,9 +95,15 @@ pub enum Refused {
     /// The request is malformed or invalid: a body, a path or a query parameter.
     #[response(status = 400)]
     Invalid(ErrorBody),
-    /// No token, or the wrong one.
+    /// No credential, or a malformed, unknown, expired or revoked one.
     #[response(status = 401)]
     Unauthorized(ErrorBody),
+    /// The credential's role or namespace does not open this route or this task.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// A client token over its rate or concurrency limit; see `Retry-After`.
+    #[response(status = 429)]
+    TooManyRequests(ErrorBody),
 }
 
 #[derive(utoipa::IntoResponses)]

@@ -54,6 +54,7 @@ const FOLLOW_BACKSTOP: Duration = Duration::from_secs(2);
 )]
 pub async fn read(
     State(node): State<Arc<Node>>,
+    caller: crate::auth::Caller,
     PathParam(task): PathParam<String>,
     QueryParams(q): QueryParams<OutputQuery>,
 ) -> Result<Response, ApiError> {
@@ -80,6 +81,7 @@ pub async fn read(
             .scheduler()
             .task(range.first)
             .ok_or_else(|| ApiError::not_found(format!("no task {task:?}")))?;
+        caller.check_owner(&view.spec.owner, &format!("task {}", view.id))?;
         let attempt = match q.attempt {
             Some(0) => {
                 return Err(ApiError::invalid(

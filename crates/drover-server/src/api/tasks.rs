@@ -3,6 +3,7 @@
 use super::error::ApiError;
 use super::json::{DigestedJsonBody, NoBody, PathParam, QueryParams, id_param};
 use super::openapi::{NotFound, Refused, TooLarge, WriteRefused};
+use crate::auth::Caller;
 use crate::node::Node;
 use crate::retention::Retention;
 use crate::sessions::LiveUsage;
@@ -33,6 +34,7 @@ use std::sync::Arc;
 )]
 pub async fn submit_task(
     State(node): State<Arc<Node>>,
+    caller: Caller,
     headers: HeaderMap,
     body: DigestedJsonBody<TaskSpec>,
 ) -> Result<(StatusCode, HeaderMap, Json<SubmitResponse>), ApiError> {
@@ -47,7 +49,7 @@ pub async fn submit_task(
         // The route too: the same bytes posted as a task and as a job differ.
         fingerprint: body.digest ^ 1,
     });
-    submit(&node, job, true, key).await
+    submit(&node, &caller, job, true, key).await
 }
 
 /// Submits a job: every task is accepted, or none (arrays, dependencies by key).
@@ -64,6 +66,7 @@ pub async fn submit_task(
 )]
 pub async fn submit_job(
     State(node): State<Arc<Node>>,
+    caller: Caller,
     headers: HeaderMap,
     body: DigestedJsonBody<JobSpec>,
 ) -> Result<(StatusCode, HeaderMap, Json<SubmitResponse>), ApiError> {
@@ -71,7 +74,7 @@ pub async fn submit_job(
         key,
         fingerprint: body.digest,
     });
-    submit(&node, body.value, false, key).await
+    submit(&node, &caller, body.value, false, key).await
 }
 
 /// The `Idempotency-Key` request header of a submission.
@@ -119,10 +122,14 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 
 async fn submit(
     node: &Node,
-    job: JobSpec,
+    caller: &Caller,
+    mut job: JobSpec,
     single: bool,
     idempotency: Option<IdempotencyKey>,
 ) -> Result<(StatusCode, HeaderMap, Json<SubmitResponse>), ApiError> {
+    if let Some(ns) = &caller.namespace {
+        force_owner(&mut job, ns, single)?;
+    }
     // Validate before proposing, so that malformed input never reaches the log. The
     // core validates again when applying (it also knows the task table).
     if let Err(mut e) = drover_types::validate_job(&job, &node.config.limits) {
@@ -141,7 +148,11 @@ async fn submit(
     // retry.
     match node
         .proposer
-        .propose(Command::Submit { job, idempotency })
+        .propose(Command::Submit {
+            job,
+            idempotency,
+            submitter: caller.token,
+        })
         .await?
     {
         CommandResult::Submitted { job, tasks } => Ok((
@@ -181,6 +192,53 @@ async fn submit(
             "unexpected answer to a submission: {other:?}"
         ))),
     }
+}
+
+/// A namespace-scoped token submits with its namespace as the owner of the job and of
+/// every task: an owner left empty becomes it, another one is refused (403), so the
+/// token can never place work under someone else's name.
+fn force_owner(job: &mut JobSpec, ns: &str, single: bool) -> Result<(), ApiError> {
+    let refuse = |field: String| {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("this token submits only as the owner {ns:?}"),
+            Some(field),
+        )
+    };
+    if !job.owner.is_empty() && job.owner != ns {
+        return Err(refuse("owner".into()));
+    }
+    job.owner = ns.to_string();
+    for (i, task) in job.tasks.iter_mut().enumerate() {
+        if !task.owner.is_empty() && task.owner != ns {
+            return Err(refuse(if single {
+                "owner".into()
+            } else {
+                format!("tasks[{i}].owner")
+            }));
+        }
+        task.owner = ns.to_string();
+    }
+    Ok(())
+}
+
+/// 403 unless every task of `range` is within the caller's namespace.
+fn check_range(
+    sm: &StateMachine,
+    caller: &Caller,
+    range: TaskRange,
+    what: &str,
+) -> Result<(), ApiError> {
+    if caller.namespace.is_none() {
+        return Ok(());
+    }
+    for n in range.first.0..range.first.0 + range.count as u64 {
+        if let Some(v) = sm.scheduler().task(TaskId(n)) {
+            caller.check_owner(&v.spec.owner, what)?;
+        }
+    }
+    Ok(())
 }
 
 /// Resolves a task reference from a path: an id or a key naming a single task.
@@ -338,6 +396,7 @@ fn summary(sm: &StateMachine, view: &TaskView<'_>) -> TaskSummary {
 )]
 pub async fn get(
     State(node): State<Arc<Node>>,
+    caller: Caller,
     PathParam(task): PathParam<String>,
 ) -> Result<Json<TaskInfo>, ApiError> {
     // The log's clock (monotonic, anchored once), which stamped `started_at`: a
@@ -350,6 +409,7 @@ pub async fn get(
         .scheduler()
         .task(id)
         .ok_or_else(|| ApiError::not_found(format!("no task {task:?}")))?;
+    caller.check_owner(&view.spec.owner, &format!("task {id}"))?;
     Ok(Json(task_info(&sm, &view, now, &node.sessions.live_usage)))
 }
 
@@ -392,6 +452,7 @@ const MAX_SCAN: usize = 100_000;
 )]
 pub async fn list(
     State(node): State<Arc<Node>>,
+    caller: Caller,
     QueryParams(q): QueryParams<ListQuery>,
 ) -> Result<Json<TaskList>, ApiError> {
     let limit = q.limit.unwrap_or(100);
@@ -455,6 +516,10 @@ pub async fn list(
         if q.name.as_ref().is_some_and(|n| &view.spec.name != n) {
             continue;
         }
+        // A namespace-scoped token lists only its namespace's tasks.
+        if !caller.sees(&view.spec.owner) {
+            continue;
+        }
         if let Some((k, v)) = label
             && view.spec.labels.get(k).map(String::as_str) != Some(v)
         {
@@ -478,12 +543,21 @@ pub async fn list(
 )]
 pub async fn cancel(
     State(node): State<Arc<Node>>,
+    caller: Caller,
     PathParam(task): PathParam<String>,
     _: NoBody,
 ) -> Result<Json<CancelResponse>, ApiError> {
     let range = {
         let sm = node.state.read();
-        resolve(&sm, &task, &node.config.retention)?
+        let range = resolve(&sm, &task, &node.config.retention)?;
+        check_range(&sm, &caller, range, &format!("task {task:?}"))?;
+        // "Cancel own": every task named must be of a job this token submitted.
+        for n in range.first.0..range.first.0 + range.count as u64 {
+            if let Some(v) = sm.scheduler().task(TaskId(n)) {
+                caller.check_cancel(sm.tokens().submitter(v.job), &format!("task {n}"))?;
+            }
+        }
+        range
     };
     let commands: Vec<Command> = (0..range.count as u64)
         .map(|i| Command::Cancel {
@@ -519,12 +593,20 @@ pub async fn cancel(
 )]
 pub async fn cancel_job(
     State(node): State<Arc<Node>>,
+    caller: Caller,
     PathParam(job): PathParam<String>,
     _: NoBody,
 ) -> Result<Json<CancelResponse>, ApiError> {
     let job = id_param("job", &job, u64::MAX)?;
-    if node.state.read().scheduler().job_retired(JobId(job)) {
-        return Err(ApiError::retired("job", job, &node.config.retention));
+    {
+        let sm = node.state.read();
+        let record = held_job(&sm, JobId(job), &node.config.retention)?;
+        let range = TaskRange {
+            first: record.first,
+            count: record.count,
+        };
+        check_range(&sm, &caller, range, &format!("job {job}"))?;
+        caller.check_cancel(sm.tokens().submitter(JobId(job)), &format!("job {job}"))?;
     }
     match node
         .proposer
@@ -551,11 +633,17 @@ pub async fn cancel_job(
 )]
 pub async fn get_job(
     State(node): State<Arc<Node>>,
+    caller: Caller,
     PathParam(job): PathParam<String>,
 ) -> Result<Json<JobInfo>, ApiError> {
     let job = id_param("job", &job, u64::MAX)?;
     let sm = node.state.read();
     let record = held_job(&sm, JobId(job), &node.config.retention)?;
+    let range = TaskRange {
+        first: record.first,
+        count: record.count,
+    };
+    check_range(&sm, &caller, range, &format!("job {job}"))?;
     let mut states: BTreeMap<TaskState, u64> = BTreeMap::new();
     for i in 0..record.count as u64 {
         if let Some(v) = sm.scheduler().task(TaskId(record.first.0 + i)) {

@@ -321,6 +321,7 @@ mod tests {
                     tasks: vec![TaskSpec::command(["true"]), TaskSpec::command(["false"])],
                 },
                 idempotency: None,
+                submitter: None,
             }],
         });
         m.snapshot()

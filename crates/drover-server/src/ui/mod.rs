@@ -112,7 +112,8 @@ fn check_csrf(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-/// `POST /ui/login` with the form field `token`: sets the session cookie.
+/// `POST /ui/login` with the form field `token` (the cluster token or a client ACL
+/// token): sets the session cookie.
 async fn login(
     axum::extract::State(node): axum::extract::State<Arc<Node>>,
     headers: HeaderMap,
@@ -126,13 +127,11 @@ async fn login(
     if token.trim().is_empty() {
         return Err(ApiError::invalid(
             Some("token".into()),
-            "give the cluster token (the server's token file)",
+            "give the cluster token (the server's token file) or a client token",
         ));
     }
-    if !node.token.matches(token.trim()) {
-        return Err(ApiError::unauthorized("the cluster token is wrong"));
-    }
-    let value = SessionKey::new(node.token.clone()).issue(session::now_secs());
+    let holder = crate::auth::session_holder(&node, token.trim())?;
+    let value = SessionKey::new(node.token.clone()).issue(session::now_secs(), holder);
     // Over TLS the browser must never send the cookie in clear.
     let cookie = session::set_cookie(Some(&value), node.config.scheme == "https");
     session_response(cookie)
