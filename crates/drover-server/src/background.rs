@@ -22,6 +22,9 @@ pub async fn dispatch_loop(node: Arc<Node>, mut rx: UnboundedReceiver<Vec<Dispat
         for d in batch {
             match d {
                 Dispatch::Start { worker, start } => {
+                    // Signed before the lock is taken: no need to hold it for that.
+                    let mut start = *start;
+                    node.task_signer.sign(&mut start);
                     // Checked and queued under the state's read lock, so that no entry
                     // applies in between: a start superseded meanwhile is not sent (see
                     // `worker_session::start_is_current`).
@@ -31,7 +34,7 @@ pub async fn dispatch_loop(node: Arc<Node>, mut rx: UnboundedReceiver<Vec<Dispat
                         start.task,
                         start.attempt,
                     ) {
-                        node.sessions.send(worker, &ServerMessage::Start(*start));
+                        node.sessions.send(worker, &ServerMessage::Start(start));
                     }
                 }
                 Dispatch::Kill {

@@ -62,6 +62,22 @@ enum Tagged {
         keep_ms: u64,
         keep_max: u64,
     },
+    JoinTokenCreate {
+        id: String,
+        digest: String,
+        ttl_ms: u64,
+        uses: u32,
+    },
+    WorkerEnroll {
+        token: String,
+        token_digest: String,
+        name: String,
+        credential: String,
+        credential_digest: String,
+    },
+    WorkerRevoke {
+        name: String,
+    },
 }
 
 const VARIANTS: &[&str] = &[
@@ -76,6 +92,9 @@ const VARIANTS: &[&str] = &[
     "set_policy",
     "tick",
     "retire",
+    "join_token_create",
+    "worker_enroll",
+    "worker_revoke",
 ];
 
 #[derive(Deserialize)]
@@ -126,6 +145,28 @@ struct NoFields {}
 struct RetireFields {
     keep_ms: u64,
     keep_max: u64,
+}
+
+#[derive(Deserialize)]
+struct JoinTokenCreateFields {
+    id: String,
+    digest: String,
+    ttl_ms: u64,
+    uses: u32,
+}
+
+#[derive(Deserialize)]
+struct WorkerEnrollFields {
+    token: String,
+    token_digest: String,
+    name: String,
+    credential: String,
+    credential_digest: String,
+}
+
+#[derive(Deserialize)]
+struct WorkerRevokeFields {
+    name: String,
 }
 
 impl<'de> Deserialize<'de> for Command {
@@ -208,6 +249,28 @@ impl<'de> Visitor<'de> for CommandVisitor {
                     keep_max: f.keep_max,
                 }
             }
+            "join_token_create" => {
+                let f = JoinTokenCreateFields::deserialize(rest)?;
+                Command::JoinTokenCreate {
+                    id: f.id,
+                    digest: f.digest,
+                    ttl_ms: f.ttl_ms,
+                    uses: f.uses,
+                }
+            }
+            "worker_enroll" => {
+                let f = WorkerEnrollFields::deserialize(rest)?;
+                Command::WorkerEnroll {
+                    token: f.token,
+                    token_digest: f.token_digest,
+                    name: f.name,
+                    credential: f.credential,
+                    credential_digest: f.credential_digest,
+                }
+            }
+            "worker_revoke" => Command::WorkerRevoke {
+                name: WorkerRevokeFields::deserialize(rest)?.name,
+            },
             other => return Err(de::Error::unknown_variant(other, VARIANTS)),
         })
     }
@@ -283,6 +346,20 @@ mod tests {
                 keep_ms: 10,
                 keep_max: 20,
             },
+            Command::JoinTokenCreate {
+                id: "t".into(),
+                digest: "d".into(),
+                ttl_ms: 1000,
+                uses: 2,
+            },
+            Command::WorkerEnroll {
+                token: "t".into(),
+                token_digest: "d".into(),
+                name: "w".into(),
+                credential: "c".into(),
+                credential_digest: "e".into(),
+            },
+            Command::WorkerRevoke { name: "w".into() },
         ]
     }
 

@@ -15,6 +15,7 @@ mod command_decode;
 pub mod idempotency;
 mod machine;
 mod snapshot_codec;
+pub mod worker_identity;
 
 pub use command::{Command, CommandResult, LogEntry, Rejection};
 pub use idempotency::IdempotencyKey;

@@ -3,6 +3,7 @@
 
 use crate::command::{Command, CommandResult, LogEntry, Rejection};
 use crate::idempotency::{IdempotencyWindow, KeyLookup, KeyRecord};
+use crate::worker_identity::WorkerIdentities;
 use drover_proto::events::{ClusterEvent, EventBody, EventId, WorkerChange};
 use drover_proto::worker::{AttemptUsage, StartTask};
 use drover_sched::{
@@ -64,6 +65,9 @@ pub struct StateSnapshot {
     /// The remembered idempotency keys, oldest first.
     #[serde(default)]
     pub idempotency: Vec<KeyRecord>,
+    /// Join tokens and worker credentials (digests only).
+    #[serde(default)]
+    pub identities: WorkerIdentities,
 }
 
 #[derive(Debug)]
@@ -73,6 +77,8 @@ pub struct StateMachine {
     jobs: BTreeMap<JobId, JobRecord>,
     /// Idempotency keys of recent submissions and their answers.
     idempotency: IdempotencyWindow,
+    /// Join tokens and worker credentials (see `worker_identity.rs`).
+    identities: WorkerIdentities,
     /// Per job, its tasks in a final state and those of them that did not succeed.
     /// Derived (rebuilt on restore, not in snapshots): it feeds the job progress events.
     progress: BTreeMap<JobId, Progress>,
@@ -126,6 +132,7 @@ impl StateMachine {
             records: BTreeMap::new(),
             jobs: BTreeMap::new(),
             idempotency: IdempotencyWindow::default(),
+            identities: WorkerIdentities::default(),
             progress: BTreeMap::new(),
             transitions: Vec::new(),
             touched_jobs: Vec::new(),
@@ -142,6 +149,11 @@ impl StateMachine {
 
     pub fn job(&self, job: JobId) -> Option<&JobRecord> {
         self.jobs.get(&job)
+    }
+
+    /// The cluster's join tokens and worker credentials.
+    pub fn identities(&self) -> &WorkerIdentities {
+        &self.identities
     }
 
     /// The idempotency keys remembered (bounded; see `idempotency.rs`).
@@ -389,6 +401,40 @@ impl StateMachine {
                 policy: policy.clone(),
             },
             Command::Tick => return CommandResult::Done,
+            Command::JoinTokenCreate {
+                id,
+                digest,
+                ttl_ms,
+                uses,
+            } => {
+                self.identities.expire(now);
+                return Self::identity_result(
+                    self.identities
+                        .create_token(now, id, digest, *ttl_ms, *uses)
+                        .map(drop),
+                );
+            }
+            Command::WorkerEnroll {
+                token,
+                token_digest,
+                name,
+                credential,
+                credential_digest,
+            } => {
+                let enrolled = self.identities.enroll(
+                    now,
+                    token,
+                    token_digest,
+                    name,
+                    credential,
+                    credential_digest,
+                );
+                self.identities.expire(now);
+                return Self::identity_result(enrolled);
+            }
+            Command::WorkerRevoke { name } => {
+                return Self::identity_result(self.identities.revoke(name).map(drop));
+            }
             &Command::Retire { keep_ms, keep_max } => Event::Retire { keep_ms, keep_max },
         };
         match self.sched.apply(now, event) {
@@ -436,6 +482,15 @@ impl StateMachine {
                     CommandResult::Done
                 }
             }
+            Err(e) => CommandResult::Rejected(Rejection::from(&e)),
+        }
+    }
+
+    fn identity_result(
+        r: Result<(), crate::worker_identity::IdentityError>,
+    ) -> CommandResult {
+        match r {
+            Ok(()) => CommandResult::Done,
             Err(e) => CommandResult::Rejected(Rejection::from(&e)),
         }
     }
@@ -515,6 +570,7 @@ impl StateMachine {
             array_index: view.array_index,
             array_count: view.array_count,
             inputs,
+            signature: String::new(),
         })
     }
 
@@ -524,6 +580,7 @@ impl StateMachine {
             records: self.records.clone(),
             jobs: self.jobs.clone(),
             idempotency: self.idempotency.records(),
+            identities: self.identities.clone(),
         }
     }
 
@@ -551,6 +608,7 @@ impl StateMachine {
             records: snapshot.records,
             jobs: snapshot.jobs,
             idempotency: IdempotencyWindow::restore(snapshot.idempotency),
+            identities: snapshot.identities,
             progress,
             transitions: Vec::new(),
             touched_jobs: Vec::new(),

@@ -25,7 +25,32 @@ use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 
 pub const MAGIC: [u8; 8] = *b"DROVSNAP";
 /// Bump when the encoded shape of [`StateSnapshot`] changes.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version 2: the worker identities (join tokens, worker credentials) at the end.
+/// Version 1 is still read (see [`StateSnapshotV1`]).
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The state as version 1 wrote it: without the worker identities. A server upgraded
+/// over a version-1 snapshot starts from it with no join tokens nor credentials (there
+/// were none then).
+#[derive(serde::Deserialize)]
+struct StateSnapshotV1 {
+    sched: drover_sched::SchedulerSnapshot,
+    records: std::collections::BTreeMap<drover_types::TaskId, crate::machine::TaskRecord>,
+    jobs: std::collections::BTreeMap<drover_types::JobId, crate::machine::JobRecord>,
+    idempotency: Vec<crate::idempotency::KeyRecord>,
+}
+
+impl From<StateSnapshotV1> for StateSnapshot {
+    fn from(v1: StateSnapshotV1) -> StateSnapshot {
+        StateSnapshot {
+            sched: v1.sched,
+            records: v1.records,
+            jobs: v1.jobs,
+            idempotency: v1.idempotency,
+            identities: Default::default(),
+        }
+    }
+}
 const HEADER_LEN: usize = 24;
 
 /// Why a snapshot could not be written or read.
@@ -263,6 +288,7 @@ impl<'de, R: Read + 'de> postcard::de_flavors::Flavor<'de> for &'de mut Chunks<R
 /// A snapshot being read: its header and metadata are read at once; the state when
 /// asked (it is by far the larger part).
 pub struct SnapshotReader<R: Read> {
+    version: u32,
     body: Chunks<R>,
     crc: u32,
     declared: u64,
@@ -293,7 +319,7 @@ impl<R: Read> SnapshotReader<R> {
             u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
         };
         let version = word(8);
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != 1 {
             return Err(SnapshotCodecError::UnknownVersion {
                 found: version,
                 known: FORMAT_VERSION,
@@ -310,6 +336,7 @@ impl<R: Read> SnapshotReader<R> {
         }
         let meta = body.take(meta_len as usize)?.ok_or(short(4))?.to_vec();
         Ok(SnapshotReader {
+            version,
             body,
             crc,
             declared,
@@ -326,6 +353,7 @@ impl<R: Read> SnapshotReader<R> {
     /// the whole body.
     pub fn state(self) -> Result<StateSnapshot, SnapshotCodecError> {
         let SnapshotReader {
+            version,
             mut body,
             crc,
             declared,
@@ -335,7 +363,13 @@ impl<R: Read> SnapshotReader<R> {
             let mut de = postcard::Deserializer::from_flavor(&mut body);
             // A decode error on damaged bytes says less than the checksum would; the
             // caller learns the file is bad either way.
-            serde::Deserialize::deserialize(&mut de).map_err(SnapshotCodecError::Decode)?
+            if version == 1 {
+                let v1: StateSnapshotV1 = serde::Deserialize::deserialize(&mut de)
+                    .map_err(SnapshotCodecError::Decode)?;
+                StateSnapshot::from(v1)
+            } else {
+                serde::Deserialize::deserialize(&mut de).map_err(SnapshotCodecError::Decode)?
+            }
         };
         // Anything after the state is damage too (and must be summed to be checked).
         let trailing = body.drain()?;

@@ -17,6 +17,7 @@ mod raft;
 mod read_index;
 mod state_failed;
 mod tasks;
+mod worker_identity;
 
 pub use error::ApiError;
 pub use read_index::NOT_A_MEMBER;
@@ -53,6 +54,9 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<Node>> {
         .routes(routes!(tasks::get_job))
         .routes(routes!(tasks::cancel_job))
         .routes(routes!(crate::worker_session::connect))
+        .routes(routes!(worker_identity::create_token))
+        .routes(routes!(worker_identity::list))
+        .routes(routes!(worker_identity::revoke))
 }
 
 /// The OpenAPI document of [`router`], as served at `/v1/openapi.json`.
