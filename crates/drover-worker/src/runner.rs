@@ -96,6 +96,7 @@ pub fn launch(
                 stdout_bytes: 0,
                 stderr_bytes: 0,
                 output_truncated: false,
+                digest: String::new(),
             }));
             return Handles {
                 resources,
@@ -139,6 +140,7 @@ pub fn launch(
             stdout_bytes: finished.stdout.bytes,
             stderr_bytes: finished.stderr.bytes,
             output_truncated: finished.stdout.truncated || finished.stderr.truncated,
+            digest: String::new(),
         }));
     });
     Handles {
