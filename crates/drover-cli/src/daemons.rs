@@ -123,7 +123,12 @@ pub struct WorkerArgs {
     /// A join token (`drover worker token create`), used on the first connection only:
     /// the server gives this worker its own credential, kept in its data directory and
     /// used from then on
-    #[arg(long, env = "DROVER_JOIN_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "DROVER_JOIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
     join_token: Option<String>,
     /// Worker name, unique in the cluster: a worker restarted under the same name is the
     /// same worker [default: the host name]

@@ -43,7 +43,10 @@ fn a_worker_joins_with_a_token_and_restarts_with_its_own_credential() {
         "{listed}"
     );
     let info = c.workers_info();
-    assert!(info.iter().any(|w| w.name == name && w.credential.is_some()));
+    assert!(
+        info.iter()
+            .any(|w| w.name == name && w.credential.is_some())
+    );
 
     // Tasks run: each start was signed by the server and verified by the worker.
     let id = c.submit(json!({"command": ["echo", "signed"]}));
@@ -161,5 +164,8 @@ fn after_the_leader_is_killed_the_worker_verifies_starts_from_the_new_one() {
     assert_eq!(wait_final_in(&set, id), "succeeded", "{}", set.logs());
     let log = set.worker_log(&name);
     assert!(!log.contains("refused a start"), "{log}");
-    assert!(log.contains("received and stored this worker's credential"), "{log}");
+    assert!(
+        log.contains("received and stored this worker's credential"),
+        "{log}"
+    );
 }

@@ -183,7 +183,8 @@ pub async fn require_token(
     // Worker identities: a join token or a worker credential opens the worker endpoint
     // only, where it is checked against the replicated state (`worker_identity.rs`);
     // anywhere else it fails the checks below (403 on the servers' routes, 401 others).
-    let worker_secret = presented.is_some_and(|t| crate::worker_identity::is_worker_secret(t.trim()));
+    let worker_secret =
+        presented.is_some_and(|t| crate::worker_identity::is_worker_secret(t.trim()));
     if worker_secret && path == drover_proto::worker::WORKER_CONNECT_PATH {
         return next.run(request).await;
     }

@@ -93,9 +93,7 @@ pub enum WorkerAuth {
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, rest) = v.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then_some(rest.trim())
+    scheme.eq_ignore_ascii_case("bearer").then_some(rest.trim())
 }
 
 /// Who the request to the worker endpoint is. The auth layer let it through either with

@@ -4,9 +4,9 @@ use crate::api::ApiError;
 use crate::node::Node;
 use crate::worker_identity::{CREDENTIAL_PREFIX, IssuedSecret, WorkerAuth};
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use drover_proto::worker::{
     AttemptReport, FrameError, OutputFrame, PROTOCOL_VERSION, ServerMessage, WorkerMessage,
@@ -448,8 +448,7 @@ fn placed_on(
 ) -> bool {
     sched.task(task).is_some_and(|v| {
         (v.attempt == attempt && v.worker == Some(worker))
-            || v
-                .attempts
+            || v.attempts
                 .iter()
                 .any(|a| a.attempt == attempt && a.worker == worker)
     })

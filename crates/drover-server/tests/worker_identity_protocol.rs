@@ -198,7 +198,13 @@ async fn a_join_token_is_exchanged_once_for_a_credential_bound_to_one_worker() {
     // The credential is the worker's from now on, without any token.
     let (socket, again) = env.hello(&credential, "alpha").await;
     assert!(
-        matches!(again, ServerMessage::Welcome { credential: None, .. }),
+        matches!(
+            again,
+            ServerMessage::Welcome {
+                credential: None,
+                ..
+            }
+        ),
         "{again:?}"
     );
     drop(socket);
@@ -287,7 +293,10 @@ async fn output_and_ends_of_an_attempt_placed_on_another_worker_are_dropped() {
 
     // Another worker, with its own credential, claims alpha's attempt.
     let (mut beta, welcome) = env.hello(&token, "beta").await;
-    assert!(matches!(welcome, ServerMessage::Welcome { .. }), "{welcome:?}");
+    assert!(
+        matches!(welcome, ServerMessage::Welcome { .. }),
+        "{welcome:?}"
+    );
     beta.send(frame(task, start.attempt, b"forged\n"))
         .await
         .unwrap();
@@ -325,7 +334,10 @@ async fn output_and_ends_of_an_attempt_placed_on_another_worker_are_dropped() {
         },
     )
     .await;
-    alpha.send(frame(task, start.attempt, b"real\n")).await.unwrap();
+    alpha
+        .send(frame(task, start.attempt, b"real\n"))
+        .await
+        .unwrap();
     send(
         &mut alpha,
         &WorkerMessage::Finished(report(task, start.attempt, "real\n")),
@@ -364,7 +376,11 @@ async fn output_and_ends_of_an_attempt_placed_on_another_worker_are_dropped() {
     bad.result = "y".into();
     let placed_on = env.admin.task(&second.to_string()).await.unwrap().worker;
     let placed_on_alpha = placed_on.as_deref() == Some("alpha");
-    let socket = if placed_on_alpha { &mut alpha } else { &mut beta };
+    let socket = if placed_on_alpha {
+        &mut alpha
+    } else {
+        &mut beta
+    };
     send(socket, &WorkerMessage::Finished(bad)).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while refused_count(&env.metrics().await, "bad_digest") < 2 {

@@ -486,9 +486,7 @@ impl StateMachine {
         }
     }
 
-    fn identity_result(
-        r: Result<(), crate::worker_identity::IdentityError>,
-    ) -> CommandResult {
+    fn identity_result(r: Result<(), crate::worker_identity::IdentityError>) -> CommandResult {
         match r {
             Ok(()) => CommandResult::Done,
             Err(e) => CommandResult::Rejected(Rejection::from(&e)),

@@ -364,8 +364,8 @@ impl<R: Read> SnapshotReader<R> {
             // A decode error on damaged bytes says less than the checksum would; the
             // caller learns the file is bad either way.
             if version == 1 {
-                let v1: StateSnapshotV1 = serde::Deserialize::deserialize(&mut de)
-                    .map_err(SnapshotCodecError::Decode)?;
+                let v1: StateSnapshotV1 =
+                    serde::Deserialize::deserialize(&mut de).map_err(SnapshotCodecError::Decode)?;
                 StateSnapshot::from(v1)
             } else {
                 serde::Deserialize::deserialize(&mut de).map_err(SnapshotCodecError::Decode)?
@@ -388,5 +388,60 @@ impl<R: Read> SnapshotReader<R> {
             });
         }
         Ok(state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Command, LogEntry, StateMachine};
+    use drover_sched::SchedulerConfig;
+    use drover_types::{JobSpec, Millis, TaskSpec};
+
+    /// A version-1 snapshot (written the way version 1 was: the state without the
+    /// identities) still reads, with no identities.
+    #[test]
+    fn a_version_1_snapshot_reads_without_identities() {
+        let mut m = StateMachine::new(SchedulerConfig::default());
+        m.apply(&LogEntry {
+            now: Millis(1_000),
+            commands: vec![Command::Submit {
+                job: JobSpec {
+                    name: "old".into(),
+                    tasks: vec![TaskSpec::command(["true"])],
+                    ..Default::default()
+                },
+                idempotency: None,
+            }],
+        });
+        let state = m.snapshot();
+        #[derive(serde::Serialize)]
+        struct V1<'a> {
+            sched: &'a drover_sched::SchedulerSnapshot,
+            records: &'a std::collections::BTreeMap<drover_types::TaskId, crate::TaskRecord>,
+            jobs: &'a std::collections::BTreeMap<drover_types::JobId, crate::JobRecord>,
+            idempotency: &'a Vec<crate::idempotency::KeyRecord>,
+        }
+        let mut body = 0u32.to_le_bytes().to_vec();
+        body.extend(
+            postcard::to_stdvec(&V1 {
+                sched: &state.sched,
+                records: &state.records,
+                jobs: &state.jobs,
+                idempotency: &state.idempotency,
+            })
+            .unwrap(),
+        );
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend(1u32.to_le_bytes());
+        bytes.extend(crc32fast::hash(&body).to_le_bytes());
+        bytes.extend((body.len() as u64).to_le_bytes());
+        bytes.extend(&body);
+        let read = SnapshotReader::open(&bytes[..]).unwrap().state().unwrap();
+        assert_eq!(read.jobs, state.jobs);
+        assert_eq!(read.records, state.records);
+        assert_eq!(read.identities, Default::default());
+        let restored = StateMachine::restore(read);
+        assert_eq!(restored.job(drover_types::JobId(1)).unwrap().name, "old");
     }
 }

@@ -144,8 +144,7 @@ impl WorkerIdentities {
         if self.credential_of(name).is_some() {
             return Err(IdentityError::NameTaken(name.to_string()));
         }
-        if self.tokens.contains_key(credential_id) || self.credentials.contains_key(credential_id)
-        {
+        if self.tokens.contains_key(credential_id) || self.credentials.contains_key(credential_id) {
             return Err(IdentityError::DuplicateId(credential_id.to_string()));
         }
         if let Some(t) = self.tokens.get_mut(token_id) {
@@ -187,7 +186,8 @@ mod tests {
             ids.enroll(Millis(1500), "t1", "wrong", "w", "c1", "x"),
             Err(IdentityError::UnknownToken)
         );
-        ids.enroll(Millis(1500), "t1", "d1", "w", "c1", "x").unwrap();
+        ids.enroll(Millis(1500), "t1", "d1", "w", "c1", "x")
+            .unwrap();
         assert_eq!(ids.credential_of("w").unwrap().0, "c1");
         assert_eq!(
             ids.enroll(Millis(1600), "t1", "d1", "v", "c2", "y"),

@@ -124,7 +124,10 @@ async fn a_start_whose_signature_does_not_verify_is_refused_and_reported_not_run
     TaskSigner::from_seed([8; 32]).sign(&mut foreign);
     send(&mut socket, &ServerMessage::Start(foreign)).await;
     let report = next_finished(&mut socket).await;
-    assert!(matches!(report.outcome, Outcome::SpawnFailed { .. }), "{report:?}");
+    assert!(
+        matches!(report.outcome, Outcome::SpawnFailed { .. }),
+        "{report:?}"
+    );
 
     // A start signed by the leader's key runs.
     let ran_marker = dir.join("ran");

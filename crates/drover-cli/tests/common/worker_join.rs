@@ -34,7 +34,10 @@ impl Cluster {
             .position(|w| w.short == short)
             .unwrap_or_else(|| panic!("no worker {short}"));
         let mut w = self.workers.remove(i);
-        assert!(w.child.is_none(), "kill worker {short} before restarting it");
+        assert!(
+            w.child.is_none(),
+            "kill worker {short} before restarting it"
+        );
         self.spawn_worker_tokenless(&mut w, None);
         let name = w.name.clone();
         self.workers.insert(i, w);
