@@ -767,14 +767,14 @@ async fn local_join_token(
 ) -> Result<Option<String>> {
     let file = dir.join("credential");
     let known = enrolled.credentials.iter().any(|c| c.worker_name == name);
-    if known && file.exists() {
+    if known && tokio::fs::try_exists(&file).await.unwrap_or(false) {
         return Ok(None);
     }
     if known {
         // Its credential file is gone: the old credential cannot be used any more.
         admin.revoke_worker_credential(name).await?;
     }
-    let _ = std::fs::remove_file(&file);
+    let _ = tokio::fs::remove_file(&file).await;
     let created = admin
         .create_join_token(Some(10 * 60 * 1000), Some(1))
         .await
@@ -1017,7 +1017,9 @@ pub async fn worker(g: &Global, a: WorkerArgs) -> Result<ExitCode> {
     let worker_dir = data.join("workers").join(&settings.name);
     // A worker that joined before presents its own credential; else its join token;
     // else the cluster token (kept for compatibility).
-    let has_credential = worker_dir.join("credential").exists();
+    let has_credential = tokio::fs::try_exists(worker_dir.join("credential"))
+        .await
+        .unwrap_or(false);
     let token = if has_credential || a.join_token.is_some() {
         g.token.clone().unwrap_or_default()
     } else {
