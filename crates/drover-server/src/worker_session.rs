@@ -455,7 +455,8 @@ fn placed_on(
 }
 
 /// A report of an attempt's end is taken only from the worker it was placed on and
-/// with a digest that matches; otherwise it is dropped, counted and logged.
+/// with a digest that matches; otherwise it is dropped, counted, logged and
+/// acknowledged (to this worker, which may forget it).
 fn report_is_acceptable(
     node: &Node,
     sched: &drover_sched::Scheduler,
@@ -471,6 +472,16 @@ fn report_is_acceptable(
     };
     node.state.metrics().count_refused_report(reason);
     tracing::warn!(%worker, task = %report.task, attempt = %report.attempt, reason, "dropped the end of an attempt reported by a worker");
+    // Acknowledged all the same, as the core acknowledges a stale end: it will never be
+    // recorded, and unacknowledged it would come back in every hello (an attempt of a
+    // task retired meanwhile, say). Only this worker's own bookkeeping is affected.
+    node.sessions.send(
+        worker,
+        &ServerMessage::FinishedAck {
+            task: report.task,
+            attempt: report.attempt,
+        },
+    );
     false
 }
 
