@@ -131,7 +131,20 @@ pub struct ServerArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct WorkerArgs {
+    #[command(subcommand)]
+    pub action: Option<crate::worker_identity::WorkerAction>,
+    /// A join token (`drover worker token create`), used on the first connection only:
+    /// the server gives this worker its own credential, kept in its data directory and
+    /// used from then on
+    #[arg(
+        long,
+        env = "DROVER_JOIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    join_token: Option<String>,
     /// Worker name, unique in the cluster: a worker restarted under the same name is the
     /// same worker [default: the host name]
     #[arg(long)]
@@ -897,6 +910,32 @@ fn print_worker(p: &mut Printer, s: &WorkerSettings, server: Option<&str>) {
     }
 }
 
+/// A join token for a local worker of `drover up`, unless it holds a credential the
+/// cluster knows. A credential the cluster does not know (the server's data was wiped)
+/// is removed: the worker joins afresh.
+async fn local_join_token(
+    admin: &drover_client::Client,
+    enrolled: &drover_proto::worker_identity::WorkerIdentities,
+    name: &str,
+    dir: &Path,
+) -> Result<Option<String>> {
+    let file = dir.join("credential");
+    let known = enrolled.credentials.iter().any(|c| c.worker_name == name);
+    if known && tokio::fs::try_exists(&file).await.unwrap_or(false) {
+        return Ok(None);
+    }
+    if known {
+        // Its credential file is gone: the old credential cannot be used any more.
+        admin.revoke_worker_credential(name).await?;
+    }
+    let _ = tokio::fs::remove_file(&file).await;
+    let created = admin
+        .create_join_token(Some(10 * 60 * 1000), Some(1))
+        .await
+        .with_context(|| format!("cannot create a join token for the local worker {name}"))?;
+    Ok(Some(created.token))
+}
+
 fn worker_config(
     server: String,
     token: String,
@@ -1141,13 +1180,22 @@ pub async fn worker(g: &Global, a: WorkerArgs) -> Result<ExitCode> {
             "pass --server URL (or set DROVER_SERVER, or worker.server in the configuration file)"
         )
     })?;
-    let token = g
-        .token
-        .clone()
-        .or_else(|| discovery::local_token(&data))
-        .ok_or_else(|| anyhow!("pass --token (or set DROVER_TOKEN): the cluster token is in the server's data directory, file 'token'"))?;
     let worker_dir = data.join("workers").join(&settings.name);
+    // A worker that joined before presents its own credential; else its join token;
+    // else the cluster token (kept for compatibility).
+    let has_credential = tokio::fs::try_exists(worker_dir.join("credential"))
+        .await
+        .unwrap_or(false);
+    let token = if has_credential || a.join_token.is_some() {
+        g.token.clone().unwrap_or_default()
+    } else {
+        g.token
+            .clone()
+            .or_else(|| discovery::local_token(&data))
+            .ok_or_else(|| anyhow!("pass --join-token (or set DROVER_JOIN_TOKEN; create one with `drover worker token create`), or the cluster token with --token (or DROVER_TOKEN)"))?
+    };
     let mut config = worker_config(server, token, worker_dir, &settings);
+    config.join_token = a.join_token.clone();
     let identity = a.tls_cert.as_deref().zip(a.tls_key.as_deref());
     config.tls = crate::tls::client_config(g, identity)?;
     if g.json {
@@ -1228,17 +1276,37 @@ pub async fn up(g: &Global, a: UpArgs) -> Result<ExitCode> {
             return Err(e);
         }
     };
+    // The local workers join with join tokens, like any other: they never hold the
+    // cluster token (nor do the tasks they run).
+    let admin = {
+        let client = drover_client::Client::new(url.clone(), Some(token.clone()));
+        match &worker_tls {
+            Some(tls) => client.with_tls((**tls).clone())?,
+            None => client,
+        }
+    };
+    let enrolled = match admin.worker_identities().await {
+        Ok(ids) => ids,
+        Err(e) => {
+            running.shutdown().await;
+            return Err(e).context("cannot list the workers' credentials");
+        }
+    };
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut workers = Vec::new();
     let mut listed = Vec::new();
     for (i, (cpu_milli, memory_bytes)) in (1..=up.workers).zip(shares) {
         let name = format!("local-{i}");
-        let mut config = WorkerConfig::new(
-            url.clone(),
-            token.clone(),
-            name.clone(),
-            g.data_dir().join("workers").join(&name),
-        );
+        let dir = g.data_dir().join("workers").join(&name);
+        let join_token = match local_join_token(&admin, &enrolled, &name, &dir).await {
+            Ok(t) => t,
+            Err(e) => {
+                running.shutdown().await;
+                return Err(e);
+            }
+        };
+        let mut config = WorkerConfig::new(url.clone(), String::new(), name.clone(), dir);
+        config.join_token = join_token;
         config.cpu_milli = cpu_milli;
         config.memory_bytes = memory_bytes;
         config.tls = worker_tls.clone();

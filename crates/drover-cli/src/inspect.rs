@@ -440,6 +440,7 @@ pub async fn workers(g: &Global) -> Result<ExitCode> {
         "MEMORY (alloc/cap)",
         "RUNNING",
         "LAST SEEN",
+        "IDENTITY",
     ]);
     for w in &list {
         let state = if w.connected {
@@ -465,6 +466,11 @@ pub async fn workers(g: &Global) -> Result<ExitCode> {
             w.last_seen_ms_ago
                 .map(|ms| format!("{} ago", format_duration_ms(ms)))
                 .unwrap_or_else(|| "-".into()),
+            // Its own credential, or none: it connects with the cluster token.
+            match &w.credential {
+                Some(id) => format!("credential {id}"),
+                None => "cluster token".into(),
+            },
         ]);
     }
     println!("{table}");

@@ -10,6 +10,7 @@ mod submit;
 mod tls;
 mod token;
 mod top;
+mod worker_identity;
 
 use anyhow::{Result, anyhow};
 use clap::{Args, CommandFactory, Parser, Subcommand};
@@ -87,7 +88,8 @@ enum Cmd {
     Up(daemons::UpArgs),
     /// Run a server
     Server(daemons::ServerArgs),
-    /// Run a worker agent that takes tasks from a server
+    /// Run a worker agent that takes tasks from a server; or manage workers' join tokens
+    /// and credentials (`drover worker token create`, `list`, `revoke`)
     Worker(daemons::WorkerArgs),
     /// Submit a task (`-- COMMAND ARGS...`) or a job file (`-f job.yaml`)
     Submit(submit::SubmitArgs),
@@ -236,7 +238,10 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Cmd::Up(a) => daemons::up(g, a).await,
         Cmd::Server(a) => daemons::server(g, a).await,
-        Cmd::Worker(a) => daemons::worker(g, a).await,
+        Cmd::Worker(mut a) => match a.action.take() {
+            Some(action) => worker_identity::run(g, action).await,
+            None => daemons::worker(g, a).await,
+        },
         Cmd::Submit(a) => submit::submit(g, a, false).await,
         Cmd::Run(a) => submit::submit(g, a, true).await,
         Cmd::Wait(a) => submit::wait(g, a).await,

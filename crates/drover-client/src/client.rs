@@ -425,6 +425,32 @@ impl Client {
         Ok(())
     }
 
+    /// Creates a join token (admin): `uses` workers may join with it within `ttl_ms`.
+    pub async fn create_join_token(
+        &self,
+        ttl_ms: Option<u64>,
+        uses: Option<u32>,
+    ) -> Result<drover_proto::worker_identity::JoinTokenCreated, ClientError> {
+        let body = drover_proto::worker_identity::JoinTokenRequest { ttl_ms, uses };
+        self.json(self.request(Method::POST, "/v1/worker-tokens").json(&body))
+            .await
+    }
+
+    /// The worker credentials and live join tokens (never their secrets).
+    pub async fn worker_identities(
+        &self,
+    ) -> Result<drover_proto::worker_identity::WorkerIdentities, ClientError> {
+        self.json(self.request(Method::GET, "/v1/worker-credentials"))
+            .await
+    }
+
+    /// Revokes the credential of a worker (its name, or the credential's id).
+    pub async fn revoke_worker_credential(&self, worker: &str) -> Result<(), ClientError> {
+        let path = format!("/v1/worker-credentials/{}", encode(worker));
+        self.send(self.request(Method::DELETE, &path)).await?;
+        Ok(())
+    }
+
     /// Places tasks on a drained worker (`w3`, `3` or its name) again.
     pub async fn resume_worker(&self, worker: &str) -> Result<(), ClientError> {
         let path = format!("/v1/workers/{}/resume", encode(worker));

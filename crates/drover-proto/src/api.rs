@@ -153,6 +153,10 @@ pub struct WorkerInfo {
     pub running: Vec<TaskId>,
     /// Milliseconds since the server last heard from it (None when never, on this server).
     pub last_seen_ms_ago: Option<u64>,
+    /// The id of the worker credential bound to this worker's name (it joined with a
+    /// join token), or none: it connects with the cluster token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
 }
 
 /// The state of the whole cluster at a glance.

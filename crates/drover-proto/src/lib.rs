@@ -4,10 +4,13 @@
 //!   (a WebSocket: JSON text frames for control, binary frames for output chunks).
 //! - [`api`]: the bodies of the HTTP/JSON API under `/v1`.
 //! - [`events`]: the cluster event stream (`/v1/events`) and its ids.
+//! - [`integrity`]: the signature of starts and the digests of reports.
 //!
 //! Every type here is plain data with serde derives; both ends depend on this crate, so
 //! a field added here is added on both sides at once.
 
 pub mod api;
 pub mod events;
+pub mod integrity;
 pub mod worker;
+pub mod worker_identity;

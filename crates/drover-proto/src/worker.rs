@@ -29,7 +29,9 @@ use std::time::Duration;
 /// version and rejects others with a message saying which versions it speaks.
 /// Version 2: heartbeats are acknowledged (the self-fence counts from acks) and the
 /// hello declares the worker's kill grace.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// Version 3: starts are signed (the welcome names the key), reports and output frames
+/// carry digests, and the welcome may carry a worker credential (see `integrity`).
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Time allowed, after a kill grace ends, for the SIGKILLed process tree to be gone,
 /// plus slack for timers: part of the margin between the self-fence and the server's
@@ -127,6 +129,10 @@ pub struct AttemptReport {
     pub stdout_bytes: u64,
     pub stderr_bytes: u64,
     pub output_truncated: bool,
+    /// SHA-256 (hex) of the task, attempt and result ([`crate::integrity::report_digest`]),
+    /// checked by the server. Empty in reports made before it was sent.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub digest: String,
 }
 
 /// A running attempt's usage so far, sent with heartbeats.
@@ -151,6 +157,13 @@ pub enum ServerMessage {
         /// The worker stops every task once this long has passed since the sending of
         /// the latest heartbeat (or hello) the server acknowledged.
         fence_after_ms: u64,
+        /// The cluster's ed25519 task key (64 hex digits): every start is signed with
+        /// it, and the worker runs nothing whose signature does not verify.
+        task_key: String,
+        /// A worker that joined with a join token: its own credential, to store and
+        /// present from then on instead of the token (which was single-use).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        credential: Option<String>,
     },
     Reject {
         reason: String,
@@ -197,6 +210,10 @@ pub struct StartTask {
     pub array_count: Option<u32>,
     /// Results of the task's dependencies, in dependency order; fed to its stdin.
     pub inputs: Vec<String>,
+    /// The leader's ed25519 signature (hex) of the start's digest
+    /// ([`crate::integrity::start_digest`]); empty until the leader sends it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub signature: String,
 }
 
 /// Which output stream a chunk belongs to.
@@ -217,7 +234,9 @@ impl OutputStream {
 }
 
 /// A chunk of a task's output, sent as one binary WebSocket frame:
-/// `task u64 BE | attempt u32 BE | stream u8 (0 out, 1 err) | offset u64 BE | bytes`.
+/// `task u64 BE | attempt u32 BE | stream u8 (0 out, 1 err) | offset u64 BE |
+/// digest [32] | bytes`, where the digest is the SHA-256 of everything before it and the
+/// bytes (so a chunk cannot be damaged or moved to another attempt or offset unseen).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutputFrame {
     pub task: TaskId,
@@ -227,11 +246,28 @@ pub struct OutputFrame {
     pub data: Vec<u8>,
 }
 
-const HEADER: usize = 8 + 4 + 1 + 8;
+const FIELDS: usize = 8 + 4 + 1 + 8;
+const HEADER: usize = FIELDS + 32;
 
-#[derive(Debug, thiserror::Error)]
-#[error("malformed output frame: {0}")]
-pub struct FrameError(&'static str);
+/// Why bytes are not an output frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("malformed output frame: shorter than its header")]
+    Short,
+    #[error("malformed output frame: unknown stream")]
+    UnknownStream,
+    /// Well formed, but its digest does not match: damaged on the way.
+    #[error("output frame whose digest does not match its bytes")]
+    DigestMismatch,
+}
+
+fn frame_digest(fields: &[u8], data: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(fields);
+    h.update(data);
+    h.finalize().into()
+}
 
 impl OutputFrame {
     pub fn encode(&self) -> Vec<u8> {
@@ -243,13 +279,15 @@ impl OutputFrame {
             OutputStream::Stderr => 1,
         });
         out.extend_from_slice(&self.offset.to_be_bytes());
+        let digest = frame_digest(&out, &self.data);
+        out.extend_from_slice(&digest);
         out.extend_from_slice(&self.data);
         out
     }
 
     pub fn decode(bytes: &[u8]) -> Result<OutputFrame, FrameError> {
         if bytes.len() < HEADER {
-            return Err(FrameError("shorter than its header"));
+            return Err(FrameError::Short);
         }
         let u64_at = |i: usize| {
             let mut b = [0u8; 8];
@@ -261,8 +299,11 @@ impl OutputFrame {
         let stream = match bytes[12] {
             0 => OutputStream::Stdout,
             1 => OutputStream::Stderr,
-            _ => return Err(FrameError("unknown stream")),
+            _ => return Err(FrameError::UnknownStream),
         };
+        if bytes[FIELDS..HEADER] != frame_digest(&bytes[..FIELDS], &bytes[HEADER..]) {
+            return Err(FrameError::DigestMismatch);
+        }
         Ok(OutputFrame {
             task: TaskId(u64_at(0)),
             attempt: Attempt(u32::from_be_bytes(a)),
@@ -313,7 +354,13 @@ mod tests {
             data: b"hello\n".to_vec(),
         };
         assert_eq!(OutputFrame::decode(&f.encode()).unwrap(), f);
-        assert!(OutputFrame::decode(&[0; 5]).is_err());
+        assert_eq!(OutputFrame::decode(&[0; 5]), Err(FrameError::Short));
+        // A changed byte, offset or attempt fails the digest.
+        for at in [HEADER + 1, 20, 11] {
+            let mut bytes = f.encode();
+            bytes[at] ^= 1;
+            assert_eq!(OutputFrame::decode(&bytes), Err(FrameError::DigestMismatch));
+        }
     }
 
     #[test]

@@ -11,6 +11,46 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedReceiver;
 
+/// A batch of starts at most this long is signed on the dispatch task itself; a longer
+/// one on a blocking thread: an ed25519 signature costs ~0.2 ms here (debug build),
+/// and a round that places thousands of tasks must not hold an async thread that long.
+const SIGN_INLINE_MAX: usize = 8;
+
+/// Signs every start of the batch with the cluster's task key (see
+/// `worker_identity::task_signer`), before the state's lock is taken to send them.
+async fn sign_starts(node: &Node, mut batch: Vec<Dispatch>) -> Vec<Dispatch> {
+    fn sign_all(signer: &drover_proto::integrity::TaskSigner, batch: &mut [Dispatch]) {
+        for d in batch {
+            if let Dispatch::Start { start, .. } = d {
+                signer.sign(start);
+            }
+        }
+    }
+    let starts = batch
+        .iter()
+        .filter(|d| matches!(d, Dispatch::Start { .. }))
+        .count();
+    if starts <= SIGN_INLINE_MAX {
+        sign_all(&node.task_signer, &mut batch);
+        return batch;
+    }
+    let signer = node.task_signer.clone();
+    match tokio::task::spawn_blocking(move || {
+        sign_all(&signer, &mut batch);
+        batch
+    })
+    .await
+    {
+        Ok(batch) => batch,
+        // Only a panic while signing gets here: nothing is sent (a worker rejoining
+        // is sent its starts again, signed).
+        Err(e) => {
+            tracing::error!("signing starts failed: {e}");
+            Vec::new()
+        }
+    }
+}
+
 /// Sends what applied entries decided to the workers concerned. Followers drop it all.
 /// A message for a worker that is not connected is dropped too: when it reconnects, its
 /// join reconciles what it runs with what the log says it should.
@@ -19,9 +59,11 @@ pub async fn dispatch_loop(node: Arc<Node>, mut rx: UnboundedReceiver<Vec<Dispat
         if !node.is_leader() {
             continue;
         }
+        let batch = sign_starts(&node, batch).await;
         for d in batch {
             match d {
                 Dispatch::Start { worker, start } => {
+                    let start = *start;
                     // Checked and queued under the state's read lock, so that no entry
                     // applies in between: a start superseded meanwhile is not sent (see
                     // `worker_session::start_is_current`).
@@ -31,7 +73,7 @@ pub async fn dispatch_loop(node: Arc<Node>, mut rx: UnboundedReceiver<Vec<Dispat
                         start.task,
                         start.attempt,
                     ) {
-                        node.sessions.send(worker, &ServerMessage::Start(*start));
+                        node.sessions.send(worker, &ServerMessage::Start(start));
                     }
                 }
                 Dispatch::Kill {

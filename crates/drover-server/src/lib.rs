@@ -26,6 +26,7 @@ mod server;
 pub mod sessions;
 pub mod tls;
 pub mod ui;
+pub mod worker_identity;
 mod worker_session;
 
 pub use auth::ClusterToken;

@@ -91,6 +91,8 @@ pub struct ServerMetrics {
     // Counted by the HTTP layer.
     requests: Family<RequestLabels, Histogram, fn() -> Histogram>,
     event_clients: Gauge,
+    /// Worker reports (output frames, ends) dropped by the session, by why.
+    refused_reports: Family<ReasonLabel, Counter>,
     // Read at scrape time.
     submitted: Gauge,
     tasks: Family<TaskLabels, Gauge>,
@@ -172,6 +174,7 @@ impl ServerMetrics {
             start_to_end: latency_histogram(),
             requests: Family::new_with_constructor(latency_histogram),
             event_clients: Gauge::default(),
+            refused_reports: Family::default(),
             submitted: Gauge::default(),
             tasks: Family::default(),
             queue: Family::default(),
@@ -220,6 +223,11 @@ impl ServerMetrics {
             "event_stream_clients",
             "Open GET /v1/events streams on this server",
             m.event_clients.clone(),
+        );
+        r.register(
+            "worker_reports_refused",
+            "Output frames and attempt ends a worker sent that were dropped, by reason (not_placed_here: the attempt was not placed on that worker; bad_digest: the digest did not match)",
+            m.refused_reports.clone(),
         );
         r.register(
             "tasks_submitted",
@@ -289,6 +297,15 @@ impl ServerMetrics {
             m.raft_apply_lag.clone(),
         );
         ServerMetrics { registry: r, ..m }
+    }
+
+    /// Counts a worker report (output frame or end) the session dropped, and why.
+    pub fn count_refused_report(&self, reason: &str) {
+        self.refused_reports
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_string(),
+            })
+            .inc();
     }
 
     /// Counts what one applied entry's events tell, reading the tasks' times from the

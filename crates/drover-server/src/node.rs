@@ -23,6 +23,9 @@ pub struct Node {
     pub token: ClusterToken,
     /// The servers' credential among themselves.
     pub peer_token: ClusterToken,
+    /// Signs every start this server sends as leader (derived from the peer token, so
+    /// the same on every server of the group: see `worker_identity::task_signer`).
+    pub task_signer: drover_proto::integrity::TaskSigner,
     /// Forwards writes to the leader and probes peers.
     pub http: reqwest::Client,
     /// When a majority last confirmed this server's leadership (read by

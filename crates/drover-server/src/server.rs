@@ -441,6 +441,7 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
         output,
         replicator,
         token,
+        task_signer: crate::worker_identity::task_signer(&peer_token),
         peer_token,
         http,
         confirmed: std::sync::Mutex::new(None),

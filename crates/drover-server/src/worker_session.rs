@@ -2,12 +2,15 @@
 
 use crate::api::ApiError;
 use crate::node::Node;
+use crate::worker_identity::{CREDENTIAL_PREFIX, IssuedSecret, WorkerAuth};
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use drover_proto::worker::{
-    OutputFrame, PROTOCOL_VERSION, ServerMessage, WorkerMessage, fence_after,
+    AttemptReport, FrameError, OutputFrame, PROTOCOL_VERSION, ServerMessage, WorkerMessage,
+    fence_after,
 };
 use drover_state::{Command, CommandResult};
 use drover_types::{Attempt, TaskId, TaskState, WorkerId, WorkerState};
@@ -39,14 +42,20 @@ const MAX_MESSAGES_PER_WRITE: usize = 256;
     responses(
         (status = 101, description = "Switching to the worker protocol over a WebSocket"),
         (status = 400, description = "Not a WebSocket upgrade request", body = drover_proto::api::ErrorBody),
-        (status = 401, description = "No token, or the wrong one", body = drover_proto::api::ErrorBody),
+        (status = 401, description = "No token, or the wrong one: the cluster token, a join token that is unknown, expired or used up, or a revoked worker credential", body = drover_proto::api::ErrorBody),
         (status = 426, description = "The connection cannot be upgraded", body = drover_proto::api::ErrorBody),
     )
 )]
 pub async fn connect(
     State(node): State<Arc<Node>>,
+    headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    // Before the upgrade, so that a refused secret is a plain 401 the worker stops on.
+    let auth = match crate::worker_identity::authenticate(&node, &headers) {
+        Ok(auth) => auth,
+        Err(e) => return ApiError::unauthorized(e.to_string()).into_response(),
+    };
     let ws = match ws {
         Ok(ws) => ws,
         Err(rejection) => {
@@ -65,7 +74,7 @@ pub async fn connect(
     ws.max_message_size(64 << 20)
         .read_buffer_size(WS_READ_BUFFER)
         .on_upgrade(move |socket| async move {
-            if let Err(e) = serve(node, socket).await {
+            if let Err(e) = serve(node, socket, auth).await {
                 tracing::info!("worker connection ended: {e}");
             }
         })
@@ -117,7 +126,11 @@ async fn refuse(
     Err(SessionError::Rejected(reason))
 }
 
-async fn serve(node: Arc<Node>, mut socket: WebSocket) -> Result<(), SessionError> {
+async fn serve(
+    node: Arc<Node>,
+    mut socket: WebSocket,
+    auth: WorkerAuth,
+) -> Result<(), SessionError> {
     let first = match tokio::time::timeout(HELLO_TIMEOUT, socket.recv()).await {
         Ok(Some(Ok(Message::Text(t)))) => t,
         Ok(_) => {
@@ -188,12 +201,44 @@ async fn serve(node: Arc<Node>, mut socket: WebSocket) -> Result<(), SessionErro
     if spec.name.is_empty() {
         return reject(socket, "the worker has no name".into()).await;
     }
+    // A credential speaks for one worker only; a join token is spent here, through the
+    // log, and exchanged for a credential bound to this name.
+    let credential = match &auth {
+        WorkerAuth::ClusterToken => None,
+        WorkerAuth::Credential { name, id } => {
+            if *name != spec.name {
+                tracing::warn!(credential = %id, owner = %name, declared = %spec.name, "refused a worker credential presented for another worker");
+                return reject_permanently(
+                    socket,
+                    format!("this worker credential belongs to the worker {name:?}; it cannot connect as {:?}", spec.name),
+                )
+                .await;
+            }
+            None
+        }
+        WorkerAuth::JoinToken { id, digest } => match enroll(&node, id, digest, &spec.name).await {
+            Ok(secret) => Some(secret),
+            Err(why) => return reject_permanently(socket, why).await,
+        },
+    };
 
     // A worker we know may have been given attempts it never received (the connection
     // dropped with the message in flight). Count them as its own, rather than losing
     // them; they are sent again below.
     let (tx, mut rx) = mpsc::unbounded_channel::<String>();
     let known = node.state.read().scheduler().worker_by_name(&spec.name);
+    // Reports of attempts that were not placed on this worker, or whose digest does not
+    // match, are dropped here (a credential must not let one worker end another's work).
+    let finished: Vec<AttemptReport> = match known {
+        Some(id) => {
+            let sm = node.state.read();
+            finished
+                .into_iter()
+                .filter(|r| report_is_acceptable(&node, sm.scheduler(), id, r))
+                .collect()
+        }
+        None => finished,
+    };
     let listed: Vec<(TaskId, Attempt)> = running.clone();
     let mut conn = None;
     if let Some(id) = known {
@@ -278,6 +323,8 @@ async fn serve(node: Arc<Node>, mut socket: WebSocket) -> Result<(), SessionErro
             heartbeat_interval_ms: node.config.heartbeat_interval.as_millis() as u64,
             lost_after_ms: node.config.worker_lost_after.as_millis() as u64,
             fence_after_ms: fence_after.as_millis() as u64,
+            task_key: node.task_signer.public_hex(),
+            credential,
         },
     )
     .await?;
@@ -289,9 +336,15 @@ async fn serve(node: Arc<Node>, mut socket: WebSocket) -> Result<(), SessionErro
         let sm = node.state.read();
         unstarted(sm.scheduler(), worker, |key| listed.contains(&key))
             .into_iter()
-            .filter_map(|(t, a)| sm.start_message(t, a).map(ServerMessage::Start))
-            .collect()
-    };
+            .filter_map(|(t, a)| sm.start_message(t, a))
+            .collect::<Vec<_>>()
+    }
+    .into_iter()
+    .map(|mut start| {
+        node.task_signer.sign(&mut start);
+        ServerMessage::Start(start)
+    })
+    .collect();
     for m in &restarts {
         send(&mut socket, m).await?;
     }
@@ -361,6 +414,75 @@ async fn serve(node: Arc<Node>, mut socket: WebSocket) -> Result<(), SessionErro
     writer.abort();
     tracing::info!(%worker, "worker disconnected");
     result
+}
+
+/// Spends one use of a join token on the worker `name`, through the log (so that two
+/// servers, or two workers at once, cannot both use one use), and returns the new
+/// worker credential; the reason to give the worker otherwise.
+async fn enroll(node: &Node, token: &str, digest: &str, name: &str) -> Result<String, String> {
+    let issued = IssuedSecret::new(CREDENTIAL_PREFIX).map_err(|e| e.to_string())?;
+    let command = Command::WorkerEnroll {
+        token: token.to_string(),
+        token_digest: digest.to_string(),
+        name: name.to_string(),
+        credential: issued.id.clone(),
+        credential_digest: issued.digest.clone(),
+    };
+    match node.proposer.propose(command).await {
+        Ok(CommandResult::Rejected(r)) => Err(format!("the join token is refused: {}", r.message)),
+        Ok(_) => {
+            tracing::info!(%name, credential = %issued.id, join_token = %token, "a worker joined with a join token and was given a credential");
+            Ok(issued.secret)
+        }
+        Err(e) => Err(format!("could not record the enrolment: {e}")),
+    }
+}
+
+/// Whether the attempt `(task, attempt)` was placed on `worker` (now or before: output
+/// sent while disconnected arrives after the end the hello reported).
+fn placed_on(
+    sched: &drover_sched::Scheduler,
+    worker: WorkerId,
+    task: TaskId,
+    attempt: Attempt,
+) -> bool {
+    sched.task(task).is_some_and(|v| {
+        (v.attempt == attempt && v.worker == Some(worker))
+            || v.attempts
+                .iter()
+                .any(|a| a.attempt == attempt && a.worker == worker)
+    })
+}
+
+/// A report of an attempt's end is taken only from the worker it was placed on and
+/// with a digest that matches; otherwise it is dropped, counted, logged and
+/// acknowledged (to this worker, which may forget it).
+fn report_is_acceptable(
+    node: &Node,
+    sched: &drover_sched::Scheduler,
+    worker: WorkerId,
+    report: &AttemptReport,
+) -> bool {
+    let reason = if !report.digest_matches() {
+        "bad_digest"
+    } else if !placed_on(sched, worker, report.task, report.attempt) {
+        "not_placed_here"
+    } else {
+        return true;
+    };
+    node.state.metrics().count_refused_report(reason);
+    tracing::warn!(%worker, task = %report.task, attempt = %report.attempt, reason, "dropped the end of an attempt reported by a worker");
+    // Acknowledged all the same, as the core acknowledges a stale end: it will never be
+    // recorded, and unacknowledged it would come back in every hello (an attempt of a
+    // task retired meanwhile, say). Only this worker's own bookkeeping is affected.
+    node.sessions.send(
+        worker,
+        &ServerMessage::FinishedAck {
+            task: report.task,
+            attempt: report.attempt,
+        },
+    );
+    false
 }
 
 /// Whether `attempt` is still the task's current attempt, placed and not started: the
@@ -456,6 +578,9 @@ async fn read_loop(
     stream: &mut futures_util::stream::SplitStream<WebSocket>,
 ) -> Result<(), SessionError> {
     let mut received = SessionOutput::default();
+    // Attempts this session's output was already found placed on this worker: most
+    // frames are checked without taking the state's lock. Bounded (cleared when full).
+    let mut placed: std::collections::HashSet<(TaskId, Attempt)> = Default::default();
     // The attempts this worker last reported samples for, to replace them next time.
     let mut sampled_keys: Vec<(TaskId, Attempt)> = Vec::new();
     let sampled = &mut sampled_keys;
@@ -510,6 +635,13 @@ async fn read_loop(
                     });
                 }
                 Ok(WorkerMessage::Finished(report)) => {
+                    let acceptable = {
+                        let sm = node.state.read();
+                        report_is_acceptable(node, sm.scheduler(), worker, &report)
+                    };
+                    if !acceptable {
+                        continue;
+                    }
                     // Not before the attempt's output (all sent before its end) is
                     // on a majority: a task read as finished has all its output on
                     // whichever servers survive the loss of one.
@@ -533,12 +665,34 @@ async fn read_loop(
             },
             Message::Binary(bytes) => match OutputFrame::decode(&bytes) {
                 Ok(frame) => {
+                    let key = (frame.task, frame.attempt);
+                    if !placed.contains(&key) {
+                        let ok = placed_on(
+                            node.state.read().scheduler(),
+                            worker,
+                            frame.task,
+                            frame.attempt,
+                        );
+                        if !ok {
+                            node.state.metrics().count_refused_report("not_placed_here");
+                            tracing::warn!(%worker, task = %frame.task, attempt = %frame.attempt, "dropped output of an attempt not placed on this worker");
+                            continue;
+                        }
+                        if placed.len() >= 4096 {
+                            placed.clear();
+                        }
+                        placed.insert(key);
+                    }
                     if let Err(e) = node.output.append(&frame) {
                         tracing::warn!(task = %frame.task, "could not store output: {e}");
                     }
                     let seq = node.replicator.send(frame);
                     received.first.get_or_insert(seq);
                     received.last = seq;
+                }
+                Err(FrameError::DigestMismatch) => {
+                    node.state.metrics().count_refused_report("bad_digest");
+                    tracing::warn!(%worker, "dropped an output frame whose digest does not match its bytes");
                 }
                 Err(e) => return Err(SessionError::Protocol(e.to_string())),
             },

@@ -170,7 +170,9 @@ fn report(task: TaskId, attempt: Attempt, code: i32) -> AttemptReport {
         stdout_bytes: 1,
         stderr_bytes: 0,
         output_truncated: false,
+        digest: String::new(),
     }
+    .sealed()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -275,7 +277,8 @@ async fn an_end_reported_in_the_hello_records_the_start_whose_report_was_lost() 
     let killed = AttemptReport {
         outcome: Outcome::Killed,
         ..report(other.task, other.attempt, 0)
-    };
+    }
+    .sealed();
     let _socket = env
         .join(vec![], vec![report(ran, start.attempt, 0), killed])
         .await;

@@ -82,6 +82,7 @@ fn main() {
                         stdout_bytes: 0,
                         stderr_bytes: 0,
                         output_truncated: false,
+                        digest: String::new(),
                     },
                 });
                 done += 1;

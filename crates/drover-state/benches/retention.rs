@@ -106,6 +106,7 @@ fn main() {
                     stdout_bytes: 0,
                     stderr_bytes: 0,
                     output_truncated: false,
+                    digest: String::new(),
                 },
             });
             finished += 1;

@@ -79,6 +79,27 @@ pub enum Command {
     TokenRevoke {
         id: u64,
     },
+    /// A join token (see `worker_identity.rs`): `uses` workers may join with it until
+    /// `ttl_ms` after the entry's time. Only the digest of its secret is logged.
+    JoinTokenCreate {
+        id: String,
+        digest: String,
+        ttl_ms: u64,
+        uses: u32,
+    },
+    /// A worker joining with a join token: uses one use of it and binds a new worker
+    /// credential (its digest) to the worker's name.
+    WorkerEnroll {
+        token: String,
+        token_digest: String,
+        name: String,
+        credential: String,
+        credential_digest: String,
+    },
+    /// Revokes the credential of the worker `name` (or the credential of that id).
+    WorkerRevoke {
+        name: String,
+    },
 }
 
 /// The answer to one command.
@@ -121,6 +142,21 @@ pub struct Rejection {
     pub code: String,
     pub message: String,
     pub field: Option<String>,
+}
+
+impl From<&crate::worker_identity::IdentityError> for Rejection {
+    fn from(e: &crate::worker_identity::IdentityError) -> Rejection {
+        use crate::worker_identity::IdentityError as E;
+        let code = match e {
+            E::UnknownToken | E::UnknownCredential(_) => "not_found",
+            E::Expired | E::UsedUp | E::DuplicateId(_) | E::NameTaken(_) => "conflict",
+        };
+        Rejection {
+            code: code.to_string(),
+            message: e.to_string(),
+            field: None,
+        }
+    }
 }
 
 impl From<&CoreError> for Rejection {

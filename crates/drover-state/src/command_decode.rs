@@ -71,6 +71,22 @@ enum Tagged {
     TokenRevoke {
         id: u64,
     },
+    JoinTokenCreate {
+        id: String,
+        digest: String,
+        ttl_ms: u64,
+        uses: u32,
+    },
+    WorkerEnroll {
+        token: String,
+        token_digest: String,
+        name: String,
+        credential: String,
+        credential_digest: String,
+    },
+    WorkerRevoke {
+        name: String,
+    },
 }
 
 const VARIANTS: &[&str] = &[
@@ -87,6 +103,9 @@ const VARIANTS: &[&str] = &[
     "retire",
     "token_create",
     "token_revoke",
+    "join_token_create",
+    "worker_enroll",
+    "worker_revoke",
 ];
 
 #[derive(Deserialize)]
@@ -149,6 +168,28 @@ struct TokenRevokeFields {
 struct RetireFields {
     keep_ms: u64,
     keep_max: u64,
+}
+
+#[derive(Deserialize)]
+struct JoinTokenCreateFields {
+    id: String,
+    digest: String,
+    ttl_ms: u64,
+    uses: u32,
+}
+
+#[derive(Deserialize)]
+struct WorkerEnrollFields {
+    token: String,
+    token_digest: String,
+    name: String,
+    credential: String,
+    credential_digest: String,
+}
+
+#[derive(Deserialize)]
+struct WorkerRevokeFields {
+    name: String,
 }
 
 impl<'de> Deserialize<'de> for Command {
@@ -237,6 +278,28 @@ impl<'de> Visitor<'de> for CommandVisitor {
             },
             "token_revoke" => Command::TokenRevoke {
                 id: TokenRevokeFields::deserialize(rest)?.id,
+            },
+            "join_token_create" => {
+                let f = JoinTokenCreateFields::deserialize(rest)?;
+                Command::JoinTokenCreate {
+                    id: f.id,
+                    digest: f.digest,
+                    ttl_ms: f.ttl_ms,
+                    uses: f.uses,
+                }
+            }
+            "worker_enroll" => {
+                let f = WorkerEnrollFields::deserialize(rest)?;
+                Command::WorkerEnroll {
+                    token: f.token,
+                    token_digest: f.token_digest,
+                    name: f.name,
+                    credential: f.credential,
+                    credential_digest: f.credential_digest,
+                }
+            }
+            "worker_revoke" => Command::WorkerRevoke {
+                name: WorkerRevokeFields::deserialize(rest)?.name,
             },
             other => return Err(de::Error::unknown_variant(other, VARIANTS)),
         })
@@ -334,6 +397,20 @@ mod tests {
                 },
             },
             Command::TokenRevoke { id: 3 },
+            Command::JoinTokenCreate {
+                id: "t".into(),
+                digest: "d".into(),
+                ttl_ms: 1000,
+                uses: 2,
+            },
+            Command::WorkerEnroll {
+                token: "t".into(),
+                token_digest: "d".into(),
+                name: "w".into(),
+                credential: "c".into(),
+                credential_digest: "e".into(),
+            },
+            Command::WorkerRevoke { name: "w".into() },
         ]
     }
 

@@ -16,6 +16,7 @@ mod command_decode;
 pub mod idempotency;
 mod machine;
 mod snapshot_codec;
+pub mod worker_identity;
 
 pub use acl::{NewToken, TokenRecord, TokenSnapshot, TokenTable};
 pub use command::{Command, CommandResult, LogEntry, Rejection};

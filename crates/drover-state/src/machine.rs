@@ -4,6 +4,7 @@
 use crate::acl::{TokenSnapshot, TokenTable};
 use crate::command::{Command, CommandResult, LogEntry, Rejection};
 use crate::idempotency::{IdempotencyWindow, KeyLookup, KeyRecord};
+use crate::worker_identity::WorkerIdentities;
 use drover_proto::events::{ClusterEvent, EventBody, EventId, WorkerChange};
 use drover_proto::worker::{AttemptUsage, StartTask};
 use drover_sched::{
@@ -68,6 +69,9 @@ pub struct StateSnapshot {
     /// Client ACL tokens (hashed) and who submitted each job (format version 2).
     #[serde(default)]
     pub tokens: TokenSnapshot,
+    /// Join tokens and worker credentials (digests only).
+    #[serde(default)]
+    pub identities: WorkerIdentities,
 }
 
 #[derive(Debug)]
@@ -79,6 +83,8 @@ pub struct StateMachine {
     idempotency: IdempotencyWindow,
     /// Client ACL tokens and the submitter of each job.
     tokens: TokenTable,
+    /// Join tokens and worker credentials (see `worker_identity.rs`).
+    identities: WorkerIdentities,
     /// Per job, its tasks in a final state and those of them that did not succeed.
     /// Derived (rebuilt on restore, not in snapshots): it feeds the job progress events.
     progress: BTreeMap<JobId, Progress>,
@@ -133,6 +139,7 @@ impl StateMachine {
             jobs: BTreeMap::new(),
             idempotency: IdempotencyWindow::default(),
             tokens: TokenTable::default(),
+            identities: WorkerIdentities::default(),
             progress: BTreeMap::new(),
             transitions: Vec::new(),
             touched_jobs: Vec::new(),
@@ -149,6 +156,11 @@ impl StateMachine {
 
     pub fn job(&self, job: JobId) -> Option<&JobRecord> {
         self.jobs.get(&job)
+    }
+
+    /// The cluster's join tokens and worker credentials.
+    pub fn identities(&self) -> &WorkerIdentities {
+        &self.identities
     }
 
     /// The idempotency keys remembered (bounded; see `idempotency.rs`).
@@ -417,6 +429,40 @@ impl StateMachine {
                     })
                 };
             }
+            Command::JoinTokenCreate {
+                id,
+                digest,
+                ttl_ms,
+                uses,
+            } => {
+                self.identities.expire(now);
+                return Self::identity_result(
+                    self.identities
+                        .create_token(now, id, digest, *ttl_ms, *uses)
+                        .map(drop),
+                );
+            }
+            Command::WorkerEnroll {
+                token,
+                token_digest,
+                name,
+                credential,
+                credential_digest,
+            } => {
+                let enrolled = self.identities.enroll(
+                    now,
+                    token,
+                    token_digest,
+                    name,
+                    credential,
+                    credential_digest,
+                );
+                self.identities.expire(now);
+                return Self::identity_result(enrolled);
+            }
+            Command::WorkerRevoke { name } => {
+                return Self::identity_result(self.identities.revoke(name).map(drop));
+            }
             &Command::Retire { keep_ms, keep_max } => Event::Retire { keep_ms, keep_max },
         };
         match self.sched.apply(now, event) {
@@ -471,6 +517,13 @@ impl StateMachine {
                     CommandResult::Done
                 }
             }
+            Err(e) => CommandResult::Rejected(Rejection::from(&e)),
+        }
+    }
+
+    fn identity_result(r: Result<(), crate::worker_identity::IdentityError>) -> CommandResult {
+        match r {
+            Ok(()) => CommandResult::Done,
             Err(e) => CommandResult::Rejected(Rejection::from(&e)),
         }
     }
@@ -551,6 +604,7 @@ impl StateMachine {
             array_index: view.array_index,
             array_count: view.array_count,
             inputs,
+            signature: String::new(),
         })
     }
 
@@ -561,6 +615,7 @@ impl StateMachine {
             jobs: self.jobs.clone(),
             idempotency: self.idempotency.records(),
             tokens: self.tokens.snapshot(),
+            identities: self.identities.clone(),
         }
     }
 
@@ -589,6 +644,7 @@ impl StateMachine {
             jobs: snapshot.jobs,
             idempotency: IdempotencyWindow::restore(snapshot.idempotency),
             tokens: TokenTable::restore(snapshot.tokens),
+            identities: snapshot.identities,
             progress,
             transitions: Vec::new(),
             touched_jobs: Vec::new(),

@@ -29,7 +29,7 @@ use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 
 pub const MAGIC: [u8; 8] = *b"DROVSNAP";
 /// Bump when the encoded shape of [`StateSnapshot`] changes. Version 2 added the
-/// client ACL tokens at the end; version 1 snapshots are still read (with no tokens).
+/// client ACL tokens and the worker identities (join tokens, credentials) at the end; version 1 snapshots are still read (with no tokens).
 pub const FORMAT_VERSION: u32 = 2;
 /// The oldest version still read.
 const OLDEST_READ: u32 = 1;
@@ -52,6 +52,7 @@ impl From<StateSnapshotV1> for StateSnapshot {
             jobs: v1.jobs,
             idempotency: v1.idempotency,
             tokens: Default::default(),
+            identities: Default::default(),
         }
     }
 }
@@ -292,11 +293,11 @@ impl<'de, R: Read + 'de> postcard::de_flavors::Flavor<'de> for &'de mut Chunks<R
 /// A snapshot being read: its header and metadata are read at once; the state when
 /// asked (it is by far the larger part).
 pub struct SnapshotReader<R: Read> {
+    version: u32,
     body: Chunks<R>,
     crc: u32,
     declared: u64,
     meta: Vec<u8>,
-    version: u32,
 }
 
 impl<R: Read> std::fmt::Debug for SnapshotReader<R> {
@@ -340,11 +341,11 @@ impl<R: Read> SnapshotReader<R> {
         }
         let meta = body.take(meta_len as usize)?.ok_or(short(4))?.to_vec();
         Ok(SnapshotReader {
+            version,
             body,
             crc,
             declared,
             meta,
-            version,
         })
     }
 
@@ -357,10 +358,10 @@ impl<R: Read> SnapshotReader<R> {
     /// the whole body.
     pub fn state(self) -> Result<StateSnapshot, SnapshotCodecError> {
         let SnapshotReader {
+            version,
             mut body,
             crc,
             declared,
-            version,
             ..
         } = self;
         let state = {
@@ -392,5 +393,61 @@ impl<R: Read> SnapshotReader<R> {
             });
         }
         Ok(state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Command, LogEntry, StateMachine};
+    use drover_sched::SchedulerConfig;
+    use drover_types::{JobSpec, Millis, TaskSpec};
+
+    /// A version-1 snapshot (written the way version 1 was: the state without the
+    /// identities) still reads, with no identities.
+    #[test]
+    fn a_version_1_snapshot_reads_without_identities() {
+        let mut m = StateMachine::new(SchedulerConfig::default());
+        m.apply(&LogEntry {
+            now: Millis(1_000),
+            commands: vec![Command::Submit {
+                job: JobSpec {
+                    name: "old".into(),
+                    tasks: vec![TaskSpec::command(["true"])],
+                    ..Default::default()
+                },
+                idempotency: None,
+                submitter: None,
+            }],
+        });
+        let state = m.snapshot();
+        #[derive(serde::Serialize)]
+        struct V1<'a> {
+            sched: &'a drover_sched::SchedulerSnapshot,
+            records: &'a std::collections::BTreeMap<drover_types::TaskId, crate::TaskRecord>,
+            jobs: &'a std::collections::BTreeMap<drover_types::JobId, crate::JobRecord>,
+            idempotency: &'a Vec<crate::idempotency::KeyRecord>,
+        }
+        let mut body = 0u32.to_le_bytes().to_vec();
+        body.extend(
+            postcard::to_stdvec(&V1 {
+                sched: &state.sched,
+                records: &state.records,
+                jobs: &state.jobs,
+                idempotency: &state.idempotency,
+            })
+            .unwrap(),
+        );
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend(1u32.to_le_bytes());
+        bytes.extend(crc32fast::hash(&body).to_le_bytes());
+        bytes.extend((body.len() as u64).to_le_bytes());
+        bytes.extend(&body);
+        let read = SnapshotReader::open(&bytes[..]).unwrap().state().unwrap();
+        assert_eq!(read.jobs, state.jobs);
+        assert_eq!(read.records, state.records);
+        assert_eq!(read.identities, Default::default());
+        let restored = StateMachine::restore(read);
+        assert_eq!(restored.job(drover_types::JobId(1)).unwrap().name, "old");
     }
 }

@@ -58,6 +58,7 @@ fn finished(task: u64, code: i32) -> Command {
             stdout_bytes: 0,
             stderr_bytes: 0,
             output_truncated: false,
+            digest: String::new(),
         },
     }
 }

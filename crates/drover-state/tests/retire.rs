@@ -48,6 +48,7 @@ fn finish_all(
                     stdout_bytes: 3,
                     stderr_bytes: 0,
                     output_truncated: false,
+                    digest: String::new(),
                 },
             });
         }

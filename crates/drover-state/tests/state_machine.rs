@@ -44,6 +44,7 @@ fn finished(worker: WorkerId, task: TaskId, attempt: Attempt, code: i32, result:
             stdout_bytes: result.len() as u64,
             stderr_bytes: 0,
             output_truncated: false,
+            digest: String::new(),
         },
     }
 }

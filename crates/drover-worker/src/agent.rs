@@ -7,6 +7,7 @@ use crate::lifeline::Lifeline;
 use crate::metrics::WorkerMetrics;
 use crate::runner::{self, RunnerEvent};
 use drover_exec::{CgroupMode, Driver, DriverConfig, HostInfo, HostSampler, ProcessDriver};
+use drover_proto::integrity::TaskVerifier;
 use drover_proto::worker::{
     AttemptReport, AttemptUsage, OutputFrame, PROTOCOL_VERSION, RunningUsage, ServerMessage,
     StartTask, WorkerMessage,
@@ -36,6 +37,13 @@ pub enum WorkerError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot store the worker credential in {path}: {source}")]
+    Credential {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the server's task key is not usable: {0}")]
+    TaskKey(drover_proto::integrity::IntegrityError),
     #[error("cannot serve metrics on {addr}: {source}")]
     Metrics {
         addr: std::net::SocketAddr,
@@ -103,6 +111,12 @@ struct Agent {
     beats: VecDeque<(u64, Instant)>,
     next_beat: u64,
     metrics: Arc<WorkerMetrics>,
+    /// What this worker presents when it connects: its stored credential, else its
+    /// join token, else the cluster token.
+    bearer: String,
+    /// The cluster's task key, from the latest welcome: starts whose signature does not
+    /// verify with it are refused (reported as failing to start), never run.
+    verifier: Option<TaskVerifier>,
 }
 
 /// Runs a worker until `shutdown` resolves (or a fatal error). Running tasks are killed
@@ -181,6 +195,18 @@ pub async fn run_with_driver(
             .map_err(|source| WorkerError::Metrics { addr, source })?;
         tracing::info!(%bound, "serving metrics at http://{bound}/metrics");
     }
+    let credential_path = config.credential_path();
+    let bearer = match tokio::fs::read_to_string(&credential_path).await {
+        Ok(c) if !c.trim().is_empty() => c.trim().to_string(),
+        Ok(_) => fallback_bearer(&config),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => fallback_bearer(&config),
+        Err(source) => {
+            return Err(WorkerError::Credential {
+                path: credential_path,
+                source,
+            });
+        }
+    };
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let fence = Fence::start(config.kill_grace, lifeline);
     let fence_fired = fence.subscribe();
@@ -208,6 +234,8 @@ pub async fn run_with_driver(
         beats: VecDeque::new(),
         next_beat: 0,
         metrics,
+        bearer,
+        verifier: None,
     };
     // Attempts a previous run of this agent left behind cannot be watched any more:
     // end them, and report them ended so the server can retry them per their policy.
@@ -261,6 +289,36 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
+/// The secret to present without a stored credential: the join token if given.
+fn fallback_bearer(config: &WorkerConfig) -> String {
+    config
+        .join_token
+        .clone()
+        .filter(|t| !t.trim().is_empty())
+        .unwrap_or_else(|| config.token.clone())
+}
+
+/// Writes the credential the server gave (mode 0600, through a temporary file and a
+/// rename, off the async threads): a crash mid-write must not leave half of it.
+async fn store_credential(path: std::path::PathBuf, secret: String) -> std::io::Result<()> {
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let tmp = path.with_extension("tmp");
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(secret.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
 fn ended_report((task, attempt): (TaskId, Attempt), outcome: Outcome) -> AttemptReport {
     AttemptReport {
         task,
@@ -271,7 +329,9 @@ fn ended_report((task, attempt): (TaskId, Attempt), outcome: Outcome) -> Attempt
         stdout_bytes: 0,
         stderr_bytes: 0,
         output_truncated: false,
+        digest: String::new(),
     }
+    .sealed()
 }
 
 async fn send_json(socket: &mut Socket, message: &WorkerMessage) -> Result<(), String> {
@@ -360,7 +420,7 @@ impl Agent {
             // timeout) its firing is handled as soon as the attempt returns.
             let connected = tokio::select! {
                 _ = &mut *shutdown => return Ok(()),
-                c = connection::connect(&url, &self.config.token, self.config.tls.clone()) => c,
+                c = connection::connect(&url, &self.bearer, self.config.tls.clone()) => c,
             };
             match connected {
                 Ok(socket) => match self.session_then_disconnect(socket, shutdown).await? {
@@ -434,6 +494,7 @@ impl Agent {
         self.metrics.ended(&report.outcome);
         self.metrics
             .set_load(self.running.len(), self.waiting.len());
+        let report = report.sealed();
         self.unacked.insert(key, report.clone());
         report
     }
@@ -544,7 +605,20 @@ impl Agent {
                 heartbeat_interval_ms,
                 lost_after_ms,
                 fence_after_ms,
+                task_key,
+                credential,
             }) => {
+                self.verifier =
+                    Some(TaskVerifier::from_hex(&task_key).map_err(WorkerError::TaskKey)?);
+                if let Some(secret) = credential {
+                    // Joined with a join token: from now on this worker is itself.
+                    let path = self.config.credential_path();
+                    store_credential(path.clone(), secret.clone())
+                        .await
+                        .map_err(|source| WorkerError::Credential { path, source })?;
+                    tracing::info!("received and stored this worker's credential");
+                    self.bearer = secret;
+                }
                 self.heartbeat_every = Duration::from_millis(heartbeat_interval_ms.max(10));
                 self.fence_after = Duration::from_millis(fence_after_ms);
                 self.fence.proven(hello_sent, self.fence_after);
@@ -774,6 +848,24 @@ impl Agent {
         match message {
             ServerMessage::Start(start) => {
                 let key = (start.task, start.attempt);
+                let verified = match &self.verifier {
+                    Some(v) => v.verify(&start),
+                    None => Err(drover_proto::integrity::IntegrityError::Unsigned),
+                };
+                if let Err(e) = verified {
+                    // Never run: reported as failing to start, so the server hears why.
+                    if self.unacked.contains_key(&key) {
+                        return;
+                    }
+                    tracing::error!(task = %start.task, attempt = %start.attempt, "refused a start: {e}");
+                    let _ = self.events_tx.send(RunnerEvent::Finished(ended_report(
+                        key,
+                        Outcome::SpawnFailed {
+                            message: format!("the worker refused to run it: {e}"),
+                        },
+                    )));
+                    return;
+                }
                 // A start can arrive twice (resent after a reconnect): the attempt
                 // number makes it idempotent.
                 if self.running.contains_key(&key)

@@ -9,8 +9,12 @@ use std::time::Duration;
 pub struct WorkerConfig {
     /// The server's URL, e.g. `http://127.0.0.1:7070`.
     pub server: String,
-    /// The cluster token.
+    /// The cluster token (may be empty when the worker has a credential or a join token).
     pub token: String,
+    /// A join token, used on the first connection only: the server answers with this
+    /// worker's own credential, stored in `<data_dir>/credential` (0600) and presented
+    /// from then on, restarts included (see ARCHITECTURE.md, "Worker identities").
+    pub join_token: Option<String>,
     /// Stable name; a restarted worker with the same name is the same worker.
     pub name: String,
     /// Attempt directories and the agent's own state live here.
@@ -50,6 +54,11 @@ pub struct WorkerConfig {
 }
 
 impl WorkerConfig {
+    /// Where this worker keeps the credential the server gave it.
+    pub fn credential_path(&self) -> PathBuf {
+        self.data_dir.join("credential")
+    }
+
     pub fn new(
         server: impl Into<String>,
         token: impl Into<String>,
@@ -59,6 +68,7 @@ impl WorkerConfig {
         WorkerConfig {
             server: server.into(),
             token: token.into(),
+            join_token: None,
             name: name.into(),
             data_dir,
             cpu_milli: None,

@@ -13,7 +13,9 @@ pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     /// The server refused the token: retrying will not help.
-    #[error("the server refused the cluster token (HTTP 401); check --token or DROVER_TOKEN")]
+    #[error(
+        "the server refused this worker's secret (HTTP 401): check --token or DROVER_TOKEN, or the join token (--join-token; it is single-use and expires), or whether this worker's credential was revoked (remove the file credential in its data directory and join again)"
+    )]
     Unauthorized,
     #[error("bad server URL {url:?}: {message}")]
     BadUrl { url: String, message: String },

@@ -105,6 +105,7 @@ pub fn launch(
                 stdout_bytes: 0,
                 stderr_bytes: 0,
                 output_truncated: false,
+                digest: String::new(),
             }));
             return Handles {
                 resources,
@@ -148,6 +149,7 @@ pub fn launch(
             stdout_bytes: finished.stdout.bytes,
             stderr_bytes: finished.stderr.bytes,
             output_truncated: finished.stdout.truncated || finished.stderr.truncated,
+            digest: String::new(),
         }));
     });
     Handles {

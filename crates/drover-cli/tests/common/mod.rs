@@ -19,6 +19,7 @@ pub mod netns;
 pub mod process_watch;
 pub mod servers;
 pub mod tls;
+pub mod worker_join;
 
 use drover_proto::api::{TaskInfo, WorkerInfo};
 use serde_json::Value;

@@ -84,6 +84,17 @@ pub const ROUTES: &[(Method, &str, Access)] = &[
         "/v1/tokens/{id}",
         client(Role::Admin, false),
     ),
+    (Method::POST, "/v1/worker-tokens", client(Role::Admin, false)),
+    (
+        Method::GET,
+        "/v1/worker-credentials",
+        client(Role::Admin, false),
+    ),
+    (
+        Method::DELETE,
+        "/v1/worker-credentials/{worker}",
+        client(Role::Admin, false),
+    ),
     (
         Method::GET,
         drover_proto::worker::WORKER_CONNECT_PATH,

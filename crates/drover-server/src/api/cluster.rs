@@ -127,6 +127,10 @@ pub async fn workers(State(node): State<Arc<Node>>) -> Json<Vec<WorkerInfo>> {
                 labels: w.spec.labels.clone(),
                 running: w.running.clone(),
                 last_seen_ms_ago: live.map(|l| now.duration_since(l.last_seen).as_millis() as u64),
+                credential: sm
+                    .identities()
+                    .credential_of(&w.spec.name)
+                    .map(|(id, _)| id.to_string()),
             }
         })
         .collect();

@@ -19,6 +19,7 @@ mod read_index;
 mod state_failed;
 mod tasks;
 mod tokens;
+mod worker_identity;
 
 pub use error::ApiError;
 pub use read_index::NOT_A_MEMBER;
@@ -57,6 +58,9 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<Node>> {
         .routes(routes!(tokens::list, tokens::create))
         .routes(routes!(tokens::revoke))
         .routes(routes!(crate::worker_session::connect))
+        .routes(routes!(worker_identity::create_token))
+        .routes(routes!(worker_identity::list))
+        .routes(routes!(worker_identity::revoke))
 }
 
 /// The OpenAPI document of [`router`], as served at `/v1/openapi.json`.

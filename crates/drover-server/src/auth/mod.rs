@@ -108,12 +108,20 @@ pub async fn require_token(
         )
         .into_response();
     }
+    // Worker identities: a join token or a worker credential opens the worker endpoint
+    // only, where it is checked against the replicated state (`worker_identity.rs`);
+    // anywhere else it fails the checks below (403 on the servers' routes, 401 others).
+    let worker_secret =
+        presented.is_some_and(|t| crate::worker_identity::is_worker_secret(t.trim()));
+    if worker_secret && path == drover_proto::worker::WORKER_CONNECT_PATH {
+        return next.run(request).await;
+    }
     if peer_route {
         // Servers only: a client's or a worker's token is refused here, and the peer
         // token opens nothing else (it fails the cluster-token check below).
         return match presented {
             Some(t) if credentials.peer.matches(t.trim()) => next.run(request).await,
-            Some(t) if credentials.cluster.matches(t.trim()) => ApiError::new(
+            Some(t) if credentials.cluster.matches(t.trim()) || worker_secret => ApiError::new(
                 axum::http::StatusCode::FORBIDDEN,
                 "forbidden",
                 "these routes are for the servers of the cluster, not for clients or workers",
