@@ -422,15 +422,16 @@ impl RaftStateMachine<TypeConfig> for StateStore {
                         });
                         replies.push(Vec::new());
                     }
-                    EntryPayload::Normal(ref log_entry) => {
+                    EntryPayload::Normal(log_entry) => {
                         // A panic here (a bug in the core) would leave the state
                         // half-applied. Caught inside the lock (so it is not poisoned
                         // and nobody reads on regardless): the state is marked failed,
                         // the API refuses to serve it, and openraft is told to stop.
                         let index = entry.log_id.index;
                         let applied_one = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                            test_hook::maybe_panic(log_entry);
-                            machine.apply_indexed(index, log_entry)
+                            test_hook::maybe_panic(&log_entry);
+                            // Owned: a submission's specs move into the core.
+                            machine.apply_entry(index, log_entry)
                         }));
                         let mut out = match applied_one {
                             Ok(out) => out,
