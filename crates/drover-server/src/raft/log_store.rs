@@ -158,10 +158,26 @@ fn write_err(e: impl std::error::Error + 'static) -> StorageError {
     StorageIOError::write_logs(&e).into()
 }
 
+/// redb's page cache for the log. Its default (1 GiB) keeps every page a commit
+/// writes, so the log's bytes piled up in the server's memory until the cache was full:
+/// a job of 1,000,000 tasks is one entry of about 150 MiB, all of it resident after
+/// the append. The log is read back only at a start (entries after the snapshot) and
+/// by a follower catching up past the in-memory tail ([`RecentEntries`]), where the
+/// kernel's page cache serves it; a small cache also bounds the write buffer (half of
+/// it), which redb spills to the file early in a larger transaction.
+const LOG_CACHE_BYTES: usize = 32 << 20;
+
+fn create_database(path: &Path) -> Result<Database, StorageError> {
+    redb::Builder::new()
+        .set_cache_size(LOG_CACHE_BYTES)
+        .create(path)
+        .map_err(write_err)
+}
+
 impl LogStore {
     /// Opens (or creates) the log database at `path` and makes sure its tables exist.
     pub fn open(path: &Path, health: Arc<StorageHealth>) -> Result<LogStore, StorageError> {
-        let db = Database::create(path).map_err(write_err)?;
+        let db = create_database(path)?;
         let txn = db.begin_write().map_err(write_err)?;
         txn.open_table(LOG).map_err(write_err)?;
         txn.open_table(META).map_err(write_err)?;
@@ -183,7 +199,7 @@ impl LogStore {
         if let Some(db) = &*self.inner.db.lock().unwrap_or_else(|p| p.into_inner()) {
             return Ok(db.clone());
         }
-        let db = Arc::new(Database::create(&self.inner.path).map_err(write_err)?);
+        let db = Arc::new(create_database(&self.inner.path)?);
         let mut slot = self.inner.db.lock().unwrap_or_else(|p| p.into_inner());
         Ok(slot.get_or_insert(db).clone())
     }
