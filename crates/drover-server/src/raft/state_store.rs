@@ -206,6 +206,8 @@ impl StateStore {
                     highest_node_id: meta.highest_node_id(),
                 };
                 let machine = StateMachine::restore(state);
+                // The decode's transient allocations sit among the state's.
+                crate::heap_trim::release_free_memory();
                 tracing::info!(
                     index = applied.last.map(|l| l.index).unwrap_or(0),
                     decode_ms = decoded.as_millis() as u64,
@@ -462,6 +464,15 @@ impl RaftStateMachine<TypeConfig> for StateStore {
                 }
             }
             self.shared.metrics.observe_applied(&machine, &events);
+        }
+        // A large submission leaves its parse debris freed among the specs kept (on
+        // the leader the API's parse tree, on a follower the log's): give it back.
+        let large = replies.iter().flatten().any(|r| {
+            matches!(r, CommandResult::Submitted { tasks, .. }
+                if u64::from(tasks.count) >= crate::heap_trim::AFTER_TASKS)
+        });
+        if large {
+            crate::heap_trim::release_in_background();
         }
         // After the state is readable: a reader that saw an event finds its change.
         self.shared.events.publish(events);
