@@ -896,6 +896,9 @@ fn dir_size(path: &Path) -> u64 {
 
 #[tokio::main]
 async fn main() {
+    // reqwest (`rustls-no-provider`) panics at its first client without a default
+    // provider; the queued case builds one before any `drover_client::Client`.
+    drover_client::tls::install_provider();
     let o = Options::parse();
     let dir = std::env::temp_dir().join(format!("drover-scale-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
