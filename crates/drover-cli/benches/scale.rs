@@ -862,7 +862,11 @@ async fn queued_runs(o: &Options, dir: &Path) {
         ("RSS idle, queued (MiB)", |f| f.rss_idle_mib, "<= 1024"),
         ("peak RSS (MiB)", |f| f.peak_rss_mib, ""),
         ("restart to serving (s)", |f| f.restart_s, "<= 5"),
-        ("RSS after restart (MiB)", |f| f.rss_restarted_mib, "<= 1024"),
+        (
+            "RSS after restart (MiB)",
+            |f| f.rss_restarted_mib,
+            "<= 1024",
+        ),
         ("peak RSS of restart (MiB)", |f| f.peak_restarted_mib, ""),
     ];
     println!(

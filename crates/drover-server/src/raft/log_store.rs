@@ -564,7 +564,10 @@ mod tests {
         assert_eq!(indexes(recent.get(1, Bound::Included(1))), Some(vec![1]));
         assert_eq!(indexes(recent.get(1, Bound::Included(1))), Some(vec![1]));
         // The large one moves out with the first read that covers it...
-        assert_eq!(indexes(recent.get(1, Bound::Unbounded)), Some(vec![1, 2, 3]));
+        assert_eq!(
+            indexes(recent.get(1, Bound::Unbounded)),
+            Some(vec![1, 2, 3])
+        );
         // ...after which any read covering it is left to redb, and others still served.
         assert_eq!(indexes(recent.get(2, Bound::Included(2))), None);
         assert_eq!(indexes(recent.get(1, Bound::Unbounded)), None);
