@@ -836,6 +836,9 @@ async fn queued_case(
     }
 }
 
+/// Reads one figure of a run.
+type Figure = fn(&QueuedFigures) -> f64;
+
 /// The queued case for this build (and `--baseline`, alternating run by run, so both
 /// see the same machine), then a table of medians side by side.
 async fn queued_runs(o: &Options, dir: &Path) {
@@ -852,11 +855,11 @@ async fn queued_runs(o: &Options, dir: &Path) {
             let _ = std::fs::remove_dir_all(&data);
         }
     }
-    let median = |v: &[QueuedFigures], f: fn(&QueuedFigures) -> f64| {
+    let median = |v: &[QueuedFigures], f: Figure| {
         let s = sorted(v.iter().map(f).collect());
         s[s.len() / 2]
     };
-    let rows: [(&str, fn(&QueuedFigures) -> f64, &str); 7] = [
+    let rows: [(&str, Figure, &str); 7] = [
         ("acknowledged (s)", |f| f.ack_s, "<= 5"),
         ("RSS just after (MiB)", |f| f.rss_acked_mib, ""),
         ("RSS idle, queued (MiB)", |f| f.rss_idle_mib, "<= 1024"),
