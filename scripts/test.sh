@@ -54,5 +54,6 @@ cargo bench -p drover-cli --bench ha -- --quick
 cargo bench -p drover-server --bench snapshot -- --quick
 cargo bench -p drover-state --bench retention -- --quick
 cargo bench -p drover-cli --bench retention -- --quick
-# 10 simulated workers (real agents, real sockets) against a real server, 10,000 tasks.
+# 10 simulated workers (real agents, real sockets) against a real server, 10,000 tasks;
+# then the queued case (memory and start-up): one job of 10,000 tasks, RSS, restart.
 cargo bench -p drover-cli --bench scale -- --quick

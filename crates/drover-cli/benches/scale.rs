@@ -21,13 +21,16 @@
 //! - `scale_queued`: on a fresh server without workers, one job of `--tasks` distinct
 //!   tasks through `POST /v1/jobs`: time to acknowledge, server RSS with them queued;
 //!   then the server is stopped (SIGTERM) and started again: time until it serves
-//!   again with every task back, and its RSS then.
+//!   again with every task back, and its RSS then. `--baseline PATH` runs another
+//!   `drover` binary (an older build) through the same case, alternating with this
+//!   build's, `--runs N` times each, and prints the medians side by side; `--settle S`
+//!   is how long after the acknowledgement the "idle" RSS is read (5 s; 1 with `--quick`).
 //!
 //! `cargo bench -p drover-cli --bench scale` (1,000 workers, 1,000,000 tasks),
 //! `-- --quick` (10 workers, 10,000 tasks: the CI smoke run). Options:
 //! `--workers N --slots N --tasks N --batch N --duration-ms MS --rate N --prefetch N
 //! --servers N --timeout S --csv PATH --only drain|queued --server URL --token T
-//! --server-pid PID`. `--servers 3` runs the drain case through a replicated group of
+//! --server-pid PID --baseline PATH --runs N --settle S`. `--servers 3` runs the drain case through a replicated group of
 //! three (the leader's CPU and RSS are sampled; `all_servers_cpu_s` sums the three).
 //! With `--server` (a running server, or several comma-separated), only the drain case
 //! runs; `--server-pid` names the process whose CPU and RSS are sampled.
@@ -70,6 +73,14 @@ struct Options {
     servers: usize,
     /// The policy's `prefetch_per_worker` for the drain case.
     prefetch: Option<u32>,
+    /// The queued case also runs this `drover` binary (an older build), alternating
+    /// with this build's, and prints both side by side.
+    baseline: Option<PathBuf>,
+    /// Runs of the queued case per binary (medians reported).
+    runs: usize,
+    /// Seconds the queued case waits after the acknowledgement before reading the
+    /// server's RSS as "idle".
+    settle_s: u64,
 }
 
 impl Options {
@@ -91,6 +102,9 @@ impl Options {
             server_pid: None,
             servers: 1,
             prefetch: None,
+            baseline: None,
+            runs: 1,
+            settle_s: if quick { 1 } else { 5 },
         };
         let args: Vec<String> = std::env::args().skip(1).collect();
         let mut i = 0;
@@ -126,6 +140,9 @@ impl Options {
                 "--server-pid" => o.server_pid = Some(num() as u32),
                 "--servers" => o.servers = num().max(1) as usize,
                 "--prefetch" => o.prefetch = Some(num() as u32),
+                "--baseline" => o.baseline = Some(PathBuf::from(&value)),
+                "--runs" => o.runs = num().max(1) as usize,
+                "--settle" => o.settle_s = num(),
                 other => panic!("unknown option {other}"),
             }
             i += 2;
@@ -146,11 +163,12 @@ struct ServerProc {
 }
 
 impl ServerProc {
-    fn start(dir: &Path) -> ServerProc {
+    /// Starts `binary` (this build's `drover`, or a baseline build) as a server.
+    fn start(binary: &Path, dir: &Path) -> ServerProc {
         std::fs::create_dir_all(dir).expect("data dir");
         let endpoint = dir.join("server/endpoint");
         let _ = std::fs::remove_file(&endpoint);
-        let child = Command::new(DROVER)
+        let child = Command::new(binary)
             .arg("--data-dir")
             .arg(dir)
             // Plain HTTP: the figures are of scheduling at scale, and the in-process
@@ -684,24 +702,46 @@ fn write_csv(path: &Path, series: &[Second]) {
     }
 }
 
-async fn queued_case(o: &Options, dir: &Path) {
-    let data = dir.join("server-queued");
-    let server = ServerProc::start(&data);
-    // What a person writes: each task's name and command, every other field at its
-    // default (serializing `TaskSpec` whole would spell out every default: 2× the
-    // bytes). Encoded before the clock starts: the figure is the server's.
-    let body = {
-        let tasks: Vec<serde_json::Value> = (0..o.tasks)
-            .map(|i| serde_json::json!({"name": format!("t{i}"), "command": ["sleep", "1"]}))
-            .collect();
-        serde_json::to_vec(&serde_json::json!({"name": "queued", "tasks": tasks})).expect("encode")
-    };
+/// What one run of the queued case measured.
+#[derive(Clone, Copy, Debug)]
+struct QueuedFigures {
+    ack_s: f64,
+    /// Server RSS right after the acknowledgement, and `--settle` seconds later.
+    rss_acked_mib: f64,
+    rss_idle_mib: f64,
+    peak_rss_mib: f64,
+    restart_s: f64,
+    rss_restarted_mib: f64,
+    peak_restarted_mib: f64,
+}
+
+/// The job every run of the queued case submits: what a person writes, each task's
+/// name and command, every other field at its default (serializing `TaskSpec` whole
+/// would spell out every default: 2× the bytes).
+fn queued_body(tasks: u64) -> Vec<u8> {
+    let tasks: Vec<serde_json::Value> = (0..tasks)
+        .map(|i| serde_json::json!({"name": format!("t{i}"), "command": ["sleep", "1"]}))
+        .collect();
+    serde_json::to_vec(&serde_json::json!({"name": "queued", "tasks": tasks})).expect("encode")
+}
+
+/// One run: `binary` as a fresh server, the job submitted, RSS read, the server stopped
+/// (SIGTERM) and started again on the same data directory until it serves every task.
+async fn queued_case(
+    o: &Options,
+    binary: &Path,
+    label: &str,
+    data: &Path,
+    body: &[u8],
+) -> QueuedFigures {
+    let server = ServerProc::start(binary, data);
     let rss_before = rss_mib(server.pid(), "VmRSS:");
     // Sent with an idempotency key, and again with the same key while the server
     // answers 503 (as `Client::submit_job` does): `ack_s` is until the job is
     // acknowledged, `first_answer_s` until the first answer, whatever it said.
     let key = drover_client::new_idempotency_key();
     let http = reqwest::Client::new();
+    let mut next_body = body.to_vec();
     let t = Instant::now();
     let mut first_answer_s = None;
     let mut refusals = Vec::new();
@@ -711,7 +751,7 @@ async fn queued_case(o: &Options, dir: &Path) {
             .bearer_auth(&server.token)
             .header(drover_client::IDEMPOTENCY_HEADER, &key)
             .header("content-type", "application/json")
-            .body(body.clone())
+            .body(std::mem::take(&mut next_body))
             .send()
             .await
             .expect("submit the job");
@@ -726,8 +766,8 @@ async fn queued_case(o: &Options, dir: &Path) {
             "{status}: {}",
             String::from_utf8_lossy(&bytes)
         );
-        let body = String::from_utf8_lossy(&bytes);
-        let code = body
+        let text = String::from_utf8_lossy(&bytes);
+        let code = text
             .split("\"code\":\"")
             .nth(1)
             .and_then(|r| r.split('"').next())
@@ -738,19 +778,23 @@ async fn queued_case(o: &Options, dir: &Path) {
             t.elapsed().as_secs_f64()
         );
         refusals.push(code);
+        next_body = body.to_vec();
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let ack_s = t.elapsed().as_secs_f64();
     let resp: SubmitResponse = serde_json::from_slice(&reply).expect("a submit response");
     assert_eq!(resp.count, o.tasks);
-    let rss_queued = rss_mib(server.pid(), "VmRSS:");
+    let rss_acked = rss_mib(server.pid(), "VmRSS:");
+    // Idle: what stays once the submission's transient copies are gone.
+    tokio::time::sleep(Duration::from_secs(o.settle_s)).await;
+    let rss_idle = rss_mib(server.pid(), "VmRSS:");
     let peak_queued = rss_mib(server.pid(), "VmHWM:");
-    let disk_mib = dir_size(&data) as f64 / (1 << 20) as f64;
+    let disk_mib = dir_size(data) as f64 / (1 << 20) as f64;
 
     server.stop();
     let t = Instant::now();
     // The same data directory (on a new port: the endpoint file tells it).
-    let again = ServerProc::start(&data);
+    let again = ServerProc::start(binary, data);
     let client = Client::new(again.url.clone(), Some(again.token.clone()));
     let deadline = Instant::now() + Duration::from_secs(300);
     let held = loop {
@@ -769,8 +813,9 @@ async fn queued_case(o: &Options, dir: &Path) {
     let restart_s = t.elapsed().as_secs_f64();
     let rss_restarted = rss_mib(again.pid(), "VmRSS:");
     let peak_restarted = rss_mib(again.pid(), "VmHWM:");
+    assert_eq!(held, o.tasks, "tasks held after the restart");
     println!(
-        "bench=scale_queued tasks={} body_mib={:.0} ack_s={ack_s:.2} first_answer_s={:.2} refusals={} tasks_per_s={:.0} server_rss_before_mib={rss_before:.0} server_rss_queued_mib={rss_queued:.0} server_peak_rss_mib={peak_queued:.0} bytes_per_queued_task={:.0} data_dir_mib={disk_mib:.0} restart_to_serving_s={restart_s:.2} restarted_rss_mib={rss_restarted:.0} restarted_peak_rss_mib={peak_restarted:.0} tasks_held={held}",
+        "bench=scale_queued build={label} tasks={} body_mib={:.0} ack_s={ack_s:.2} first_answer_s={:.2} refusals={} tasks_per_s={:.0} server_rss_before_mib={rss_before:.0} server_rss_queued_mib={rss_acked:.0} server_rss_idle_mib={rss_idle:.0} server_peak_rss_mib={peak_queued:.0} bytes_per_queued_task={:.0} data_dir_mib={disk_mib:.0} restart_to_serving_s={restart_s:.2} restarted_rss_mib={rss_restarted:.0} restarted_peak_rss_mib={peak_restarted:.0} tasks_held={held}",
         o.tasks,
         body.len() as f64 / (1 << 20) as f64,
         first_answer_s.unwrap_or(f64::NAN),
@@ -780,8 +825,69 @@ async fn queued_case(o: &Options, dir: &Path) {
             refusals.join(",")
         },
         o.tasks as f64 / ack_s,
-        (rss_queued - rss_before) * 1024.0 * 1024.0 / o.tasks as f64,
+        (rss_idle - rss_before) * 1024.0 * 1024.0 / o.tasks as f64,
     );
+    again.stop();
+    QueuedFigures {
+        ack_s,
+        rss_acked_mib: rss_acked,
+        rss_idle_mib: rss_idle,
+        peak_rss_mib: peak_queued,
+        restart_s,
+        rss_restarted_mib: rss_restarted,
+        peak_restarted_mib: peak_restarted,
+    }
+}
+
+/// Reads one figure of a run.
+type Figure = fn(&QueuedFigures) -> f64;
+
+/// The queued case for this build (and `--baseline`, alternating run by run, so both
+/// see the same machine), then a table of medians side by side.
+async fn queued_runs(o: &Options, dir: &Path) {
+    let body = queued_body(o.tasks);
+    let mut builds: Vec<(&str, PathBuf, Vec<QueuedFigures>)> = Vec::new();
+    if let Some(b) = &o.baseline {
+        builds.push(("baseline", b.clone(), Vec::new()));
+    }
+    builds.push(("this", PathBuf::from(DROVER), Vec::new()));
+    for run in 0..o.runs {
+        for (label, binary, figures) in builds.iter_mut() {
+            let data = dir.join(format!("server-queued-{label}-{run}"));
+            figures.push(queued_case(o, binary, label, &data, &body).await);
+            let _ = std::fs::remove_dir_all(&data);
+        }
+    }
+    let median = |v: &[QueuedFigures], f: Figure| {
+        let s = sorted(v.iter().map(f).collect());
+        s[s.len() / 2]
+    };
+    let rows: [(&str, Figure, &str); 7] = [
+        ("acknowledged (s)", |f| f.ack_s, "<= 5"),
+        ("RSS just after (MiB)", |f| f.rss_acked_mib, ""),
+        ("RSS idle, queued (MiB)", |f| f.rss_idle_mib, "<= 1024"),
+        ("peak RSS (MiB)", |f| f.peak_rss_mib, ""),
+        ("restart to serving (s)", |f| f.restart_s, "<= 5"),
+        (
+            "RSS after restart (MiB)",
+            |f| f.rss_restarted_mib,
+            "<= 1024",
+        ),
+        ("peak RSS of restart (MiB)", |f| f.peak_restarted_mib, ""),
+    ];
+    println!(
+        "queued: {} tasks, medians of {} run(s) per build",
+        o.tasks, o.runs
+    );
+    let header: Vec<String> = builds.iter().map(|(l, _, _)| format!("{l:>10}")).collect();
+    println!("{:<28}{} {:>8}", "figure", header.join(""), "goal");
+    for (name, f, goal) in rows {
+        let cells: Vec<String> = builds
+            .iter()
+            .map(|(_, _, v)| format!("{:>10.2}", median(v, f)))
+            .collect();
+        println!("{name:<28}{} {goal:>8}", cells.join(""));
+    }
 }
 
 fn dir_size(path: &Path) -> u64 {
@@ -800,6 +906,9 @@ fn dir_size(path: &Path) -> u64 {
 
 #[tokio::main]
 async fn main() {
+    // reqwest (`rustls-no-provider`) panics at its first client without a default
+    // provider; the queued case builds one before any `drover_client::Client`.
+    drover_client::tls::install_provider();
     let o = Options::parse();
     let dir = std::env::temp_dir().join(format!("drover-scale-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -808,7 +917,7 @@ async fn main() {
         drain_case(&o, &dir).await;
     }
     if o.server.is_none() && o.runs("queued") {
-        queued_case(&o, &dir).await;
+        queued_runs(&o, &dir).await;
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

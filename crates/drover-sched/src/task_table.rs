@@ -175,3 +175,24 @@ impl Owners {
             .collect();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A million queued tasks must fit in about 1 GiB of server memory; the record is
+    /// the part every task pays whatever its spec (the spec is shared by an array's
+    /// elements). Printed with `--nocapture` for the memory notes in
+    /// `docs/benchmarks.md`.
+    #[test]
+    fn a_task_record_stays_small() {
+        let rec = std::mem::size_of::<TaskRec>();
+        println!(
+            "TaskRec {rec} B, TaskSpec {} B, Resources {} B, AttemptRecord {} B",
+            std::mem::size_of::<TaskSpec>(),
+            std::mem::size_of::<Resources>(),
+            std::mem::size_of::<AttemptRecord>(),
+        );
+        assert!(rec <= 192, "TaskRec grew to {rec} bytes");
+    }
+}

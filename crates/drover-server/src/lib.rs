@@ -10,6 +10,7 @@ pub mod auth;
 mod background;
 pub mod config;
 pub mod events;
+mod heap_trim;
 pub mod identity;
 mod join_target;
 mod joining;

@@ -10,7 +10,7 @@ use drover_proto::worker::{AttemptUsage, StartTask};
 use drover_sched::{
     Action, Event, KillReason, Scheduler, SchedulerConfig, SchedulerSnapshot, TaskRange, Transition,
 };
-use drover_types::{Attempt, JobId, Millis, TaskId, TaskState, WorkerId, WorkerState};
+use drover_types::{Attempt, JobId, JobSpec, Millis, TaskId, TaskState, WorkerId, WorkerState};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -186,6 +186,13 @@ impl StateMachine {
     /// state changes it caused, then those of the round, then one progress event per
     /// job submitted or advanced by the entry.
     pub fn apply_indexed(&mut self, index: u64, entry: &LogEntry) -> Output {
+        self.apply_entry(index, entry.clone())
+    }
+
+    /// [`StateMachine::apply_indexed`], taking the entry: a submission's task specs
+    /// move into the core instead of being copied (a job of 1,000,000 tasks is
+    /// hundreds of MiB of specs; the server applies what it owns through here).
+    pub fn apply_entry(&mut self, index: u64, entry: LogEntry) -> Output {
         let now = entry.now;
         let mut out = Output {
             results: Vec::with_capacity(entry.commands.len()),
@@ -198,16 +205,17 @@ impl StateMachine {
         };
         self.touched_jobs.clear();
         self.idempotency.expire(now);
-        for command in &entry.commands {
-            if let Some(result) = self.replayed(command) {
+        for mut command in entry.commands {
+            if let Some(result) = self.replayed(&command) {
                 // A retry of a submission already applied: answered as it was then,
                 // changing nothing (no events either).
                 out.results.push(result);
                 continue;
             }
-            let before = self.worker_state_before(command);
-            let result = self.apply_command(now, command, &mut out.dispatches, &mut out.retired);
-            self.command_events(command, &result, before, &mut events);
+            let before = self.worker_state_before(&command);
+            let result =
+                self.apply_command(now, &mut command, &mut out.dispatches, &mut out.retired);
+            self.command_events(&command, &result, before, &mut events);
             self.task_events(&mut events);
             out.results.push(result);
         }
@@ -368,15 +376,23 @@ impl StateMachine {
         }
     }
 
+    /// Applies one command. A submission's tasks are taken out of `command` (moved
+    /// into the core): afterwards its `job.tasks` is empty.
     fn apply_command(
         &mut self,
         now: Millis,
-        command: &Command,
+        command: &mut Command,
         out: &mut Vec<Dispatch>,
         retired: &mut Vec<TaskRange>,
     ) -> CommandResult {
         let event = match command {
-            Command::Submit { job, .. } => Event::Submit { job: job.clone() },
+            Command::Submit { job, .. } => Event::Submit {
+                job: JobSpec {
+                    name: job.name.clone(),
+                    owner: job.owner.clone(),
+                    tasks: std::mem::take(&mut job.tasks),
+                },
+            },
             Command::Cancel { target } => Event::Cancel { target: *target },
             Command::WorkerJoin { spec, running } => Event::WorkerJoin {
                 spec: spec.clone(),
@@ -463,7 +479,10 @@ impl StateMachine {
             Command::WorkerRevoke { name } => {
                 return Self::identity_result(self.identities.revoke(name).map(drop));
             }
-            &Command::Retire { keep_ms, keep_max } => Event::Retire { keep_ms, keep_max },
+            Command::Retire { keep_ms, keep_max } => Event::Retire {
+                keep_ms: *keep_ms,
+                keep_max: *keep_max,
+            },
         };
         match self.sched.apply(now, event) {
             Ok(applied) => {

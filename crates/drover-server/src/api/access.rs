@@ -84,7 +84,11 @@ pub const ROUTES: &[(Method, &str, Access)] = &[
         "/v1/tokens/{id}",
         client(Role::Admin, false),
     ),
-    (Method::POST, "/v1/worker-tokens", client(Role::Admin, false)),
+    (
+        Method::POST,
+        "/v1/worker-tokens",
+        client(Role::Admin, false),
+    ),
     (
         Method::GET,
         "/v1/worker-credentials",

@@ -55,12 +55,20 @@ struct Shared {
 
 /// Most bytes (as serialized) of entries kept in memory.
 const RECENT_MAX_BYTES: usize = 64 << 20;
+/// An entry at least this large (as serialized) is handed out, not copied, by the
+/// first read: a job of 1,000,000 tasks is one entry of hundreds of MiB once parsed,
+/// and a copy kept here while the state machine builds its own would double the
+/// server's memory for as long as the entry stays among the newest. The first read is
+/// the apply on a single server (the apply then moves the specs into the core); a
+/// later read (a follower catching up) parses it back from redb.
+const HANDED_OUT_BYTES: usize = 1 << 20;
 
 /// The newest entries of the log, a contiguous run ending at the last one appended
-/// (empty after a start). A read wholly inside it is served from memory.
+/// (empty after a start). A read wholly inside it is served from memory, unless it
+/// covers a large entry already handed out (`None`), which sends it to redb.
 #[derive(Debug, Default)]
 struct RecentEntries {
-    entries: std::collections::BTreeMap<u64, (Entry<TypeConfig>, usize)>,
+    entries: std::collections::BTreeMap<u64, (Option<Entry<TypeConfig>>, usize)>,
     bytes: usize,
 }
 
@@ -83,7 +91,7 @@ impl RecentEntries {
         }
         for (entry, size) in appended {
             self.bytes += size;
-            self.entries.insert(entry.log_id.index, (entry, size));
+            self.entries.insert(entry.log_id.index, (Some(entry), size));
         }
         while self.bytes > RECENT_MAX_BYTES && self.entries.len() > 1 {
             if let Some((_, (_, size))) = self.entries.pop_first() {
@@ -106,19 +114,34 @@ impl RecentEntries {
         self.bytes = self.entries.values().map(|(_, s)| *s).sum();
     }
 
-    /// The entries from `start` to `end` if every one of them is held.
-    fn get(&self, start: u64, end: Bound<u64>) -> Option<Vec<Entry<TypeConfig>>> {
+    /// The entries from `start` to `end` if every one of them is held; large ones
+    /// ([`HANDED_OUT_BYTES`]) are moved out, not copied (a placeholder stays, so the
+    /// run remains contiguous and the next read of it goes to redb).
+    fn get(&mut self, start: u64, end: Bound<u64>) -> Option<Vec<Entry<TypeConfig>>> {
         let (&first, _) = self.entries.first_key_value()?;
         if start < first {
             return None;
         }
-        Some(
-            self.entries
-                .range((Bound::Included(start), end))
-                .map(|(_, (e, _))| e.clone())
-                .collect(),
-        )
+        let range = (Bound::Included(start), end);
+        if self.entries.range(range).any(|(_, (e, _))| e.is_none()) {
+            return None;
+        }
+        let mut out = Vec::new();
+        for (_, (held, size)) in self.entries.range_mut(range) {
+            if *size >= HANDED_OUT_BYTES {
+                out.extend(held.take());
+            } else {
+                out.extend(held.clone());
+            }
+        }
+        Some(out)
     }
+}
+
+/// A stored entry's id, read without its payload.
+#[derive(serde::Deserialize)]
+struct EntryId {
+    log_id: LogId<u64>,
 }
 
 /// First pause between two tries of a failed write, doubled up to [`RETRY_MAX`].
@@ -135,10 +158,26 @@ fn write_err(e: impl std::error::Error + 'static) -> StorageError {
     StorageIOError::write_logs(&e).into()
 }
 
+/// redb's page cache for the log. Its default (1 GiB) keeps every page a commit
+/// writes, so the log's bytes piled up in the server's memory until the cache was full:
+/// a job of 1,000,000 tasks is one entry of about 150 MiB, all of it resident after
+/// the append. The log is read back only at a start (entries after the snapshot) and
+/// by a follower catching up past the in-memory tail ([`RecentEntries`]), where the
+/// kernel's page cache serves it; a small cache also bounds the write buffer (half of
+/// it), which redb spills to the file early in a larger transaction.
+const LOG_CACHE_BYTES: usize = 32 << 20;
+
+fn create_database(path: &Path) -> Result<Database, StorageError> {
+    redb::Builder::new()
+        .set_cache_size(LOG_CACHE_BYTES)
+        .create(path)
+        .map_err(write_err)
+}
+
 impl LogStore {
     /// Opens (or creates) the log database at `path` and makes sure its tables exist.
     pub fn open(path: &Path, health: Arc<StorageHealth>) -> Result<LogStore, StorageError> {
-        let db = Database::create(path).map_err(write_err)?;
+        let db = create_database(path)?;
         let txn = db.begin_write().map_err(write_err)?;
         txn.open_table(LOG).map_err(write_err)?;
         txn.open_table(META).map_err(write_err)?;
@@ -160,7 +199,7 @@ impl LogStore {
         if let Some(db) = &*self.inner.db.lock().unwrap_or_else(|p| p.into_inner()) {
             return Ok(db.clone());
         }
-        let db = Arc::new(Database::create(&self.inner.path).map_err(write_err)?);
+        let db = Arc::new(create_database(&self.inner.path)?);
         let mut slot = self.inner.db.lock().unwrap_or_else(|p| p.into_inner());
         Ok(slot.get_or_insert(db).clone())
     }
@@ -322,8 +361,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 let table = txn.open_table(LOG).map_err(read_err)?;
                 match table.last().map_err(read_err)? {
                     Some((_, v)) => {
-                        let entry: Entry<TypeConfig> =
-                            serde_json::from_slice(v.value()).map_err(read_err)?;
+                        // Only its id: the last entry may be a job of 1,000,000 tasks,
+                        // whose payload serde then skips without building it.
+                        let entry: EntryId = serde_json::from_slice(v.value()).map_err(read_err)?;
                         Ok(Some(entry.log_id))
                     }
                     None => Ok(None),
@@ -488,5 +528,51 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             txn.commit().map_err(write_err)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use drover_state::LogEntry;
+    use drover_types::Millis;
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    fn entry(index: u64) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(LogEntry {
+                now: Millis(index),
+                commands: Vec::new(),
+            }),
+        }
+    }
+
+    fn indexes(got: Option<Vec<Entry<TypeConfig>>>) -> Option<Vec<u64>> {
+        got.map(|v| v.iter().map(|e| e.log_id.index).collect())
+    }
+
+    #[test]
+    fn a_large_entry_is_handed_out_once_and_then_read_from_the_database() {
+        let mut recent = RecentEntries::default();
+        recent.push(vec![
+            (entry(1), 10),
+            (entry(2), HANDED_OUT_BYTES),
+            (entry(3), 10),
+        ]);
+        // Small entries are copied: read as often as asked.
+        assert_eq!(indexes(recent.get(1, Bound::Included(1))), Some(vec![1]));
+        assert_eq!(indexes(recent.get(1, Bound::Included(1))), Some(vec![1]));
+        // The large one moves out with the first read that covers it...
+        assert_eq!(
+            indexes(recent.get(1, Bound::Unbounded)),
+            Some(vec![1, 2, 3])
+        );
+        // ...after which any read covering it is left to redb, and others still served.
+        assert_eq!(indexes(recent.get(2, Bound::Included(2))), None);
+        assert_eq!(indexes(recent.get(1, Bound::Unbounded)), None);
+        assert_eq!(indexes(recent.get(3, Bound::Unbounded)), Some(vec![3]));
+        // Before the run held: redb.
+        assert_eq!(indexes(recent.get(0, Bound::Unbounded)), None);
     }
 }

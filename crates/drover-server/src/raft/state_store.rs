@@ -206,6 +206,8 @@ impl StateStore {
                     highest_node_id: meta.highest_node_id(),
                 };
                 let machine = StateMachine::restore(state);
+                // The decode's transient allocations sit among the state's.
+                crate::heap_trim::release_free_memory();
                 tracing::info!(
                     index = applied.last.map(|l| l.index).unwrap_or(0),
                     decode_ms = decoded.as_millis() as u64,
@@ -422,15 +424,16 @@ impl RaftStateMachine<TypeConfig> for StateStore {
                         });
                         replies.push(Vec::new());
                     }
-                    EntryPayload::Normal(ref log_entry) => {
+                    EntryPayload::Normal(log_entry) => {
                         // A panic here (a bug in the core) would leave the state
                         // half-applied. Caught inside the lock (so it is not poisoned
                         // and nobody reads on regardless): the state is marked failed,
                         // the API refuses to serve it, and openraft is told to stop.
                         let index = entry.log_id.index;
                         let applied_one = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                            test_hook::maybe_panic(log_entry);
-                            machine.apply_indexed(index, log_entry)
+                            test_hook::maybe_panic(&log_entry);
+                            // Owned: a submission's specs move into the core.
+                            machine.apply_entry(index, log_entry)
                         }));
                         let mut out = match applied_one {
                             Ok(out) => out,
@@ -461,6 +464,15 @@ impl RaftStateMachine<TypeConfig> for StateStore {
                 }
             }
             self.shared.metrics.observe_applied(&machine, &events);
+        }
+        // A large submission leaves its parse debris freed among the specs kept (on
+        // the leader the API's parse tree, on a follower the log's): give it back.
+        let large = replies.iter().flatten().any(|r| {
+            matches!(r, CommandResult::Submitted { tasks, .. }
+                if u64::from(tasks.count) >= crate::heap_trim::AFTER_TASKS)
+        });
+        if large {
+            crate::heap_trim::release_in_background();
         }
         // After the state is readable: a reader that saw an event finds its change.
         self.shared.events.publish(events);
