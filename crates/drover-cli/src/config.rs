@@ -90,6 +90,11 @@ const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
             ("keep_after_snapshot", Kind::Count),
             ("retain_for", Kind::Duration),
             ("retain_max", Kind::Count),
+            ("max_result", Kind::Size),
+            ("max_output", Kind::Size),
+            ("max_worker_message", Kind::Size),
+            ("header_timeout", Kind::Duration),
+            ("body_timeout", Kind::Duration),
         ],
     ),
     (

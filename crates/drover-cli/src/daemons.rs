@@ -112,6 +112,8 @@ pub struct ServerArgs {
     #[arg(long, value_name = "N")]
     retain_max: Option<String>,
     #[command(flatten)]
+    input_limits: crate::input_limits::InputLimitArgs,
+    #[command(flatten)]
     config: ConfigArgs,
 }
 
@@ -369,6 +371,7 @@ struct ServerSettings {
     keep_after_snapshot: u64,
     retain_for: Duration,
     retain_max: u64,
+    input_limits: drover_server::input_limits::InputLimits,
 }
 
 fn server_settings(l: &Layers, a: &ServerArgs) -> Result<ServerSettings> {
@@ -488,6 +491,7 @@ fn server_settings(l: &Layers, a: &ServerArgs) -> Result<ServerSettings> {
         parse_count,
     )?;
     let settings = ServerSettings {
+        input_limits: crate::input_limits::settings(l, &a.input_limits)?,
         retain_for: retain_for.expect("has a default"),
         retain_max: retain_max.expect("has a default"),
         peers,
@@ -547,6 +551,7 @@ fn print_server(p: &mut Printer, s: &ServerSettings) {
     );
     t.insert("retain_for".into(), show_duration(s.retain_for));
     t.insert("retain_max".into(), show_count(s.retain_max));
+    crate::input_limits::print(p, &s.input_limits);
 }
 
 fn server_config(g: &Global, s: &ServerSettings, a: &ServerArgs) -> ServerConfig {
@@ -572,6 +577,7 @@ fn server_config(g: &Global, s: &ServerSettings, a: &ServerArgs) -> ServerConfig
         keep_for: s.retain_for,
         keep_max: s.retain_max,
     };
+    c.input_limits = s.input_limits.clone();
     c
 }
 

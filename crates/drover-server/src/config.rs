@@ -48,6 +48,8 @@ pub struct ServerConfig {
     /// `https` once the listener speaks TLS, else `http` (set by `start`): the scheme
     /// of this server's URLs and of its calls to the other servers.
     pub scheme: &'static str,
+    /// Sizes of what workers send and how long clients may take (see `input_limits.rs`).
+    pub input_limits: crate::input_limits::InputLimits,
 }
 
 /// Whether a server speaks TLS.
@@ -181,6 +183,7 @@ impl ServerConfig {
             tls: TlsMode::IfPresent(crate::tls::TlsPaths::in_data_dir(&data_dir)),
             scheme: "http",
             data_dir,
+            input_limits: crate::input_limits::InputLimits::default(),
         }
     }
 

@@ -11,6 +11,7 @@ mod background;
 pub mod config;
 pub mod events;
 pub mod identity;
+pub mod input_limits;
 mod join_target;
 mod joining;
 pub mod membership;

@@ -75,6 +75,13 @@ pub struct RequestLabels {
     pub status: String,
 }
 
+/// Which input limit was hit (see `input_limits.rs`): `result`, `output`,
+/// `worker_message`, `body_read_timeout`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabel {
+    pub limit: String,
+}
+
 type FloatGauge = Gauge<f64, AtomicU64>;
 
 /// Every metric one server exports.
@@ -91,6 +98,8 @@ pub struct ServerMetrics {
     // Counted by the HTTP layer.
     requests: Family<RequestLabels, Histogram, fn() -> Histogram>,
     event_clients: Gauge,
+    // Counted where an input limit cuts or refuses something.
+    limit_hits: Family<LimitLabel, Counter>,
     // Read at scrape time.
     submitted: Gauge,
     tasks: Family<TaskLabels, Gauge>,
@@ -172,6 +181,7 @@ impl ServerMetrics {
             start_to_end: latency_histogram(),
             requests: Family::new_with_constructor(latency_histogram),
             event_clients: Gauge::default(),
+            limit_hits: Family::default(),
             submitted: Gauge::default(),
             tasks: Family::default(),
             queue: Family::default(),
@@ -220,6 +230,11 @@ impl ServerMetrics {
             "event_stream_clients",
             "Open GET /v1/events streams on this server",
             m.event_clients.clone(),
+        );
+        r.register(
+            "input_limit_hits",
+            "Inputs cut or refused by a size or time limit of this server, by limit (result, output, worker_message, body_read_timeout)",
+            m.limit_hits.clone(),
         );
         r.register(
             "tasks_submitted",
@@ -340,6 +355,15 @@ impl ServerMetrics {
                 status: status.to_string(),
             })
             .observe(secs);
+    }
+
+    /// Counts one input cut or refused by `limit` (see [`LimitLabel`]).
+    pub fn limit_hit(&self, limit: &str) {
+        self.limit_hits
+            .get_or_create(&LimitLabel {
+                limit: limit.to_string(),
+            })
+            .inc();
     }
 
     /// Counts an open event stream for as long as the guard lives.

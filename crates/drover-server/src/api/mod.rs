@@ -4,11 +4,13 @@
 //! commands through the proposer and answer once committed and applied, so a client
 //! that got a 201 for a submission knows it survives `kill -9`.
 
+mod body_deadline;
 mod cluster;
 mod error;
 mod events;
 mod forward;
 mod json;
+pub mod json_depth;
 mod metrics;
 mod openapi;
 mod output;
@@ -19,6 +21,7 @@ mod state_failed;
 mod tasks;
 
 pub use error::ApiError;
+pub use json::parse_body;
 pub use read_index::NOT_A_MEMBER;
 
 use crate::auth::{Credentials, require_token};
@@ -98,6 +101,10 @@ pub fn router(node: Arc<Node>) -> Router {
             state_failed::refuse_when_state_failed,
         ))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            node.clone(),
+            body_deadline::limit_body_time,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             credentials,
             require_token,
