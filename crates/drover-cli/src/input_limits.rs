@@ -22,7 +22,8 @@ pub struct InputLimitArgs {
     /// connection [default: 64M]
     #[arg(long, value_name = "SIZE")]
     max_worker_message: Option<String>,
-    /// A client must send a request's headers within this time [default: 10s]
+    /// A client must send a request's headers within this time; also how long an idle
+    /// keep-alive connection stays open [default: 30s]
     #[arg(long, value_name = "DURATION")]
     header_timeout: Option<String>,
     /// A client must send a request's body within this time (408 after) [default: 60s]
@@ -65,7 +66,7 @@ pub fn settings(l: &Layers, a: &InputLimitArgs) -> Result<InputLimits> {
             a.header_timeout.as_deref(),
             "--header-timeout",
             "header_timeout",
-            "10s",
+            "30s",
         )?,
         body_read_timeout: time(
             a.body_timeout.as_deref(),

@@ -151,7 +151,7 @@ fn main() {
     );
 
     // Log entries, and a snapshot of the machine they build.
-    let entries = vec![
+    let entries = [
         LogEntry {
             now: Millis(1000),
             commands: vec![Command::WorkerJoin {

@@ -28,11 +28,13 @@ pub struct InputLimits {
     /// (the worker reconnects). Above the largest honest message: a hello listing the
     /// results of every attempt that ended while the worker was away.
     pub max_worker_message_bytes: usize,
-    /// How long a client may take to send a request's headers (HTTP/1.1), from its
-    /// first byte: a client trickling them a byte at a time (slowloris) is cut off.
+    /// How long a client may take to send a request's headers (HTTP/1.1): a client
+    /// trickling them a byte at a time (slowloris) is cut off. hyper starts it when it
+    /// waits for a head, so a keep-alive connection idle this long is closed too; a
+    /// short one would make clients' pooled connections race the close.
     pub header_read_timeout: Duration,
-    /// How long a client may take to send a request's body, from the end of its
-    /// headers; a 408 after it.
+    /// How long a client may take to send a request's body, from when the request
+    /// reached the router; a 408 after it.
     pub body_read_timeout: Duration,
 }
 
@@ -42,7 +44,7 @@ impl Default for InputLimits {
             max_result_bytes: 1 << 20,
             max_output_bytes: 64 << 20,
             max_worker_message_bytes: 64 << 20,
-            header_read_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(60),
         }
     }
