@@ -93,6 +93,11 @@ const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
             ("token_rate", Kind::Count),
             ("token_burst", Kind::Count),
             ("token_concurrency", Kind::Count),
+            ("max_result", Kind::Size),
+            ("max_output", Kind::Size),
+            ("max_worker_message", Kind::Size),
+            ("header_timeout", Kind::Duration),
+            ("body_timeout", Kind::Duration),
         ],
     ),
     (

@@ -127,6 +127,8 @@ pub struct ServerArgs {
     #[arg(long, value_name = "N")]
     token_concurrency: Option<String>,
     #[command(flatten)]
+    input_limits: crate::input_limits::InputLimitArgs,
+    #[command(flatten)]
     config: ConfigArgs,
 }
 
@@ -420,6 +422,7 @@ struct ServerSettings {
     retain_for: Duration,
     retain_max: u64,
     token_limits: TokenLimits,
+    input_limits: drover_server::input_limits::InputLimits,
 }
 
 fn server_settings(l: &Layers, a: &ServerArgs) -> Result<ServerSettings> {
@@ -562,6 +565,7 @@ fn server_settings(l: &Layers, a: &ServerArgs) -> Result<ServerSettings> {
     };
     let settings = ServerSettings {
         token_limits,
+        input_limits: crate::input_limits::settings(l, &a.input_limits)?,
         retain_for: retain_for.expect("has a default"),
         retain_max: retain_max.expect("has a default"),
         peers,
@@ -625,6 +629,7 @@ fn print_server(p: &mut Printer, s: &ServerSettings) {
     t.insert("token_rate".into(), show_count(l.rate_per_sec.into()));
     t.insert("token_burst".into(), show_count(l.burst.into()));
     t.insert("token_concurrency".into(), show_count(l.concurrency.into()));
+    crate::input_limits::print(p, &s.input_limits);
 }
 
 fn server_config(g: &Global, s: &ServerSettings, a: &ServerArgs) -> ServerConfig {
@@ -651,6 +656,7 @@ fn server_config(g: &Global, s: &ServerSettings, a: &ServerArgs) -> ServerConfig
         keep_max: s.retain_max,
     };
     c.token_limits = s.token_limits;
+    c.input_limits = s.input_limits.clone();
     c
 }
 

@@ -3,6 +3,7 @@
 mod config;
 mod daemons;
 mod events;
+mod input_limits;
 mod inspect;
 mod jobfile;
 mod render;

@@ -237,9 +237,40 @@ struct PolicyConfigC {
     prefetch_per_worker: u32,
 }
 
+/// `Limits` in the binary snapshot: the fields it had when the format was fixed, in
+/// that order. Fields added later are not written (postcard is positional, so writing
+/// one would make every older snapshot unreadable); a restored machine takes their
+/// defaults, and the server validates submissions with its configured limits before
+/// they reach the log anyway.
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "Limits")]
+struct LimitsC {
+    max_tasks_per_job: u64,
+    max_array_len: u64,
+    max_command_args: usize,
+    max_string_bytes: usize,
+    max_env_bytes: usize,
+    max_env_vars: usize,
+    max_labels: usize,
+    max_deps_per_task: usize,
+    max_inputs: usize,
+    max_custom_resources: usize,
+    min_runtime_ms: u64,
+    max_runtime_ms: u64,
+    max_attempts: u32,
+    max_backoff_ms: u64,
+    #[serde(skip, default = "default_max_edges_per_job")]
+    max_edges_per_job: u64,
+}
+
+fn default_max_edges_per_job() -> u64 {
+    Limits::default().max_edges_per_job
+}
+
 #[derive(Serialize, Deserialize)]
 #[serde(remote = "SchedulerConfig")]
 struct SchedulerConfigC {
+    #[serde(with = "LimitsC")]
     limits: Limits,
     #[serde(with = "PolicyConfigC")]
     policy: PolicyConfig,

@@ -50,6 +50,8 @@ pub struct ServerConfig {
     pub scheme: &'static str,
     /// Rate and concurrency limits of each client ACL token.
     pub token_limits: crate::auth::TokenLimits,
+    /// Sizes of what workers send and how long clients may take (see `input_limits.rs`).
+    pub input_limits: crate::input_limits::InputLimits,
 }
 
 /// Whether a server speaks TLS.
@@ -190,6 +192,7 @@ impl ServerConfig {
             scheme: "http",
             token_limits: crate::auth::TokenLimits::default(),
             data_dir,
+            input_limits: crate::input_limits::InputLimits::default(),
         }
     }
 

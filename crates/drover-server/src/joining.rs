@@ -70,7 +70,12 @@ pub(crate) async fn await_adoption(
         let stop = async {
             let _ = stopped.await;
         };
-        if let Err(e) = crate::tls::listener::serve(waiting_socket, app, tls, stop).await {
+        // The default header timeout: this listener serves only the health check and
+        // the leader's offer, before the server's own settings matter.
+        let header_read_timeout = crate::input_limits::InputLimits::default().header_read_timeout;
+        if let Err(e) =
+            crate::tls::listener::serve(waiting_socket, app, tls, header_read_timeout, stop).await
+        {
             tracing::warn!("the waiting listener failed: {e}");
         }
     });

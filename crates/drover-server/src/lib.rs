@@ -12,6 +12,7 @@ pub mod config;
 pub mod events;
 mod heap_trim;
 pub mod identity;
+pub mod input_limits;
 mod join_target;
 mod joining;
 pub mod membership;

@@ -75,6 +75,13 @@ pub struct RequestLabels {
     pub status: String,
 }
 
+/// Which input limit was hit (see `input_limits.rs`): `result`, `output`,
+/// `worker_message`, `body_read_timeout`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabel {
+    pub limit: String,
+}
+
 type FloatGauge = Gauge<f64, AtomicU64>;
 
 /// Every metric one server exports.
@@ -93,6 +100,8 @@ pub struct ServerMetrics {
     event_clients: Gauge,
     /// Worker reports (output frames, ends) dropped by the session, by why.
     refused_reports: Family<ReasonLabel, Counter>,
+    // Counted where an input limit cuts or refuses something.
+    limit_hits: Family<LimitLabel, Counter>,
     // Read at scrape time.
     submitted: Gauge,
     tasks: Family<TaskLabels, Gauge>,
@@ -175,6 +184,7 @@ impl ServerMetrics {
             requests: Family::new_with_constructor(latency_histogram),
             event_clients: Gauge::default(),
             refused_reports: Family::default(),
+            limit_hits: Family::default(),
             submitted: Gauge::default(),
             tasks: Family::default(),
             queue: Family::default(),
@@ -228,6 +238,11 @@ impl ServerMetrics {
             "worker_reports_refused",
             "Output frames and attempt ends a worker sent that were dropped, by reason (not_placed_here: the attempt was not placed on that worker; bad_digest: the digest did not match)",
             m.refused_reports.clone(),
+        );
+        r.register(
+            "input_limit_hits",
+            "Inputs cut or refused by a size or time limit of this server, by limit (result, output, worker_message, body_read_timeout)",
+            m.limit_hits.clone(),
         );
         r.register(
             "tasks_submitted",
@@ -357,6 +372,15 @@ impl ServerMetrics {
                 status: status.to_string(),
             })
             .observe(secs);
+    }
+
+    /// Counts one input cut or refused by `limit` (see [`LimitLabel`]).
+    pub fn limit_hit(&self, limit: &str) {
+        self.limit_hits
+            .get_or_create(&LimitLabel {
+                limit: limit.to_string(),
+            })
+            .inc();
     }
 
     /// Counts an open event stream for as long as the guard lives.

@@ -468,11 +468,14 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
     let app = api::router(node.clone());
     let (stop, stopped) = oneshot::channel::<()>();
     let server_tls = tls.as_ref().map(|t| t.server_config());
+    let header_read_timeout = config.input_limits.header_read_timeout;
     let http = tokio::spawn(async move {
         let stop = async {
             let _ = stopped.await;
         };
-        if let Err(e) = crate::tls::listener::serve(listener, app, server_tls, stop).await {
+        if let Err(e) =
+            crate::tls::listener::serve(listener, app, server_tls, header_read_timeout, stop).await
+        {
             tracing::error!("the HTTP server failed: {e}");
         }
     });

@@ -1,6 +1,7 @@
 //! One worker's connection: handshake, reconciliation, then reports in and work out.
 
 use crate::api::ApiError;
+use crate::input_limits::OutputCap;
 use crate::node::Node;
 use crate::worker_identity::{CREDENTIAL_PREFIX, IssuedSecret, WorkerAuth};
 use axum::extract::State;
@@ -71,7 +72,9 @@ pub async fn connect(
     // A small read buffer: tungstenite zero-fills it on every read, and at its 128 KiB
     // default that memset was a sixth of the server's CPU with 1,000 workers (and
     // 134 MiB of their idle RSS); worker messages are small.
-    ws.max_message_size(64 << 20)
+    // The size of one message is bounded here, before it is buffered, not by what the
+    // worker promises: a larger one ends the connection (`is_oversize`).
+    ws.max_message_size(node.config.input_limits.max_worker_message_bytes)
         .read_buffer_size(WS_READ_BUFFER)
         .on_upgrade(move |socket| async move {
             if let Err(e) = serve(node, socket, auth).await {
@@ -133,6 +136,11 @@ async fn serve(
 ) -> Result<(), SessionError> {
     let first = match tokio::time::timeout(HELLO_TIMEOUT, socket.recv()).await {
         Ok(Some(Ok(Message::Text(t)))) => t,
+        Ok(Some(Err(e))) if is_oversize(&e) => {
+            node.state.metrics().limit_hit("worker_message");
+            tracing::warn!("a worker's hello is larger than --max-worker-message allows: {e}");
+            return Err(SessionError::Socket(e));
+        }
         Ok(_) => {
             return Err(SessionError::Protocol(
                 "the first message must be a hello".into(),
@@ -253,7 +261,8 @@ async fn serve(
     // (task, attempt, outcome, index of its TaskFinished among the commands)
     let mut reported = Vec::new();
     if let Some(id) = known {
-        for report in finished {
+        for mut report in finished {
+            cap_result(&node, &mut report);
             // An outcome only a process gives proves the attempt started; its own
             // `Started` may have been lost (sent to a leader that lost its office with
             // the report in flight), which would leave an attempt that ran with no
@@ -586,7 +595,17 @@ async fn read_loop(
     let sampled = &mut sampled_keys;
     while let Some(message) = stream.next().await {
         node.sessions.touch(worker, None);
-        match message? {
+        let message = match message {
+            Ok(m) => m,
+            Err(e) => {
+                if is_oversize(&e) {
+                    node.state.metrics().limit_hit("worker_message");
+                    tracing::warn!(%worker, "a message from the worker is larger than --max-worker-message allows; ending its connection: {e}");
+                }
+                return Err(SessionError::Socket(e));
+            }
+        };
+        match message {
             Message::Text(text) => match serde_json::from_str::<WorkerMessage>(&text) {
                 Ok(WorkerMessage::Heartbeat { seq, usage, tasks }) => {
                     // A worker declared lost (it stalled, or was cut off) must rejoin so
@@ -634,7 +653,7 @@ async fn read_loop(
                         worker,
                     });
                 }
-                Ok(WorkerMessage::Finished(report)) => {
+                Ok(WorkerMessage::Finished(mut report)) => {
                     let acceptable = {
                         let sm = node.state.read();
                         report_is_acceptable(node, sm.scheduler(), worker, &report)
@@ -642,6 +661,7 @@ async fn read_loop(
                     if !acceptable {
                         continue;
                     }
+                    cap_result(node, &mut report);
                     // Not before the attempt's output (all sent before its end) is
                     // on a majority: a task read as finished has all its output on
                     // whichever servers survive the loss of one.
@@ -683,6 +703,9 @@ async fn read_loop(
                         }
                         placed.insert(key);
                     }
+                    let Some(frame) = cap_output(node, frame) else {
+                        continue;
+                    };
                     if let Err(e) = node.output.append(&frame) {
                         tracing::warn!(task = %frame.task, "could not store output: {e}");
                     }
@@ -701,4 +724,39 @@ async fn read_loop(
         }
     }
     Ok(())
+}
+
+/// Whether a read failed because the worker's message was over
+/// `max_worker_message_bytes` (tungstenite refuses it before buffering it whole).
+fn is_oversize(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(tokio_tungstenite::tungstenite::Error::Capacity(_)) = err.downcast_ref() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+/// Applies the server's result limit to a report, counting and logging a cut.
+fn cap_result(node: &Node, report: &mut drover_proto::worker::AttemptReport) {
+    let before = report.result.len();
+    if node.config.input_limits.cap_result(report) {
+        node.state.metrics().limit_hit("result");
+        tracing::warn!(task = %report.task, attempt = %report.attempt, bytes = before, "a worker sent a result larger than --max-result allows; keeping its start");
+    }
+}
+
+/// Applies the server's output limit to a frame: `None` if nothing of it is stored.
+fn cap_output(node: &Node, frame: OutputFrame) -> Option<OutputFrame> {
+    match node.config.input_limits.cap_output(frame) {
+        OutputCap::Kept(frame) => Some(frame),
+        OutputCap::Truncated(frame) => {
+            node.state.metrics().limit_hit("output");
+            tracing::warn!(task = %frame.task, attempt = %frame.attempt, stream = frame.stream.as_str(), "a task's output reached --max-output; the rest is not stored");
+            Some(frame)
+        }
+        OutputCap::Dropped => None,
+    }
 }

@@ -220,10 +220,13 @@ impl<R: Read> Chunks<R> {
         self.buf.copy_within(self.pos..self.len, 0);
         self.len -= self.pos;
         self.pos = 0;
-        if self.buf.len() < n {
-            self.buf.resize(n.max(CHUNK), 0);
-        }
         while self.len < n {
+            if self.len == self.buf.len() {
+                // Grown as bytes arrive, a chunk at a time, not to `n` at once: a
+                // damaged (or fuzzed) length within `limit` must cost what the input
+                // holds, not the 256 MiB it claims (found by fuzzing, docs/fuzzing.md).
+                self.buf.resize(n.min(self.len + CHUNK), 0);
+            }
             let got = self.inner.read(&mut self.buf[self.len..])?;
             if got == 0 {
                 break;
@@ -449,5 +452,23 @@ mod tests {
         assert_eq!(read.identities, Default::default());
         let restored = StateMachine::restore(read);
         assert_eq!(restored.job(drover_types::JobId(1)).unwrap().name, "old");
+    }
+
+    /// Regression (fuzzing, `snapshot` target): a length near the limit in a tiny
+    /// input made the reader allocate and zero all of it before finding the input short.
+    #[test]
+    fn a_claimed_length_costs_only_what_the_input_holds() {
+        let input = std::io::Cursor::new(vec![7u8; 100]);
+        let mut chunks = Chunks::new(input, 256 << 20);
+        assert!(chunks.take(200 << 20).unwrap().is_none());
+        assert!(chunks.buf.len() <= 2 * CHUNK, "{} bytes", chunks.buf.len());
+        // What is there is still readable, and a take across refills works.
+        let input = std::io::Cursor::new((0..3 * CHUNK).map(|i| i as u8).collect::<Vec<u8>>());
+        let mut chunks = Chunks::new(input, 3 * CHUNK as u64);
+        assert_eq!(chunks.take(10).unwrap().unwrap()[9], 9);
+        let big = chunks.take(2 * CHUNK + 5).unwrap().unwrap();
+        assert_eq!(big.len(), 2 * CHUNK + 5);
+        assert_eq!(big[0], 10);
+        assert!(chunks.take(CHUNK).unwrap().is_none());
     }
 }

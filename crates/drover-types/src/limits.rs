@@ -23,6 +23,10 @@ pub struct Limits {
     pub max_runtime_ms: u64,
     pub max_attempts: u32,
     pub max_backoff_ms: u64,
+    /// Dependency edges (`after` entries) of a whole job, summed over its tasks: what
+    /// the cycle check and the scheduler's dependency tables cost is in the edges, and
+    /// `max_deps_per_task` alone would let a job of many tasks carry billions.
+    pub max_edges_per_job: u64,
 }
 
 impl Default for Limits {
@@ -42,6 +46,7 @@ impl Default for Limits {
             max_runtime_ms: 30 * 24 * 3600 * 1000,
             max_attempts: 100,
             max_backoff_ms: 24 * 3600 * 1000,
+            max_edges_per_job: 500_000,
         }
     }
 }

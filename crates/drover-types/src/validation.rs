@@ -439,9 +439,22 @@ pub fn validate_job(job: &JobSpec, limits: &Limits) -> Result<u64, ValidationErr
         ));
     }
     let mut total: u64 = 0;
+    let mut edges: u64 = 0;
     let mut keys: HashMap<&str, usize> = HashMap::new();
     for (i, task) in job.tasks.iter().enumerate() {
         let path = format!("tasks[{i}]");
+        // Counted before the task's own checks, so that a job far over the limit is
+        // refused at the task that crosses it, without checking what follows.
+        edges += task.after.len() as u64;
+        if edges > limits.max_edges_per_job {
+            return Err(ValidationError::new(
+                format!("{path}.after"),
+                format!(
+                    "the job's tasks have more than {} dependencies (`after` entries) in total",
+                    limits.max_edges_per_job
+                ),
+            ));
+        }
         validate_task(task, limits, &path)?;
         total += task.array.map_or(1, |a| a.len());
         if total > limits.max_tasks_per_job {
@@ -775,6 +788,31 @@ mod tests {
             tasks.push(task(&format!("t{i}"), &[&prev]));
         }
         assert_eq!(validate_job(&job(tasks), &Limits::default()), Ok(200_000));
+    }
+
+    #[test]
+    fn dependency_edges_are_counted_over_the_whole_job() {
+        let limits = Limits {
+            max_edges_per_job: 5,
+            ..Limits::default()
+        };
+        let three = |k: &str| task(k, &["a", "b", "c"]);
+        let ok = job(vec![task("a", &[]), task("b", &[]), task("c", &["a", "b"])]);
+        assert_eq!(validate_job(&ok, &limits), Ok(3));
+        let over = job(vec![
+            task("a", &[]),
+            task("b", &[]),
+            task("c", &[]),
+            three("d"),
+            three("e"),
+        ]);
+        let e = validate_job(&over, &limits).unwrap_err();
+        assert_eq!(e.field, "tasks[4].after");
+        assert!(
+            e.reason.contains("more than 5 dependencies"),
+            "{}",
+            e.reason
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! A JSON body extractor whose errors name the offending field.
 
+use super::body_deadline::timed_out;
 use super::error::ApiError;
+use super::json_depth::{MAX_JSON_DEPTH, too_deep_at};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
@@ -26,11 +28,23 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
-fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+/// Reads a request body as the API does: the depth limit, JSON syntax, then the strict
+/// deserializer (public for the fuzz targets, which must test this very path).
+pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::invalid(
             None,
             "the request body is empty; send a JSON object",
+        ));
+    }
+    if let Some(at) = too_deep_at(bytes, MAX_JSON_DEPTH) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "too_deep",
+            format!(
+                "the JSON body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep (at byte {at})"
+            ),
+            None,
         ));
     }
     let input = parse_json(bytes)?;
@@ -86,6 +100,13 @@ async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Ap
     Bytes::from_request(req, state).await.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::too_large("the request body is larger than this server accepts")
+        } else if timed_out(Some(&rejection)) {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                "the request body did not arrive in time; send it at once",
+                None,
+            )
         } else {
             ApiError::invalid(None, rejection.body_text())
         }

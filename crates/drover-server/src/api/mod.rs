@@ -5,11 +5,13 @@
 //! that got a 201 for a submission knows it survives `kill -9`.
 
 pub(crate) mod access;
+mod body_deadline;
 mod cluster;
 mod error;
 mod events;
 mod forward;
 mod json;
+pub mod json_depth;
 mod metrics;
 mod openapi;
 mod output;
@@ -22,6 +24,7 @@ mod tokens;
 mod worker_identity;
 
 pub use error::ApiError;
+pub use json::parse_body;
 pub use read_index::NOT_A_MEMBER;
 
 use crate::auth::{AclTokens, Credentials, TokenLimiter, require_token};
@@ -110,6 +113,10 @@ pub fn router(node: Arc<Node>) -> Router {
             state_failed::refuse_when_state_failed,
         ))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            node.clone(),
+            body_deadline::limit_body_time,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             credentials,
             require_token,

@@ -1,13 +1,14 @@
-//! Serving the router over TLS: the accept loop `axum::serve` runs for plain TCP, with
-//! a TLS handshake per connection and the client certificate's role attached to every
-//! request of that connection.
+//! Serving the router: an accept loop like `axum::serve`'s, with a header read timeout
+//! on every connection and, over TLS, a handshake per connection and the client
+//! certificate's role attached to every request of that connection.
 
 use super::PeerCertificate;
 use axum::Router;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,27 +22,19 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a stop waits for open connections to finish their requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves `app` on `listener`: over TLS with `tls`, else plain HTTP (through
-/// `axum::serve`). Returns once `stop` resolves and open connections are done (or
-/// after [`DRAIN_TIMEOUT`]).
+/// Serves `app` on `listener`: over TLS with `tls`, else plain HTTP. Both go through
+/// the one accept loop below (not `axum::serve`, which sets no timer, so no header
+/// read timeout), so that a client trickling its headers is cut off after
+/// `header_read_timeout` either way. Returns once `stop` resolves and open connections
+/// are done (or after [`DRAIN_TIMEOUT`]).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     tls: Option<Arc<rustls::ServerConfig>>,
+    header_read_timeout: Duration,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let Some(tls) = tls else {
-        use axum::serve::ListenerExt;
-        // Small messages (a worker's "started", a server's "start") must leave at once:
-        // with Nagle's algorithm and delayed ACKs each exchange stalls ~40 ms.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        return axum::serve(listener, app)
-            .with_graceful_shutdown(stop)
-            .await;
-    };
-    let acceptor = TlsAcceptor::from(tls);
+    let acceptor = tls.map(TlsAcceptor::from);
     let graceful = GracefulShutdown::new();
     tokio::pin!(stop);
     loop {
@@ -57,11 +50,26 @@ pub async fn serve(
             },
             () = &mut stop => break,
         };
+        // Small messages (a worker's "started", a server's "start") must leave at once:
+        // with Nagle's algorithm and delayed ACKs each exchange stalls ~40 ms.
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let app = app.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_read_timeout);
+            let Some(acceptor) = acceptor else {
+                let service = TowerToHyperService::new(app);
+                let connection = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
+                if let Err(e) = watcher.watch(connection.into_owned()).await {
+                    tracing::debug!("a connection ended with an error: {e}");
+                }
+                return;
+            };
             let handshake = async {
                 if !starts_with_tls(&tcp).await? {
                     answer_plain_http(tcp).await;
@@ -85,7 +93,6 @@ pub async fn serve(
                     let mut app = app.clone();
                     async move { app.call(request).await }
                 });
-            let builder = auto::Builder::new(TokioExecutor::new());
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             if let Err(e) = watcher.watch(connection.into_owned()).await {
                 tracing::debug!("a TLS connection ended with an error: {e}");
