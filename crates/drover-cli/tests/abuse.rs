@@ -106,9 +106,19 @@ fn trickle(addr: &str, bytes: &[u8], every: Duration, stop_after: Duration) -> (
 
 #[test]
 fn slow_clients_are_cut_off_while_other_requests_are_served() {
+    // Plain HTTP, so that the test's raw socket can trickle bytes from one thread while
+    // another reads: the timeouts live in the one accept loop and hyper builder that
+    // serve TLS connections too (`tls/listener.rs`), after the handshake (itself bounded
+    // by a 10 s deadline).
     let c = Cluster::start_with(
         "abuse-slowloris",
-        &["--header-timeout", "1s", "--body-timeout", "1s"],
+        &[
+            "--insecure-http",
+            "--header-timeout",
+            "1s",
+            "--body-timeout",
+            "1s",
+        ],
     );
     let addr = c.addr.clone();
     // Headers sent a byte every 100 ms, never ending (slowloris).
