@@ -42,6 +42,9 @@ const ROUTES: &[(&str, &str, Option<&str>)] = &[
     ("GET", "/v1/tokens", Some("admin")),
     ("POST", "/v1/tokens", Some("admin")),
     ("DELETE", "/v1/tokens/{id}", Some("admin")),
+    ("POST", "/v1/worker-tokens", Some("admin")),
+    ("GET", "/v1/worker-credentials", Some("admin")),
+    ("DELETE", "/v1/worker-credentials/{worker}", Some("admin")),
     ("GET", "/v1/worker/connect", Some("worker")),
 ];
 
@@ -219,10 +222,12 @@ fn every_route_answers_401_to_bad_credentials_and_403_to_a_role_below_its_own() 
             assert_eq!(r.status, 401, "{path} with {what}: {}", r.text());
         }
     }
-    // The servers' own routes take the peer token only: no client token opens them.
+    // The servers' own routes take the peer token and a server certificate only: no
+    // client token opens them (over TLS the missing certificate answers first: 403).
     for (role, token) in &tokens {
         let r = http(&c.addr, "POST", "/v1/raft/append", Some(token), Some(b"{}"));
-        assert_eq!(r.status, 401, "raft as {role}: {}", r.text());
+        assert_eq!(r.status, 403, "raft as {role}: {}", r.text());
+        assert_eq!(r.error()["code"], "forbidden", "raft as {role}");
     }
     // Nothing any refused request asked for happened: task 1 runs on.
     assert_eq!(c.task(1).state.as_str(), "running");

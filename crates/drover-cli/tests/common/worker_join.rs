@@ -59,8 +59,11 @@ impl Cluster {
         let mut cmd = drover_command();
         cmd.arg("--data-dir")
             .arg(&w.data_dir)
-            .args(["--server", &self.url])
-            .args(["worker", "--name", &w.name])
+            .args(["--server", &self.url]);
+        if let Some(ca) = self.ca_file() {
+            cmd.arg("--ca").arg(ca);
+        }
+        cmd.args(["worker", "--name", &w.name])
             .args(&w.args)
             .env("DROVER_LOG", "info")
             .env_remove("DROVER_TOKEN")
