@@ -74,7 +74,17 @@ fn source_text(krate_dir: &Path) -> String {
             if p.is_dir() {
                 dirs.push(p);
             } else if p.extension().is_some_and(|e| e == "rs") {
-                text.push_str(&std::fs::read_to_string(&p).unwrap());
+                let file = std::fs::read_to_string(&p).unwrap();
+                // A module compiled from another crate's file (`#[path = "…"]`) uses
+                // that file's dependencies too.
+                for included in file.split("#[path = \"").skip(1) {
+                    if let Some((rel, _)) = included.split_once('"') {
+                        let at = p.parent().unwrap().join(rel);
+                        text.push_str(&std::fs::read_to_string(&at).unwrap_or_default());
+                        text.push('\n');
+                    }
+                }
+                text.push_str(&file);
                 text.push('\n');
             }
         }

@@ -34,6 +34,9 @@ impl Env {
         let mut config = ServerConfig::new(dir.clone());
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.heartbeat_interval = Duration::from_millis(200);
+        // Plain HTTP: this test speaks the worker protocol over a raw WebSocket; the same
+        // protocol over TLS is `worker_protocol.rs`'s.
+        config.tls = drover_server::TlsMode::Insecure;
         let server = drover_server::start(config).await.expect("server starts");
         let admin = Client::new(server.url(), Some(server.node.token.as_str().to_string()));
         Env { server, dir, admin }

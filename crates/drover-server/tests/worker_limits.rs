@@ -81,6 +81,9 @@ async fn a_message_over_the_limit_ends_the_connection_and_the_worker_can_rejoin(
     let mut config = ServerConfig::new(dir.clone());
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.heartbeat_interval = Duration::from_millis(200);
+    // Plain HTTP: this test speaks the worker protocol over a raw WebSocket; the same
+    // protocol over TLS is `worker_protocol.rs`'s.
+    config.tls = drover_server::TlsMode::Insecure;
     config.input_limits.max_worker_message_bytes = 64 << 10;
     let server = drover_server::start(config).await.expect("server starts");
     let token = server.node.token.as_str().to_string();

@@ -93,14 +93,16 @@ fn tokens_survive_a_snapshot_and_a_version_1_snapshot_still_reads() {
     let (r, _) = restored.apply(&entry(2_000, vec![create(Role::Admin, None)]));
     assert_eq!(r[0], CommandResult::TokenCreated { id: 3 });
 
-    // A version 1 snapshot is a version 2 one without the token table: written from a
-    // state with no tokens, its last two bytes (two empty lists) are that table.
+    // A version 1 snapshot is a version 2 one without the token table and the worker
+    // identities: written from a state with neither, its last bytes are those two.
     let plain = StateMachine::new(SchedulerConfig::default());
-    let v2 = write_snapshot(b"", &plain.snapshot(), Cursor::new(Vec::new()))
+    let snap = plain.snapshot();
+    let tail = postcard::to_stdvec(&(&snap.tokens, &snap.identities)).unwrap();
+    let v2 = write_snapshot(b"", &snap, Cursor::new(Vec::new()))
         .unwrap()
         .into_inner();
-    assert_eq!(&v2[v2.len() - 2..], &[0, 0]);
-    let mut v1 = v2[..v2.len() - 2].to_vec();
+    assert_eq!(&v2[v2.len() - tail.len()..], &tail[..]);
+    let mut v1 = v2[..v2.len() - tail.len()].to_vec();
     let body_len = (v1.len() - 24) as u64;
     let crc = crc32fast::hash(&v1[24..]);
     v1[8..12].copy_from_slice(&1u32.to_le_bytes());

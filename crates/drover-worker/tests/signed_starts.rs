@@ -59,6 +59,9 @@ async fn a_start_whose_signature_does_not_verify_is_refused_and_reported_not_run
     let dir = std::env::temp_dir().join(format!("drover-signed-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
+    // Tasks run as an unprivileged user when the test runs as root (confinement): the
+    // directory they touch their markers in is open to them, like /tmp.
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o1777)).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let mut config = WorkerConfig::new(

@@ -44,11 +44,14 @@ impl AttemptCgroup {
         let Some(dir) = self.dir(Controller::Pids) else {
             return Ok(());
         };
-        if self.pids_limit.load(Ordering::Relaxed) != want {
-            let value = limit.map_or_else(|| "max".to_string(), |l| l.to_string());
-            fs::write(dir.join("pids.max"), value)?;
-            self.pids_limit.store(want, Ordering::Relaxed);
-        }
+        // Written every time, not skipped when `pids_limit` already says so: another
+        // object for the same directory (a reaper's or a later driver's
+        // `CgroupRoot::existing`, killing what it takes for leftovers) may have set 0
+        // behind this one's back, and a cgroup left at 0 fails every spawn with EAGAIN.
+        // A write to pids.max is cheap (unlike cgroup.procs).
+        let value = limit.map_or_else(|| "max".to_string(), |l| l.to_string());
+        fs::write(dir.join("pids.max"), value)?;
+        self.pids_limit.store(want, Ordering::Relaxed);
         self.pids_refused_base
             .store(self.raw_pids_refused(), Ordering::Relaxed);
         Ok(())
