@@ -264,15 +264,22 @@ pub struct ServerInfo {
 pub struct TokenRequest {
     /// `read`, `submit`, `operator` or `admin`.
     pub role: drover_types::Role,
-    /// A label for people (up to 64 characters).
+    /// A label for people (up to 64 printable characters).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[ -~]{0,64}$"))]
     pub name: String,
     /// Confines the token to tasks of this owner: it submits with this owner forced and
-    /// reads and cancels only such tasks.
+    /// reads and cancels only such tasks. 1 to 128 printable characters (the schema
+    /// says ASCII; the server takes any printable text).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[!-~][ -~]{0,127}$"))]
     pub namespace: Option<String>,
-    /// Lifetime in milliseconds; none: until revoked.
+    /// Lifetime in milliseconds (1 ms to ten years); none: until revoked.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(minimum = 1, maximum = 315_360_000_000_u64)
+    )]
     pub ttl_ms: Option<u64>,
 }
 

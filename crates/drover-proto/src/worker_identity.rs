@@ -11,9 +11,11 @@ use serde::{Deserialize, Serialize};
 pub struct JoinTokenRequest {
     /// How long the token may be used, in milliseconds [default: one hour; at most 30 days].
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 2_592_000_000_u64))]
     pub ttl_ms: Option<u64>,
     /// How many workers may join with it [default: 1; at most 1000].
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
     pub uses: Option<u32>,
 }
 
