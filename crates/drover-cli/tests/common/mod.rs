@@ -507,6 +507,16 @@ pub fn wait_local_server(data: &Path, what: &str) -> String {
 // ---------------------------------------------------------------------------------
 // A cluster: one server and its workers.
 
+/// What a worker the harness starts presents to the server.
+enum WorkerCredential<'a> {
+    /// The cluster token (`--token`): most tests.
+    ClusterToken,
+    /// A join token (`DROVER_JOIN_TOKEN`), no cluster token.
+    JoinToken(&'a str),
+    /// Nothing: the credential stored in its data directory at its first join.
+    Stored,
+}
+
 struct WorkerProc {
     /// The short name the test uses.
     short: String,
@@ -783,18 +793,32 @@ impl Cluster {
     }
 
     fn spawn_worker(&self, w: &mut WorkerProc) {
+        self.spawn_worker_as(w, WorkerCredential::ClusterToken);
+    }
+
+    /// Starts the worker `w` presenting `credential`; the rest of its command line
+    /// (server, CA, name, arguments, environment) is the same whatever it presents.
+    fn spawn_worker_as(&self, w: &mut WorkerProc, credential: WorkerCredential<'_>) {
         let log = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&w.log)
             .expect("worker log");
         let mut cmd = drover_command_in(w.netns.as_deref());
-        cmd.arg("--data-dir").arg(&w.data_dir).args([
-            "--server",
-            &self.url,
-            "--token",
-            &self.token,
-        ]);
+        cmd.arg("--data-dir")
+            .arg(&w.data_dir)
+            .args(["--server", &self.url]);
+        match credential {
+            WorkerCredential::ClusterToken => {
+                cmd.args(["--token", &self.token]);
+            }
+            WorkerCredential::JoinToken(t) => {
+                cmd.env_remove("DROVER_TOKEN").env("DROVER_JOIN_TOKEN", t);
+            }
+            WorkerCredential::Stored => {
+                cmd.env_remove("DROVER_TOKEN");
+            }
+        }
         if let Some(ca) = self.ca_file() {
             cmd.arg("--ca").arg(ca);
         }
@@ -842,6 +866,11 @@ impl Cluster {
     /// Starts a killed worker again: same name, same data directory, same arguments;
     /// waits until it is connected.
     pub fn restart_worker(&mut self, short: &str) {
+        self.restart_worker_as(short, WorkerCredential::ClusterToken);
+    }
+
+    /// [`restart_worker`](Self::restart_worker), presenting `credential`.
+    fn restart_worker_as(&mut self, short: &str, credential: WorkerCredential<'_>) {
         let i = self
             .workers
             .iter()
@@ -852,7 +881,7 @@ impl Cluster {
             w.child.is_none(),
             "kill worker {short} before restarting it"
         );
-        self.spawn_worker(&mut w);
+        self.spawn_worker_as(&mut w, credential);
         let name = w.name.clone();
         self.workers.insert(i, w);
         self.wait_worker_connected(&name);
