@@ -20,8 +20,6 @@ pub(crate) struct AttemptCgroup {
     oom_base: AtomicU64,
     /// Whether it was ever frozen (then its state is checked before reuse).
     pub(super) froze: AtomicBool,
-    /// The `pids.max` currently set ([`NO_LIMIT`] for none; 0 while killing).
-    pids_limit: AtomicU64,
     /// `max` of pids.events (forks refused at the limit) when the attempt began.
     pids_refused_base: AtomicU64,
 }
@@ -33,25 +31,22 @@ impl AttemptCgroup {
             limit: AtomicU64::new(NO_LIMIT),
             oom_base: AtomicU64::new(0),
             froze: AtomicBool::new(false),
-            pids_limit: AtomicU64::new(NO_LIMIT),
             pids_refused_base: AtomicU64::new(0),
         }
     }
 
     /// Sets (or lifts) `pids.max`: how many processes and threads may be inside at once.
     pub(super) fn set_pids_limit(&self, limit: Option<u64>) -> io::Result<()> {
-        let want = limit.unwrap_or(NO_LIMIT);
         let Some(dir) = self.dir(Controller::Pids) else {
             return Ok(());
         };
-        // Written every time, not skipped when `pids_limit` already says so: another
-        // object for the same directory (a reaper's or a later driver's
-        // `CgroupRoot::existing`, killing what it takes for leftovers) may have set 0
-        // behind this one's back, and a cgroup left at 0 fails every spawn with EAGAIN.
-        // A write to pids.max is cheap (unlike cgroup.procs).
+        // Written every time, not skipped by a cached value: another object for the
+        // same directory (a reaper's or a later driver's `CgroupRoot::existing`, killing
+        // what it takes for leftovers) may have set 0 behind this one's back, and a
+        // cgroup left at 0 fails every spawn with EAGAIN. A write to pids.max is cheap
+        // (unlike cgroup.procs).
         let value = limit.map_or_else(|| "max".to_string(), |l| l.to_string());
         fs::write(dir.join("pids.max"), value)?;
-        self.pids_limit.store(want, Ordering::Relaxed);
         self.pids_refused_base
             .store(self.raw_pids_refused(), Ordering::Relaxed);
         Ok(())
@@ -84,7 +79,6 @@ impl AttemptCgroup {
         if self.holds_agent() {
             return false;
         }
-        self.pids_limit.store(0, Ordering::Relaxed);
         fs::write(dir.join("pids.max"), "0").is_ok()
     }
 
