@@ -17,7 +17,8 @@
 //!   was sent to the moment the agent launched the attempt, both on this process's
 //!   monotonic clock), API latency p50/p99 of a prober that reads a task and a page of
 //!   the list every 20 ms during the run, and the server's CPU and RSS. One row per
-//!   second goes to a CSV file (its path is printed) for plots.
+//!   second goes to a CSV file (its path is printed) for plots, and the latency
+//!   distributions (quantiles) to `<csv>.dist.csv` beside it.
 //! - `scale_queued`: on a fresh server without workers, one job of `--tasks` distinct
 //!   tasks through `POST /v1/jobs`: time to acknowledge, server RSS with them queued;
 //!   then the server is stopped (SIGTERM) and started again: time until it serves
@@ -644,6 +645,8 @@ async fn drain_case(o: &Options, dir: &Path) {
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join(format!("drover-scale-{}.csv", me)));
     write_csv(&csv, &series);
+    let dist = csv.with_extension("dist.csv");
+    write_distribution(&dist, &all, &api);
     let acked = recorder.acknowledged.load(Ordering::Relaxed);
     println!(
         "bench=scale_drain servers={} prefetch={} workers={} slots={} tasks={} batch={} duration_ms={} rate={} finished={} acknowledged={acked} join_s={join_s:.1} e2e_s={e2e_s:.1} submit_s={submit_s:.1} submit_tasks_per_s={:.0} starts_per_s={:.0} peak_starts_per_s={peak_starts} submit_to_start_p50_ms={:.1} submit_to_start_p99_ms={:.1} api_p50_ms={:.2} api_p99_ms={:.2} api_requests={} server_cpu_s={server_cpu_s:.1} all_servers_cpu_s={all_servers_cpu_s:.1} server_cpu_us_per_task={:.0} server_peak_cpu_pct={peak_cpu:.0} server_rss_idle_mib={rss_idle:.0} server_rss_end_mib={rss_end:.0} server_peak_rss_mib={peak_rss:.0}",
@@ -666,6 +669,7 @@ async fn drain_case(o: &Options, dir: &Path) {
         server_cpu_s * 1e6 / acked.max(1) as f64,
     );
     println!("series={}", csv.display());
+    println!("distribution={}", dist.display());
     drop(group);
     assert!(
         finished,
@@ -699,6 +703,24 @@ fn write_csv(path: &Path, series: &[Second]) {
             r.start_p99_ms
         )
         .expect("csv");
+    }
+}
+
+/// The latency distributions of the whole run, for plots: one row per quantile (every
+/// percent, then the tail in finer steps), submit→start and API status in ms.
+fn write_distribution(path: &Path, start: &[f64], api: &[f64]) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).expect("distribution file"));
+    writeln!(f, "quantile,submit_to_start_ms,api_ms").expect("distribution");
+    let tail = [0.991, 0.992, 0.993, 0.994, 0.995, 0.996, 0.997, 0.998, 0.999, 0.9999];
+    let quantiles = (0..100).map(|q| q as f64 / 100.0).chain(tail).chain([1.0]);
+    for q in quantiles {
+        writeln!(
+            f,
+            "{q},{:.3},{:.3}",
+            percentile(start, q),
+            percentile(api, q)
+        )
+        .expect("distribution");
     }
 }
 
