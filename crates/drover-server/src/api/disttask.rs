@@ -146,8 +146,7 @@ pub async fn submit_task(
         owner: String::new(),
         tasks: vec![spec],
     };
-    let (status, _, Json(answer)) =
-        super::tasks::submit(&node, &caller, job, true, None).await?;
+    let (status, _, Json(answer)) = super::tasks::submit(&node, &caller, job, true, None).await?;
     Ok((
         status,
         Json(SubmitTaskResponse {
@@ -269,10 +268,7 @@ pub async fn status(State(node): State<Arc<Node>>) -> Json<StatusResponse> {
     let Json(workers) = super::cluster::workers(State(node.clone())).await;
     let sm = node.state.read();
     let counts = sm.scheduler().counts();
-    let tasks = TaskState::ALL
-        .iter()
-        .map(|s| (*s, counts.of(*s)))
-        .collect();
+    let tasks = TaskState::ALL.iter().map(|s| (*s, counts.of(*s))).collect();
     Json(StatusResponse { workers, tasks })
 }
 
@@ -298,7 +294,10 @@ mod tests {
         assert_eq!(r.result, Some(serde_json::json!("{1, 2}")));
         let err = r#"{"drover_python":1,"ok":false,"error":"ZeroDivisionError: division by zero","traceback":"Traceback"}"#;
         let r = task_result(TaskId(2), TaskState::Failed, Some(err));
-        assert_eq!(r.error.as_deref(), Some("ZeroDivisionError: division by zero"));
+        assert_eq!(
+            r.error.as_deref(),
+            Some("ZeroDivisionError: division by zero")
+        );
         assert_eq!(r.traceback.as_deref(), Some("Traceback"));
         let r = task_result(TaskId(3), TaskState::Failed, None);
         assert!(r.error.unwrap().contains("without a result"), "no result");
