@@ -94,6 +94,8 @@ def test_futures_as_keyword_and_nested_arguments(client: Client) -> None:
     d = client.submit(total, [a, b, c])  # 3 + 9 + 12
     assert d.result(timeout=WAIT) == 24
     assert client.get(c.task_id)["deps"] == [b.task_id, a.task_id]
+    # Values arrive in argument order, not id order: b (the later task) first here.
+    assert client.submit(lambda x, y: x - y, b, a).result(timeout=WAIT) == 6
 
 
 def test_exception_is_reraised_with_remote_traceback(client: Client) -> None:
