@@ -15,11 +15,14 @@ cd "$(dirname "$0")/.."
 PY=python3
 [ -x /usr/bin/python3 ] && PY=/usr/bin/python3
 VENV=target/python-venv
-if ! "$VENV/bin/python" -c 'import cloudpickle, requests, pytest' >/dev/null 2>&1; then
+if ! "$VENV/bin/python" -c 'import cloudpickle, requests, pytest, mypy' >/dev/null 2>&1; then
   rm -rf "$VENV"
   "$PY" -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check 'cloudpickle>=3.1,<4' 'requests>=2.28' 'pytest>=8'
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check 'cloudpickle>=3.1,<4' 'requests>=2.28' 'pytest>=8' \
+    mypy types-requests
 fi
+# The package's type hints are checked.
+(cd python && "../$VENV/bin/mypy" --ignore-missing-imports drover)
 # The checkout's package, installed (not editable) so that tasks import this version.
 "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps --force-reinstall ./python
 rm -rf python/build

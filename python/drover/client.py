@@ -202,7 +202,9 @@ class Client:
     def wait(self, task: TaskRef, timeout: Optional[float] = None) -> Dict[str, Any]: ...
 
     @overload
-    def wait(self, task: Sequence[TaskRef], timeout: Optional[float] = None) -> List[Dict[str, Any]]: ...
+    def wait(
+        self, task: Union[List[TaskRef], Tuple[TaskRef, ...]], timeout: Optional[float] = None
+    ) -> List[Dict[str, Any]]: ...
 
     def wait(self, task: Any, timeout: Optional[float] = None) -> Any:
         """Waits until the task (or every task of a list) has ended; returns it (them) as
@@ -275,7 +277,9 @@ class Client:
         ) as response:
             if response.status_code >= 400:
                 raise _api_error(response)
-            name, ident, data = "message", None, []
+            name: str = "message"
+            ident: Optional[str] = None
+            data: List[str] = []
             for raw in response.iter_lines(decode_unicode=True):
                 if raw is None:
                     continue

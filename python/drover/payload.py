@@ -198,8 +198,10 @@ def _pickle_by_value(fn: Callable[..., Any]) -> None:
     import sysconfig
 
     name = getattr(fn, "__module__", None)
-    module = sys.modules.get(name) if name else None
-    if module is None or name == "__main__" or name.startswith("drover"):
+    if not isinstance(name, str) or name == "__main__" or name.startswith("drover"):
+        return
+    module = sys.modules.get(name)
+    if module is None:
         return
     path = getattr(module, "__file__", None)
     if not path:

@@ -77,7 +77,6 @@ pub struct TaskResult {
     /// The function's return value: as JSON when it is representable so, else its
     /// `repr`; absent when the function raised or the task never produced a result.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Object)]
     pub result: Option<serde_json::Value>,
     /// The exception (`Type: message`), or why there is no result.
     #[serde(skip_serializing_if = "Option::is_none")]
