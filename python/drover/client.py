@@ -214,12 +214,21 @@ class Client:
         deadline = None if timeout is None else time.monotonic() + timeout
         infos: Dict[int, Dict[str, Any]] = {}
         pause = 0.02
+        ids = [_ref(r) for r in refs]
+        # Many tasks by id: their states from the task list, a page per 1000 ids, and
+        # each task read once, when it has ended (not one request per task per round).
+        by_list = len(ids) > 3 and all(isinstance(i, int) for i in ids)
         while True:
+            states = self._states([int(i) for i in ids]) if by_list else {}
             for i, ref in enumerate(refs):
-                if i not in infos:
-                    info = self.get(ref)
-                    if info.get("state") in FINAL_STATES:
-                        infos[i] = info
+                if i in infos:
+                    continue
+                listed = states.get(int(ids[i])) if by_list else None
+                if listed is not None and listed not in FINAL_STATES:
+                    continue
+                info = self.get(ref)
+                if info.get("state") in FINAL_STATES:
+                    infos[i] = info
             if len(infos) == len(refs):
                 ordered = [infos[i] for i in range(len(refs))]
                 return ordered[0] if single else ordered
@@ -228,6 +237,22 @@ class Client:
                 raise Timeout(f"tasks {', '.join(left)} did not end within {timeout} s")
             time.sleep(pause if deadline is None else max(0.0, min(pause, deadline - time.monotonic())))
             pause = min(pause * 1.5, 0.5)
+
+    def _states(self, ids: List[int]) -> Dict[int, str]:
+        """The states of the tasks ``ids`` as the task list shows them (a task missing
+        from it, e.g. retired, is left out)."""
+        wanted, last = set(ids), max(ids)
+        states: Dict[int, str] = {}
+        cursor: Optional[str] = str(min(ids) - 1)
+        while cursor is not None:
+            page = self._request("GET", "/v1/tasks", params={"cursor": cursor, "limit": 1000}).json()
+            for t in page["tasks"]:
+                if t["id"] > last:
+                    return states
+                if t["id"] in wanted:
+                    states[t["id"]] = t["state"]
+            cursor = page.get("next_cursor")
+        return states
 
     def cancel(self, task: TaskRef) -> int:
         """Cancels a task (or every element of an array key); how many were cancelled."""
