@@ -190,12 +190,13 @@ pub async fn get_results(
             format!("must be between 1 and {MAX_PAGE}"),
         ));
     }
-    let sm = node.state.read();
-    let mut results = Vec::new();
+    // The raw results are copied under the read lock and parsed after it is released.
+    let mut finished = Vec::new();
     let mut pending = 0;
     let mut next_after = None;
+    let sm = node.state.read();
     for (scanned, view) in sm.scheduler().tasks_after(q.after.map(TaskId)).enumerate() {
-        if results.len() == limit || scanned == MAX_SCAN {
+        if finished.len() == limit || scanned == MAX_SCAN {
             next_after = Some(view.id.0 - 1);
             break;
         }
@@ -208,9 +209,14 @@ pub async fn get_results(
             pending += 1;
             continue;
         }
-        let raw = sm.record(view.id).and_then(|r| r.result.as_deref());
-        results.push(task_result(view.id, view.state, raw));
+        let raw = sm.record(view.id).and_then(|r| r.result.clone());
+        finished.push((view.id, view.state, raw));
     }
+    drop(sm);
+    let results = finished
+        .into_iter()
+        .map(|(id, state, raw)| task_result(id, state, raw.as_deref()))
+        .collect();
     Ok(Json(ResultsResponse {
         results,
         pending,
