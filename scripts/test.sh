@@ -44,6 +44,8 @@ step "lints"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 step "tests"
 cargo test --workspace
+step "Python SDK (pytest against a real server and workers)"
+scripts/python-tests.sh
 step "API fuzzing against the OpenAPI document (schemathesis)"
 scripts/schemathesis.sh
 step "benchmark smoke runs (1/100 scale; figures are not meaningful here)"

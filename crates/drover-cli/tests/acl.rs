@@ -46,6 +46,10 @@ const ROUTES: &[(&str, &str, Option<&str>)] = &[
     ("GET", "/v1/worker-credentials", Some("admin")),
     ("DELETE", "/v1/worker-credentials/{worker}", Some("admin")),
     ("GET", "/v1/worker/connect", Some("worker")),
+    // The DistTask-compatible routes (api/disttask.rs).
+    ("POST", "/submit_task", Some("submit")),
+    ("GET", "/get_results", Some("read")),
+    ("GET", "/status", Some("read")),
 ];
 
 const ROLES: [&str; 4] = ["read", "submit", "operator", "admin"];

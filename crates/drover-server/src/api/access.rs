@@ -105,6 +105,11 @@ pub const ROUTES: &[(Method, &str, Access)] = &[
         Access::Worker,
     ),
     (Method::GET, super::metrics::PATH, client(Role::Read, false)),
+    // DistTask-compatible routes (`api/disttask.rs`): a submission, the results of the
+    // caller's own namespace, and the workers (cluster-wide, like `/v1/workers`).
+    (Method::POST, "/submit_task", client(Role::Submit, true)),
+    (Method::GET, "/get_results", client(Role::Read, true)),
+    (Method::GET, "/status", client(Role::Read, false)),
 ];
 
 /// The access of a route, by its method and matched pattern. `HEAD` is answered by the

@@ -7,6 +7,7 @@
 pub(crate) mod access;
 mod body_deadline;
 mod cluster;
+mod disttask;
 mod error;
 mod events;
 mod forward;
@@ -64,6 +65,10 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<Node>> {
         .routes(routes!(worker_identity::create_token))
         .routes(routes!(worker_identity::list))
         .routes(routes!(worker_identity::revoke))
+        // DistTask-compatible routes (outside /v1: the seed's clients post to them).
+        .routes(routes!(disttask::submit_task))
+        .routes(routes!(disttask::get_results))
+        .routes(routes!(disttask::status))
 }
 
 /// The OpenAPI document of [`router`], as served at `/v1/openapi.json`.

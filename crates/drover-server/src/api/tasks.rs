@@ -120,7 +120,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(key.to_string()))
 }
 
-async fn submit(
+pub(super) async fn submit(
     node: &Node,
     caller: &Caller,
     mut job: JobSpec,
