@@ -129,7 +129,45 @@ pub struct ServerArgs {
     #[command(flatten)]
     input_limits: crate::input_limits::InputLimitArgs,
     #[command(flatten)]
+    object_store: ObjectStoreArgs,
+    #[command(flatten)]
     config: ConfigArgs,
+}
+
+/// Where the servers archive ended attempts' output (see README, "Cloud storage").
+#[derive(Debug, Args)]
+struct ObjectStoreArgs {
+    /// Archive the output of every ended attempt in an object store, and read it from
+    /// there when a server's own copy is missing or short: s3://BUCKET[/PREFIX],
+    /// gs://BUCKET[/PREFIX], az://CONTAINER[/PREFIX] or file:///PATH. Credentials come
+    /// from the provider's environment variables (AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY, GOOGLE_SERVICE_ACCOUNT, AZURE_STORAGE_ACCOUNT_NAME, …). The
+    /// bucket must exist; the server checks it answers before starting
+    #[arg(long, value_name = "URL", env = "DROVER_OBJECT_STORE")]
+    object_store: Option<String>,
+    /// The object store's endpoint, for an S3-compatible server (MinIO, moto, …) or an
+    /// Azure emulator: e.g. http://127.0.0.1:9000
+    #[arg(long, value_name = "URL", requires = "object_store")]
+    object_store_endpoint: Option<String>,
+    /// Allow an http:// endpoint (credentials and output then cross the network
+    /// unencrypted): only for a local test server
+    #[arg(long, requires = "object_store")]
+    object_store_allow_http: bool,
+    /// The S3 region [default: AWS_REGION or AWS_DEFAULT_REGION, else us-east-1]
+    #[arg(long, value_name = "REGION", requires = "object_store")]
+    object_store_region: Option<String>,
+}
+
+impl ObjectStoreArgs {
+    fn config(&self) -> Option<drover_server::blob::ObjectStoreConfig> {
+        let url = self.object_store.as_ref()?;
+        Some(drover_server::blob::ObjectStoreConfig {
+            url: url.clone(),
+            endpoint: self.object_store_endpoint.clone(),
+            allow_http: self.object_store_allow_http,
+            region: self.object_store_region.clone(),
+        })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -657,6 +695,7 @@ fn server_config(g: &Global, s: &ServerSettings, a: &ServerArgs) -> ServerConfig
     };
     c.token_limits = s.token_limits;
     c.input_limits = s.input_limits.clone();
+    c.object_store = a.object_store.config();
     c
 }
 

@@ -40,7 +40,9 @@ impl ObjectStoreConfig {
         })?;
         if scheme == "file" {
             if !rest.starts_with('/') {
-                return Err(bad("a file:// URL takes an absolute path: file:///PATH".into()));
+                return Err(bad(
+                    "a file:// URL takes an absolute path: file:///PATH".into()
+                ));
             }
             if self.endpoint.is_some() || self.region.is_some() {
                 return Err(bad(
@@ -68,8 +70,7 @@ impl ObjectStoreConfig {
             .with_connect_timeout(Duration::from_secs(5))
             .with_timeout(Duration::from_secs(60))
             .with_allow_http(self.allow_http);
-        let built: Result<Arc<dyn object_store::ObjectStore>, object_store::Error> = match scheme
-        {
+        let built: Result<Arc<dyn object_store::ObjectStore>, object_store::Error> = match scheme {
             "s3" | "s3a" => {
                 let mut b = object_store::aws::AmazonS3Builder::from_env()
                     .with_url(base)

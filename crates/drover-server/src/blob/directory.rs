@@ -183,10 +183,18 @@ mod tests {
         let (bytes, _) = s.read(&key("output/1/1.stdout"), 0, 5).unwrap().unwrap();
         assert_eq!(bytes, b"hello");
         let (bytes, size) = s.read(&key("output/1/1.stdout"), 50, 5).unwrap().unwrap();
-        assert_eq!((bytes.len(), size), (0, 11), "past the end: nothing, and the size");
+        assert_eq!(
+            (bytes.len(), size),
+            (0, 11),
+            "past the end: nothing, and the size"
+        );
         assert!(s.read(&key("output/2/1.stdout"), 0, 5).unwrap().is_none());
         assert_eq!(s.size(&key("output/1/1.stderr")).unwrap(), Some(4));
-        assert_eq!(s.size(&key("output/1")).unwrap(), None, "a prefix is no blob");
+        assert_eq!(
+            s.size(&key("output/1")).unwrap(),
+            None,
+            "a prefix is no blob"
+        );
 
         // `output/1` lists task 1 only, not task 12 (segments, not characters).
         let listed: Vec<_> = s
@@ -213,7 +221,10 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
-        assert!(names.iter().all(|n| !n.starts_with(TEMP_PREFIX)), "{names:?}");
+        assert!(
+            names.iter().all(|n| !n.starts_with(TEMP_PREFIX)),
+            "{names:?}"
+        );
 
         s.delete(&key("output/1/1.stdout")).unwrap();
         s.delete(&key("output/1/1.stdout")).unwrap(); // already gone: fine

@@ -129,7 +129,10 @@ impl ObjectBlobs {
             format!("{}/", self.prefix)
         };
         let metas: Vec<object_store::ObjectMeta> = self
-            .bounded(OPERATION_TIMEOUT, self.store.list(Some(&path)).try_collect())
+            .bounded(
+                OPERATION_TIMEOUT,
+                self.store.list(Some(&path)).try_collect(),
+            )
             .await?;
         let mut out = Vec::with_capacity(metas.len());
         for m in metas {
