@@ -15,11 +15,20 @@ pub enum BlobError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
-    /// The object store refused or failed a request.
-    #[error("the object store ({store}): {source}")]
+    /// The object store refused or failed a request. (Not a `#[source]`: its message
+    /// already tells its whole chain, which a caller printing the chain would repeat.)
+    #[error("the object store ({store}): {error}")]
     Object {
         store: String,
-        source: object_store::Error,
+        error: object_store::Error,
+    },
+    /// The start-up check failed: the store cannot be used as configured.
+    #[error(
+        "cannot use the object store {store}: {error} (the bucket must exist, and the credentials in the environment must be accepted)"
+    )]
+    Unusable {
+        store: String,
+        error: object_store::Error,
     },
     /// The store did not answer in time.
     #[error("the object store ({store}) did not answer within {seconds} s")]

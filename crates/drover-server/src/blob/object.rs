@@ -49,7 +49,7 @@ impl ObjectBlobs {
 
     fn err(&self) -> impl FnOnce(object_store::Error) -> BlobError + use<> {
         let store = self.url.clone();
-        move |source| BlobError::Object { store, source }
+        move |error| BlobError::Object { store, error }
     }
 
     async fn bounded<T>(
@@ -70,9 +70,14 @@ impl ObjectBlobs {
     /// credentials are refused or the endpoint does not answer within `limit`.
     pub async fn check(&self, limit: Duration) -> Result<(), BlobError> {
         let prefix = (!self.prefix.is_empty()).then(|| ObjectPath::from(self.prefix.as_str()));
-        self.bounded(limit, self.store.list_with_delimiter(prefix.as_ref()))
+        match self
+            .bounded(limit, self.store.list_with_delimiter(prefix.as_ref()))
             .await
-            .map(|_| ())
+        {
+            Ok(_) => Ok(()),
+            Err(BlobError::Object { store, error }) => Err(BlobError::Unusable { store, error }),
+            Err(e) => Err(e),
+        }
     }
 
     pub async fn put(&self, key: &BlobKey, data: Bytes) -> Result<(), BlobError> {
