@@ -24,6 +24,8 @@
 
 use crate::blob::{BlobError, BlobKey, BlobStore};
 use crate::node::Node;
+#[cfg(test)]
+use bytes::Bytes;
 use drover_proto::events::{EventBody, EventId};
 use drover_proto::worker::OutputStream;
 use drover_types::{Attempt, TaskId};
@@ -249,4 +251,71 @@ async fn upload_attempt(node: &Node, archive: &OutputArchive, due: Due) -> Resul
         tracing::debug!(%task, %attempt, stream = stream.as_str(), bytes = len, "output archived");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blob::DirectoryBlobs;
+    use bytes::Bytes;
+
+    #[tokio::test]
+    async fn the_archive_is_read_only_when_it_holds_more_than_the_local_copy() {
+        let dir = std::env::temp_dir().join(format!(
+            "drover-archive-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let archive = OutputArchive::new(BlobStore::Directory(DirectoryBlobs::new(dir.clone())));
+        archive.blobs().check(Duration::from_secs(5)).await.unwrap();
+        let (task, attempt, out) = (TaskId(7), Attempt(2), OutputStream::Stdout);
+        let key = OutputArchive::key(task, attempt, out);
+        assert_eq!(key.as_str(), "output/7/2.stdout");
+        archive
+            .blobs()
+            .put(&key, Bytes::from_static(b"0123456789"))
+            .await
+            .unwrap();
+
+        // No local copy: the archive's, from the offset, with its full size.
+        let got = archive
+            .read_if_longer(task, attempt, out, 0, 4, 3)
+            .await
+            .unwrap();
+        assert_eq!(got, Some((b"456".to_vec(), 10)));
+        // A short local copy (a follower that missed frames): still the archive's.
+        assert!(
+            archive
+                .read_if_longer(task, attempt, out, 6, 0, 100)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        // A whole local copy: served locally.
+        assert_eq!(
+            archive
+                .read_if_longer(task, attempt, out, 10, 0, 100)
+                .await
+                .unwrap(),
+            None
+        );
+        // Nothing archived (stderr never written): the local copy, whatever it is.
+        assert_eq!(
+            archive
+                .read_if_longer(task, attempt, OutputStream::Stderr, 0, 0, 100)
+                .await
+                .unwrap(),
+            None
+        );
+        let listed = archive
+            .blobs()
+            .list(&BlobKey::new("output/7").unwrap())
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 1);
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

@@ -60,6 +60,9 @@ impl ObjectStoreConfig {
         if !prefix.is_empty() {
             super::BlobKey::new(prefix).map_err(|e| bad(format!("the prefix: {e}")))?;
         }
+        // The stores' HTTP clients need a process-wide rustls provider (ring: see
+        // DEPENDENCIES); installing it twice is harmless.
+        drover_client::tls::install_provider();
         let base = format!("{scheme}://{bucket}");
         let retry = object_store::RetryConfig {
             max_retries: 3,
