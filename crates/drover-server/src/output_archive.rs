@@ -24,8 +24,6 @@
 
 use crate::blob::{BlobError, BlobKey, BlobStore};
 use crate::node::Node;
-#[cfg(test)]
-use bytes::Bytes;
 use drover_proto::events::{EventBody, EventId};
 use drover_proto::worker::OutputStream;
 use drover_types::{Attempt, TaskId};
