@@ -129,45 +129,9 @@ pub struct ServerArgs {
     #[command(flatten)]
     input_limits: crate::input_limits::InputLimitArgs,
     #[command(flatten)]
-    object_store: ObjectStoreArgs,
+    object_store: crate::object_store_args::ObjectStoreArgs,
     #[command(flatten)]
     config: ConfigArgs,
-}
-
-/// Where the servers archive ended attempts' output (see README, "Cloud storage").
-#[derive(Debug, Args)]
-struct ObjectStoreArgs {
-    /// Archive the output of every ended attempt in an object store, and read it from
-    /// there when a server's own copy is missing or short: s3://BUCKET[/PREFIX],
-    /// gs://BUCKET[/PREFIX], az://CONTAINER[/PREFIX] or file:///PATH. Credentials come
-    /// from the provider's environment variables (AWS_ACCESS_KEY_ID,
-    /// AWS_SECRET_ACCESS_KEY, GOOGLE_SERVICE_ACCOUNT, AZURE_STORAGE_ACCOUNT_NAME, …). The
-    /// bucket must exist; the server checks it answers before starting
-    #[arg(long, value_name = "URL", env = "DROVER_OBJECT_STORE")]
-    object_store: Option<String>,
-    /// The object store's endpoint, for an S3-compatible server (MinIO, moto, …) or an
-    /// Azure emulator: e.g. http://127.0.0.1:9000
-    #[arg(long, value_name = "URL", requires = "object_store")]
-    object_store_endpoint: Option<String>,
-    /// Allow an http:// endpoint (credentials and output then cross the network
-    /// unencrypted): only for a local test server
-    #[arg(long, requires = "object_store")]
-    object_store_allow_http: bool,
-    /// The S3 region [default: AWS_REGION or AWS_DEFAULT_REGION, else us-east-1]
-    #[arg(long, value_name = "REGION", requires = "object_store")]
-    object_store_region: Option<String>,
-}
-
-impl ObjectStoreArgs {
-    fn config(&self) -> Option<drover_server::blob::ObjectStoreConfig> {
-        let url = self.object_store.as_ref()?;
-        Some(drover_server::blob::ObjectStoreConfig {
-            url: url.clone(),
-            endpoint: self.object_store_endpoint.clone(),
-            allow_http: self.object_store_allow_http,
-            region: self.object_store_region.clone(),
-        })
-    }
 }
 
 #[derive(Debug, Args)]
@@ -461,6 +425,7 @@ struct ServerSettings {
     retain_max: u64,
     token_limits: TokenLimits,
     input_limits: drover_server::input_limits::InputLimits,
+    object_store: Option<drover_server::blob::ObjectStoreConfig>,
 }
 
 fn server_settings(l: &Layers, a: &ServerArgs) -> Result<ServerSettings> {
@@ -604,6 +569,7 @@ fn server_settings(l: &Layers, a: &ServerArgs) -> Result<ServerSettings> {
     let settings = ServerSettings {
         token_limits,
         input_limits: crate::input_limits::settings(l, &a.input_limits)?,
+        object_store: crate::object_store_args::settings(l, &a.object_store)?,
         retain_for: retain_for.expect("has a default"),
         retain_max: retain_max.expect("has a default"),
         peers,
@@ -668,6 +634,7 @@ fn print_server(p: &mut Printer, s: &ServerSettings) {
     t.insert("token_burst".into(), show_count(l.burst.into()));
     t.insert("token_concurrency".into(), show_count(l.concurrency.into()));
     crate::input_limits::print(p, &s.input_limits);
+    crate::object_store_args::print(p, s.object_store.as_ref());
 }
 
 fn server_config(g: &Global, s: &ServerSettings, a: &ServerArgs) -> ServerConfig {
@@ -695,7 +662,7 @@ fn server_config(g: &Global, s: &ServerSettings, a: &ServerArgs) -> ServerConfig
     };
     c.token_limits = s.token_limits;
     c.input_limits = s.input_limits.clone();
-    c.object_store = a.object_store.config();
+    c.object_store = s.object_store.clone();
     c
 }
 
