@@ -3,11 +3,13 @@
 //! `drover server --object-store s3://…` and a real worker. Ended attempts' output
 //! must land in the bucket as `output/<task>/<attempt>.<stream>` under the prefix, and
 //! stay readable through `drover logs` and the API once the server's own files are
-//! gone; a bucket that does not exist stops the server at start.
+//! gone; a bucket that does not exist stops the server at start. In a group of three
+//! (on a shared `file://` directory), every server reads the archive and a new leader
+//! goes on archiving.
 //!
 //! moto is looked for as `$DROVER_MOTO_SERVER`, then `target/moto-venv/bin/moto_server`
 //! (where `scripts/test.sh` installs it), then `moto_server` on the PATH. Without it
-//! the tests fail, unless `DROVER_SKIP_S3=1` (then they say they were skipped).
+//! the S3 tests fail, unless `DROVER_SKIP_S3=1` (then they say they were skipped).
 
 mod common;
 
@@ -282,5 +284,84 @@ fn a_missing_bucket_or_a_bad_url_stops_the_server_at_start() {
     assert!(
         !dir.path().join("server").join("endpoint").exists(),
         "the server never listened"
+    );
+}
+
+/// The archive in a group of three servers, on a shared directory (`file://`; the S3
+/// client is exercised above): the leader uploads, every server reads the archive once
+/// its own copy is gone, and a new leader archives what ends after a failover.
+#[test]
+fn every_server_of_a_group_reads_the_archive_and_a_new_leader_keeps_archiving() {
+    let mut set = servers::ServerSet::new("objstore-ha");
+    let blobs = set.root.join("blobs");
+    let url = format!("file://{}", blobs.display());
+    set.add_server_args(&["--object-store", &url]);
+    for i in 0..3 {
+        set.start(i);
+    }
+    let leader = set.wait_leader(SLOW);
+    set.add_worker("w", &["--cpus", "2"]);
+
+    let expected: String = (1..=20000).map(|i| format!("{i}\n")).collect();
+    let archived = |id: u64| blobs.join(format!("output/{id}/1.stdout"));
+    let ended = |set: &servers::ServerSet, on: usize, id: u64| {
+        poll(
+            &format!("task {id} to succeed"),
+            SLOW,
+            || {
+                set.task_on(on, id)
+                    .filter(|t| t.state.as_str() == "succeeded")
+            },
+            || set.logs(),
+        )
+    };
+    let id = set.submit(&json!({"command": ["seq", "1", "20000"]}));
+    ended(&set, leader, id);
+    poll(
+        "the output to be archived",
+        SLOW,
+        || {
+            std::fs::metadata(archived(id))
+                .ok()
+                .filter(|m| m.len() == expected.len() as u64)
+        },
+        || set.logs(),
+    );
+
+    // Every server loses its own copy; each still serves the whole output.
+    for i in 0..3 {
+        let local = set
+            .data_dir(i)
+            .join("server")
+            .join("output")
+            .join(id.to_string());
+        let _ = std::fs::remove_dir_all(&local);
+    }
+    for i in 0..3 {
+        let r = set.get(i, &format!("/v1/tasks/{id}/output?attempt=1"));
+        assert_eq!(r.status, 200, "server {i}: {}", r.text());
+        assert_eq!(
+            r.body.len(),
+            expected.len(),
+            "server {i} read the archive after its copy went"
+        );
+        assert_eq!(r.body, expected.as_bytes(), "server {i}");
+    }
+
+    // The leader goes; the next one archives what ends under it.
+    set.kill(leader);
+    let next = set.wait_leader(SLOW);
+    assert_ne!(next, leader);
+    let second = set.submit(&json!({"command": ["seq", "1", "20000"]}));
+    ended(&set, next, second);
+    poll(
+        "the new leader to archive the output",
+        SLOW,
+        || {
+            std::fs::metadata(archived(second))
+                .ok()
+                .filter(|m| m.len() == expected.len() as u64)
+        },
+        || set.logs(),
     );
 }
