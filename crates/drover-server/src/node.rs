@@ -39,6 +39,9 @@ pub struct Node {
     pub removed: std::sync::atomic::AtomicBool,
     /// Where ended attempts' output is archived (`--object-store`), if anywhere.
     pub archive: Option<Arc<crate::output_archive::OutputArchive>>,
+    /// The blob store for anything kept "like task output" (checkpoints): the
+    /// `--object-store`, else a directory of this server's own (`<data>/blobs`).
+    pub blobs: crate::blob::BlobStore,
 }
 
 /// How long a confirmation of leadership by a majority counts. A leader cut off from the

@@ -460,6 +460,12 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
         storage,
         changes: Default::default(),
         removed: Default::default(),
+        blobs: match &archive {
+            Some(a) => a.blobs().clone(),
+            None => crate::blob::BlobStore::Directory(crate::blob::DirectoryBlobs::new(
+                dir.join("blobs"),
+            )),
+        },
         archive: archive.clone(),
     });
     if identity.state == MemberState::Removed {
