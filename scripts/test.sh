@@ -33,6 +33,12 @@ command -v mount >/dev/null 2>&1 || apt_install mount
 # through chromedriver (without recommends: else it pulls a hundred more packages).
 { command -v chromium && command -v chromedriver; } >/dev/null 2>&1 \
   || apt_install --no-install-recommends chromium chromium-driver
+# The object store tests (crates/drover-cli/tests/object_store.rs) run against moto's
+# S3-compatible server mode, from PyPI, in its own venv (the test finds it there).
+if ! target/moto-venv/bin/moto_server --help >/dev/null 2>&1; then
+  python3 -m venv target/moto-venv
+  target/moto-venv/bin/pip install --quiet --disable-pip-version-check 'moto[server]>=5,<6'
+fi
 command -v cargo >/dev/null 2>&1 || { echo "cargo is required (https://rustup.rs)" >&2; exit 1; }
 
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}

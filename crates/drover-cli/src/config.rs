@@ -98,6 +98,10 @@ const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
             ("max_worker_message", Kind::Size),
             ("header_timeout", Kind::Duration),
             ("body_timeout", Kind::Duration),
+            ("object_store", Kind::Text),
+            ("object_store_endpoint", Kind::Text),
+            ("object_store_allow_http", Kind::Bool),
+            ("object_store_region", Kind::Text),
         ],
     ),
     (

@@ -129,6 +129,8 @@ pub struct ServerArgs {
     #[command(flatten)]
     input_limits: crate::input_limits::InputLimitArgs,
     #[command(flatten)]
+    object_store: crate::object_store_args::ObjectStoreArgs,
+    #[command(flatten)]
     config: ConfigArgs,
 }
 
@@ -423,6 +425,7 @@ struct ServerSettings {
     retain_max: u64,
     token_limits: TokenLimits,
     input_limits: drover_server::input_limits::InputLimits,
+    object_store: Option<drover_server::blob::ObjectStoreConfig>,
 }
 
 fn server_settings(l: &Layers, a: &ServerArgs) -> Result<ServerSettings> {
@@ -566,6 +569,7 @@ fn server_settings(l: &Layers, a: &ServerArgs) -> Result<ServerSettings> {
     let settings = ServerSettings {
         token_limits,
         input_limits: crate::input_limits::settings(l, &a.input_limits)?,
+        object_store: crate::object_store_args::settings(l, &a.object_store)?,
         retain_for: retain_for.expect("has a default"),
         retain_max: retain_max.expect("has a default"),
         peers,
@@ -630,6 +634,7 @@ fn print_server(p: &mut Printer, s: &ServerSettings) {
     t.insert("token_burst".into(), show_count(l.burst.into()));
     t.insert("token_concurrency".into(), show_count(l.concurrency.into()));
     crate::input_limits::print(p, &s.input_limits);
+    crate::object_store_args::print(p, s.object_store.as_ref());
 }
 
 fn server_config(g: &Global, s: &ServerSettings, a: &ServerArgs) -> ServerConfig {
@@ -657,6 +662,7 @@ fn server_config(g: &Global, s: &ServerSettings, a: &ServerArgs) -> ServerConfig
     };
     c.token_limits = s.token_limits;
     c.input_limits = s.input_limits.clone();
+    c.object_store = s.object_store.clone();
     c
 }
 

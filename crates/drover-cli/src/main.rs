@@ -6,6 +6,7 @@ mod events;
 mod input_limits;
 mod inspect;
 mod jobfile;
+mod object_store_args;
 mod render;
 mod submit;
 mod tls;

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod auth;
 mod background;
+pub mod blob;
 pub mod config;
 pub mod events;
 mod heap_trim;
@@ -19,6 +20,7 @@ pub mod membership;
 pub mod metrics;
 pub mod node;
 pub mod output;
+pub mod output_archive;
 pub mod output_repair;
 pub mod output_replication;
 pub mod proposer;

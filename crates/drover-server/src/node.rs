@@ -37,6 +37,11 @@ pub struct Node {
     pub changes: crate::membership::MembershipChanges,
     /// Set once this server is taken out of the group (see [`Node::mark_removed`]).
     pub removed: std::sync::atomic::AtomicBool,
+    /// Where ended attempts' output is archived (`--object-store`), if anywhere.
+    pub archive: Option<Arc<crate::output_archive::OutputArchive>>,
+    /// The blob store for anything kept "like task output" (checkpoints): the
+    /// `--object-store`, else a directory of this server's own (`<data>/blobs`).
+    pub blobs: crate::blob::BlobStore,
 }
 
 /// How long a confirmation of leadership by a majority counts. A leader cut off from the

@@ -55,6 +55,9 @@ pub enum ServerError {
         dir.display(), dir.display()
     )]
     GroupWithoutCertificates { dir: PathBuf },
+    /// `--object-store` is malformed or the store does not answer.
+    #[error(transparent)]
+    ObjectStore(#[from] crate::blob::BlobError),
     /// `--tls-dir` names a directory without the server's certificate.
     #[error(
         "no server certificate in {} (--tls-dir): make one with `drover tls cert create server --ca-dir CA_DIR --host HOST --out {}`",
@@ -144,6 +147,15 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
     drover_client::tls::install_provider();
     config.validate_timing()?;
     config.resolve_peers()?;
+    // Before anything else starts: a bad URL or an unreachable bucket stops the start.
+    let archive = match &config.object_store {
+        Some(c) => {
+            let blobs = c.open_checked().await?;
+            tracing::info!(store = %blobs.describe(), "ended attempts' output is archived in the object store");
+            Some(Arc::new(crate::output_archive::OutputArchive::new(blobs)))
+        }
+        None => None,
+    };
     let dir = config.data_dir.clone();
     let data_err = |source| ServerError::DataDir {
         path: dir.clone(),
@@ -448,6 +460,13 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
         storage,
         changes: Default::default(),
         removed: Default::default(),
+        blobs: match &archive {
+            Some(a) => a.blobs().clone(),
+            None => crate::blob::BlobStore::Directory(crate::blob::DirectoryBlobs::new(
+                dir.join("blobs"),
+            )),
+        },
+        archive: archive.clone(),
     });
     if identity.state == MemberState::Removed {
         node.mark_removed();
@@ -458,6 +477,9 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
     // (In a server alone the lease loop only watches: a group may grow from it.)
     tokio::spawn(background::lease_loop(node.clone()));
     tokio::spawn(background::membership_watch(node.clone()));
+    if let Some(archive) = archive {
+        tokio::spawn(crate::output_archive::archive_loop(node.clone(), archive));
+    }
 
     // Let the CLI on this machine find the server without being told.
     let _ = std::fs::write(

@@ -112,7 +112,7 @@ pub async fn read(
         if over {
             repair(&node, id, attempt, stream).await;
         }
-        let (data, len) = read_off_thread(&node, id, attempt, stream, offset, MAX_RESPONSE)
+        let (data, len) = read_off_thread(&node, id, attempt, stream, offset, MAX_RESPONSE, over)
             .await
             .map_err(|e| ApiError::internal(format!("could not read the output: {e}")))?;
         let next = offset + data.len() as u64;
@@ -142,7 +142,9 @@ pub async fn read(
             // Seen before reading: an append after the read wakes the wait below.
             f.output.borrow_and_update();
             f.events.borrow_and_update();
-            let read = read_off_thread(&f.node, id, f.attempt, stream, f.offset, CHUNK).await;
+            // Once the attempt is over (and repaired), the archive may hold more.
+            let read =
+                read_off_thread(&f.node, id, f.attempt, stream, f.offset, CHUNK, f.repaired).await;
             let (data, _) = match read {
                 Ok(r) => r,
                 Err(e) => {
@@ -222,6 +224,8 @@ async fn repair(node: &Node, task: drover_types::TaskId, attempt: Attempt, strea
 
 /// Reads a stored stream on the blocking pool: a file read (a disk that stalls, a page
 /// cache miss) must not hold up the async threads that serve every other request.
+/// For an `ended` attempt, the object store's copy (`--object-store`) is read instead
+/// when it holds more than this server's (see `crate::output_archive`).
 async fn read_off_thread(
     node: &Node,
     task: drover_types::TaskId,
@@ -229,9 +233,26 @@ async fn read_off_thread(
     stream: OutputStream,
     offset: u64,
     max: usize,
+    ended: bool,
 ) -> std::io::Result<(Vec<u8>, u64)> {
     let output = node.output.clone();
-    tokio::task::spawn_blocking(move || output.read(task, attempt, stream, offset, max))
+    let local =
+        tokio::task::spawn_blocking(move || output.read(task, attempt, stream, offset, max))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))?;
+    let Some(archive) = node.archive.as_ref().filter(|_| ended) else {
+        return Ok(local);
+    };
+    match archive
+        .read_if_longer(task, attempt, stream, local.1, offset, max)
         .await
-        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    {
+        Ok(Some(archived)) => Ok(archived),
+        Ok(None) => Ok(local),
+        Err(e) => {
+            // This server's copy is what it has: serve it, and say why it may be short.
+            tracing::warn!(%task, %attempt, "could not read the archived output: {e}");
+            Ok(local)
+        }
+    }
 }
