@@ -52,6 +52,9 @@ pub struct ServerConfig {
     pub token_limits: crate::auth::TokenLimits,
     /// Sizes of what workers send and how long clients may take (see `input_limits.rs`).
     pub input_limits: crate::input_limits::InputLimits,
+    /// Start and stop workers on a provider from the queue (`autoscale/`); none by
+    /// default.
+    pub autoscale: Option<crate::autoscale::AutoscaleConfig>,
 }
 
 /// Whether a server speaks TLS.
@@ -193,6 +196,7 @@ impl ServerConfig {
             token_limits: crate::auth::TokenLimits::default(),
             data_dir,
             input_limits: crate::input_limits::InputLimits::default(),
+            autoscale: None,
         }
     }
 

@@ -37,6 +37,8 @@ pub struct Node {
     pub changes: crate::membership::MembershipChanges,
     /// Set once this server is taken out of the group (see [`Node::mark_removed`]).
     pub removed: std::sync::atomic::AtomicBool,
+    /// What the autoscaler does (written by its loop on the leader; see `autoscale/`).
+    pub autoscale: Arc<crate::autoscale::AutoscaleState>,
 }
 
 /// How long a confirmation of leadership by a majority counts. A leader cut off from the

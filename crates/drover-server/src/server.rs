@@ -448,6 +448,9 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
         storage,
         changes: Default::default(),
         removed: Default::default(),
+        autoscale: Arc::new(crate::autoscale::AutoscaleState::new(
+            config.autoscale.as_ref(),
+        )),
     });
     if identity.state == MemberState::Removed {
         node.mark_removed();
@@ -458,6 +461,13 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
     // (In a server alone the lease loop only watches: a group may grow from it.)
     tokio::spawn(background::lease_loop(node.clone()));
     tokio::spawn(background::membership_watch(node.clone()));
+    if let Some(autoscale) = config.autoscale.clone() {
+        let url = autoscale
+            .server_url
+            .clone()
+            .unwrap_or_else(|| crate::autoscale::scaler::default_server_url(&config, addr));
+        tokio::spawn(crate::autoscale::scaler::run(node.clone(), autoscale, url));
+    }
 
     // Let the CLI on this machine find the server without being told.
     let _ = std::fs::write(

@@ -5,6 +5,7 @@
 //! that got a 201 for a submission knows it survives `kill -9`.
 
 pub(crate) mod access;
+mod autoscale;
 mod body_deadline;
 mod cluster;
 mod error;
@@ -64,6 +65,7 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<Node>> {
         .routes(routes!(worker_identity::create_token))
         .routes(routes!(worker_identity::list))
         .routes(routes!(worker_identity::revoke))
+        .routes(routes!(autoscale::status))
 }
 
 /// The OpenAPI document of [`router`], as served at `/v1/openapi.json`.
