@@ -130,6 +130,8 @@ pub struct ServerArgs {
     input_limits: crate::input_limits::InputLimitArgs,
     #[command(flatten)]
     config: ConfigArgs,
+    #[command(flatten)]
+    autoscale: crate::autoscale::AutoscaleArgs,
 }
 
 #[derive(Debug, Args)]
@@ -1137,7 +1139,8 @@ pub async fn server(g: &Global, a: ServerArgs) -> Result<ExitCode> {
         p.print(&layers, g.json)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let config = server_config(g, &settings, &a);
+    let mut config = server_config(g, &settings, &a);
+    config.autoscale = a.autoscale.config()?;
     let data_dir = config.data_dir.clone();
     make_dir_with_mode(&data_dir, 0o700)?;
     let running = drover_server::start(config).await?;
@@ -1236,6 +1239,7 @@ pub async fn up(g: &Global, a: UpArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut config = server_config(g, &settings, &a.server);
+    config.autoscale = a.server.autoscale.config()?;
     let data_dir = config.data_dir.clone();
     // The top directory stays passable (tasks reach their attempt directories under
     // workers/ by path) but not listable; the server's own is closed.

@@ -26,6 +26,9 @@ pub struct AutoscaleStatus {
     pub decisions: Vec<AutoscaleDecision>,
     /// The provider's last error, while it lasts (e.g. the Docker engine is unreachable).
     pub error: Option<String>,
+    /// How to find this cluster's instances with the provider's own tools, e.g.
+    /// `label=drover.cluster=3f9a...` for `docker ps --filter`.
+    pub instance_filter: Option<String>,
 }
 
 /// A size of worker the autoscaler may start.

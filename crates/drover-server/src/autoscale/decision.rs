@@ -88,11 +88,20 @@ pub struct Inputs<'a> {
 /// One thing to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    Start { size: WorkerSize, reason: String },
+    Start {
+        size: WorkerSize,
+        reason: String,
+    },
     /// Through the log (`WorkerDrain`): it takes no new task; stopped once empty.
-    Drain { name: String, reason: String },
+    Drain {
+        name: String,
+        reason: String,
+    },
     /// Stop and remove its instance.
-    Stop { name: String, reason: String },
+    Stop {
+        name: String,
+        reason: String,
+    },
 }
 
 /// The actions for this moment: stops first, then drains, then starts.
@@ -163,7 +172,9 @@ struct Bin {
     big: bool,
 }
 
-/// Packs the queue first-fit into the workers already starting, then into new ones: a
+/// Packs the queue first-fit, largest need first, into the workers already starting,
+/// then into new ones (so the tasks that need a big worker get one before the maximum
+/// is reached by small ones, and small tasks fill what room a big worker leaves): a
 /// task no active worker could ever hold gets the smallest size that holds it ("no
 /// worker has 8 cpus" asks for a big worker); a task that merely waits for room (all
 /// workers busy) gets the smallest size that holds it, usually the first.
@@ -183,7 +194,9 @@ fn starts_for_queue(inp: &Inputs<'_>, remaining: &[&Managed], room: u32) -> Vec<
         .collect();
     let mut busy = 0u32;
     let mut big = 0u32;
-    for need in inp.pending {
+    let mut pending: Vec<&Need> = inp.pending.iter().collect();
+    pending.sort_by(|a, b| (b.cpu_milli, b.memory_bytes).cmp(&(a.cpu_milli, a.memory_bytes)));
+    for need in pending {
         let Some(size) = inp.sizes.iter().find(|s| s.holds(need)) else {
             continue; // No size holds it: starting workers would not help.
         };
@@ -337,25 +350,223 @@ mod tests {
     #[test]
     fn table() {
         use ManagedState::*;
-        let cases: Vec<(&str, Vec<Need>, Vec<WorkerSize>, Vec<Managed>, u64, Vec<WorkerSize>, Vec<&str>, Vec<&str>)> = vec![
-            ("nothing queued, nothing managed: nothing to do", vec![], vec![], vec![], 0, vec![], vec![], vec![]),
-            ("one small task, no worker: one small worker", vec![need(1, 0)], vec![], vec![], 0, vec![SMALL], vec![], vec![]),
-            ("four 1-cpu tasks pack two to a small worker", vec![need(1, 0); 4], vec![SMALL], vec![], 0, vec![SMALL, SMALL], vec![], vec![]),
-            ("a burst stops at the maximum", vec![need(2, 0); 10], vec![], vec![], 0, vec![SMALL; 3], vec![], vec![]),
-            ("no worker has 8 cpus: a big one", vec![need(8, 1)], vec![SMALL], vec![], 0, vec![BIG], vec![], vec![]),
-            ("a task no size holds starts nothing", vec![need(64, 0)], vec![], vec![], 0, vec![], vec![], vec![]),
-            ("a starting worker absorbs the queue", vec![need(1, 0); 2], vec![], vec![managed("a", SMALL, Starting, 0)], 0, vec![], vec![], vec![]),
-            ("a starting worker takes part of it", vec![need(1, 0); 3], vec![], vec![managed("a", SMALL, Starting, 0)], 0, vec![SMALL], vec![], vec![]),
-            ("instances count against the maximum", vec![need(2, 0); 5], vec![SMALL; 2], vec![managed("a", SMALL, Active, 1), managed("b", SMALL, Draining, 1)], 0, vec![SMALL], vec![], vec![]),
-            ("idle past the cooldown: drained", vec![], vec![SMALL], vec![managed("a", SMALL, Active, 0)], 10_000, vec![], vec!["a"], vec![]),
-            ("idle within the cooldown: kept", vec![], vec![SMALL], vec![managed("a", SMALL, Active, 0)], 9_999, vec![], vec![], vec![]),
-            ("busy: kept", vec![], vec![SMALL], vec![managed("a", SMALL, Active, 2)], 99_000, vec![], vec![], vec![]),
-            ("no drain while work is queued", vec![need(1, 0)], vec![SMALL], vec![managed("a", SMALL, Active, 0), managed("b", SMALL, Starting, 0)], 99_000, vec![], vec![], vec![]),
-            ("drained and empty: stopped", vec![], vec![], vec![managed("a", SMALL, Draining, 0)], 0, vec![], vec![], vec!["a"]),
-            ("draining with tasks: waits", vec![], vec![], vec![managed("a", SMALL, Draining, 1)], 0, vec![], vec![], vec![]),
-            ("exited and lost: stopped (removed)", vec![], vec![], vec![managed("a", SMALL, Exited, 0), managed("b", SMALL, Lost, 0)], 0, vec![], vec![], vec!["a", "b"]),
-            ("never joined: stopped after the join timeout", vec![], vec![], vec![managed("a", SMALL, Starting, 0)], 60_000, vec![], vec![], vec!["a"]),
-            ("a stopped instance frees room at once", vec![need(2, 0); 5], vec![], vec![managed("x", SMALL, Exited, 0), managed("a", SMALL, Active, 1), managed("b", SMALL, Active, 1)], 0, vec![SMALL], vec![], vec!["x"]),
+        let cases: Vec<(
+            &str,
+            Vec<Need>,
+            Vec<WorkerSize>,
+            Vec<Managed>,
+            u64,
+            Vec<WorkerSize>,
+            Vec<&str>,
+            Vec<&str>,
+        )> = vec![
+            (
+                "nothing queued, nothing managed: nothing to do",
+                vec![],
+                vec![],
+                vec![],
+                0,
+                vec![],
+                vec![],
+                vec![],
+            ),
+            (
+                "one small task, no worker: one small worker",
+                vec![need(1, 0)],
+                vec![],
+                vec![],
+                0,
+                vec![SMALL],
+                vec![],
+                vec![],
+            ),
+            (
+                "four 1-cpu tasks pack two to a small worker",
+                vec![need(1, 0); 4],
+                vec![SMALL],
+                vec![],
+                0,
+                vec![SMALL, SMALL],
+                vec![],
+                vec![],
+            ),
+            (
+                "a burst stops at the maximum",
+                vec![need(2, 0); 10],
+                vec![],
+                vec![],
+                0,
+                vec![SMALL; 3],
+                vec![],
+                vec![],
+            ),
+            (
+                "no worker has 8 cpus: a big one",
+                vec![need(8, 1)],
+                vec![SMALL],
+                vec![],
+                0,
+                vec![BIG],
+                vec![],
+                vec![],
+            ),
+            (
+                "a task no size holds starts nothing",
+                vec![need(64, 0)],
+                vec![],
+                vec![],
+                0,
+                vec![],
+                vec![],
+                vec![],
+            ),
+            (
+                "a starting worker absorbs the queue",
+                vec![need(1, 0); 2],
+                vec![],
+                vec![managed("a", SMALL, Starting, 0)],
+                0,
+                vec![],
+                vec![],
+                vec![],
+            ),
+            (
+                "a starting worker takes part of it",
+                vec![need(1, 0); 3],
+                vec![],
+                vec![managed("a", SMALL, Starting, 0)],
+                0,
+                vec![SMALL],
+                vec![],
+                vec![],
+            ),
+            (
+                "instances count against the maximum",
+                vec![need(2, 0); 5],
+                vec![SMALL; 2],
+                vec![
+                    managed("a", SMALL, Active, 1),
+                    managed("b", SMALL, Draining, 1),
+                ],
+                0,
+                vec![SMALL],
+                vec![],
+                vec![],
+            ),
+            (
+                "idle past the cooldown: drained",
+                vec![],
+                vec![SMALL],
+                vec![managed("a", SMALL, Active, 0)],
+                10_000,
+                vec![],
+                vec!["a"],
+                vec![],
+            ),
+            (
+                "idle within the cooldown: kept",
+                vec![],
+                vec![SMALL],
+                vec![managed("a", SMALL, Active, 0)],
+                9_999,
+                vec![],
+                vec![],
+                vec![],
+            ),
+            (
+                "busy: kept",
+                vec![],
+                vec![SMALL],
+                vec![managed("a", SMALL, Active, 2)],
+                99_000,
+                vec![],
+                vec![],
+                vec![],
+            ),
+            (
+                "no drain while work is queued",
+                vec![need(1, 0)],
+                vec![SMALL],
+                vec![
+                    managed("a", SMALL, Active, 0),
+                    managed("b", SMALL, Starting, 0),
+                ],
+                50_000,
+                vec![],
+                vec![],
+                vec![],
+            ),
+            (
+                "drained and empty: stopped",
+                vec![],
+                vec![],
+                vec![managed("a", SMALL, Draining, 0)],
+                0,
+                vec![],
+                vec![],
+                vec!["a"],
+            ),
+            (
+                "draining with tasks: waits",
+                vec![],
+                vec![],
+                vec![managed("a", SMALL, Draining, 1)],
+                0,
+                vec![],
+                vec![],
+                vec![],
+            ),
+            (
+                "exited and lost: stopped (removed)",
+                vec![],
+                vec![],
+                vec![managed("a", SMALL, Exited, 0), managed("b", SMALL, Lost, 0)],
+                0,
+                vec![],
+                vec![],
+                vec!["a", "b"],
+            ),
+            (
+                "never joined: stopped after the join timeout",
+                vec![],
+                vec![],
+                vec![managed("a", SMALL, Starting, 0)],
+                60_000,
+                vec![],
+                vec![],
+                vec!["a"],
+            ),
+            (
+                "big first, small ones fill its room, then the maximum",
+                vec![
+                    need(1, 0),
+                    need(1, 0),
+                    need(1, 0),
+                    need(1, 0),
+                    need(7, 1),
+                    need(1, 0),
+                ],
+                vec![],
+                vec![],
+                0,
+                vec![BIG, SMALL, SMALL],
+                vec![],
+                vec![],
+            ),
+            (
+                "a stopped instance frees room at once",
+                vec![need(2, 0); 5],
+                vec![],
+                vec![
+                    managed("x", SMALL, Exited, 0),
+                    managed("a", SMALL, Active, 1),
+                    managed("b", SMALL, Active, 1),
+                ],
+                0,
+                vec![SMALL],
+                vec![],
+                vec!["x"],
+            ),
         ];
         for (case, pending, caps, managed, now, want_starts, want_drains, want_stops) in cases {
             let actions = decide(&inputs(now, &pending, &caps, &managed));
@@ -399,7 +610,9 @@ mod tests {
         }
         let actions = decide(&inputs(0, &[need(1, 0)], &[SMALL], &[]));
         match &actions[0] {
-            Action::Start { reason, .. } => assert!(reason.contains("all workers busy"), "{reason}"),
+            Action::Start { reason, .. } => {
+                assert!(reason.contains("all workers busy"), "{reason}")
+            }
             a => panic!("{a:?}"),
         }
     }

@@ -108,10 +108,7 @@ fn is_not_found(e: &bollard::errors::Error) -> bool {
 
 impl Provider for DockerProvider {
     async fn list(&self) -> Result<Vec<Instance>, ProviderError> {
-        let filters = HashMap::from([(
-            "label",
-            vec![format!("{CLUSTER_LABEL}={}", self.cluster)],
-        )]);
+        let filters = HashMap::from([("label", vec![format!("{CLUSTER_LABEL}={}", self.cluster)])]);
         let options = ListContainersOptionsBuilder::new()
             .all(true)
             .filters(&filters)
@@ -185,9 +182,10 @@ impl Provider for DockerProvider {
                 binds,
                 // A real init as PID 1 reaps what tasks leave behind.
                 init: Some(true),
-                nano_cpus: Some(i64::from(request.size.cpu_milli) * 1_000_000),
-                memory: i64::try_from(request.size.memory_bytes.saturating_add(AGENT_MEMORY))
-                    .ok(),
+                // A weight, not a quota: a quota above the engine's own CPUs is refused,
+                // and a big worker may well offer more than one machine has.
+                cpu_shares: Some(i64::from(request.size.cpu_milli) * 1024 / 1000),
+                memory: i64::try_from(request.size.memory_bytes.saturating_add(AGENT_MEMORY)).ok(),
                 ..HostConfig::default()
             }),
             ..ContainerCreateBody::default()

@@ -56,6 +56,8 @@ pub async fn run(node: Arc<Node>, config: AutoscaleConfig, server_url: String) {
         TlsMode::Auto(p) | TlsMode::Required(p) | TlsMode::CreateLocal(p) => Some(p.ca()),
     };
     let cluster = cluster_label(&node.peer_token);
+    node.autoscale
+        .set_instance_filter(format!("label={}={cluster}", super::docker::CLUSTER_LABEL));
     tracing::info!(provider = config.provider.name(), min = config.min, max = config.max, cooldown_ms = config.cooldown.as_millis() as u64, %server_url, %cluster, "autoscaling");
     match config.provider {
         ProviderKind::Docker => {
@@ -262,7 +264,13 @@ impl<P: Provider> Scaler<P> {
                     Some(&worker) => self.propose(Command::WorkerDrain { worker }).await,
                     None => Err(format!("no worker is named {name}")),
                 };
-                ("drain", name, size.unwrap_or(self.config.sizes[0]), reason, result)
+                (
+                    "drain",
+                    name,
+                    size.unwrap_or(self.config.sizes[0]),
+                    reason,
+                    result,
+                )
             }
             Action::Stop { name, reason } => {
                 let instance = seen.instances.get(&name);
@@ -275,7 +283,9 @@ impl<P: Provider> Scaler<P> {
             }
         };
         match &result {
-            Ok(()) => tracing::info!(action = verb, %worker, cpu_milli = size.cpu_milli, memory_bytes = size.memory_bytes, "autoscaler: {reason}"),
+            Ok(()) => {
+                tracing::info!(action = verb, %worker, cpu_milli = size.cpu_milli, memory_bytes = size.memory_bytes, "autoscaler: {reason}")
+            }
             Err(e) => tracing::warn!(action = verb, %worker, "autoscaler: {reason}; failed: {e}"),
         }
         self.node.autoscale.record(AutoscaleDecision {

@@ -46,6 +46,7 @@ impl AutoscaleState {
                 workers: Vec::new(),
                 decisions: Vec::new(),
                 error: None,
+                instance_filter: None,
             },
         };
         AutoscaleState {
@@ -77,6 +78,10 @@ impl AutoscaleState {
 
     pub fn set_workers(&self, workers: Vec<ManagedWorkerInfo>) {
         self.lock().status.workers = workers;
+    }
+
+    pub fn set_instance_filter(&self, filter: String) {
+        self.lock().status.instance_filter = Some(filter);
     }
 
     pub fn set_error(&self, error: Option<String>) {
