@@ -121,10 +121,7 @@ fn a_burst_brings_workers_up_and_they_drain_and_go_away() {
     let c = Cluster::start_with(
         "autoscale",
         &[
-            "--worker-timeout",
-            "3s",
-            "--heartbeat-interval",
-            "250ms",
+            // The default worker timeout: the workers keep their default kill grace.
             "--autoscale",
             "docker",
             "--autoscale-min",

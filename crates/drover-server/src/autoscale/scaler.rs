@@ -30,6 +30,11 @@ use std::time::{Duration, Instant};
 const PENDING_SCAN: usize = 10_000;
 /// Wait between attempts to reach the provider when it is not there.
 const RECONNECT_EVERY: Duration = Duration::from_secs(5);
+/// After an instance ends without its worker ever joining (a wrong image, a server URL
+/// the container cannot reach, a worker the server refuses), starts wait this long,
+/// doubling with each such failure up to [`START_BACKOFF_MAX_MS`]: no crash loop.
+const START_BACKOFF_MS: u64 = 5_000;
+const START_BACKOFF_MAX_MS: u64 = 300_000;
 
 /// The URL the workers dial: this server's, on loopback when it listens on every
 /// address (the containers share the host's network).
@@ -95,6 +100,13 @@ struct Scaler<P> {
     seen: BTreeMap<String, u64>,
     /// Worker name -> since when it has had no task.
     idle: BTreeMap<String, u64>,
+    /// Workers whose start is settled: seen joined (active or draining) at least once,
+    /// or counted as a failed start.
+    joined: std::collections::BTreeSet<String>,
+    /// Instances in a row that ended before their worker joined, and when starting
+    /// is allowed again.
+    failed_starts: u32,
+    starts_after_ms: u64,
 }
 
 /// What one look found, beside the decision's inputs.
@@ -115,6 +127,9 @@ impl<P: Provider> Scaler<P> {
             base: Instant::now(),
             seen: BTreeMap::new(),
             idle: BTreeMap::new(),
+            joined: Default::default(),
+            failed_starts: 0,
+            starts_after_ms: 0,
         }
     }
 
@@ -133,7 +148,11 @@ impl<P: Provider> Scaler<P> {
                 continue;
             }
             match self.step().await {
-                Ok(()) => self.node.autoscale.set_error(None),
+                // (While starts back off, the status says so instead.)
+                Ok(()) if self.now_ms() >= self.starts_after_ms => {
+                    self.node.autoscale.set_error(None)
+                }
+                Ok(()) => {}
                 Err(e) => {
                     tracing::warn!("autoscaler: {e}");
                     self.node.autoscale.set_error(Some(e.to_string()));
@@ -174,6 +193,8 @@ impl<P: Provider> Scaler<P> {
             .retain(|name, _| instances.iter().any(|i| i.worker == *name));
         self.idle
             .retain(|name, _| instances.iter().any(|i| i.worker == *name));
+        self.joined
+            .retain(|name| instances.iter().any(|i| i.worker == *name));
         let sm = self.node.state.read();
         let sched = sm.scheduler();
         let pending = sched
@@ -210,6 +231,21 @@ impl<P: Provider> Scaler<P> {
                     WorkerState::Lost => ManagedState::Lost,
                 },
             };
+            if matches!(state, ManagedState::Active | ManagedState::Draining) {
+                if self.joined.insert(inst.worker.clone()) {
+                    self.failed_starts = 0;
+                }
+            } else if state == ManagedState::Exited && !self.joined.contains(&inst.worker) {
+                // Counted once per instance: it is removed below, and forgotten.
+                if self.joined.insert(inst.worker.clone()) {
+                    self.failed_starts += 1;
+                    let wait = START_BACKOFF_MS
+                        .saturating_mul(1 << (self.failed_starts - 1).min(10))
+                        .min(START_BACKOFF_MAX_MS);
+                    self.starts_after_ms = now + wait;
+                    tracing::warn!(worker = %inst.worker, failed = self.failed_starts, wait_ms = wait, "autoscaler: a worker instance ended before its worker joined (see its logs: docker logs {}); starts wait", inst.id);
+                }
+            }
             let tasks = worker
                 .as_ref()
                 .map(|w| (w.running.len() + w.queued.len()) as u32)
@@ -254,6 +290,14 @@ impl<P: Provider> Scaler<P> {
 
     async fn carry_out(&mut self, action: Action, seen: &Observed) {
         let (verb, worker, size, reason, result) = match action {
+            Action::Start { .. } if self.now_ms() < self.starts_after_ms => {
+                self.node.autoscale.set_error(Some(format!(
+                    "{} worker instance(s) in a row ended before joining; the next start waits {} s",
+                    self.failed_starts,
+                    (self.starts_after_ms - self.now_ms()).div_ceil(1000)
+                )));
+                return;
+            }
             Action::Start { size, reason } => {
                 let (name, result) = self.start(size).await;
                 ("start", name, size, reason, result)
