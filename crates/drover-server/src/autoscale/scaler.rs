@@ -197,14 +197,27 @@ impl<P: Provider> Scaler<P> {
             .retain(|name| instances.iter().any(|i| i.worker == *name));
         let sm = self.node.state.read();
         let sched = sm.scheduler();
-        let pending = sched
+        let need = |spec: &drover_types::TaskSpec| Need {
+            cpu_milli: spec.resources.cpu_milli,
+            memory_bytes: spec.resources.memory_bytes,
+        };
+        let mut pending: Vec<Need> = sched
             .ready_tasks(PENDING_SCAN)
             .iter()
-            .map(|t| Need {
-                cpu_milli: t.spec.resources.cpu_milli,
-                memory_bytes: t.spec.resources.memory_bytes,
-            })
+            .map(|t| need(t.spec))
             .collect();
+        // Tasks prefetched to a worker wait behind what it runs: they are demand too (a
+        // new worker gets them, retracted from where they wait).
+        for w in sched.workers() {
+            for id in &w.queued {
+                if pending.len() >= PENDING_SCAN {
+                    break;
+                }
+                if let Some(t) = sched.task(*id) {
+                    pending.push(need(t.spec));
+                }
+            }
+        }
         let capacities = sched
             .workers()
             .filter(|w| w.state == WorkerState::Active)
