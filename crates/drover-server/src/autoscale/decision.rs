@@ -195,7 +195,7 @@ fn starts_for_queue(inp: &Inputs<'_>, remaining: &[&Managed], room: u32) -> Vec<
     let mut busy = 0u32;
     let mut big = 0u32;
     let mut pending: Vec<&Need> = inp.pending.iter().collect();
-    pending.sort_by(|a, b| (b.cpu_milli, b.memory_bytes).cmp(&(a.cpu_milli, a.memory_bytes)));
+    pending.sort_by_key(|n| std::cmp::Reverse((n.cpu_milli, n.memory_bytes)));
     for need in pending {
         let Some(size) = inp.sizes.iter().find(|s| s.holds(need)) else {
             continue; // No size holds it: starting workers would not help.
@@ -347,19 +347,21 @@ mod tests {
     }
 
     /// (case, pending, active capacities, managed, now, expected starts, drains, stops)
+    type Case = (
+        &'static str,
+        Vec<Need>,
+        Vec<WorkerSize>,
+        Vec<Managed>,
+        u64,
+        Vec<WorkerSize>,
+        Vec<&'static str>,
+        Vec<&'static str>,
+    );
+
     #[test]
     fn table() {
         use ManagedState::*;
-        let cases: Vec<(
-            &str,
-            Vec<Need>,
-            Vec<WorkerSize>,
-            Vec<Managed>,
-            u64,
-            Vec<WorkerSize>,
-            Vec<&str>,
-            Vec<&str>,
-        )> = vec![
+        let cases: Vec<Case> = vec![
             (
                 "nothing queued, nothing managed: nothing to do",
                 vec![],
