@@ -112,14 +112,11 @@ fn decisions(status: &Value) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
-#[test]
-fn a_burst_brings_workers_up_and_they_drain_and_go_away() {
-    if !docker_or_skip() {
-        return;
-    }
-    build_image();
+/// A server autoscaling with Docker: 0 to 3 workers of 1 cpu (or 3 cpus for what 1
+/// cannot hold), idle ones drained after 3 s.
+fn autoscaled(test: &str) -> (Cluster, Containers) {
     let c = Cluster::start_with(
-        "autoscale",
+        test,
         &[
             // The default worker timeout: the workers keep their default kill grace.
             "--autoscale",
@@ -150,6 +147,16 @@ fn a_burst_brings_workers_up_and_they_drain_and_go_away() {
         containers.list().is_empty(),
         "a fresh cluster has no containers"
     );
+    (c, containers)
+}
+
+#[test]
+fn a_burst_brings_workers_up_and_they_drain_and_go_away() {
+    if !docker_or_skip() {
+        return;
+    }
+    build_image();
+    let (c, containers) = autoscaled("autoscale");
 
     // The burst: five 1-cpu tasks and one that needs 2 cpus, which no 1-cpu worker
     // could hold: it asks for the bigger size.
@@ -250,6 +257,74 @@ fn a_burst_brings_workers_up_and_they_drain_and_go_away() {
         assert!(
             !listed.contains(&format!("\"{w}\"")),
             "{w} kept its credential: {listed}"
+        );
+    }
+}
+
+#[test]
+fn a_restarted_server_finds_the_containers_it_started_and_scales_them_down() {
+    if !docker_or_skip() {
+        return;
+    }
+    build_image();
+    let (mut c, containers) = autoscaled("autoscale-restart");
+    let ids: Vec<u64> = (0..2)
+        .map(|_| c.submit(json!({"command": ["sleep", "4"]})))
+        .collect();
+    poll(
+        "a task to run on a managed worker",
+        Duration::from_secs(60),
+        || {
+            ids.iter()
+                .any(|&id| c.task(id).state.to_string() == "running")
+                .then_some(())
+        },
+        || format!("{}\n{}", c.get_ok("/v1/autoscale"), c.logs()),
+    );
+    let before: BTreeSet<String> = c.get_ok("/v1/autoscale")["workers"]
+        .as_array()
+        .expect("workers")
+        .iter()
+        .map(|w| w["name"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(!before.is_empty());
+
+    // kill -9 and restart: the new leader has no memory of what it started, only the
+    // containers' labels and the log.
+    c.kill_server();
+    c.restart_server();
+    poll(
+        "the restarted server to list the containers started before",
+        SLOW,
+        || {
+            let listed: BTreeSet<String> = c.get_ok("/v1/autoscale")["workers"]
+                .as_array()
+                .expect("workers")
+                .iter()
+                .map(|w| w["name"].as_str().unwrap_or_default().to_string())
+                .collect();
+            before.is_subset(&listed).then_some(())
+        },
+        || format!("{before:?}\n{}", c.get_ok("/v1/autoscale")),
+    );
+    for &id in &ids {
+        let t = c.wait_final(id, Duration::from_secs(60));
+        assert_eq!(t.state.to_string(), "succeeded", "{t:#?}\n{}", c.logs());
+    }
+    poll(
+        "the idle workers' containers to go away after the restart",
+        Duration::from_secs(90),
+        || containers.list().is_empty().then_some(()),
+        || format!("{:?}\n{}", containers.list(), c.get_ok("/v1/autoscale")),
+    );
+    // Drained (by the new leader) before they were stopped.
+    let made = decisions(&c.get_ok("/v1/autoscale"));
+    for worker in &before {
+        let drain = made.iter().position(|d| d.0 == "drain" && d.1 == *worker);
+        let stop = made.iter().position(|d| d.0 == "stop" && d.1 == *worker);
+        assert!(
+            drain.is_some() && drain < stop,
+            "{worker} was not drained before it was stopped: {made:?}"
         );
     }
 }
