@@ -113,8 +113,10 @@ fn decisions(status: &Value) -> Vec<(String, String)> {
 }
 
 /// A server autoscaling with Docker: 0 to 3 workers of 1 cpu (or 3 cpus for what 1
-/// cannot hold), idle ones drained after 3 s.
-fn autoscaled(test: &str) -> (Cluster, Containers) {
+/// cannot hold), idle ones drained after 3 s. The cluster comes second so that it is
+/// dropped first: its server is killed before the containers are removed, and cannot
+/// start another one in between.
+fn autoscaled(test: &str) -> (Containers, Cluster) {
     let c = Cluster::start_with(
         test,
         &[
@@ -147,7 +149,7 @@ fn autoscaled(test: &str) -> (Cluster, Containers) {
         containers.list().is_empty(),
         "a fresh cluster has no containers"
     );
-    (c, containers)
+    (containers, c)
 }
 
 #[test]
@@ -156,7 +158,7 @@ fn a_burst_brings_workers_up_and_they_drain_and_go_away() {
         return;
     }
     build_image();
-    let (c, containers) = autoscaled("autoscale");
+    let (containers, c) = autoscaled("autoscale");
 
     // The burst: five 1-cpu tasks and one that needs 2 cpus, which no 1-cpu worker
     // could hold: it asks for the bigger size.
@@ -267,7 +269,7 @@ fn a_restarted_server_finds_the_containers_it_started_and_scales_them_down() {
         return;
     }
     build_image();
-    let (mut c, containers) = autoscaled("autoscale-restart");
+    let (containers, mut c) = autoscaled("autoscale-restart");
     let ids: Vec<u64> = (0..2)
         .map(|_| c.submit(json!({"command": ["sleep", "4"]})))
         .collect();

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 const PENDING_SCAN: usize = 10_000;
 /// Wait between attempts to reach the provider when it is not there.
 const RECONNECT_EVERY: Duration = Duration::from_secs(5);
-/// After an instance ends without its worker ever joining (a wrong image, a server URL
+/// After a start fails, or an instance ends without its worker ever joining (a server URL
 /// the container cannot reach, a worker the server refuses), starts wait this long,
 /// doubling with each such failure up to [`START_BACKOFF_MAX_MS`]: no crash loop.
 const START_BACKOFF_MS: u64 = 5_000;
@@ -165,6 +165,16 @@ impl<P: Provider> Scaler<P> {
         self.base.elapsed().as_millis() as u64
     }
 
+    /// One more failed start: the next waits longer. Returns the wait.
+    fn back_off(&mut self, now: u64) -> u64 {
+        self.failed_starts += 1;
+        let wait = START_BACKOFF_MS
+            .saturating_mul(1 << (self.failed_starts - 1).min(10))
+            .min(START_BACKOFF_MAX_MS);
+        self.starts_after_ms = now + wait;
+        wait
+    }
+
     async fn step(&mut self) -> Result<(), ProviderError> {
         let instances = self.provider.list().await?;
         let now = self.now_ms();
@@ -195,7 +205,8 @@ impl<P: Provider> Scaler<P> {
             .retain(|name, _| instances.iter().any(|i| i.worker == *name));
         self.joined
             .retain(|name| instances.iter().any(|i| i.worker == *name));
-        let sm = self.node.state.read();
+        let node = self.node.clone();
+        let sm = node.state.read();
         let sched = sm.scheduler();
         let need = |spec: &drover_types::TaskSpec| Need {
             cpu_milli: spec.resources.cpu_milli,
@@ -251,11 +262,7 @@ impl<P: Provider> Scaler<P> {
             } else if state == ManagedState::Exited && !self.joined.contains(&inst.worker) {
                 // Counted once per instance: it is removed below, and forgotten.
                 if self.joined.insert(inst.worker.clone()) {
-                    self.failed_starts += 1;
-                    let wait = START_BACKOFF_MS
-                        .saturating_mul(1 << (self.failed_starts - 1).min(10))
-                        .min(START_BACKOFF_MAX_MS);
-                    self.starts_after_ms = now + wait;
+                    let wait = self.back_off(now);
                     tracing::warn!(worker = %inst.worker, failed = self.failed_starts, wait_ms = wait, "autoscaler: a worker instance ended before its worker joined (see its logs: docker logs {}); starts wait", inst.id);
                 }
             }
@@ -305,7 +312,7 @@ impl<P: Provider> Scaler<P> {
         let (verb, worker, size, reason, result) = match action {
             Action::Start { .. } if self.now_ms() < self.starts_after_ms => {
                 self.node.autoscale.set_error(Some(format!(
-                    "{} worker instance(s) in a row ended before joining; the next start waits {} s",
+                    "{} failed start(s) in a row (an instance that could not start, or ended before its worker joined: see the latest decisions and the server's log); the next start waits {} s",
                     self.failed_starts,
                     (self.starts_after_ms - self.now_ms()).div_ceil(1000)
                 )));
@@ -381,6 +388,11 @@ impl<P: Provider> Scaler<P> {
             join_token: issued.secret,
         };
         let result = self.provider.start(request).await;
+        if result.is_err() {
+            // (No image, an engine that refuses: retrying every second would only
+            // fill the log with join tokens.)
+            self.back_off(self.now_ms());
+        }
         self.seen.insert(name.clone(), self.now_ms());
         (name, result.map(|_| ()).map_err(|e| e.to_string()))
     }
