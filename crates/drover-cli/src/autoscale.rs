@@ -44,8 +44,9 @@ pub struct AutoscaleArgs {
     /// The worker image [default: drover-worker:<this version>]
     #[arg(long, value_name = "IMAGE", requires = "autoscale")]
     autoscale_image: Option<String>,
-    /// The URL the workers dial [default: this server's, on loopback when it listens on
-    /// every address: the containers share the host's network]
+    /// The URL the workers dial, or several comma-separated (the servers of a group)
+    /// [default: with --peers, every peer's; else this server's, on loopback when it
+    /// listens on every address: the containers share the host's network]
     #[arg(long, value_name = "URL", requires = "autoscale")]
     autoscale_server_url: Option<String>,
 }

@@ -32,8 +32,9 @@ pub struct AutoscaleConfig {
     pub sizes: Vec<WorkerSize>,
     /// The worker image (`scripts/build-worker-image.sh`).
     pub image: String,
-    /// The URL workers dial [default: this server's listener, loopback when it listens
-    /// on every address; the containers share the host's network].
+    /// The URL(s) workers dial, comma-separated [default: every peer's in a group
+    /// formed with `--peers`, else this server's listener, loopback when it listens on
+    /// every address; the containers share the host's network].
     pub server_url: Option<String>,
     /// How often the leader looks.
     pub interval: Duration,

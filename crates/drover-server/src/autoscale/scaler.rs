@@ -36,9 +36,19 @@ const RECONNECT_EVERY: Duration = Duration::from_secs(5);
 const START_BACKOFF_MS: u64 = 5_000;
 const START_BACKOFF_MAX_MS: u64 = 300_000;
 
-/// The URL the workers dial: this server's, on loopback when it listens on every
-/// address (the containers share the host's network).
+/// The URL(s) the workers dial: in a group given by `--peers`, every server's
+/// (comma-separated: a worker tries them in turn and stays with the leader, so it
+/// follows a change of leader); else this server's, on loopback when it listens on
+/// every address (the containers share the host's network).
 pub fn default_server_url(config: &ServerConfig, bound: SocketAddr) -> String {
+    if config.peers.len() > 1 {
+        return config
+            .sorted_peers()
+            .iter()
+            .map(|p| config.peer_url(p))
+            .collect::<Vec<_>>()
+            .join(",");
+    }
     let ip = match bound.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
