@@ -455,3 +455,34 @@ fn state_name(state: ManagedState) -> &'static str {
         ManagedState::Exited => "exited",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_dial_loopback_alone_and_every_peer_in_a_group() {
+        let mut config = ServerConfig::new("/nonexistent".into());
+        config.scheme = "https";
+        let any: SocketAddr = "0.0.0.0:7070".parse().unwrap();
+        assert_eq!(default_server_url(&config, any), "https://127.0.0.1:7070");
+        let v6: SocketAddr = "[::]:7070".parse().unwrap();
+        assert_eq!(default_server_url(&config, v6), "https://[::1]:7070");
+        let given: SocketAddr = "10.0.0.5:7070".parse().unwrap();
+        assert_eq!(default_server_url(&config, given), "https://10.0.0.5:7070");
+        config.peers = vec!["b:7070".into(), "a:7070".into(), "c:7070".into()];
+        assert_eq!(
+            default_server_url(&config, given),
+            "https://a:7070,https://b:7070,https://c:7070"
+        );
+    }
+
+    #[test]
+    fn the_cluster_label_depends_on_the_peer_token_only() {
+        let a = cluster_label(&ClusterToken::new("peer-secret"));
+        assert_eq!(a, cluster_label(&ClusterToken::new("peer-secret")));
+        assert_ne!(a, cluster_label(&ClusterToken::new("another")));
+        assert_eq!(a.len(), 16);
+        assert!(!a.contains("peer-secret"));
+    }
+}
