@@ -39,6 +39,12 @@ if ! target/moto-venv/bin/moto_server --help >/dev/null 2>&1; then
   python3 -m venv target/moto-venv
   target/moto-venv/bin/pip install --quiet --disable-pip-version-check 'moto[server]>=5,<6'
 fi
+# The autoscaler's test (crates/drover-cli/tests/autoscale.rs) runs worker containers from
+# an image it builds itself (scripts/build-worker-image.sh; nothing is pulled): it needs
+# a running Docker engine (or DROVER_SKIP_DOCKER=1, which it reports as a skip).
+command -v docker >/dev/null 2>&1 || apt_install docker.io
+docker info >/dev/null 2>&1 || [ "${DROVER_SKIP_DOCKER:-}" = 1 ] \
+  || echo "warning: no Docker engine answers; the autoscale test will fail (start dockerd, or set DROVER_SKIP_DOCKER=1)" >&2
 command -v cargo >/dev/null 2>&1 || { echo "cargo is required (https://rustup.rs)" >&2; exit 1; }
 
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}

@@ -132,6 +132,8 @@ pub struct ServerArgs {
     object_store: crate::object_store_args::ObjectStoreArgs,
     #[command(flatten)]
     config: ConfigArgs,
+    #[command(flatten)]
+    autoscale: crate::autoscale::AutoscaleArgs,
 }
 
 #[derive(Debug, Args)]
@@ -1143,7 +1145,8 @@ pub async fn server(g: &Global, a: ServerArgs) -> Result<ExitCode> {
         p.print(&layers, g.json)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let config = server_config(g, &settings, &a);
+    let mut config = server_config(g, &settings, &a);
+    config.autoscale = a.autoscale.config()?;
     let data_dir = config.data_dir.clone();
     make_dir_with_mode(&data_dir, 0o700)?;
     let running = drover_server::start(config).await?;
@@ -1242,6 +1245,7 @@ pub async fn up(g: &Global, a: UpArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut config = server_config(g, &settings, &a.server);
+    config.autoscale = a.server.autoscale.config()?;
     let data_dir = config.data_dir.clone();
     // The top directory stays passable (tasks reach their attempt directories under
     // workers/ by path) but not listable; the server's own is closed.

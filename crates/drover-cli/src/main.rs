@@ -1,5 +1,6 @@
 //! The `drover` command.
 
+mod autoscale;
 mod config;
 mod daemons;
 mod events;
@@ -115,6 +116,8 @@ enum Cmd {
     Job(inspect::JobArgs),
     /// List workers
     Workers,
+    /// Show the autoscaler: its settings, the workers it manages, its latest decisions
+    Autoscale,
     /// List the servers of a replicated group (role, term, progress, reachable); add or
     /// remove one
     Servers(inspect::ServersArgs),
@@ -255,6 +258,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Cmd::Cancel(a) => inspect::cancel(g, a).await,
         Cmd::Job(a) => inspect::job(g, a).await,
         Cmd::Workers => inspect::workers(g).await,
+        Cmd::Autoscale => autoscale::show(g).await,
         Cmd::Servers(a) => inspect::servers(g, &a).await,
         Cmd::Drain(a) => inspect::drain(g, a, true).await,
         Cmd::Resume(a) => inspect::drain(g, a, false).await,

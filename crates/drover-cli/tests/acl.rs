@@ -25,6 +25,7 @@ const ROUTES: &[(&str, &str, Option<&str>)] = &[
     ("GET", "/v1/policy", Some("read")),
     ("PUT", "/v1/policy", Some("operator")),
     ("GET", "/v1/workers", Some("read")),
+    ("GET", "/v1/autoscale", Some("read")),
     ("POST", "/v1/workers/{worker}/drain", Some("operator")),
     ("POST", "/v1/workers/{worker}/resume", Some("operator")),
     ("GET", "/v1/servers", Some("read")),

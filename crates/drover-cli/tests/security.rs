@@ -54,6 +54,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/policy"),
     ("PUT", "/v1/policy"),
     ("GET", "/v1/workers"),
+    ("GET", "/v1/autoscale"),
     ("POST", "/v1/workers/1/drain"),
     ("POST", "/v1/workers/1/resume"),
     ("GET", "/v1/tasks"),

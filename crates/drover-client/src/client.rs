@@ -418,6 +418,11 @@ impl Client {
         self.json(self.request(Method::GET, "/v1/workers")).await
     }
 
+    /// The autoscaler of the answering server (see `drover server --autoscale`).
+    pub async fn autoscale(&self) -> Result<drover_proto::autoscale::AutoscaleStatus, ClientError> {
+        self.json(self.request(Method::GET, "/v1/autoscale")).await
+    }
+
     /// Stops placing tasks on a worker (`w3`, `3` or its name); running ones finish.
     pub async fn drain_worker(&self, worker: &str) -> Result<(), ClientError> {
         let path = format!("/v1/workers/{}/drain", encode(worker));

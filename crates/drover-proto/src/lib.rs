@@ -10,6 +10,7 @@
 //! a field added here is added on both sides at once.
 
 pub mod api;
+pub mod autoscale;
 pub mod events;
 pub mod integrity;
 pub mod worker;

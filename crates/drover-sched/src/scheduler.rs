@@ -362,6 +362,17 @@ impl Scheduler {
         (self.qpolicy.name(), self.placement.name())
     }
 
+    /// Up to `limit` tasks waiting in the ready queue (in the queue's storage order,
+    /// not the order they will be placed in): what the autoscaler sizes new workers
+    /// for. Never used by decisions in apply.
+    pub fn ready_tasks(&self, limit: usize) -> Vec<TaskView<'_>> {
+        self.queue
+            .all()
+            .take(limit)
+            .filter_map(|id| self.task(id))
+            .collect()
+    }
+
     /// The latest `now` the core has seen.
     pub fn now(&self) -> Millis {
         self.now

@@ -55,6 +55,9 @@ pub struct ServerConfig {
     /// Archive ended attempts' output in this store (`output_archive.rs`); none: the
     /// servers' disks only.
     pub object_store: Option<crate::blob::ObjectStoreConfig>,
+    /// Start and stop workers on a provider from the queue (`autoscale/`); none by
+    /// default.
+    pub autoscale: Option<crate::autoscale::AutoscaleConfig>,
 }
 
 /// Whether a server speaks TLS.
@@ -197,6 +200,7 @@ impl ServerConfig {
             data_dir,
             input_limits: crate::input_limits::InputLimits::default(),
             object_store: None,
+            autoscale: None,
         }
     }
 

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod autoscale;
 mod background;
 pub mod blob;
 pub mod config;

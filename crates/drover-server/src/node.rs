@@ -42,6 +42,8 @@ pub struct Node {
     /// The blob store for anything kept "like task output" (checkpoints): the
     /// `--object-store`, else a directory of this server's own (`<data>/blobs`).
     pub blobs: crate::blob::BlobStore,
+    /// What the autoscaler does (written by its loop on the leader; see `autoscale/`).
+    pub autoscale: Arc<crate::autoscale::AutoscaleState>,
 }
 
 /// How long a confirmation of leadership by a majority counts. A leader cut off from the

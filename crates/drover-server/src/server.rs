@@ -467,6 +467,9 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
             )),
         },
         archive: archive.clone(),
+        autoscale: Arc::new(crate::autoscale::AutoscaleState::new(
+            config.autoscale.as_ref(),
+        )),
     });
     if identity.state == MemberState::Removed {
         node.mark_removed();
@@ -479,6 +482,13 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
     tokio::spawn(background::membership_watch(node.clone()));
     if let Some(archive) = archive {
         tokio::spawn(crate::output_archive::archive_loop(node.clone(), archive));
+    }
+    if let Some(autoscale) = config.autoscale.clone() {
+        let url = autoscale
+            .server_url
+            .clone()
+            .unwrap_or_else(|| crate::autoscale::scaler::default_server_url(&config, addr));
+        tokio::spawn(crate::autoscale::scaler::run(node.clone(), autoscale, url));
     }
 
     // Let the CLI on this machine find the server without being told.

@@ -38,6 +38,7 @@ pub const ROUTES: &[(Method, &str, Access)] = &[
     (Method::GET, "/v1/policy", client(Role::Read, false)),
     (Method::PUT, "/v1/policy", client(Role::Operator, false)),
     (Method::GET, "/v1/workers", client(Role::Read, false)),
+    (Method::GET, "/v1/autoscale", client(Role::Read, false)),
     (
         Method::POST,
         "/v1/workers/{worker}/drain",

@@ -5,6 +5,7 @@
 //! that got a 201 for a submission knows it survives `kill -9`.
 
 pub(crate) mod access;
+mod autoscale;
 mod body_deadline;
 mod cluster;
 mod disttask;
@@ -69,6 +70,7 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<Node>> {
         .routes(routes!(disttask::submit_task))
         .routes(routes!(disttask::get_results))
         .routes(routes!(disttask::status))
+        .routes(routes!(autoscale::status))
 }
 
 /// The OpenAPI document of [`router`], as served at `/v1/openapi.json`.
