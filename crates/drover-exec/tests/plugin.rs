@@ -9,7 +9,7 @@ mod common;
 
 use common::{Scratch, alive, all_gone, read_pids};
 use drover_exec::plugin::{PluginConfig, PluginError, discover};
-use drover_exec::{Driver, ExecError, LaunchSpec, OutputChunk, PluginDriver, Stream};
+use drover_exec::{Driver, ExecError, LaunchSpec, OutputChunk, PluginDriver, Stream, TaskUser};
 use drover_types::Outcome;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -317,6 +317,98 @@ async fn a_plugin_that_dies_fails_its_attempts_and_is_restarted_at_the_next_laun
     assert_eq!(finished.result, b"again\n");
     let second_pid = driver.plugin_pid().unwrap();
     assert_ne!(first_pid, second_pid, "a new plugin process");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plugin_enforces_memory_limits() {
+    let root = Scratch::new("plugin-memory");
+    let driver = pyexec(&root).await;
+    assert!(
+        driver
+            .description()
+            .capabilities
+            .iter()
+            .any(|c| c == "memory_limit")
+    );
+    // Grows to 400 MiB in 10 MiB steps, touching every page; the limit is 64 MiB.
+    let mut spec = LaunchSpec {
+        task: 11,
+        attempt: 1,
+        command: vec![
+            "python3".into(),
+            "-c".into(),
+            "import time\nb=[]\nfor _ in range(40):\n    b.append(bytearray(10<<20))\n    time.sleep(0.02)\nprint('survived')".into(),
+        ],
+        ..LaunchSpec::default()
+    };
+    spec.memory_limit_bytes = Some(64 << 20);
+    let finished = driver.launch(spec).unwrap().wait().await;
+    assert_eq!(finished.outcome, Outcome::OutOfMemory);
+    assert!(finished.result.is_empty(), "it must not have finished");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_run_as_the_task_user_and_plugins_that_cannot_switch_are_refused() {
+    let root = Scratch::new("plugin-user");
+    let mut cfg = config(&root);
+    cfg.task_user = TaskUser::for_agent(None).unwrap();
+    let me = std::fs::metadata("/proc/self").unwrap();
+    let want_uid = match &cfg.task_user {
+        Some(u) => u.uid,
+        None => {
+            eprintln!(
+                "SKIP (partly): not root, so tasks run as this user (uid {}); checking that",
+                std::os::unix::fs::MetadataExt::uid(&me)
+            );
+            std::os::unix::fs::MetadataExt::uid(&me)
+        }
+    };
+    let driver = discover(&plugin_dir(&root), &cfg)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    let finished = driver
+        .launch(sh(12, "id -u; touch made-here && echo wrote"))
+        .unwrap()
+        .wait()
+        .await;
+    assert_eq!(finished.outcome, Outcome::Exited { code: 0 });
+    assert_eq!(
+        String::from_utf8(finished.result).unwrap(),
+        format!("{want_uid}\nwrote\n")
+    );
+
+    // A plugin that does not say it can switch users is refused where tasks run as one.
+    let dir = root.0.join("no-user");
+    write_script(
+        &dir,
+        "plugin",
+        &scripted_plugin(
+            r#"{"name": "rooty", "version": "1", "protocol": 1, "capabilities": []}"#,
+            "for _ in requests: pass",
+        ),
+    );
+    let mut confined = config(&root);
+    confined.task_user = Some(TaskUser {
+        name: "nobody".into(),
+        uid: 65534,
+        gid: 65534,
+    });
+    let err = discover(&dir, &confined).await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            ExecError::Plugin {
+                source: PluginError::MissingCapability {
+                    capability: "user",
+                    ..
+                },
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 /// A plugin that answers `describe` with `describe` and then does what `rest`

@@ -87,6 +87,14 @@ pub(crate) async fn supervise(
         kill,
         usage,
     } = run;
+    if memory_limit_bytes.is_some() && !shared.has_capability("memory_limit") {
+        tracing::warn!(
+            plugin = shared.name,
+            task,
+            attempt,
+            "the plugin does not enforce memory limits; this attempt runs without one"
+        );
+    }
     let outcome = match shared.connection().await {
         Err(e) => unavailable(&shared, e),
         Ok(conn) => match conn.register(key) {

@@ -89,6 +89,14 @@ impl PluginDriver {
                 name: description.name,
             }));
         }
+        // Tasks must not run as root behind the worker's back: a plugin that cannot
+        // switch users is refused where the worker confines its tasks.
+        if cfg.task_user.is_some() && !description.capabilities.iter().any(|c| c == "user") {
+            return Err(err(PluginError::MissingCapability {
+                capability: "user",
+                needed_for: "this worker runs its tasks as a dedicated user",
+            }));
+        }
         tracing::info!(
             plugin = %path.display(),
             name = %description.name,

@@ -22,6 +22,11 @@ pub enum PluginError {
         first: std::path::PathBuf,
         second: std::path::PathBuf,
     },
+    #[error("the plugin lacks the {capability:?} capability, needed because {needed_for}")]
+    MissingCapability {
+        capability: &'static str,
+        needed_for: &'static str,
+    },
     #[error("the plugin did not answer {op} within {timeout:?}")]
     Timeout { op: &'static str, timeout: Duration },
     #[error("the plugin is gone: {reason}")]
