@@ -74,7 +74,7 @@ async fn the_python_plugin_is_discovered_and_streams_output_with_offsets() {
     let (tx, mut rx) = mpsc::channel::<OutputChunk>(64);
     let mut spec = sh(
         1,
-        "printf 'one\\n'; sleep 0.5; printf 'two\\n'; echo err >&2; exit 3",
+        "printf 'one\\n'; sleep 1; printf 'two\\n'; echo err >&2; exit 3",
     );
     spec.output = Some(tx);
     let started = Instant::now();
@@ -89,7 +89,7 @@ async fn the_python_plugin_is_discovered_and_streams_output_with_offsets() {
     let before_end = started.elapsed();
     let finished = running.wait().await;
     assert!(
-        before_end + Duration::from_millis(300) < started.elapsed(),
+        before_end + Duration::from_millis(500) < started.elapsed(),
         "first chunk at {before_end:?}, end at {:?}",
         started.elapsed()
     );
@@ -123,7 +123,7 @@ async fn the_python_plugin_is_discovered_and_streams_output_with_offsets() {
         };
         assert_eq!(all, want);
     }
-    assert!(finished.usage.wall_ms >= 500, "{:?}", finished.usage);
+    assert!(finished.usage.wall_ms >= 1000, "{:?}", finished.usage);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -217,13 +217,19 @@ async fn time_limit_stops_then_kills_the_whole_group() {
         "left running: {tree:?}"
     );
 
-    // Ends at TERM: well before the grace.
-    let mut spec = sh(7, "sleep 30");
+    // Ends at TERM (which it sees first), and exits 0: still timed out.
+    let seen = root.0.join("seen");
+    let mut spec = sh(
+        7,
+        &format!(
+            "trap 'echo TERM > {}; exit 0' TERM; sleep 30 & wait",
+            seen.display()
+        ),
+    );
     spec.time_limit = Some(Duration::from_millis(200));
-    let started = Instant::now();
     let finished = driver.launch(spec).unwrap().wait().await;
     assert_eq!(finished.outcome, Outcome::TimedOut);
-    assert!(started.elapsed() < Duration::from_millis(650));
+    assert_eq!(std::fs::read_to_string(&seen).unwrap(), "TERM\n");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -262,12 +268,12 @@ async fn cancel_stops_the_attempt_and_status_and_usage_follow_it() {
     }
     tokio::time::sleep(Duration::from_millis(700)).await;
     let started = Instant::now();
-    kill.kill(Duration::from_secs(2));
+    kill.kill(Duration::from_secs(8));
     let finished = running.wait().await;
     assert_eq!(finished.outcome, Outcome::Killed);
     assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "TERM should end sleep"
+        started.elapsed() < Duration::from_secs(6),
+        "TERM (not the KILL after 8 s) should end it"
     );
     assert!(finished.usage.wall_ms >= 700, "{:?}", finished.usage);
     assert_eq!(driver.status(8, 1).await.unwrap().state, "exited");
@@ -294,6 +300,9 @@ async fn a_plugin_that_dies_fails_its_attempts_and_is_restarted_at_the_next_laun
         .launch(sh(9, &format!("echo $$ > {}; sleep 30", pids.display())))
         .unwrap();
     let task_pid = read_pids(&pids, 1).await;
+    // `status` is answered after `start` (the plugin answers in order): by now the
+    // worker knows the attempt's process group.
+    assert_eq!(driver.status(9, 1).await.unwrap().state, "running");
     // SAFETY: kill with plain integers, on the plugin this test started.
     assert_eq!(unsafe { libc::kill(first_pid as i32, libc::SIGKILL) }, 0);
     let finished = tokio::time::timeout(Duration::from_secs(10), running.wait())

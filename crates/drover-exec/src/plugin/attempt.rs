@@ -233,7 +233,18 @@ impl Follower<'_> {
                         return outcome_of(outcome, cause);
                     }
                     None => {
-                        // The plugin is gone: what it ran must not outlive it.
+                        // The plugin is gone: what it ran must not outlive it. Its
+                        // answer to `start` (the group) may be waiting unread.
+                        if start_pending {
+                            let answer = tokio::select! {
+                                biased;
+                                r = &mut start => Some(r),
+                                _ = std::future::ready(()) => None,
+                            };
+                            if let Some(Ok(v)) = answer {
+                                pgid = serde_json::from_value::<Started>(v).unwrap_or_default().pgid;
+                            }
+                        }
                         if let Some(pg) = pgid {
                             kill_group(pg);
                         }
