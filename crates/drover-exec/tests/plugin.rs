@@ -553,3 +553,107 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_attempts_keep_their_own_output_and_limits_apply_as_for_processes() {
+    let root = Scratch::new("plugin-many");
+    let mut cfg = config(&root);
+    cfg.output_limit_bytes = 1000;
+    cfg.result_limit_bytes = 100;
+    let driver = discover(&plugin_dir(&root), &cfg)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    let running: Vec<_> = (20..28u64)
+        .map(|task| {
+            driver
+                .launch(sh(
+                    task,
+                    &format!("for i in 1 2 3; do echo task {task} line $i; sleep 0.05; done"),
+                ))
+                .unwrap()
+        })
+        .collect();
+    for (task, attempt) in (20..28u64).zip(running) {
+        let finished = attempt.wait().await;
+        assert_eq!(finished.outcome, Outcome::Exited { code: 0 });
+        let want: String = (1..=3).map(|i| format!("task {task} line {i}\n")).collect();
+        assert_eq!(
+            std::fs::read_to_string(&finished.stdout.path).unwrap(),
+            want
+        );
+    }
+
+    // 5000 bytes against a 1000-byte limit: the file keeps 1000 and the marker, the
+    // count keeps all, the result its first 100.
+    let finished = driver
+        .launch(sh(30, "head -c 5000 /dev/zero | tr '\\0' x"))
+        .unwrap()
+        .wait()
+        .await;
+    assert_eq!(finished.outcome, Outcome::Exited { code: 0 });
+    assert_eq!(finished.stdout.bytes, 5000);
+    assert!(finished.stdout.truncated);
+    let file = std::fs::read(&finished.stdout.path).unwrap();
+    let marker = drover_exec::truncation_marker(1000);
+    assert_eq!(file.len(), 1000 + marker.len());
+    assert!(file.ends_with(marker.as_bytes()));
+    assert_eq!(finished.result, vec![b'x'; 100]);
+}
+
+/// The protocol's end rule, checked on the example plugin by hand: when its stdin
+/// closes (the worker went away), it kills what it runs and exits.
+#[test]
+fn the_example_plugin_ends_its_attempts_when_its_stdin_closes() {
+    use std::io::{BufRead, Write};
+    let root = Scratch::new("plugin-eof");
+    let pids = root.0.join("pids");
+    let mut plugin = std::process::Command::new(example_plugin())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = plugin.stdin.take().unwrap();
+    let start = serde_json::json!({
+        "id": 1, "op": "start", "task": 1, "attempt": 1,
+        "argv": ["/bin/sh", "-c", format!("echo $$ > {}; sleep 30", pids.display())],
+        "shell": false, "env": {"PATH": "/usr/bin:/bin"}, "workdir": root.0,
+        "limits": {"cpu_milli": 0}, "extra": {}
+    });
+    writeln!(stdin, "{start}").unwrap();
+    let mut out = std::io::BufReader::new(plugin.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let answer: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(answer["ok"], true, "{line}");
+    let t = Instant::now();
+    let task: Vec<i32> = loop {
+        if let Ok(text) = std::fs::read_to_string(&pids)
+            && let Ok(pid) = text.trim().parse()
+        {
+            break vec![pid];
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the task never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    drop(stdin);
+    let t = Instant::now();
+    loop {
+        if plugin.try_wait().unwrap().is_some() {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the plugin did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        all_gone(&task, Duration::from_secs(3)),
+        "its task {task:?} outlived it"
+    );
+}
