@@ -541,6 +541,47 @@ for r in requests:
             .expect("the scripted attempt must end");
     assert_eq!(finished.outcome, Outcome::Exited { code: 0 });
     assert_eq!(std::fs::read(&finished.stdout.path).unwrap(), b"abcdef");
+
+    // A plugin that cannot replay: the output is kept with its gap, nothing is lost
+    // after it.
+    let dir = root.0.join("gap-forever");
+    write_script(
+        &dir,
+        "gappy",
+        &scripted_plugin(
+            r#"{"name": "gappy", "version": "1", "protocol": 1}"#,
+            r#"
+def out(off, data):
+    send({"event": "output", "task": 1, "attempt": 2, "stream": "stdout", "offset": off,
+          "data": base64.b64encode(data).decode()})
+for r in requests:
+    if r["op"] == "start":
+        send({"id": r["id"], "ok": True, "result": {}})
+        out(0, b"ab"); out(4, b"ef")
+    elif r["op"] == "logs":
+        send({"id": r["id"], "ok": False, "error": {"code": "unknown_op", "message": "no logs"}})
+        out(6, b"gh")
+        send({"event": "exit", "task": 1, "attempt": 2, "outcome": {"kind": "exited", "code": 0}})
+    else:
+        send({"id": r["id"], "ok": False, "error": {"code": "unknown_op", "message": r["op"]}})
+"#,
+        ),
+    );
+    let driver = discover(&dir, &config(&root)).await.unwrap().pop().unwrap();
+    let spec = LaunchSpec {
+        task: 1,
+        attempt: 2,
+        command: vec!["anything".into()],
+        ..LaunchSpec::default()
+    };
+    let finished =
+        tokio::time::timeout(Duration::from_secs(10), driver.launch(spec).unwrap().wait())
+            .await
+            .expect("the scripted attempt must end");
+    assert_eq!(finished.outcome, Outcome::Exited { code: 0 });
+    // "cd" is missing for good; "ef", held while the replay was awaited, and "gh"
+    // follow "ab".
+    assert_eq!(std::fs::read(&finished.stdout.path).unwrap(), b"abefgh");
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

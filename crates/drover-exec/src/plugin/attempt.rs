@@ -9,6 +9,7 @@ use crate::output_sink::OutputSink;
 use crate::plugin::connection::PluginConnection;
 use crate::plugin::driver::{PluginShared, PluginUsage, wire_stream};
 use crate::plugin::error::PluginError;
+use crate::plugin::stream_order::StreamOrder;
 use crate::plugin::wire::{
     Limits, Notification, Op, StartRequest, Started, StopSignal, WireOutcome, WireStream, WireUser,
 };
@@ -49,16 +50,6 @@ pub(crate) struct AttemptRun {
 enum StopCause {
     TimeLimit,
     Cancel,
-}
-
-/// How a gap in a stream's offsets is being repaired.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Gap {
-    None,
-    /// `logs` asked; chunks past the expected offset wait for the replay.
-    Replaying,
-    /// The plugin cannot replay: later chunks are appended as they come.
-    Accepted,
 }
 
 /// Runs until the attempt ended, then sends its [`Finished`].
@@ -125,7 +116,7 @@ pub(crate) async fn supervise(
                     conn: &conn,
                     key,
                     sinks: [&mut stdout, &mut stderr],
-                    gaps: [Gap::None, Gap::None],
+                    orders: [StreamOrder::new(), StreamOrder::new()],
                     kill: &kill,
                     usage: &usage,
                     time_limit,
@@ -167,7 +158,7 @@ struct Follower<'a> {
     key: (u64, u32),
     /// Stdout, stderr.
     sinks: [&'a mut OutputSink; 2],
-    gaps: [Gap; 2],
+    orders: [StreamOrder; 2],
     kill: &'a KillHandle,
     usage: &'a Arc<PluginUsage>,
     time_limit: Option<Duration>,
@@ -209,11 +200,8 @@ impl Follower<'_> {
                             tracing::warn!(plugin = name, "output chunk that is not base64, dropped");
                             continue;
                         };
-                        let i = match stream {
-                            WireStream::Stdout => 0,
-                            WireStream::Stderr => 1,
-                        };
-                        if let Some(from) = deliver(self.sinks[i], &mut self.gaps[i], offset, &bytes) {
+                        let i = stream_index(stream);
+                        if let Some(from) = self.orders[i].deliver(self.sinks[i], offset, &bytes) {
                             let conn = self.conn.clone();
                             let tx = replay_tx.clone();
                             let (task, attempt) = self.key;
@@ -230,6 +218,7 @@ impl Follower<'_> {
                     }
                     Some(Notification::Exit { outcome, usage, .. }) => {
                         self.usage.record(usage);
+                        self.finish_replays(events, &mut replay_rx).await;
                         return outcome_of(outcome, cause);
                     }
                     None => {
@@ -349,13 +338,57 @@ impl Follower<'_> {
                         }
                     });
                 },
-                Some((i, r)) = replay_rx.recv() => {
-                    if let Err(e) = r {
-                        tracing::warn!(plugin = name, "the plugin cannot replay output ({e}): keeping it with its gap");
-                        self.gaps[i] = Gap::Accepted;
-                    }
-                },
+                Some((i, r)) = replay_rx.recv() => self.replayed(i, r),
             }
+        }
+    }
+
+    /// The answer to a `logs` replay. The replayed chunks came before it (the plugin
+    /// sends them first, and events are taken before replay answers), so a gap still
+    /// open now stays open.
+    fn replayed(&mut self, i: usize, r: Result<(), PluginError>) {
+        let name = self.shared.name;
+        if self.orders[i].replay_done(self.sinks[i]) {
+            match r {
+                Err(e) => tracing::warn!(
+                    plugin = name,
+                    "the plugin cannot replay output ({e}): keeping it with its gap"
+                ),
+                Ok(()) => tracing::warn!(
+                    plugin = name,
+                    "the plugin's replay did not fill the gap: keeping the output with it"
+                ),
+            }
+        }
+    }
+
+    /// After the exit: waits (up to the request timeout) for replays still asked
+    /// for, taking any output that comes meanwhile, then keeps what is held.
+    async fn finish_replays(
+        &mut self,
+        events: &mut mpsc::Receiver<Notification>,
+        replay_rx: &mut mpsc::Receiver<(usize, Result<(), PluginError>)>,
+    ) {
+        let until = Instant::now() + self.shared.cfg.request_timeout;
+        while self.orders.iter().any(StreamOrder::is_replaying) {
+            tokio::select! {
+                biased;
+                event = events.recv() => match event {
+                    Some(Notification::Output { stream, offset, data, .. }) => {
+                        if let Ok(bytes) = BASE64.decode(data.as_bytes()) {
+                            let i = stream_index(stream);
+                            self.orders[i].deliver(self.sinks[i], offset, &bytes);
+                        }
+                    }
+                    Some(Notification::Exit { .. }) => {}
+                    None => break,
+                },
+                Some((i, r)) = replay_rx.recv() => self.replayed(i, r),
+                _ = tokio::time::sleep_until(until) => break,
+            }
+        }
+        for i in 0..2 {
+            self.orders[i].replay_done(self.sinks[i]);
         }
     }
 
@@ -399,31 +432,11 @@ fn outcome_of(exit: WireOutcome, cause: Option<StopCause>) -> Outcome {
     }
 }
 
-/// Writes a chunk at its offset: overlap (a replay) is trimmed; past a gap the chunk
-/// waits for the replay, and the first gap asks for one (returns where from).
-fn deliver(sink: &mut OutputSink, gap: &mut Gap, offset: u64, data: &[u8]) -> Option<u64> {
-    let expected = sink.bytes();
-    if offset > expected {
-        return match *gap {
-            Gap::Accepted => {
-                sink.write(data);
-                None
-            }
-            Gap::Replaying => None,
-            Gap::None => {
-                *gap = Gap::Replaying;
-                Some(expected)
-            }
-        };
+fn stream_index(stream: WireStream) -> usize {
+    match stream {
+        WireStream::Stdout => 0,
+        WireStream::Stderr => 1,
     }
-    let skip = usize::try_from(expected - offset).unwrap_or(usize::MAX);
-    if skip < data.len() {
-        sink.write(&data[skip..]);
-        if *gap == Gap::Replaying {
-            *gap = Gap::None;
-        }
-    }
-    None
 }
 
 /// Kills the process group a plugin reported for an attempt (never this process's).

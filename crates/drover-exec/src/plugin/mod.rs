@@ -12,6 +12,7 @@ mod config;
 mod connection;
 mod driver;
 mod error;
+mod stream_order;
 mod wire;
 
 pub use config::PluginConfig;
