@@ -26,13 +26,23 @@ fn example_plugin() -> PathBuf {
 fn plugin_dir(root: &Scratch) -> PathBuf {
     let dir = root.0.join("plugins");
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::copy(example_plugin(), dir.join("drover-driver-pyexec")).unwrap();
+    install(&example_plugin(), &dir.join("drover-driver-pyexec"));
     std::fs::write(dir.join("README"), "not a plugin\n").unwrap();
     dir
 }
 
+/// Copies a plugin with the modes discovery insists on (whatever the umask): 0755
+/// for it and its directory.
+fn install(from: &Path, to: &Path) {
+    std::fs::copy(from, to).unwrap();
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = to.parent().unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
 fn write_script(dir: &Path, name: &str, text: &str) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -43,7 +53,8 @@ fn config(root: &Scratch) -> PluginConfig {
     let mut cfg = PluginConfig::new(root.0.join("work"));
     cfg.kill_grace = Duration::from_millis(500);
     cfg.usage_interval = Duration::from_millis(100);
-    cfg.request_timeout = Duration::from_secs(5);
+    // Generous: python3 starts slowly on a loaded machine.
+    cfg.request_timeout = Duration::from_secs(10);
     cfg
 }
 
@@ -469,12 +480,14 @@ async fn plugins_that_break_the_protocol_are_refused_with_clear_errors() {
             "did not answer describe",
         ),
     ];
+    // Only the silent one waits out its timeout.
     let mut short = cfg.clone();
     short.request_timeout = Duration::from_secs(1);
     for (tag, text, expect) in cases {
         let dir = root.0.join(tag);
         write_script(&dir, "plugin", &text);
-        let err = discover(&dir, &short).await.expect_err(tag);
+        let cfg = if tag == "silent" { &short } else { &cfg };
+        let err = discover(&dir, cfg).await.expect_err(tag);
         let msg = error_chain(&err);
         assert!(msg.contains(expect), "{tag}: {msg:?} should say {expect:?}");
         assert!(msg.contains("driver plugin"), "{tag}: {msg}");
@@ -482,7 +495,7 @@ async fn plugins_that_break_the_protocol_are_refused_with_clear_errors() {
 
     // Two plugins calling themselves the same.
     let dir = plugin_dir(&root);
-    std::fs::copy(example_plugin(), dir.join("another-pyexec")).unwrap();
+    install(&example_plugin(), &dir.join("another-pyexec"));
     let err = discover(&dir, &cfg).await.expect_err("duplicate names");
     assert!(
         matches!(
@@ -494,6 +507,28 @@ async fn plugins_that_break_the_protocol_are_refused_with_clear_errors() {
         ),
         "{err}"
     );
+    // A plugin anybody may rewrite would run their code as the worker.
+    let dir = root.0.join("loose");
+    std::fs::create_dir_all(&dir).unwrap();
+    let loose = dir.join("drover-driver-pyexec");
+    install(&example_plugin(), &loose);
+    std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let err = discover(&dir, &cfg)
+        .await
+        .expect_err("world-writable plugin");
+    assert!(
+        error_chain(&err).contains("writable by its group or others"),
+        "{err}"
+    );
+    std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let err = discover(&dir, &cfg)
+        .await
+        .expect_err("world-writable directory");
+    assert!(error_chain(&err).contains("loose is writable"), "{err}");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(discover(&dir, &cfg).await.unwrap().len(), 1);
+
     // A directory that does not exist.
     let err = discover(&root.0.join("nowhere"), &cfg).await.unwrap_err();
     assert!(error_chain(&err).contains("nowhere"), "{err}");

@@ -66,6 +66,7 @@ impl PluginDriver {
             path: path.to_path_buf(),
             source,
         };
+        check_ownership(path).map_err(err)?;
         let attempts_dir = cfg.work_root.join("attempts");
         let logs_dir = cfg.work_root.join("logs");
         for d in [&attempts_dir, &logs_dir] {
@@ -436,6 +437,32 @@ pub async fn discover(dir: &Path, cfg: &PluginConfig) -> Result<Vec<PluginDriver
         drivers.push(driver);
     }
     Ok(drivers)
+}
+
+/// The plugin file and its directory must be changeable only by the worker's user
+/// or root (like sshd's `StrictModes`): the worker runs the plugin with its own
+/// rights, root included.
+fn check_ownership(path: &Path) -> Result<(), PluginError> {
+    use std::os::unix::fs::MetadataExt;
+    let me = crate::sys::euid();
+    let file = fs::canonicalize(path).map_err(PluginError::Spawn)?;
+    let dir = file.parent().unwrap_or(Path::new("/")).to_path_buf();
+    for p in [file, dir] {
+        let meta = fs::metadata(&p).map_err(PluginError::Spawn)?;
+        if meta.uid() != 0 && meta.uid() != me {
+            return Err(PluginError::Insecure {
+                path: p,
+                why: "owned by another user",
+            });
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Err(PluginError::Insecure {
+                path: p,
+                why: "writable by its group or others",
+            });
+        }
+    }
+    Ok(())
 }
 
 /// 1-32 of `a-z`, `0-9`, `-`, `_`: it travels in task specs and worker capabilities.

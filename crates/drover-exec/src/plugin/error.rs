@@ -8,6 +8,11 @@ use std::time::Duration;
 pub enum PluginError {
     #[error("cannot start the plugin: {0}")]
     Spawn(#[source] std::io::Error),
+    #[error("{path} is {why}: whoever can change it would run code as the worker")]
+    Insecure {
+        path: std::path::PathBuf,
+        why: &'static str,
+    },
     #[error("the plugin speaks protocol {spoken}; this worker speaks protocol {expected}")]
     ProtocolVersion { spoken: u32, expected: u32 },
     #[error(
