@@ -66,7 +66,6 @@ impl PluginDriver {
             path: path.to_path_buf(),
             source,
         };
-        check_ownership(path).map_err(err)?;
         let attempts_dir = cfg.work_root.join("attempts");
         let logs_dir = cfg.work_root.join("logs");
         for d in [&attempts_dir, &logs_dir] {
@@ -88,14 +87,6 @@ impl PluginDriver {
         if !valid_name(&description.name) {
             return Err(err(PluginError::BadName {
                 name: description.name,
-            }));
-        }
-        // Tasks must not run as root behind the worker's back: a plugin that cannot
-        // switch users is refused where the worker confines its tasks.
-        if cfg.task_user.is_some() && !description.capabilities.iter().any(|c| c == "user") {
-            return Err(err(PluginError::MissingCapability {
-                capability: "user",
-                needed_for: "this worker runs its tasks as a dedicated user",
             }));
         }
         tracing::info!(
@@ -337,12 +328,14 @@ impl PluginShared {
     }
 }
 
-/// Starts the plugin and has it describe itself.
+/// Starts the plugin and has it describe itself; checked at discovery and at every
+/// restart (the file may have been replaced in between).
 async fn connect(
     path: &Path,
     base_env: &BTreeMap<String, String>,
     cfg: &PluginConfig,
 ) -> Result<(Arc<PluginConnection>, Description), PluginError> {
+    check_ownership(path)?;
     let mut env = base_env.clone();
     env.insert(
         "DROVER_PLUGIN_PROTOCOL".into(),
@@ -370,6 +363,14 @@ async fn connect(
             line: "describe result".into(),
             source,
         })?;
+    // Tasks must not run as the worker's user behind its back: a plugin that cannot
+    // switch users is refused where the worker confines its tasks.
+    if cfg.task_user.is_some() && !description.capabilities.iter().any(|c| c == "user") {
+        return Err(PluginError::MissingCapability {
+            capability: "user",
+            needed_for: "this worker runs its tasks as a dedicated user",
+        });
+    }
     Ok((conn, description))
 }
 
