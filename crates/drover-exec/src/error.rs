@@ -21,6 +21,12 @@ pub enum ExecError {
     },
     #[error("launch must be called from within a tokio runtime")]
     NoRuntime,
+    #[error("driver plugin {path}: {source}")]
+    Plugin {
+        path: PathBuf,
+        #[source]
+        source: crate::plugin::PluginError,
+    },
 }
 
 impl ExecError {

@@ -5,7 +5,8 @@
 //! v1 is writable, its own cgroups. It enforces time and memory limits, kills on
 //! request, captures bounded output, measures usage, and after an agent crash finds
 //! and kills its predecessor's processes. [`SimulatedDriver`] runs nothing (each
-//! attempt waits out a duration), for the scale harness. [`HostInfo`] and [`HostSampler`] describe
+//! attempt waits out a duration), for the scale harness. [`PluginDriver`]s run attempts
+//! through external plugin executables (see the `plugin` module). [`HostInfo`] and [`HostSampler`] describe
 //! the host for the worker's join and heartbeats. See README.md for the guarantees.
 
 mod attempt;
@@ -19,6 +20,8 @@ mod host;
 mod kill;
 mod monitor;
 mod output;
+mod output_sink;
+pub mod plugin;
 mod process;
 mod proctree;
 mod simulated;
@@ -36,6 +39,7 @@ pub use finished::{AttemptUsage, Finished, OutputSummary};
 pub use host::{HostInfo, HostSampler};
 pub use kill::KillHandle;
 pub use output::truncation_marker;
+pub use plugin::{PluginConfig, PluginDriver};
 pub use process::{MARKER_VAR, ProcessDriver};
 pub use simulated::{SimulatedDriver, SimulationObserver};
 pub use spec::{LaunchSpec, OutputChunk, Stream};

@@ -1,8 +1,7 @@
 //! Draining one output pipe into a bounded file (and live chunks).
 
+use crate::output_sink::OutputSink;
 use crate::spec::{OutputChunk, Stream};
-use std::fs::File;
-use std::io::Write;
 use std::path::PathBuf;
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
@@ -20,8 +19,7 @@ pub(crate) struct Capture {
 
 pub(crate) struct Drain {
     pub stream: Stream,
-    /// Created at the first byte: a silent stream costs no file system work (file
-    /// creation can cost as much as the spawn itself on a busy disk).
+    /// Created at the first byte (see [`OutputSink`]).
     pub path: PathBuf,
     pub limit: u64,
     pub keep: usize,
@@ -35,17 +33,13 @@ pub fn truncation_marker(limit: u64) -> String {
 impl Drain {
     /// Reads until end of file or until `stop` turns true. Keeps reading (and
     /// dropping) past the limit so the task never blocks on a full pipe.
-    /// Writes to the file are plain blocking writes: they land in the page cache and
-    /// take microseconds, cheaper than a trip through the blocking pool.
     pub(crate) async fn run(
-        mut self,
+        self,
         mut rx: pipe::Receiver,
         mut stop: watch::Receiver<bool>,
     ) -> Capture {
-        let mut cap = Capture::default();
+        let mut sink = OutputSink::new(self.stream, self.path, self.limit, self.keep, self.live);
         let mut buf = vec![0u8; 32 * 1024];
-        let mut file: Option<File> = None;
-        let mut file_ok = true;
         loop {
             let n = tokio::select! {
                 biased;
@@ -60,58 +54,8 @@ impl Drain {
                 },
                 _ = stop.wait_for(|s| *s) => break,
             };
-            let data = &buf[..n];
-            let start = cap.bytes;
-            cap.bytes += n as u64;
-            if cap.kept.len() < self.keep {
-                let take = (self.keep - cap.kept.len()).min(n);
-                cap.kept.extend_from_slice(&data[..take]);
-            }
-            if file.is_none() && file_ok {
-                match File::create(&self.path) {
-                    Ok(f) => file = Some(f),
-                    Err(e) => {
-                        tracing::warn!(path = %self.path.display(), "creating output file: {e}");
-                        file_ok = false;
-                    }
-                }
-            }
-            if start < self.limit {
-                let room = usize::try_from(self.limit - start)
-                    .unwrap_or(usize::MAX)
-                    .min(n);
-                let part = &data[..room];
-                if let Some(f) = &mut file
-                    && let Err(e) = f.write_all(part)
-                {
-                    tracing::warn!(stream = self.stream.as_str(), "writing task output: {e}");
-                    file = None;
-                    file_ok = false;
-                }
-                self.offer(start, part.to_vec());
-            }
-            if cap.bytes > self.limit && !cap.truncated {
-                cap.truncated = true;
-                let marker = truncation_marker(self.limit);
-                if let Some(f) = &mut file {
-                    let _ = f.write_all(marker.as_bytes());
-                }
-                self.offer(self.limit, marker.into_bytes());
-            }
+            sink.write(&buf[..n]);
         }
-        cap
-    }
-
-    fn offer(&mut self, offset: u64, data: Vec<u8>) {
-        if let Some(tx) = &self.live {
-            match tx.try_send(OutputChunk {
-                stream: self.stream,
-                offset,
-                data,
-            }) {
-                Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
-                Err(mpsc::error::TrySendError::Closed(_)) => self.live = None,
-            }
-        }
+        sink.finish()
     }
 }

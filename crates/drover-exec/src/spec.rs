@@ -28,6 +28,9 @@ pub struct LaunchSpec {
     /// channel is full a chunk is skipped (the file keeps everything; `offset` shows
     /// the gap), so a slow consumer never stalls the task.
     pub output: Option<mpsc::Sender<OutputChunk>>,
+    /// Driver-specific settings of the task (`image` for a container driver), passed
+    /// to driver plugins as their `extra` field; the process driver ignores them.
+    pub driver_options: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -85,6 +85,7 @@ pub fn launch(
         cpu_milli: start.spec.resources.cpu_milli,
         stdin: stdin_of(&start),
         output: Some(out_tx),
+        driver_options: Default::default(),
     };
     let (task, attempt) = (start.task, start.attempt);
     let resources = start.spec.resources.clone();
