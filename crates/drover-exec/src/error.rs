@@ -21,6 +21,14 @@ pub enum ExecError {
     },
     #[error("launch must be called from within a tokio runtime")]
     NoRuntime,
+    /// The Docker daemon could not be reached or refused a request the driver itself
+    /// needs (not a task's own container failing to start: that is `SpawnFailed`).
+    #[error("docker: {action}: {source}")]
+    Docker {
+        action: &'static str,
+        #[source]
+        source: bollard::errors::Error,
+    },
 }
 
 impl ExecError {

@@ -28,6 +28,11 @@ pub struct LaunchSpec {
     /// channel is full a chunk is skipped (the file keeps everything; `offset` shows
     /// the gap), so a slow consumer never stalls the task.
     pub output: Option<mpsc::Sender<OutputChunk>>,
+    /// The driver the task asked for (`None`: `process`). A driver set routes on it;
+    /// a single driver ignores it.
+    pub driver: Option<String>,
+    /// The container image, for the docker driver.
+    pub image: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
