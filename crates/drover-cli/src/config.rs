@@ -112,6 +112,7 @@ const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
             ("resources", Kind::CountMap),
             ("labels", Kind::TextMap),
             ("data_keys", Kind::TextList),
+            ("drivers", Kind::TextList),
             ("kill_grace", Kind::Duration),
             ("cgroups", Kind::Bool),
             ("metrics", Kind::Text),

@@ -21,7 +21,8 @@
 //! a string goes to `/bin/sh -c` as is), `shell`, `env`, `secret_env`,
 //! `workdir`, `cpus`, `memory`, `disk`, `gpus`, `custom`, `after`, `priority`,
 //! `timeout`, `expected_runtime`, `retries`, `backoff`, `retry_on_exit_codes`, `labels`,
-//! `constraints`, `affinity`, `inputs`, `owner`, `array`. Unknown fields are errors.
+//! `constraints`, `affinity`, `inputs`, `owner`, `array`, `driver`, `image` (an image
+//! without a driver means `driver: docker`). Unknown fields are errors.
 
 use anyhow::{Context, Result, anyhow, bail};
 use drover_types::{
@@ -226,6 +227,8 @@ struct TaskEntry {
     #[serde(default)]
     owner: String,
     array: Option<Array>,
+    driver: Option<String>,
+    image: Option<String>,
 }
 
 /// Parses a duration: `500ms`, `30s`, `10m`, `2h`, `1d`, `1h 30m` (humantime's
@@ -364,6 +367,12 @@ impl TaskEntry {
             inputs: self.inputs,
             owner: self.owner,
             array,
+            driver: self.driver.or_else(|| {
+                self.image
+                    .is_some()
+                    .then(|| drover_types::DOCKER_DRIVER.into())
+            }),
+            image: self.image,
         })
     }
 }

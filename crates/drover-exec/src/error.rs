@@ -21,6 +21,9 @@ pub enum ExecError {
     },
     #[error("launch must be called from within a tokio runtime")]
     NoRuntime,
+    /// A task named a driver this worker does not have (placement should prevent it).
+    #[error("this worker has no driver {name}")]
+    NoSuchDriver { name: String },
     /// The Docker daemon could not be reached or refused a request the driver itself
     /// needs (not a task's own container failing to start: that is `SpawnFailed`).
     #[error("docker: {action}: {source}")]

@@ -51,6 +51,8 @@ pub struct WorkerConfig {
     pub allowed_paths: Vec<PathBuf>,
     /// Processes and threads per attempt (cgroup pids); `None`: no limit of its own.
     pub pids_limit: Option<u64>,
+    /// Execution drivers to enable besides `process` (always there): `docker`.
+    pub drivers: Vec<String>,
 }
 
 impl WorkerConfig {
@@ -88,6 +90,7 @@ impl WorkerConfig {
             task_user: None,
             allowed_paths: Vec::new(),
             pids_limit: Some(drover_exec::DEFAULT_PIDS_LIMIT),
+            drivers: Vec::new(),
         }
     }
 

@@ -85,6 +85,8 @@ pub fn launch(
         cpu_milli: start.spec.resources.cpu_milli,
         stdin: stdin_of(&start),
         output: Some(out_tx),
+        driver: start.spec.driver.clone(),
+        image: start.spec.image.clone(),
     };
     let (task, attempt) = (start.task, start.attempt);
     let resources = start.spec.resources.clone();
