@@ -448,6 +448,18 @@ tasks:
     }
 
     #[test]
+    fn a_task_names_its_driver_and_an_image_alone_means_docker() {
+        let job = parse(
+            "tasks:\n  - command: [true]\n    image: drover-test-base:1\n  - command: [true]\n    driver: k8s\n",
+        )
+        .unwrap();
+        assert_eq!(job.tasks[0].driver.as_deref(), Some("docker"));
+        assert_eq!(job.tasks[0].image.as_deref(), Some("drover-test-base:1"));
+        assert_eq!(job.tasks[1].driver.as_deref(), Some("k8s"));
+        assert_eq!(job.tasks[1].image, None);
+    }
+
+    #[test]
     fn unknown_fields_are_errors() {
         let e = parse("tasks:\n  - command: [x]\n    cpu: 2\n").unwrap_err();
         assert!(format!("{e:#}").contains("cpu"), "{e:#}");
