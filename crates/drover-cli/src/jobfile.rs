@@ -450,7 +450,7 @@ tasks:
     #[test]
     fn a_task_names_its_driver_and_an_image_alone_means_docker() {
         let job = parse(
-            "tasks:\n  - command: [true]\n    image: drover-test-base:1\n  - command: [true]\n    driver: k8s\n",
+            "tasks:\n  - command: [\"true\"]\n    image: drover-test-base:1\n  - command: [\"true\"]\n    driver: k8s\n",
         )
         .unwrap();
         assert_eq!(job.tasks[0].driver.as_deref(), Some("docker"));
