@@ -20,7 +20,8 @@ pub struct LaunchSpec {
     pub workdir: Option<PathBuf>,
     pub time_limit: Option<Duration>,
     pub memory_limit_bytes: Option<u64>,
-    /// Informational for now (not enforced), see the README.
+    /// Not enforced by the process driver (see the README); the docker driver makes
+    /// it the container's `nano_cpus`.
     pub cpu_milli: u32,
     /// Written to the task's stdin, which is then closed. `None`: stdin is /dev/null.
     pub stdin: Option<Vec<u8>>,
