@@ -45,6 +45,13 @@ fi
 command -v docker >/dev/null 2>&1 || apt_install docker.io
 docker info >/dev/null 2>&1 || [ "${DROVER_SKIP_DOCKER:-}" = 1 ] \
   || echo "warning: no Docker engine answers; the autoscale test will fail (start dockerd, or set DROVER_SKIP_DOCKER=1)" >&2
+# The docker driver's tests run containers of an image assembled from this host's own
+# binaries (nothing can be pulled; under a second when it exists already). Docker is
+# required unless DROVER_SKIP_DOCKER=1, which skips those tests visibly.
+if [ "${DROVER_SKIP_DOCKER:-}" != 1 ]; then
+  command -v docker >/dev/null 2>&1 || apt_install docker.io
+  scripts/docker-test-image.sh >/dev/null
+fi
 command -v cargo >/dev/null 2>&1 || { echo "cargo is required (https://rustup.rs)" >&2; exit 1; }
 
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}

@@ -711,7 +711,9 @@ fn write_csv(path: &Path, series: &[Second]) {
 fn write_distribution(path: &Path, start: &[f64], api: &[f64]) {
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).expect("distribution file"));
     writeln!(f, "quantile,submit_to_start_ms,api_ms").expect("distribution");
-    let tail = [0.991, 0.992, 0.993, 0.994, 0.995, 0.996, 0.997, 0.998, 0.999, 0.9999];
+    let tail = [
+        0.991, 0.992, 0.993, 0.994, 0.995, 0.996, 0.997, 0.998, 0.999, 0.9999,
+    ];
     let quantiles = (0..100).map(|q| q as f64 / 100.0).chain(tail).chain([1.0]);
     for q in quantiles {
         writeln!(

@@ -116,6 +116,8 @@ const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
             ("resources", Kind::CountMap),
             ("labels", Kind::TextMap),
             ("data_keys", Kind::TextList),
+            ("drivers", Kind::TextList),
+            ("plugin_dir", Kind::Text),
             ("kill_grace", Kind::Duration),
             ("cgroups", Kind::Bool),
             ("metrics", Kind::Text),

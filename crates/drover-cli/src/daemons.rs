@@ -176,6 +176,14 @@ pub struct WorkerArgs {
     /// Data keys this worker holds, for locality (repeatable)
     #[arg(long = "data-key")]
     data_keys: Vec<String>,
+    /// An execution driver to enable besides `process` (always on): `docker`
+    /// (repeatable). Tasks naming a driver only go to workers that have it
+    #[arg(long = "driver", value_name = "NAME")]
+    drivers: Vec<String>,
+    /// A directory of driver plugins (executables speaking docs/driver-plugins.md):
+    /// each one found is started and enabled under the driver name it gives
+    #[arg(long, value_name = "DIR")]
+    plugin_dir: Option<PathBuf>,
     /// Grace between SIGTERM and SIGKILL when a task is stopped [default: 5s]
     #[arg(long, value_name = "DURATION")]
     kill_grace: Option<String>,
@@ -687,6 +695,10 @@ struct WorkerSettings {
     resources: BTreeMap<String, u64>,
     labels: BTreeMap<String, String>,
     data_keys: Vec<String>,
+    /// Drivers besides `process`.
+    drivers: Vec<String>,
+    /// Where driver plugins are found, if anywhere.
+    plugin_dir: Option<PathBuf>,
     kill_grace: Duration,
     cgroups: bool,
     metrics: Option<std::net::SocketAddr>,
@@ -792,6 +804,32 @@ fn worker_settings(l: &Layers, a: &WorkerArgs) -> Result<WorkerSettings> {
     } else {
         a.data_keys.clone()
     };
+    let drivers = if a.drivers.is_empty() {
+        l.file_list("worker", "drivers").unwrap_or_default()
+    } else {
+        a.drivers.clone()
+    };
+    for d in &drivers {
+        if d != drover_types::PROCESS_DRIVER && d != drover_types::DOCKER_DRIVER {
+            anyhow::bail!(
+                "--driver {d:?}: this worker knows the drivers process and docker (others come from --plugin-dir)"
+            );
+        }
+    }
+    let plugin_dir = l.value(
+        a.plugin_dir.as_ref().and_then(|p| p.to_str()),
+        "--plugin-dir",
+        "worker",
+        "plugin_dir",
+        None,
+        |t: &str| {
+            let p = PathBuf::from(t);
+            if !p.is_dir() {
+                bail!("no such directory");
+            }
+            Ok(p)
+        },
+    )?;
     Ok(WorkerSettings {
         name,
         server: l.value(None, "--server", "worker", "server", None, text)?,
@@ -832,6 +870,8 @@ fn worker_settings(l: &Layers, a: &WorkerArgs) -> Result<WorkerSettings> {
         resources,
         labels,
         data_keys,
+        drivers,
+        plugin_dir,
         kill_grace: l
             .value(
                 a.kill_grace.as_deref(),
@@ -901,6 +941,13 @@ fn print_worker(p: &mut Printer, s: &WorkerSettings, server: Option<&str>) {
         let a = s.data_keys.iter().map(|k| text(k)).collect();
         t.insert("data_keys".into(), toml::Value::Array(a));
     }
+    if !s.drivers.is_empty() {
+        let a = s.drivers.iter().map(|k| text(k)).collect();
+        t.insert("drivers".into(), toml::Value::Array(a));
+    }
+    if let Some(p) = &s.plugin_dir {
+        t.insert("plugin_dir".into(), text(&p.display().to_string()));
+    }
     t.insert("kill_grace".into(), show_duration(s.kill_grace));
     t.insert("cgroups".into(), toml::Value::Boolean(s.cgroups));
     if let Some(m) = s.metrics {
@@ -964,6 +1011,8 @@ fn worker_config(
     c.custom = s.resources.clone();
     c.labels = s.labels.clone();
     c.data_keys = s.data_keys.clone();
+    c.drivers = s.drivers.clone();
+    c.plugin_dir = s.plugin_dir.clone();
     c.kill_grace = s.kill_grace;
     c.cgroups = s.cgroups;
     c.metrics_listen = s.metrics;

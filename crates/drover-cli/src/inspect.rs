@@ -441,6 +441,7 @@ pub async fn workers(g: &Global) -> Result<ExitCode> {
         "RUNNING",
         "LAST SEEN",
         "IDENTITY",
+        "DRIVERS",
     ]);
     for w in &list {
         let state = if w.connected {
@@ -471,6 +472,7 @@ pub async fn workers(g: &Global) -> Result<ExitCode> {
                 Some(id) => format!("credential {id}"),
                 None => "cluster token".into(),
             },
+            w.drivers.join(","),
         ]);
     }
     println!("{table}");

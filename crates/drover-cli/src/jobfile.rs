@@ -21,7 +21,8 @@
 //! a string goes to `/bin/sh -c` as is), `shell`, `env`, `secret_env`,
 //! `workdir`, `cpus`, `memory`, `disk`, `gpus`, `custom`, `after`, `priority`,
 //! `timeout`, `expected_runtime`, `retries`, `backoff`, `retry_on_exit_codes`, `labels`,
-//! `constraints`, `affinity`, `inputs`, `owner`, `array`. Unknown fields are errors.
+//! `constraints`, `affinity`, `inputs`, `owner`, `array`, `driver`, `image` (an image
+//! without a driver means `driver: docker`). Unknown fields are errors.
 
 use anyhow::{Context, Result, anyhow, bail};
 use drover_types::{
@@ -226,6 +227,8 @@ struct TaskEntry {
     #[serde(default)]
     owner: String,
     array: Option<Array>,
+    driver: Option<String>,
+    image: Option<String>,
 }
 
 /// Parses a duration: `500ms`, `30s`, `10m`, `2h`, `1d`, `1h 30m` (humantime's
@@ -364,6 +367,12 @@ impl TaskEntry {
             inputs: self.inputs,
             owner: self.owner,
             array,
+            driver: self.driver.or_else(|| {
+                self.image
+                    .is_some()
+                    .then(|| drover_types::DOCKER_DRIVER.into())
+            }),
+            image: self.image,
         })
     }
 }
@@ -436,6 +445,18 @@ tasks:
                 DepRef::Id(drover_types::TaskId(7))
             ]
         );
+    }
+
+    #[test]
+    fn a_task_names_its_driver_and_an_image_alone_means_docker() {
+        let job = parse(
+            "tasks:\n  - command: [\"true\"]\n    image: drover-test-base:1\n  - command: [\"true\"]\n    driver: k8s\n",
+        )
+        .unwrap();
+        assert_eq!(job.tasks[0].driver.as_deref(), Some("docker"));
+        assert_eq!(job.tasks[0].image.as_deref(), Some("drover-test-base:1"));
+        assert_eq!(job.tasks[1].driver.as_deref(), Some("k8s"));
+        assert_eq!(job.tasks[1].image, None);
     }
 
     #[test]

@@ -71,6 +71,14 @@ pub struct SubmitArgs {
     /// Run COMMAND through /bin/sh -c (several words are joined with spaces, as ssh does)
     #[arg(long)]
     shell: bool,
+    /// The execution driver: process (the default), docker, or a plugin's name; only
+    /// workers that have it run the task
+    #[arg(long, value_name = "NAME")]
+    driver: Option<String>,
+    /// The image of a docker task (implies --driver docker); it must already be on the
+    /// workers, which do not pull
+    #[arg(long, value_name = "IMAGE")]
+    image: Option<String>,
     /// Wait until it finishes
     #[arg(long)]
     wait: bool,
@@ -139,6 +147,11 @@ fn task_from_args(a: &SubmitArgs) -> Result<TaskSpec> {
         .iter()
         .map(|c| parse_selector(c))
         .collect::<Result<_>>()?;
+    spec.driver = a.driver.clone();
+    spec.image = a.image.clone();
+    if spec.image.is_some() && spec.driver.is_none() {
+        spec.driver = Some(drover_types::DOCKER_DRIVER.to_string());
+    }
     Ok(spec)
 }
 

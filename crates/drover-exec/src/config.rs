@@ -62,6 +62,24 @@ pub struct DriverConfig {
 }
 
 impl DriverConfig {
+    /// The agent id names processes' markers, cgroups and containers: letters,
+    /// digits, `-`, `_`, `.`, 1 to 64 bytes, not starting with `.`.
+    pub(crate) fn check_agent_id(&self) -> Result<(), crate::error::ExecError> {
+        let id = &self.agent_id;
+        if id.is_empty()
+            || id.len() > 64
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            || id.starts_with('.')
+        {
+            return Err(crate::error::ExecError::Config(format!(
+                "agent_id {id:?} must be 1-64 letters, digits, '-', '_' or '.', not starting with '.'"
+            )));
+        }
+        Ok(())
+    }
+
     /// Defaults: 64 MiB per stream, 1 MiB result, 5 s grace, cgroups `Auto`,
     /// [`DEFAULT_ENV_PASSTHROUGH`], 100 ms polling, tasks as the agent's user, no
     /// allowed host paths, [`DEFAULT_PIDS_LIMIT`].

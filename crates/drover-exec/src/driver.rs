@@ -29,4 +29,11 @@ pub trait Driver: Send + Sync {
 
     /// Deletes an attempt's directory (logs included), for the agent's retention policy.
     fn remove_attempt_dir(&self, task: u64, attempt: u32) -> Result<(), ExecError>;
+
+    /// The task drivers (`TaskSpec::driver`) this one runs, which the worker declares
+    /// when it joins. A single driver stands in for `process`, the one every worker
+    /// has; a set of drivers (the worker's `DriverSet`) lists its members.
+    fn drivers(&self) -> Vec<String> {
+        vec![drover_types::PROCESS_DRIVER.to_string()]
+    }
 }

@@ -27,6 +27,17 @@ pub enum ExecError {
         #[source]
         source: crate::plugin::PluginError,
     },
+    /// A task named a driver this worker does not have (placement should prevent it).
+    #[error("this worker has no driver {name}")]
+    NoSuchDriver { name: String },
+    /// The Docker daemon could not be reached or refused a request the driver itself
+    /// needs (not a task's own container failing to start: that is `SpawnFailed`).
+    #[error("docker: {action}: {source}")]
+    Docker {
+        action: &'static str,
+        #[source]
+        source: bollard::errors::Error,
+    },
 }
 
 impl ExecError {

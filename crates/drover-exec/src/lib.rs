@@ -13,6 +13,7 @@ mod attempt;
 mod cgroup;
 mod config;
 pub mod confine;
+mod docker;
 mod driver;
 mod error;
 mod finished;
@@ -33,6 +34,7 @@ pub use config::{
     CgroupMode, DEFAULT_ENV_PASSTHROUGH, DEFAULT_PATH, DEFAULT_PIDS_LIMIT, DriverConfig,
 };
 pub use confine::{TaskUser, TaskUserError, protect_agent_process};
+pub use docker::{DockerDriver, LABEL_AGENT, LABEL_ATTEMPT, LABEL_INCARNATION, LABEL_TASK};
 pub use driver::{Driver, OrphanReport};
 pub use error::ExecError;
 pub use finished::{AttemptUsage, Finished, OutputSummary};

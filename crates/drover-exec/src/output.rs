@@ -59,3 +59,22 @@ impl Drain {
         sink.finish()
     }
 }
+
+impl Drain {
+    /// A copy to feed from elsewhere (the live channel is shared): the docker driver
+    /// reads a container's attach stream rather than a pipe.
+    pub(crate) fn clone_for_sink(&self) -> Drain {
+        Drain {
+            stream: self.stream,
+            path: self.path.clone(),
+            limit: self.limit,
+            keep: self.keep,
+            live: self.live.clone(),
+        }
+    }
+
+    /// The bounded file and live chunks of this stream, fed chunk by chunk.
+    pub(crate) fn into_sink(self) -> OutputSink {
+        OutputSink::new(self.stream, self.path, self.limit, self.keep, self.live)
+    }
+}

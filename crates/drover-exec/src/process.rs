@@ -54,17 +54,7 @@ pub struct ProcessDriver {
 impl ProcessDriver {
     pub fn new(cfg: DriverConfig) -> Result<Self, ExecError> {
         let id = &cfg.agent_id;
-        if id.is_empty()
-            || id.len() > 64
-            || !id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-            || id.starts_with('.')
-        {
-            return Err(ExecError::Config(format!(
-                "agent_id {id:?} must be 1-64 letters, digits, '-', '_' or '.', not starting with '.'"
-            )));
-        }
+        cfg.check_agent_id()?;
         let attempts_dir = cfg.work_root.join("attempts");
         let logs_dir = cfg.work_root.join("logs");
         for d in [&attempts_dir, &logs_dir] {
@@ -524,7 +514,7 @@ impl ProcessDriver {
 }
 
 /// Makes `dir` exist and be empty (a re-run of the same attempt starts clean).
-fn fresh_dir(dir: &Path) -> Result<(), ExecError> {
+pub(crate) fn fresh_dir(dir: &Path) -> Result<(), ExecError> {
     match fs::create_dir(dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
@@ -565,7 +555,7 @@ fn resolve_program(name: &str, path_var: &str, cwd: &Path) -> Result<PathBuf, St
 }
 
 /// An attempt that never started: its wait() reports `SpawnFailed` at once.
-fn spawn_failed(
+pub(crate) fn spawn_failed(
     spec: &LaunchSpec,
     dir: PathBuf,
     stdout_path: PathBuf,

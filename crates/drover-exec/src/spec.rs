@@ -20,7 +20,8 @@ pub struct LaunchSpec {
     pub workdir: Option<PathBuf>,
     pub time_limit: Option<Duration>,
     pub memory_limit_bytes: Option<u64>,
-    /// Informational for now (not enforced), see the README.
+    /// Not enforced by the process driver (see the README); the docker driver makes
+    /// it the container's `nano_cpus`.
     pub cpu_milli: u32,
     /// Written to the task's stdin, which is then closed. `None`: stdin is /dev/null.
     pub stdin: Option<Vec<u8>>,
@@ -31,6 +32,11 @@ pub struct LaunchSpec {
     /// Driver-specific settings of the task (`image` for a container driver), passed
     /// to driver plugins as their `extra` field; the process driver ignores them.
     pub driver_options: BTreeMap<String, String>,
+    /// The driver the task asked for (`None`: `process`). A driver set routes on it;
+    /// a single driver ignores it.
+    pub driver: Option<String>,
+    /// The container image, for the docker driver.
+    pub image: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -216,3 +216,9 @@ pub(crate) fn gettid() -> i32 {
     // SAFETY: gettid takes no arguments and cannot fail.
     unsafe { libc::gettid() }
 }
+
+/// The agent's own (real) uid and gid.
+pub(crate) fn own_ids() -> (u32, u32) {
+    // SAFETY: getuid and getgid cannot fail and touch no memory.
+    unsafe { (libc::getuid(), libc::getgid()) }
+}

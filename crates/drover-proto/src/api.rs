@@ -157,6 +157,9 @@ pub struct WorkerInfo {
     /// join token), or none: it connects with the cluster token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential: Option<String>,
+    /// The execution drivers it runs tasks with (`process` at least), sorted.
+    #[serde(default)]
+    pub drivers: Vec<String>,
 }
 
 /// The state of the whole cluster at a glance.

@@ -69,8 +69,43 @@ struct LabelSelectorW(#[serde(with = "LabelSelectorC")] LabelSelector);
 struct OutcomeW(#[serde(with = "OutcomeC")] Outcome);
 #[derive(Serialize, Deserialize)]
 struct AttemptRecordW(#[serde(with = "AttemptRecordC")] AttemptRecord);
-#[derive(Serialize, Deserialize)]
-struct TaskSpecW(#[serde(with = "TaskSpecC")] TaskSpec);
+struct TaskSpecW(TaskSpec);
+
+impl<'de> Deserialize<'de> for TaskSpecW {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if reading_pre_driver_layout() {
+            TaskSpecV2C::deserialize(d).map(TaskSpecW)
+        } else {
+            TaskSpecC::deserialize(d).map(TaskSpecW)
+        }
+    }
+}
+
+thread_local! {
+    /// Set while a snapshot written before drivers existed (state format 2 and older)
+    /// is decoded on this thread: its task and worker specs lack the driver fields,
+    /// and postcard, being positional, must be told which layout it reads.
+    static PRE_DRIVER_LAYOUT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn reading_pre_driver_layout() -> bool {
+    PRE_DRIVER_LAYOUT.with(|c| c.get())
+}
+
+/// Runs `f` (a decode of a binary snapshot on this thread) reading task and worker
+/// specs in the layout they had before drivers: every task then runs on `process`,
+/// every worker has `process` only, which is what they were. An encode inside `f`
+/// writes that layout too (for tests that make an old snapshot).
+pub fn pre_driver_layout<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            PRE_DRIVER_LAYOUT.with(|c| c.set(self.0));
+        }
+    }
+    let _reset = Reset(PRE_DRIVER_LAYOUT.with(|c| c.replace(true)));
+    f()
+}
 
 /// Writes an attempt without copying it.
 struct AttemptRef<'a>(&'a AttemptRecord);
@@ -148,6 +183,42 @@ struct TaskSpecC {
     owner: String,
     array: Option<ArraySpec>,
     secret_env: BTreeMap<String, SecretString>,
+    driver: Option<String>,
+    image: Option<String>,
+}
+
+/// [`TaskSpecC`] as written before drivers (see [`pre_driver_layout`]).
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "TaskSpec")]
+struct TaskSpecV2C {
+    key: Option<String>,
+    name: String,
+    command: Vec<String>,
+    shell: bool,
+    env: BTreeMap<String, String>,
+    workdir: Option<String>,
+    #[serde(with = "ResourcesC")]
+    resources: Resources,
+    #[serde(with = "dep_refs")]
+    after: Vec<DepRef>,
+    priority: i32,
+    max_runtime_ms: Option<u64>,
+    expected_runtime_ms: Option<u64>,
+    #[serde(with = "RetryPolicyC")]
+    retry: RetryPolicy,
+    labels: BTreeMap<String, String>,
+    #[serde(with = "selectors")]
+    constraints: Vec<LabelSelector>,
+    #[serde(with = "selectors")]
+    affinity: Vec<LabelSelector>,
+    inputs: Vec<String>,
+    owner: String,
+    array: Option<ArraySpec>,
+    secret_env: BTreeMap<String, SecretString>,
+    #[serde(skip, default)]
+    driver: Option<String>,
+    #[serde(skip, default)]
+    image: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -284,6 +355,20 @@ struct WorkerSpecC {
     capacity: Resources,
     labels: BTreeMap<String, String>,
     data_keys: Vec<String>,
+    drivers: Vec<String>,
+}
+
+/// [`WorkerSpecC`] as written before drivers.
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "WorkerSpec")]
+struct WorkerSpecV2C {
+    name: String,
+    #[serde(with = "ResourcesC")]
+    capacity: Resources,
+    labels: BTreeMap<String, String>,
+    data_keys: Vec<String>,
+    #[serde(skip, default)]
+    drivers: Vec<String>,
 }
 
 /// Defines a `with`-module for one snapshot field: the type's own serde in a
@@ -325,8 +410,16 @@ either_format!(
 either_format!(
     worker_spec,
     WorkerSpec,
-    |v, s| WorkerSpecC::serialize(v, s),
-    |d| WorkerSpecC::deserialize(d)
+    |v, s| if reading_pre_driver_layout() {
+        WorkerSpecV2C::serialize(v, s)
+    } else {
+        WorkerSpecC::serialize(v, s)
+    },
+    |d| if reading_pre_driver_layout() {
+        WorkerSpecV2C::deserialize(d)
+    } else {
+        WorkerSpecC::deserialize(d)
+    }
 );
 either_format!(
     attempts,
@@ -351,6 +444,10 @@ either_format!(
 struct SpecRef<'a>(&'a TaskSpec);
 impl Serialize for SpecRef<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        TaskSpecC::serialize(self.0, s)
+        if reading_pre_driver_layout() {
+            TaskSpecV2C::serialize(self.0, s)
+        } else {
+            TaskSpecC::serialize(self.0, s)
+        }
     }
 }

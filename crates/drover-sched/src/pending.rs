@@ -206,10 +206,12 @@ fn ready(s: &Scheduler, id: TaskId, rec: &TaskRec) -> String {
         let lost = workers.len() - draining;
         return format!("no worker is taking tasks ({draining} draining, {lost} lost)");
     }
-    let matching: Vec<_> = active
-        .iter()
-        .filter(|(_, r)| r.matches(&shape.constraints))
-        .collect();
+    if let Some(driver) = &shape.driver
+        && !active.iter().any(|(_, r)| r.spec.has_driver(driver))
+    {
+        return format!("no worker has driver {driver}");
+    }
+    let matching: Vec<_> = active.iter().filter(|(_, r)| r.admits(shape)).collect();
     if matching.is_empty() {
         let list: Vec<String> = shape.constraints.iter().map(|c| c.to_string()).collect();
         return format!(

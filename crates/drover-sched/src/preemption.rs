@@ -39,7 +39,7 @@ impl Scheduler {
         let mut best: Option<(Cost, Vec<TaskId>)> = None;
         for &w in &self.pool.active {
             let wr = self.pool.rec(w);
-            if !wr.matches(&shape.constraints) || !shape.res.fits_in(&wr.spec.capacity) {
+            if !wr.admits(shape) || !shape.res.fits_in(&wr.spec.capacity) {
                 continue;
             }
             let mut alloc = wr.allocated.clone();

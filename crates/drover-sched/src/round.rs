@@ -85,9 +85,7 @@ impl Scheduler {
         let pool = &self.pool;
         let eligible = |w: WorkerId| {
             let r = pool.rec(w);
-            r.state == WorkerState::Active
-                && r.fits_free(&shape.res)
-                && r.matches(&shape.constraints)
+            r.state == WorkerState::Active && r.fits_free(&shape.res) && r.admits(shape)
         };
         let policy = &self.config.policy;
         // Only a scored shape needs the spec (one memory load fewer per decision).
@@ -232,7 +230,7 @@ impl Scheduler {
                 if full
                     && r.queued.len() < per_worker
                     && sh.res.fits_in(&r.spec.capacity)
-                    && r.matches(&sh.constraints)
+                    && r.admits(sh)
                     && best.is_none_or(|(n, _)| r.queued.len() < n)
                 {
                     best = Some((r.queued.len(), w));
@@ -278,7 +276,7 @@ impl Scheduler {
                     rec.kill.is_none()
                         && rec.state == TaskState::Assigned
                         && self.pool.rec(to).fits_free(&shape.res)
-                        && self.pool.rec(to).matches(&shape.constraints)
+                        && self.pool.rec(to).admits(shape)
                 });
                 if let Some(t) = candidate {
                     budget -= 1;
@@ -314,9 +312,7 @@ impl Scheduler {
         for w in queues {
             let r = self.pool.rec(w);
             let sh = &self.shapes.list[shape as usize];
-            if r.state != WorkerState::Active
-                || !sh.res.fits_in(&r.spec.capacity)
-                || !r.matches(&sh.constraints)
+            if r.state != WorkerState::Active || !sh.res.fits_in(&r.spec.capacity) || !r.admits(sh)
             {
                 continue;
             }

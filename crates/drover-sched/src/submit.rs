@@ -110,7 +110,8 @@ impl Scheduler {
                     if prev.resources == spec.resources
                         && prev.constraints == spec.constraints
                         && prev.inputs.is_empty() == spec.inputs.is_empty()
-                        && prev.affinity.is_empty() == spec.affinity.is_empty() =>
+                        && prev.affinity.is_empty() == spec.affinity.is_empty()
+                        && prev.driver == spec.driver =>
                 {
                     *sh
                 }

@@ -87,6 +87,13 @@ pub(crate) struct Shape {
     pub constraints: Vec<LabelSelector>,
     /// The tasks have inputs or affinities to score (placement then looks at the spec).
     pub scored: bool,
+    /// The driver the tasks need, `None` for `process` (which every worker has).
+    pub driver: Option<String>,
+}
+
+/// The driver a spec needs from its worker, `None` for the one every worker has.
+pub(crate) fn needed_driver(spec: &TaskSpec) -> Option<&str> {
+    Some(spec.driver_name()).filter(|d| *d != drover_types::PROCESS_DRIVER)
 }
 
 #[derive(Debug, Default)]
@@ -127,11 +134,17 @@ impl Shapes {
         spec.constraints.hash(&mut h);
         let scored = !spec.inputs.is_empty() || !spec.affinity.is_empty();
         scored.hash(&mut h);
+        let driver = needed_driver(spec);
+        driver.hash(&mut h);
         let hash = h.finish();
         let ids = self.index.entry(hash).or_default();
         for &id in ids.iter() {
             let s = &self.list[id as usize];
-            if s.res == spec.resources && s.constraints == spec.constraints && s.scored == scored {
+            if s.res == spec.resources
+                && s.constraints == spec.constraints
+                && s.scored == scored
+                && s.driver.as_deref() == driver
+            {
                 return id;
             }
         }
@@ -141,6 +154,7 @@ impl Shapes {
             res: spec.resources.clone(),
             constraints: spec.constraints.clone(),
             scored,
+            driver: driver.map(str::to_string),
         });
         id
     }

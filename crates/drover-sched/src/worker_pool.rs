@@ -1,5 +1,6 @@
 //! Workers, their reservations, and the indexes placement searches.
 
+use crate::task_table::Shape;
 use drover_types::{
     LabelSelector, Resources, TaskId, WorkerId, WorkerSpec, WorkerState, WorkerUsage,
 };
@@ -73,6 +74,16 @@ impl WorkerRec {
 
     pub fn matches(&self, constraints: &[LabelSelector]) -> bool {
         constraints.iter().all(|c| c.matches(&self.spec.labels))
+    }
+
+    /// Whether tasks of `shape` may go here: its hard constraints match and the worker
+    /// has its driver. (Capacity and state are the caller's to check.)
+    pub fn admits(&self, shape: &Shape) -> bool {
+        self.matches(&shape.constraints)
+            && shape
+                .driver
+                .as_deref()
+                .is_none_or(|d| self.spec.has_driver(d))
     }
 }
 

@@ -723,3 +723,46 @@ fn a_worker_with_tens_of_thousands_of_tiny_tasks_stays_cheap() {
     s.check_invariants().unwrap();
     assert_eq!(s.counts().of(TaskState::Succeeded), 32_000);
 }
+
+#[test]
+fn a_task_goes_only_to_a_worker_with_its_driver_and_says_so_while_none_has_it() {
+    let mut env = Env::new();
+    env.join("plain", 8, 32);
+    let docker = |t: drover_types::TaskSpec| drover_types::TaskSpec {
+        driver: Some("docker".into()),
+        image: Some("drover-test-base:1".into()),
+        ..t
+    };
+    let named_process = drover_types::TaskSpec {
+        driver: Some("process".into()),
+        ..task()
+    };
+    let ids = env.submit(vec![docker(task()), task(), named_process]);
+    let placed: Vec<TaskId> = env.starts().iter().map(|s| s.0).collect();
+    assert_eq!(
+        placed,
+        vec![ids[1], ids[2]],
+        "process tasks run on any worker"
+    );
+    assert_eq!(env.state(ids[0]), TaskState::Ready);
+    assert_eq!(env.reason(ids[0]), "no worker has driver docker");
+    // A worker that declares docker (and process) joins: the docker task goes there,
+    // and an old-style worker (no drivers declared) still gets process tasks only.
+    let mut spec = worker("box", 8, 32);
+    spec.drivers = vec!["process".into(), "docker".into()];
+    let boxed = env.join_spec(spec);
+    let starts = env.starts();
+    assert_eq!(
+        starts.iter().map(|s| (s.0, s.2)).collect::<Vec<_>>(),
+        vec![(ids[0], boxed)]
+    );
+    // More docker work than the docker worker has room for waits for it, never the
+    // plain worker, which has room.
+    let more = env.submit(vec![cpus(docker(task()), 8), cpus(docker(task()), 8)]);
+    let placed: Vec<_> = env.starts().iter().map(|s| (s.0, s.2)).collect();
+    assert!(placed.iter().all(|(_, w)| *w == boxed), "{placed:?}");
+    assert!(
+        more.iter()
+            .all(|t| env.worker_of(*t).is_none_or(|w| w == boxed))
+    );
+}

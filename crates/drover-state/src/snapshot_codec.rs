@@ -30,7 +30,10 @@ use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 pub const MAGIC: [u8; 8] = *b"DROVSNAP";
 /// Bump when the encoded shape of [`StateSnapshot`] changes. Version 2 added the
 /// client ACL tokens and the worker identities (join tokens, credentials) at the end; version 1 snapshots are still read (with no tokens).
-pub const FORMAT_VERSION: u32 = 2;
+/// Version 3 added the driver and image of task specs and the drivers of worker specs
+/// (inside the scheduler's state); older snapshots are read with every task on
+/// `process` and every worker having `process` only (`drover_sched::pre_driver_layout`).
+pub const FORMAT_VERSION: u32 = 3;
 /// The oldest version still read.
 const OLDEST_READ: u32 = 1;
 
@@ -371,12 +374,13 @@ impl<R: Read> SnapshotReader<R> {
             let mut de = postcard::Deserializer::from_flavor(&mut body);
             // A decode error on damaged bytes says less than the checksum would; the
             // caller learns the file is bad either way.
-            if version == 1 {
-                StateSnapshotV1::deserialize(&mut de)
+            match version {
+                1 => drover_sched::pre_driver_layout(|| StateSnapshotV1::deserialize(&mut de))
                     .map_err(SnapshotCodecError::Decode)?
-                    .into()
-            } else {
-                StateSnapshot::deserialize(&mut de).map_err(SnapshotCodecError::Decode)?
+                    .into(),
+                2 => drover_sched::pre_driver_layout(|| StateSnapshot::deserialize(&mut de))
+                    .map_err(SnapshotCodecError::Decode)?,
+                _ => StateSnapshot::deserialize(&mut de).map_err(SnapshotCodecError::Decode)?,
             }
         };
         // Anything after the state is damage too (and must be summed to be checked).
@@ -432,15 +436,15 @@ mod tests {
             idempotency: &'a Vec<crate::idempotency::KeyRecord>,
         }
         let mut body = 0u32.to_le_bytes().to_vec();
-        body.extend(
+        body.extend(drover_sched::pre_driver_layout(|| {
             postcard::to_stdvec(&V1 {
                 sched: &state.sched,
                 records: &state.records,
                 jobs: &state.jobs,
                 idempotency: &state.idempotency,
             })
-            .unwrap(),
-        );
+            .unwrap()
+        }));
         let mut bytes = MAGIC.to_vec();
         bytes.extend(1u32.to_le_bytes());
         bytes.extend(crc32fast::hash(&body).to_le_bytes());

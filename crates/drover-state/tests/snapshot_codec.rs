@@ -40,6 +40,7 @@ fn worker(name: &str, cpus: u32, labels: &[(&str, &str)]) -> Command {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             data_keys: vec![format!("{name}-data")],
+            drivers: vec!["process".into(), "docker".into()],
         },
         running: vec![],
     }
@@ -122,6 +123,8 @@ fn full_spec(name: &str) -> TaskSpec {
         inputs: vec!["w1-data".into()],
         owner: "alice".into(),
         array: None,
+        driver: Some("docker".into()),
+        image: Some("drover-test-base:1".into()),
     }
 }
 
@@ -465,4 +468,39 @@ fn a_damaged_snapshot_is_refused() {
         decode(&long),
         Err(SnapshotCodecError::Length { .. })
     ));
+}
+
+/// A version 2 snapshot (task and worker specs without their driver fields) still
+/// reads: its tasks run on `process`, its workers have `process` only.
+#[test]
+fn a_version_2_snapshot_reads_with_process_drivers() {
+    let m = rich();
+    let state = m.snapshot();
+    let bytes = drover_sched::pre_driver_layout(|| {
+        write_snapshot(b"m", &state, Cursor::new(Vec::new()))
+            .unwrap()
+            .into_inner()
+    });
+    let mut v2 = bytes.clone();
+    v2[8..12].copy_from_slice(&2u32.to_le_bytes());
+    // The version is in the header, outside the checksum.
+    let (_, old) = decode(&v2).expect("a version 2 snapshot reads");
+    let mut with_drivers = 0;
+    for i in 1..=40 {
+        let (Some(a), Some(b)) = (
+            m.scheduler().task(TaskId(i)),
+            old.scheduler().task(TaskId(i)),
+        ) else {
+            continue;
+        };
+        assert_eq!(a.state, b.state, "task {i}");
+        with_drivers += usize::from(a.spec.driver.is_some());
+        assert_eq!(b.spec.driver, None);
+        assert_eq!(b.spec.image, None);
+    }
+    assert!(with_drivers > 0, "the rich state has docker tasks");
+    // Read as version 3, the same bytes are garbage or a different state: the layouts
+    // really differ, so the version is what makes the old file readable.
+    let now = decode(&bytes).map(|(_, m)| as_json(&m));
+    assert_ne!(now.ok(), Some(as_json(&old)));
 }

@@ -33,7 +33,9 @@ pub use resources::{ParseResourceError, Resources, format_bytes, parse_bytes, pa
 pub use role::Role;
 pub use secret::{REDACTED, SecretString};
 pub use state::{AttemptUsage, FailureCause, Outcome, TaskState};
-pub use task_spec::{Backoff, LabelSelector, RetryPolicy, SelectorOp, TaskSpec};
+pub use task_spec::{
+    Backoff, DOCKER_DRIVER, LabelSelector, PROCESS_DRIVER, RetryPolicy, SelectorOp, TaskSpec,
+};
 pub use time::{Millis, format_duration_ms};
-pub use validation::{ValidationError, validate_job, validate_task};
+pub use validation::{ValidationError, is_driver_name, validate_job, validate_task};
 pub use worker::{WorkerSpec, WorkerState, WorkerUsage};

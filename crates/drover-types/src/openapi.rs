@@ -44,6 +44,20 @@ pub(crate) fn workdir() -> RefOr<Schema> {
     schema(t)
 }
 
+pub(crate) fn driver() -> RefOr<Schema> {
+    schema(
+        json!({"type": ["string", "null"], "pattern": "^[a-z0-9][a-z0-9_-]{0,31}$",
+        "description": "The execution driver: `process` (default), `docker`, or a plugin's name. Only workers that have it receive the task."}),
+    )
+}
+
+pub(crate) fn image() -> RefOr<Schema> {
+    schema(
+        json!({"type": ["string", "null"], "minLength": 1, "maxLength": 255, "pattern": "^[^\\s]+$",
+        "description": "The container image of a `docker` task (required then, refused for other drivers); it must already be on the worker."}),
+    )
+}
+
 pub(crate) fn command() -> RefOr<Schema> {
     let l = Limits::default();
     let mut program = text();

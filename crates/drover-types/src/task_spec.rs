@@ -98,7 +98,23 @@ pub struct TaskSpec {
     /// array names the whole array: depending on it means depending on every element.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub array: Option<ArraySpec>,
+    /// The execution driver that runs the task: `process` (the default: a process
+    /// tree on the worker's host), `docker` (a container of `image`), or a plugin's
+    /// name. Only workers that declared the driver receive the task.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::driver))]
+    pub driver: Option<String>,
+    /// The container image of a `docker` task (required then, refused otherwise). It
+    /// must already be on the worker: workers do not pull.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::image))]
+    pub image: Option<String>,
 }
+
+/// The driver of a task that names none, and the one every worker has.
+pub const PROCESS_DRIVER: &str = "process";
+/// The container driver built into workers (`drover worker --driver docker`).
+pub const DOCKER_DRIVER: &str = "docker";
 
 impl Default for TaskSpec {
     fn default() -> Self {
@@ -122,6 +138,8 @@ impl Default for TaskSpec {
             inputs: Vec::new(),
             owner: String::new(),
             array: None,
+            driver: None,
+            image: None,
         }
     }
 }
@@ -137,6 +155,11 @@ impl TaskSpec {
             command: args.into_iter().map(Into::into).collect(),
             ..TaskSpec::default()
         }
+    }
+
+    /// The driver that runs this task (`process` when none is named).
+    pub fn driver_name(&self) -> &str {
+        self.driver.as_deref().unwrap_or(PROCESS_DRIVER)
     }
 
     /// This spec as it may be shown: every secret value replaced by `(secret)`.

@@ -132,6 +132,7 @@ pub fn validate_task(spec: &TaskSpec, limits: &Limits, path: &str) -> Check {
             ));
         }
     }
+    validate_driver(spec, limits, &f)?;
     validate_resources(spec, limits, || f("resources"))?;
     if spec.after.len() > limits.max_deps_per_task {
         return Err(ValidationError::new(
@@ -247,6 +248,61 @@ pub fn validate_task(spec: &TaskSpec, limits: &Limits, path: &str) -> Check {
         }
     }
     Ok(())
+}
+
+/// Whether `name` can name a driver: `[a-z0-9][a-z0-9_-]{0,31}` (also a plugin's file
+/// name, so nothing that could climb out of a directory).
+pub fn is_driver_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 32
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter()
+            .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-')
+}
+
+/// Longest image reference accepted (Docker's own limit for a name is 255).
+const MAX_IMAGE_BYTES: usize = 255;
+
+fn validate_driver(spec: &TaskSpec, limits: &Limits, f: &impl Fn(&str) -> String) -> Check {
+    if let Some(d) = &spec.driver
+        && !is_driver_name(d)
+    {
+        return Err(ValidationError::new(
+            f("driver"),
+            "must be 1 to 32 lowercase letters, digits, '_' or '-', starting with a letter or digit (e.g. process, docker)",
+        ));
+    }
+    let docker = spec.driver_name() == crate::task_spec::DOCKER_DRIVER;
+    match &spec.image {
+        None if docker => Err(ValidationError::new(
+            f("image"),
+            "is required when the driver is docker: name an image the workers have",
+        )),
+        None => Ok(()),
+        Some(_) if !docker => Err(ValidationError::new(
+            f("image"),
+            format!(
+                "is only for the docker driver; this task's driver is {}",
+                spec.driver_name()
+            ),
+        )),
+        Some(image) => {
+            check_string(image, limits, || f("image"))?;
+            if image.is_empty()
+                || image.len() > MAX_IMAGE_BYTES
+                || image.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(ValidationError::new(
+                    f("image"),
+                    format!(
+                        "must be an image reference of 1 to {MAX_IMAGE_BYTES} bytes without spaces (e.g. alpine:3.20)"
+                    ),
+                ));
+            }
+            Ok(())
+        }
+    }
 }
 
 fn validate_resources(spec: &TaskSpec, limits: &Limits, path: impl Fn() -> String) -> Check {
@@ -725,6 +781,39 @@ mod tests {
                 "workdir",
             ),
             (
+                "driver with capitals",
+                TaskSpec {
+                    driver: Some("Docker".into()),
+                    ..TaskSpec::command(["x"])
+                },
+                "driver",
+            ),
+            (
+                "docker without image",
+                TaskSpec {
+                    driver: Some("docker".into()),
+                    ..TaskSpec::command(["x"])
+                },
+                "image",
+            ),
+            (
+                "image without docker",
+                TaskSpec {
+                    image: Some("alpine".into()),
+                    ..TaskSpec::command(["x"])
+                },
+                "image",
+            ),
+            (
+                "image with a space",
+                TaskSpec {
+                    driver: Some("docker".into()),
+                    image: Some("alpine latest".into()),
+                    ..TaskSpec::command(["x"])
+                },
+                "image",
+            ),
+            (
                 "empty array",
                 TaskSpec {
                     array: Some(ArraySpec { start: 3, end: 2 }),
@@ -758,6 +847,22 @@ mod tests {
             ..TaskSpec::command(["x"])
         };
         assert!(validate_task(&qualified, &limits, "").is_ok());
+    }
+
+    #[test]
+    fn driver_names_follow_the_pattern() {
+        for ok in ["process", "docker", "k8s", "0x", "my_plugin-2"] {
+            assert!(is_driver_name(ok), "{ok}");
+        }
+        for bad in ["", "-x", "_x", "Docker", "a/b", "..", &"a".repeat(33)] {
+            assert!(!is_driver_name(bad), "{bad}");
+        }
+        let ok = TaskSpec {
+            driver: Some("docker".into()),
+            image: Some("drover-test-base:1".into()),
+            ..TaskSpec::command(["x"])
+        };
+        assert_eq!(validate_task(&ok, &Limits::default(), "tasks[0]"), Ok(()));
     }
 
     #[test]

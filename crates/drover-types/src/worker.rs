@@ -16,6 +16,28 @@ pub struct WorkerSpec {
     pub labels: BTreeMap<String, String>,
     /// Data keys it already holds, for locality.
     pub data_keys: Vec<String>,
+    /// The execution drivers it runs tasks with (`process`, `docker`, plugins). Empty
+    /// (a worker or snapshot from before drivers) means `process` only.
+    pub drivers: Vec<String>,
+}
+
+impl WorkerSpec {
+    /// Whether this worker runs tasks of driver `name`.
+    pub fn has_driver(&self, name: &str) -> bool {
+        if self.drivers.is_empty() {
+            return name == crate::task_spec::PROCESS_DRIVER;
+        }
+        self.drivers.iter().any(|d| d == name)
+    }
+
+    /// The drivers it runs, `process` for a worker that declared none.
+    pub fn driver_names(&self) -> Vec<String> {
+        if self.drivers.is_empty() {
+            vec![crate::task_spec::PROCESS_DRIVER.to_string()]
+        } else {
+            self.drivers.clone()
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -2,11 +2,14 @@
 
 use crate::config::WorkerConfig;
 use crate::connection::{self, ConnectError, Socket};
+use crate::driver_set::DriverSet;
 use crate::fence::Fence;
 use crate::lifeline::Lifeline;
 use crate::metrics::WorkerMetrics;
 use crate::runner::{self, RunnerEvent};
-use drover_exec::{CgroupMode, Driver, DriverConfig, HostInfo, HostSampler, ProcessDriver};
+use drover_exec::{
+    CgroupMode, DockerDriver, Driver, DriverConfig, HostInfo, HostSampler, ProcessDriver,
+};
 use drover_proto::integrity::TaskVerifier;
 use drover_proto::worker::{
     AttemptReport, AttemptUsage, OutputFrame, PROTOCOL_VERSION, RunningUsage, ServerMessage,
@@ -26,6 +29,8 @@ use tokio_tungstenite::tungstenite::Message;
 pub enum WorkerError {
     #[error("cannot set up the execution driver: {0}")]
     Driver(#[from] drover_exec::ExecError),
+    #[error("unknown driver {name:?}: this worker has process and docker")]
+    UnknownDriver { name: String },
     #[error(transparent)]
     TaskUser(#[from] drover_exec::TaskUserError),
     #[error(transparent)]
@@ -145,7 +150,7 @@ pub async fn run(
     driver_config.task_user = drover_exec::TaskUser::for_agent(config.task_user.as_deref())?;
     driver_config.allowed_paths = config.allowed_paths.clone();
     driver_config.pids_limit = config.pids_limit;
-    let driver = ProcessDriver::new(driver_config)?;
+    let driver = ProcessDriver::new(driver_config.clone())?;
     match &driver.config().task_user {
         Some(u) => {
             // Passable, not listable: tasks reach `work/attempts/<theirs>` by path but
@@ -161,9 +166,29 @@ pub async fn run(
         None => tracing::info!("tasks run as the agent's own user"),
     }
     tracing::info!(mode = %driver.mode_description(), "execution driver ready");
+    let mut drivers = DriverSet::new(Arc::new(driver));
+    for name in &config.drivers {
+        match name.as_str() {
+            drover_types::PROCESS_DRIVER => {}
+            drover_types::DOCKER_DRIVER => {
+                let docker = DockerDriver::connect(driver_config.clone()).await?;
+                drivers.insert(name.clone(), Arc::new(docker));
+            }
+            _ => return Err(WorkerError::UnknownDriver { name: name.clone() }),
+        }
+    }
+    if let Some(dir) = &config.plugin_dir {
+        let plugin_config = drover_exec::plugin::PluginConfig::like(&driver_config);
+        for plugin in drover_exec::plugin::discover(dir, &plugin_config).await? {
+            let name = plugin.name().to_string();
+            tracing::info!(driver = %name, dir = %dir.display(), "driver plugin ready");
+            drivers.insert(name, Arc::new(plugin));
+        }
+    }
+    tracing::info!(drivers = ?drivers.names(), "execution drivers ready");
     let host = HostInfo::detect(&work_root)?;
     let capacity = config.capacity(&host.capacity);
-    run_with_driver(config, Arc::new(driver), capacity, shutdown, lifeline).await
+    run_with_driver(config, Arc::new(drivers), capacity, shutdown, lifeline).await
 }
 
 /// [`run`] with a driver of the caller's choice and the capacity to declare as given
@@ -187,6 +212,7 @@ pub async fn run_with_driver(
         capacity,
         labels: config.labels.clone(),
         data_keys: config.data_keys.clone(),
+        drivers: driver.drivers(),
     };
     let metrics = Arc::new(WorkerMetrics::new());
     if let Some(addr) = config.metrics_listen {

@@ -51,6 +51,11 @@ pub struct WorkerConfig {
     pub allowed_paths: Vec<PathBuf>,
     /// Processes and threads per attempt (cgroup pids); `None`: no limit of its own.
     pub pids_limit: Option<u64>,
+    /// Execution drivers to enable besides `process` (always there): `docker`.
+    pub drivers: Vec<String>,
+    /// A directory of driver plugins: each executable in it is started and enabled
+    /// under the driver name it gives (`drover_exec::plugin::discover`).
+    pub plugin_dir: Option<std::path::PathBuf>,
 }
 
 impl WorkerConfig {
@@ -88,6 +93,8 @@ impl WorkerConfig {
             task_user: None,
             allowed_paths: Vec::new(),
             pids_limit: Some(drover_exec::DEFAULT_PIDS_LIMIT),
+            drivers: Vec::new(),
+            plugin_dir: None,
         }
     }
 

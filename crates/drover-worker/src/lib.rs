@@ -10,6 +10,7 @@
 mod agent;
 mod config;
 mod connection;
+mod driver_set;
 mod fence;
 mod lifeline;
 pub mod metrics;
@@ -17,4 +18,5 @@ mod runner;
 
 pub use agent::{WorkerError, identity, run, run_with_driver};
 pub use config::WorkerConfig;
+pub use driver_set::DriverSet;
 pub use lifeline::{Lifeline, reap_when_agent_exits};

@@ -86,6 +86,8 @@ pub fn launch(
         stdin: stdin_of(&start),
         output: Some(out_tx),
         driver_options: Default::default(),
+        driver: start.spec.driver.clone(),
+        image: start.spec.image.clone(),
     };
     let (task, attempt) = (start.task, start.attempt);
     let resources = start.spec.resources.clone();

@@ -131,6 +131,7 @@ pub async fn workers(State(node): State<Arc<Node>>) -> Json<Vec<WorkerInfo>> {
                     .identities()
                     .credential_of(&w.spec.name)
                     .map(|(id, _)| id.to_string()),
+                drivers: w.spec.driver_names(),
             }
         })
         .collect();
