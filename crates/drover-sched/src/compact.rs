@@ -148,6 +148,11 @@ struct TaskSpecC {
     owner: String,
     array: Option<ArraySpec>,
     secret_env: BTreeMap<String, SecretString>,
+    /// Not written: the state machine keeps each cacheable task's opt-in in its own
+    /// table (`drover-state`'s `ResultCache`), which is in the snapshot; writing it
+    /// here would change the shape of every task and make older snapshots unreadable.
+    #[serde(skip)]
+    cache: Option<drover_types::CacheSpec>,
 }
 
 #[derive(Serialize, Deserialize)]

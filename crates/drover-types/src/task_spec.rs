@@ -1,5 +1,6 @@
 //! What a user asks Drover to run.
 
+use crate::cache_spec::CacheSpec;
 use crate::job::{ArraySpec, DepRef};
 use crate::resources::Resources;
 use crate::secret::{REDACTED, SecretString};
@@ -98,6 +99,10 @@ pub struct TaskSpec {
     /// array names the whole array: depending on it means depending on every element.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub array: Option<ArraySpec>,
+    /// Opt in to the result cache (see `CacheSpec`): a task whose key matches a live
+    /// entry completes at once with the cached result and output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheSpec>,
 }
 
 impl Default for TaskSpec {
@@ -122,6 +127,7 @@ impl Default for TaskSpec {
             inputs: Vec::new(),
             owner: String::new(),
             array: None,
+            cache: None,
         }
     }
 }
