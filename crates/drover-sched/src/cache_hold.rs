@@ -67,10 +67,7 @@ impl Scheduler {
     /// After a restore: the held tasks, as the state machine's snapshot lists them.
     pub fn restore_held(&mut self, held: impl IntoIterator<Item = (TaskId, TaskId)>) {
         for (id, runner) in held {
-            if self
-                .rec(id)
-                .is_some_and(|r| r.state == TaskState::Waiting)
-            {
+            if self.rec(id).is_some_and(|r| r.state == TaskState::Waiting) {
                 self.held.insert(id, runner);
             }
         }

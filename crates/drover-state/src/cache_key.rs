@@ -23,10 +23,14 @@ pub struct KeyInputs<'a> {
     pub dep_results: &'a [&'a str],
 }
 
-/// The key as 64 hex digits.
+/// The key as 64 hex digits. The task's owner always goes in, so entries are never
+/// shared across namespaces.
 pub fn cache_key(inputs: &KeyInputs<'_>) -> String {
     let mut h = Fields(Sha256::new());
     h.bytes(VERSION);
+    // Entries never cross owners (namespaces): a result is only shared with tasks of
+    // the owner whose task made it.
+    h.str(&inputs.spec.owner);
     h.str(&inputs.cache.salt);
     if let Some(user) = &inputs.cache.key {
         // The user's own key names the result: nothing else goes in.
@@ -165,5 +169,8 @@ mod tests {
         assert_eq!(key(&a, &[]), key(&b, &["dep"]));
         b.cache.as_mut().unwrap().salt = "s".into();
         assert_ne!(key(&a, &[]), key(&b, &[]));
+        let mut other_owner = a.clone();
+        other_owner.owner = "team-b".into();
+        assert_ne!(key(&a, &[]), key(&other_owner, &[]));
     }
 }

@@ -23,8 +23,8 @@ pub mod worker_identity;
 pub use acl::{NewToken, TokenRecord, TokenSnapshot, TokenTable};
 pub use command::{Command, CommandResult, LogEntry, Rejection};
 pub use idempotency::IdempotencyKey;
-pub use result_cache::{CacheEntry, CacheSnapshot, ResultCache};
 pub use machine::{Dispatch, JobRecord, Output, StateMachine, StateSnapshot, TaskRecord};
+pub use result_cache::{CacheEntry, CacheSnapshot, ResultCache};
 pub use snapshot_codec::{
     FORMAT_VERSION, MAGIC, SnapshotCodecError, SnapshotReader, write_snapshot,
 };

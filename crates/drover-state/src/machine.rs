@@ -613,7 +613,8 @@ impl StateMachine {
             tasks += range.count as u64;
             retired.push(range);
         }
-        self.cache.retired(now, &retired[retired.len() - jobs.len()..]);
+        self.cache
+            .retired(now, &retired[retired.len() - jobs.len()..]);
         CommandResult::Retired {
             jobs: jobs.len() as u64,
             tasks,

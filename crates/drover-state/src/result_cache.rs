@@ -238,7 +238,9 @@ impl ResultCache {
         match (state, record) {
             (TaskState::Succeeded, Some(record)) if !self.served.contains_key(&task) => {
                 let attempt = sched.task(task).map(|v| v.attempt).unwrap_or_default();
-                let ttl = cache.as_ref().map_or(drover_types::DEFAULT_CACHE_TTL_MS, |c| c.ttl());
+                let ttl = cache
+                    .as_ref()
+                    .map_or(drover_types::DEFAULT_CACHE_TTL_MS, |c| c.ttl());
                 self.insert(
                     now,
                     CacheEntry {

@@ -7,8 +7,8 @@ use drover_proto::worker::{AttemptReport, AttemptUsage};
 use drover_sched::SchedulerConfig;
 use drover_state::{Command, CommandResult, Dispatch, LogEntry, StateMachine};
 use drover_types::{
-    CacheSpec, JobSpec, Millis, Outcome, Resources, TaskId, TaskSpec, TaskState,
-    WorkerId, WorkerSpec,
+    CacheSpec, JobSpec, Millis, Outcome, Resources, TaskId, TaskSpec, TaskState, WorkerId,
+    WorkerSpec,
 };
 
 struct Cluster {

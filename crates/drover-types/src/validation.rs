@@ -327,13 +327,12 @@ fn validate_selector(sel: &LabelSelector, limits: &Limits, path: &str) -> Check 
 
 /// Cache keys and salts are bounded like other strings, and at most 256 bytes (they
 /// are shown in listings); a lifetime is between 1 ms and 30 days.
-fn validate_cache(
-    cache: &crate::CacheSpec,
-    limits: &Limits,
-    f: &dyn Fn(&str) -> String,
-) -> Check {
+fn validate_cache(cache: &crate::CacheSpec, limits: &Limits, f: &dyn Fn(&str) -> String) -> Check {
     const MAX_KEY: usize = 256;
-    for (name, value) in [("cache.key", cache.key.as_deref()), ("cache.salt", Some(&cache.salt[..]))] {
+    for (name, value) in [
+        ("cache.key", cache.key.as_deref()),
+        ("cache.salt", Some(&cache.salt[..])),
+    ] {
         let Some(v) = value else { continue };
         check_string(v, limits, || f(name))?;
         if v.len() > MAX_KEY {
@@ -351,7 +350,10 @@ fn validate_cache(
     {
         return Err(ValidationError::new(
             f("cache.ttl_ms"),
-            format!("must be between 1 and {} (30 days)", crate::MAX_CACHE_TTL_MS),
+            format!(
+                "must be between 1 and {} (30 days)",
+                crate::MAX_CACHE_TTL_MS
+            ),
         ));
     }
     Ok(())

@@ -6,6 +6,7 @@
 
 pub(crate) mod access;
 mod body_deadline;
+mod cache;
 mod cluster;
 mod error;
 mod events;
@@ -60,6 +61,8 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<Node>> {
         .routes(routes!(tasks::cancel_job))
         .routes(routes!(tokens::list, tokens::create))
         .routes(routes!(tokens::revoke))
+        .routes(routes!(cache::list, cache::clear))
+        .routes(routes!(cache::remove))
         .routes(routes!(crate::worker_session::connect))
         .routes(routes!(worker_identity::create_token))
         .routes(routes!(worker_identity::list))

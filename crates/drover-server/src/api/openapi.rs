@@ -49,6 +49,7 @@ pub const SPEC_PATH: &str = "/v1/openapi.json";
         (name = "cluster", description = "The cluster, its workers and its scheduling policy"),
         (name = "meta", description = "Health, this document, the worker endpoint"),
         (name = "tokens", description = "Client ACL tokens (admin only)"),
+        (name = "cache", description = "The result cache: entries by key, removal"),
     )
 )]
 pub struct ApiDoc;
