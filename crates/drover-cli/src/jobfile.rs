@@ -21,7 +21,8 @@
 //! a string goes to `/bin/sh -c` as is), `shell`, `env`, `secret_env`,
 //! `workdir`, `cpus`, `memory`, `disk`, `gpus`, `custom`, `after`, `priority`,
 //! `timeout`, `expected_runtime`, `retries`, `backoff`, `retry_on_exit_codes`, `labels`,
-//! `constraints`, `affinity`, `inputs`, `owner`, `array`. Unknown fields are errors.
+//! `constraints`, `affinity`, `inputs`, `owner`, `array`, `cache` (`true`, or
+//! `{key, salt, ttl}`: see "Result cache" in the README). Unknown fields are errors.
 
 use anyhow::{Context, Result, anyhow, bail};
 use drover_types::{
@@ -171,6 +172,44 @@ impl<'de> Deserialize<'de> for Array {
     }
 }
 
+/// `cache`: `true`, or `{key, salt, ttl}` (each optional; `ttl` a duration).
+#[derive(Debug)]
+enum Cache {
+    On(bool),
+    Spec(CacheEntry),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a cache setting: an object with optional key, salt and ttl"
+)]
+struct CacheEntry {
+    key: Option<String>,
+    #[serde(default)]
+    salt: String,
+    ttl: Option<Number>,
+}
+
+impl<'de> Deserialize<'de> for Cache {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Cache, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Cache;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("true, false, or an object with optional key, salt and ttl")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Cache, E> {
+                Ok(Cache::On(v))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Cache, A::Error> {
+                CacheEntry::deserialize(de::value::MapAccessDeserializer::new(map)).map(Cache::Spec)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a backoff: an object")]
 struct BackoffEntry {
@@ -226,6 +265,7 @@ struct TaskEntry {
     #[serde(default)]
     owner: String,
     array: Option<Array>,
+    cache: Option<Cache>,
 }
 
 /// Parses a duration: `500ms`, `30s`, `10m`, `2h`, `1d`, `1h 30m` (humantime's
@@ -315,6 +355,19 @@ impl TaskEntry {
             ),
             Some(Array::Spec(spec)) => Some(spec),
         };
+        let cache = match self.cache {
+            None | Some(Cache::On(false)) => None,
+            Some(Cache::On(true)) => Some(drover_types::CacheSpec::default()),
+            Some(Cache::Spec(c)) => Some(drover_types::CacheSpec {
+                key: c.key,
+                salt: c.salt,
+                ttl_ms: c
+                    .ttl
+                    .map(|t| parse_duration_ms(&t.text()))
+                    .transpose()
+                    .with_context(|| at("cache.ttl"))?,
+            }),
+        };
         Ok(TaskSpec {
             key: self.key,
             name: self.name,
@@ -364,6 +417,7 @@ impl TaskEntry {
             inputs: self.inputs,
             owner: self.owner,
             array,
+            cache,
         })
     }
 }
