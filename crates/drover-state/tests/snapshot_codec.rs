@@ -122,6 +122,9 @@ fn full_spec(name: &str) -> TaskSpec {
         inputs: vec!["w1-data".into()],
         owner: "alice".into(),
         array: None,
+        // Not written through the core's snapshot: the state machine's cache table
+        // keeps the opt-ins (see `tests/result_cache.rs`).
+        cache: None,
     }
 }
 
