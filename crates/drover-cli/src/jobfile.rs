@@ -493,6 +493,26 @@ tasks:
     }
 
     #[test]
+    fn cache_is_true_or_an_object() {
+        let job = parse(
+            "tasks:\n  - command: [a]\n    cache: true\n  - command: [b]\n    cache: false\n  - command: [c]\n    cache: {key: k, salt: s, ttl: 1h}\n",
+        )
+        .unwrap();
+        assert_eq!(job.tasks[0].cache, Some(drover_types::CacheSpec::default()));
+        assert_eq!(job.tasks[1].cache, None);
+        assert_eq!(
+            job.tasks[2].cache,
+            Some(drover_types::CacheSpec {
+                key: Some("k".into()),
+                salt: "s".into(),
+                ttl_ms: Some(3_600_000),
+            })
+        );
+        let e = parse("tasks:\n  - command: [a]\n    cache: {ttl_ms: 5}\n").unwrap_err();
+        assert!(format!("{e:#}").contains("ttl_ms"), "{e:#}");
+    }
+
+    #[test]
     fn unknown_fields_are_errors() {
         let e = parse("tasks:\n  - command: [x]\n    cpu: 2\n").unwrap_err();
         assert!(format!("{e:#}").contains("cpu"), "{e:#}");

@@ -59,7 +59,7 @@ pub async fn list(State(node): State<Arc<Node>>) -> Json<CacheList> {
     delete,
     path = "/v1/cache/{key}",
     tag = "cache",
-    params(("key" = String, Path, description = "The entry's key: 64 hex digits")),
+    params(("key" = String, Path, description = "The entry's key: 64 hex digits", pattern = "^[0-9a-fA-F]{64}$")),
     responses(
         (status = 200, description = "Removed", body = CacheRemoved),
         Refused, NotFound, WriteRefused
