@@ -98,9 +98,9 @@ export async function render(ctx, id) {
     replace(head,
       h('p', { class: 'crumbs' }, h('a', { href: '#/tasks' }, 'Tasks'), ' / ', h('a', { href: `#/job/${t.job}` }, `job ${t.job}`)),
       h('h1', {}, `Task ${t.id} `, h('span', { id: 'task-name' }, t.name || t.key || ''), ' ', stateBadge(t.state, { id: 'task-state' }),
-        t.cached_from ? h('span', { class: 'badge cached', id: 'task-cached', title: `result taken from task ${t.cached_from}` }, 'cached') : ''),
+        t.cached_from ? h('span', { class: 'badge cached', id: 'task-cached', title: `result taken from task ${t.cached_from}` }, 'cached') : null),
       h('p', { id: 'task-reason' }, t.reason || ''),
-      t.cached_from ? h('p', { id: 'task-cached-from' }, 'Completed from the result cache: the result and output of ', h('a', { href: `#/task/${t.cached_from}` }, `task ${t.cached_from}`), '.') : '',
+      t.cached_from ? h('p', { id: 'task-cached-from' }, 'Completed from the result cache: the result and output of ', h('a', { href: `#/task/${t.cached_from}` }, `task ${t.cached_from}`), '.') : null,
       h('p', { class: 'actions' }, cancel, retry, msg));
     const command = t.spec.shell ? t.spec.command.join(' ') : JSON.stringify(t.spec.command);
     const labels = Object.entries(t.spec.labels || {}).map(([k, v]) => h('span', { class: 'label' }, `${k}=${v}`));
