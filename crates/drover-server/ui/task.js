@@ -130,7 +130,16 @@ export async function render(ctx, id) {
             h('td', {}, fmtTime(a.ended_at)),
             h('td', {}, outcomeText(a.outcome), a.failure ? h('span', { class: 'small' }, ` (${JSON.stringify(a.failure)})`) : ''),
             h('td', {}, usageText(a.usage))))))));
-    if (t.started_at || final) follow(t.id, t.attempt);
+    if (t.cached_from) {
+      // Completed from the result cache: the output is that of the run it took.
+      if (!following) {
+        const o = await get(`/v1/tasks/${t.cached_from}`).catch(() => null);
+        if (o && ctx.alive && !following) {
+          follow(o.id, o.attempt);
+          outHead.textContent = `Task ${o.id}, attempt ${o.attempt} (cached)`;
+        }
+      }
+    } else if (t.started_at || final) follow(t.id, t.attempt);
   };
   await refresh();
   const soon = throttle(() => refresh().catch(() => {}), 500);
