@@ -86,6 +86,19 @@ fn identical_tasks_are_served_from_the_cache() {
     events.until("the hit's event", |v| v.to_string().contains(&marked));
     drop(events);
 
+    // Counted in the metrics.
+    let metrics = c.get("/metrics").text();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("drover_cache_hits_total ")
+                && l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+                    >= Some(1.0)),
+        "{metrics}"
+    );
+
     // 2. Another salt is another key: it runs.
     let salted = c.cli_ok(&["run", "--cache-salt", "v2", "--shell", "--", &script]);
     assert_eq!(lines(&counter), 2);
