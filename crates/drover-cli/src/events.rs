@@ -123,9 +123,13 @@ pub fn describe(e: &ClusterEvent) -> String {
             worker,
             outcome,
             failure,
+            cached_from,
             ..
         } => {
             let mut parts = Vec::new();
+            if let Some(from) = cached_from {
+                parts.push(format!("cached from task {from}"));
+            }
             if attempt.0 > 0 {
                 parts.push(format!("attempt {}", attempt.0));
             }

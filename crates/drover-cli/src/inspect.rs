@@ -42,9 +42,18 @@ pub async fn status(g: &Global, a: StatusArgs) -> Result<ExitCode> {
         (None, true) => format!("task {}", t.id),
     };
     println!("{title}");
-    println!("  state:     {}", render::state(t.state));
+    match t.cached_from {
+        Some(from) => println!(
+            "  state:     {} (cached: result and output of task {from})",
+            render::state(t.state)
+        ),
+        None => println!("  state:     {}", render::state(t.state)),
+    }
     if let Some(r) = &t.reason {
         println!("  why:       {r}");
+    }
+    if let Some(k) = &t.cache_key {
+        println!("  cache key: {k}");
     }
     println!("  job:       {}", t.job);
     println!(
@@ -173,7 +182,10 @@ pub async fn list(g: &Global, a: ListArgs) -> Result<ExitCode> {
             table.add_row(vec![
                 t.id.to_string(),
                 label,
-                render::state(t.state),
+                match t.cached_from {
+                    Some(_) => format!("{} (cached)", render::state(t.state)),
+                    None => render::state(t.state),
+                },
                 t.priority.to_string(),
                 t.attempt.to_string(),
                 t.worker.clone().unwrap_or_else(|| "-".into()),

@@ -22,7 +22,8 @@
 //! `workdir`, `cpus`, `memory`, `disk`, `gpus`, `custom`, `after`, `priority`,
 //! `timeout`, `expected_runtime`, `retries`, `backoff`, `retry_on_exit_codes`, `labels`,
 //! `constraints`, `affinity`, `inputs`, `owner`, `array`, `driver`, `image` (an image
-//! without a driver means `driver: docker`). Unknown fields are errors.
+//! without a driver means `driver: docker`), `cache` (`true`, or `{key, salt, ttl}`:
+//! see "Result cache" in the README). Unknown fields are errors.
 
 use anyhow::{Context, Result, anyhow, bail};
 use drover_types::{
@@ -172,6 +173,44 @@ impl<'de> Deserialize<'de> for Array {
     }
 }
 
+/// `cache`: `true`, or `{key, salt, ttl}` (each optional; `ttl` a duration).
+#[derive(Debug)]
+enum Cache {
+    On(bool),
+    Spec(CacheEntry),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a cache setting: an object with optional key, salt and ttl"
+)]
+struct CacheEntry {
+    key: Option<String>,
+    #[serde(default)]
+    salt: String,
+    ttl: Option<Number>,
+}
+
+impl<'de> Deserialize<'de> for Cache {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Cache, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Cache;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("true, false, or an object with optional key, salt and ttl")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Cache, E> {
+                Ok(Cache::On(v))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Cache, A::Error> {
+                CacheEntry::deserialize(de::value::MapAccessDeserializer::new(map)).map(Cache::Spec)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a backoff: an object")]
 struct BackoffEntry {
@@ -229,6 +268,7 @@ struct TaskEntry {
     array: Option<Array>,
     driver: Option<String>,
     image: Option<String>,
+    cache: Option<Cache>,
 }
 
 /// Parses a duration: `500ms`, `30s`, `10m`, `2h`, `1d`, `1h 30m` (humantime's
@@ -318,6 +358,19 @@ impl TaskEntry {
             ),
             Some(Array::Spec(spec)) => Some(spec),
         };
+        let cache = match self.cache {
+            None | Some(Cache::On(false)) => None,
+            Some(Cache::On(true)) => Some(drover_types::CacheSpec::default()),
+            Some(Cache::Spec(c)) => Some(drover_types::CacheSpec {
+                key: c.key,
+                salt: c.salt,
+                ttl_ms: c
+                    .ttl
+                    .map(|t| parse_duration_ms(&t.text()))
+                    .transpose()
+                    .with_context(|| at("cache.ttl"))?,
+            }),
+        };
         Ok(TaskSpec {
             key: self.key,
             name: self.name,
@@ -373,6 +426,7 @@ impl TaskEntry {
                     .then(|| drover_types::DOCKER_DRIVER.into())
             }),
             image: self.image,
+            cache,
         })
     }
 }
@@ -457,6 +511,26 @@ tasks:
         assert_eq!(job.tasks[0].image.as_deref(), Some("drover-test-base:1"));
         assert_eq!(job.tasks[1].driver.as_deref(), Some("k8s"));
         assert_eq!(job.tasks[1].image, None);
+    }
+
+    #[test]
+    fn cache_is_true_or_an_object() {
+        let job = parse(
+            "tasks:\n  - command: [a]\n    cache: true\n  - command: [b]\n    cache: false\n  - command: [c]\n    cache: {key: k, salt: s, ttl: 1h}\n",
+        )
+        .unwrap();
+        assert_eq!(job.tasks[0].cache, Some(drover_types::CacheSpec::default()));
+        assert_eq!(job.tasks[1].cache, None);
+        assert_eq!(
+            job.tasks[2].cache,
+            Some(drover_types::CacheSpec {
+                key: Some("k".into()),
+                salt: "s".into(),
+                ttl_ms: Some(3_600_000),
+            })
+        );
+        let e = parse("tasks:\n  - command: [a]\n    cache: {ttl_ms: 5}\n").unwrap_err();
+        assert!(format!("{e:#}").contains("ttl_ms"), "{e:#}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The `drover` command.
 
 mod autoscale;
+mod cache;
 mod config;
 mod daemons;
 mod events;
@@ -131,6 +132,8 @@ enum Cmd {
     Cluster,
     /// Create, list and revoke client tokens with roles (admin only)
     Token(token::TokenArgs),
+    /// The result cache: list entries, remove one, or clear it
+    Cache(cache::CacheArgs),
     /// Create the cluster's CA and certificates for servers, workers and clients
     Tls(tls::TlsArgs),
     /// Print a shell completion script, e.g. `drover completions bash > /etc/bash_completion.d/drover`
@@ -265,6 +268,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Cmd::Policy(a) => inspect::policy(g, a).await,
         Cmd::Cluster => inspect::cluster(g).await,
         Cmd::Token(a) => token::token(g, a).await,
+        Cmd::Cache(a) => cache::cache(g, a).await,
         Cmd::Completions(a) => completions(g, a),
         Cmd::Tls(a) => tls::tls(g, a),
         Cmd::WorkerReaper(a) => daemons::reaper(a),

@@ -79,6 +79,20 @@ pub struct SubmitArgs {
     /// workers, which do not pull
     #[arg(long, value_name = "IMAGE")]
     image: Option<String>,
+    /// Use the result cache: if an identical task (same command, environment, inputs,
+    /// GPUs, dependency results, owner and salt) succeeded before, complete at once
+    /// with its result and output instead of running
+    #[arg(long)]
+    cache: bool,
+    /// Cache under your own key instead of a digest of the task (implies --cache)
+    #[arg(long, value_name = "KEY")]
+    cache_key: Option<String>,
+    /// Mixed into the cache key: change it to stop reusing older results (implies --cache)
+    #[arg(long, value_name = "SALT")]
+    cache_salt: Option<String>,
+    /// How long this run's result stays cached, e.g. 10m, 2h (default 1d; implies --cache)
+    #[arg(long, value_name = "DURATION")]
+    cache_ttl: Option<String>,
     /// Wait until it finishes
     #[arg(long)]
     wait: bool,
@@ -151,6 +165,18 @@ fn task_from_args(a: &SubmitArgs) -> Result<TaskSpec> {
     spec.image = a.image.clone();
     if spec.image.is_some() && spec.driver.is_none() {
         spec.driver = Some(drover_types::DOCKER_DRIVER.to_string());
+    }
+    if a.cache || a.cache_key.is_some() || a.cache_salt.is_some() || a.cache_ttl.is_some() {
+        spec.cache = Some(drover_types::CacheSpec {
+            key: a.cache_key.clone(),
+            salt: a.cache_salt.clone().unwrap_or_default(),
+            ttl_ms: a
+                .cache_ttl
+                .as_deref()
+                .map(parse_duration_ms)
+                .transpose()
+                .context("--cache-ttl")?,
+        });
     }
     Ok(spec)
 }

@@ -40,6 +40,9 @@ const ROUTES: &[(&str, &str, Option<&str>)] = &[
     ("POST", "/v1/jobs", Some("submit")),
     ("GET", "/v1/jobs/{job}", Some("read")),
     ("POST", "/v1/jobs/{job}/cancel", Some("submit")),
+    ("GET", "/v1/cache", Some("read")),
+    ("DELETE", "/v1/cache", Some("operator")),
+    ("DELETE", "/v1/cache/{key}", Some("operator")),
     ("GET", "/v1/tokens", Some("admin")),
     ("POST", "/v1/tokens", Some("admin")),
     ("DELETE", "/v1/tokens/{id}", Some("admin")),
@@ -71,6 +74,7 @@ fn concrete(path: &str) -> String {
         .replace("{task}", "1")
         .replace("{job}", "1")
         .replace("{id}", "999")
+        .replace("{key}", &"0".repeat(64))
 }
 
 /// A body each write route accepts or refuses as invalid (never a harmful change).

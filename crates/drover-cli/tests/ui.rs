@@ -834,3 +834,41 @@ fn blocking_submit_million(c: &Cluster) -> (u64, u64, u64) {
         {"key": "part", "array": {"start": 0, "end": 999_999}, "command": ["true"]}
     ]}))
 }
+
+/// A task completed from the result cache says so: a "cached" badge and a link to the
+/// task whose run it took, on its page and in the table; its output is that run's.
+#[test]
+fn a_cached_task_shows_its_badge_and_its_origins_output() {
+    let mut c = Cluster::start("ui-cache");
+    c.add_worker("w", &["--cpus", "2"]);
+    let c = c;
+    let spec = json!({"command": ["sh", "-c", "echo from-the-first-run"], "cache": {}});
+    let first = c.submit(spec.clone());
+    c.wait_final(first, SLOW);
+    let second = c.submit(spec);
+    let t = c.wait_final(second, SLOW);
+    assert_eq!(t.cached_from, Some(drover_types::TaskId(first)), "{t:#?}");
+    run(async {
+        let b = Browser::start(&c.root).await;
+        b.login(&c.url, &c.token).await;
+        b.hash(&format!("#/task/{second}")).await;
+        b.wait_text("#task-cached", "the cached badge", |t| t == "cached")
+            .await;
+        b.wait_text("#task-cached-from", "the origin", |t| {
+            t.contains(&format!("task {first}"))
+        })
+        .await;
+        b.wait_text("#stdout", "the first run's output", |t| {
+            t.trim() == "from-the-first-run"
+        })
+        .await;
+        b.hash("#/tasks").await;
+        b.wait_text(
+            &format!("#tasks tr[data-task=\"{second}\"] td.state"),
+            "the badge in the table",
+            |t| t.contains("cached"),
+        )
+        .await;
+        b.quit().await;
+    });
+}

@@ -2,9 +2,9 @@
 
 use bytes::Bytes;
 use drover_proto::api::{
-    AddServer, CancelResponse, ClusterSummary, CreatedToken, ErrorBody, Health, JobInfo,
-    ServerChange, ServerInfo, SubmitResponse, TaskInfo, TaskList, TokenInfo, TokenList,
-    TokenRequest, WorkerInfo,
+    AddServer, CacheList, CacheRemoved, CancelResponse, ClusterSummary, CreatedToken, ErrorBody,
+    Health, JobInfo, ServerChange, ServerInfo, SubmitResponse, TaskInfo, TaskList, TokenInfo,
+    TokenList, TokenRequest, WorkerInfo,
 };
 
 /// The header a server removed from its group sets on its refusals.
@@ -480,6 +480,20 @@ impl Client {
     /// Every client ACL token (never their secrets).
     pub async fn tokens(&self) -> Result<TokenList, ClientError> {
         self.json(self.request(Method::GET, "/v1/tokens")).await
+    }
+
+    /// The result cache's live entries, oldest first.
+    pub async fn cache(&self) -> Result<CacheList, ClientError> {
+        self.json(self.request(Method::GET, "/v1/cache")).await
+    }
+
+    /// Removes one result cache entry (its key), or every entry (`None`).
+    pub async fn cache_remove(&self, key: Option<&str>) -> Result<CacheRemoved, ClientError> {
+        let path = match key {
+            Some(k) => format!("/v1/cache/{k}"),
+            None => "/v1/cache".to_string(),
+        };
+        self.json(self.request(Method::DELETE, &path)).await
     }
 
     /// Revokes a client ACL token.

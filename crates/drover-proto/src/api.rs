@@ -89,6 +89,13 @@ pub struct TaskInfo {
     pub deps: Vec<TaskId>,
     pub spec: TaskSpec,
     pub attempts: Vec<AttemptInfo>,
+    /// Completed from the result cache: the task whose result (and output) it took.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_from: Option<TaskId>,
+    /// The result cache key of a task that opted in, once it is known (when the task
+    /// became ready; cleared when it ends).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_key: Option<String>,
 }
 
 /// One row of a task listing.
@@ -107,6 +114,9 @@ pub struct TaskSummary {
     pub started_at: Option<Millis>,
     pub ended_at: Option<Millis>,
     pub exit_code: Option<i32>,
+    /// Completed from the result cache: the task whose result it took.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_from: Option<TaskId>,
 }
 
 /// A page of tasks. Pass `next_cursor` as `cursor` to get the next page.
@@ -317,4 +327,43 @@ pub struct CreatedToken {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenList {
     pub tokens: Vec<TokenInfo>,
+}
+
+/// One result cache entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CacheEntryInfo {
+    /// The cache key: 64 hex digits.
+    pub key: String,
+    /// The task whose run made the entry; a hit shows its output.
+    pub task: TaskId,
+    pub attempt: Attempt,
+    /// The cached result (the start of that run's stdout).
+    pub result: String,
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+    /// Tasks completed from this entry so far.
+    pub hits: u64,
+    /// What the entry counts against the cache's size bound.
+    pub size: u64,
+}
+
+/// The result cache's entries, oldest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CacheList {
+    pub entries: Vec<CacheEntryInfo>,
+    /// The sum of the entries' sizes, and the bounds.
+    pub bytes: u64,
+    pub max_bytes: u64,
+    pub max_entries: u64,
+}
+
+/// What a removal from the result cache removed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CacheRemoved {
+    pub removed: u64,
 }

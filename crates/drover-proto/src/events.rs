@@ -107,6 +107,9 @@ pub enum EventBody {
         outcome: Option<Outcome>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         failure: Option<FailureCause>,
+        /// For a task completed from the result cache: the task whose result it took.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cached_from: Option<TaskId>,
     },
     /// A worker joined (or rejoined), was lost, started draining or resumed.
     Worker {

@@ -185,6 +185,11 @@ struct TaskSpecC {
     secret_env: BTreeMap<String, SecretString>,
     driver: Option<String>,
     image: Option<String>,
+    /// Not written: the state machine keeps each cacheable task's opt-in in its own
+    /// table (`drover-state`'s `ResultCache`), which is in the snapshot; writing it
+    /// here would change the shape of every task and make older snapshots unreadable.
+    #[serde(skip)]
+    cache: Option<drover_types::CacheSpec>,
 }
 
 /// [`TaskSpecC`] as written before drivers (see [`pre_driver_layout`]).
@@ -219,6 +224,8 @@ struct TaskSpecV2C {
     driver: Option<String>,
     #[serde(skip, default)]
     image: Option<String>,
+    #[serde(skip)]
+    cache: Option<drover_types::CacheSpec>,
 }
 
 #[derive(Serialize, Deserialize)]

@@ -14,6 +14,7 @@
 //! a placement is decided by the committed log itself.
 
 mod action;
+mod cache_hold;
 mod compact;
 mod error;
 mod event;

@@ -19,7 +19,13 @@ pub(crate) fn reason(s: &Scheduler, id: TaskId, _now: Millis) -> Option<String> 
     let max = rec.spec.retry.max_attempts;
     Some(match rec.state {
         TaskState::Running => return None,
-        TaskState::Waiting => waiting(s, rec),
+        TaskState::Waiting => match s.held.get(&id) {
+            Some(runner) => format!(
+                "waiting for task {} with the same cache key: it completes from that result, or runs if that one fails",
+                runner.0
+            ),
+            None => waiting(s, rec),
+        },
         TaskState::Ready => format!("{}{}", requeued(s, rec), ready(s, id, rec)),
         TaskState::Backoff => format!(
             "{}retry {} of {max} at {} after backoff",

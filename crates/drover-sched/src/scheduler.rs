@@ -110,6 +110,9 @@ pub struct Scheduler {
     /// Task state changes since the last [`Scheduler::take_transitions`], when
     /// recording is on (the state machine turns it on to derive events). Not durable.
     pub(crate) transitions: Option<Vec<Transition>>,
+    /// Tasks held back by the result cache, each with the task it waits for
+    /// (`cache_hold.rs`). Not in the core's snapshot: the state machine restores it.
+    pub(crate) held: BTreeMap<TaskId, TaskId>,
 }
 
 /// One task state change, as recorded for [`Scheduler::take_transitions`].
@@ -173,6 +176,7 @@ impl Scheduler {
             shapes: Shapes::default(),
             timers: Timers::default(),
             transitions: None,
+            held: BTreeMap::new(),
         }
     }
 
@@ -545,11 +549,14 @@ impl Scheduler {
     }
 
     fn end_final(&mut self, id: TaskId, state: TaskState) {
+        if !self.held.is_empty() {
+            self.held.remove(&id);
+        }
         self.set_state(id, state);
         self.tasks[ix(id)].ended_at = Some(self.now);
     }
 
-    fn succeed(&mut self, id: TaskId) {
+    pub(crate) fn succeed(&mut self, id: TaskId) {
         self.end_final(id, TaskState::Succeeded);
         let n = self.tasks[ix(id)].children.len();
         for i in 0..n {

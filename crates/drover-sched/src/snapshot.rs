@@ -213,6 +213,7 @@ pub(crate) fn restore(snap: SchedulerSnapshot) -> Scheduler {
         shapes: Default::default(),
         timers: Default::default(),
         transitions: None,
+        held: BTreeMap::new(),
     };
     s.rebuild_indexes();
     s

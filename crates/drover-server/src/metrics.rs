@@ -92,6 +92,8 @@ pub struct ServerMetrics {
     scrape: Mutex<()>,
     // Counted as applied.
     placements: Counter,
+    /// Tasks completed from the result cache.
+    cache_hits: Counter,
     completions: Family<StateLabel, Counter>,
     submit_to_start: Histogram,
     start_to_end: Histogram,
@@ -178,6 +180,7 @@ impl ServerMetrics {
             registry: Registry::default(),
             scrape: Mutex::new(()),
             placements: Counter::default(),
+            cache_hits: Counter::default(),
             completions: Family::default(),
             submit_to_start: latency_histogram(),
             start_to_end: latency_histogram(),
@@ -205,6 +208,11 @@ impl ServerMetrics {
             "task_placements",
             "Attempts placed on a worker (transitions into assigned or running from the queue)",
             m.placements.clone(),
+        );
+        r.register(
+            "cache_hits",
+            "Tasks completed from the result cache instead of running",
+            m.cache_hits.clone(),
         );
         r.register(
             "task_completions",
@@ -329,11 +337,18 @@ impl ServerMetrics {
         let sched = machine.scheduler();
         for e in events {
             let EventBody::Task {
-                task, from, state, ..
+                task,
+                from,
+                state,
+                cached_from,
+                ..
             } = &e.body
             else {
                 continue;
             };
+            if cached_from.is_some() {
+                self.cache_hits.inc();
+            }
             let placed = matches!(state, TaskState::Assigned)
                 || (*state == TaskState::Running && *from != TaskState::Assigned);
             if placed {

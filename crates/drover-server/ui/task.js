@@ -97,8 +97,10 @@ export async function render(ctx, id) {
     }, 'Retry as a new task');
     replace(head,
       h('p', { class: 'crumbs' }, h('a', { href: '#/tasks' }, 'Tasks'), ' / ', h('a', { href: `#/job/${t.job}` }, `job ${t.job}`)),
-      h('h1', {}, `Task ${t.id} `, h('span', { id: 'task-name' }, t.name || t.key || ''), ' ', stateBadge(t.state, { id: 'task-state' })),
+      h('h1', {}, `Task ${t.id} `, h('span', { id: 'task-name' }, t.name || t.key || ''), ' ', stateBadge(t.state, { id: 'task-state' }),
+        t.cached_from ? h('span', { class: 'badge cached', id: 'task-cached', title: `result taken from task ${t.cached_from}` }, 'cached') : null),
       h('p', { id: 'task-reason' }, t.reason || ''),
+      t.cached_from ? h('p', { id: 'task-cached-from' }, 'Completed from the result cache: the result and output of ', h('a', { href: `#/task/${t.cached_from}` }, `task ${t.cached_from}`), '.') : null,
       h('p', { class: 'actions' }, cancel, retry, msg));
     const command = t.spec.shell ? t.spec.command.join(' ') : JSON.stringify(t.spec.command);
     const labels = Object.entries(t.spec.labels || {}).map(([k, v]) => h('span', { class: 'label' }, `${k}=${v}`));
@@ -128,7 +130,16 @@ export async function render(ctx, id) {
             h('td', {}, fmtTime(a.ended_at)),
             h('td', {}, outcomeText(a.outcome), a.failure ? h('span', { class: 'small' }, ` (${JSON.stringify(a.failure)})`) : ''),
             h('td', {}, usageText(a.usage))))))));
-    if (t.started_at || final) follow(t.id, t.attempt);
+    if (t.cached_from) {
+      // Completed from the result cache: the output is that of the run it took.
+      if (!following) {
+        const o = await get(`/v1/tasks/${t.cached_from}`).catch(() => null);
+        if (o && ctx.alive && !following) {
+          follow(o.id, o.attempt);
+          outHead.textContent = `Task ${o.id}, attempt ${o.attempt} (cached)`;
+        }
+      }
+    } else if (t.started_at || final) follow(t.id, t.attempt);
   };
   await refresh();
   const soon = throttle(() => refresh().catch(() => {}), 500);

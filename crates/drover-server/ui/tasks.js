@@ -76,7 +76,7 @@ export async function render(ctx) {
   // this stretch, not none at all.
   const empty = page.next_cursor ? 'None in this stretch of ids; "Next" looks further.' : 'No tasks.';
   replace(tbody, page.tasks.length === 0 ? h('tr', {}, h('td', { colspan: 9 }, empty)) : page.tasks.map((t) => {
-    const st = h('td', { class: 'state' }, stateBadge(t.state));
+    const st = h('td', { class: 'state' }, stateBadge(t.state), t.cached_from ? h('span', { class: 'badge cached', title: `result taken from task ${t.cached_from}` }, 'cached') : null);
     const worker = h('td', {}, t.worker || '—');
     const exit = h('td', { class: 'num' }, t.exit_code === null ? '—' : String(t.exit_code));
     rows.set(t.id, { st, exit });

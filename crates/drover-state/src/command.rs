@@ -100,6 +100,12 @@ pub enum Command {
     WorkerRevoke {
         name: String,
     },
+    /// Removes one result cache entry (its key, 64 hex digits).
+    CacheRemove {
+        key: String,
+    },
+    /// Empties the result cache.
+    CacheClear,
 }
 
 /// The answer to one command.
@@ -126,6 +132,10 @@ pub enum CommandResult {
     Retired {
         jobs: u64,
         tasks: u64,
+    },
+    /// Result cache entries removed.
+    CacheRemoved {
+        count: u64,
     },
     /// The id of the token a `TokenCreate` made.
     TokenCreated {

@@ -87,6 +87,10 @@ enum Tagged {
     WorkerRevoke {
         name: String,
     },
+    CacheRemove {
+        key: String,
+    },
+    CacheClear,
 }
 
 const VARIANTS: &[&str] = &[
@@ -106,6 +110,8 @@ const VARIANTS: &[&str] = &[
     "join_token_create",
     "worker_enroll",
     "worker_revoke",
+    "cache_remove",
+    "cache_clear",
 ];
 
 #[derive(Deserialize)]
@@ -185,6 +191,11 @@ struct WorkerEnrollFields {
     name: String,
     credential: String,
     credential_digest: String,
+}
+
+#[derive(Deserialize)]
+struct CacheRemoveFields {
+    key: String,
 }
 
 #[derive(Deserialize)]
@@ -301,6 +312,13 @@ impl<'de> Visitor<'de> for CommandVisitor {
             "worker_revoke" => Command::WorkerRevoke {
                 name: WorkerRevokeFields::deserialize(rest)?.name,
             },
+            "cache_remove" => Command::CacheRemove {
+                key: CacheRemoveFields::deserialize(rest)?.key,
+            },
+            "cache_clear" => {
+                NoFields::deserialize(rest)?;
+                Command::CacheClear
+            }
             other => return Err(de::Error::unknown_variant(other, VARIANTS)),
         })
     }
@@ -411,6 +429,8 @@ mod tests {
                 credential_digest: "e".into(),
             },
             Command::WorkerRevoke { name: "w".into() },
+            Command::CacheRemove { key: "ab".into() },
+            Command::CacheClear,
         ]
     }
 

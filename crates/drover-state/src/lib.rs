@@ -11,10 +11,12 @@
 //! Pure: no I/O, no clock. The server wraps it in openraft's storage traits.
 
 pub mod acl;
+pub mod cache_key;
 mod command;
 mod command_decode;
 pub mod idempotency;
 mod machine;
+pub mod result_cache;
 mod snapshot_codec;
 pub mod worker_identity;
 
@@ -22,6 +24,7 @@ pub use acl::{NewToken, TokenRecord, TokenSnapshot, TokenTable};
 pub use command::{Command, CommandResult, LogEntry, Rejection};
 pub use idempotency::IdempotencyKey;
 pub use machine::{Dispatch, JobRecord, Output, StateMachine, StateSnapshot, TaskRecord};
+pub use result_cache::{CacheEntry, CacheSnapshot, ResultCache};
 pub use snapshot_codec::{
     FORMAT_VERSION, MAGIC, SnapshotCodecError, SnapshotReader, write_snapshot,
 };

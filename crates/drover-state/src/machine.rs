@@ -4,6 +4,7 @@
 use crate::acl::{TokenSnapshot, TokenTable};
 use crate::command::{Command, CommandResult, LogEntry, Rejection};
 use crate::idempotency::{IdempotencyWindow, KeyLookup, KeyRecord};
+use crate::result_cache::{CacheSnapshot, Removed, ResultCache};
 use crate::worker_identity::WorkerIdentities;
 use drover_proto::events::{ClusterEvent, EventBody, EventId, WorkerChange};
 use drover_proto::worker::{AttemptUsage, StartTask};
@@ -72,6 +73,9 @@ pub struct StateSnapshot {
     /// Join tokens and worker credentials (digests only).
     #[serde(default)]
     pub identities: WorkerIdentities,
+    /// The result cache (format version 3).
+    #[serde(default)]
+    pub cache: CacheSnapshot,
 }
 
 #[derive(Debug)]
@@ -85,6 +89,8 @@ pub struct StateMachine {
     tokens: TokenTable,
     /// Join tokens and worker credentials (see `worker_identity.rs`).
     identities: WorkerIdentities,
+    /// The result cache (see `result_cache.rs`).
+    cache: ResultCache,
     /// Per job, its tasks in a final state and those of them that did not succeed.
     /// Derived (rebuilt on restore, not in snapshots): it feeds the job progress events.
     progress: BTreeMap<JobId, Progress>,
@@ -140,6 +146,7 @@ impl StateMachine {
             idempotency: IdempotencyWindow::default(),
             tokens: TokenTable::default(),
             identities: WorkerIdentities::default(),
+            cache: ResultCache::default(),
             progress: BTreeMap::new(),
             transitions: Vec::new(),
             touched_jobs: Vec::new(),
@@ -161,6 +168,11 @@ impl StateMachine {
     /// The cluster's join tokens and worker credentials.
     pub fn identities(&self) -> &WorkerIdentities {
         &self.identities
+    }
+
+    /// The result cache.
+    pub fn cache(&self) -> &ResultCache {
+        &self.cache
     }
 
     /// The idempotency keys remembered (bounded; see `idempotency.rs`).
@@ -307,9 +319,21 @@ impl StateMachine {
         }
     }
 
-    /// One event per task state change the core recorded since the last call.
+    /// One event per task state change the core recorded since the last call. The
+    /// result cache sees the changes first: what it does (a task completed from the
+    /// cache, one held back) makes more changes, followed until there are none.
     fn task_events(&mut self, events: &mut Events<'_>) {
-        self.sched.take_transitions(&mut self.transitions);
+        let mut seen = 0;
+        loop {
+            self.sched.take_transitions(&mut self.transitions);
+            if seen == self.transitions.len() {
+                break;
+            }
+            let batch = self.transitions[seen..].to_vec();
+            seen = self.transitions.len();
+            self.cache
+                .on_transitions(events.at, &mut self.sched, &mut self.records, &batch);
+        }
         for t in self.transitions.drain(..) {
             let Some(view) = self.sched.task(t.task) else {
                 continue;
@@ -351,6 +375,11 @@ impl StateMachine {
                 worker,
                 outcome,
                 failure,
+                cached_from: if t.to == TaskState::Succeeded {
+                    self.cache.served_from(t.task)
+                } else {
+                    None
+                },
             });
         }
     }
@@ -479,6 +508,22 @@ impl StateMachine {
             Command::WorkerRevoke { name } => {
                 return Self::identity_result(self.identities.revoke(name).map(drop));
             }
+            Command::CacheRemove { key } => {
+                return match self.cache.remove(Some(key)) {
+                    Removed::Entries(count) => CommandResult::CacheRemoved { count },
+                    Removed::NoSuchKey => CommandResult::Rejected(Rejection {
+                        code: "not_found".into(),
+                        message: format!("no cache entry with the key {key:?}"),
+                        field: Some("key".into()),
+                    }),
+                };
+            }
+            Command::CacheClear => {
+                return match self.cache.remove(None) {
+                    Removed::Entries(count) => CommandResult::CacheRemoved { count },
+                    Removed::NoSuchKey => CommandResult::CacheRemoved { count: 0 },
+                };
+            }
             Command::Retire { keep_ms, keep_max } => Event::Retire {
                 keep_ms: *keep_ms,
                 keep_max: *keep_max,
@@ -498,7 +543,7 @@ impl StateMachine {
                     self.push_action(action, out);
                 }
                 if let Command::Retire { .. } = command {
-                    return self.forget_retired(&applied.retired, retired);
+                    return self.forget_retired(now, &applied.retired, retired);
                 }
                 if let Some((job_id, tasks)) = applied.job {
                     let name = match command {
@@ -517,6 +562,7 @@ impl StateMachine {
                         }
                         _ => String::new(),
                     };
+                    self.cache.submitted(&self.sched, tasks);
                     self.jobs.insert(
                         job_id,
                         JobRecord {
@@ -552,6 +598,7 @@ impl StateMachine {
     /// ended), and a reader learns of a retirement by asking (`410 Gone`).
     fn forget_retired(
         &mut self,
+        now: Millis,
         jobs: &[(JobId, TaskRange)],
         retired: &mut Vec<TaskRange>,
     ) -> CommandResult {
@@ -566,6 +613,8 @@ impl StateMachine {
             tasks += range.count as u64;
             retired.push(range);
         }
+        self.cache
+            .retired(now, &retired[retired.len() - jobs.len()..]);
         CommandResult::Retired {
             jobs: jobs.len() as u64,
             tasks,
@@ -635,6 +684,7 @@ impl StateMachine {
             idempotency: self.idempotency.records(),
             tokens: self.tokens.snapshot(),
             identities: self.identities.clone(),
+            cache: self.cache.snapshot(),
         }
     }
 
@@ -644,6 +694,7 @@ impl StateMachine {
         sched.adopt_job_names(|job| snapshot.jobs.get(&job).map(|r| r.name.as_str()));
         let mut sched = Scheduler::restore(sched);
         sched.record_transitions(true);
+        let cache = ResultCache::restore(snapshot.cache, &mut sched);
         let mut progress = BTreeMap::new();
         for (&job, rec) in &snapshot.jobs {
             let mut p = Progress::default();
@@ -664,6 +715,7 @@ impl StateMachine {
             idempotency: IdempotencyWindow::restore(snapshot.idempotency),
             tokens: TokenTable::restore(snapshot.tokens),
             identities: snapshot.identities,
+            cache,
             progress,
             transitions: Vec::new(),
             touched_jobs: Vec::new(),

@@ -29,10 +29,12 @@ use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 
 pub const MAGIC: [u8; 8] = *b"DROVSNAP";
 /// Bump when the encoded shape of [`StateSnapshot`] changes. Version 2 added the
-/// client ACL tokens and the worker identities (join tokens, credentials) at the end; version 1 snapshots are still read (with no tokens).
-/// Version 3 added the driver and image of task specs and the drivers of worker specs
-/// (inside the scheduler's state); older snapshots are read with every task on
-/// `process` and every worker having `process` only (`drover_sched::pre_driver_layout`).
+/// client ACL tokens and the worker identities (join tokens, credentials) at the end;
+/// version 1 snapshots are still read (with no tokens). Version 3 added the driver and
+/// image of task specs and the drivers of worker specs (inside the scheduler's state;
+/// older snapshots are read with every task on `process` and every worker having
+/// `process` only: `drover_sched::pre_driver_layout`), and the result cache at the end
+/// (older snapshots read with an empty cache).
 pub const FORMAT_VERSION: u32 = 3;
 /// The oldest version still read.
 const OLDEST_READ: u32 = 1;
@@ -56,6 +58,31 @@ impl From<StateSnapshotV1> for StateSnapshot {
             idempotency: v1.idempotency,
             tokens: Default::default(),
             identities: Default::default(),
+            cache: Default::default(),
+        }
+    }
+}
+/// A version 2 state: the version 3 one without the result cache.
+#[derive(Deserialize)]
+struct StateSnapshotV2 {
+    sched: SchedulerSnapshot,
+    records: BTreeMap<TaskId, TaskRecord>,
+    jobs: BTreeMap<JobId, JobRecord>,
+    idempotency: Vec<crate::idempotency::KeyRecord>,
+    tokens: crate::acl::TokenSnapshot,
+    identities: crate::worker_identity::WorkerIdentities,
+}
+
+impl From<StateSnapshotV2> for StateSnapshot {
+    fn from(v2: StateSnapshotV2) -> StateSnapshot {
+        StateSnapshot {
+            sched: v2.sched,
+            records: v2.records,
+            jobs: v2.jobs,
+            idempotency: v2.idempotency,
+            tokens: v2.tokens,
+            identities: v2.identities,
+            cache: Default::default(),
         }
     }
 }
@@ -378,8 +405,9 @@ impl<R: Read> SnapshotReader<R> {
                 1 => drover_sched::pre_driver_layout(|| StateSnapshotV1::deserialize(&mut de))
                     .map_err(SnapshotCodecError::Decode)?
                     .into(),
-                2 => drover_sched::pre_driver_layout(|| StateSnapshot::deserialize(&mut de))
-                    .map_err(SnapshotCodecError::Decode)?,
+                2 => drover_sched::pre_driver_layout(|| StateSnapshotV2::deserialize(&mut de))
+                    .map_err(SnapshotCodecError::Decode)?
+                    .into(),
                 _ => StateSnapshot::deserialize(&mut de).map_err(SnapshotCodecError::Decode)?,
             }
         };

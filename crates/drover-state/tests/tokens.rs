@@ -93,22 +93,28 @@ fn tokens_survive_a_snapshot_and_a_version_1_snapshot_still_reads() {
     let (r, _) = restored.apply(&entry(2_000, vec![create(Role::Admin, None)]));
     assert_eq!(r[0], CommandResult::TokenCreated { id: 3 });
 
-    // A version 1 snapshot is a version 2 one without the token table and the worker
-    // identities: written from a state with neither, its last bytes are those two.
+    // A version 1 snapshot is a version 3 one without the token table, the worker
+    // identities and the result cache: written from a state with none, its last bytes
+    // are those three; a version 2 one lacks only the cache.
     let plain = StateMachine::new(SchedulerConfig::default());
     let snap = plain.snapshot();
-    let tail = postcard::to_stdvec(&(&snap.tokens, &snap.identities)).unwrap();
-    let v2 = write_snapshot(b"", &snap, Cursor::new(Vec::new()))
+    let v3 = write_snapshot(b"", &snap, Cursor::new(Vec::new()))
         .unwrap()
         .into_inner();
-    assert_eq!(&v2[v2.len() - tail.len()..], &tail[..]);
-    let mut v1 = v2[..v2.len() - tail.len()].to_vec();
-    let body_len = (v1.len() - 24) as u64;
-    let crc = crc32fast::hash(&v1[24..]);
-    v1[8..12].copy_from_slice(&1u32.to_le_bytes());
-    v1[12..16].copy_from_slice(&crc.to_le_bytes());
-    v1[16..24].copy_from_slice(&body_len.to_le_bytes());
-    let state = SnapshotReader::open(&v1[..]).unwrap().state().unwrap();
-    let old = StateMachine::restore(state);
+    let older = |tail: Vec<u8>, version: u32| {
+        assert_eq!(&v3[v3.len() - tail.len()..], &tail[..]);
+        let mut old = v3[..v3.len() - tail.len()].to_vec();
+        let body_len = (old.len() - 24) as u64;
+        let crc = crc32fast::hash(&old[24..]);
+        old[8..12].copy_from_slice(&version.to_le_bytes());
+        old[12..16].copy_from_slice(&crc.to_le_bytes());
+        old[16..24].copy_from_slice(&body_len.to_le_bytes());
+        StateMachine::restore(SnapshotReader::open(&old[..]).unwrap().state().unwrap())
+    };
+    let tail = postcard::to_stdvec(&(&snap.tokens, &snap.identities, &snap.cache)).unwrap();
+    let old = older(tail, 1);
     assert_eq!(old.tokens().iter().count(), 0);
+    let tail = postcard::to_stdvec(&snap.cache).unwrap();
+    let old = older(tail, 2);
+    assert_eq!(old.cache().entries().count(), 0);
 }

@@ -8,6 +8,7 @@
 //! This crate is pure: no I/O, no clock, no randomness. Time is carried as [`Millis`]
 //! values that the caller supplies.
 
+mod cache_spec;
 mod ids;
 pub mod input;
 mod job;
@@ -24,6 +25,7 @@ mod time;
 mod validation;
 mod worker;
 
+pub use cache_spec::{CacheSpec, DEFAULT_CACHE_TTL_MS, MAX_CACHE_TTL_MS};
 pub use ids::{Attempt, JobId, TaskId, WorkerId, WorkerRef};
 pub use input::{Input, InputError, from_input};
 pub use job::{ArraySpec, DepRef, JobSpec, KeyRef};

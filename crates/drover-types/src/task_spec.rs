@@ -1,5 +1,6 @@
 //! What a user asks Drover to run.
 
+use crate::cache_spec::CacheSpec;
 use crate::job::{ArraySpec, DepRef};
 use crate::resources::Resources;
 use crate::secret::{REDACTED, SecretString};
@@ -109,6 +110,10 @@ pub struct TaskSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::image))]
     pub image: Option<String>,
+    /// Opt in to the result cache (see `CacheSpec`): a task whose key matches a live
+    /// entry completes at once with the cached result and output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheSpec>,
 }
 
 /// The driver of a task that names none, and the one every worker has.
@@ -140,6 +145,7 @@ impl Default for TaskSpec {
             array: None,
             driver: None,
             image: None,
+            cache: None,
         }
     }
 }

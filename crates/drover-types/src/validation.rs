@@ -229,6 +229,9 @@ pub fn validate_task(spec: &TaskSpec, limits: &Limits, path: &str) -> Check {
         check_string(k, limits, || f(&format!("inputs[{i}]")))?;
     }
     check_string(&spec.owner, limits, || f("owner"))?;
+    if let Some(cache) = &spec.cache {
+        validate_cache(cache, limits, &f)?;
+    }
     if let Some(array) = &spec.array {
         if array.is_empty() {
             return Err(ValidationError::new(
@@ -374,6 +377,40 @@ fn validate_selector(sel: &LabelSelector, limits: &Limits, path: &str) -> Check 
     }
     for (i, v) in sel.values.iter().enumerate() {
         check_string(v, limits, || format!("{path}.values[{i}]"))?;
+    }
+    Ok(())
+}
+
+/// Cache keys and salts are bounded like other strings, and at most 256 bytes (they
+/// are shown in listings); a lifetime is between 1 ms and 30 days.
+fn validate_cache(cache: &crate::CacheSpec, limits: &Limits, f: &dyn Fn(&str) -> String) -> Check {
+    const MAX_KEY: usize = 256;
+    for (name, value) in [
+        ("cache.key", cache.key.as_deref()),
+        ("cache.salt", Some(&cache.salt[..])),
+    ] {
+        let Some(v) = value else { continue };
+        check_string(v, limits, || f(name))?;
+        if v.len() > MAX_KEY {
+            return Err(ValidationError::new(
+                f(name),
+                format!("is {} bytes; at most {MAX_KEY} are allowed", v.len()),
+            ));
+        }
+    }
+    if cache.key.as_deref() == Some("") {
+        return Err(ValidationError::new(f("cache.key"), "must not be empty"));
+    }
+    if let Some(ttl) = cache.ttl_ms
+        && !(1..=crate::MAX_CACHE_TTL_MS).contains(&ttl)
+    {
+        return Err(ValidationError::new(
+            f("cache.ttl_ms"),
+            format!(
+                "must be between 1 and {} (30 days)",
+                crate::MAX_CACHE_TTL_MS
+            ),
+        ));
     }
     Ok(())
 }

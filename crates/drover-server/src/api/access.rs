@@ -78,6 +78,15 @@ pub const ROUTES: &[(Method, &str, Access)] = &[
         "/v1/jobs/{job}/cancel",
         client(Role::Submit, true),
     ),
+    // The result cache is cluster-wide (its entries are keyed per owner, but a listing
+    // shows them all): not for namespace-scoped tokens.
+    (Method::GET, "/v1/cache", client(Role::Read, false)),
+    (Method::DELETE, "/v1/cache", client(Role::Operator, false)),
+    (
+        Method::DELETE,
+        "/v1/cache/{key}",
+        client(Role::Operator, false),
+    ),
     (Method::GET, "/v1/tokens", client(Role::Admin, false)),
     (Method::POST, "/v1/tokens", client(Role::Admin, false)),
     (

@@ -7,6 +7,7 @@
 pub(crate) mod access;
 mod autoscale;
 mod body_deadline;
+mod cache;
 mod cluster;
 mod disttask;
 mod error;
@@ -62,6 +63,8 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<Node>> {
         .routes(routes!(tasks::cancel_job))
         .routes(routes!(tokens::list, tokens::create))
         .routes(routes!(tokens::revoke))
+        .routes(routes!(cache::list, cache::clear))
+        .routes(routes!(cache::remove))
         .routes(routes!(crate::worker_session::connect))
         .routes(routes!(worker_identity::create_token))
         .routes(routes!(worker_identity::list))

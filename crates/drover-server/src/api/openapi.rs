@@ -50,6 +50,7 @@ pub const SPEC_PATH: &str = "/v1/openapi.json";
         (name = "meta", description = "Health, this document, the worker endpoint"),
         (name = "tokens", description = "Client ACL tokens (admin only)"),
         (name = "disttask", description = "DistTask-compatible routes over the task API: serialized Python functions (see the Python SDK)"),
+        (name = "cache", description = "The result cache: entries by key, removal"),
     )
 )]
 pub struct ApiDoc;

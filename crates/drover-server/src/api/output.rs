@@ -82,26 +82,35 @@ pub async fn read(
             .task(range.first)
             .ok_or_else(|| ApiError::not_found(format!("no task {task:?}")))?;
         caller.check_owner(&view.spec.owner, &format!("task {}", view.id))?;
-        let attempt = match q.attempt {
-            Some(0) => {
-                return Err(ApiError::invalid(
-                    Some("attempt".into()),
-                    "attempts are numbered from 1",
-                ));
-            }
-            // A well-formed number naming an attempt that does not exist (yet).
-            Some(a) if a > view.attempt.0 => {
-                return Err(ApiError::new(
-                    axum::http::StatusCode::NOT_FOUND,
-                    "not_found",
-                    format!("task {} has attempts 1 to {}", view.id, view.attempt.0),
-                    Some("attempt".into()),
-                ));
-            }
-            Some(a) => Attempt(a),
-            None => view.attempt,
-        };
-        (range.first, attempt, attempt_over(&view, attempt))
+        // A task completed from the result cache ran nothing: its output is the
+        // output of the run that made the entry (same owner: keys never cross owners).
+        if q.attempt.is_none()
+            && let Some(origin) = sm.cache().served_from(view.id)
+            && let Some(ov) = sm.scheduler().task(origin)
+        {
+            (origin, ov.attempt, attempt_over(&ov, ov.attempt))
+        } else {
+            let attempt = match q.attempt {
+                Some(0) => {
+                    return Err(ApiError::invalid(
+                        Some("attempt".into()),
+                        "attempts are numbered from 1",
+                    ));
+                }
+                // A well-formed number naming an attempt that does not exist (yet).
+                Some(a) if a > view.attempt.0 => {
+                    return Err(ApiError::new(
+                        axum::http::StatusCode::NOT_FOUND,
+                        "not_found",
+                        format!("task {} has attempts 1 to {}", view.id, view.attempt.0),
+                        Some("attempt".into()),
+                    ));
+                }
+                Some(a) => Attempt(a),
+                None => view.attempt,
+            };
+            (range.first, attempt, attempt_over(&view, attempt))
+        }
     };
     let offset = q.offset.unwrap_or(0);
     let mut builder = Response::builder().header(

@@ -365,6 +365,8 @@ pub(crate) fn task_info(
                 usage: usage_of(a.attempt),
             })
             .collect(),
+        cached_from: sm.cache().served_from(view.id),
+        cache_key: sm.cache().key_of(view.id).map(str::to_string),
     }
 }
 
@@ -383,6 +385,7 @@ fn summary(sm: &StateMachine, view: &TaskView<'_>) -> TaskSummary {
         started_at: view.started_at,
         ended_at: view.ended_at,
         exit_code,
+        cached_from: sm.cache().served_from(view.id),
     }
 }
 
