@@ -148,6 +148,8 @@ struct TaskSpecC {
     owner: String,
     array: Option<ArraySpec>,
     secret_env: BTreeMap<String, SecretString>,
+    checkpoint: Option<drover_types::CheckpointSpec>,
+    preemptible: bool,
 }
 
 #[derive(Serialize, Deserialize)]

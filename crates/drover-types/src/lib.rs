@@ -8,6 +8,7 @@
 //! This crate is pure: no I/O, no clock, no randomness. Time is carried as [`Millis`]
 //! values that the caller supplies.
 
+mod checkpoint;
 mod ids;
 pub mod input;
 mod job;
@@ -24,6 +25,7 @@ mod time;
 mod validation;
 mod worker;
 
+pub use checkpoint::{CheckpointSpec, MAX_CHECKPOINT_INTERVAL_MS, MIN_CHECKPOINT_INTERVAL_MS};
 pub use ids::{Attempt, JobId, TaskId, WorkerId, WorkerRef};
 pub use input::{Input, InputError, from_input};
 pub use job::{ArraySpec, DepRef, JobSpec, KeyRef};
