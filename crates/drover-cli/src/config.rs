@@ -98,6 +98,7 @@ const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
             ("max_worker_message", Kind::Size),
             ("header_timeout", Kind::Duration),
             ("body_timeout", Kind::Duration),
+            ("max_checkpoint", Kind::Size),
         ],
     ),
     (

@@ -21,7 +21,8 @@
 //! a string goes to `/bin/sh -c` as is), `shell`, `env`, `secret_env`,
 //! `workdir`, `cpus`, `memory`, `disk`, `gpus`, `custom`, `after`, `priority`,
 //! `timeout`, `expected_runtime`, `retries`, `backoff`, `retry_on_exit_codes`, `labels`,
-//! `constraints`, `affinity`, `inputs`, `owner`, `array`. Unknown fields are errors.
+//! `constraints`, `affinity`, `inputs`, `owner`, `array`, `checkpoint` (`{interval: 30s}`),
+//! `preemptible`. Unknown fields are errors.
 
 use anyhow::{Context, Result, anyhow, bail};
 use drover_types::{
@@ -226,6 +227,19 @@ struct TaskEntry {
     #[serde(default)]
     owner: String,
     array: Option<Array>,
+    checkpoint: Option<CheckpointEntry>,
+    #[serde(default)]
+    preemptible: bool,
+}
+
+/// `checkpoint: {interval: 30s}`.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a checkpoint: an object with an interval"
+)]
+struct CheckpointEntry {
+    interval: Number,
 }
 
 /// Parses a duration: `500ms`, `30s`, `10m`, `2h`, `1d`, `1h 30m` (humantime's
@@ -364,6 +378,13 @@ impl TaskEntry {
             inputs: self.inputs,
             owner: self.owner,
             array,
+            checkpoint: self
+                .checkpoint
+                .map(|c| parse_duration_ms(&c.interval.text()))
+                .transpose()
+                .with_context(|| at("checkpoint.interval"))?
+                .map(|interval_ms| drover_types::CheckpointSpec { interval_ms }),
+            preemptible: self.preemptible,
         })
     }
 }

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod auth;
 mod background;
+pub mod checkpoint;
 pub mod config;
 pub mod events;
 mod heap_trim;

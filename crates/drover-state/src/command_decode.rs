@@ -13,6 +13,7 @@
 use crate::acl::NewToken;
 use crate::command::Command;
 use crate::idempotency::IdempotencyKey;
+use drover_proto::checkpoint::CheckpointRef;
 use drover_proto::worker::AttemptReport;
 use drover_sched::CancelTarget;
 use drover_types::{Attempt, JobSpec, PolicyConfig, TaskId, WorkerId, WorkerSpec};
@@ -87,6 +88,10 @@ enum Tagged {
     WorkerRevoke {
         name: String,
     },
+    CheckpointSaved {
+        task: TaskId,
+        checkpoint: CheckpointRef,
+    },
 }
 
 const VARIANTS: &[&str] = &[
@@ -106,7 +111,14 @@ const VARIANTS: &[&str] = &[
     "join_token_create",
     "worker_enroll",
     "worker_revoke",
+    "checkpoint_saved",
 ];
+
+#[derive(Deserialize)]
+struct CheckpointSavedFields {
+    task: TaskId,
+    checkpoint: CheckpointRef,
+}
 
 #[derive(Deserialize)]
 struct SubmitFields {
@@ -301,6 +313,13 @@ impl<'de> Visitor<'de> for CommandVisitor {
             "worker_revoke" => Command::WorkerRevoke {
                 name: WorkerRevokeFields::deserialize(rest)?.name,
             },
+            "checkpoint_saved" => {
+                let f = CheckpointSavedFields::deserialize(rest)?;
+                Command::CheckpointSaved {
+                    task: f.task,
+                    checkpoint: f.checkpoint,
+                }
+            }
             other => return Err(de::Error::unknown_variant(other, VARIANTS)),
         })
     }

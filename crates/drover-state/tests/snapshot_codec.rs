@@ -122,6 +122,8 @@ fn full_spec(name: &str) -> TaskSpec {
         inputs: vec!["w1-data".into()],
         owner: "alice".into(),
         array: None,
+        checkpoint: Some(drover_types::CheckpointSpec { interval_ms: 1_000 }),
+        preemptible: true,
     }
 }
 

@@ -363,8 +363,15 @@ pub(crate) fn task_info(
                 outcome: a.outcome.clone(),
                 failure: a.failure.clone(),
                 usage: usage_of(a.attempt),
+                resumed_from: record.and_then(|r| {
+                    r.resumed
+                        .iter()
+                        .find(|(at, _)| *at == a.attempt)
+                        .map(|(_, c)| c.clone())
+                }),
             })
             .collect(),
+        checkpoint: record.and_then(|r| r.checkpoint.clone()),
     }
 }
 
