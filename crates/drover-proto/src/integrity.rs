@@ -188,6 +188,7 @@ mod tests {
             array_count: Some(3),
             inputs: vec!["in".into()],
             signature: String::new(),
+            resume: None,
         }
     }
 

@@ -42,8 +42,13 @@ pub(crate) fn reason(s: &Scheduler, id: TaskId, _now: Millis) -> Option<String> 
                     .iter()
                     .position(|t| *t == id)
                     .unwrap_or(0);
+                let preemption = if s.config.policy.preemption {
+                    why_no_preemption(s, rec, &[(w, s.pool.rec(w))])
+                } else {
+                    String::new()
+                };
                 format!(
-                    "queued on worker {} since {since}, {ahead} ahead of it: it starts there as soon as room frees",
+                    "queued on worker {} since {since}, {ahead} ahead of it: it starts there as soon as room frees{preemption}",
                     worker_name(s, w)
                 )
             } else {
@@ -278,7 +283,9 @@ fn ready(s: &Scheduler, id: TaskId, rec: &TaskRec) -> String {
     let preemption = if fits_now || !s.config.policy.preemption {
         String::new()
     } else {
-        why_no_preemption(s, rec, &matching)
+        let workers: Vec<(WorkerId, &crate::worker_pool::WorkerRec)> =
+            matching.iter().map(|p| **p).collect();
+        why_no_preemption(s, rec, &workers)
     };
     match (ahead, fits_now) {
         (0, true) => "ready; it will be placed in the next scheduling round".to_string(),
@@ -297,13 +304,13 @@ fn ready(s: &Scheduler, id: TaskId, rec: &TaskRec) -> String {
 fn why_no_preemption(
     s: &Scheduler,
     rec: &TaskRec,
-    matching: &[&(WorkerId, &crate::worker_pool::WorkerRec)],
+    workers: &[(WorkerId, &crate::worker_pool::WorkerRec)],
 ) -> String {
     let shape = &s.shapes.list[rec.shape as usize];
     let priority = rec.spec.priority;
     let (mut stopping, mut evictable, mut not_retryable, mut not_lower) = (0u64, 0u64, 0u64, 0u64);
     let mut names: Vec<String> = Vec::new();
-    for (w, wr) in matching.iter().map(|p| (p.0, p.1)) {
+    for &(w, wr) in workers {
         if !shape.res.fits_in(&wr.spec.capacity) {
             continue;
         }

@@ -110,3 +110,28 @@ fn a_preemptible_task_with_one_attempt_is_evicted_without_spending_it() {
         "failed: exited with code 1 on attempt 1 of 1"
     );
 }
+
+#[test]
+fn a_task_prefetched_to_a_busy_worker_says_why_it_does_not_preempt_there() {
+    let mut env = Env::with_policy(PolicyConfig {
+        prefetch_per_worker: 2,
+        ..preempting()
+    });
+    env.join("w", 2, 8);
+    let ids = env.submit(vec![task(), task()]);
+    env.starts();
+    env.started(ids[0]);
+    env.started(ids[1]);
+    let urgent = env.submit(vec![prio(task(), 10)])[0];
+    env.schedule();
+    assert_eq!(env.state(urgent), TaskState::Assigned);
+    let reason = env.reason(urgent);
+    assert!(
+        reason.starts_with("queued on worker w since")
+            && reason.ends_with(
+                "; preemption on, but the 2 running tasks on w cannot be preempted: not \
+                 retryable (submit them with retries or as preemptible)"
+            ),
+        "{reason}"
+    );
+}

@@ -51,9 +51,20 @@ pub struct WorkerConfig {
     pub allowed_paths: Vec<PathBuf>,
     /// Processes and threads per attempt (cgroup pids); `None`: no limit of its own.
     pub pids_limit: Option<u64>,
+    /// Most bytes of files one checkpoint of a task may hold; a larger checkpoint
+    /// directory is not sent (logged), and the task resumes from its previous one.
+    pub max_checkpoint_bytes: u64,
+    /// Who owns restored checkpoint directories (uid, gid): the task user when tasks
+    /// run as another user than the agent (set by [`crate::run`]).
+    pub checkpoint_owner: Option<(u32, u32)>,
 }
 
 impl WorkerConfig {
+    /// Where attempts' checkpoint directories live: `<data_dir>/checkpoints`.
+    pub fn checkpoints_dir(&self) -> PathBuf {
+        self.data_dir.join("checkpoints")
+    }
+
     /// Where this worker keeps the credential the server gave it.
     pub fn credential_path(&self) -> PathBuf {
         self.data_dir.join("credential")
@@ -88,6 +99,8 @@ impl WorkerConfig {
             task_user: None,
             allowed_paths: Vec::new(),
             pids_limit: Some(drover_exec::DEFAULT_PIDS_LIMIT),
+            max_checkpoint_bytes: 256 << 20,
+            checkpoint_owner: None,
         }
     }
 

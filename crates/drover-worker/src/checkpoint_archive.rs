@@ -1,0 +1,204 @@
+//! The archive of a checkpoint directory: a small format of our own (the server keeps
+//! it opaque, only the agent reads it), deterministic so that an unchanged directory
+//! gives the same bytes and is not sent again.
+//!
+//! ```text
+//! "DRVCKPT1"
+//! per entry, in sorted path order:
+//!   kind u8 (0 directory, 1 file) | path length u32 BE | path (UTF-8, '/'-separated,
+//!   relative, no '.' or '..' parts) | mode u32 BE (permission bits) |
+//!   for a file: length u64 BE | bytes
+//! ```
+//!
+//! Symbolic links and other special files are left out: a restored link could point
+//! anywhere on the next worker.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{PermissionsExt, chown};
+use std::path::{Component, Path};
+
+const MAGIC: &[u8; 8] = b"DRVCKPT1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("the checkpoint directory holds more than {max} bytes")]
+    TooLarge { max: u64 },
+    #[error("not a checkpoint archive, or a damaged one")]
+    Malformed,
+    #[error("a checkpoint entry with an unsafe path: {0:?}")]
+    UnsafePath(String),
+    #[error("checkpoint directory {path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        source: io::Error,
+    },
+}
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> ArchiveError + '_ {
+    move |source| ArchiveError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Packs `dir` (which may be missing: an empty archive), refusing more than `max`
+/// bytes of file content.
+pub fn pack(dir: &Path, max: u64) -> Result<Vec<u8>, ArchiveError> {
+    let mut out = MAGIC.to_vec();
+    let mut total = 0u64;
+    if dir.is_dir() {
+        walk(dir, "", &mut out, &mut total, max)?;
+    }
+    Ok(out)
+}
+
+fn walk(
+    dir: &Path,
+    prefix: &str,
+    out: &mut Vec<u8>,
+    total: &mut u64,
+    max: u64,
+) -> Result<(), ArchiveError> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .map_err(io_at(dir))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    names.sort_unstable();
+    for name in names {
+        let path = dir.join(&name);
+        let rel = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}/{name}")
+        };
+        // Not followed: a link is left out, not archived as what it points to.
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            // Deleted by the task while we walk: it is simply not in this version.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(source) => return Err(ArchiveError::Io { path, source }),
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        if meta.is_dir() {
+            entry_header(out, 0, &rel, mode);
+            walk(&path, &rel, out, total, max)?;
+        } else if meta.is_file() {
+            let bytes = match fs::read(&path) {
+                Ok(b) => b,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(source) => return Err(ArchiveError::Io { path, source }),
+            };
+            *total += bytes.len() as u64;
+            if *total > max {
+                return Err(ArchiveError::TooLarge { max });
+            }
+            entry_header(out, 1, &rel, mode);
+            out.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
+            out.extend_from_slice(&bytes);
+        }
+    }
+    Ok(())
+}
+
+fn entry_header(out: &mut Vec<u8>, kind: u8, rel: &str, mode: u32) {
+    out.push(kind);
+    out.extend_from_slice(&(rel.len() as u32).to_be_bytes());
+    out.extend_from_slice(rel.as_bytes());
+    out.extend_from_slice(&mode.to_be_bytes());
+}
+
+/// Unpacks an archive into `dir` (which exists), giving what it creates to `owner`
+/// (uid, gid) when tasks run as another user.
+pub fn unpack(bytes: &[u8], dir: &Path, owner: Option<(u32, u32)>) -> Result<(), ArchiveError> {
+    let rest = bytes.strip_prefix(MAGIC).ok_or(ArchiveError::Malformed)?;
+    let mut r = Reader(rest);
+    while !r.0.is_empty() {
+        let kind = r.take(1)?[0];
+        let len = u32::from_be_bytes(r.array()?) as usize;
+        let rel = std::str::from_utf8(r.take(len)?).map_err(|_| ArchiveError::Malformed)?;
+        let mode = u32::from_be_bytes(r.array()?) & 0o777;
+        let safe = !rel.is_empty()
+            && Path::new(rel)
+                .components()
+                .all(|c| matches!(c, Component::Normal(_)));
+        if !safe {
+            return Err(ArchiveError::UnsafePath(rel.to_string()));
+        }
+        let path = dir.join(rel);
+        match kind {
+            0 => match fs::create_dir(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(source) => return Err(ArchiveError::Io { path, source }),
+            },
+            1 => {
+                let size = u64::from_be_bytes(r.array()?) as usize;
+                let data = r.take(size)?;
+                fs::write(&path, data).map_err(io_at(&path))?;
+            }
+            _ => return Err(ArchiveError::Malformed),
+        }
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).map_err(io_at(&path))?;
+        if let Some((uid, gid)) = owner {
+            chown(&path, Some(uid), Some(gid)).map_err(io_at(&path))?;
+        }
+    }
+    Ok(())
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], ArchiveError> {
+        if self.0.len() < n {
+            return Err(ArchiveError::Malformed);
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], ArchiveError> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_packs_and_unpacks_to_the_same_and_paths_stay_inside() {
+        let base = std::env::temp_dir().join(format!("drover-ckpt-archive-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        let (from, to) = (base.join("from"), base.join("to"));
+        fs::create_dir_all(from.join("sub")).unwrap();
+        fs::create_dir_all(&to).unwrap();
+        fs::write(from.join("count"), b"41\n").unwrap();
+        fs::write(from.join("sub/log"), b"1\n2\n").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", from.join("link")).unwrap();
+        let packed = pack(&from, 1 << 20).unwrap();
+        assert_eq!(packed, pack(&from, 1 << 20).unwrap(), "deterministic");
+        unpack(&packed, &to, None).unwrap();
+        assert_eq!(fs::read(to.join("count")).unwrap(), b"41\n");
+        assert_eq!(fs::read(to.join("sub/log")).unwrap(), b"1\n2\n");
+        assert!(!to.join("link").exists());
+        assert!(matches!(pack(&from, 3), Err(ArchiveError::TooLarge { .. })));
+        // An entry naming a path outside the directory is refused.
+        let mut evil = MAGIC.to_vec();
+        entry_header(&mut evil, 1, "../x", 0o644);
+        evil.extend_from_slice(&0u64.to_be_bytes());
+        assert!(matches!(
+            unpack(&evil, &to, None),
+            Err(ArchiveError::UnsafePath(_))
+        ));
+        assert!(matches!(
+            unpack(b"garbage", &to, None),
+            Err(ArchiveError::Malformed)
+        ));
+        let _ = fs::remove_dir_all(&base);
+    }
+}
