@@ -57,8 +57,10 @@ impl Checkpointer {
                 tokio::select! {
                     _ = tick.tick() => saver.save().await,
                     done = &mut stopped => {
-                        saver.save().await;
+                        // Dropped (the attempt succeeded): its checkpoint is of no more
+                        // use. Asked to finish: one last save first.
                         if let Ok(done) = done {
+                            saver.save().await;
                             let _ = done.send(());
                         }
                         return;

@@ -163,8 +163,11 @@ pub fn launch(
         // all of it before the task is over.
         let _ = tokio::time::timeout(Duration::from_secs(2), forwarder).await;
         // The last checkpoint (what a stopped task wrote in its grace) goes before the
-        // end, so the server has it before it places the next attempt.
-        if let Some(c) = checkpointer {
+        // end, so the server has it before it places the next attempt. A success needs
+        // none: there is no next attempt.
+        if let Some(c) = checkpointer
+            && !finished.outcome.is_success()
+        {
             c.finish().await;
         }
         let _ = events.send(RunnerEvent::Finished(AttemptReport {
