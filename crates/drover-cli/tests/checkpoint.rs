@@ -150,9 +150,19 @@ fn a_counting_task_killed_on_two_workers_finishes_with_the_exact_total() {
         matches!(t.attempts[0].failure, Some(FailureCause::WorkerLost { .. })),
         "{t:#?}"
     );
-    assert_eq!(t.attempts[1].failure, Some(FailureCause::Preempted), "{t:#?}");
-    let r2 = t.attempts[1].resumed_from.clone().expect("attempt 2 resumed");
-    let r3 = t.attempts[2].resumed_from.clone().expect("attempt 3 resumed");
+    assert_eq!(
+        t.attempts[1].failure,
+        Some(FailureCause::Preempted),
+        "{t:#?}"
+    );
+    let r2 = t.attempts[1]
+        .resumed_from
+        .clone()
+        .expect("attempt 2 resumed");
+    let r3 = t.attempts[2]
+        .resumed_from
+        .clone()
+        .expect("attempt 3 resumed");
     assert_eq!((r2.attempt.0, r3.attempt.0), (1, 2), "{t:#?}");
     // The eviction's checkpoint was taken after SIGTERM: attempt 3 starts exactly
     // where attempt 2 stopped.
@@ -199,9 +209,8 @@ fn a_high_priority_task_says_why_running_tasks_are_not_preempted() {
     c.wait_state(a, "running", SLOW);
     c.wait_state(b, "running", SLOW);
     let high = c.submit(json!({"command": ["true"], "priority": 10}));
-    let want = format!(
-        "preemption on, but the 2 running tasks on {w} cannot be preempted: not retryable"
-    );
+    let want =
+        format!("preemption on, but the 2 running tasks on {w} cannot be preempted: not retryable");
     let reason = c.poll("the pending reason to explain", SLOW, || {
         let r = c.task(high).reason?;
         r.contains(&want).then_some(r)

@@ -116,6 +116,9 @@ mod tests {
         }
         assert_eq!(joined, archive);
         assert_eq!(chunks[2].digest, digest_hex(&archive));
-        assert_eq!(CheckpointChunk::split(TaskId(3), Attempt(2), 1, &[]).len(), 1);
+        assert_eq!(
+            CheckpointChunk::split(TaskId(3), Attempt(2), 1, &[]).len(),
+            1
+        );
     }
 }

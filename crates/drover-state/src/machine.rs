@@ -5,8 +5,8 @@ use crate::acl::{TokenSnapshot, TokenTable};
 use crate::command::{Command, CommandResult, LogEntry, Rejection};
 use crate::idempotency::{IdempotencyWindow, KeyLookup, KeyRecord};
 use crate::worker_identity::WorkerIdentities;
-use drover_proto::events::{ClusterEvent, EventBody, EventId, WorkerChange};
 use drover_proto::checkpoint::CheckpointRef;
+use drover_proto::events::{ClusterEvent, EventBody, EventId, WorkerChange};
 use drover_proto::worker::{AttemptUsage, StartTask};
 use drover_sched::{
     Action, Event, KillReason, Scheduler, SchedulerConfig, SchedulerSnapshot, TaskRange, Transition,

@@ -76,19 +76,40 @@ fn the_latest_checkpoint_is_recorded_and_the_next_attempt_resumes_from_it() {
     let t = TaskId(1);
     let first = start_of(&d).expect("a start");
     assert_eq!(first.resume, None, "nothing to resume from yet");
-    m.apply(&entry(1_010, vec![Command::TaskStarted { task: t, attempt: Attempt(1), worker: w }]));
+    m.apply(&entry(
+        1_010,
+        vec![Command::TaskStarted {
+            task: t,
+            attempt: Attempt(1),
+            worker: w,
+        }],
+    ));
 
-    let (results, _) = m.apply(&entry(2_000, vec![saved(t, 1, 1), saved(t, 1, 2), saved(t, 1, 2), saved(t, 1, 1)]));
+    let (results, _) = m.apply(&entry(
+        2_000,
+        vec![
+            saved(t, 1, 1),
+            saved(t, 1, 2),
+            saved(t, 1, 2),
+            saved(t, 1, 1),
+        ],
+    ));
     assert_eq!(results[0], CommandResult::Done);
     assert_eq!(results[1], CommandResult::Done);
     for r in &results[2..] {
-        assert!(matches!(r, CommandResult::Rejected(r) if r.code == "stale"), "{r:?}");
+        assert!(
+            matches!(r, CommandResult::Rejected(r) if r.code == "stale"),
+            "{r:?}"
+        );
     }
     // A checkpoint for an attempt the task never had is refused too.
     let (results, _) = m.apply(&entry(2_001, vec![saved(t, 5, 1)]));
     assert!(matches!(&results[0], CommandResult::Rejected(r) if r.code == "stale"));
     let latest = m.record(t).unwrap().checkpoint.clone().unwrap();
-    assert_eq!((latest.attempt, latest.version, latest.saved_at), (Attempt(1), 2, Millis(2_000)));
+    assert_eq!(
+        (latest.attempt, latest.version, latest.saved_at),
+        (Attempt(1), 2, Millis(2_000))
+    );
 
     // The attempt fails; the retry's start names the checkpoint, and the state says so.
     let end = Command::TaskFinished {
@@ -109,7 +130,10 @@ fn the_latest_checkpoint_is_recorded_and_the_next_attempt_resumes_from_it() {
     let retry = start_of(&d).expect("the retry starts");
     assert_eq!(retry.attempt, Attempt(2));
     assert_eq!(retry.resume.as_ref(), Some(&latest));
-    assert_eq!(m.record(t).unwrap().resumed, vec![(Attempt(2), latest.clone())]);
+    assert_eq!(
+        m.record(t).unwrap().resumed,
+        vec![(Attempt(2), latest.clone())]
+    );
     // A start sent again (after a reconnect) names the same checkpoint.
     assert_eq!(m.start_message(t, Attempt(2)).unwrap().resume, Some(latest));
 

@@ -13,14 +13,14 @@ pub const MAX_CHECKPOINT_INTERVAL_MS: u64 = 86_400_000;
 /// How often an attempt's checkpoint directory is saved.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields, expecting = "a checkpoint: an object with interval_ms")]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a checkpoint: an object with interval_ms"
+)]
 pub struct CheckpointSpec {
     /// Milliseconds between two saves of the directory while the attempt runs (a
     /// directory that did not change is not sent again). It is also saved once more
     /// when the attempt is stopped (preemption, a kill, its time limit) or ends.
-    #[cfg_attr(
-        feature = "openapi",
-        schema(minimum = 100, maximum = 86_400_000)
-    )]
+    #[cfg_attr(feature = "openapi", schema(minimum = 100, maximum = 86_400_000))]
     pub interval_ms: u64,
 }

@@ -611,7 +611,12 @@ impl Agent {
         self.preparing.insert(key);
         tokio::task::spawn_blocking(move || {
             let dir = root.join(format!("{}.{}", key.0, key.1));
-            let prepared = prepare_dir(&root, &dir, owner, restore.as_ref().map(|(_, b)| b.as_slice()));
+            let prepared = prepare_dir(
+                &root,
+                &dir,
+                owner,
+                restore.as_ref().map(|(_, b)| b.as_slice()),
+            );
             let setup = match prepared {
                 Ok(()) => Some(crate::checkpointer::CheckpointSetup {
                     initial_digest: Some(match &restore {
@@ -1069,7 +1074,9 @@ impl Agent {
                     match std::fs::remove_dir_all(&dir) {
                         Ok(()) => {}
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => tracing::warn!(%task, %attempt, error = %e, "could not remove an attempt's checkpoint directory"),
+                        Err(e) => {
+                            tracing::warn!(%task, %attempt, error = %e, "could not remove an attempt's checkpoint directory")
+                        }
                     }
                 });
             }

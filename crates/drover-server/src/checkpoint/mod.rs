@@ -22,7 +22,10 @@ use std::sync::Arc;
 /// The messages that carry the checkpoint `start` resumes from, to send just before
 /// it: none when it resumes from nothing, or when this server cannot read that
 /// checkpoint (the worker then starts the attempt without it, and says so).
-pub async fn restore_messages(store: &Arc<CheckpointStore>, start: &StartTask) -> Vec<ServerMessage> {
+pub async fn restore_messages(
+    store: &Arc<CheckpointStore>,
+    start: &StartTask,
+) -> Vec<ServerMessage> {
     let Some(resume) = start.resume.clone() else {
         return Vec::new();
     };

@@ -54,7 +54,12 @@ impl CheckpointStore {
     /// Stores one version, whole or not at all: written to a temporary file, fsynced,
     /// renamed into place, the directory fsynced; then older versions beyond
     /// [`KEPT_VERSIONS`] are deleted.
-    pub fn save(&self, task: TaskId, c: &CheckpointRef, bytes: &[u8]) -> Result<(), CheckpointError> {
+    pub fn save(
+        &self,
+        task: TaskId,
+        c: &CheckpointRef,
+        bytes: &[u8],
+    ) -> Result<(), CheckpointError> {
         if digest_hex(bytes) != c.digest || bytes.len() as u64 != c.size {
             return Err(CheckpointError::DigestMismatch {
                 task,

@@ -109,7 +109,10 @@ mod tests {
             done = u.take(c, 10 << 20).unwrap();
         }
         let (r, bytes) = done.unwrap();
-        assert_eq!((r.version, r.size, bytes == archive), (3, archive.len() as u64, true));
+        assert_eq!(
+            (r.version, r.size, bytes == archive),
+            (3, archive.len() as u64, true)
+        );
         assert_eq!(
             u.take(chunks[0].clone(), 1000),
             Err(UploadError::TooLarge {
