@@ -184,6 +184,10 @@ fn a_counting_task_killed_on_two_workers_finishes_with_the_exact_total() {
     // What a user reads: where each attempt resumed, the checkpoint, and a retry
     // budget that the eviction did not spend.
     let status = c.cli_ok(&["status", &id.to_string()]).stdout;
+    println!("{status}");
+    println!(
+        "attempt 1 reached step {killed_at}; attempt 2 resumed from {from2}; attempt 2 stopped at {stopped_at}"
+    );
     for want in [
         "attempt:   3 (1 evicted, not counted; 2 of 2 allowed used)",
         &format!("resumed from {r2}"),

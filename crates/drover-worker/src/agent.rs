@@ -1059,6 +1059,9 @@ impl Agent {
             }
             ServerMessage::FinishedAck { task, attempt } => {
                 self.unacked.remove(&(task, attempt));
+                // A start that ended before it began (killed, fenced) leaves these.
+                self.preparing.remove(&(task, attempt));
+                self.prepared.remove(&(task, attempt));
                 // The server has the end (and the output sent before it): the attempt's
                 // directory and logs are of no more use here, and would pile up over
                 // months. Not before the ack: an unacknowledged end may still need its

@@ -44,51 +44,94 @@ fn io_at(path: &Path) -> impl FnOnce(io::Error) -> ArchiveError + '_ {
 
 /// Packs `dir` (which may be missing: an empty archive), refusing more than `max`
 /// bytes of file content.
+///
+/// The agent reads as root what the task (another user) may be changing under it: a
+/// file swapped for a link to `/etc/shadow`, or a directory for a link to `/root`,
+/// between a check and a read. So nothing is read through a path the task can change:
+/// each directory is opened without following links and its entries are reached
+/// through `/proc/self/fd/N/<name>`, each opened without following links (and without
+/// blocking on a FIFO), and checked to be a regular file once open.
 pub fn pack(dir: &Path, max: u64) -> Result<Vec<u8>, ArchiveError> {
     let mut out = MAGIC.to_vec();
     let mut total = 0u64;
-    if dir.is_dir() {
-        walk(dir, "", &mut out, &mut total, max)?;
+    match open_nofollow(dir, libc::O_DIRECTORY) {
+        Ok(d) => walk(dir, &d, "", &mut out, &mut total, max)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(ArchiveError::Io {
+                path: dir.to_path_buf(),
+                source,
+            });
+        }
     }
     Ok(out)
 }
 
+/// Opens `path` read-only without following a link in its last component.
+fn open_nofollow(path: &Path, extra: i32) -> io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC | extra)
+        .open(path)
+}
+
 fn walk(
-    dir: &Path,
+    shown: &Path,
+    dir: &fs::File,
     prefix: &str,
     out: &mut Vec<u8>,
     total: &mut u64,
     max: u64,
 ) -> Result<(), ArchiveError> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .map_err(io_at(dir))?
+    use std::os::fd::AsRawFd;
+    let base = std::path::PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    let mut names: Vec<String> = fs::read_dir(&base)
+        .map_err(io_at(shown))?
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .collect();
     names.sort_unstable();
     for name in names {
-        let path = dir.join(&name);
+        let path = base.join(&name);
         let rel = if prefix.is_empty() {
             name.clone()
         } else {
             format!("{prefix}/{name}")
         };
+        let at = shown.join(&rel);
         // Not followed: a link is left out, not archived as what it points to.
         let meta = match fs::symlink_metadata(&path) {
             Ok(m) => m,
             // Deleted by the task while we walk: it is simply not in this version.
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(source) => return Err(ArchiveError::Io { path, source }),
+            Err(source) => return Err(ArchiveError::Io { path: at, source }),
         };
+        if !meta.is_dir() && !meta.is_file() {
+            continue;
+        }
+        let extra = if meta.is_dir() { libc::O_DIRECTORY } else { 0 };
+        let file = match open_nofollow(&path, extra) {
+            Ok(f) => f,
+            // Gone, or swapped for a link (ELOOP) or another kind since: left out.
+            Err(e)
+                if matches!(e.kind(), io::ErrorKind::NotFound)
+                    || matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) =>
+            {
+                continue;
+            }
+            Err(source) => return Err(ArchiveError::Io { path: at, source }),
+        };
+        let meta = file.metadata().map_err(io_at(&at))?;
         let mode = meta.permissions().mode() & 0o777;
         if meta.is_dir() {
             entry_header(out, 0, &rel, mode);
-            walk(&path, &rel, out, total, max)?;
+            walk(shown, &file, &rel, out, total, max)?;
         } else if meta.is_file() {
-            let bytes = match fs::read(&path) {
-                Ok(b) => b,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(source) => return Err(ArchiveError::Io { path, source }),
-            };
+            let mut bytes = Vec::new();
+            // Read through the open file, bounded: it may grow while we read.
+            let left = max.saturating_sub(*total).saturating_add(1);
+            io::Read::read_to_end(&mut io::Read::take(&file, left), &mut bytes)
+                .map_err(io_at(&at))?;
             *total += bytes.len() as u64;
             if *total > max {
                 return Err(ArchiveError::TooLarge { max });
@@ -180,12 +223,13 @@ mod tests {
         fs::write(from.join("count"), b"41\n").unwrap();
         fs::write(from.join("sub/log"), b"1\n2\n").unwrap();
         std::os::unix::fs::symlink("/etc/passwd", from.join("link")).unwrap();
+        std::os::unix::fs::symlink("/etc", from.join("dirlink")).unwrap();
         let packed = pack(&from, 1 << 20).unwrap();
         assert_eq!(packed, pack(&from, 1 << 20).unwrap(), "deterministic");
         unpack(&packed, &to, None).unwrap();
         assert_eq!(fs::read(to.join("count")).unwrap(), b"41\n");
         assert_eq!(fs::read(to.join("sub/log")).unwrap(), b"1\n2\n");
-        assert!(!to.join("link").exists());
+        assert!(!to.join("link").exists() && !to.join("dirlink").exists());
         assert!(matches!(pack(&from, 3), Err(ArchiveError::TooLarge { .. })));
         // An entry naming a path outside the directory is refused.
         let mut evil = MAGIC.to_vec();
