@@ -114,6 +114,7 @@ const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
             ("labels", Kind::TextMap),
             ("data_keys", Kind::TextList),
             ("kill_grace", Kind::Duration),
+            ("max_checkpoint", Kind::Size),
             ("cgroups", Kind::Bool),
             ("metrics", Kind::Text),
             ("task_user", Kind::Text),
