@@ -152,6 +152,112 @@ struct TaskSpecC {
     preemptible: bool,
 }
 
+/// A task spec as snapshots of format 2 and older wrote it: without `checkpoint` and
+/// `preemptible` (postcard has no field names, so the old shape is read through its
+/// own struct; see [`with_v2_task_specs`]).
+#[derive(Serialize, Deserialize)]
+struct TaskSpecV2 {
+    key: Option<String>,
+    name: String,
+    command: Vec<String>,
+    shell: bool,
+    env: BTreeMap<String, String>,
+    workdir: Option<String>,
+    #[serde(with = "ResourcesC")]
+    resources: Resources,
+    #[serde(with = "dep_refs")]
+    after: Vec<DepRef>,
+    priority: i32,
+    max_runtime_ms: Option<u64>,
+    expected_runtime_ms: Option<u64>,
+    #[serde(with = "RetryPolicyC")]
+    retry: RetryPolicy,
+    labels: BTreeMap<String, String>,
+    #[serde(with = "selectors")]
+    constraints: Vec<LabelSelector>,
+    #[serde(with = "selectors")]
+    affinity: Vec<LabelSelector>,
+    inputs: Vec<String>,
+    owner: String,
+    array: Option<ArraySpec>,
+    secret_env: BTreeMap<String, SecretString>,
+}
+
+impl From<&TaskSpec> for TaskSpecV2 {
+    fn from(t: &TaskSpec) -> TaskSpecV2 {
+        let t = t.clone();
+        TaskSpecV2 {
+            key: t.key,
+            name: t.name,
+            command: t.command,
+            shell: t.shell,
+            env: t.env,
+            workdir: t.workdir,
+            resources: t.resources,
+            after: t.after,
+            priority: t.priority,
+            max_runtime_ms: t.max_runtime_ms,
+            expected_runtime_ms: t.expected_runtime_ms,
+            retry: t.retry,
+            labels: t.labels,
+            constraints: t.constraints,
+            affinity: t.affinity,
+            inputs: t.inputs,
+            owner: t.owner,
+            array: t.array,
+            secret_env: t.secret_env,
+        }
+    }
+}
+
+impl From<TaskSpecV2> for TaskSpec {
+    fn from(v: TaskSpecV2) -> TaskSpec {
+        TaskSpec {
+            key: v.key,
+            name: v.name,
+            command: v.command,
+            shell: v.shell,
+            env: v.env,
+            secret_env: v.secret_env,
+            workdir: v.workdir,
+            resources: v.resources,
+            after: v.after,
+            priority: v.priority,
+            max_runtime_ms: v.max_runtime_ms,
+            expected_runtime_ms: v.expected_runtime_ms,
+            retry: v.retry,
+            labels: v.labels,
+            constraints: v.constraints,
+            affinity: v.affinity,
+            inputs: v.inputs,
+            owner: v.owner,
+            array: v.array,
+            checkpoint: None,
+            preemptible: false,
+        }
+    }
+}
+
+thread_local! {
+    /// Set while a snapshot of format 2 or older is read (or, in tests, written) on
+    /// this thread.
+    static V2_TASK_SPECS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with task specs in the binary shape of snapshot formats 1 and 2 (the state
+/// machine's snapshot reader calls it for those versions). A flag of the thread, not a
+/// parameter: the specs sit deep inside derived decoders.
+pub fn with_v2_task_specs<T>(f: impl FnOnce() -> T) -> T {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            V2_TASK_SPECS.with(|c| c.set(self.0));
+        }
+    }
+    let _reset = Reset(V2_TASK_SPECS.with(|c| c.replace(true)));
+    f()
+}
+
 #[derive(Serialize, Deserialize)]
 #[serde(remote = "Outcome")]
 enum OutcomeC {
@@ -342,11 +448,22 @@ either_format!(
 either_format!(
     specs,
     Vec<(u64, Arc<TaskSpec>)>,
-    |v, s| s.collect_seq(v.iter().map(|(i, spec)| (*i, SpecRef(spec)))),
-    |d| Ok(Vec::<(u64, TaskSpecW)>::deserialize(d)?
-        .into_iter()
-        .map(|(i, w)| (i, Arc::new(w.0)))
-        .collect())
+    |v, s| if V2_TASK_SPECS.with(|c| c.get()) {
+        s.collect_seq(v.iter().map(|(i, spec)| (*i, TaskSpecV2::from(&**spec))))
+    } else {
+        s.collect_seq(v.iter().map(|(i, spec)| (*i, SpecRef(spec))))
+    },
+    |d| if V2_TASK_SPECS.with(|c| c.get()) {
+        Ok(Vec::<(u64, TaskSpecV2)>::deserialize(d)?
+            .into_iter()
+            .map(|(i, v)| (i, Arc::new(TaskSpec::from(v))))
+            .collect())
+    } else {
+        Ok(Vec::<(u64, TaskSpecW)>::deserialize(d)?
+            .into_iter()
+            .map(|(i, w)| (i, Arc::new(w.0)))
+            .collect())
+    }
 );
 
 /// Writes a shared spec without copying it (there may be a million).

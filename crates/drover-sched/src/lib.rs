@@ -36,6 +36,7 @@ mod view;
 mod worker_pool;
 
 pub use action::{Action, KillReason, Plan};
+pub use compact::with_v2_task_specs;
 pub use error::{CoreError, InvariantViolation, ResolveError};
 pub use event::{CancelTarget, Event};
 pub use scheduler::{
