@@ -102,6 +102,7 @@ const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
             ("object_store_endpoint", Kind::Text),
             ("object_store_allow_http", Kind::Bool),
             ("object_store_region", Kind::Text),
+            ("max_checkpoint", Kind::Size),
         ],
     ),
     (
@@ -119,6 +120,7 @@ const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
             ("drivers", Kind::TextList),
             ("plugin_dir", Kind::Text),
             ("kill_grace", Kind::Duration),
+            ("max_checkpoint", Kind::Size),
             ("cgroups", Kind::Bool),
             ("metrics", Kind::Text),
             ("task_user", Kind::Text),

@@ -190,6 +190,10 @@ pub struct WorkerArgs {
     /// Do not use cgroups even where they are writable
     #[arg(long)]
     no_cgroups: bool,
+    /// Largest checkpoint directory (bytes of files) this worker sends for a task; a
+    /// larger one is not sent and the task resumes from its previous one [default: 256M]
+    #[arg(long, value_name = "SIZE")]
+    max_checkpoint: Option<String>,
     /// This worker's TLS certificate (`drover tls cert create worker`), presented to
     /// the server; needs --tls-key and the cluster's CA (--ca)
     #[arg(long, value_name = "FILE", requires = "tls_key")]
@@ -703,6 +707,7 @@ struct WorkerSettings {
     cgroups: bool,
     metrics: Option<std::net::SocketAddr>,
     confine: ConfineSettings,
+    max_checkpoint_bytes: u64,
 }
 
 /// A worker's task confinement once layered.
@@ -882,6 +887,16 @@ fn worker_settings(l: &Layers, a: &WorkerArgs) -> Result<WorkerSettings> {
                 parse_duration,
             )?
             .unwrap_or(Duration::from_secs(5)),
+        max_checkpoint_bytes: l
+            .value(
+                a.max_checkpoint.as_deref(),
+                "--max-checkpoint",
+                "worker",
+                "max_checkpoint",
+                Some("256M"),
+                parse_size,
+            )?
+            .unwrap_or(256 << 20),
         cgroups: l
             .value(
                 a.no_cgroups.then_some("false"),
@@ -949,6 +964,7 @@ fn print_worker(p: &mut Printer, s: &WorkerSettings, server: Option<&str>) {
         t.insert("plugin_dir".into(), text(&p.display().to_string()));
     }
     t.insert("kill_grace".into(), show_duration(s.kill_grace));
+    t.insert("max_checkpoint".into(), show_size(s.max_checkpoint_bytes));
     t.insert("cgroups".into(), toml::Value::Boolean(s.cgroups));
     if let Some(m) = s.metrics {
         t.insert("metrics".into(), text(&m.to_string()));
@@ -1014,6 +1030,7 @@ fn worker_config(
     c.drivers = s.drivers.clone();
     c.plugin_dir = s.plugin_dir.clone();
     c.kill_grace = s.kill_grace;
+    c.max_checkpoint_bytes = s.max_checkpoint_bytes;
     c.cgroups = s.cgroups;
     c.metrics_listen = s.metrics;
     s.confine.apply(&mut c);

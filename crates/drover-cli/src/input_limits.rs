@@ -29,6 +29,10 @@ pub struct InputLimitArgs {
     /// A client must send a request's body within this time (408 after) [default: 60s]
     #[arg(long, value_name = "DURATION")]
     body_timeout: Option<String>,
+    /// Largest task checkpoint the server stores; a larger one is refused and the task
+    /// resumes from its previous one [default: 256M]
+    #[arg(long, value_name = "SIZE")]
+    max_checkpoint: Option<String>,
 }
 
 pub fn settings(l: &Layers, a: &InputLimitArgs) -> Result<InputLimits> {
@@ -74,6 +78,12 @@ pub fn settings(l: &Layers, a: &InputLimitArgs) -> Result<InputLimits> {
             "body_timeout",
             "60s",
         )?,
+        max_checkpoint_bytes: size(
+            a.max_checkpoint.as_deref(),
+            "--max-checkpoint",
+            "max_checkpoint",
+            "256M",
+        )? as u64,
     })
 }
 
@@ -95,5 +105,9 @@ pub fn print(p: &mut Printer, limits: &InputLimits) {
     t.insert(
         "body_timeout".into(),
         show_duration(limits.body_read_timeout),
+    );
+    t.insert(
+        "max_checkpoint".into(),
+        show_size(limits.max_checkpoint_bytes),
     );
 }

@@ -61,7 +61,7 @@ pub async fn status(g: &Global, a: StatusArgs) -> Result<ExitCode> {
         render::command_line(&t.spec.command, t.spec.shell)
     );
     println!("  resources: {}", t.spec.resources);
-    println!("  attempt:   {} of {}", t.attempt, t.max_attempts);
+    println!("  attempt:   {}", attempt_line(&t));
     if let Some(w) = &t.worker {
         // The name, and the id (`w3`) of the worker of the latest attempt.
         match t.attempts.last() {
@@ -120,13 +120,55 @@ pub async fn status(g: &Global, a: StatusArgs) -> Result<ExitCode> {
                 .map(|f| f.to_string())
                 .or_else(|| at.outcome.as_ref().map(|o| o.to_string()))
                 .unwrap_or_else(|| "in progress".into());
+            let resumed = at
+                .resumed_from
+                .as_ref()
+                .map(|c| format!(" · resumed from {c}"))
+                .unwrap_or_default();
             println!(
-                "    #{} on {} ({}): {how}",
+                "    #{} on {} ({}): {how}{resumed}",
                 at.attempt, at.worker_name, at.worker
             );
         }
     }
+    if let Some(c) = &t.checkpoint {
+        println!(
+            "  checkpoint: {c} · {} · saved at {}",
+            format_bytes(c.size),
+            render::when(Some(c.saved_at))
+        );
+    } else if let Some(spec) = &t.spec.checkpoint {
+        println!(
+            "  checkpoint: none saved yet (every {})",
+            format_duration_ms(spec.interval_ms)
+        );
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `2 of 3`, or, when evictions (preemptions, retractions) made attempts that did not
+/// count against the retry budget, `3 (1 evicted, not counted; 2 of 2 allowed used)`:
+/// "attempt 3 of 2" would look like a broken budget.
+fn attempt_line(t: &drover_proto::api::TaskInfo) -> String {
+    use drover_types::FailureCause;
+    let evicted = t
+        .attempts
+        .iter()
+        .filter(|a| {
+            matches!(
+                a.failure,
+                Some(FailureCause::Preempted | FailureCause::Retracted)
+            )
+        })
+        .count() as u32;
+    if evicted == 0 {
+        return format!("{} of {}", t.attempt, t.max_attempts);
+    }
+    let counted = t.attempt.0.saturating_sub(evicted);
+    format!(
+        "{} ({evicted} evicted, not counted; {counted} of {} allowed used)",
+        t.attempt, t.max_attempts
+    )
 }
 
 #[derive(Debug, Args)]

@@ -24,6 +24,8 @@
 //! `constraints`, `affinity`, `inputs`, `owner`, `array`, `driver`, `image` (an image
 //! without a driver means `driver: docker`), `cache` (`true`, or `{key, salt, ttl}`:
 //! see "Result cache" in the README). Unknown fields are errors.
+//! `constraints`, `affinity`, `inputs`, `owner`, `array`, `checkpoint` (`{interval: 30s}`),
+//! `preemptible`. Unknown fields are errors.
 
 use anyhow::{Context, Result, anyhow, bail};
 use drover_types::{
@@ -269,6 +271,19 @@ struct TaskEntry {
     driver: Option<String>,
     image: Option<String>,
     cache: Option<Cache>,
+    checkpoint: Option<CheckpointEntry>,
+    #[serde(default)]
+    preemptible: bool,
+}
+
+/// `checkpoint: {interval: 30s}`.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a checkpoint: an object with an interval"
+)]
+struct CheckpointEntry {
+    interval: Number,
 }
 
 /// Parses a duration: `500ms`, `30s`, `10m`, `2h`, `1d`, `1h 30m` (humantime's
@@ -427,6 +442,13 @@ impl TaskEntry {
             }),
             image: self.image,
             cache,
+            checkpoint: self
+                .checkpoint
+                .map(|c| parse_duration_ms(&c.interval.text()))
+                .transpose()
+                .with_context(|| at("checkpoint.interval"))?
+                .map(|interval_ms| drover_types::CheckpointSpec { interval_ms }),
+            preemptible: self.preemptible,
         })
     }
 }

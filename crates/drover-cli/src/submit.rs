@@ -52,6 +52,14 @@ pub struct SubmitArgs {
     /// Retries after a failure (0: run at most once)
     #[arg(long, default_value_t = 0)]
     retries: u32,
+    /// Save what the task writes into $DROVER_CHECKPOINT_DIR this often (e.g. 30s) and
+    /// when it is stopped; a new attempt starts from the latest save
+    #[arg(long, value_name = "DURATION")]
+    checkpoint_interval: Option<String>,
+    /// May be evicted by a higher-priority task (with preemption on) even with
+    /// --retries 0; an eviction spends no retry
+    #[arg(long)]
+    preemptible: bool,
     /// Run as an array, e.g. 1-100: each task sees DROVER_TASK_INDEX and DROVER_TASK_COUNT
     #[arg(long)]
     array: Option<String>,
@@ -134,6 +142,14 @@ fn task_from_args(a: &SubmitArgs) -> Result<TaskSpec> {
         max_attempts: a.retries.saturating_add(1),
         ..RetryPolicy::default()
     };
+    spec.checkpoint = a
+        .checkpoint_interval
+        .as_deref()
+        .map(parse_duration_ms)
+        .transpose()
+        .context("--checkpoint-interval")?
+        .map(|interval_ms| drover_types::CheckpointSpec { interval_ms });
+    spec.preemptible = a.preemptible;
     if let Some(r) = &a.array {
         spec.array = Some(
             ArraySpec::parse(r)

@@ -58,6 +58,10 @@ pub struct AttemptInfo {
     pub outcome: Option<Outcome>,
     pub failure: Option<FailureCause>,
     pub usage: Option<AttemptUsage>,
+    /// The checkpoint this attempt started from (restored into its checkpoint
+    /// directory), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_from: Option<crate::checkpoint::CheckpointRef>,
 }
 
 /// Everything about one task.
@@ -96,6 +100,10 @@ pub struct TaskInfo {
     /// became ready; cleared when it ends).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_key: Option<String>,
+    /// The latest saved checkpoint, for a task with `checkpoint` set: the next attempt
+    /// starts from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<crate::checkpoint::CheckpointRef>,
 }
 
 /// One row of a task listing.

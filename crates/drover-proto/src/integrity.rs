@@ -44,6 +44,11 @@ struct SignedStart<'a> {
     array_index: Option<u32>,
     array_count: Option<u32>,
     inputs: &'a [String],
+    /// The checkpoint to restore: signed too, so that a start cannot be pointed at
+    /// another task's checkpoint. Left out when none, so that starts without one hash
+    /// as they always did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resume: Option<&'a crate::checkpoint::CheckpointRef>,
 }
 
 /// The SHA-256 digest of a start (all of it but its signature).
@@ -55,6 +60,7 @@ pub fn start_digest(start: &StartTask) -> [u8; 32] {
         array_index: start.array_index,
         array_count: start.array_count,
         inputs: &start.inputs,
+        resume: start.resume.as_ref(),
     };
     // Serializing plain data into a Vec cannot fail.
     let bytes = serde_json::to_vec(&signed).unwrap_or_default();
@@ -182,6 +188,7 @@ mod tests {
             array_count: Some(3),
             inputs: vec!["in".into()],
             signature: String::new(),
+            resume: None,
         }
     }
 

@@ -115,6 +115,8 @@ pub enum WorkerMessage {
         attempt: Attempt,
     },
     Finished(AttemptReport),
+    /// A piece of a checkpoint of a running (or just stopped) attempt.
+    Checkpoint(crate::checkpoint::CheckpointChunk),
 }
 
 /// How an attempt ended, with what it used and what it printed.
@@ -198,6 +200,8 @@ pub enum ServerMessage {
         task: TaskId,
         attempt: Attempt,
     },
+    /// A piece of the checkpoint a start is about to resume from (sent before it).
+    Checkpoint(crate::checkpoint::CheckpointChunk),
 }
 
 /// Everything a worker needs to run one attempt.
@@ -214,6 +218,10 @@ pub struct StartTask {
     /// ([`crate::integrity::start_digest`]); empty until the leader sends it.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub signature: String,
+    /// The task's latest checkpoint, to restore into the attempt's checkpoint
+    /// directory before it starts; the server sends its bytes just before the start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<crate::checkpoint::CheckpointRef>,
 }
 
 /// Which output stream a chunk belongs to.

@@ -190,6 +190,8 @@ struct TaskSpecC {
     /// here would change the shape of every task and make older snapshots unreadable.
     #[serde(skip)]
     cache: Option<drover_types::CacheSpec>,
+    checkpoint: Option<drover_types::CheckpointSpec>,
+    preemptible: bool,
 }
 
 /// [`TaskSpecC`] as written before drivers (see [`pre_driver_layout`]).
@@ -226,6 +228,10 @@ struct TaskSpecV2C {
     image: Option<String>,
     #[serde(skip)]
     cache: Option<drover_types::CacheSpec>,
+    #[serde(skip, default)]
+    checkpoint: Option<drover_types::CheckpointSpec>,
+    #[serde(skip, default)]
+    preemptible: bool,
 }
 
 #[derive(Serialize, Deserialize)]

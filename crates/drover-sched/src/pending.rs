@@ -48,8 +48,13 @@ pub(crate) fn reason(s: &Scheduler, id: TaskId, _now: Millis) -> Option<String> 
                     .iter()
                     .position(|t| *t == id)
                     .unwrap_or(0);
+                let preemption = if s.config.policy.preemption {
+                    why_no_preemption(s, rec, &[(w, s.pool.rec(w))])
+                } else {
+                    String::new()
+                };
                 format!(
-                    "queued on worker {} since {since}, {ahead} ahead of it: it starts there as soon as room frees",
+                    "queued on worker {} since {since}, {ahead} ahead of it: it starts there as soon as room frees{preemption}",
                     worker_name(s, w)
                 )
             } else {
@@ -283,12 +288,88 @@ fn ready(s: &Scheduler, id: TaskId, rec: &TaskRec) -> String {
     };
     let phrase = s.qpolicy.ahead_phrase();
     let tasks = if ahead == 1 { "task" } else { "tasks" };
+    let preemption = if fits_now || !s.config.policy.preemption {
+        String::new()
+    } else {
+        let workers: Vec<(WorkerId, &crate::worker_pool::WorkerRec)> =
+            matching.iter().map(|p| **p).collect();
+        why_no_preemption(s, rec, &workers)
+    };
     match (ahead, fits_now) {
         (0, true) => "ready; it will be placed in the next scheduling round".to_string(),
-        (0, false) => format!("waiting for resources: no worker has {req} free"),
+        (0, false) => format!("waiting for resources: no worker has {req} free{preemption}"),
         (_, true) => format!("queued behind {count} {tasks} {phrase}"),
-        (_, false) => format!("queued behind {count} {tasks} {phrase}; no worker has {req} free"),
+        (_, false) => {
+            format!("queued behind {count} {tasks} {phrase}; no worker has {req} free{preemption}")
+        }
     }
+}
+
+/// With preemption on, a task that fits nowhere says what preemption does for it: it
+/// waits for evicted tasks to stop, or why the running tasks of the workers that could
+/// hold it may not be evicted ("preemption on, but the 2 running tasks on w cannot be
+/// preempted: not retryable"). Empty when some could be: the next round evicts them.
+fn why_no_preemption(
+    s: &Scheduler,
+    rec: &TaskRec,
+    workers: &[(WorkerId, &crate::worker_pool::WorkerRec)],
+) -> String {
+    let shape = &s.shapes.list[rec.shape as usize];
+    let priority = rec.spec.priority;
+    let (mut stopping, mut evictable, mut not_retryable, mut not_lower) = (0u64, 0u64, 0u64, 0u64);
+    let mut names: Vec<String> = Vec::new();
+    for &(w, wr) in workers {
+        if !shape.res.fits_in(&wr.spec.capacity) {
+            continue;
+        }
+        let mut any = false;
+        for &t in &wr.running {
+            let tr = &s.tasks[ix(t)];
+            if tr.kill.is_some() {
+                stopping += 1;
+            } else if !tr.state.is_on_worker() {
+                continue;
+            } else if tr.spec.priority >= priority {
+                not_lower += 1;
+            } else if !tr.spec.is_preemptible() {
+                not_retryable += 1;
+            } else {
+                evictable += 1;
+            }
+            any = true;
+        }
+        if any {
+            names.push(worker_name(s, w));
+        }
+    }
+    if stopping > 0 {
+        let tasks = if stopping == 1 { "task" } else { "tasks" };
+        return format!("; preemption on: waiting for {stopping} evicted {tasks} to stop");
+    }
+    let blocked = not_retryable + not_lower;
+    if evictable > 0 || blocked == 0 {
+        return String::new();
+    }
+    const SHOWN: usize = 3;
+    let more = names.len().saturating_sub(SHOWN);
+    names.truncate(SHOWN);
+    let mut on = names.join(", ");
+    if more > 0 {
+        on.push_str(&format!(" and {more} more"));
+    }
+    let why = match (not_retryable, not_lower) {
+        (_, 0) => "not retryable (submit them with retries or as preemptible)".to_string(),
+        (0, _) => format!("their priority is not below {priority}"),
+        (r, l) => format!(
+            "{r} not retryable (submit them with retries or as preemptible), {l} with a priority not below {priority}"
+        ),
+    };
+    let the = if blocked == 1 {
+        "the running task".to_string()
+    } else {
+        format!("the {blocked} running tasks")
+    };
+    format!("; preemption on, but {the} on {on} cannot be preempted: {why}")
 }
 
 fn cpus(milli: u32) -> String {

@@ -8,8 +8,9 @@
 //! 1. resources of attempts already being stopped there count as free, and if that is
 //!    enough the task just waits (nothing more is evicted, so one task never evicts
 //!    twice for the same need);
-//! 2. otherwise the eligible victims (priority strictly lower, retryable — a task with
-//!    `max_attempts == 1` is never preempted — and not already being stopped) are taken
+//! 2. otherwise the eligible victims (priority strictly lower, preemptible — retryable,
+//!    or `preemptible: true`: a task with `max_attempts == 1` that did not say so is
+//!    never preempted — and not already being stopped) are taken
 //!    greedily in two orders — cheapest first (lowest priority, then least work lost,
 //!    then id) and biggest first (fewest victims) — until the task fits, victims that
 //!    turn out unnecessary are given back, and the cheaper of the two sets is kept.
@@ -50,7 +51,7 @@ impl Scheduler {
                     alloc.sub(&tr.spec.resources);
                 } else if tr.state.is_on_worker()
                     && tr.spec.priority < priority
-                    && tr.spec.retry.max_attempts > 1
+                    && tr.spec.is_preemptible()
                 {
                     let lost = tr.started_at.map_or(0, |s| now.saturating_sub(s));
                     cands.push((tr.spec.priority, lost, t));

@@ -64,6 +64,9 @@ pub async fn dispatch_loop(node: Arc<Node>, mut rx: UnboundedReceiver<Vec<Dispat
             match d {
                 Dispatch::Start { worker, start } => {
                     let start = *start;
+                    // The checkpoint it resumes from is read before the lock is taken.
+                    let restore =
+                        crate::checkpoint::restore_messages(&node.checkpoints, &start).await;
                     // Checked and queued under the state's read lock, so that no entry
                     // applies in between: a start superseded meanwhile is not sent (see
                     // `worker_session::start_is_current`).
@@ -73,6 +76,9 @@ pub async fn dispatch_loop(node: Arc<Node>, mut rx: UnboundedReceiver<Vec<Dispat
                         start.task,
                         start.attempt,
                     ) {
+                        for m in &restore {
+                            node.sessions.send(worker, m);
+                        }
                         node.sessions.send(worker, &ServerMessage::Start(start));
                     }
                 }

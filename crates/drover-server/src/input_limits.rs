@@ -36,6 +36,10 @@ pub struct InputLimits {
     /// How long a client may take to send a request's body, from when the request
     /// reached the router; a 408 after it.
     pub body_read_timeout: Duration,
+    /// Bytes of one checkpoint (the archive of a task's checkpoint directory) this
+    /// server stores; a larger upload is dropped, counted and logged, and the task goes
+    /// on from its previous checkpoint.
+    pub max_checkpoint_bytes: u64,
 }
 
 impl Default for InputLimits {
@@ -46,6 +50,7 @@ impl Default for InputLimits {
             max_worker_message_bytes: 64 << 20,
             header_read_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(60),
+            max_checkpoint_bytes: 256 << 20,
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod autoscale;
 mod background;
 pub mod blob;
+pub mod checkpoint;
 pub mod config;
 pub mod events;
 mod heap_trim;

@@ -18,6 +18,8 @@ pub struct Node {
     pub proposer: Proposer,
     pub sessions: Sessions,
     pub output: Arc<OutputStore>,
+    /// Task checkpoints stored on this server (see `checkpoint/`).
+    pub checkpoints: Arc<crate::checkpoint::CheckpointStore>,
     /// Copies output frames received from workers to the other servers.
     pub replicator: OutputReplicator,
     pub token: ClusterToken,

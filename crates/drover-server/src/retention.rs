@@ -148,6 +148,12 @@ impl OutputReaper {
         }
     }
 
+    /// Where the server keeps checkpoints, beside the output (`checkpoint/`): a
+    /// retired task's go with its output.
+    fn checkpoints_root(&self) -> Option<PathBuf> {
+        self.root.parent().map(|p| p.join("checkpoints"))
+    }
+
     fn remove(&self, task: TaskId) {
         let dir = self.root.join(task.0.to_string());
         match std::fs::remove_dir_all(&dir) {
@@ -155,16 +161,25 @@ impl OutputReaper {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => tracing::warn!(%task, error = %e, "could not delete a retired task's output"),
         }
+        if let Some(root) = self.checkpoints_root() {
+            let store = crate::checkpoint::CheckpointStore::new(root);
+            if let Err(e) = store.remove_task(task) {
+                tracing::warn!(%task, error = %e, "could not delete a retired task's checkpoints");
+            }
+        }
     }
 
-    /// Deletes the output of every task the state says was retired.
+    /// Deletes the output (and checkpoints) of every task the state says was retired.
     fn sweep(&self, state: &SharedState) {
-        let Ok(entries) = std::fs::read_dir(&self.root) else {
-            return;
-        };
-        let ids: Vec<TaskId> = entries
+        let mut ids: Vec<TaskId> = [Some(self.root.clone()), self.checkpoints_root()]
+            .into_iter()
+            .flatten()
+            .filter_map(|root| std::fs::read_dir(root).ok())
+            .flatten()
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok().map(TaskId))
             .collect();
+        ids.sort_unstable();
+        ids.dedup();
         let retired: Vec<TaskId> = {
             let m = state.read();
             ids.into_iter()

@@ -450,6 +450,9 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
         state: shared,
         proposer,
         sessions: Sessions::default(),
+        checkpoints: Arc::new(crate::checkpoint::CheckpointStore::new(
+            dir.join("checkpoints"),
+        )),
         output,
         replicator,
         token,

@@ -341,7 +341,7 @@ async fn serve(
     // decided before (while applying the join itself, or earlier for a worker that
     // dropped a start in flight) is sent here. A start may thus arrive twice; the
     // worker keys attempts by (task, attempt) and runs each once.
-    let restarts: Vec<ServerMessage> = {
+    let restarts = {
         let sm = node.state.read();
         unstarted(sm.scheduler(), worker, |key| listed.contains(&key))
             .into_iter()
@@ -351,11 +351,15 @@ async fn serve(
     .into_iter()
     .map(|mut start| {
         node.task_signer.sign(&mut start);
-        ServerMessage::Start(start)
+        start
     })
-    .collect();
-    for m in &restarts {
-        send(&mut socket, m).await?;
+    .collect::<Vec<_>>();
+    for start in restarts {
+        // The checkpoint a start resumes from goes just before it.
+        for m in crate::checkpoint::restore_messages(&node.checkpoints, &start).await {
+            send(&mut socket, &m).await?;
+        }
+        send(&mut socket, &ServerMessage::Start(start)).await?;
     }
     // What was queued for this session while its join was being applied: a start
     // decided before the join may be for an attempt placed after the worker's hello,
@@ -593,6 +597,7 @@ async fn read_loop(
     // The attempts this worker last reported samples for, to replace them next time.
     let mut sampled_keys: Vec<(TaskId, Attempt)> = Vec::new();
     let sampled = &mut sampled_keys;
+    let mut uploads = crate::checkpoint::Uploads::default();
     while let Some(message) = stream.next().await {
         node.sessions.touch(worker, None);
         let message = match message {
@@ -676,6 +681,9 @@ async fn read_loop(
                         },
                     );
                 }
+                Ok(WorkerMessage::Checkpoint(chunk)) => {
+                    take_checkpoint(node, worker, &mut uploads, chunk).await;
+                }
                 Ok(WorkerMessage::Hello { .. }) => {
                     return Err(SessionError::Protocol(
                         "a second hello on one connection".into(),
@@ -724,6 +732,64 @@ async fn read_loop(
         }
     }
     Ok(())
+}
+
+/// One chunk of a checkpoint from the worker: taken only for an attempt placed on it
+/// and within `--max-checkpoint`; once whole, stored (checked against its digest) and
+/// then logged, before this session reads the worker's next message, so that a
+/// checkpoint sent before an attempt's end is in the log before that end.
+async fn take_checkpoint(
+    node: &Arc<Node>,
+    worker: WorkerId,
+    uploads: &mut crate::checkpoint::Uploads,
+    chunk: drover_proto::checkpoint::CheckpointChunk,
+) {
+    let (task, attempt) = (chunk.task, chunk.attempt);
+    if chunk.offset == 0 && !placed_on(node.state.read().scheduler(), worker, task, attempt) {
+        node.state.metrics().count_refused_report("not_placed_here");
+        tracing::warn!(%worker, %task, %attempt, "dropped a checkpoint of an attempt not placed on this worker");
+        return;
+    }
+    let max = node.config.input_limits.max_checkpoint_bytes;
+    let (checkpoint, bytes) = match uploads.take(chunk, max) {
+        Ok(Some(whole)) => whole,
+        Ok(None) => return,
+        Err(e) => {
+            if matches!(e, crate::checkpoint::upload::UploadError::TooLarge { .. }) {
+                node.state.metrics().limit_hit("checkpoint");
+            }
+            tracing::warn!(%worker, %task, %attempt, "dropped a checkpoint: {e}");
+            return;
+        }
+    };
+    let store = node.checkpoints.clone();
+    let saved = {
+        let checkpoint = checkpoint.clone();
+        tokio::task::spawn_blocking(move || store.save(task, &checkpoint, &bytes)).await
+    };
+    match saved {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(%worker, %task, %attempt, "could not store a checkpoint: {e}");
+            return;
+        }
+        Err(e) => {
+            tracing::error!(%task, "storing a checkpoint failed: {e}");
+            return;
+        }
+    }
+    let which = checkpoint.to_string();
+    match node
+        .proposer
+        .propose(Command::CheckpointSaved { task, checkpoint })
+        .await
+    {
+        Ok(CommandResult::Rejected(r)) => {
+            tracing::debug!(%task, %which, "checkpoint not recorded: {}", r.message)
+        }
+        Ok(_) => tracing::debug!(%task, %which, "checkpoint recorded"),
+        Err(e) => tracing::warn!(%task, %which, "could not record a checkpoint: {e}"),
+    }
 }
 
 /// Whether a read failed because the worker's message was over

@@ -2,6 +2,7 @@
 
 use crate::acl::NewToken;
 use crate::idempotency::IdempotencyKey;
+use drover_proto::checkpoint::CheckpointRef;
 use drover_proto::worker::AttemptReport;
 use drover_sched::{CancelTarget, CoreError, TaskRange};
 use drover_types::{Attempt, JobId, JobSpec, Millis, PolicyConfig, TaskId, WorkerId, WorkerSpec};
@@ -106,6 +107,12 @@ pub enum Command {
     },
     /// Empties the result cache.
     CacheClear,
+    /// A checkpoint of a task is stored, whole and checked, on the server that took it
+    /// (and being copied to the others): the next attempt of the task resumes from it.
+    CheckpointSaved {
+        task: TaskId,
+        checkpoint: CheckpointRef,
+    },
 }
 
 /// The answer to one command.

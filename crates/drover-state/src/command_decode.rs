@@ -13,6 +13,7 @@
 use crate::acl::NewToken;
 use crate::command::Command;
 use crate::idempotency::IdempotencyKey;
+use drover_proto::checkpoint::CheckpointRef;
 use drover_proto::worker::AttemptReport;
 use drover_sched::CancelTarget;
 use drover_types::{Attempt, JobSpec, PolicyConfig, TaskId, WorkerId, WorkerSpec};
@@ -91,6 +92,10 @@ enum Tagged {
         key: String,
     },
     CacheClear,
+    CheckpointSaved {
+        task: TaskId,
+        checkpoint: CheckpointRef,
+    },
 }
 
 const VARIANTS: &[&str] = &[
@@ -112,7 +117,14 @@ const VARIANTS: &[&str] = &[
     "worker_revoke",
     "cache_remove",
     "cache_clear",
+    "checkpoint_saved",
 ];
+
+#[derive(Deserialize)]
+struct CheckpointSavedFields {
+    task: TaskId,
+    checkpoint: CheckpointRef,
+}
 
 #[derive(Deserialize)]
 struct SubmitFields {
@@ -318,6 +330,13 @@ impl<'de> Visitor<'de> for CommandVisitor {
             "cache_clear" => {
                 NoFields::deserialize(rest)?;
                 Command::CacheClear
+            }
+            "checkpoint_saved" => {
+                let f = CheckpointSavedFields::deserialize(rest)?;
+                Command::CheckpointSaved {
+                    task: f.task,
+                    checkpoint: f.checkpoint,
+                }
             }
             other => return Err(de::Error::unknown_variant(other, VARIANTS)),
         })

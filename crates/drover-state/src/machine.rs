@@ -6,6 +6,7 @@ use crate::command::{Command, CommandResult, LogEntry, Rejection};
 use crate::idempotency::{IdempotencyWindow, KeyLookup, KeyRecord};
 use crate::result_cache::{CacheSnapshot, Removed, ResultCache};
 use crate::worker_identity::WorkerIdentities;
+use drover_proto::checkpoint::CheckpointRef;
 use drover_proto::events::{ClusterEvent, EventBody, EventId, WorkerChange};
 use drover_proto::worker::{AttemptUsage, StartTask};
 use drover_sched::{
@@ -25,6 +26,13 @@ pub struct TaskRecord {
     pub stdout_bytes: u64,
     pub stderr_bytes: u64,
     pub output_truncated: bool,
+    /// The latest checkpoint saved, for a task that checkpoints: its next attempt
+    /// resumes from it.
+    #[serde(default)]
+    pub checkpoint: Option<CheckpointRef>,
+    /// The checkpoint each attempt was started from, when it was started from one.
+    #[serde(default)]
+    pub resumed: Vec<(Attempt, CheckpointRef)>,
 }
 
 /// A job as submitted: its name and its tasks' ids.
@@ -524,6 +532,9 @@ impl StateMachine {
                     Removed::NoSuchKey => CommandResult::CacheRemoved { count: 0 },
                 };
             }
+            Command::CheckpointSaved { task, checkpoint } => {
+                return self.checkpoint_saved(now, *task, checkpoint);
+            }
             Command::Retire { keep_ms, keep_max } => Event::Retire {
                 keep_ms: *keep_ms,
                 keep_max: *keep_max,
@@ -586,6 +597,52 @@ impl StateMachine {
         }
     }
 
+    /// Records a checkpoint as the task's latest, if it is newer than the one recorded
+    /// (an attempt's versions come in order; a later attempt's are newer) and the task
+    /// still wants one (not retired, checkpointing, not over).
+    fn checkpoint_saved(
+        &mut self,
+        now: Millis,
+        task: TaskId,
+        checkpoint: &CheckpointRef,
+    ) -> CommandResult {
+        let reject = |code: &str, message: String| {
+            CommandResult::Rejected(Rejection {
+                code: code.into(),
+                message,
+                field: None,
+            })
+        };
+        let Some(view) = self.sched.task(task) else {
+            return reject("not_found", format!("no task {task}"));
+        };
+        if view.spec.checkpoint.is_none() {
+            return reject(
+                "invalid_request",
+                format!("task {task} does not take checkpoints"),
+            );
+        }
+        if checkpoint.attempt > view.attempt {
+            return reject(
+                "stale",
+                format!("task {task} has no attempt {}", checkpoint.attempt),
+            );
+        }
+        let record = self.records.entry(task).or_default();
+        if let Some(have) = &record.checkpoint
+            && (have.attempt, have.version) >= (checkpoint.attempt, checkpoint.version)
+        {
+            return reject(
+                "stale",
+                format!("task {task} has a checkpoint as new already ({have})"),
+            );
+        }
+        let mut saved = checkpoint.clone();
+        saved.saved_at = now;
+        record.checkpoint = Some(saved);
+        CommandResult::Done
+    }
+
     fn identity_result(r: Result<(), crate::worker_identity::IdentityError>) -> CommandResult {
         match r {
             Ok(()) => CommandResult::Done,
@@ -621,7 +678,7 @@ impl StateMachine {
         }
     }
 
-    fn push_action(&self, action: Action, out: &mut Vec<Dispatch>) {
+    fn push_action(&mut self, action: Action, out: &mut Vec<Dispatch>) {
         match action {
             Action::Start {
                 task,
@@ -629,6 +686,12 @@ impl StateMachine {
                 worker,
             } => {
                 if let Some(start) = self.start_message(task, attempt) {
+                    if let Some(resume) = &start.resume {
+                        // Which checkpoint each attempt started from, for `status`.
+                        let record = self.records.entry(task).or_default();
+                        record.resumed.retain(|(a, _)| *a != attempt);
+                        record.resumed.push((attempt, resume.clone()));
+                    }
                     out.push(Dispatch::Start {
                         worker,
                         start: Box::new(start),
@@ -673,7 +736,26 @@ impl StateMachine {
             array_count: view.array_count,
             inputs,
             signature: String::new(),
+            resume: self.resume_point(task, attempt, view.spec.checkpoint.is_some()),
         })
+    }
+
+    /// The checkpoint `attempt` starts from: the one it was first started from (a
+    /// start sent again must say the same), else the task's latest of an earlier attempt.
+    fn resume_point(
+        &self,
+        task: TaskId,
+        attempt: Attempt,
+        checkpoints: bool,
+    ) -> Option<CheckpointRef> {
+        let record = self.records.get(&task)?;
+        if let Some((_, c)) = record.resumed.iter().find(|(a, _)| *a == attempt) {
+            return Some(c.clone());
+        }
+        record
+            .checkpoint
+            .clone()
+            .filter(|c| checkpoints && c.attempt < attempt)
     }
 
     pub fn snapshot(&self) -> StateSnapshot {

@@ -187,6 +187,7 @@ impl ResultCache {
                 stdout_bytes: entry.stdout_bytes,
                 stderr_bytes: entry.stderr_bytes,
                 output_truncated: entry.output_truncated,
+                ..TaskRecord::default()
             };
             if sched.complete_cached(task).is_ok() {
                 records.insert(task, record);

@@ -30,11 +30,12 @@ use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 pub const MAGIC: [u8; 8] = *b"DROVSNAP";
 /// Bump when the encoded shape of [`StateSnapshot`] changes. Version 2 added the
 /// client ACL tokens and the worker identities (join tokens, credentials) at the end;
-/// version 1 snapshots are still read (with no tokens). Version 3 added the driver and
-/// image of task specs and the drivers of worker specs (inside the scheduler's state;
-/// older snapshots are read with every task on `process` and every worker having
-/// `process` only: `drover_sched::pre_driver_layout`), and the result cache at the end
-/// (older snapshots read with an empty cache).
+/// version 1 snapshots are still read (with no tokens). Version 3 added, inside the
+/// scheduler's state, the driver, image, checkpoint and preemptible fields of task
+/// specs and the drivers of worker specs (older snapshots are read in the older layout,
+/// `drover_sched::pre_driver_layout`: every task on `process`, no checkpoints, every
+/// worker with `process` only); the checkpoints of task records; and the result cache
+/// at the end (older snapshots read with an empty cache).
 pub const FORMAT_VERSION: u32 = 3;
 /// The oldest version still read.
 const OLDEST_READ: u32 = 1;
@@ -44,7 +45,7 @@ const OLDEST_READ: u32 = 1;
 #[derive(Deserialize)]
 struct StateSnapshotV1 {
     sched: SchedulerSnapshot,
-    records: BTreeMap<TaskId, TaskRecord>,
+    records: BTreeMap<TaskId, TaskRecordV2>,
     jobs: BTreeMap<JobId, JobRecord>,
     idempotency: Vec<crate::idempotency::KeyRecord>,
 }
@@ -53,7 +54,7 @@ impl From<StateSnapshotV1> for StateSnapshot {
     fn from(v1: StateSnapshotV1) -> StateSnapshot {
         StateSnapshot {
             sched: v1.sched,
-            records: v1.records,
+            records: v1.records.into_iter().map(|(t, r)| (t, r.into())).collect(),
             jobs: v1.jobs,
             idempotency: v1.idempotency,
             tokens: Default::default(),
@@ -62,11 +63,12 @@ impl From<StateSnapshotV1> for StateSnapshot {
         }
     }
 }
-/// A version 2 state: the version 3 one without the result cache.
+/// A version 2 state: task records without checkpoints (and task specs in their
+/// version 2 shape: see `drover_sched::pre_driver_layout`).
 #[derive(Deserialize)]
 struct StateSnapshotV2 {
     sched: SchedulerSnapshot,
-    records: BTreeMap<TaskId, TaskRecord>,
+    records: BTreeMap<TaskId, TaskRecordV2>,
     jobs: BTreeMap<JobId, JobRecord>,
     idempotency: Vec<crate::idempotency::KeyRecord>,
     tokens: crate::acl::TokenSnapshot,
@@ -77,12 +79,36 @@ impl From<StateSnapshotV2> for StateSnapshot {
     fn from(v2: StateSnapshotV2) -> StateSnapshot {
         StateSnapshot {
             sched: v2.sched,
-            records: v2.records,
+            records: v2.records.into_iter().map(|(t, r)| (t, r.into())).collect(),
             jobs: v2.jobs,
             idempotency: v2.idempotency,
             tokens: v2.tokens,
             identities: v2.identities,
             cache: Default::default(),
+        }
+    }
+}
+
+/// A task record of formats 1 and 2: no checkpoints.
+#[derive(serde::Serialize, Deserialize)]
+pub(crate) struct TaskRecordV2 {
+    result: Option<String>,
+    usage: Vec<(drover_types::Attempt, drover_proto::worker::AttemptUsage)>,
+    stdout_bytes: u64,
+    stderr_bytes: u64,
+    output_truncated: bool,
+}
+
+impl From<TaskRecordV2> for TaskRecord {
+    fn from(r: TaskRecordV2) -> TaskRecord {
+        TaskRecord {
+            result: r.result,
+            usage: r.usage,
+            stdout_bytes: r.stdout_bytes,
+            stderr_bytes: r.stderr_bytes,
+            output_truncated: r.output_truncated,
+            checkpoint: None,
+            resumed: Vec::new(),
         }
     }
 }
@@ -459,20 +485,22 @@ mod tests {
         #[derive(serde::Serialize)]
         struct V1<'a> {
             sched: &'a drover_sched::SchedulerSnapshot,
-            records: &'a std::collections::BTreeMap<drover_types::TaskId, crate::TaskRecord>,
+            records: std::collections::BTreeMap<drover_types::TaskId, TaskRecordV2>,
             jobs: &'a std::collections::BTreeMap<drover_types::JobId, crate::JobRecord>,
             idempotency: &'a Vec<crate::idempotency::KeyRecord>,
         }
         let mut body = 0u32.to_le_bytes().to_vec();
-        body.extend(drover_sched::pre_driver_layout(|| {
-            postcard::to_stdvec(&V1 {
-                sched: &state.sched,
-                records: &state.records,
-                jobs: &state.jobs,
-                idempotency: &state.idempotency,
+        body.extend(
+            drover_sched::pre_driver_layout(|| {
+                postcard::to_stdvec(&V1 {
+                    sched: &state.sched,
+                    records: old_records(&state),
+                    jobs: &state.jobs,
+                    idempotency: &state.idempotency,
+                })
             })
-            .unwrap()
-        }));
+            .unwrap(),
+        );
         let mut bytes = MAGIC.to_vec();
         bytes.extend(1u32.to_le_bytes());
         bytes.extend(crc32fast::hash(&body).to_le_bytes());
@@ -484,6 +512,87 @@ mod tests {
         assert_eq!(read.identities, Default::default());
         let restored = StateMachine::restore(read);
         assert_eq!(restored.job(drover_types::JobId(1)).unwrap().name, "old");
+    }
+
+    /// Task records as formats 1 and 2 wrote them.
+    fn old_records(
+        state: &StateSnapshot,
+    ) -> std::collections::BTreeMap<drover_types::TaskId, TaskRecordV2> {
+        state
+            .records
+            .iter()
+            .map(|(t, r)| {
+                (
+                    *t,
+                    TaskRecordV2 {
+                        result: r.result.clone(),
+                        usage: r.usage.clone(),
+                        stdout_bytes: r.stdout_bytes,
+                        stderr_bytes: r.stderr_bytes,
+                        output_truncated: r.output_truncated,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// A version-2 snapshot (task specs without `checkpoint` and `preemptible`, task
+    /// records without checkpoints) still reads, with none of them.
+    #[test]
+    fn a_version_2_snapshot_reads_without_checkpoints() {
+        let mut m = StateMachine::new(SchedulerConfig::default());
+        m.apply(&LogEntry {
+            now: Millis(1_000),
+            commands: vec![Command::Submit {
+                job: JobSpec {
+                    name: "before checkpoints".into(),
+                    tasks: vec![TaskSpec::command(["true"]), TaskSpec::command(["false"])],
+                    ..Default::default()
+                },
+                idempotency: None,
+                submitter: None,
+            }],
+        });
+        let state = m.snapshot();
+        #[derive(serde::Serialize)]
+        struct V2<'a> {
+            sched: &'a drover_sched::SchedulerSnapshot,
+            records: std::collections::BTreeMap<drover_types::TaskId, TaskRecordV2>,
+            jobs: &'a std::collections::BTreeMap<drover_types::JobId, crate::JobRecord>,
+            idempotency: &'a Vec<crate::idempotency::KeyRecord>,
+            tokens: &'a crate::acl::TokenSnapshot,
+            identities: &'a crate::worker_identity::WorkerIdentities,
+        }
+        let mut body = 0u32.to_le_bytes().to_vec();
+        body.extend(
+            drover_sched::pre_driver_layout(|| {
+                postcard::to_stdvec(&V2 {
+                    sched: &state.sched,
+                    records: old_records(&state),
+                    jobs: &state.jobs,
+                    idempotency: &state.idempotency,
+                    tokens: &state.tokens,
+                    identities: &state.identities,
+                })
+            })
+            .unwrap(),
+        );
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend(2u32.to_le_bytes());
+        bytes.extend(crc32fast::hash(&body).to_le_bytes());
+        bytes.extend((body.len() as u64).to_le_bytes());
+        bytes.extend(&body);
+        let read = SnapshotReader::open(&bytes[..]).unwrap().state().unwrap();
+        assert_eq!(read.jobs, state.jobs);
+        assert_eq!(read.records, state.records);
+        let restored = StateMachine::restore(read);
+        let spec = &restored
+            .scheduler()
+            .task(drover_types::TaskId(2))
+            .unwrap()
+            .spec;
+        assert_eq!(spec.command, vec!["false"]);
+        assert_eq!((spec.checkpoint.clone(), spec.preemptible), (None, false));
     }
 
     /// Regression (fuzzing, `snapshot` target): a length near the limit in a tiny

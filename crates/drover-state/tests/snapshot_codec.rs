@@ -128,6 +128,8 @@ fn full_spec(name: &str) -> TaskSpec {
         // Not written through the core's snapshot: the state machine's cache table
         // keeps the opt-ins (see `tests/result_cache.rs`).
         cache: None,
+        checkpoint: Some(drover_types::CheckpointSpec { interval_ms: 1_000 }),
+        preemptible: true,
     }
 }
 
@@ -479,21 +481,58 @@ fn a_damaged_snapshot_is_refused() {
 fn a_version_2_snapshot_reads_with_process_drivers() {
     let m = rich();
     let state = m.snapshot();
-    let bytes = drover_sched::pre_driver_layout(|| {
-        write_snapshot(b"m", &state, Cursor::new(Vec::new()))
-            .unwrap()
-            .into_inner()
-    });
-    // Version 2 also lacked what version 3 added at the end of the state (the result
-    // cache): strip it, and fix the length and checksum.
-    let tail = postcard::to_stdvec(&state.cache).unwrap();
-    assert_eq!(&bytes[bytes.len() - tail.len()..], &tail[..]);
-    let mut v2 = bytes[..bytes.len() - tail.len()].to_vec();
-    let body_len = (v2.len() - 24) as u64;
-    let crc = crc32fast::hash(&v2[24..]);
-    v2[8..12].copy_from_slice(&2u32.to_le_bytes());
-    v2[12..16].copy_from_slice(&crc.to_le_bytes());
-    v2[16..24].copy_from_slice(&body_len.to_le_bytes());
+    // Version 2's shape: the scheduler's state in the layout before drivers, task
+    // records without checkpoints, and nothing after the worker identities.
+    #[derive(serde::Serialize)]
+    struct RecordV2<'a> {
+        result: &'a Option<String>,
+        usage: &'a Vec<(drover_types::Attempt, AttemptUsage)>,
+        stdout_bytes: u64,
+        stderr_bytes: u64,
+        output_truncated: bool,
+    }
+    #[derive(serde::Serialize)]
+    struct V2<'a> {
+        sched: &'a drover_sched::SchedulerSnapshot,
+        records: BTreeMap<TaskId, RecordV2<'a>>,
+        jobs: &'a BTreeMap<drover_types::JobId, drover_state::JobRecord>,
+        idempotency: &'a Vec<drover_state::idempotency::KeyRecord>,
+        tokens: &'a drover_state::TokenSnapshot,
+        identities: &'a drover_state::worker_identity::WorkerIdentities,
+    }
+    let records = state
+        .records
+        .iter()
+        .map(|(t, r)| {
+            (
+                *t,
+                RecordV2 {
+                    result: &r.result,
+                    usage: &r.usage,
+                    stdout_bytes: r.stdout_bytes,
+                    stderr_bytes: r.stderr_bytes,
+                    output_truncated: r.output_truncated,
+                },
+            )
+        })
+        .collect();
+    let mut body = 0u32.to_le_bytes().to_vec();
+    body.extend(drover_sched::pre_driver_layout(|| {
+        postcard::to_stdvec(&V2 {
+            sched: &state.sched,
+            records,
+            jobs: &state.jobs,
+            idempotency: &state.idempotency,
+            tokens: &state.tokens,
+            identities: &state.identities,
+        })
+        .unwrap()
+    }));
+    let mut v2 = drover_state::MAGIC.to_vec();
+    v2.extend(2u32.to_le_bytes());
+    v2.extend(crc32fast::hash(&body).to_le_bytes());
+    v2.extend((body.len() as u64).to_le_bytes());
+    v2.extend(&body);
     let (_, old) = decode(&v2).expect("a version 2 snapshot reads");
     let mut with_drivers = 0;
     for i in 1..=40 {
@@ -511,6 +550,8 @@ fn a_version_2_snapshot_reads_with_process_drivers() {
     assert!(with_drivers > 0, "the rich state has docker tasks");
     // Read as version 3, the same bytes are garbage or a different state: the layouts
     // really differ, so the version is what makes the old file readable.
-    let now = decode(&bytes).map(|(_, m)| as_json(&m));
+    let mut as_v3 = v2.clone();
+    as_v3[8..12].copy_from_slice(&3u32.to_le_bytes());
+    let now = decode(&as_v3).map(|(_, m)| as_json(&m));
     assert_ne!(now.ok(), Some(as_json(&old)));
 }

@@ -9,6 +9,7 @@
 //! values that the caller supplies.
 
 mod cache_spec;
+mod checkpoint;
 mod ids;
 pub mod input;
 mod job;
@@ -26,6 +27,7 @@ mod validation;
 mod worker;
 
 pub use cache_spec::{CacheSpec, DEFAULT_CACHE_TTL_MS, MAX_CACHE_TTL_MS};
+pub use checkpoint::{CheckpointSpec, MAX_CHECKPOINT_INTERVAL_MS, MIN_CHECKPOINT_INTERVAL_MS};
 pub use ids::{Attempt, JobId, TaskId, WorkerId, WorkerRef};
 pub use input::{Input, InputError, from_input};
 pub use job::{ArraySpec, DepRef, JobSpec, KeyRef};

@@ -1,6 +1,7 @@
 //! What a user asks Drover to run.
 
 use crate::cache_spec::CacheSpec;
+use crate::checkpoint::CheckpointSpec;
 use crate::job::{ArraySpec, DepRef};
 use crate::resources::Resources;
 use crate::secret::{REDACTED, SecretString};
@@ -114,6 +115,15 @@ pub struct TaskSpec {
     /// entry completes at once with the cached result and output.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache: Option<CacheSpec>,
+    /// Save what the task writes into `DROVER_CHECKPOINT_DIR` on this interval (and when
+    /// it is stopped), and restore the latest save into the next attempt's directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<CheckpointSpec>,
+    /// The task may be evicted by a higher-priority task (with preemption on) even when
+    /// it is not retryable: an eviction spends no attempt. Retryable tasks are
+    /// preemptible anyway.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub preemptible: bool,
 }
 
 /// The driver of a task that names none, and the one every worker has.
@@ -146,11 +156,20 @@ impl Default for TaskSpec {
             driver: None,
             image: None,
             cache: None,
+            checkpoint: None,
+            preemptible: false,
         }
     }
 }
 
 impl TaskSpec {
+    /// Whether a higher-priority task may evict it: it said so, or it may run again
+    /// anyway (an eviction spends no attempt, but a task that must run at most once
+    /// is never stopped to run it twice unless it agreed).
+    pub fn is_preemptible(&self) -> bool {
+        self.preemptible || self.retry.is_retryable()
+    }
+
     /// A task running `args` with every other field at its default.
     pub fn command<I, S>(args: I) -> TaskSpec
     where
@@ -188,7 +207,8 @@ fn is_zero_i32(v: &i32) -> bool {
 #[serde(default, deny_unknown_fields, expecting = "a retry policy: an object")]
 pub struct RetryPolicy {
     /// Attempts in all, the first included. `1` means never retried: the task is then
-    /// also never preempted and never re-run after its worker is lost (at most once).
+    /// also never preempted (unless `preemptible`) and never re-run after its worker is
+    /// lost (at most once).
     #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::max_attempts))]
     pub max_attempts: u32,
     pub backoff: Backoff,

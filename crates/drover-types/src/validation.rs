@@ -165,6 +165,20 @@ pub fn validate_task(spec: &TaskSpec, limits: &Limits, path: &str) -> Check {
             ));
         }
     }
+    if let Some(c) = &spec.checkpoint
+        && !(crate::MIN_CHECKPOINT_INTERVAL_MS..=crate::MAX_CHECKPOINT_INTERVAL_MS)
+            .contains(&c.interval_ms)
+    {
+        return Err(ValidationError::new(
+            f("checkpoint.interval_ms"),
+            format!(
+                "{} ms is out of range: it must be between {} ms and {} ms",
+                c.interval_ms,
+                crate::MIN_CHECKPOINT_INTERVAL_MS,
+                crate::MAX_CHECKPOINT_INTERVAL_MS
+            ),
+        ));
+    }
     let retry = &spec.retry;
     if retry.max_attempts == 0 || retry.max_attempts > limits.max_attempts {
         return Err(ValidationError::new(

@@ -122,6 +122,14 @@ struct Agent {
     /// The cluster's task key, from the latest welcome: starts whose signature does not
     /// verify with it are refused (reported as failing to start), never run.
     verifier: Option<TaskVerifier>,
+    /// Checkpoint bytes the server sent ahead of a start that resumes from them, per
+    /// task (one restore at a time per task).
+    restores: HashMap<TaskId, Vec<u8>>,
+    /// Waiting starts whose checkpoint directory is being prepared (restored): they
+    /// begin only once it is ready.
+    preparing: BTreeSet<(TaskId, Attempt)>,
+    /// Prepared checkpoint directories of waiting starts.
+    prepared: HashMap<(TaskId, Attempt), crate::checkpointer::CheckpointSetup>,
 }
 
 /// Runs a worker until `shutdown` resolves (or a fatal error). Running tasks are killed
@@ -129,7 +137,7 @@ struct Agent {
 /// (see [`crate::lifeline`]): it then also kills the tasks of an agent that is frozen
 /// past its fence deadline.
 pub async fn run(
-    config: WorkerConfig,
+    mut config: WorkerConfig,
     shutdown: impl Future<Output = ()>,
     lifeline: Option<Lifeline>,
 ) -> Result<(), WorkerError> {
@@ -162,6 +170,7 @@ pub async fn run(
                     source,
                 })?;
             tracing::info!(user = %u.name, uid = u.uid, gid = u.gid, "tasks run as");
+            config.checkpoint_owner = Some((u.uid, u.gid));
         }
         None => tracing::info!("tasks run as the agent's own user"),
     }
@@ -262,6 +271,9 @@ pub async fn run_with_driver(
         metrics,
         bearer,
         verifier: None,
+        restores: HashMap::new(),
+        preparing: BTreeSet::new(),
+        prepared: HashMap::new(),
     };
     // Attempts a previous run of this agent left behind cannot be watched any more:
     // end them, and report them ended so the server can retry them per their policy.
@@ -280,6 +292,40 @@ pub async fn run_with_driver(
     let result = agent.serve(&mut shutdown).await;
     agent.stop_all_tasks().await;
     result
+}
+
+/// Makes `dir` a fresh checkpoint directory under `root` (0711 when tasks run as
+/// another user: passable, not listable), owned by the task user, and unpacks
+/// `restore` into it.
+fn prepare_dir(
+    root: &std::path::Path,
+    dir: &std::path::Path,
+    owner: Option<(u32, u32)>,
+    restore: Option<&[u8]>,
+) -> Result<(), crate::checkpoint_archive::ArchiveError> {
+    use std::os::unix::fs::PermissionsExt;
+    let io = |path: &std::path::Path| {
+        let path = path.to_path_buf();
+        move |source| crate::checkpoint_archive::ArchiveError::Io { path, source }
+    };
+    std::fs::create_dir_all(root).map_err(io(root))?;
+    if owner.is_some() {
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o711)).map_err(io(root))?;
+    }
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(dir)(e)),
+    }
+    std::fs::create_dir(dir).map_err(io(dir))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(io(dir))?;
+    }
+    if let Some(bytes) = restore {
+        crate::checkpoint_archive::unpack(bytes, dir, owner)?;
+    }
+    Ok(())
 }
 
 /// Where a worker's attempts live and the id that marks its processes.
@@ -544,7 +590,79 @@ impl Agent {
                     self.spawned.insert((task, attempt));
                 }
             }
+            // Not kept: the next interval (or the end) sends a newer one.
+            RunnerEvent::Checkpoint(chunk) => {
+                tracing::debug!(task = %chunk.task, version = chunk.version, "a checkpoint chunk was not sent: no connection");
+            }
+            RunnerEvent::Prepared(task, attempt, setup) => {
+                self.on_prepared(task, attempt, setup);
+            }
         }
+    }
+
+    /// A checkpoint directory is ready: its start may begin.
+    fn on_prepared(
+        &mut self,
+        task: TaskId,
+        attempt: Attempt,
+        setup: Option<crate::checkpointer::CheckpointSetup>,
+    ) {
+        self.preparing.remove(&(task, attempt));
+        if let Some(setup) = setup {
+            self.prepared.insert((task, attempt), setup);
+        }
+        self.start_waiting();
+    }
+
+    /// Prepares the checkpoint directory of a start that takes checkpoints, on a
+    /// blocking thread: `<data_dir>/checkpoints/<task>.<attempt>`, fresh, owned by the
+    /// task user, with the checkpoint it resumes from unpacked into it.
+    fn prepare_checkpoint_dir(&mut self, start: &StartTask) {
+        let Some(spec) = &start.spec.checkpoint else {
+            return;
+        };
+        let key = (start.task, start.attempt);
+        let restore = start.resume.clone().and_then(|r| {
+            let bytes = self.restores.remove(&start.task)?;
+            (drover_proto::checkpoint::digest_hex(&bytes) == r.digest).then_some((r, bytes))
+        });
+        if start.resume.is_some() && restore.is_none() {
+            tracing::warn!(task = %start.task, attempt = %start.attempt, "the checkpoint this attempt resumes from did not arrive whole; it starts from an empty directory");
+        }
+        let root = self.config.checkpoints_dir();
+        let owner = self.config.checkpoint_owner;
+        let max_bytes = self.config.max_checkpoint_bytes;
+        let interval = Duration::from_millis(spec.interval_ms);
+        let events = self.events_tx.clone();
+        self.preparing.insert(key);
+        tokio::task::spawn_blocking(move || {
+            let dir = root.join(format!("{}.{}", key.0, key.1));
+            let prepared = prepare_dir(
+                &root,
+                &dir,
+                owner,
+                restore.as_ref().map(|(_, b)| b.as_slice()),
+            );
+            let setup = match prepared {
+                Ok(()) => Some(crate::checkpointer::CheckpointSetup {
+                    initial_digest: Some(match &restore {
+                        Some((r, _)) => r.digest.clone(),
+                        None => drover_proto::checkpoint::digest_hex(
+                            &crate::checkpoint_archive::pack(&dir, max_bytes).unwrap_or_default(),
+                        ),
+                    }),
+                    resumed_from: restore.map(|(r, _)| r.to_string()),
+                    dir,
+                    interval,
+                    max_bytes,
+                }),
+                Err(e) => {
+                    tracing::warn!(task = %key.0, attempt = %key.1, "cannot prepare the checkpoint directory; the attempt runs without checkpoints: {e}");
+                    None
+                }
+            };
+            let _ = events.send(RunnerEvent::Prepared(key.0, key.1, setup));
+        });
     }
 
     /// Asks every attempt to stop and waits (bounded by the grace period) until each
@@ -746,6 +864,13 @@ impl Agent {
                                 feed_json(&mut socket, &WorkerMessage::Started { task, attempt }).await
                             }
                             RunnerEvent::Output(frame) => self.send_output(&mut socket, frame).await,
+                            RunnerEvent::Checkpoint(chunk) => {
+                                feed_json(&mut socket, &WorkerMessage::Checkpoint(chunk)).await
+                            }
+                            RunnerEvent::Prepared(task, attempt, setup) => {
+                                self.on_prepared(task, attempt, setup);
+                                Ok(())
+                            }
                             RunnerEvent::Finished(report) => {
                                 ended = true;
                                 let report = self.record_end(report);
@@ -849,6 +974,9 @@ impl Agent {
             return;
         }
         while let Some(head) = self.waiting.front() {
+            if self.preparing.contains(&(head.task, head.attempt)) {
+                break;
+            }
             if !head
                 .spec
                 .resources
@@ -860,8 +988,14 @@ impl Agent {
                 break;
             };
             let key = (start.task, start.attempt);
-            let handles =
-                runner::launch(&self.driver, start, self.events_tx.clone(), &self.metrics);
+            let checkpoint = self.prepared.remove(&key);
+            let handles = runner::launch(
+                &self.driver,
+                start,
+                checkpoint,
+                self.events_tx.clone(),
+                &self.metrics,
+            );
             self.fence.register(key, handles.kill.clone());
             self.allocated.add(&handles.resources);
             self.running.insert(key, handles);
@@ -900,8 +1034,26 @@ impl Agent {
                 {
                     return;
                 }
+                self.prepare_checkpoint_dir(&start);
                 self.waiting.push_back(start);
                 self.start_waiting();
+            }
+            ServerMessage::Checkpoint(chunk) => {
+                // The bytes of the checkpoint the next start of this task resumes from.
+                let Ok(data) = chunk.bytes() else {
+                    tracing::warn!(task = %chunk.task, "ignoring a malformed checkpoint chunk");
+                    return;
+                };
+                if chunk.offset == 0 {
+                    self.restores.insert(chunk.task, Vec::new());
+                }
+                if let Some(buf) = self.restores.get_mut(&chunk.task)
+                    && buf.len() as u64 == chunk.offset
+                {
+                    buf.extend_from_slice(&data);
+                } else {
+                    self.restores.remove(&chunk.task);
+                }
             }
             ServerMessage::Kill {
                 task,
@@ -933,14 +1085,27 @@ impl Agent {
             }
             ServerMessage::FinishedAck { task, attempt } => {
                 self.unacked.remove(&(task, attempt));
+                // A start that ended before it began (killed, fenced) leaves these.
+                self.preparing.remove(&(task, attempt));
+                self.prepared.remove(&(task, attempt));
                 // The server has the end (and the output sent before it): the attempt's
                 // directory and logs are of no more use here, and would pile up over
                 // months. Not before the ack: an unacknowledged end may still need its
                 // output resent. File work goes off the async threads.
                 let driver = self.driver.clone();
+                let checkpoints = self.config.checkpoints_dir();
                 tokio::task::spawn_blocking(move || {
                     if let Err(e) = driver.remove_attempt_dir(task.0, attempt.0) {
                         tracing::warn!(%task, %attempt, error = %e, "could not remove an attempt's directory");
+                    }
+                    // Its checkpoints are on the servers now (sent before its end).
+                    let dir = checkpoints.join(format!("{}.{}", task.0, attempt.0));
+                    match std::fs::remove_dir_all(&dir) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => {
+                            tracing::warn!(%task, %attempt, error = %e, "could not remove an attempt's checkpoint directory")
+                        }
                     }
                 });
             }

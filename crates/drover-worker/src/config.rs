@@ -56,9 +56,20 @@ pub struct WorkerConfig {
     /// A directory of driver plugins: each executable in it is started and enabled
     /// under the driver name it gives (`drover_exec::plugin::discover`).
     pub plugin_dir: Option<std::path::PathBuf>,
+    /// Most bytes of files one checkpoint of a task may hold; a larger checkpoint
+    /// directory is not sent (logged), and the task resumes from its previous one.
+    pub max_checkpoint_bytes: u64,
+    /// Who owns restored checkpoint directories (uid, gid): the task user when tasks
+    /// run as another user than the agent (set by [`crate::run`]).
+    pub checkpoint_owner: Option<(u32, u32)>,
 }
 
 impl WorkerConfig {
+    /// Where attempts' checkpoint directories live: `<data_dir>/checkpoints`.
+    pub fn checkpoints_dir(&self) -> PathBuf {
+        self.data_dir.join("checkpoints")
+    }
+
     /// Where this worker keeps the credential the server gave it.
     pub fn credential_path(&self) -> PathBuf {
         self.data_dir.join("credential")
@@ -95,6 +106,8 @@ impl WorkerConfig {
             pids_limit: Some(drover_exec::DEFAULT_PIDS_LIMIT),
             drivers: Vec::new(),
             plugin_dir: None,
+            max_checkpoint_bytes: 256 << 20,
+            checkpoint_owner: None,
         }
     }
 

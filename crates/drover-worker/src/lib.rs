@@ -8,6 +8,8 @@
 //! tasks (`fence`), before the server gives up on them and may run them elsewhere.
 
 mod agent;
+mod checkpoint_archive;
+mod checkpointer;
 mod config;
 mod connection;
 mod driver_set;

@@ -1,5 +1,6 @@
 //! Running one attempt: launch through the driver, forward its output, report its end.
 
+use crate::checkpointer::{CheckpointSetup, Checkpointer};
 use drover_exec::{Driver, KillHandle, LaunchSpec, OutputChunk, Stream, UsageProbe};
 use drover_proto::worker::{AttemptReport, AttemptUsage, OutputFrame, OutputStream, StartTask};
 use drover_types::Outcome;
@@ -14,6 +15,15 @@ pub enum RunnerEvent {
     Started(drover_types::TaskId, drover_types::Attempt),
     Output(OutputFrame),
     Finished(AttemptReport),
+    /// A piece of a checkpoint of the attempt (always before its end).
+    Checkpoint(drover_proto::checkpoint::CheckpointChunk),
+    /// The checkpoint directory of a waiting start is ready (restored, or empty): it
+    /// may begin. `None` when it could not be prepared (the error).
+    Prepared(
+        drover_types::TaskId,
+        drover_types::Attempt,
+        Option<crate::checkpointer::CheckpointSetup>,
+    ),
 }
 
 /// The environment Drover adds for a task, besides the driver's own variables.
@@ -68,16 +78,27 @@ pub struct Handles {
 pub fn launch(
     driver: &Arc<dyn Driver>,
     start: StartTask,
+    checkpoint: Option<CheckpointSetup>,
     events: mpsc::UnboundedSender<RunnerEvent>,
     metrics: &crate::metrics::WorkerMetrics,
 ) -> Handles {
     let (out_tx, mut out_rx) = mpsc::channel::<OutputChunk>(256);
+    let mut env = task_env(&start);
+    if let Some(c) = &checkpoint {
+        env.insert(
+            "DROVER_CHECKPOINT_DIR".into(),
+            c.dir.to_string_lossy().into_owned(),
+        );
+        if let Some(from) = &c.resumed_from {
+            env.insert("DROVER_RESUMED_FROM".into(), from.clone());
+        }
+    }
     let spec = LaunchSpec {
         task: start.task.0,
         attempt: start.attempt.0,
         command: start.spec.command.clone(),
         shell: start.spec.shell,
-        env: task_env(&start),
+        env,
         workdir: start.spec.workdir.as_ref().map(Into::into),
         time_limit: start.spec.max_runtime_ms.map(Duration::from_millis),
         memory_limit_bytes: (start.spec.resources.memory_bytes > 0)
@@ -120,6 +141,7 @@ pub fn launch(
     let kill = running.kill_handle();
     let probe = running.usage_probe();
     let _ = events.send(RunnerEvent::Started(task, attempt));
+    let checkpointer = checkpoint.map(|c| Checkpointer::start(task, attempt, c, events.clone()));
     let forward_events = events.clone();
     let forwarder = tokio::spawn(async move {
         while let Some(chunk) = out_rx.recv().await {
@@ -143,6 +165,14 @@ pub fn launch(
         // Let the last chunks through before the end, so a follower of the output sees
         // all of it before the task is over.
         let _ = tokio::time::timeout(Duration::from_secs(2), forwarder).await;
+        // The last checkpoint (what a stopped task wrote in its grace) goes before the
+        // end, so the server has it before it places the next attempt. A success needs
+        // none: there is no next attempt.
+        if let Some(c) = checkpointer
+            && !finished.outcome.is_success()
+        {
+            c.finish().await;
+        }
         let _ = events.send(RunnerEvent::Finished(AttemptReport {
             task,
             attempt,

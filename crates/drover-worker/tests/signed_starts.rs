@@ -51,6 +51,7 @@ fn touch(path: &std::path::Path, task: u64) -> StartTask {
         array_count: None,
         inputs: vec![],
         signature: String::new(),
+        resume: None,
     }
 }
 

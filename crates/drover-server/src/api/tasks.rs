@@ -363,10 +363,17 @@ pub(crate) fn task_info(
                 outcome: a.outcome.clone(),
                 failure: a.failure.clone(),
                 usage: usage_of(a.attempt),
+                resumed_from: record.and_then(|r| {
+                    r.resumed
+                        .iter()
+                        .find(|(at, _)| *at == a.attempt)
+                        .map(|(_, c)| c.clone())
+                }),
             })
             .collect(),
         cached_from: sm.cache().served_from(view.id),
         cache_key: sm.cache().key_of(view.id).map(str::to_string),
+        checkpoint: record.and_then(|r| r.checkpoint.clone()),
     }
 }
 
