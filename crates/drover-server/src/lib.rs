@@ -9,6 +9,7 @@ pub mod api;
 pub mod auth;
 mod background;
 pub mod config;
+mod entry_size;
 pub mod events;
 mod heap_trim;
 pub mod identity;

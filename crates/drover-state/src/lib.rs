@@ -16,6 +16,7 @@ mod command_decode;
 pub mod idempotency;
 mod machine;
 mod snapshot_codec;
+pub mod staging;
 pub mod worker_identity;
 
 pub use acl::{NewToken, TokenRecord, TokenSnapshot, TokenTable};
@@ -25,3 +26,4 @@ pub use machine::{Dispatch, JobRecord, Output, StateMachine, StateSnapshot, Task
 pub use snapshot_codec::{
     FORMAT_VERSION, MAGIC, SnapshotCodecError, SnapshotReader, write_snapshot,
 };
+pub use staging::{StagedRef, StagingError};

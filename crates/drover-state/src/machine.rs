@@ -4,6 +4,7 @@
 use crate::acl::{TokenSnapshot, TokenTable};
 use crate::command::{Command, CommandResult, LogEntry, Rejection};
 use crate::idempotency::{IdempotencyWindow, KeyLookup, KeyRecord};
+use crate::staging::{StagedUploads, UploadRecord};
 use crate::worker_identity::WorkerIdentities;
 use drover_proto::events::{ClusterEvent, EventBody, EventId, WorkerChange};
 use drover_proto::worker::{AttemptUsage, StartTask};
@@ -72,6 +73,9 @@ pub struct StateSnapshot {
     /// Join tokens and worker credentials (digests only).
     #[serde(default)]
     pub identities: WorkerIdentities,
+    /// Parts of large jobs sent ahead of their submission (format version 3).
+    #[serde(default)]
+    pub uploads: Vec<UploadRecord>,
 }
 
 #[derive(Debug)]
@@ -85,6 +89,8 @@ pub struct StateMachine {
     tokens: TokenTable,
     /// Join tokens and worker credentials (see `worker_identity.rs`).
     identities: WorkerIdentities,
+    /// Parts of large jobs waiting for their submission (see `staging.rs`).
+    uploads: StagedUploads,
     /// Per job, its tasks in a final state and those of them that did not succeed.
     /// Derived (rebuilt on restore, not in snapshots): it feeds the job progress events.
     progress: BTreeMap<JobId, Progress>,
@@ -140,6 +146,7 @@ impl StateMachine {
             idempotency: IdempotencyWindow::default(),
             tokens: TokenTable::default(),
             identities: WorkerIdentities::default(),
+            uploads: StagedUploads::default(),
             progress: BTreeMap::new(),
             transitions: Vec::new(),
             touched_jobs: Vec::new(),
@@ -171,6 +178,11 @@ impl StateMachine {
     /// The client ACL tokens.
     pub fn tokens(&self) -> &TokenTable {
         &self.tokens
+    }
+
+    /// Parts of large jobs waiting for their submission.
+    pub fn uploads(&self) -> &StagedUploads {
+        &self.uploads
     }
 
     /// Applies one log entry: every command in order, then one scheduling round.
@@ -205,10 +217,17 @@ impl StateMachine {
         };
         self.touched_jobs.clear();
         self.idempotency.expire(now);
+        self.uploads.expire(now);
         for mut command in entry.commands {
             if let Some(result) = self.replayed(&command) {
                 // A retry of a submission already applied: answered as it was then,
-                // changing nothing (no events either).
+                // changing nothing (no events either). Parts it sent ahead are dropped.
+                if let Command::Submit {
+                    staged: Some(r), ..
+                } = &command
+                {
+                    self.uploads.discard(r.upload);
+                }
                 out.results.push(result);
                 continue;
             }
@@ -386,13 +405,41 @@ impl StateMachine {
         retired: &mut Vec<TaskRange>,
     ) -> CommandResult {
         let event = match command {
-            Command::Submit { job, .. } => Event::Submit {
-                job: JobSpec {
-                    name: job.name.clone(),
-                    owner: job.owner.clone(),
-                    tasks: std::mem::take(&mut job.tasks),
-                },
-            },
+            Command::Submit { job, staged, .. } => {
+                let mut tasks = std::mem::take(&mut job.tasks);
+                if let Some(r) = staged {
+                    match self.uploads.take(r) {
+                        Ok(mut ahead) => {
+                            ahead.append(&mut tasks);
+                            tasks = ahead;
+                        }
+                        Err(e) => return CommandResult::Rejected(Rejection::from(&e)),
+                    }
+                }
+                Event::Submit {
+                    job: JobSpec {
+                        name: job.name.clone(),
+                        owner: job.owner.clone(),
+                        tasks,
+                    },
+                }
+            }
+            Command::SubmitPart {
+                upload,
+                part,
+                tasks,
+            } => {
+                return match self
+                    .uploads
+                    .add_part(now, *upload, *part, std::mem::take(tasks))
+                {
+                    Ok(()) => CommandResult::PartStaged {
+                        upload: *upload,
+                        part: *part,
+                    },
+                    Err(e) => CommandResult::Rejected(Rejection::from(&e)),
+                };
+            }
             Command::Cancel { target } => Event::Cancel { target: *target },
             Command::WorkerJoin { spec, running } => Event::WorkerJoin {
                 spec: spec.clone(),
@@ -506,6 +553,7 @@ impl StateMachine {
                             job,
                             idempotency,
                             submitter,
+                            ..
                         } => {
                             if let Some(key) = idempotency {
                                 self.idempotency.remember(now, key, job_id, tasks);
@@ -635,6 +683,7 @@ impl StateMachine {
             idempotency: self.idempotency.records(),
             tokens: self.tokens.snapshot(),
             identities: self.identities.clone(),
+            uploads: self.uploads.snapshot(),
         }
     }
 
@@ -664,6 +713,7 @@ impl StateMachine {
             idempotency: IdempotencyWindow::restore(snapshot.idempotency),
             tokens: TokenTable::restore(snapshot.tokens),
             identities: snapshot.identities,
+            uploads: StagedUploads::restore(snapshot.uploads),
             progress,
             transitions: Vec::new(),
             touched_jobs: Vec::new(),

@@ -29,8 +29,10 @@ use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 
 pub const MAGIC: [u8; 8] = *b"DROVSNAP";
 /// Bump when the encoded shape of [`StateSnapshot`] changes. Version 2 added the
-/// client ACL tokens and the worker identities (join tokens, credentials) at the end; version 1 snapshots are still read (with no tokens).
-pub const FORMAT_VERSION: u32 = 2;
+/// client ACL tokens and the worker identities (join tokens, credentials) at the end;
+/// version 3 the parts of large jobs sent ahead of their submission (`staging.rs`).
+/// Versions 1 and 2 are still read (with none of what came later).
+pub const FORMAT_VERSION: u32 = 3;
 /// The oldest version still read.
 const OLDEST_READ: u32 = 1;
 
@@ -53,6 +55,31 @@ impl From<StateSnapshotV1> for StateSnapshot {
             idempotency: v1.idempotency,
             tokens: Default::default(),
             identities: Default::default(),
+            uploads: Vec::new(),
+        }
+    }
+}
+/// A version 2 state: the version 3 one without the uploads.
+#[derive(Deserialize)]
+struct StateSnapshotV2 {
+    sched: SchedulerSnapshot,
+    records: BTreeMap<TaskId, TaskRecord>,
+    jobs: BTreeMap<JobId, JobRecord>,
+    idempotency: Vec<crate::idempotency::KeyRecord>,
+    tokens: crate::acl::TokenSnapshot,
+    identities: crate::worker_identity::WorkerIdentities,
+}
+
+impl From<StateSnapshotV2> for StateSnapshot {
+    fn from(v2: StateSnapshotV2) -> StateSnapshot {
+        StateSnapshot {
+            sched: v2.sched,
+            records: v2.records,
+            jobs: v2.jobs,
+            idempotency: v2.idempotency,
+            tokens: v2.tokens,
+            identities: v2.identities,
+            uploads: Vec::new(),
         }
     }
 }
@@ -375,6 +402,10 @@ impl<R: Read> SnapshotReader<R> {
                 StateSnapshotV1::deserialize(&mut de)
                     .map_err(SnapshotCodecError::Decode)?
                     .into()
+            } else if version == 2 {
+                StateSnapshotV2::deserialize(&mut de)
+                    .map_err(SnapshotCodecError::Decode)?
+                    .into()
             } else {
                 StateSnapshot::deserialize(&mut de).map_err(SnapshotCodecError::Decode)?
             }
@@ -421,6 +452,7 @@ mod tests {
                 },
                 idempotency: None,
                 submitter: None,
+                staged: None,
             }],
         });
         let state = m.snapshot();

@@ -37,6 +37,7 @@ fn submit(submitter: Option<u64>) -> Command {
         },
         idempotency: None,
         submitter,
+        staged: None,
     }
 }
 
@@ -93,16 +94,26 @@ fn tokens_survive_a_snapshot_and_a_version_1_snapshot_still_reads() {
     let (r, _) = restored.apply(&entry(2_000, vec![create(Role::Admin, None)]));
     assert_eq!(r[0], CommandResult::TokenCreated { id: 3 });
 
-    // A version 1 snapshot is a version 2 one without the token table and the worker
-    // identities: written from a state with neither, its last bytes are those two.
+    // A version 1 snapshot is a version 3 one without the token table, the worker
+    // identities and the staged uploads: written from a state with none, its last bytes
+    // are those three. A version 2 one lacks only the uploads.
     let plain = StateMachine::new(SchedulerConfig::default());
     let snap = plain.snapshot();
-    let tail = postcard::to_stdvec(&(&snap.tokens, &snap.identities)).unwrap();
-    let v2 = write_snapshot(b"", &snap, Cursor::new(Vec::new()))
+    let tail = postcard::to_stdvec(&(&snap.tokens, &snap.identities, &snap.uploads)).unwrap();
+    let v3 = write_snapshot(b"", &snap, Cursor::new(Vec::new()))
         .unwrap()
         .into_inner();
-    assert_eq!(&v2[v2.len() - tail.len()..], &tail[..]);
-    let mut v1 = v2[..v2.len() - tail.len()].to_vec();
+    assert_eq!(&v3[v3.len() - tail.len()..], &tail[..]);
+    let uploads_tail = postcard::to_stdvec(&snap.uploads).unwrap();
+    let mut v2 = v3[..v3.len() - uploads_tail.len()].to_vec();
+    let body_len = (v2.len() - 24) as u64;
+    let crc = crc32fast::hash(&v2[24..]);
+    v2[8..12].copy_from_slice(&2u32.to_le_bytes());
+    v2[12..16].copy_from_slice(&crc.to_le_bytes());
+    v2[16..24].copy_from_slice(&body_len.to_le_bytes());
+    let state = SnapshotReader::open(&v2[..]).unwrap().state().unwrap();
+    assert!(state.uploads.is_empty());
+    let mut v1 = v3[..v3.len() - tail.len()].to_vec();
     let body_len = (v1.len() - 24) as u64;
     let crc = crc32fast::hash(&v1[24..]);
     v1[8..12].copy_from_slice(&1u32.to_le_bytes());

@@ -152,6 +152,7 @@ async fn submit(
             job,
             idempotency,
             submitter: caller.token,
+            staged: None,
         })
         .await?
     {
