@@ -1,7 +1,7 @@
-//! A job large enough that its log entry is handed out of the server's in-memory log
-//! tail instead of copied (1 MiB or more serialized; see `raft/log_store.rs`): it is
-//! applied once, whole, and a server killed with -9 and restarted (no snapshot at
-//! stop) rebuilds it from the entry read back from redb, every task as submitted.
+//! A job large enough to be sent in parts (several `SubmitPart` entries, then its
+//! `Submit`; see `drover-state/src/staging.rs`): it is applied once, whole, and a server
+//! killed with -9 and restarted (no snapshot at stop) rebuilds it from the entries read
+//! back from redb, every task as submitted.
 
 mod common;
 

@@ -166,6 +166,7 @@ fn main() {
                 job: job.clone(),
                 idempotency: None,
                 submitter: None,
+                staged: None,
             }],
         },
         LogEntry {

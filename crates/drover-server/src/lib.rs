@@ -12,6 +12,7 @@ mod background;
 pub mod blob;
 pub mod checkpoint;
 pub mod config;
+mod entry_size;
 pub mod events;
 mod heap_trim;
 pub mod identity;

@@ -14,13 +14,21 @@
 //! read loop, the background loop) must not stall. Both kinds share one queue, so order
 //! is kept.
 //!
+//! Large jobs: a follower must take in an append within one heartbeat, so no entry may
+//! be large. A job whose tasks come to more than [`PART_BYTES`] (as estimated) sends its
+//! tasks ahead in parts of that size, one entry each, before its submission (see
+//! `drover_state::staging`), and the batching stops adding proposals to an entry past
+//! [`ENTRY_BYTES`].
+//!
 //! Keyed resends in flight: a submission whose idempotency key is already being written
 //! on this leader waits for that write and answers with its outcome, instead of writing
 //! the (possibly huge) job again (see [`InFlightKeys`]).
 
+use crate::entry_size;
 use crate::raft::{Raft, SharedState, StorageHealth};
-use drover_state::{Command, CommandResult, IdempotencyKey, LogEntry};
+use drover_state::{Command, CommandResult, IdempotencyKey, LogEntry, StagedRef};
 use drover_types::Millis;
+use drover_types::TaskSpec;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -29,6 +37,19 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 /// Most commands in one entry. Large enough to amortise the fsync, small enough that
 /// one entry never stalls the scheduler for long.
 const MAX_BATCH: usize = 4096;
+/// Most bytes of task specs (as estimated by [`entry_size::task`]) in one part of a
+/// large job in a group: a follower receives, decodes and fsyncs a part within one
+/// heartbeat (250 ms; openraft drops the append after it) even in a debug build on a
+/// loaded machine. A job of 30,000 small tasks (1.2 MiB) in one entry made a 3-server
+/// group lose its leader on every try.
+const PART_BYTES: usize = 128 << 10;
+/// The same for a server alone: nobody to replicate to now, but a server that joins
+/// later is sent the log, so entries stay bounded; larger parts cost fewer commits.
+const PART_BYTES_ALONE: usize = 1 << 20;
+/// An entry takes no further proposals once it holds this many bytes (estimated): many
+/// submissions, or ends with large results, gathered into one entry would be as hard
+/// to replicate as one large job.
+const ENTRY_BYTES: usize = 512 << 10;
 /// Entries in flight at once (written but not yet applied).
 const MAX_IN_FLIGHT: usize = 8;
 /// Most waiting proposals queued (not yet taken into an entry). One full batch's worth
@@ -84,6 +105,8 @@ type Reply = oneshot::Sender<Result<Vec<CommandResult>, ProposeError>>;
 
 struct Proposal {
     commands: Vec<Command>,
+    /// The commands' estimated size in the log.
+    bytes: usize,
     reply: Option<Reply>,
     /// The proposal's place in the bounded queue (waiting proposals only), given back
     /// when the proposer takes it into an entry.
@@ -94,6 +117,7 @@ struct Proposal {
 #[derive(Clone)]
 pub struct Proposer {
     tx: mpsc::UnboundedSender<Proposal>,
+    raft: Raft,
     places: Arc<Semaphore>,
     in_flight: Arc<InFlightKeys>,
     clock: LeaderClock,
@@ -114,9 +138,16 @@ impl Proposer {
     pub fn start(raft: Raft, state: Arc<SharedState>, storage: Arc<StorageHealth>) -> Proposer {
         let (tx, rx) = mpsc::unbounded_channel();
         let clock = LeaderClock::new();
-        tokio::spawn(run(raft, rx, clock.clone(), state.clone(), storage.clone()));
+        tokio::spawn(run(
+            raft.clone(),
+            rx,
+            clock.clone(),
+            state.clone(),
+            storage.clone(),
+        ));
         Proposer {
             tx,
+            raft,
             places: Arc::new(Semaphore::new(QUEUED_MAX)),
             in_flight: Arc::new(InFlightKeys::default()),
             clock,
@@ -162,8 +193,87 @@ impl Proposer {
     }
 
     async fn propose_one(&self, command: Command) -> Result<CommandResult, ProposeError> {
+        let command = match self.send_ahead(command).await? {
+            Ok(command) => command,
+            Err(refused) => return Ok(refused),
+        };
         let mut results = self.propose_all(vec![command]).await?;
         results.pop().ok_or(ProposeError::ShuttingDown)
+    }
+
+    /// A submission too large for one entry sends its tasks ahead in parts (one entry
+    /// each, one at a time: openraft would gather several waiting entries into one
+    /// append) and comes back carrying the last part and the name of the upload. A
+    /// part refused (the staging area is full) answers the submission; an error
+    /// (leadership lost) fails it, and a resend starts a new upload (the parts sent so
+    /// far expire on every replica).
+    async fn send_ahead(
+        &self,
+        command: Command,
+    ) -> Result<Result<Command, CommandResult>, ProposeError> {
+        let (mut job, idempotency, submitter) = match command {
+            Command::Submit {
+                job,
+                idempotency,
+                submitter,
+                staged: None,
+            } => (job, idempotency, submitter),
+            other => return Ok(Ok(other)),
+        };
+        let limit = if alone(&self.raft) {
+            PART_BYTES_ALONE
+        } else {
+            PART_BYTES
+        };
+        let ends = part_ends(&job.tasks, limit);
+        if !ends.is_empty() {
+            let mut id = [0u8; 8];
+            getrandom::fill(&mut id).map_err(|e| ProposeError::Raft(e.to_string()))?;
+            let upload = u64::from_le_bytes(id);
+            let mut rest = std::mem::take(&mut job.tasks).into_iter();
+            let mut sent = 0;
+            for (part, &end) in ends.iter().enumerate() {
+                let tasks: Vec<TaskSpec> = rest.by_ref().take(end - sent).collect();
+                sent = end;
+                let part = part as u32;
+                let answer = self
+                    .propose_all(vec![Command::SubmitPart {
+                        upload,
+                        part,
+                        tasks,
+                    }])
+                    .await?
+                    .pop();
+                match answer {
+                    Some(CommandResult::PartStaged { .. }) => {}
+                    Some(refused) => return Ok(Err(refused)),
+                    None => return Err(ProposeError::ShuttingDown),
+                }
+            }
+            job.tasks = rest.collect();
+            tracing::debug!(
+                upload = format_args!("{upload:016x}"),
+                parts = ends.len(),
+                sent_ahead = sent,
+                "a large job's tasks were sent ahead of its submission"
+            );
+            return Ok(Ok(Command::Submit {
+                job,
+                idempotency,
+                submitter,
+                staged: Some(StagedRef {
+                    upload,
+                    parts: ends.len() as u32,
+                    tasks: sent as u64,
+                }),
+            }));
+        }
+        Ok(Ok(Command::Submit {
+            job,
+            idempotency,
+            submitter,
+            staged: None,
+        }))
     }
 
     /// Proposes commands that must land in the same entry, in this order, and waits.
@@ -185,6 +295,7 @@ impl Proposer {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Proposal {
+                bytes: commands.iter().map(entry_size::command).sum(),
                 commands,
                 reply: Some(reply),
                 _place: Some(place),
@@ -207,6 +318,7 @@ impl Proposer {
             return;
         }
         let _ = self.tx.send(Proposal {
+            bytes: entry_size::command(&command),
             commands: vec![command],
             reply: None,
             _place: None,
@@ -341,17 +453,45 @@ impl LeaderClock {
     }
 }
 
-/// Takes what is already waiting, up to the batch limit, without waiting for more.
-fn gather(rx: &mut mpsc::UnboundedReceiver<Proposal>, batch: &mut Vec<Proposal>, n: &mut usize) {
-    while *n < MAX_BATCH {
+/// Where a part ends, for each part but the last, cutting `tasks` into runs of at most
+/// `limit` estimated bytes (a task larger than that is a part alone). Empty when the
+/// whole fits in one part.
+fn part_ends(tasks: &[TaskSpec], limit: usize) -> Vec<usize> {
+    let mut ends = Vec::new();
+    let mut bytes = 0;
+    for (i, t) in tasks.iter().enumerate() {
+        let b = entry_size::task(t);
+        if bytes > 0 && bytes + b > limit {
+            ends.push(i);
+            bytes = 0;
+        }
+        bytes += b;
+    }
+    ends
+}
+
+/// Takes what is already waiting, up to the batch limits, without waiting for more. A
+/// proposal that would take the entry past [`ENTRY_BYTES`] is handed back for the next.
+fn gather(
+    rx: &mut mpsc::UnboundedReceiver<Proposal>,
+    batch: &mut Vec<Proposal>,
+    n: &mut usize,
+    bytes: &mut usize,
+) -> Option<Proposal> {
+    while *n < MAX_BATCH && *bytes < ENTRY_BYTES {
         match rx.try_recv() {
             Ok(p) => {
+                if *bytes + p.bytes > ENTRY_BYTES {
+                    return Some(p);
+                }
                 *n += p.commands.len();
+                *bytes += p.bytes;
                 batch.push(p);
             }
             Err(_) => break,
         }
     }
+    None
 }
 
 async fn run(
@@ -362,15 +502,27 @@ async fn run(
     storage: Arc<StorageHealth>,
 ) {
     let slots = std::sync::Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    while let Some(first) = rx.recv().await {
+    // A proposal the previous entry had no room for: the next one starts with it.
+    let mut carried: Option<Proposal> = None;
+    loop {
+        let first = match carried.take() {
+            Some(p) => p,
+            None => match rx.recv().await {
+                Some(p) => p,
+                None => return,
+            },
+        };
+        let mut n = first.commands.len();
+        let mut bytes = first.bytes;
         let mut batch = vec![first];
-        let mut n = batch[0].commands.len();
-        gather(&mut rx, &mut batch, &mut n);
+        carried = gather(&mut rx, &mut batch, &mut n, &mut bytes);
         let Ok(permit) = slots.clone().acquire_owned().await else {
             return;
         };
         // While we waited for a slot, more may have arrived: take them too.
-        gather(&mut rx, &mut batch, &mut n);
+        if carried.is_none() {
+            carried = gather(&mut rx, &mut batch, &mut n, &mut bytes);
+        }
         let mut commands = Vec::with_capacity(n);
         let mut replies = Vec::with_capacity(batch.len());
         for p in batch {
@@ -464,6 +616,14 @@ async fn await_applied(
             Ok(Ok(resp)) => Ok(resp.data),
         };
     }
+}
+
+/// Whether this server is the group's only member (no voter or learner besides it).
+fn alone(raft: &Raft) -> bool {
+    let m = raft.metrics();
+    let m = m.borrow();
+    let mut nodes = m.membership_config.membership().nodes();
+    nodes.next().is_some_and(|(id, _)| *id == m.id) && nodes.next().is_none()
 }
 
 /// Whether a majority of the voters answers this leader's heartbeat now. Only the

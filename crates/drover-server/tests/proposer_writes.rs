@@ -82,6 +82,7 @@ async fn a_keyed_resend_while_the_first_write_is_in_flight_is_not_written_again(
                 job: spec.clone(),
                 idempotency: Some(key.clone()),
                 submitter: None,
+                staged: None,
             };
             tokio::spawn(async move { proposer.propose(command).await })
         })
@@ -128,6 +129,7 @@ async fn a_keyed_resend_while_the_first_write_is_in_flight_is_not_written_again(
             job: job("small", 1),
             idempotency: Some(IdempotencyKey::for_job("resend-1".into(), &spec)),
             submitter: None,
+            staged: None,
         })
         .await;
     // A different body under the same key: refused when applied (not waited on).
@@ -157,6 +159,7 @@ async fn many_more_concurrent_submitters_than_the_queue_holds_all_get_answers() 
                         job: job(&format!("j{i}"), 1),
                         idempotency: None,
                         submitter: None,
+                        staged: None,
                     })
                     .await
             })

@@ -58,6 +58,7 @@ fn main() {
             job,
             idempotency: None,
             submitter: None,
+            staged: None,
         }],
     );
     let mut now = 3;
@@ -136,6 +137,7 @@ fn idempotency_costs(job: &JobSpec, quick: bool) {
                     job: one.clone(),
                     idempotency,
                     submitter: None,
+                    staged: None,
                 }],
             });
         }

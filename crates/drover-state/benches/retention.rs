@@ -86,6 +86,7 @@ fn main() {
                 },
                 idempotency: None,
                 submitter: None,
+                staged: None,
             });
             submitted += JOB as u64;
         }

@@ -2,10 +2,13 @@
 
 use crate::acl::NewToken;
 use crate::idempotency::IdempotencyKey;
+use crate::staging::{StagedRef, StagingError};
 use drover_proto::checkpoint::CheckpointRef;
 use drover_proto::worker::AttemptReport;
 use drover_sched::{CancelTarget, CoreError, TaskRange};
-use drover_types::{Attempt, JobId, JobSpec, Millis, PolicyConfig, TaskId, WorkerId, WorkerSpec};
+use drover_types::{
+    Attempt, JobId, JobSpec, Millis, PolicyConfig, TaskId, TaskSpec, WorkerId, WorkerSpec,
+};
 use serde::{Deserialize, Serialize};
 
 /// One log entry: the leader's time when it proposed the entry, and a batch of commands.
@@ -33,6 +36,17 @@ pub enum Command {
         /// session of it): a `submit` token may cancel only its own jobs.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         submitter: Option<u64>,
+        /// A job too large for one entry: its earlier tasks were sent ahead as the parts
+        /// of this upload (`SubmitPart`) and come before `job.tasks` (see `staging.rs`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        staged: Option<StagedRef>,
+    },
+    /// Tasks of a large job sent ahead of its `Submit`, held aside (invisible) until the
+    /// submission takes them. Parts of one upload arrive in order from 0.
+    SubmitPart {
+        upload: u64,
+        part: u32,
+        tasks: Vec<TaskSpec>,
     },
     Cancel {
         target: CancelTarget,
@@ -144,6 +158,11 @@ pub enum CommandResult {
     CacheRemoved {
         count: u64,
     },
+    /// A part of a large job is held (see `staging.rs`).
+    PartStaged {
+        upload: u64,
+        part: u32,
+    },
     /// The id of the token a `TokenCreate` made.
     TokenCreated {
         id: u64,
@@ -155,7 +174,8 @@ pub enum CommandResult {
 /// Why a command was refused. Carries what the API needs to answer with a 4xx.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rejection {
-    /// `invalid_request`, `not_found`, `conflict`, or `stale`.
+    /// `invalid_request`, `not_found`, `conflict`, `stale`, or `unavailable` (try
+    /// again: nothing was changed).
     pub code: String,
     pub message: String,
     pub field: Option<String>,
@@ -170,6 +190,16 @@ impl From<&crate::worker_identity::IdentityError> for Rejection {
         };
         Rejection {
             code: code.to_string(),
+            message: e.to_string(),
+            field: None,
+        }
+    }
+}
+
+impl From<&StagingError> for Rejection {
+    fn from(e: &StagingError) -> Rejection {
+        Rejection {
+            code: "unavailable".to_string(),
             message: e.to_string(),
             field: None,
         }

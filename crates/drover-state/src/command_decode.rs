@@ -13,10 +13,11 @@
 use crate::acl::NewToken;
 use crate::command::Command;
 use crate::idempotency::IdempotencyKey;
+use crate::staging::StagedRef;
 use drover_proto::checkpoint::CheckpointRef;
 use drover_proto::worker::AttemptReport;
 use drover_sched::CancelTarget;
-use drover_types::{Attempt, JobSpec, PolicyConfig, TaskId, WorkerId, WorkerSpec};
+use drover_types::{Attempt, JobSpec, PolicyConfig, TaskId, TaskSpec, WorkerId, WorkerSpec};
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -32,6 +33,13 @@ enum Tagged {
         idempotency: Option<IdempotencyKey>,
         #[serde(default)]
         submitter: Option<u64>,
+        #[serde(default)]
+        staged: Option<StagedRef>,
+    },
+    SubmitPart {
+        upload: u64,
+        part: u32,
+        tasks: Vec<TaskSpec>,
     },
     Cancel {
         target: CancelTarget,
@@ -100,6 +108,7 @@ enum Tagged {
 
 const VARIANTS: &[&str] = &[
     "submit",
+    "submit_part",
     "cancel",
     "worker_join",
     "worker_lost",
@@ -133,6 +142,15 @@ struct SubmitFields {
     idempotency: Option<IdempotencyKey>,
     #[serde(default)]
     submitter: Option<u64>,
+    #[serde(default)]
+    staged: Option<StagedRef>,
+}
+
+#[derive(Deserialize)]
+struct SubmitPartFields {
+    upload: u64,
+    part: u32,
+    tasks: Vec<TaskSpec>,
 }
 
 #[derive(Deserialize)]
@@ -246,6 +264,15 @@ impl<'de> Visitor<'de> for CommandVisitor {
                     job: f.job,
                     idempotency: f.idempotency,
                     submitter: f.submitter,
+                    staged: f.staged,
+                }
+            }
+            "submit_part" => {
+                let f = SubmitPartFields::deserialize(rest)?;
+                Command::SubmitPart {
+                    upload: f.upload,
+                    part: f.part,
+                    tasks: f.tasks,
                 }
             }
             "cancel" => Command::Cancel {
@@ -370,6 +397,7 @@ mod tests {
                 job: job.clone(),
                 idempotency: None,
                 submitter: None,
+                staged: None,
             },
             Command::Submit {
                 job,
@@ -378,6 +406,16 @@ mod tests {
                     fingerprint: 7,
                 }),
                 submitter: Some(4),
+                staged: Some(StagedRef {
+                    upload: 0xfeed,
+                    parts: 2,
+                    tasks: 20_000,
+                }),
+            },
+            Command::SubmitPart {
+                upload: 0xfeed,
+                part: 1,
+                tasks: vec![TaskSpec::command(["echo", "part"])],
             },
             Command::Cancel {
                 target: CancelTarget::Task(TaskId(1)),

@@ -18,6 +18,7 @@ pub mod idempotency;
 mod machine;
 pub mod result_cache;
 mod snapshot_codec;
+pub mod staging;
 pub mod worker_identity;
 
 pub use acl::{NewToken, TokenRecord, TokenSnapshot, TokenTable};
@@ -28,3 +29,4 @@ pub use result_cache::{CacheEntry, CacheSnapshot, ResultCache};
 pub use snapshot_codec::{
     FORMAT_VERSION, MAGIC, SnapshotCodecError, SnapshotReader, write_snapshot,
 };
+pub use staging::{StagedRef, StagingError};

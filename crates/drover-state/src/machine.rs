@@ -5,6 +5,7 @@ use crate::acl::{TokenSnapshot, TokenTable};
 use crate::command::{Command, CommandResult, LogEntry, Rejection};
 use crate::idempotency::{IdempotencyWindow, KeyLookup, KeyRecord};
 use crate::result_cache::{CacheSnapshot, Removed, ResultCache};
+use crate::staging::{StagedUploads, UploadRecord};
 use crate::worker_identity::WorkerIdentities;
 use drover_proto::checkpoint::CheckpointRef;
 use drover_proto::events::{ClusterEvent, EventBody, EventId, WorkerChange};
@@ -84,6 +85,9 @@ pub struct StateSnapshot {
     /// The result cache (format version 3).
     #[serde(default)]
     pub cache: CacheSnapshot,
+    /// Parts of large jobs sent ahead of their submission (format version 3).
+    #[serde(default)]
+    pub uploads: Vec<UploadRecord>,
 }
 
 #[derive(Debug)]
@@ -99,6 +103,8 @@ pub struct StateMachine {
     identities: WorkerIdentities,
     /// The result cache (see `result_cache.rs`).
     cache: ResultCache,
+    /// Parts of large jobs waiting for their submission (see `staging.rs`).
+    uploads: StagedUploads,
     /// Per job, its tasks in a final state and those of them that did not succeed.
     /// Derived (rebuilt on restore, not in snapshots): it feeds the job progress events.
     progress: BTreeMap<JobId, Progress>,
@@ -155,6 +161,7 @@ impl StateMachine {
             tokens: TokenTable::default(),
             identities: WorkerIdentities::default(),
             cache: ResultCache::default(),
+            uploads: StagedUploads::default(),
             progress: BTreeMap::new(),
             transitions: Vec::new(),
             touched_jobs: Vec::new(),
@@ -193,6 +200,11 @@ impl StateMachine {
         &self.tokens
     }
 
+    /// Parts of large jobs waiting for their submission.
+    pub fn uploads(&self) -> &StagedUploads {
+        &self.uploads
+    }
+
     /// Applies one log entry: every command in order, then one scheduling round.
     /// The events are dropped; see [`StateMachine::apply_indexed`].
     pub fn apply(&mut self, entry: &LogEntry) -> (Vec<CommandResult>, Vec<Dispatch>) {
@@ -225,10 +237,17 @@ impl StateMachine {
         };
         self.touched_jobs.clear();
         self.idempotency.expire(now);
+        self.uploads.expire(now);
         for mut command in entry.commands {
             if let Some(result) = self.replayed(&command) {
                 // A retry of a submission already applied: answered as it was then,
-                // changing nothing (no events either).
+                // changing nothing (no events either). Parts it sent ahead are dropped.
+                if let Command::Submit {
+                    staged: Some(r), ..
+                } = &command
+                {
+                    self.uploads.discard(r.upload);
+                }
                 out.results.push(result);
                 continue;
             }
@@ -423,13 +442,41 @@ impl StateMachine {
         retired: &mut Vec<TaskRange>,
     ) -> CommandResult {
         let event = match command {
-            Command::Submit { job, .. } => Event::Submit {
-                job: JobSpec {
-                    name: job.name.clone(),
-                    owner: job.owner.clone(),
-                    tasks: std::mem::take(&mut job.tasks),
-                },
-            },
+            Command::Submit { job, staged, .. } => {
+                let mut tasks = std::mem::take(&mut job.tasks);
+                if let Some(r) = staged {
+                    match self.uploads.take(r) {
+                        Ok(mut ahead) => {
+                            ahead.append(&mut tasks);
+                            tasks = ahead;
+                        }
+                        Err(e) => return CommandResult::Rejected(Rejection::from(&e)),
+                    }
+                }
+                Event::Submit {
+                    job: JobSpec {
+                        name: job.name.clone(),
+                        owner: job.owner.clone(),
+                        tasks,
+                    },
+                }
+            }
+            Command::SubmitPart {
+                upload,
+                part,
+                tasks,
+            } => {
+                return match self
+                    .uploads
+                    .add_part(now, *upload, *part, std::mem::take(tasks))
+                {
+                    Ok(()) => CommandResult::PartStaged {
+                        upload: *upload,
+                        part: *part,
+                    },
+                    Err(e) => CommandResult::Rejected(Rejection::from(&e)),
+                };
+            }
             Command::Cancel { target } => Event::Cancel { target: *target },
             Command::WorkerJoin { spec, running } => Event::WorkerJoin {
                 spec: spec.clone(),
@@ -562,6 +609,7 @@ impl StateMachine {
                             job,
                             idempotency,
                             submitter,
+                            ..
                         } => {
                             if let Some(key) = idempotency {
                                 self.idempotency.remember(now, key, job_id, tasks);
@@ -767,6 +815,7 @@ impl StateMachine {
             tokens: self.tokens.snapshot(),
             identities: self.identities.clone(),
             cache: self.cache.snapshot(),
+            uploads: self.uploads.snapshot(),
         }
     }
 
@@ -798,6 +847,7 @@ impl StateMachine {
             tokens: TokenTable::restore(snapshot.tokens),
             identities: snapshot.identities,
             cache,
+            uploads: StagedUploads::restore(snapshot.uploads),
             progress,
             transitions: Vec::new(),
             touched_jobs: Vec::new(),

@@ -36,6 +36,8 @@ pub const MAGIC: [u8; 8] = *b"DROVSNAP";
 /// `drover_sched::pre_driver_layout`: every task on `process`, no checkpoints, every
 /// worker with `process` only); the checkpoints of task records; and the result cache
 /// at the end (older snapshots read with an empty cache).
+/// Version 3 also holds the parts of large jobs sent ahead of their submission
+/// (`staging.rs`; older snapshots read with none).
 pub const FORMAT_VERSION: u32 = 3;
 /// The oldest version still read.
 const OLDEST_READ: u32 = 1;
@@ -60,6 +62,7 @@ impl From<StateSnapshotV1> for StateSnapshot {
             tokens: Default::default(),
             identities: Default::default(),
             cache: Default::default(),
+            uploads: Vec::new(),
         }
     }
 }
@@ -85,6 +88,7 @@ impl From<StateSnapshotV2> for StateSnapshot {
             tokens: v2.tokens,
             identities: v2.identities,
             cache: Default::default(),
+            uploads: Vec::new(),
         }
     }
 }
@@ -479,6 +483,7 @@ mod tests {
                 },
                 idempotency: None,
                 submitter: None,
+                staged: None,
             }],
         });
         let state = m.snapshot();
@@ -551,6 +556,7 @@ mod tests {
                 },
                 idempotency: None,
                 submitter: None,
+                staged: None,
             }],
         });
         let state = m.snapshot();

@@ -71,6 +71,7 @@ fn the_latest_checkpoint_is_recorded_and_the_next_attempt_resumes_from_it() {
         },
         idempotency: None,
         submitter: None,
+        staged: None,
     };
     let (_, d) = m.apply(&entry(1_000, vec![join, submit]));
     let t = TaskId(1);
@@ -148,6 +149,7 @@ fn the_latest_checkpoint_is_recorded_and_the_next_attempt_resumes_from_it() {
             },
             idempotency: None,
             submitter: None,
+            staged: None,
         }],
     ));
     let (results, _) = m.apply(&entry(4_001, vec![saved(TaskId(2), 1, 1)]));

@@ -43,6 +43,7 @@ fn submit(name: &str, n: usize) -> Command {
         },
         idempotency: None,
         submitter: None,
+        staged: None,
     }
 }
 

@@ -21,6 +21,7 @@ fn keyed(name: &str, key: &str) -> Command {
         idempotency: Some(IdempotencyKey::for_job(key.into(), &job)),
         job,
         submitter: None,
+        staged: None,
     }
 }
 
@@ -62,6 +63,7 @@ fn a_retried_submission_with_the_same_key_is_answered_as_the_first_and_adds_noth
         job: job("a"),
         idempotency: None,
         submitter: None,
+        staged: None,
     };
     apply(&mut m, 4_000, vec![plain.clone(), plain]);
     assert_eq!(task_count(&m), 4);

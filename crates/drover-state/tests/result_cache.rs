@@ -73,6 +73,7 @@ impl Cluster {
             },
             idempotency: None,
             submitter: None,
+            staged: None,
         }]);
         match &r[0] {
             CommandResult::Submitted { tasks, .. } => (0..tasks.count as u64)

@@ -84,6 +84,7 @@ fn a_retirement_removes_jobs_and_results_and_reports_the_ranges() {
         },
         idempotency: None,
         submitter: None,
+        staged: None,
     };
     let out = apply(&mut m, 2, 1_000, vec![job("a")]);
     let out = finish_all(&mut m, 3, 1_010, &out);

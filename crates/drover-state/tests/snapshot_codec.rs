@@ -212,6 +212,7 @@ fn rich() -> StateMachine {
             job,
             idempotency: None,
             submitter: None,
+            staged: None,
         }],
     );
     let (r, d) = m.apply(&e);
@@ -295,6 +296,7 @@ fn rich() -> StateMachine {
                     fingerprint: 42,
                 }),
                 submitter: None,
+                staged: None,
             }],
         ),
     );
@@ -387,6 +389,7 @@ fn a_rich_state_round_trips_and_the_restored_machine_behaves_the_same() {
                     fingerprint: 42,
                 }),
                 submitter: None,
+                staged: None,
             }],
         ),
         entry(

@@ -110,6 +110,7 @@ fn setup() -> Vec<Command> {
             job: dag_job(),
             idempotency: None,
             submitter: None,
+            staged: None,
         },
     ]
 }
@@ -192,6 +193,7 @@ fn a_snapshot_without_job_names_in_the_core_learns_them_on_restore() {
         },
         idempotency: None,
         submitter: None,
+        staged: None,
     };
     m.apply(&entry(
         1_000,
@@ -251,6 +253,7 @@ fn submissions_and_cancellations_answer_per_command() {
                 job: dag_job(),
                 idempotency: None,
                 submitter: None,
+                staged: None,
             },
             Command::Submit {
                 job: JobSpec {
@@ -259,6 +262,7 @@ fn submissions_and_cancellations_answer_per_command() {
                 },
                 idempotency: None,
                 submitter: None,
+                staged: None,
             },
             Command::Cancel {
                 target: CancelTarget::Task(TaskId(7)),

@@ -37,6 +37,7 @@ fn submit(submitter: Option<u64>) -> Command {
         },
         idempotency: None,
         submitter,
+        staged: None,
     }
 }
 
@@ -94,8 +95,8 @@ fn tokens_survive_a_snapshot_and_a_version_1_snapshot_still_reads() {
     assert_eq!(r[0], CommandResult::TokenCreated { id: 3 });
 
     // A version 1 snapshot is a version 3 one without the token table, the worker
-    // identities and the result cache: written from a state with none, its last bytes
-    // are those three; a version 2 one lacks only the cache.
+    // identities, the result cache and the staged uploads: written from a state with
+    // none, its last bytes are those four; a version 2 one lacks only the last two.
     let plain = StateMachine::new(SchedulerConfig::default());
     let snap = plain.snapshot();
     let v3 = write_snapshot(b"", &snap, Cursor::new(Vec::new()))
@@ -111,10 +112,11 @@ fn tokens_survive_a_snapshot_and_a_version_1_snapshot_still_reads() {
         old[16..24].copy_from_slice(&body_len.to_le_bytes());
         StateMachine::restore(SnapshotReader::open(&old[..]).unwrap().state().unwrap())
     };
-    let tail = postcard::to_stdvec(&(&snap.tokens, &snap.identities, &snap.cache)).unwrap();
+    let tail =
+        postcard::to_stdvec(&(&snap.tokens, &snap.identities, &snap.cache, &snap.uploads)).unwrap();
     let old = older(tail, 1);
     assert_eq!(old.tokens().iter().count(), 0);
-    let tail = postcard::to_stdvec(&snap.cache).unwrap();
+    let tail = postcard::to_stdvec(&(&snap.cache, &snap.uploads)).unwrap();
     let old = older(tail, 2);
     assert_eq!(old.cache().entries().count(), 0);
 }

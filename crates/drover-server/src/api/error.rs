@@ -94,6 +94,7 @@ impl From<Rejection> for ApiError {
             "invalid_request" => StatusCode::BAD_REQUEST,
             "not_found" => StatusCode::NOT_FOUND,
             "conflict" | "stale" => StatusCode::CONFLICT,
+            "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         };
         ApiError::new(status, &r.code, r.message, r.field)

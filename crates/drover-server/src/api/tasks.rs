@@ -152,6 +152,7 @@ pub(super) async fn submit(
             job,
             idempotency,
             submitter: caller.token,
+            staged: None,
         })
         .await?
     {

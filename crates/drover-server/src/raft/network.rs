@@ -252,9 +252,24 @@ impl Network {
 impl RaftNetwork<TypeConfig> for Network {
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        // A follower that is behind is offered up to `max_payload_entries` entries at
+        // once; several large ones together would not be taken in within the append's
+        // limit (one heartbeat), every try would time out, and the follower would never
+        // catch up. Send a bounded run and say how far it got: openraft sends the rest
+        // next (a partial success).
+        let keep = bounded_run(&rpc.entries, APPEND_BYTES);
+        if keep < rpc.entries.len() {
+            let last = rpc.entries[keep - 1].log_id;
+            rpc.entries.truncate(keep);
+            let answer = self.call(APPEND_PATH, Body::Json(&rpc), &option).await?;
+            return Ok(match answer {
+                AppendEntriesResponse::Success => AppendEntriesResponse::PartialSuccess(Some(last)),
+                other => other,
+            });
+        }
         self.call(APPEND_PATH, Body::Json(&rpc), &option).await
     }
 
@@ -279,4 +294,23 @@ impl RaftNetwork<TypeConfig> for Network {
     ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
         self.call(VOTE_PATH, Body::Json(&rpc), &option).await
     }
+}
+
+/// Most bytes (estimated) of entries sent in one append; see `append_entries`.
+const APPEND_BYTES: usize = 512 << 10;
+
+/// How many of `entries`, from the first, fit in `limit` estimated bytes (at least one).
+fn bounded_run(entries: &[openraft::Entry<TypeConfig>], limit: usize) -> usize {
+    let mut bytes = 0;
+    for (i, e) in entries.iter().enumerate() {
+        let b = match &e.payload {
+            openraft::EntryPayload::Normal(entry) => crate::entry_size::entry(entry),
+            _ => 64,
+        };
+        if i > 0 && bytes + b > limit {
+            return i;
+        }
+        bytes += b;
+    }
+    entries.len()
 }

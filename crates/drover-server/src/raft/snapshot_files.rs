@@ -322,6 +322,7 @@ mod tests {
                 },
                 idempotency: None,
                 submitter: None,
+                staged: None,
             }],
         });
         m.snapshot()
