@@ -463,7 +463,11 @@ fn twenty_leader_kills_under_load_lose_nothing_and_never_run_a_task_twice() {
 
     // Let the queue drain (what starts from now on ends at once), then check the
     // history and that the replicas agree.
-    std::fs::write(&hold, "0").unwrap();
+    // Replaced whole (rename), never truncated in place: a task reading the file
+    // between the truncation and the write got "" and `sleep ""` failed it.
+    let next = set.root.join("hold.next");
+    std::fs::write(&next, "0").unwrap();
+    std::fs::rename(&next, &hold).unwrap();
     let leader = drain_and_check(&set, &history, watch, &runs);
     let tasks = list_tasks(&set, leader);
     let (failed, requeued) = failures(&set, leader, &tasks);

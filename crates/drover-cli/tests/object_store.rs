@@ -364,4 +364,34 @@ fn every_server_of_a_group_reads_the_archive_and_a_new_leader_keeps_archiving() 
         },
         || set.logs(),
     );
+
+    // A checkpoint is put into the object store before it is logged: it outlives the
+    // server that took it (a new leader reads it from there).
+    let ckpt = set.submit(&json!({
+        "command": ["echo step > \"$DROVER_CHECKPOINT_DIR/state\"; sleep 3"],
+        "shell": true,
+        "checkpoint": {"interval_ms": 200}
+    }));
+    let saved = poll(
+        "a checkpoint of the task in the object store",
+        SLOW,
+        || {
+            std::fs::read_dir(blobs.join(format!("checkpoints/{ckpt}")))
+                .ok()?
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .find(|n| n.starts_with("1."))
+        },
+        || set.logs(),
+    );
+    let recorded = poll(
+        "the checkpoint to be recorded",
+        SLOW,
+        || set.task_on(next, ckpt).and_then(|t| t.checkpoint),
+        || set.logs(),
+    );
+    assert!(
+        saved.starts_with(&format!("{}.", recorded.attempt.0)),
+        "{saved} vs {recorded:?}"
+    );
 }

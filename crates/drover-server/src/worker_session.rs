@@ -356,7 +356,13 @@ async fn serve(
     .collect::<Vec<_>>();
     for start in restarts {
         // The checkpoint a start resumes from goes just before it.
-        for m in crate::checkpoint::restore_messages(&node.checkpoints, &start).await {
+        for m in crate::checkpoint::restore_messages(
+            &node.checkpoints,
+            node.archive.is_some().then_some(&node.blobs),
+            &start,
+        )
+        .await
+        {
             send(&mut socket, &m).await?;
         }
         send(&mut socket, &ServerMessage::Start(start)).await?;
@@ -763,8 +769,9 @@ async fn take_checkpoint(
         }
     };
     let store = node.checkpoints.clone();
+    let bytes = bytes::Bytes::from(bytes);
     let saved = {
-        let checkpoint = checkpoint.clone();
+        let (checkpoint, bytes) = (checkpoint.clone(), bytes.clone());
         tokio::task::spawn_blocking(move || store.save(task, &checkpoint, &bytes)).await
     };
     match saved {
@@ -777,6 +784,9 @@ async fn take_checkpoint(
             tracing::error!(%task, "storing a checkpoint failed: {e}");
             return;
         }
+    }
+    if node.archive.is_some() {
+        crate::checkpoint::archive(&node.blobs, task, &checkpoint, bytes).await;
     }
     let which = checkpoint.to_string();
     match node

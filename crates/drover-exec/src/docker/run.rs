@@ -148,10 +148,12 @@ impl ContainerRun {
         {
             return self.spawn_failed(start_error(&self.image, "create", &e));
         }
-        // Attached before the start (with the logs so far), so no output is missed.
+        // Attached before the start, so no output is missed; without the log replay
+        // (`logs`), which under load could deliver the first lines a second time (the
+        // replay and the live stream overlapping), doubling them in the output file.
         let attach = AttachContainerOptions {
             stream: true,
-            logs: true,
+            logs: false,
             stdout: true,
             stderr: true,
             stdin: self.stdin.is_some(),

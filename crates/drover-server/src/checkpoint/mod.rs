@@ -6,8 +6,13 @@
 //! `--max-checkpoint`), checks its digest, stores it (temporary file, fsync, rename:
 //! a version is visible only whole) and then logs `CheckpointSaved`, so every server
 //! and `drover status` know the latest version, and the next start of the task names
-//! it. The leader sends the stored bytes before such a start. Kept behind this module
-//! so that another backend (an object store) can take its place.
+//! it. The leader sends the stored bytes before such a start.
+//!
+//! With an object store configured (`--object-store`), every version is also put there
+//! (`checkpoints/<task>/<attempt>.<version>`) before it is logged, and a server that
+//! does not hold a version on its disk (a new leader after a failover) reads it from
+//! there: the checkpoint then survives the loss of the server that took it. Without
+//! one, only that server holds it.
 
 pub mod store;
 pub mod upload;
@@ -15,8 +20,10 @@ pub mod upload;
 pub use store::{CheckpointError, CheckpointStore};
 pub use upload::Uploads;
 
-use drover_proto::checkpoint::CheckpointChunk;
+use crate::blob::{BlobKey, BlobStore};
+use drover_proto::checkpoint::{CheckpointChunk, CheckpointRef, digest_hex};
 use drover_proto::worker::{ServerMessage, StartTask};
+use drover_types::TaskId;
 use std::sync::Arc;
 
 /// The messages that carry the checkpoint `start` resumes from, to send just before
@@ -24,18 +31,21 @@ use std::sync::Arc;
 /// checkpoint (the worker then starts the attempt without it, and says so).
 pub async fn restore_messages(
     store: &Arc<CheckpointStore>,
+    archive: Option<&BlobStore>,
     start: &StartTask,
 ) -> Vec<ServerMessage> {
     let Some(resume) = start.resume.clone() else {
         return Vec::new();
     };
-    let (store, task) = (store.clone(), start.task);
-    let loaded = tokio::task::spawn_blocking(move || {
-        store
-            .load(task, &resume)
-            .map(|bytes| CheckpointChunk::split(task, resume.attempt, resume.version, &bytes))
-    })
-    .await;
+    let (local, task) = (store.clone(), start.task);
+    let wanted = resume.clone();
+    let mut loaded = tokio::task::spawn_blocking(move || local.load(task, &wanted)).await;
+    if let (Ok(Err(CheckpointError::Missing { .. })), Some(archive)) = (&loaded, archive) {
+        loaded = Ok(load_archived(archive, task, &resume).await);
+    }
+    let loaded = loaded.map(|r| {
+        r.map(|bytes| CheckpointChunk::split(task, resume.attempt, resume.version, &bytes))
+    });
     match loaded {
         Ok(Ok(chunks)) => chunks.into_iter().map(ServerMessage::Checkpoint).collect(),
         Ok(Err(e)) => {
@@ -45,6 +55,54 @@ pub async fn restore_messages(
         Err(e) => {
             tracing::error!(%task, "reading a checkpoint failed: {e}");
             Vec::new()
+        }
+    }
+}
+
+/// Where a checkpoint version is kept in the object store.
+pub fn archive_key(task: TaskId, c: &CheckpointRef) -> Option<BlobKey> {
+    BlobKey::new(format!(
+        "checkpoints/{}/{}.{}",
+        task.0, c.attempt.0, c.version
+    ))
+    .ok()
+}
+
+/// Puts a stored version into the object store too (before it is logged).
+pub async fn archive(store: &BlobStore, task: TaskId, c: &CheckpointRef, bytes: bytes::Bytes) {
+    let Some(key) = archive_key(task, c) else {
+        return;
+    };
+    if let Err(e) = store.put(&key, bytes).await {
+        tracing::warn!(%task, which = %c, "could not put a checkpoint into the object store: {e}");
+    }
+}
+
+/// A version read back from the object store, checked against its digest.
+async fn load_archived(
+    store: &BlobStore,
+    task: TaskId,
+    c: &CheckpointRef,
+) -> Result<Vec<u8>, CheckpointError> {
+    let missing = || CheckpointError::Missing {
+        task,
+        which: c.to_string(),
+    };
+    let key = archive_key(task, c).ok_or_else(missing)?;
+    let max = usize::try_from(c.size).unwrap_or(usize::MAX);
+    match store.read(&key, 0, max).await {
+        Ok(Some((bytes, _))) if digest_hex(&bytes) == c.digest => {
+            tracing::info!(%task, which = %c, "checkpoint read from the object store");
+            Ok(bytes)
+        }
+        Ok(Some(_)) => Err(CheckpointError::DigestMismatch {
+            task,
+            which: c.to_string(),
+        }),
+        Ok(None) => Err(missing()),
+        Err(e) => {
+            tracing::warn!(%task, which = %c, "reading a checkpoint from the object store: {e}");
+            Err(missing())
         }
     }
 }
