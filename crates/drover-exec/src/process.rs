@@ -201,14 +201,7 @@ impl ProcessDriver {
         let dir = self.attempt_dir(spec.task, spec.attempt);
         let stdout_path = self.log_path(spec.task, spec.attempt, Stream::Stdout);
         let stderr_path = self.log_path(spec.task, spec.attempt, Stream::Stderr);
-        // Output of an earlier run of the same attempt must not pass for this one's.
-        for p in [&stdout_path, &stderr_path] {
-            match fs::remove_file(p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(ExecError::io("removing", p, e)),
-            }
-        }
+        remove_stale_logs(&stdout_path, &stderr_path)?;
         let failed = |message: String| {
             spawn_failed(
                 &spec,
@@ -511,6 +504,19 @@ impl ProcessDriver {
         }
         Ok(())
     }
+}
+
+/// Removes an attempt's log files left by an earlier run of the same attempt: its
+/// output must not pass for this one's.
+pub(crate) fn remove_stale_logs(stdout: &Path, stderr: &Path) -> Result<(), ExecError> {
+    for p in [stdout, stderr] {
+        match fs::remove_file(p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(ExecError::io("removing", p, e)),
+        }
+    }
+    Ok(())
 }
 
 /// Makes `dir` exist and be empty (a re-run of the same attempt starts clean).

@@ -10,7 +10,7 @@ use crate::driver::{Driver, OrphanReport};
 use crate::error::ExecError;
 use crate::kill::KillHandle;
 use crate::output::Drain;
-use crate::process::{fresh_dir, spawn_failed};
+use crate::process::{fresh_dir, remove_stale_logs, spawn_failed};
 use crate::spec::{LaunchSpec, Stream};
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig};
@@ -150,13 +150,7 @@ impl DockerDriver {
         let dir = self.attempt_dir(spec.task, spec.attempt);
         let stdout_path = self.log_path(spec.task, spec.attempt, Stream::Stdout);
         let stderr_path = self.log_path(spec.task, spec.attempt, Stream::Stderr);
-        for p in [&stdout_path, &stderr_path] {
-            match fs::remove_file(p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(ExecError::io("removing", p, e)),
-            }
-        }
+        remove_stale_logs(&stdout_path, &stderr_path)?;
         let failed = |message: String| {
             spawn_failed(
                 &spec,

@@ -5,7 +5,7 @@ use crate::config::DEFAULT_PATH;
 use crate::confine;
 use crate::driver::{Driver, OrphanReport};
 use crate::error::ExecError;
-use crate::finished::{AttemptUsage, Finished, OutputSummary};
+use crate::finished::AttemptUsage;
 use crate::kill::KillHandle;
 use crate::output_sink::OutputSink;
 use crate::plugin::attempt::{AttemptRun, supervise};
@@ -13,8 +13,8 @@ use crate::plugin::config::PluginConfig;
 use crate::plugin::connection::PluginConnection;
 use crate::plugin::error::PluginError;
 use crate::plugin::wire::{AttemptStatus, Description, Op, PROTOCOL_VERSION, WireStream};
+use crate::process::{fresh_dir, remove_stale_logs, spawn_failed};
 use crate::spec::{LaunchSpec, Stream};
-use drover_types::Outcome;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
@@ -168,13 +168,7 @@ impl PluginDriver {
         let dir = self.attempt_dir(spec.task, spec.attempt);
         let stdout_path = shared.log_path(spec.task, spec.attempt, Stream::Stdout);
         let stderr_path = shared.log_path(spec.task, spec.attempt, Stream::Stderr);
-        for p in [&stdout_path, &stderr_path] {
-            match fs::remove_file(p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(ExecError::io("removing", p, e)),
-            }
-        }
+        remove_stale_logs(&stdout_path, &stderr_path)?;
         let failed = |message: String| {
             spawn_failed(
                 &spec,
@@ -518,53 +512,6 @@ impl UsageProbe for PluginUsage {
             wall_ms,
             ..*self.last.lock().unwrap_or_else(|e| e.into_inner())
         }
-    }
-}
-
-/// Makes `dir` exist and be empty (a re-run of the same attempt starts clean).
-fn fresh_dir(dir: &Path) -> Result<(), ExecError> {
-    match fs::create_dir(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            fs::remove_dir_all(dir).map_err(|e| ExecError::io("clearing", dir, e))?;
-            fs::create_dir(dir).map_err(|e| ExecError::io("creating", dir, e))
-        }
-        Err(e) => Err(ExecError::io("creating", dir, e)),
-    }
-}
-
-/// An attempt that never reached the plugin: its wait() reports `SpawnFailed` at once.
-fn spawn_failed(
-    spec: &LaunchSpec,
-    dir: PathBuf,
-    stdout_path: PathBuf,
-    stderr_path: PathBuf,
-    message: String,
-) -> RunningAttempt {
-    let (tx, rx) = oneshot::channel();
-    let _ = tx.send(Finished {
-        outcome: Outcome::SpawnFailed { message },
-        usage: AttemptUsage::default(),
-        stdout: OutputSummary {
-            path: stdout_path.clone(),
-            ..OutputSummary::default()
-        },
-        stderr: OutputSummary {
-            path: stderr_path.clone(),
-            ..OutputSummary::default()
-        },
-        result: Vec::new(),
-    });
-    RunningAttempt {
-        task: spec.task,
-        attempt: spec.attempt,
-        pid: None,
-        dir,
-        kill: KillHandle::new(),
-        probe: None,
-        done: rx,
-        stdout_path,
-        stderr_path,
     }
 }
 
