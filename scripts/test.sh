@@ -75,6 +75,8 @@ cargo bench -p drover-cli --bench ha -- --quick
 cargo bench -p drover-server --bench snapshot -- --quick
 cargo bench -p drover-state --bench retention -- --quick
 cargo bench -p drover-cli --bench retention -- --quick
-# 10 simulated workers (real agents, real sockets) against a real server, 10,000 tasks;
-# then the queued case (memory and start-up): one job of 10,000 tasks, RSS, restart.
-cargo bench -p drover-cli --bench scale -- --quick
+# The benchmark report at 1/100 scale, into a scratch directory (docs/benchmarks is
+# regenerated at full scale by hand): the scale harness at 1, 10, 100 and 1,000 simulated
+# workers (real agents, real sockets) against a real server, arrivals below capacity,
+# the queued case (memory and restart), then the plots and tables.
+scripts/bench-report.sh --quick --no-profile --out "$(mktemp -d /tmp/drover-report.XXXXXX)"
