@@ -55,7 +55,15 @@ fi
 command -v cargo >/dev/null 2>&1 || { echo "cargo is required (https://rustup.rs)" >&2; exit 1; }
 
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
-step() { printf '\n== %s\n' "$*"; }
+# Disk: a cold run writes about NN GiB under target/. Incremental compilation data is
+# most of a debug target's size and buys nothing in a run that compiles once, so CI
+# (CI=true) turns it off; developers keep it. Free space is printed before and after,
+# so a run that dies of a full disk says so at once.
+if [ -n "${CI:-}" ]; then export CARGO_INCREMENTAL=0; fi
+disk() { df -h --output=avail,target . 2>/dev/null | tail -n 1 | awk '{print "free disk: " $1 " on " $2}'; }
+disk
+trap disk EXIT
+step() { printf '\n== %s\n' "$*"; disk; }
 
 step "format"
 cargo fmt --all -- --check
