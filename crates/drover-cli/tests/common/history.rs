@@ -178,15 +178,25 @@ impl History {
 }
 
 /// Every task server `i` holds, in id order.
+///
+/// A linearizable read answers 503 when a majority does not confirm the leader in
+/// time; on a loaded machine (a CI host compiling beside the test) that happens without
+/// any fault, so a page answered 503 is asked again for up to a minute. Any other
+/// status fails at once.
 pub fn list_tasks(set: &ServerSet, i: usize) -> Vec<TaskSummary> {
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let path = match &cursor {
             Some(c) => format!("/v1/tasks?limit=1000&cursor={c}"),
             None => "/v1/tasks?limit=1000".to_string(),
         };
         let r = set.get(i, &path);
+        if r.status == 503 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(250));
+            continue;
+        }
         assert_eq!(r.status, 200, "listing tasks on server {i}: {}", r.text());
         let page: TaskList = serde_json::from_slice(&r.body).expect("a task list");
         out.extend(page.tasks);
