@@ -117,6 +117,36 @@ impl<'de> Deserialize<'de> for Number {
     }
 }
 
+/// A label's value: a string, or a number written as one (`business_value: 10`), so
+/// that numeric labels for the multifactor queue policy read as written.
+#[derive(Debug)]
+struct LabelText(String);
+
+impl<'de> Deserialize<'de> for LabelText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<LabelText, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = LabelText;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or a number")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<LabelText, E> {
+                Ok(LabelText(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<LabelText, E> {
+                Ok(LabelText(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<LabelText, E> {
+                Ok(LabelText(v.to_string()))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<LabelText, E> {
+                Ok(LabelText(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// An entry of `after`: a task id or a key.
 #[derive(Debug)]
 enum Dep {
@@ -258,7 +288,7 @@ struct TaskEntry {
     #[serde(default)]
     retry_on_exit_codes: Vec<i32>,
     #[serde(default)]
-    labels: BTreeMap<String, String>,
+    labels: BTreeMap<String, LabelText>,
     #[serde(default)]
     constraints: Vec<String>,
     #[serde(default)]
@@ -419,7 +449,7 @@ impl TaskEntry {
                 backoff,
                 retry_on_exit_codes: self.retry_on_exit_codes,
             },
-            labels: self.labels,
+            labels: self.labels.into_iter().map(|(k, v)| (k, v.0)).collect(),
             constraints: self
                 .constraints
                 .iter()
