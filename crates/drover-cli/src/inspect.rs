@@ -613,8 +613,8 @@ pub async fn policy(g: &Global, a: PolicyArgs) -> Result<ExitCode> {
                 a.queue.as_deref().unwrap_or("")
             );
         }
-        let factors = MultifactorWeights::parse(w)
-            .map_err(|e| anyhow::anyhow!("--priority-weights: {e}"))?;
+        let factors =
+            MultifactorWeights::parse(w).map_err(|e| anyhow::anyhow!("--priority-weights: {e}"))?;
         policy.queue = QueuePolicyKind::Multifactor { factors };
     }
     if let Some(p) = &a.placement {

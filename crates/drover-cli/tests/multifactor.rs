@@ -38,10 +38,14 @@ fn multifactor_weights_order_tasks_and_status_shows_the_effective_priority() {
     assert_eq!(r.error()["field"], "queue.factors.age", "{}", r.text());
     assert_eq!(c.get_ok("/v1/policy")["queue"]["kind"], "priority");
 
+    // Without prefetch, so that the queued tasks stay in the server's queue (a task
+    // prefetched to a worker is no longer ordered by the queue policy).
     let out = c.cli_ok(&[
         "policy",
         "--priority-weights",
         "age=1,priority=1000,label:business_value=10",
+        "--prefetch",
+        "0",
     ]);
     assert!(
         out.stdout

@@ -20,8 +20,8 @@ use crate::scheduler::SchedulerConfig;
 use crate::view::AttemptRecord;
 use drover_types::{
     ArraySpec, Attempt, Backoff, DepRef, FailureCause, LabelSelector, Limits, Millis,
-    MultifactorWeights, Outcome, PlacementPolicyKind, PolicyConfig, QueuePolicyKind, Resources, RetryPolicy, SecretString,
-    TaskId, TaskSpec, WorkerId, WorkerSpec,
+    MultifactorWeights, Outcome, PlacementPolicyKind, PolicyConfig, QueuePolicyKind, Resources,
+    RetryPolicy, SecretString, TaskId, TaskSpec, WorkerId, WorkerSpec,
 };
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
@@ -303,9 +303,13 @@ struct AttemptRecordC {
 #[serde(remote = "QueuePolicyKind")]
 enum QueuePolicyKindC {
     Fcfs,
-    Priority { aging_ms: u64 },
+    Priority {
+        aging_ms: u64,
+    },
     ShortestJobFirst,
-    FairShare { weights: BTreeMap<String, u32> },
+    FairShare {
+        weights: BTreeMap<String, u32>,
+    },
     // Appended, so a snapshot written before it (variant indices 0-3) reads unchanged:
     // no new snapshot format is needed for it.
     Multifactor {

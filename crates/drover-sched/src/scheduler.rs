@@ -465,13 +465,19 @@ impl Scheduler {
             return None;
         }
         let now = now.max(self.now);
-        Some(weights.explain(&FactorInput {
-            priority: rec.spec.priority,
-            waited_ms: now.0.saturating_sub(rec.ready_at.0),
-            cpu_milli: rec.spec.resources.cpu_milli,
-            labels: &rec.spec.labels,
-            owner_cpu_milli: self.owner_usage.get(rec.owner as usize).copied().unwrap_or(0),
-        }))
+        Some(
+            weights.explain(&FactorInput {
+                priority: rec.spec.priority,
+                waited_ms: now.0.saturating_sub(rec.ready_at.0),
+                cpu_milli: rec.spec.resources.cpu_milli,
+                labels: &rec.spec.labels,
+                owner_cpu_milli: self
+                    .owner_usage
+                    .get(rec.owner as usize)
+                    .copied()
+                    .unwrap_or(0),
+            }),
+        )
     }
 
     /// (group, shape, key) of a ready task in the queue.

@@ -838,8 +838,10 @@ impl Harness {
                         .unwrap(),
                     },
                     _ => QueuePolicyKind::Multifactor {
-                        factors: drover_types::MultifactorWeights::parse("priority=3,age=-2,size=1")
-                            .unwrap(),
+                        factors: drover_types::MultifactorWeights::parse(
+                            "priority=3,age=-2,size=1",
+                        )
+                        .unwrap(),
                     },
                 };
                 let placement = [

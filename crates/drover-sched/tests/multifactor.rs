@@ -87,14 +87,24 @@ fn each_term_orders_ready_tasks() {
         (
             "size, positive: bigger first",
             "size=1",
-            vec![cpus(task(), 2), cpus(task(), 3), cpus(task(), 2), cpus(task(), 3)],
+            vec![
+                cpus(task(), 2),
+                cpus(task(), 3),
+                cpus(task(), 2),
+                cpus(task(), 3),
+            ],
             3,
             ids(&[2, 4, 1, 3]),
         ),
         (
             "size, negative: smaller first",
             "size=-1",
-            vec![cpus(task(), 3), cpus(task(), 2), cpus(task(), 3), cpus(task(), 2)],
+            vec![
+                cpus(task(), 3),
+                cpus(task(), 2),
+                cpus(task(), 3),
+                cpus(task(), 2),
+            ],
             3,
             ids(&[2, 4, 1, 3]),
         ),
@@ -184,7 +194,11 @@ fn the_order_is_deterministic_and_survives_a_snapshot() {
         ));
         for i in 0..12u64 {
             let t = owned(
-                label(cpus(prio(task(), (i % 4) as i32), 1 + (i % 2) as u32), "bv", &i.to_string()),
+                label(
+                    cpus(prio(task(), (i % 4) as i32), 1 + (i % 2) as u32),
+                    "bv",
+                    &i.to_string(),
+                ),
                 ["a", "b", "c"][(i % 3) as usize],
             );
             env.submit(vec![t]);

@@ -575,13 +575,21 @@ fn a_multifactor_policy_round_trips_through_the_binary_format() {
         prefetch_per_worker: 0,
         ..PolicyConfig::default()
     };
-    m.apply(&entry(5_000, vec![Command::SetPolicy { policy: policy.clone() }]));
+    m.apply(&entry(
+        5_000,
+        vec![Command::SetPolicy {
+            policy: policy.clone(),
+        }],
+    ));
     m.scheduler().check_invariants().unwrap();
     let (_, mut restored) = decode(&encode(&m, b"")).expect("decode");
     restored.scheduler().check_invariants().unwrap();
     assert_eq!(restored.scheduler().policy(), &policy);
     assert_eq!(as_json(&restored), as_json(&m));
     let more = entry(706_000, vec![worker("w6", 2, &[("zone", "mars")])]);
-    let (a, b) = (m.apply_indexed(200, &more), restored.apply_indexed(200, &more));
+    let (a, b) = (
+        m.apply_indexed(200, &more),
+        restored.apply_indexed(200, &more),
+    );
     assert_eq!(a.dispatches, b.dispatches);
 }

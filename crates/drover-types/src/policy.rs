@@ -1,8 +1,8 @@
 //! The scheduling policies a cluster can be switched between at runtime.
 
+use crate::priority_weights::{MAX_LABEL_WEIGHTS, MultifactorWeights};
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
-use crate::priority_weights::{MAX_LABEL_WEIGHTS, MultifactorWeights};
 use std::collections::BTreeMap;
 
 /// Which ready task goes first. In JSON: `{"kind": "priority", "aging_ms": 60000}`.

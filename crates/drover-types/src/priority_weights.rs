@@ -30,7 +30,11 @@ pub const MAX_LABEL_VALUE: i64 = 1_000_000_000_000;
 /// `{"priority": 1000, "age": 1, "labels": {"business_value": 10}}`; a weight left out is 0.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(default, deny_unknown_fields, expecting = "priority weights: an object")]
+#[serde(
+    default,
+    deny_unknown_fields,
+    expecting = "priority weights: an object"
+)]
 pub struct MultifactorWeights {
     /// Points per level of the task's `priority`.
     pub priority: i32,
@@ -88,8 +92,9 @@ impl MultifactorWeights {
                 });
             }
             seen.push(name.to_string());
-            let signed =
-                || i32::try_from(weight).map_err(|_| PriorityWeightsError::BadWeight { term: owned() });
+            let signed = || {
+                i32::try_from(weight).map_err(|_| PriorityWeightsError::BadWeight { term: owned() })
+            };
             match name {
                 "priority" => w.priority = signed()?,
                 "age" => w.age = signed()?,
@@ -177,7 +182,9 @@ impl MultifactorWeights {
             .map(|t| t.weight as i128 * t.value_milli as i128)
             .sum();
         EffectivePriority {
-            value: milli.div_euclid(1000).clamp(i64::MIN as i128, i64::MAX as i128) as i64,
+            value: milli
+                .div_euclid(1000)
+                .clamp(i64::MIN as i128, i64::MAX as i128) as i64,
             terms,
         }
     }
@@ -358,7 +365,10 @@ mod tests {
             "\"age=x\": the weight must be a whole number that fits 32 bits"
         );
         assert_eq!(err("age=1,age=2"), "\"age=2\": age is given twice");
-        assert_eq!(err("label:=2"), "\"label:=2\": label:NAME needs a label name");
+        assert_eq!(
+            err("label:=2"),
+            "\"label:=2\": label:NAME needs a label name"
+        );
         assert_eq!(
             err("fairshare=-1"),
             "\"fairshare=-1\": the fairshare weight cannot be negative"
