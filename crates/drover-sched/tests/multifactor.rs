@@ -49,10 +49,12 @@ fn ids(v: &[u64]) -> Vec<TaskId> {
     v.iter().map(|&i| TaskId(i)).collect()
 }
 
+/// (rule, weights, tasks, worker cpus, expected order)
+type Case = (&'static str, &'static str, Vec<TaskSpec>, u32, Vec<TaskId>);
+
 #[test]
 fn each_term_orders_ready_tasks() {
-    // (rule, weights, tasks, worker cpus, expected order)
-    let table: Vec<(&str, &str, Vec<TaskSpec>, u32, Vec<TaskId>)> = vec![
+    let table: Vec<Case> = vec![
         (
             "priority alone: higher first, ties by id",
             "priority=1",
