@@ -126,6 +126,16 @@ fn multifactor_weights_order_tasks_and_status_shows_the_effective_priority() {
         ("label:business_value".into(), 10, 20_000),
         "{info}"
     );
+    // The API's description has the field and the policy kind.
+    let doc = c.get_ok("/v1/openapi.json");
+    let schemas = &doc["components"]["schemas"];
+    assert!(
+        schemas["TaskInfo"]["properties"]["effective_priority"].is_object(),
+        "{}",
+        schemas["TaskInfo"]
+    );
+    assert!(schemas["EffectivePriority"]["properties"]["terms"].is_object());
+    assert!(doc.to_string().contains("\"multifactor\""));
     // A running task has none.
     assert!(c.get_ok(&format!("/v1/tasks/{b}"))["effective_priority"].is_null());
 
