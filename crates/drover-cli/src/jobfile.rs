@@ -20,7 +20,8 @@
 //! words as a shell would, quotes respected, but with no expansion; with `shell: true`
 //! a string goes to `/bin/sh -c` as is), `shell`, `env`, `secret_env`,
 //! `workdir`, `cpus`, `memory`, `disk`, `gpus`, `custom`, `after`, `priority`,
-//! `timeout`, `expected_runtime`, `retries`, `backoff`, `retry_on_exit_codes`, `labels`,
+//! `timeout`, `expected_runtime`, `retries`, `backoff`, `retry_on_exit_codes`, `labels`
+//! (values strings, or numbers kept as written: `{business_value: 150}`),
 //! `constraints`, `affinity`, `inputs`, `owner`, `array`, `driver`, `image` (an image
 //! without a driver means `driver: docker`), `cache` (`true`, or `{key, salt, ttl}`:
 //! see "Result cache" in the README). Unknown fields are errors.
@@ -513,6 +514,20 @@ pub fn parse(text: &str) -> Result<JobSpec> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn label_values_may_be_written_as_numbers() {
+        let job = parse(
+            "tasks:\n  - command: x\n    labels: {business_value: 150, ratio: -2.5, tier: gold, code: '007'}\n",
+        )
+        .unwrap();
+        let labels = &job.tasks[0].labels;
+        assert_eq!(labels["business_value"], "150");
+        assert_eq!(labels["ratio"], "-2.5");
+        assert_eq!(labels["tier"], "gold");
+        assert_eq!(labels["code"], "007");
+        assert!(parse("tasks:\n  - command: x\n    labels: {a: [1]}\n").is_err());
+    }
 
     #[test]
     fn a_job_file_reads_into_a_job() {
