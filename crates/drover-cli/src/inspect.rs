@@ -6,7 +6,9 @@ use crate::render;
 use anyhow::{Result, bail};
 use clap::Args;
 use drover_client::ListQuery;
-use drover_types::{PlacementPolicyKind, QueuePolicyKind, format_bytes, format_duration_ms};
+use drover_types::{
+    MultifactorWeights, PlacementPolicyKind, QueuePolicyKind, format_bytes, format_duration_ms,
+};
 use futures_util::StreamExt;
 use std::io::Write;
 use std::process::ExitCode;
@@ -51,6 +53,9 @@ pub async fn status(g: &Global, a: StatusArgs) -> Result<ExitCode> {
     }
     if let Some(r) = &t.reason {
         println!("  why:       {r}");
+    }
+    if let Some(e) = &t.effective_priority {
+        println!("  effective priority {e}");
     }
     if let Some(k) = &t.cache_key {
         println!("  cache key: {k}");
@@ -562,8 +567,15 @@ pub async fn drain(g: &Global, a: WorkerRefArgs, drain: bool) -> Result<ExitCode
 
 #[derive(Debug, Args)]
 pub struct PolicyArgs {
-    /// Queue policy: fcfs, priority, sjf, fair
+    /// Queue policy: fcfs, priority, sjf, fair, multifactor
     queue: Option<String>,
+    /// Multifactor weights (sets the queue policy to multifactor): FACTOR=WEIGHT,...
+    /// with factors priority (per level), age (per second ready), fairshare (taken off
+    /// per CPU core the owner holds), size (per CPU core asked; negative favors small
+    /// tasks) and label:NAME (per unit of a numeric label). E.g.
+    /// age=1,priority=1000,label:business_value=10
+    #[arg(long, value_name = "WEIGHTS")]
+    priority_weights: Option<String>,
     /// Placement: binpack, spread, round-robin
     #[arg(long)]
     placement: Option<String>,
@@ -580,6 +592,7 @@ pub async fn policy(g: &Global, a: PolicyArgs) -> Result<ExitCode> {
     let client = g.client()?;
     let mut policy = client.policy().await?;
     let changing = a.queue.is_some()
+        || a.priority_weights.is_some()
         || a.placement.is_some()
         || a.preemption.is_some()
         || a.prefetch.is_some();
@@ -588,8 +601,21 @@ pub async fn policy(g: &Global, a: PolicyArgs) -> Result<ExitCode> {
     }
     if let Some(q) = &a.queue {
         policy.queue = QueuePolicyKind::from_name(q).ok_or_else(|| {
-            anyhow::anyhow!("{q:?} is not a queue policy: use fcfs, priority, sjf or fair")
+            anyhow::anyhow!(
+                "{q:?} is not a queue policy: use fcfs, priority, sjf, fair or multifactor"
+            )
         })?;
+    }
+    if let Some(w) = &a.priority_weights {
+        if !matches!(policy.queue, QueuePolicyKind::Multifactor { .. }) && a.queue.is_some() {
+            bail!(
+                "--priority-weights sets the multifactor queue policy, not {:?}",
+                a.queue.as_deref().unwrap_or("")
+            );
+        }
+        let factors =
+            MultifactorWeights::parse(w).map_err(|e| anyhow::anyhow!("--priority-weights: {e}"))?;
+        policy.queue = QueuePolicyKind::Multifactor { factors };
     }
     if let Some(p) = &a.placement {
         policy.placement = PlacementPolicyKind::from_name(p).ok_or_else(|| {
@@ -609,7 +635,12 @@ pub async fn policy(g: &Global, a: PolicyArgs) -> Result<ExitCode> {
     if g.json {
         render::print_json(&policy)?;
     } else {
-        println!("queue:      {}", policy.queue.name());
+        match &policy.queue {
+            QueuePolicyKind::Multifactor { factors } => {
+                println!("queue:      multifactor ({})", factors.to_text())
+            }
+            q => println!("queue:      {}", q.name()),
+        }
         println!("placement:  {}", policy.placement.name());
         println!(
             "preemption: {}",

@@ -20,7 +20,8 @@
 //! words as a shell would, quotes respected, but with no expansion; with `shell: true`
 //! a string goes to `/bin/sh -c` as is), `shell`, `env`, `secret_env`,
 //! `workdir`, `cpus`, `memory`, `disk`, `gpus`, `custom`, `after`, `priority`,
-//! `timeout`, `expected_runtime`, `retries`, `backoff`, `retry_on_exit_codes`, `labels`,
+//! `timeout`, `expected_runtime`, `retries`, `backoff`, `retry_on_exit_codes`, `labels`
+//! (values strings, or numbers kept as written: `{business_value: 150}`),
 //! `constraints`, `affinity`, `inputs`, `owner`, `array`, `driver`, `image` (an image
 //! without a driver means `driver: docker`), `cache` (`true`, or `{key, salt, ttl}`:
 //! see "Result cache" in the README). Unknown fields are errors.
@@ -111,6 +112,36 @@ impl<'de> Deserialize<'de> for Number {
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Number, E> {
                 Ok(Number(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A label's value: a string, or a number written as one (`business_value: 10`), so
+/// that numeric labels for the multifactor queue policy read as written.
+#[derive(Debug)]
+struct LabelText(String);
+
+impl<'de> Deserialize<'de> for LabelText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<LabelText, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = LabelText;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or a number")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<LabelText, E> {
+                Ok(LabelText(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<LabelText, E> {
+                Ok(LabelText(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<LabelText, E> {
+                Ok(LabelText(v.to_string()))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<LabelText, E> {
+                Ok(LabelText(v.to_string()))
             }
         }
         d.deserialize_any(V)
@@ -258,7 +289,7 @@ struct TaskEntry {
     #[serde(default)]
     retry_on_exit_codes: Vec<i32>,
     #[serde(default)]
-    labels: BTreeMap<String, String>,
+    labels: BTreeMap<String, LabelText>,
     #[serde(default)]
     constraints: Vec<String>,
     #[serde(default)]
@@ -419,7 +450,7 @@ impl TaskEntry {
                 backoff,
                 retry_on_exit_codes: self.retry_on_exit_codes,
             },
-            labels: self.labels,
+            labels: self.labels.into_iter().map(|(k, v)| (k, v.0)).collect(),
             constraints: self
                 .constraints
                 .iter()
@@ -483,6 +514,20 @@ pub fn parse(text: &str) -> Result<JobSpec> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn label_values_may_be_written_as_numbers() {
+        let job = parse(
+            "tasks:\n  - command: x\n    labels: {business_value: 150, ratio: -2.5, tier: gold, code: '007'}\n",
+        )
+        .unwrap();
+        let labels = &job.tasks[0].labels;
+        assert_eq!(labels["business_value"], "150");
+        assert_eq!(labels["ratio"], "-2.5");
+        assert_eq!(labels["tier"], "gold");
+        assert_eq!(labels["code"], "007");
+        assert!(parse("tasks:\n  - command: x\n    labels: {a: [1]}\n").is_err());
+    }
 
     #[test]
     fn a_job_file_reads_into_a_job() {

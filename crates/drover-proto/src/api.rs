@@ -104,6 +104,10 @@ pub struct TaskInfo {
     /// starts from it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<crate::checkpoint::CheckpointRef>,
+    /// Under the multifactor queue policy, for a ready task: its effective priority
+    /// as of the read, with its terms (the queue orders by the same sum).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_priority: Option<drover_types::EffectivePriority>,
 }
 
 /// One row of a task listing.

@@ -324,6 +324,13 @@ fn queue_kinds() -> Vec<QueuePolicyKind> {
         QueuePolicyKind::FairShare {
             weights: [("owner1".to_string(), 3)].into(),
         },
+        // Every term, with the per-owner split (fairshare) and a label lookup.
+        QueuePolicyKind::Multifactor {
+            factors: drover_types::MultifactorWeights::parse(
+                "priority=1000,age=1,fairshare=100,size=-1,label:business_value=10",
+            )
+            .unwrap(),
+        },
     ]
 }
 

@@ -19,9 +19,9 @@
 use crate::scheduler::SchedulerConfig;
 use crate::view::AttemptRecord;
 use drover_types::{
-    ArraySpec, Attempt, Backoff, DepRef, FailureCause, LabelSelector, Limits, Millis, Outcome,
-    PlacementPolicyKind, PolicyConfig, QueuePolicyKind, Resources, RetryPolicy, SecretString,
-    TaskId, TaskSpec, WorkerId, WorkerSpec,
+    ArraySpec, Attempt, Backoff, DepRef, FailureCause, LabelSelector, Limits, Millis,
+    MultifactorWeights, Outcome, PlacementPolicyKind, PolicyConfig, QueuePolicyKind, Resources,
+    RetryPolicy, SecretString, TaskId, TaskSpec, WorkerId, WorkerSpec,
 };
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
@@ -303,9 +303,29 @@ struct AttemptRecordC {
 #[serde(remote = "QueuePolicyKind")]
 enum QueuePolicyKindC {
     Fcfs,
-    Priority { aging_ms: u64 },
+    Priority {
+        aging_ms: u64,
+    },
     ShortestJobFirst,
-    FairShare { weights: BTreeMap<String, u32> },
+    FairShare {
+        weights: BTreeMap<String, u32>,
+    },
+    // Appended, so a snapshot written before it (variant indices 0-3) reads unchanged:
+    // no new snapshot format is needed for it.
+    Multifactor {
+        #[serde(with = "MultifactorWeightsC")]
+        factors: MultifactorWeights,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "MultifactorWeights")]
+struct MultifactorWeightsC {
+    priority: i32,
+    age: i32,
+    fairshare: u32,
+    size: i32,
+    labels: BTreeMap<String, i32>,
 }
 
 #[derive(Serialize, Deserialize)]

@@ -213,6 +213,13 @@ pub(crate) fn check(s: &Scheduler) -> Result<(), String> {
         }
     }
     s.queue.check()?;
+    if s.queue.by_group() {
+        for o in 0..s.owners.names.len() as u32 {
+            if s.queue.share(o) != s.share_of(o) {
+                return Err(format!("owner {o}'s place in the queue is out of date"));
+            }
+        }
+    }
     for (i, w) in s.pool.workers.iter().enumerate() {
         let id = drover_types::WorkerId(i as u32 + 1);
         if w.allocated != alloc[i] {

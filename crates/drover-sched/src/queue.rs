@@ -5,17 +5,23 @@
 //! is the owner under fair-share and a single group otherwise. Each sub-queue is an
 //! ordered set by the policy's static key. Each group keeps an ordered set of its
 //! sub-queues' heads, and under fair-share the groups themselves are ordered by their
-//! weighted usage. The best task is therefore `first()` of `first()`: O(log n).
+//! weighted usage (under multifactor with a fair-share weight: by their best head's
+//! key plus their usage penalty, see `OwnerOrder`). The best task is therefore
+//! `first()` of `first()`: O(log n).
 //!
 //! During a scheduling round, a shape whose head could not be placed is *blocked*: its
 //! heads leave the head sets until the round ends, because free resources only shrink
 //! within a round. So a task no worker can take costs one failed fit per round and never
 //! makes the round scan the queue or hold back other shapes.
 
+use crate::queue_policy::OwnerOrder;
 use drover_types::TaskId;
 use std::collections::{BTreeSet, HashMap};
 
 type Item = (u128, TaskId);
+/// A group's place among groups: (share, 0, group) under fair share; (head key +
+/// share, head task, group) under multifactor, so that equal sums go in task id order.
+type Rank = (u128, TaskId, u32);
 
 #[derive(Debug)]
 struct Sub {
@@ -29,7 +35,8 @@ struct Sub {
 struct Group {
     /// Heads of this group's unblocked, non-empty sub-queues: (key, task, sub-queue).
     heads: BTreeSet<(u128, TaskId, u32)>,
-    /// Weighted usage (fair-share only); lower is served first.
+    /// Weighted usage (fair-share), or the usage penalty (multifactor); lower is
+    /// served first.
     share: u128,
 }
 
@@ -39,9 +46,10 @@ pub(crate) struct ReadyQueue {
     sub_index: HashMap<(u32, u32), u32>,
     by_shape: Vec<Vec<u32>>,
     groups: Vec<Group>,
-    /// Under fair-share: (share, group) of every group with a head.
-    fair: BTreeSet<(u128, u32)>,
+    /// When split by owner: the rank of every group with a head (see [`Self::rank`]).
+    fair: BTreeSet<Rank>,
     by_group: bool,
+    order: OwnerOrder,
     blocked: Vec<u32>,
     len: usize,
     /// Ready tasks per shape, and the (cpu, memory) each shape asks for.
@@ -54,14 +62,15 @@ pub(crate) struct ReadyQueue {
 }
 
 impl ReadyQueue {
-    pub fn new(by_group: bool) -> ReadyQueue {
+    pub fn new(order: OwnerOrder) -> ReadyQueue {
         ReadyQueue {
+            order,
+            by_group: order != OwnerOrder::None,
             subs: Vec::new(),
             sub_index: HashMap::new(),
             by_shape: Vec::new(),
             groups: vec![Group::default()],
             fair: BTreeSet::new(),
-            by_group,
             blocked: Vec::new(),
             len: 0,
             shape_len: Vec::new(),
@@ -121,26 +130,44 @@ impl ReadyQueue {
         s
     }
 
-    fn replace_head(&mut self, s: u32, old: Option<Item>, new: Option<Item>) {
-        let g = self.subs[s as usize].group;
-        let by_group = self.by_group;
-        let grp = self.group_mut(g);
-        let was_empty = grp.heads.is_empty();
-        if let Some((k, id)) = old {
-            grp.heads.remove(&(k, id, s));
+    /// Where group `g` stands among the groups, if it has a head.
+    fn rank(&self, g: u32) -> Option<Rank> {
+        let grp = self.groups.get(g as usize)?;
+        let &(key, id, _) = grp.heads.first()?;
+        Some(match self.order {
+            OwnerOrder::HeadPlusShare => (key + grp.share, id, g),
+            _ => (grp.share, TaskId(0), g),
+        })
+    }
+
+    /// Applies `change` to group `g` and moves the group to its new rank.
+    fn regroup(&mut self, g: u32, change: impl FnOnce(&mut Group)) {
+        let before = if self.by_group { self.rank(g) } else { None };
+        change(self.group_mut(g));
+        if !self.by_group {
+            return;
         }
-        if let Some((k, id)) = new {
-            grp.heads.insert((k, id, s));
-        }
-        let now_empty = grp.heads.is_empty();
-        let share = grp.share;
-        if by_group {
-            if was_empty && !now_empty {
-                self.fair.insert((share, g));
-            } else if !was_empty && now_empty {
-                self.fair.remove(&(share, g));
+        let after = self.rank(g);
+        if before != after {
+            if let Some(r) = before {
+                self.fair.remove(&r);
+            }
+            if let Some(r) = after {
+                self.fair.insert(r);
             }
         }
+    }
+
+    fn replace_head(&mut self, s: u32, old: Option<Item>, new: Option<Item>) {
+        let g = self.subs[s as usize].group;
+        self.regroup(g, |grp| {
+            if let Some((k, id)) = old {
+                grp.heads.remove(&(k, id, s));
+            }
+            if let Some((k, id)) = new {
+                grp.heads.insert((k, id, s));
+            }
+        });
     }
 
     /// The smallest CPU and the smallest memory any ready task asks for.
@@ -214,7 +241,7 @@ impl ReadyQueue {
     /// The task to consider next, its sub-queue and its shape.
     pub fn best(&self) -> Option<(TaskId, u32, u32)> {
         let g = if self.by_group {
-            self.fair.first()?.1
+            self.fair.first()?.2
         } else {
             0
         };
@@ -271,18 +298,12 @@ impl ReadyQueue {
 
     /// Sets a group's weighted usage (fair-share), re-ordering it among the groups.
     pub fn set_share(&mut self, g: u32, share: u128) {
-        let by_group = self.by_group;
-        let grp = self.group_mut(g);
-        let old = grp.share;
-        if old == share {
-            return;
-        }
-        grp.share = share;
-        let has_heads = !grp.heads.is_empty();
-        if by_group && has_heads {
-            self.fair.remove(&(old, g));
-            self.fair.insert((share, g));
-        }
+        self.regroup(g, |grp| grp.share = share);
+    }
+
+    /// A group's share as last set (for the invariant checker).
+    pub fn share(&self, g: u32) -> u128 {
+        self.groups.get(g as usize).map_or(0, |grp| grp.share)
     }
 
     /// How many queued tasks of `group` come before `(key, id)`, counting up to `cap`
@@ -349,6 +370,13 @@ impl ReadyQueue {
             let with_heads = self.groups.iter().filter(|g| !g.heads.is_empty()).count();
             if with_heads != self.fair.len() {
                 return Err("fair-share group set out of date".into());
+            }
+            for g in 0..self.groups.len() as u32 {
+                if let Some(r) = self.rank(g)
+                    && !self.fair.contains(&r)
+                {
+                    return Err(format!("group {g} is not at its rank {r:?}"));
+                }
             }
         }
         Ok(())

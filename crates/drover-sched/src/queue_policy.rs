@@ -8,25 +8,43 @@
 //! rewritten into an equivalent static key (see [`PriorityAging`]). Fair-share, whose
 //! order between owners depends on live usage, is split in two: the static key orders
 //! tasks *within* an owner, and the queue orders owners by their weighted usage (see
-//! [`crate::queue::ReadyQueue`]).
+//! [`crate::queue::ReadyQueue`]). Multifactor ([`Multifactor`]) combines both: its
+//! static key holds every term but the owner's usage (age rewritten like aging), and
+//! with a fair-share weight the queue orders owners by their head's key plus the
+//! owner's usage penalty, the one term that is the same for all of an owner's tasks.
 //!
 //! Switching policies recomputes every ready task's key and rebuilds the queue:
 //! O(n log n), deterministic, nothing lost; ties keep submission (id) order.
 
-use drover_types::{Millis, QueuePolicyKind};
+use drover_types::{FactorInput, Millis, MultifactorWeights, QueuePolicyKind};
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 
 /// What a queue policy may look at to order a ready task. All of it is fixed while the
 /// task is ready, so a key computed when the task is enqueued stays valid.
 #[derive(Clone, Copy, Debug)]
-pub struct KeyInput {
+pub struct KeyInput<'a> {
     pub priority: i32,
     /// When the task first became ready (kept across retries, so retried tasks keep
     /// the age they earned).
     pub ready_at: Millis,
     /// Expected runtime, or else the maximum runtime, if the spec gives either.
     pub runtime_hint: Option<u64>,
+    /// CPU the task asks for, and its labels (multifactor's size and label terms).
+    pub cpu_milli: u32,
+    pub labels: &'a BTreeMap<String, String>,
+}
+
+/// How the queue orders owners (groups) against each other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OwnerOrder {
+    /// One group: no split by owner.
+    None,
+    /// By the owner's share alone (fair share: weighted usage, then least recently served).
+    Share,
+    /// By the key of the owner's best task plus the owner's share (multifactor's
+    /// fair-share penalty): exactly the order of the full sum, task by task.
+    HeadPlusShare,
 }
 
 /// One queue policy. Implementations are small and stateless apart from their
@@ -34,10 +52,19 @@ pub struct KeyInput {
 pub trait QueuePolicy: Debug + Send + Sync {
     fn name(&self) -> &'static str;
     /// The ordering key of a ready task: lower goes first; equal keys go in id order.
-    fn key(&self, t: &KeyInput) -> u128;
-    /// True when the queue is split per owner and owners are served by weighted usage.
-    fn by_owner(&self) -> bool {
-        false
+    fn key(&self, t: &KeyInput<'_>) -> u128;
+    /// Whether the queue is split per owner, and how owners are then ordered.
+    fn owner_order(&self) -> OwnerOrder {
+        OwnerOrder::None
+    }
+    /// Under [`OwnerOrder::HeadPlusShare`]: what an owner's placed tasks reserving
+    /// `cpu_milli` add to the keys of its tasks (same scale as [`Self::key`]).
+    fn owner_penalty(&self, _cpu_milli: u64) -> u128 {
+        0
+    }
+    /// The weights, when the policy computes an effective priority.
+    fn multifactor(&self) -> Option<&MultifactorWeights> {
+        None
     }
     /// An owner's fair-share weight (never 0).
     fn weight(&self, _owner: &str) -> u32 {
@@ -61,7 +88,7 @@ impl QueuePolicy for Fcfs {
     fn name(&self) -> &'static str {
         "fcfs"
     }
-    fn key(&self, _t: &KeyInput) -> u128 {
+    fn key(&self, _t: &KeyInput<'_>) -> u128 {
         0
     }
     fn ahead_phrase(&self) -> &'static str {
@@ -85,7 +112,7 @@ impl QueuePolicy for PriorityAging {
     fn name(&self) -> &'static str {
         "priority"
     }
-    fn key(&self, t: &KeyInput) -> u128 {
+    fn key(&self, t: &KeyInput<'_>) -> u128 {
         if self.aging_ms == 0 {
             biased(-(t.priority as i128))
         } else {
@@ -107,7 +134,7 @@ impl QueuePolicy for ShortestJobFirst {
     fn name(&self) -> &'static str {
         "sjf"
     }
-    fn key(&self, t: &KeyInput) -> u128 {
+    fn key(&self, t: &KeyInput<'_>) -> u128 {
         t.runtime_hint.unwrap_or(u64::MAX) as u128
     }
     fn ahead_phrase(&self) -> &'static str {
@@ -128,11 +155,11 @@ impl QueuePolicy for FairShare {
     fn name(&self) -> &'static str {
         "fair"
     }
-    fn key(&self, t: &KeyInput) -> u128 {
+    fn key(&self, t: &KeyInput<'_>) -> u128 {
         biased(-(t.priority as i128))
     }
-    fn by_owner(&self) -> bool {
-        true
+    fn owner_order(&self) -> OwnerOrder {
+        OwnerOrder::Share
     }
     fn weight(&self, owner: &str) -> u32 {
         // A weight of 0 would divide by zero; treat it as the smallest share, 1.
@@ -140,6 +167,57 @@ impl QueuePolicy for FairShare {
     }
     fn ahead_phrase(&self) -> &'static str {
         "of the same owner with higher or equal priority"
+    }
+}
+
+/// Multifactor: highest effective priority first, the weighted sum of
+/// [`MultifactorWeights`] (`drover_types::priority_weights`), in integer thousandths.
+/// The sum is `S + age·(now - ready_at) - fairshare·usage(owner)` where `S` (priority,
+/// size, labels) is fixed per task. Ordering by it descending is ordering by
+/// `age·ready_at - S` ascending (the `now` term is the same for every task, as in
+/// [`PriorityAging`]) plus the owner's `fairshare·usage`, which is the same for every
+/// task of one owner: the queue orders within an owner by the static key and across
+/// owners by head key + penalty ([`OwnerOrder::HeadPlusShare`]). Without a fair-share
+/// weight there is no split. Cost per decision O(log owners + log n).
+#[derive(Debug)]
+pub struct Multifactor {
+    pub weights: MultifactorWeights,
+}
+
+impl QueuePolicy for Multifactor {
+    fn name(&self) -> &'static str {
+        "multifactor"
+    }
+    fn key(&self, t: &KeyInput<'_>) -> u128 {
+        let input = FactorInput {
+            priority: t.priority,
+            waited_ms: 0,
+            cpu_milli: t.cpu_milli,
+            labels: t.labels,
+            owner_cpu_milli: 0,
+        };
+        // |static| < 2^86 and |age·ready_at| < 2^95: well inside `biased`'s 2^100.
+        biased(self.weights.age as i128 * t.ready_at.0 as i128 - self.weights.static_milli(&input))
+    }
+    fn owner_order(&self) -> OwnerOrder {
+        if self.weights.fairshare == 0 {
+            OwnerOrder::None
+        } else {
+            OwnerOrder::HeadPlusShare
+        }
+    }
+    fn owner_penalty(&self, cpu_milli: u64) -> u128 {
+        self.weights.fairshare as u128 * cpu_milli as u128
+    }
+    fn multifactor(&self) -> Option<&MultifactorWeights> {
+        Some(&self.weights)
+    }
+    fn ahead_phrase(&self) -> &'static str {
+        if self.weights.fairshare == 0 {
+            "of higher or equal effective priority"
+        } else {
+            "of the same owner with higher or equal effective priority"
+        }
     }
 }
 
@@ -154,6 +232,9 @@ pub fn build(kind: &QueuePolicyKind) -> Box<dyn QueuePolicy> {
         QueuePolicyKind::FairShare { weights } => Box::new(FairShare {
             weights: weights.clone(),
         }),
+        QueuePolicyKind::Multifactor { factors } => Box::new(Multifactor {
+            weights: factors.clone(),
+        }),
     }
 }
 
@@ -161,11 +242,15 @@ pub fn build(kind: &QueuePolicyKind) -> Box<dyn QueuePolicy> {
 mod tests {
     use super::*;
 
-    fn input(_id: u64, priority: i32, ready_at: u64) -> KeyInput {
+    static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
+
+    fn input(_id: u64, priority: i32, ready_at: u64) -> KeyInput<'static> {
         KeyInput {
             priority,
             ready_at: Millis(ready_at),
             runtime_hint: None,
+            cpu_milli: 1000,
+            labels: &NO_LABELS,
         }
     }
 

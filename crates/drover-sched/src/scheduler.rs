@@ -11,15 +11,15 @@ use crate::event::{CancelTarget, Event};
 use crate::keys::{JobNames, KeyIndex, first_of_entry};
 use crate::placement::{self, PlacementPolicy};
 use crate::queue::ReadyQueue;
-use crate::queue_policy::{self, KeyInput, QueuePolicy};
+use crate::queue_policy::{self, KeyInput, OwnerOrder, QueuePolicy};
 use crate::task_slots::TaskSlots;
 use crate::task_table::{JobRec, NEVER, NO_WORKER, Owners, PREFETCHED, Shapes, TaskRec};
 use crate::timers::{BACKOFF, TIME_LIMIT, Timers};
 use crate::view::{Counts, TaskRange, TaskView, WorkerView};
 use crate::worker_pool::WorkerPool;
 use drover_types::{
-    Attempt, DepRef, FailureCause, JobId, Limits, Millis, Outcome, PolicyConfig, TaskId, TaskState,
-    WorkerId, WorkerSpec, WorkerState,
+    Attempt, DepRef, EffectivePriority, FactorInput, FailureCause, JobId, Limits, Millis, Outcome,
+    PolicyConfig, TaskId, TaskState, WorkerId, WorkerSpec, WorkerState,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -155,7 +155,7 @@ impl Scheduler {
         let qpolicy = queue_policy::build(&config.policy.queue);
         let placement = placement::build(config.policy.placement);
         Scheduler {
-            queue: ReadyQueue::new(qpolicy.by_owner()),
+            queue: ReadyQueue::new(qpolicy.owner_order()),
             qpolicy,
             placement,
             config,
@@ -444,13 +444,40 @@ impl Scheduler {
         }
     }
 
-    pub(crate) fn key_input(&self, id: TaskId) -> KeyInput {
+    pub(crate) fn key_input(&self, id: TaskId) -> KeyInput<'_> {
         let rec = &self.tasks[ix(id)];
         KeyInput {
             priority: rec.spec.priority,
             ready_at: rec.ready_at,
             runtime_hint: rec.spec.expected_runtime_ms.or(rec.spec.max_runtime_ms),
+            cpu_milli: rec.spec.resources.cpu_milli,
+            labels: &rec.spec.labels,
         }
+    }
+
+    /// A ready task's effective priority under the multifactor policy, as of `now`,
+    /// with its terms (`None` under another policy or for a task not ready). For
+    /// people: the queue orders by the same sum, exactly (see `queue_policy.rs`).
+    pub fn effective_priority(&self, id: TaskId, now: Millis) -> Option<EffectivePriority> {
+        let weights = self.qpolicy.multifactor()?;
+        let rec = self.rec(id)?;
+        if rec.state != TaskState::Ready {
+            return None;
+        }
+        let now = now.max(self.now);
+        Some(
+            weights.explain(&FactorInput {
+                priority: rec.spec.priority,
+                waited_ms: now.0.saturating_sub(rec.ready_at.0),
+                cpu_milli: rec.spec.resources.cpu_milli,
+                labels: &rec.spec.labels,
+                owner_cpu_milli: self
+                    .owner_usage
+                    .get(rec.owner as usize)
+                    .copied()
+                    .unwrap_or(0),
+            }),
+        )
     }
 
     /// (group, shape, key) of a ready task in the queue.
@@ -491,8 +518,13 @@ impl Scheduler {
     /// by its weight, and among owners equal on that, the one served least recently
     /// first. Without that tie-break a single slot would always go to the same owner
     /// (everyone is at zero when it frees), which is FCFS, not fair share.
+    /// Under multifactor (`OwnerOrder::HeadPlusShare`) it is instead the fair-share
+    /// penalty of the owner's usage, added to its tasks' keys.
     pub(crate) fn share_of(&self, owner: u32) -> u128 {
         let usage = self.owner_usage.get(owner as usize).copied().unwrap_or(0) as u128;
+        if self.qpolicy.owner_order() == OwnerOrder::HeadPlusShare {
+            return self.qpolicy.owner_penalty(usage as u64);
+        }
         let weight = self.qpolicy.weight(&self.owners.names[owner as usize]) as u128;
         let last = self
             .owner_last_served
@@ -917,8 +949,8 @@ impl Scheduler {
     /// Recomputes every ready task's key under the current policy. Deterministic: the
     /// new order depends only on the tasks, ties by id. O(n log n).
     pub(crate) fn rebuild_queue(&mut self) {
-        self.queue = ReadyQueue::new(self.qpolicy.by_owner());
-        if self.qpolicy.by_owner() {
+        self.queue = ReadyQueue::new(self.qpolicy.owner_order());
+        if self.queue.by_group() {
             for o in 0..self.owners.names.len() as u32 {
                 let share = self.share_of(o);
                 self.queue.set_share(o, share);

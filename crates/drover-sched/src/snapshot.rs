@@ -192,7 +192,7 @@ pub(crate) fn restore(snap: SchedulerSnapshot) -> Scheduler {
     }
     let qpolicy = queue_policy::build(&config.policy.queue);
     let mut s = Scheduler {
-        queue: ReadyQueue::new(qpolicy.by_owner()),
+        queue: ReadyQueue::new(qpolicy.owner_order()),
         qpolicy,
         placement: placement::build(config.policy.placement),
         config,

@@ -77,7 +77,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<u8>().prop_map(Op::Stale),
         1 => any::<u8>().prop_map(Op::Cancel),
         1 => any::<u8>().prop_map(Op::CancelJob),
-        1 => (0u8..4, 0u8..3, any::<bool>()).prop_map(|(a, b, c)| Op::Policy(a, b, c)),
+        1 => (0u8..6, 0u8..3, any::<bool>()).prop_map(|(a, b, c)| Op::Policy(a, b, c)),
         4 => (0u16..3000).prop_map(Op::Advance),
     ]
 }
@@ -827,8 +827,21 @@ impl Harness {
                     0 => QueuePolicyKind::Fcfs,
                     1 => QueuePolicyKind::Priority { aging_ms: 500 },
                     2 => QueuePolicyKind::ShortestJobFirst,
-                    _ => QueuePolicyKind::FairShare {
+                    3 => QueuePolicyKind::FairShare {
                         weights: [("o1".to_string(), 3)].into(),
+                    },
+                    // Owners ordered by head key + usage penalty, and without a split.
+                    4 => QueuePolicyKind::Multifactor {
+                        factors: drover_types::MultifactorWeights::parse(
+                            "priority=1000,age=1,fairshare=700,size=-1,label:zone=5",
+                        )
+                        .unwrap(),
+                    },
+                    _ => QueuePolicyKind::Multifactor {
+                        factors: drover_types::MultifactorWeights::parse(
+                            "priority=3,age=-2,size=1",
+                        )
+                        .unwrap(),
                     },
                 };
                 let placement = [

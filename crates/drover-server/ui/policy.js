@@ -4,7 +4,7 @@
 import { h, replace } from './dom.js';
 import { get, put } from './api.js';
 
-const QUEUES = [['fcfs', 'First come, first served'], ['priority', 'Priority (with aging)'], ['shortest_job_first', 'Shortest job first'], ['fair_share', 'Fair share']];
+const QUEUES = [['fcfs', 'First come, first served'], ['priority', 'Priority (with aging)'], ['shortest_job_first', 'Shortest job first'], ['fair_share', 'Fair share'], ['multifactor', 'Multifactor (weights: drover policy --priority-weights)']];
 const PLACEMENTS = [['bin_pack', 'Bin pack'], ['spread', 'Spread'], ['round_robin', 'Round robin']];
 
 export async function render(ctx) {

@@ -1002,6 +1002,14 @@ mod tests {
             err::<PolicyConfig>(r#"{"queue":{}}"#),
             "queue.kind: missing; this field is required"
         );
+        assert_eq!(
+            err::<PolicyConfig>(r#"{"queue":{"kind":"multifactor","factors":{"agee":1}}}"#),
+            "queue.factors.agee: unknown field; expected one of priority, age, fairshare, size, labels"
+        );
+        assert_eq!(
+            err::<PolicyConfig>(r#"{"queue":{"kind":"multifactor","weights":{}}}"#),
+            "queue.weights: unknown field; expected one of kind, factors"
+        );
         let p: PolicyConfig = read(r#"{"queue":{"kind":"fair","weights":{"a":2}}}"#).unwrap();
         assert!(matches!(p.queue, QueuePolicyKind::FairShare { .. }));
         // What the log holds reads back, strictly and with serde_json.
@@ -1011,6 +1019,9 @@ mod tests {
             QueuePolicyKind::ShortestJobFirst,
             QueuePolicyKind::FairShare {
                 weights: [("a".to_string(), 3)].into(),
+            },
+            QueuePolicyKind::Multifactor {
+                factors: crate::MultifactorWeights::parse("age=1,fairshare=2,label:bv=-3").unwrap(),
             },
         ] {
             let p = PolicyConfig {

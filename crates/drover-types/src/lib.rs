@@ -17,6 +17,7 @@ mod limits;
 #[cfg(feature = "openapi")]
 mod openapi;
 mod policy;
+mod priority_weights;
 mod resources;
 mod role;
 mod secret;
@@ -33,6 +34,10 @@ pub use input::{Input, InputError, from_input};
 pub use job::{ArraySpec, DepRef, JobSpec, KeyRef};
 pub use limits::Limits;
 pub use policy::{PlacementPolicyKind, PolicyConfig, QueuePolicyKind};
+pub use priority_weights::{
+    EffectivePriority, FactorInput, MAX_LABEL_VALUE, MAX_LABEL_WEIGHTS, MultifactorWeights,
+    PriorityTerm, PriorityWeightsError, label_milli,
+};
 pub use resources::{ParseResourceError, Resources, format_bytes, parse_bytes, parse_cpus};
 pub use role::Role;
 pub use secret::{REDACTED, SecretString};

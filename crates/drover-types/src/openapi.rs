@@ -159,6 +159,21 @@ pub(crate) fn queue_policy() -> RefOr<Schema> {
             kind(&["fair_share", "fair"], json!({"weights": {"type": "object",
                 "additionalProperties": {"type": "integer", "minimum": 0, "maximum": u32::MAX},
                 "description": "Owners' weights (default 1)."}})),
+            kind(&["multifactor"], json!({"factors": {"type": "object", "additionalProperties": false,
+                "properties": {
+                    "priority": {"type": "integer", "minimum": i32::MIN, "maximum": i32::MAX,
+                        "description": "Points per level of the task's priority."},
+                    "age": {"type": "integer", "minimum": i32::MIN, "maximum": i32::MAX,
+                        "description": "Points per second the task has been ready."},
+                    "fairshare": {"type": "integer", "minimum": 0, "maximum": u32::MAX,
+                        "description": "Points taken off per CPU core the owner's placed tasks reserve."},
+                    "size": {"type": "integer", "minimum": i32::MIN, "maximum": i32::MAX,
+                        "description": "Points per CPU core the task asks for (negative favors small tasks)."},
+                    "labels": {"type": "object", "maxProperties": crate::MAX_LABEL_WEIGHTS,
+                        "additionalProperties": {"type": "integer", "minimum": i32::MIN, "maximum": i32::MAX},
+                        "description": "Points per unit of a numeric task label, by label name."}
+                },
+                "description": "Weights of the effective priority (each 0 unless given); higher goes first."}})),
         ],
         "description": "Which ready task goes first."
     }))

@@ -1,5 +1,6 @@
 //! The scheduling policies a cluster can be switched between at runtime.
 
+use crate::priority_weights::{MAX_LABEL_WEIGHTS, MultifactorWeights};
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -20,6 +21,10 @@ pub enum QueuePolicyKind {
     /// Owners share the cluster in proportion to their weights (default weight 1);
     /// within an owner, higher priority first.
     FairShare { weights: BTreeMap<String, u32> },
+    /// A weighted sum of the task's priority, its age, its owner's usage, its size and
+    /// numeric labels, highest first (see [`MultifactorWeights`]). In JSON:
+    /// `{"kind": "multifactor", "factors": {"priority": 1000, "age": 1}}`.
+    Multifactor { factors: MultifactorWeights },
 }
 
 /// The fields a queue policy object may have; which of them a kind takes is checked
@@ -35,6 +40,8 @@ struct QueueFields {
     aging_ms: Given<u64>,
     #[serde(default)]
     weights: Given<BTreeMap<String, u32>>,
+    #[serde(default)]
+    factors: Given<MultifactorWeights>,
 }
 
 /// A field that may be left out but, when given, must be a value (not `null`).
@@ -55,7 +62,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Given<T> {
 #[derive(Deserialize)]
 #[serde(
     rename_all = "snake_case",
-    expecting = "one of fcfs, priority, shortest_job_first, fair_share"
+    expecting = "one of fcfs, priority, shortest_job_first, fair_share, multifactor"
 )]
 enum QueueKindName {
     Fcfs,
@@ -64,6 +71,7 @@ enum QueueKindName {
     ShortestJobFirst,
     #[serde(alias = "fair")]
     FairShare,
+    Multifactor,
 }
 
 impl<'de> Deserialize<'de> for QueuePolicyKind {
@@ -73,6 +81,7 @@ impl<'de> Deserialize<'de> for QueuePolicyKind {
             let given = [
                 ("aging_ms", f.aging_ms.0.is_some()),
                 ("weights", f.weights.0.is_some()),
+                ("factors", f.factors.0.is_some()),
             ];
             match given
                 .iter()
@@ -103,6 +112,17 @@ impl<'de> Deserialize<'de> for QueuePolicyKind {
                     weights: f.weights.0.unwrap_or_default(),
                 }
             }
+            QueueKindName::Multifactor => {
+                only(&["kind", "factors"])?;
+                let factors = f.factors.0.unwrap_or_default();
+                if factors.labels.len() > MAX_LABEL_WEIGHTS {
+                    return Err(de::Error::invalid_length(
+                        factors.labels.len(),
+                        &"at most 16 label weights in factors.labels",
+                    ));
+                }
+                QueuePolicyKind::Multifactor { factors }
+            }
         })
     }
 }
@@ -126,6 +146,7 @@ impl QueuePolicyKind {
             QueuePolicyKind::Priority { .. } => "priority",
             QueuePolicyKind::ShortestJobFirst => "sjf",
             QueuePolicyKind::FairShare { .. } => "fair",
+            QueuePolicyKind::Multifactor { .. } => "multifactor",
         }
     }
 
@@ -142,6 +163,13 @@ impl QueuePolicyKind {
                     weights: BTreeMap::new(),
                 })
             }
+            // Weights come from `--priority-weights`; alone, it is priority only.
+            "multifactor" => Some(QueuePolicyKind::Multifactor {
+                factors: MultifactorWeights {
+                    priority: 1,
+                    ..MultifactorWeights::default()
+                },
+            }),
             _ => None,
         }
     }

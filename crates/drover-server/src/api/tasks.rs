@@ -375,6 +375,7 @@ pub(crate) fn task_info(
         cached_from: sm.cache().served_from(view.id),
         cache_key: sm.cache().key_of(view.id).map(str::to_string),
         checkpoint: record.and_then(|r| r.checkpoint.clone()),
+        effective_priority: sm.scheduler().effective_priority(view.id, now),
     }
 }
 
