@@ -59,9 +59,7 @@ fn progress_of(text: &str, attempt: u32) -> (Option<u32>, Option<String>) {
 
 /// Server `i`'s checkpoint files of `task` (`<attempt>.<version>`), sorted.
 fn copies(set: &ServerSet, i: usize, task: u64) -> Vec<String> {
-    let dir: PathBuf = set
-        .data_dir(i)
-        .join(format!("server/checkpoints/{task}"));
+    let dir: PathBuf = set.data_dir(i).join(format!("server/checkpoints/{task}"));
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
@@ -116,8 +114,18 @@ fn a_counting_task_resumes_on_a_new_leader_and_worker_after_both_are_killed() {
     poll(
         &format!("checkpoint {name} on all three servers"),
         SLOW,
-        || (0..3).all(|i| copies(&set, i, id).contains(&name)).then_some(()),
-        || format!("{:?}\n{}", (0..3).map(|i| copies(&set, i, id)).collect::<Vec<_>>(), set.logs()),
+        || {
+            (0..3)
+                .all(|i| copies(&set, i, id).contains(&name))
+                .then_some(())
+        },
+        || {
+            format!(
+                "{:?}\n{}",
+                (0..3).map(|i| copies(&set, i, id)).collect::<Vec<_>>(),
+                set.logs()
+            )
+        },
     );
 
     // 2. The worker and the leader are both killed with SIGKILL.
@@ -227,10 +235,18 @@ fn a_counting_task_resumes_on_a_new_leader_and_worker_after_both_are_killed() {
             let retired = set.get(new_leader, &format!("/v1/tasks/{id}")).status == 410;
             (retired && (0..3).all(|i| copies(&set, i, id).is_empty())).then_some(())
         },
-        || format!("{:?}\n{}", (0..3).map(|i| copies(&set, i, id)).collect::<Vec<_>>(), set.logs()),
+        || {
+            format!(
+                "{:?}\n{}",
+                (0..3).map(|i| copies(&set, i, id)).collect::<Vec<_>>(),
+                set.logs()
+            )
+        },
     );
     assert!(
-        !set.data_dir(leader).join(format!("server/checkpoints/{id}")).exists(),
+        !set.data_dir(leader)
+            .join(format!("server/checkpoints/{id}"))
+            .exists(),
         "the restarted server kept the retired task's checkpoint directory"
     );
 }

@@ -356,7 +356,7 @@ async fn serve(
     .collect::<Vec<_>>();
     for start in restarts {
         // The checkpoint a start resumes from goes just before it.
-        for m in crate::checkpoint::restore_messages(node, &start).await {
+        for m in crate::checkpoint::restore_messages(&node, &start).await {
             send(&mut socket, &m).await?;
         }
         send(&mut socket, &ServerMessage::Start(start)).await?;
@@ -786,8 +786,7 @@ async fn take_checkpoint(
     // leads next can hand it over; otherwise the task keeps its previous checkpoint
     // (see `checkpoint/peer_copies.rs`).
     if node.is_clustered()
-        && !crate::checkpoint::peer_copies::copy_to_majority(node, task, &checkpoint, bytes)
-            .await
+        && !crate::checkpoint::peer_copies::copy_to_majority(node, task, &checkpoint, bytes).await
     {
         tracing::warn!(%worker, %task, which = %checkpoint, "a checkpoint did not reach a majority of the servers; not recorded");
         return;

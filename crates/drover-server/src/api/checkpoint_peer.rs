@@ -85,7 +85,9 @@ async fn read(
     let store = node.checkpoints.clone();
     let bytes = match tokio::task::spawn_blocking(move || store.load(task, &c)).await {
         Ok(Ok(b)) => b,
-        Ok(Err(e @ CheckpointError::Missing { .. })) => return Err(ApiError::not_found(e.to_string())),
+        Ok(Err(e @ CheckpointError::Missing { .. })) => {
+            return Err(ApiError::not_found(e.to_string()));
+        }
         // A damaged copy is as good as none: the asking server tries another peer.
         Ok(Err(e @ CheckpointError::DigestMismatch { .. })) => {
             return Err(ApiError::not_found(e.to_string()));

@@ -154,7 +154,9 @@ pub async fn fetch_from_peers(
         let (store, kept, c2) = (node.checkpoints.clone(), bytes.clone(), c.clone());
         match tokio::task::spawn_blocking(move || store.save(task, &c2, &kept)).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(%task, which = %c, "could not keep a fetched checkpoint: {e}"),
+            Ok(Err(e)) => {
+                tracing::warn!(%task, which = %c, "could not keep a fetched checkpoint: {e}")
+            }
             Err(e) => tracing::error!(%task, "keeping a fetched checkpoint failed: {e}"),
         }
         return Ok(bytes.to_vec());
