@@ -1,8 +1,9 @@
 //! Checkpoints in a group without an object store: every version is copied to the
 //! other servers before it is logged, so a counting task whose leader *and* worker are
 //! both killed with SIGKILL resumes on the new leader, through a new worker, from its
-//! latest checkpoint and ends with the exact total; and retention deletes the copies
-//! on every server. Real `drover server` and `drover worker` processes
+//! latest checkpoint and ends with the exact total (the new leader's own copy removed
+//! by the test, so that it fetches the version from the other server); and retention
+//! deletes the copies on every server. Real `drover server` and `drover worker` processes
 //! (`common/servers.rs`).
 
 mod common;
@@ -150,6 +151,16 @@ fn a_counting_task_resumes_on_a_new_leader_and_worker_after_both_are_killed() {
         .and_then(|t| t.checkpoint)
         .expect("the new leader knows the checkpoint");
     assert_eq!(latest.attempt.0, 1, "{latest:?}");
+    // The new leader holds the version (it was copied there before it was logged).
+    // Its copy is removed here, while attempt 2 cannot start yet (worker a is not
+    // declared lost for 30 s): the new leader must then fetch it from the other
+    // live server when it sends the start.
+    let held = set.data_dir(new_leader).join(format!(
+        "server/checkpoints/{id}/{}.{}",
+        latest.attempt.0, latest.version
+    ));
+    assert!(held.exists(), "the new leader lacks {}", held.display());
+    std::fs::remove_file(&held).unwrap();
 
     // 3. A new worker joins; once the new leader declares a lost (its clock starts
     //    afresh: --worker-timeout 30s), attempt 2 runs there from the latest checkpoint.
@@ -168,6 +179,15 @@ fn a_counting_task_resumes_on_a_new_leader_and_worker_after_both_are_killed() {
     assert!(
         start2.ends_with(&format!("resumed=attempt 1 version {}", latest.version)),
         "DROVER_RESUMED_FROM names the latest checkpoint ({latest}): {start2:?}"
+    );
+    let fetched = read(&set.log(new_leader));
+    assert!(
+        fetched.contains("checkpoint fetched from a peer"),
+        "the new leader did not say it fetched the checkpoint from a peer"
+    );
+    assert!(
+        held.exists(),
+        "the new leader did not keep the fetched copy"
     );
     // At most one interval (10 steps) plus the copy's delay is redone.
     assert!(
