@@ -302,20 +302,56 @@ struct Recorder {
     /// Every launch: (task id, when).
     launches: Mutex<Vec<(u64, Instant)>>,
     started: AtomicU64,
+    /// Tasks whose end was acknowledged: what the run waits for.
     acknowledged: AtomicU64,
+    ends: Mutex<Ends>,
+}
+
+/// The acknowledged ends, sorted out. An acknowledgement is of an *attempt*'s end, and
+/// not every one is a task's: a prefetched attempt the server retracts before it
+/// starts (to run the task on a worker that is free sooner) ends as killed and is
+/// acknowledged too. Counting every acknowledgement once counted 2,087 ends for 2,000
+/// tasks and could stop the run before the last tasks ended.
+#[derive(Default)]
+struct Ends {
+    /// Launched attempts, and whether their end was acknowledged yet.
+    launched: std::collections::HashMap<(u64, u32), bool>,
+    /// Tasks one of whose launched attempts ended (acknowledged).
+    tasks: std::collections::HashSet<u64>,
+    /// Acknowledged ends of attempts never launched (retracted prefetches).
+    not_launched: u64,
+    /// A launched attempt acknowledged again, or a second launched attempt of a task.
+    repeated: u64,
 }
 
 impl SimulationObserver for Recorder {
-    fn launched(&self, task: u64, _attempt: u32, at: Instant) {
+    fn launched(&self, task: u64, attempt: u32, at: Instant) {
         self.launches
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push((task, at));
+        self.ends
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .launched
+            .insert((task, attempt), false);
         self.started.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn end_acknowledged(&self, _task: u64, _attempt: u32, _at: Instant) {
-        self.acknowledged.fetch_add(1, Ordering::Relaxed);
+    fn end_acknowledged(&self, task: u64, attempt: u32, _at: Instant) {
+        let mut ends = self.ends.lock().unwrap_or_else(|p| p.into_inner());
+        match ends.launched.get_mut(&(task, attempt)) {
+            None => ends.not_launched += 1,
+            Some(true) => ends.repeated += 1,
+            Some(acked) => {
+                *acked = true;
+                if ends.tasks.insert(task) {
+                    self.acknowledged.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    ends.repeated += 1;
+                }
+            }
+        }
     }
 }
 
@@ -648,8 +684,12 @@ async fn drain_case(o: &Options, dir: &Path) {
     let dist = csv.with_extension("dist.csv");
     write_distribution(&dist, &all, &api);
     let acked = recorder.acknowledged.load(Ordering::Relaxed);
+    let (not_launched, repeated) = {
+        let e = recorder.ends.lock().unwrap_or_else(|p| p.into_inner());
+        (e.not_launched, e.repeated)
+    };
     println!(
-        "bench=scale_drain servers={} prefetch={} workers={} slots={} tasks={} batch={} duration_ms={} rate={} finished={} acknowledged={acked} join_s={join_s:.1} e2e_s={e2e_s:.1} submit_s={submit_s:.1} submit_tasks_per_s={:.0} starts_per_s={:.0} peak_starts_per_s={peak_starts} submit_to_start_p50_ms={:.1} submit_to_start_p99_ms={:.1} api_p50_ms={:.2} api_p99_ms={:.2} api_requests={} server_cpu_s={server_cpu_s:.1} all_servers_cpu_s={all_servers_cpu_s:.1} server_cpu_us_per_task={:.0} server_peak_cpu_pct={peak_cpu:.0} server_rss_idle_mib={rss_idle:.0} server_rss_end_mib={rss_end:.0} server_peak_rss_mib={peak_rss:.0}",
+        "bench=scale_drain servers={} prefetch={} workers={} slots={} tasks={} batch={} duration_ms={} rate={} finished={} acknowledged={acked} ends_not_launched={not_launched} ends_repeated={repeated} join_s={join_s:.1} e2e_s={e2e_s:.1} submit_s={submit_s:.1} submit_tasks_per_s={:.0} starts_per_s={:.0} peak_starts_per_s={peak_starts} submit_to_start_p50_ms={:.1} submit_to_start_p99_ms={:.1} api_p50_ms={:.2} api_p99_ms={:.2} api_requests={} server_cpu_s={server_cpu_s:.1} all_servers_cpu_s={all_servers_cpu_s:.1} server_cpu_us_per_task={:.0} server_peak_cpu_pct={peak_cpu:.0} server_rss_idle_mib={rss_idle:.0} server_rss_end_mib={rss_end:.0} server_peak_rss_mib={peak_rss:.0}",
         if o.server.is_some() { 0 } else { o.servers },
         o.prefetch.unwrap_or(0),
         o.workers,
@@ -675,6 +715,12 @@ async fn drain_case(o: &Options, dir: &Path) {
         finished,
         "only {acked} of {} ends acknowledged within {:?}",
         o.tasks, o.timeout
+    );
+    // One end per task, no more: anything else is a counting (or a server) bug.
+    assert_eq!(
+        acked, o.tasks,
+        "{acked} task ends acknowledged for {} tasks",
+        o.tasks
     );
 }
 

@@ -65,12 +65,7 @@ pub async fn dispatch_loop(node: Arc<Node>, mut rx: UnboundedReceiver<Vec<Dispat
                 Dispatch::Start { worker, start } => {
                     let start = *start;
                     // The checkpoint it resumes from is read before the lock is taken.
-                    let restore = crate::checkpoint::restore_messages(
-                        &node.checkpoints,
-                        node.archive.is_some().then_some(&node.blobs),
-                        &start,
-                    )
-                    .await;
+                    let restore = crate::checkpoint::restore_messages(&node, &start).await;
                     // Checked and queued under the state's read lock, so that no entry
                     // applies in between: a start superseded meanwhile is not sent (see
                     // `worker_session::start_is_current`).

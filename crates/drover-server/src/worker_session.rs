@@ -356,13 +356,7 @@ async fn serve(
     .collect::<Vec<_>>();
     for start in restarts {
         // The checkpoint a start resumes from goes just before it.
-        for m in crate::checkpoint::restore_messages(
-            &node.checkpoints,
-            node.archive.is_some().then_some(&node.blobs),
-            &start,
-        )
-        .await
-        {
+        for m in crate::checkpoint::restore_messages(&node, &start).await {
             send(&mut socket, &m).await?;
         }
         send(&mut socket, &ServerMessage::Start(start)).await?;
@@ -786,7 +780,16 @@ async fn take_checkpoint(
         }
     }
     if node.archive.is_some() {
-        crate::checkpoint::archive(&node.blobs, task, &checkpoint, bytes).await;
+        crate::checkpoint::archive(&node.blobs, task, &checkpoint, bytes.clone()).await;
+    }
+    // Logged only once a majority of the servers holds it, so that whichever server
+    // leads next can hand it over; otherwise the task keeps its previous checkpoint
+    // (see `checkpoint/peer_copies.rs`).
+    if node.is_clustered()
+        && !crate::checkpoint::peer_copies::copy_to_majority(node, task, &checkpoint, bytes).await
+    {
+        tracing::warn!(%worker, %task, which = %checkpoint, "a checkpoint did not reach a majority of the servers; not recorded");
+        return;
     }
     let which = checkpoint.to_string();
     match node

@@ -347,6 +347,17 @@ impl ServerSet {
         name
     }
 
+    /// `kill -9` worker `name`'s agent (its reaper then kills its tasks).
+    pub fn kill_worker(&mut self, name: &str) {
+        let w = self
+            .workers
+            .iter_mut()
+            .find(|w| w.0 == name)
+            .unwrap_or_else(|| panic!("no worker {name}"));
+        let _ = w.1.kill();
+        let _ = w.1.wait();
+    }
+
     fn worker_entry(&self, name: &str) -> &(String, Child, PathBuf, PathBuf) {
         self.workers
             .iter()

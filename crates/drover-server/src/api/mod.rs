@@ -8,6 +8,7 @@ pub(crate) mod access;
 mod autoscale;
 mod body_deadline;
 mod cache;
+mod checkpoint_peer;
 mod cluster;
 mod disttask;
 mod error;
@@ -101,6 +102,9 @@ pub fn router(node: Arc<Node>) -> Router {
         .merge(raft::routes())
         .route(metrics::PATH, axum::routing::get(metrics::scrape))
         .merge(output_peer::routes())
+        .merge(checkpoint_peer::routes(
+            node.config.input_limits.max_checkpoint_bytes,
+        ))
         .fallback(|| async { ApiError::not_found("no such route; see /v1/openapi.json") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -8,12 +8,15 @@
 //! and `drover status` know the latest version, and the next start of the task names
 //! it. The leader sends the stored bytes before such a start.
 //!
-//! With an object store configured (`--object-store`), every version is also put there
-//! (`checkpoints/<task>/<attempt>.<version>`) before it is logged, and a server that
-//! does not hold a version on its disk (a new leader after a failover) reads it from
-//! there: the checkpoint then survives the loss of the server that took it. Without
-//! one, only that server holds it.
+//! In a group, every version is copied to the other servers and logged only once a
+//! majority holds it ([`peer_copies`]), so it survives the loss of the server that took
+//! it; a server that does not hold a version on its disk (a new leader after a
+//! failover) fetches it from a peer. With an object store configured
+//! (`--object-store`), every version is also put there
+//! (`checkpoints/<task>/<attempt>.<version>`) before it is logged, and read from there
+//! before the peers are asked.
 
+pub mod peer_copies;
 pub mod store;
 pub mod upload;
 
@@ -21,27 +24,28 @@ pub use store::{CheckpointError, CheckpointStore};
 pub use upload::Uploads;
 
 use crate::blob::{BlobKey, BlobStore};
+use crate::node::Node;
 use drover_proto::checkpoint::{CheckpointChunk, CheckpointRef, digest_hex};
 use drover_proto::worker::{ServerMessage, StartTask};
 use drover_types::TaskId;
-use std::sync::Arc;
 
 /// The messages that carry the checkpoint `start` resumes from, to send just before
 /// it: none when it resumes from nothing, or when this server cannot read that
 /// checkpoint (the worker then starts the attempt without it, and says so).
-pub async fn restore_messages(
-    store: &Arc<CheckpointStore>,
-    archive: Option<&BlobStore>,
-    start: &StartTask,
-) -> Vec<ServerMessage> {
+/// Where it is read from: this server's disk, else the object store (if configured),
+/// else a peer (in a group).
+pub async fn restore_messages(node: &Node, start: &StartTask) -> Vec<ServerMessage> {
     let Some(resume) = start.resume.clone() else {
         return Vec::new();
     };
-    let (local, task) = (store.clone(), start.task);
+    let (local, task) = (node.checkpoints.clone(), start.task);
     let wanted = resume.clone();
     let mut loaded = tokio::task::spawn_blocking(move || local.load(task, &wanted)).await;
-    if let (Ok(Err(CheckpointError::Missing { .. })), Some(archive)) = (&loaded, archive) {
-        loaded = Ok(load_archived(archive, task, &resume).await);
+    if let (Ok(Err(CheckpointError::Missing { .. })), Some(_)) = (&loaded, &node.archive) {
+        loaded = Ok(load_archived(&node.blobs, task, &resume).await);
+    }
+    if matches!(loaded, Ok(Err(CheckpointError::Missing { .. }))) && node.is_clustered() {
+        loaded = Ok(peer_copies::fetch_from_peers(node, task, &resume).await);
     }
     let loaded = loaded.map(|r| {
         r.map(|bytes| CheckpointChunk::split(task, resume.attempt, resume.version, &bytes))
