@@ -3,6 +3,7 @@
 use drover_types::{
     Attempt, JobId, JobSpec, Outcome, PolicyConfig, TaskId, WorkerId, WorkerSpec, WorkerUsage,
 };
+use crate::resize::ResizeRequest;
 use serde::{Deserialize, Serialize};
 
 /// Everything that can change the core's state. Each is applied at a `now` given by the
@@ -67,6 +68,15 @@ pub enum Event {
     Retire {
         keep_ms: u64,
         keep_max: u64,
+    },
+    /// Dynamic resources: change the reservation of the task's placed attempt (see
+    /// `resize.rs`). `attempt` and `worker`, when given (a request from the task
+    /// through its agent), must be the current ones; the API gives neither.
+    Resize {
+        task: TaskId,
+        attempt: Option<Attempt>,
+        worker: Option<WorkerId>,
+        request: ResizeRequest,
     },
 }
 

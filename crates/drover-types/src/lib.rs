@@ -33,7 +33,9 @@ pub use input::{Input, InputError, from_input};
 pub use job::{ArraySpec, DepRef, JobSpec, KeyRef};
 pub use limits::Limits;
 pub use policy::{PlacementPolicyKind, PolicyConfig, QueuePolicyKind};
-pub use resources::{ParseResourceError, Resources, format_bytes, parse_bytes, parse_cpus};
+pub use resources::{
+    ParseResourceError, Resources, format_bytes, format_cpus, parse_bytes, parse_cpus,
+};
 pub use role::Role;
 pub use secret::{REDACTED, SecretString};
 pub use state::{AttemptUsage, FailureCause, Outcome, TaskState};
