@@ -206,7 +206,11 @@ fn the_end_of_a_resized_attempt_frees_exactly_what_it_held_and_a_retry_asks_the_
 
 #[test]
 fn a_lost_worker_or_a_rejoin_counts_the_resized_reservation() {
-    let (mut env, w, t) = one_running();
+    let mut env = Env::new();
+    let w = env.join("w", 4, 8);
+    let t = env.submit(vec![retries(mem(cpus(task(), 1), 1), 3, 0)])[0];
+    env.starts();
+    env.started(t);
     resize(&mut env, t, req(Some(3), Some(7))).unwrap();
     // A rejoin listing the attempt keeps it with its resized reservation.
     env.ok(Event::WorkerJoin {
@@ -237,7 +241,8 @@ fn preemption_counts_what_a_resized_victim_holds() {
         ..drover_types::PolicyConfig::default()
     });
     let w = env.join("w", 4, 8);
-    let low = env.submit(vec![prio(cpus(task(), 1), 0)])[0];
+    // Retryable, hence preemptible.
+    let low = env.submit(vec![retries(prio(cpus(task(), 1), 0), 2, 0)])[0];
     env.starts();
     env.started(low);
     resize(&mut env, low, req(Some(4), None)).unwrap();
@@ -249,7 +254,12 @@ fn preemption_counts_what_a_resized_victim_holds() {
         vec![(low, drover_sched::KillReason::Preempted)]
     );
     env.finish(low, Outcome::Signaled { signal: 15 });
-    assert_eq!(env.starts(), vec![(high, Attempt(1), w)]);
+    // Both fit now: the evicted one comes back with its spec's 1 cpu, not 4.
+    assert_eq!(
+        env.starts(),
+        vec![(high, Attempt(1), w), (low, Attempt(2), w)]
+    );
+    assert_eq!(allocated(&env, w).0, 2000);
 }
 
 #[test]

@@ -1207,6 +1207,17 @@ impl Agent {
         attempt: Attempt,
         resources: Resources,
     ) -> Option<tokio::task::JoinHandle<()>> {
+        if let Some(start) = self
+            .waiting
+            .iter_mut()
+            .find(|s| (s.task, s.attempt) == (task, attempt))
+        {
+            // Resized before it began (the core had reserved it): it starts with the
+            // new amounts, and waits for room by them.
+            start.spec.resources = resources;
+            self.start_waiting();
+            return None;
+        }
         let handles = self.running.get_mut(&(task, attempt))?;
         self.allocated.sub(&handles.resources);
         self.allocated.add(&resources);
