@@ -254,7 +254,7 @@ pub async fn run_with_driver(
     };
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let tokens = TaskTokens::default();
-    let (asks_tx, asks) = mpsc::channel(64);
+    let (asks_tx, asks) = mpsc::channel(crate::task_socket::QUEUE);
     // Inside the work directory, which the task user can pass through (not list).
     let socket_path = work_root.join("agent.sock");
     let task_socket =

@@ -25,7 +25,7 @@ pub struct ResizeAsk {
 }
 
 /// At most this many requests wait for the agent's loop; more are refused at once.
-const QUEUE: usize = 64;
+pub(crate) const QUEUE: usize = 64;
 /// A connection that has not sent its request by then is closed.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest a task waits for the cluster's answer (a commit, or a reconnect).
