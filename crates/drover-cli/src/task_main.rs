@@ -69,8 +69,8 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
         cpus,
         memory,
     };
-    let mut stream =
-        UnixStream::connect(&socket).map_err(|e| format!("cannot reach the agent at {socket}: {e}"))?;
+    let mut stream = UnixStream::connect(&socket)
+        .map_err(|e| format!("cannot reach the agent at {socket}: {e}"))?;
     // The agent waits up to 30 s for the cluster; a little more here.
     let _ = stream.set_read_timeout(Some(Duration::from_secs(35)));
     let mut line = serde_json::to_string(&request).map_err(|e| e.to_string())?;

@@ -39,12 +39,20 @@ fn a_task_grows_its_memory_past_its_launch_limit_and_is_refused_what_the_worker_
     let out = c.cli_ok(&["logs", &id.to_string()]).stdout;
     assert_eq!(t.state, TaskState::Succeeded, "{t:#?}\n{out}\n{}", c.logs());
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines[0], (64u64 << 20).to_string(), "the launch limit: {out}");
+    assert_eq!(
+        lines[0],
+        (64u64 << 20).to_string(),
+        "the launch limit: {out}"
+    );
     assert!(
         lines[1].starts_with("granted: task") && lines[1].contains("512 MiB memory"),
         "{out}"
     );
-    assert_eq!(lines[2], (512u64 << 20).to_string(), "the raised limit: {out}");
+    assert_eq!(
+        lines[2],
+        (512u64 << 20).to_string(),
+        "the raised limit: {out}"
+    );
     assert_eq!(lines[3], "allocated 209715200", "{out}");
     assert_eq!(
         lines[4], "refused: worker w1 has 2 cpu free, 6 more needed",
@@ -94,11 +102,17 @@ fn the_http_route_and_the_cli_resize_a_running_task_with_the_callers_rights() {
     assert_eq!(w.allocated.cpu_milli, 2000, "{w:#?}");
     // The limit reaches the task's cgroup (`SetLimits` to the worker).
     let limit_file = c.poll("the cgroup limit", SLOW, || {
-        let pid = attempt_processes(&agent_id(&c.worker_name("w"), &c.root.join("wdata-w")), id, 1)
-            .into_iter()
-            .next()?;
+        let pid = attempt_processes(
+            &agent_id(&c.worker_name("w"), &c.root.join("wdata-w")),
+            id,
+            1,
+        )
+        .into_iter()
+        .next()?;
         let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-        let rel = cg.lines().find_map(|l| l.split_once(":memory:").map(|(_, p)| p.to_string()))?;
+        let rel = cg
+            .lines()
+            .find_map(|l| l.split_once(":memory:").map(|(_, p)| p.to_string()))?;
         let file = format!("/sys/fs/cgroup/memory{rel}/memory.limit_in_bytes");
         (read(std::path::Path::new(&file)).trim() == (1u64 << 30).to_string()).then_some(file)
     });
@@ -134,14 +148,12 @@ fn the_http_route_and_the_cli_resize_a_running_task_with_the_callers_rights() {
 
     // The CLI: granted prints, refused exits non-zero with the reason.
     let out = c.cli_ok(&["resize", &id.to_string(), "--cpus", "1", "--memory", "256M"]);
-    assert!(
-        out.stdout.contains("now 1 cpu, 256 MiB memory"),
-        "{out}"
-    );
+    assert!(out.stdout.contains("now 1 cpu, 256 MiB memory"), "{out}");
     let out = c.cli(&["resize", &id.to_string(), "--cpus", "5"]);
     assert_ne!(out.code(), Some(0), "{out}");
     assert!(
-        out.stderr.contains("worker w1 has 2 cpu free, 3 more needed"),
+        out.stderr
+            .contains("worker w1 has 2 cpu free, 3 more needed"),
         "{out}"
     );
     let status = c.cli_ok(&["status", &id.to_string()]).stdout;
@@ -149,6 +161,27 @@ fn the_http_route_and_the_cli_resize_a_running_task_with_the_callers_rights() {
         status.contains("resources: 1 cpu, 256 MiB memory (resized; spec: 0.5 cpu, 64 MiB memory)"),
         "{status}"
     );
+    // A `submit` client token resizes what it submitted, not another's task: 403.
+    let created = c.cli_ok(&["--json", "token", "create", "--role", "submit"]);
+    let created: serde_json::Value = serde_json::from_str(&created.stdout).unwrap();
+    let user = created["secret"].as_str().unwrap().to_string();
+    let post_as = |token: &str, path: &str, body: serde_json::Value| {
+        http(&c.addr, "POST", path, Some(token), Some(&serde_json::to_vec(&body).unwrap()))
+    };
+    let r = post_as(
+        &user,
+        "/v1/tasks",
+        json!({"command": ["sleep", "60"], "resources": {"cpu_milli": 500}}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let own = r.json()["first"].as_u64().unwrap();
+    c.wait_state(own, "running", SLOW);
+    let r = post_as(&user, &format!("/v1/tasks/{own}/resize"), json!({"cpus": "1"}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = post_as(&user, &path, json!({"cpus": "1"}));
+    assert_eq!(r.status, 403, "{}", r.text());
+    c.cli_ok(&["cancel", &own.to_string()]);
+
     // A finished task cannot be resized: 409.
     c.cli_ok(&["cancel", &id.to_string()]);
     c.wait_final(id, SLOW);
@@ -202,9 +235,19 @@ fn only_a_running_attempts_own_token_over_its_agents_socket_resizes() {
     let out = run_with_timeout(
         {
             let mut cmd = std::process::Command::new("setpriv");
-            cmd.args(["--reuid", "1", "--regid", "1", "--clear-groups", &task, "resize", "--cpus", "1"])
-                .env("DROVER_AGENT_SOCKET", &socket)
-                .env("DROVER_TASK_TOKEN", "anything");
+            cmd.args([
+                "--reuid",
+                "1",
+                "--regid",
+                "1",
+                "--clear-groups",
+                &task,
+                "resize",
+                "--cpus",
+                "1",
+            ])
+            .env("DROVER_AGENT_SOCKET", &socket)
+            .env("DROVER_TASK_TOKEN", "anything");
             cmd
         },
         Duration::from_secs(20),

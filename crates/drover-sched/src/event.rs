@@ -1,9 +1,9 @@
 //! The closed set of things that can happen to the core.
 
+use crate::resize::ResizeRequest;
 use drover_types::{
     Attempt, JobId, JobSpec, Outcome, PolicyConfig, TaskId, WorkerId, WorkerSpec, WorkerUsage,
 };
-use crate::resize::ResizeRequest;
 use serde::{Deserialize, Serialize};
 
 /// Everything that can change the core's state. Each is applied at a `now` given by the

@@ -292,7 +292,9 @@ pub(crate) fn check(s: &Scheduler) -> Result<(), String> {
 fn check_resizes(s: &Scheduler) -> Result<(), String> {
     for (id, r) in &s.resizes.reserved {
         let Some(rec) = s.tasks.get(*id) else {
-            return Err(format!("resized reservation of task {id}, which is not held"));
+            return Err(format!(
+                "resized reservation of task {id}, which is not held"
+            ));
         };
         if rec.holder == NO_WORKER || rec.slot == PREFETCHED {
             return Err(format!(
@@ -300,7 +302,9 @@ fn check_resizes(s: &Scheduler) -> Result<(), String> {
             ));
         }
         if *r == s.shapes.list[rec.shape as usize].res {
-            return Err(format!("task {id}: resized reservation equal to its shape's"));
+            return Err(format!(
+                "task {id}: resized reservation equal to its shape's"
+            ));
         }
     }
     for (id, h) in &s.resizes.history {

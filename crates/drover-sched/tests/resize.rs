@@ -5,8 +5,7 @@
 mod common;
 use common::*;
 use drover_sched::{
-    Action, CancelTarget, CoreError, Event, ResizeDecision, ResizeRefusal, ResizeRequest,
-    Scheduler,
+    Action, CancelTarget, CoreError, Event, ResizeDecision, ResizeRefusal, ResizeRequest, Scheduler,
 };
 use drover_types::{Attempt, Millis, Outcome, Resources, TaskId, TaskState, WorkerId};
 

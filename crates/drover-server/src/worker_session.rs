@@ -716,7 +716,9 @@ async fn read_loop(
                                 crate::api::resize::answer_of(&node.state.read(), task, &decision)
                             }
                             Ok(CommandResult::Rejected(r)) => refused_answer(task, r.message),
-                            Ok(other) => refused_answer(task, format!("unexpected answer: {other:?}")),
+                            Ok(other) => {
+                                refused_answer(task, format!("unexpected answer: {other:?}"))
+                            }
                             Err(e) => refused_answer(task, e.to_string()),
                         };
                         node.sessions

@@ -179,7 +179,9 @@ pub enum CommandResult {
         id: u64,
     },
     /// A resize was decided (granted or refused; see `drover_sched::ResizeDecision`).
-    Resized { decision: ResizeDecision },
+    Resized {
+        decision: ResizeDecision,
+    },
     Done,
     Rejected(Rejection),
 }

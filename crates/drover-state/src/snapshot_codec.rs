@@ -706,12 +706,12 @@ mod tests {
         let mut restored = StateMachine::restore(read);
         let sched = restored.scheduler();
         sched.check_invariants().unwrap();
-        assert_eq!(sched.resized_reservation(TaskId(1)).unwrap().cpu_milli, 3000);
-        assert_eq!(sched.resize_history(TaskId(1)).len(), 2);
         assert_eq!(
-            sched.worker(WorkerId(1)).unwrap().allocated.cpu_milli,
+            sched.resized_reservation(TaskId(1)).unwrap().cpu_milli,
             3000
         );
+        assert_eq!(sched.resize_history(TaskId(1)).len(), 2);
+        assert_eq!(sched.worker(WorkerId(1)).unwrap().allocated.cpu_milli, 3000);
         restored.apply(&LogEntry {
             now: Millis(3_000),
             commands: vec![Command::TaskFinished {
@@ -730,7 +730,14 @@ mod tests {
             }],
         });
         restored.scheduler().check_invariants().unwrap();
-        assert!(restored.scheduler().worker(WorkerId(1)).unwrap().allocated.is_zero());
+        assert!(
+            restored
+                .scheduler()
+                .worker(WorkerId(1))
+                .unwrap()
+                .allocated
+                .is_zero()
+        );
     }
 
     /// A version-3 snapshot (no resize state) still reads, with none.

@@ -113,15 +113,14 @@ fn tokens_survive_a_snapshot_and_a_version_1_snapshot_still_reads() {
         old[16..24].copy_from_slice(&body_len.to_le_bytes());
         StateMachine::restore(SnapshotReader::open(&old[..]).unwrap().state().unwrap())
     };
-    let tail =
-        postcard::to_stdvec(&(
-            &snap.tokens,
-            &snap.identities,
-            &snap.cache,
-            &snap.uploads,
-            &snap.resizes,
-        ))
-        .unwrap();
+    let tail = postcard::to_stdvec(&(
+        &snap.tokens,
+        &snap.identities,
+        &snap.cache,
+        &snap.uploads,
+        &snap.resizes,
+    ))
+    .unwrap();
     let old = older(tail, 1);
     assert_eq!(old.tokens().iter().count(), 0);
     let tail = postcard::to_stdvec(&(&snap.cache, &snap.uploads, &snap.resizes)).unwrap();

@@ -257,14 +257,18 @@ pub async fn run_with_driver(
     let (asks_tx, asks) = mpsc::channel(crate::task_socket::QUEUE);
     // Inside the work directory, which the task user can pass through (not list).
     let socket_path = work_root.join("agent.sock");
-    let task_socket =
-        match TaskSocket::bind(&socket_path, config.checkpoint_owner, tokens.clone(), asks_tx) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::warn!(path = %socket_path.display(), "no task socket (tasks cannot resize themselves): {e}");
-                None
-            }
-        };
+    let task_socket = match TaskSocket::bind(
+        &socket_path,
+        config.checkpoint_owner,
+        tokens.clone(),
+        asks_tx,
+    ) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(path = %socket_path.display(), "no task socket (tasks cannot resize themselves): {e}");
+            None
+        }
+    };
     let fence = Fence::start(config.kill_grace, lifeline);
     let fence_fired = fence.subscribe();
     let mut agent = Agent {
@@ -1231,7 +1235,9 @@ impl Agent {
         let setter = setter?;
         Some(tokio::task::spawn_blocking(move || {
             match setter.set_limits(&update) {
-                Ok(()) => tracing::info!(%task, %attempt, memory = ?update.memory_limit_bytes, cpu_milli = update.cpu_milli, "resized"),
+                Ok(()) => {
+                    tracing::info!(%task, %attempt, memory = ?update.memory_limit_bytes, cpu_milli = update.cpu_milli, "resized")
+                }
                 Err(e) => tracing::warn!(%task, %attempt, "could not apply a resize: {e}"),
             }
         }))

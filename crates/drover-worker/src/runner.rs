@@ -1,9 +1,7 @@
 //! Running one attempt: launch through the driver, forward its output, report its end.
 
 use crate::checkpointer::{CheckpointSetup, Checkpointer};
-use drover_exec::{
-    Driver, KillHandle, LaunchSpec, LimitSetter, OutputChunk, Stream, UsageProbe,
-};
+use drover_exec::{Driver, KillHandle, LaunchSpec, LimitSetter, OutputChunk, Stream, UsageProbe};
 use drover_proto::worker::{AttemptReport, AttemptUsage, OutputFrame, OutputStream, StartTask};
 use drover_types::Outcome;
 use std::sync::Arc;

@@ -43,7 +43,11 @@ pub(crate) fn request_of(body: &ResizeBody) -> Result<ResizeRequest, ApiError> {
 
 /// The answer told to the task or the client, read from the state right after the
 /// decision was applied.
-pub(crate) fn answer_of(sm: &StateMachine, task: TaskId, decision: &ResizeDecision) -> ResizeAnswer {
+pub(crate) fn answer_of(
+    sm: &StateMachine,
+    task: TaskId,
+    decision: &ResizeDecision,
+) -> ResizeAnswer {
     let sched = sm.scheduler();
     let held = || {
         sched
@@ -98,7 +102,10 @@ pub async fn resize(
         check_range(
             &sm,
             &caller,
-            TaskRange { first: id, count: 1 },
+            TaskRange {
+                first: id,
+                count: 1,
+            },
             &format!("task {task:?}"),
         )?;
         if let Some(v) = sm.scheduler().task(id) {

@@ -243,7 +243,11 @@ pub(crate) fn check_range(
 }
 
 /// Resolves a task reference from a path: an id or a key naming a single task.
-pub(crate) fn resolve_one(sm: &StateMachine, text: &str, keep: &Retention) -> Result<TaskId, ApiError> {
+pub(crate) fn resolve_one(
+    sm: &StateMachine,
+    text: &str,
+    keep: &Retention,
+) -> Result<TaskId, ApiError> {
     let range = resolve(sm, text, keep)?;
     if range.count != 1 {
         return Err(ApiError::invalid(
