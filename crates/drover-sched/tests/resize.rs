@@ -118,6 +118,9 @@ fn a_grant_tells_the_worker_and_changes_what_else_fits() {
     assert_eq!(allocated(&env, w).0, 4000);
 }
 
+/// Whether an error is the one expected.
+type ErrorCheck = fn(&CoreError) -> bool;
+
 #[test]
 fn only_the_current_placed_attempt_of_its_worker_can_be_resized() {
     let mut env = Env::new();
@@ -129,7 +132,7 @@ fn only_the_current_placed_attempt_of_its_worker_can_be_resized() {
     let waiting = ids[2];
     assert_eq!(env.state(waiting), TaskState::Ready);
     let r = req(Some(1), None);
-    let cases: Vec<(&str, Event, fn(&CoreError) -> bool)> = vec![
+    let cases: Vec<(&str, Event, ErrorCheck)> = vec![
         (
             "unknown task",
             Event::Resize {
