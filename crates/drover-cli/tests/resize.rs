@@ -166,7 +166,13 @@ fn the_http_route_and_the_cli_resize_a_running_task_with_the_callers_rights() {
     let created: serde_json::Value = serde_json::from_str(&created.stdout).unwrap();
     let user = created["secret"].as_str().unwrap().to_string();
     let post_as = |token: &str, path: &str, body: serde_json::Value| {
-        http(&c.addr, "POST", path, Some(token), Some(&serde_json::to_vec(&body).unwrap()))
+        http(
+            &c.addr,
+            "POST",
+            path,
+            Some(token),
+            Some(&serde_json::to_vec(&body).unwrap()),
+        )
     };
     let r = post_as(
         &user,
@@ -176,7 +182,11 @@ fn the_http_route_and_the_cli_resize_a_running_task_with_the_callers_rights() {
     assert_eq!(r.status, 201, "{}", r.text());
     let own = r.json()["first"].as_u64().unwrap();
     c.wait_state(own, "running", SLOW);
-    let r = post_as(&user, &format!("/v1/tasks/{own}/resize"), json!({"cpus": "1"}));
+    let r = post_as(
+        &user,
+        &format!("/v1/tasks/{own}/resize"),
+        json!({"cpus": "1"}),
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     let r = post_as(&user, &path, json!({"cpus": "1"}));
     assert_eq!(r.status, 403, "{}", r.text());
