@@ -65,7 +65,11 @@ pub async fn status(g: &Global, a: StatusArgs) -> Result<ExitCode> {
         "  command:   {}",
         render::command_line(&t.spec.command, t.spec.shell)
     );
-    println!("  resources: {}", t.spec.resources);
+    match &t.reserved {
+        // Dynamic resources: the running attempt holds something else than asked.
+        Some(r) => println!("  resources: {r} (resized; spec: {})", t.spec.resources),
+        None => println!("  resources: {}", t.spec.resources),
+    }
     println!("  attempt:   {}", attempt_line(&t));
     if let Some(w) = &t.worker {
         // The name, and the id (`w3`) of the worker of the latest attempt.
@@ -147,6 +151,12 @@ pub async fn status(g: &Global, a: StatusArgs) -> Result<ExitCode> {
             "  checkpoint: none saved yet (every {})",
             format_duration_ms(spec.interval_ms)
         );
+    }
+    if !t.resizes.is_empty() {
+        println!("  resizes:");
+        for r in &t.resizes {
+            println!("    {}", crate::resize::history_line(r));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -10,6 +10,7 @@ mod inspect;
 mod jobfile;
 mod object_store_args;
 mod render;
+mod resize;
 mod submit;
 mod tls;
 mod token;
@@ -113,6 +114,8 @@ enum Cmd {
     Logs(inspect::LogsArgs),
     /// Cancel tasks or a job
     Cancel(inspect::CancelArgs),
+    /// Change a running task's cpus or memory (dynamic resources)
+    Resize(resize::ResizeArgs),
     /// Show a job's progress
     Job(inspect::JobArgs),
     /// List workers
@@ -259,6 +262,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Cmd::List(a) => inspect::list(g, a).await,
         Cmd::Logs(a) => inspect::logs(g, a).await,
         Cmd::Cancel(a) => inspect::cancel(g, a).await,
+        Cmd::Resize(a) => resize::resize(g, a).await,
         Cmd::Job(a) => inspect::job(g, a).await,
         Cmd::Workers => inspect::workers(g).await,
         Cmd::Autoscale => autoscale::show(g).await,

@@ -35,6 +35,7 @@ const ROUTES: &[(&str, &str, Option<&str>)] = &[
     ("POST", "/v1/tasks", Some("submit")),
     ("GET", "/v1/tasks/{task}", Some("read")),
     ("POST", "/v1/tasks/{task}/cancel", Some("submit")),
+    ("POST", "/v1/tasks/{task}/resize", Some("submit")),
     ("GET", "/v1/tasks/{task}/output", Some("read")),
     ("GET", "/v1/events", Some("read")),
     ("POST", "/v1/jobs", Some("submit")),
@@ -66,7 +67,7 @@ fn rank(role: &str) -> usize {
 /// where an existing one would be changed for good (a cancellation, a server, a
 /// token), ones that do not.
 fn concrete(path: &str) -> String {
-    if path.ends_with("/cancel") {
+    if path.ends_with("/cancel") || path.ends_with("/resize") {
         return path.replace("{task}", "999").replace("{job}", "999");
     }
     path.replace("{worker}", "1")
@@ -85,6 +86,7 @@ fn body_for(method: &str, path: &str) -> Option<Vec<u8>> {
         ("PUT", "/v1/policy") => json!({}),
         ("POST", "/v1/servers") => json!({"address": ""}),
         ("POST", "/v1/tokens") => json!({"role": "nobody"}),
+        ("POST", p) if p.ends_with("/resize") => json!({"cpus": "1"}),
         ("POST", _) | ("PUT", _) => return Some(Vec::new()),
         _ => return None,
     };

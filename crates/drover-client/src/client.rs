@@ -404,6 +404,23 @@ impl Client {
         .await
     }
 
+    /// Resizes a running task's current attempt (dynamic resources). A refusal is an
+    /// error with status 409 whose message says why.
+    pub async fn resize_task(
+        &self,
+        reference: &str,
+        body: &drover_proto::api::ResizeBody,
+    ) -> Result<drover_proto::api::ResizeAnswer, ClientError> {
+        self.json(
+            self.request(
+                Method::POST,
+                &format!("/v1/tasks/{}/resize", encode(reference)),
+            )
+            .json(body),
+        )
+        .await
+    }
+
     pub async fn job(&self, id: u64) -> Result<JobInfo, ClientError> {
         self.json(self.request(Method::GET, &format!("/v1/jobs/{id}")))
             .await

@@ -22,6 +22,8 @@ pub struct RunningAttempt {
     pub(crate) dir: PathBuf,
     pub(crate) kill: KillHandle,
     pub(crate) probe: Option<Arc<dyn UsageProbe>>,
+    /// Changes its limits while it runs, when its driver can.
+    pub(crate) limits: Option<Arc<dyn crate::LimitSetter>>,
     pub(crate) done: oneshot::Receiver<Finished>,
     /// Output paths, so a lost monitor can still report something sensible.
     pub(crate) stdout_path: PathBuf,
@@ -67,6 +69,12 @@ impl RunningAttempt {
     /// outlives [`RunningAttempt::wait`]'s consumption of `self`.
     pub fn usage_probe(&self) -> Option<Arc<dyn UsageProbe>> {
         self.probe.clone()
+    }
+
+    /// A handle that changes this attempt's limits while it runs (a granted resize);
+    /// `None` when its driver cannot.
+    pub fn limit_setter(&self) -> Option<Arc<dyn crate::LimitSetter>> {
+        self.limits.clone()
     }
 
     /// A live sample of the attempt's usage so far.

@@ -32,6 +32,9 @@ pub enum ExecError {
     NoSuchDriver { name: String },
     /// The Docker daemon could not be reached or refused a request the driver itself
     /// needs (not a task's own container failing to start: that is `SpawnFailed`).
+    /// A running attempt's new limits could not be written (dynamic resources).
+    #[error("cannot change the attempt's limits: {0}")]
+    SetLimits(#[source] std::io::Error),
     #[error("docker: {action}: {source}")]
     Docker {
         action: &'static str,

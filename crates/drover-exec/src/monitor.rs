@@ -37,6 +37,36 @@ pub(crate) struct Shared {
     /// Largest summed RSS of the tree seen by polling (fallback mode).
     pub sampled_peak: AtomicU64,
     pub final_usage: Mutex<Option<AttemptUsage>>,
+    /// The memory limit in force (`u64::MAX`: none): a resize changes it while the
+    /// attempt runs, and the polling fallback (no memory cgroup) reads it.
+    pub memory_limit: AtomicU64,
+}
+
+impl Shared {
+    fn memory_limit(&self) -> Option<u64> {
+        Some(self.memory_limit.load(Ordering::Relaxed)).filter(|l| *l != u64::MAX)
+    }
+}
+
+/// A resize of a process-driver attempt: the memory cgroup's limit is written at once
+/// (raising it lets the task allocate more from now on; lowering it below what the
+/// task uses makes the kernel reclaim or OOM-kill, as at a launch with that limit), and
+/// the polling fallback checks the new value. Blocking (cgroup file writes): call it
+/// off the async threads.
+impl crate::LimitSetter for Shared {
+    fn set_limits(&self, update: &crate::LimitUpdate) -> Result<(), crate::ExecError> {
+        if let Some(cg) = &self.cgroup {
+            cg.set_memory_limit(update.memory_limit_bytes)
+                .map_err(crate::ExecError::SetLimits)?;
+        }
+        self.memory_limit.store(
+            update.memory_limit_bytes.unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        // cpu quota: wired at merge (the CFS quota setter of the cpu-limits branch
+        // goes here, from `update.cpu_milli`).
+        Ok(())
+    }
 }
 
 impl UsageProbe for Shared {
@@ -185,7 +215,7 @@ impl Monitor {
                     last_sample = proctree::sample(&proctree::descendants(pid));
                     self.shared.sampled_peak.fetch_max(last_sample.rss_bytes, Ordering::Relaxed);
                     next_poll = poll_every.map(|p| Instant::now() + p);
-                    if let Some(limit) = self.memory_limit
+                    if let Some(limit) = self.shared.memory_limit()
                         && !self.cgroup_has_memory()
                         && last_sample.rss_bytes > limit
                         && !hard_killed

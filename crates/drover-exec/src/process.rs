@@ -361,6 +361,7 @@ impl ProcessDriver {
             cgroup,
             sampled_peak: AtomicU64::new(0),
             final_usage: Mutex::new(None),
+            memory_limit: AtomicU64::new(spec.memory_limit_bytes.unwrap_or(u64::MAX)),
         });
         let kill = KillHandle::new();
         let monitor = Monitor {
@@ -392,7 +393,8 @@ impl ProcessDriver {
             pid: Some(pid),
             dir,
             kill,
-            probe: Some(shared as Arc<dyn UsageProbe>),
+            probe: Some(shared.clone() as Arc<dyn UsageProbe>),
+            limits: Some(shared as Arc<dyn crate::LimitSetter>),
             done: done_rx,
             stdout_path,
             stderr_path,
@@ -589,6 +591,7 @@ pub(crate) fn spawn_failed(
         dir,
         kill: KillHandle::new(),
         probe: None,
+        limits: None,
         done: rx,
         stdout_path,
         stderr_path,

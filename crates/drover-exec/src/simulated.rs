@@ -97,6 +97,7 @@ impl Driver for SimulatedDriver {
             dir: PathBuf::new(),
             kill,
             probe: None,
+            limits: None,
             done,
             stdout_path: PathBuf::new(),
             stderr_path: PathBuf::new(),

@@ -108,6 +108,57 @@ pub struct TaskInfo {
     /// as of the read, with its terms (the queue orders by the same sum).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub effective_priority: Option<drover_types::EffectivePriority>,
+    /// What the current attempt holds when it was resized (dynamic resources);
+    /// absent: the spec's `resources`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserved: Option<Resources>,
+    /// The task's resize decisions, oldest first (the newest 16).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resizes: Vec<ResizeInfo>,
+}
+
+/// `POST /v1/tasks/{task}/resize`: the new amounts for the task's running attempt.
+/// A dimension left out keeps what the attempt holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ResizeBody {
+    /// Cores: `4`, `0.5`, `250m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<String>,
+    /// Bytes: `8G`, `512MiB`, `1048576`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+}
+
+/// The decision on a resize: 200 when granted, 409 with this body (as `detail`) when
+/// refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ResizeAnswer {
+    pub task: TaskId,
+    pub granted: bool,
+    /// What the attempt holds after the decision (unchanged when refused).
+    pub resources: Resources,
+    /// Why it was refused: `worker w1 has 1 cpu free, 3 more needed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// One resize decision of a task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ResizeInfo {
+    pub at: Millis,
+    pub attempt: Attempt,
+    /// What was asked (absent: unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_milli: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    pub granted: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// One row of a task listing.

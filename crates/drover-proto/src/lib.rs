@@ -16,5 +16,6 @@ pub mod autoscale;
 pub mod checkpoint;
 pub mod events;
 pub mod integrity;
+pub mod task_socket;
 pub mod worker;
 pub mod worker_identity;

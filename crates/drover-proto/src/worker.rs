@@ -117,6 +117,18 @@ pub enum WorkerMessage {
     Finished(AttemptReport),
     /// A piece of a checkpoint of a running (or just stopped) attempt.
     Checkpoint(crate::checkpoint::CheckpointChunk),
+    /// Dynamic resources: a running attempt asks (through its agent's task socket) for
+    /// a new reservation; answered by [`ServerMessage::ResizeAnswer`] with the same
+    /// `request`.
+    Resize {
+        request: u64,
+        task: TaskId,
+        attempt: Attempt,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cpu_milli: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        memory_bytes: Option<u64>,
+    },
 }
 
 /// How an attempt ended, with what it used and what it printed.
@@ -202,6 +214,20 @@ pub enum ServerMessage {
     },
     /// A piece of the checkpoint a start is about to resume from (sent before it).
     Checkpoint(crate::checkpoint::CheckpointChunk),
+    /// The answer to [`WorkerMessage::Resize`]. (A granted one also comes as
+    /// [`ServerMessage::SetLimits`]; applying the limits twice is harmless.)
+    ResizeAnswer {
+        request: u64,
+        answer: crate::api::ResizeAnswer,
+    },
+    /// A granted resize (asked by the task, or through the API): set the attempt's
+    /// limits to its new reservation. A worker from before dynamic resources ignores
+    /// it as a malformed message, so the protocol version is unchanged.
+    SetLimits {
+        task: TaskId,
+        attempt: Attempt,
+        resources: drover_types::Resources,
+    },
 }
 
 /// Everything a worker needs to run one attempt.

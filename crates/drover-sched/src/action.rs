@@ -1,6 +1,6 @@
 //! What the core asks the runtime to do.
 
-use drover_types::{Attempt, TaskId, WorkerId};
+use drover_types::{Attempt, Resources, TaskId, WorkerId};
 use serde::{Deserialize, Serialize};
 
 /// One instruction for the runtime. Actions are decided by the core when it applies a
@@ -22,6 +22,15 @@ pub enum Action {
         worker: WorkerId,
         reason: KillReason,
         grace_ms: u64,
+    },
+    /// The attempt's reservation changed (a granted resize): the worker sets the
+    /// attempt's limits to `resources`.
+    Resize {
+        task: TaskId,
+        attempt: Attempt,
+        worker: WorkerId,
+        #[serde(with = "crate::compact::resources")]
+        resources: Resources,
     },
 }
 

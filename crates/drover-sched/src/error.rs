@@ -27,6 +27,12 @@ pub enum CoreError {
         attempt: Attempt,
         worker: WorkerId,
     },
+    /// A resize of a task whose current attempt holds no reservation (not placed,
+    /// prefetched, being stopped, or ended).
+    #[error(
+        "task {task} is {state}: only a placed attempt that is not being stopped can be resized"
+    )]
+    NotRunning { task: TaskId, state: TaskState },
     #[error("task {task} is already {state}")]
     AlreadyFinal { task: TaskId, state: TaskState },
     #[error("task {task} cannot go from {from} to {to}")]

@@ -1,5 +1,6 @@
 //! The closed set of things that can happen to the core.
 
+use crate::resize::ResizeRequest;
 use drover_types::{
     Attempt, JobId, JobSpec, Outcome, PolicyConfig, TaskId, WorkerId, WorkerSpec, WorkerUsage,
 };
@@ -67,6 +68,15 @@ pub enum Event {
     Retire {
         keep_ms: u64,
         keep_max: u64,
+    },
+    /// Dynamic resources: change the reservation of the task's placed attempt (see
+    /// `resize.rs`). `attempt` and `worker`, when given (a request from the task
+    /// through its agent), must be the current ones; the API gives neither.
+    Resize {
+        task: TaskId,
+        attempt: Option<Attempt>,
+        worker: Option<WorkerId>,
+        request: ResizeRequest,
     },
 }
 

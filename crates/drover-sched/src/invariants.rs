@@ -83,9 +83,10 @@ pub(crate) fn check(s: &Scheduler) -> Result<(), String> {
                 if s.pool.workers[w - 1].running.get(rec.slot as usize) != Some(&id) {
                     return Err(format!("task {id}: wrong slot {} on w{w}", rec.slot));
                 }
-                alloc[w - 1].add(&rec.spec.resources);
+                let held = s.held_resources(id);
+                alloc[w - 1].add(held);
                 running[w - 1].insert(id);
-                usage[rec.owner as usize] += rec.spec.resources.cpu_milli as u64;
+                usage[rec.owner as usize] += held.cpu_milli as u64;
             }
         } else if rec.state.is_on_worker() {
             return Err(format!("task {id} is {} but holds no worker", rec.state));
@@ -288,7 +289,40 @@ pub(crate) fn check(s: &Scheduler) -> Result<(), String> {
             return Err(format!("owner {} usage out of date", s.owners.names[o]));
         }
     }
+    check_resizes(s)?;
     check_references(s)
+}
+
+/// A resized reservation belongs to an attempt that holds resources (the sums above
+/// count it) and differs from its shape's (else it is not kept); histories belong to
+/// held tasks.
+fn check_resizes(s: &Scheduler) -> Result<(), String> {
+    for (id, r) in &s.resizes.reserved {
+        let Some(rec) = s.tasks.get(*id) else {
+            return Err(format!(
+                "resized reservation of task {id}, which is not held"
+            ));
+        };
+        if rec.holder == NO_WORKER || rec.slot == PREFETCHED {
+            return Err(format!(
+                "task {id} keeps a resized reservation but holds nothing"
+            ));
+        }
+        if *r == s.shapes.list[rec.shape as usize].res {
+            return Err(format!(
+                "task {id}: resized reservation equal to its shape's"
+            ));
+        }
+    }
+    for (id, h) in &s.resizes.history {
+        if s.tasks.get(*id).is_none() {
+            return Err(format!("resize history of task {id}, which is not held"));
+        }
+        if h.is_empty() || h.len() > crate::resize::MAX_RESIZE_HISTORY {
+            return Err(format!("task {id}: {} resize records", h.len()));
+        }
+    }
+    Ok(())
 }
 
 /// The key index lists exactly the keyed entries of the task table, oldest first; each

@@ -25,6 +25,7 @@ mod placement;
 mod preemption;
 mod queue;
 mod queue_policy;
+mod resize;
 mod retire;
 mod round;
 mod scheduler;
@@ -40,6 +41,9 @@ pub use action::{Action, KillReason, Plan};
 pub use compact::pre_driver_layout;
 pub use error::{CoreError, InvariantViolation, ResolveError};
 pub use event::{CancelTarget, Event};
+pub use resize::{
+    MAX_RESIZE_HISTORY, ResizeDecision, ResizeRecord, ResizeRefusal, ResizeRequest, ResizeSnapshot,
+};
 pub use scheduler::{
     Applied, KILL_GRACE_MS, MAX_PREEMPTIONS_PER_ROUND, MAX_RETIRED_PER_EVENT, Scheduler,
     SchedulerConfig, SchedulerSnapshot, TIME_LIMIT_SLACK_MS, Transition,

@@ -48,7 +48,7 @@ impl Scheduler {
             for &t in &wr.running {
                 let tr = &self.tasks[ix(t)];
                 if tr.kill.is_some() {
-                    alloc.sub(&tr.spec.resources);
+                    alloc.sub(self.held_resources(t));
                 } else if tr.state.is_on_worker()
                     && tr.spec.priority < priority
                     && tr.spec.is_preemptible()
@@ -67,7 +67,7 @@ impl Scheduler {
             // victims). Each is pruned of victims that turn out unnecessary.
             let mut by_size = cands.clone();
             by_size.sort_by_key(|c| {
-                let r = &self.tasks[ix(c.2)].spec.resources;
+                let r = self.held_resources(c.2);
                 (std::cmp::Reverse((r.cpu_milli, r.memory_bytes, r.gpus)), *c)
             });
             for order in [cands, by_size] {
@@ -118,7 +118,7 @@ impl Scheduler {
     ) -> Option<Vec<(i32, u64, TaskId)>> {
         let mut chosen = Vec::new();
         for c in order {
-            alloc.sub(&self.tasks[ix(c.2)].spec.resources);
+            alloc.sub(self.held_resources(c.2));
             chosen.push(c);
             if req.fits_beside(&alloc, cap) {
                 break;
@@ -130,7 +130,7 @@ impl Scheduler {
         let mut k = chosen.len();
         while k > 0 && chosen.len() > 1 {
             k -= 1;
-            let res = &self.tasks[ix(chosen[k].2)].spec.resources;
+            let res = self.held_resources(chosen[k].2);
             alloc.add(res);
             if req.fits_beside(&alloc, cap) {
                 chosen.remove(k);

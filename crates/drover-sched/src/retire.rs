@@ -117,6 +117,7 @@ impl Scheduler {
             let rec = self.tasks.remove(id).expect("a held job's tasks are held");
             self.counts[rec.state as usize] -= 1;
             self.dep_failed_by.remove(&id);
+            self.forget_resizes(id);
             if let Some(k) = &rec.spec.key
                 && crate::keys::first_of_entry(rec.array_index, rec.spec.array)
             {

@@ -67,6 +67,8 @@ pub struct Applied {
     pub retired: Vec<(JobId, TaskRange)>,
     /// Actions to carry out now (kills for a cancel, stale attempts on a rejoin, ...).
     pub actions: Vec<Action>,
+    /// For a resize: the decision.
+    pub resize: Option<crate::resize::ResizeDecision>,
 }
 
 /// How an attempt ended.
@@ -113,6 +115,9 @@ pub struct Scheduler {
     /// Tasks held back by the result cache, each with the task it waits for
     /// (`cache_hold.rs`). Not in the core's snapshot: the state machine restores it.
     pub(crate) held: BTreeMap<TaskId, TaskId>,
+    /// Resized reservations and resize decisions (`resize.rs`). Not in the core's
+    /// snapshot: the state machine's snapshot carries it (format 4).
+    pub(crate) resizes: crate::resize::Resizes,
 }
 
 /// One task state change, as recorded for [`Scheduler::take_transitions`].
@@ -177,6 +182,7 @@ impl Scheduler {
             timers: Timers::default(),
             transitions: None,
             held: BTreeMap::new(),
+            resizes: Default::default(),
         }
     }
 
@@ -237,6 +243,12 @@ impl Scheduler {
                 Ok(Applied::default())
             }
             Event::Retire { keep_ms, keep_max } => Ok(self.retire(keep_ms, keep_max)),
+            Event::Resize {
+                task,
+                attempt,
+                worker,
+                request,
+            } => self.resize(task, attempt, worker, request),
         };
         if result.is_err() {
             self.now = before;
@@ -614,17 +626,22 @@ impl Scheduler {
             self.pool.unqueue(w, id);
             return;
         }
-        let res = &self.shapes.list[rec.shape as usize].res;
         let slot = rec.slot;
+        let res = self
+            .resizes
+            .reserved
+            .get(&id)
+            .unwrap_or(&self.shapes.list[rec.shape as usize].res);
+        let cpu = res.cpu_milli;
         if let Some(moved) = self.pool.release(w, slot, res) {
             self.tasks[ix(moved)].slot = slot;
         }
+        self.forget_reservation(id);
         let rec = &self.tasks[ix(id)];
-        let res = &self.shapes.list[rec.shape as usize].res;
         if let Some(due) = limit_due(rec) {
             self.timers.disarm(due, TIME_LIMIT, id);
         }
-        let (owner, cpu) = (rec.owner, res.cpu_milli);
+        let owner = rec.owner;
         self.add_usage(owner, cpu, false);
     }
 
@@ -848,7 +865,7 @@ impl Scheduler {
             let mut sum = drover_types::Resources::default();
             for t in placed {
                 let rec = &self.tasks[ix(t)];
-                let res = &rec.spec.resources;
+                let res = self.held_resources(t);
                 if listed.contains(&(t, Attempt(rec.attempt)))
                     && res.fits_beside(&sum, &spec.capacity)
                 {

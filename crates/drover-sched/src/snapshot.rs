@@ -214,6 +214,7 @@ pub(crate) fn restore(snap: SchedulerSnapshot) -> Scheduler {
         timers: Default::default(),
         transitions: None,
         held: BTreeMap::new(),
+        resizes: Default::default(),
     };
     s.rebuild_indexes();
     s

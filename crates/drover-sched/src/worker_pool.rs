@@ -276,6 +276,15 @@ impl WorkerPool {
         slot
     }
 
+    /// Changes a reservation on `w` from `old` to `new` in place (a granted resize).
+    pub fn resize(&mut self, w: WorkerId, old: &Resources, new: &Resources) {
+        let rec = &mut self.workers[w.0 as usize - 1];
+        let before = (rec.free_cpu(), rec.free_mem());
+        rec.allocated.sub(old);
+        rec.allocated.add(new);
+        self.refresh_free(w, before);
+    }
+
     /// Frees `r` on `w` for the task in `slot` of `w.running`. O(1): the last task of
     /// the list moves into the slot, and is returned so that its slot can be updated.
     pub fn release(&mut self, w: WorkerId, slot: u32, r: &Resources) -> Option<TaskId> {

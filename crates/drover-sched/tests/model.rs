@@ -400,6 +400,7 @@ impl Harness {
                     }
                     self.m.tasks[t].kill = Some(reason);
                 }
+                Action::Resize { .. } => panic!("a round never resizes"),
             }
         }
         assert_eq!(limit_kills, expected_limit_kills, "time-limit kills");

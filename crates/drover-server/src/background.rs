@@ -115,6 +115,21 @@ pub async fn dispatch_loop(node: Arc<Node>, mut rx: UnboundedReceiver<Vec<Dispat
                     node.sessions
                         .send(worker, &ServerMessage::FinishedAck { task, attempt });
                 }
+                Dispatch::SetLimits {
+                    worker,
+                    task,
+                    attempt,
+                    resources,
+                } => {
+                    node.sessions.send(
+                        worker,
+                        &ServerMessage::SetLimits {
+                            task,
+                            attempt,
+                            resources,
+                        },
+                    );
+                }
             }
         }
     }

@@ -684,6 +684,41 @@ async fn read_loop(
                 Ok(WorkerMessage::Checkpoint(chunk)) => {
                     take_checkpoint(node, worker, &mut uploads, chunk).await;
                 }
+                Ok(WorkerMessage::Resize {
+                    request,
+                    task,
+                    attempt,
+                    cpu_milli,
+                    memory_bytes,
+                }) => {
+                    // Decided in its own task: the commit must not hold up this
+                    // worker's other messages. The core checks that the attempt is
+                    // current and placed on this worker.
+                    let node = node.clone();
+                    tokio::spawn(async move {
+                        let command = Command::Resize {
+                            task,
+                            attempt: Some(attempt),
+                            worker: Some(worker),
+                            request: drover_sched::ResizeRequest {
+                                cpu_milli,
+                                memory_bytes,
+                            },
+                        };
+                        let answer = match node.proposer.propose(command).await {
+                            Ok(CommandResult::Resized { decision }) => {
+                                crate::api::resize::answer_of(&node.state.read(), task, &decision)
+                            }
+                            Ok(CommandResult::Rejected(r)) => refused_answer(task, r.message),
+                            Ok(other) => {
+                                refused_answer(task, format!("unexpected answer: {other:?}"))
+                            }
+                            Err(e) => refused_answer(task, e.to_string()),
+                        };
+                        node.sessions
+                            .send(worker, &ServerMessage::ResizeAnswer { request, answer });
+                    });
+                }
                 Ok(WorkerMessage::Hello { .. }) => {
                     return Err(SessionError::Protocol(
                         "a second hello on one connection".into(),
@@ -802,6 +837,17 @@ async fn take_checkpoint(
         }
         Ok(_) => tracing::debug!(%task, %which, "checkpoint recorded"),
         Err(e) => tracing::warn!(%task, %which, "could not record a checkpoint: {e}"),
+    }
+}
+
+/// A resize the cluster could not decide (stale attempt, no leader, ...), as told to
+/// the task: refused, with why.
+fn refused_answer(task: TaskId, reason: String) -> drover_proto::api::ResizeAnswer {
+    drover_proto::api::ResizeAnswer {
+        task,
+        granted: false,
+        resources: Default::default(),
+        reason: Some(reason),
     }
 }
 

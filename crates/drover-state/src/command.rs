@@ -5,7 +5,7 @@ use crate::idempotency::IdempotencyKey;
 use crate::staging::{StagedRef, StagingError};
 use drover_proto::checkpoint::CheckpointRef;
 use drover_proto::worker::AttemptReport;
-use drover_sched::{CancelTarget, CoreError, TaskRange};
+use drover_sched::{CancelTarget, CoreError, ResizeDecision, ResizeRequest, TaskRange};
 use drover_types::{
     Attempt, JobId, JobSpec, Millis, PolicyConfig, TaskId, TaskSpec, WorkerId, WorkerSpec,
 };
@@ -127,6 +127,17 @@ pub enum Command {
         task: TaskId,
         checkpoint: CheckpointRef,
     },
+    /// Dynamic resources: change the reservation of the task's placed attempt. From a
+    /// task through its agent, `attempt` and `worker` are the asking attempt's (and
+    /// checked); from the API, both absent (the current attempt).
+    Resize {
+        task: TaskId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attempt: Option<Attempt>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        worker: Option<WorkerId>,
+        request: ResizeRequest,
+    },
 }
 
 /// The answer to one command.
@@ -166,6 +177,10 @@ pub enum CommandResult {
     /// The id of the token a `TokenCreate` made.
     TokenCreated {
         id: u64,
+    },
+    /// A resize was decided (granted or refused; see `drover_sched::ResizeDecision`).
+    Resized {
+        decision: ResizeDecision,
     },
     Done,
     Rejected(Rejection),
@@ -214,7 +229,9 @@ impl From<&CoreError> for Rejection {
                 ("not_found", None)
             }
             CoreError::StaleAttempt { .. } | CoreError::WrongWorker { .. } => ("stale", None),
-            CoreError::AlreadyFinal { .. } | CoreError::BadTransition { .. } => ("conflict", None),
+            CoreError::AlreadyFinal { .. }
+            | CoreError::BadTransition { .. }
+            | CoreError::NotRunning { .. } => ("conflict", None),
         };
         let message = match e {
             CoreError::Invalid(v) => v.reason.clone(),

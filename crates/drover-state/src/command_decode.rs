@@ -16,7 +16,7 @@ use crate::idempotency::IdempotencyKey;
 use crate::staging::StagedRef;
 use drover_proto::checkpoint::CheckpointRef;
 use drover_proto::worker::AttemptReport;
-use drover_sched::CancelTarget;
+use drover_sched::{CancelTarget, ResizeRequest};
 use drover_types::{Attempt, JobSpec, PolicyConfig, TaskId, TaskSpec, WorkerId, WorkerSpec};
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{self, MapAccess, Visitor};
@@ -104,6 +104,14 @@ enum Tagged {
         task: TaskId,
         checkpoint: CheckpointRef,
     },
+    Resize {
+        task: TaskId,
+        #[serde(default)]
+        attempt: Option<Attempt>,
+        #[serde(default)]
+        worker: Option<WorkerId>,
+        request: ResizeRequest,
+    },
 }
 
 const VARIANTS: &[&str] = &[
@@ -127,7 +135,18 @@ const VARIANTS: &[&str] = &[
     "cache_remove",
     "cache_clear",
     "checkpoint_saved",
+    "resize",
 ];
+
+#[derive(Deserialize)]
+struct ResizeFields {
+    task: TaskId,
+    #[serde(default)]
+    attempt: Option<Attempt>,
+    #[serde(default)]
+    worker: Option<WorkerId>,
+    request: ResizeRequest,
+}
 
 #[derive(Deserialize)]
 struct CheckpointSavedFields {
@@ -365,6 +384,15 @@ impl<'de> Visitor<'de> for CommandVisitor {
                     checkpoint: f.checkpoint,
                 }
             }
+            "resize" => {
+                let f = ResizeFields::deserialize(rest)?;
+                Command::Resize {
+                    task: f.task,
+                    attempt: f.attempt,
+                    worker: f.worker,
+                    request: f.request,
+                }
+            }
             other => return Err(de::Error::unknown_variant(other, VARIANTS)),
         })
     }
@@ -488,6 +516,24 @@ mod tests {
             Command::WorkerRevoke { name: "w".into() },
             Command::CacheRemove { key: "ab".into() },
             Command::CacheClear,
+            Command::Resize {
+                task: TaskId(5),
+                attempt: Some(Attempt(2)),
+                worker: Some(WorkerId(1)),
+                request: ResizeRequest {
+                    cpu_milli: Some(4000),
+                    memory_bytes: None,
+                },
+            },
+            Command::Resize {
+                task: TaskId(6),
+                attempt: None,
+                worker: None,
+                request: ResizeRequest {
+                    cpu_milli: None,
+                    memory_bytes: Some(1 << 30),
+                },
+            },
         ]
     }
 

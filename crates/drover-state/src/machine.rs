@@ -11,9 +11,12 @@ use drover_proto::checkpoint::CheckpointRef;
 use drover_proto::events::{ClusterEvent, EventBody, EventId, WorkerChange};
 use drover_proto::worker::{AttemptUsage, StartTask};
 use drover_sched::{
-    Action, Event, KillReason, Scheduler, SchedulerConfig, SchedulerSnapshot, TaskRange, Transition,
+    Action, Event, KillReason, ResizeSnapshot, Scheduler, SchedulerConfig, SchedulerSnapshot,
+    TaskRange, Transition,
 };
-use drover_types::{Attempt, JobId, JobSpec, Millis, TaskId, TaskState, WorkerId, WorkerState};
+use drover_types::{
+    Attempt, JobId, JobSpec, Millis, Resources, TaskId, TaskState, WorkerId, WorkerState,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -65,6 +68,13 @@ pub enum Dispatch {
         task: TaskId,
         attempt: Attempt,
     },
+    /// A granted resize: the worker sets the attempt's limits to `resources`.
+    SetLimits {
+        worker: WorkerId,
+        task: TaskId,
+        attempt: Attempt,
+        resources: Resources,
+    },
 }
 
 /// The durable state, as written into a snapshot.
@@ -88,6 +98,10 @@ pub struct StateSnapshot {
     /// Parts of large jobs sent ahead of their submission (format version 3).
     #[serde(default)]
     pub uploads: Vec<UploadRecord>,
+    // format 4: dynamic resources
+    /// Resized reservations of placed attempts and the resize decisions per task.
+    #[serde(default)]
+    pub resizes: ResizeSnapshot,
 }
 
 #[derive(Debug)]
@@ -586,6 +600,17 @@ impl StateMachine {
                 keep_ms: *keep_ms,
                 keep_max: *keep_max,
             },
+            Command::Resize {
+                task,
+                attempt,
+                worker,
+                request,
+            } => Event::Resize {
+                task: *task,
+                attempt: *attempt,
+                worker: *worker,
+                request: request.clone(),
+            },
         };
         match self.sched.apply(now, event) {
             Ok(applied) => {
@@ -602,6 +627,9 @@ impl StateMachine {
                 }
                 if let Command::Retire { .. } = command {
                     return self.forget_retired(now, &applied.retired, retired);
+                }
+                if let Some(decision) = applied.resize {
+                    return CommandResult::Resized { decision };
                 }
                 if let Some((job_id, tasks)) = applied.job {
                     let name = match command {
@@ -759,6 +787,17 @@ impl StateMachine {
                 grace_ms,
                 reason,
             }),
+            Action::Resize {
+                task,
+                attempt,
+                worker,
+                resources,
+            } => out.push(Dispatch::SetLimits {
+                worker,
+                task,
+                attempt,
+                resources,
+            }),
         }
     }
 
@@ -816,6 +855,7 @@ impl StateMachine {
             identities: self.identities.clone(),
             cache: self.cache.snapshot(),
             uploads: self.uploads.snapshot(),
+            resizes: self.sched.resize_snapshot(),
         }
     }
 
@@ -824,6 +864,7 @@ impl StateMachine {
         // Snapshots from before the core knew job names: it learns them from ours.
         sched.adopt_job_names(|job| snapshot.jobs.get(&job).map(|r| r.name.as_str()));
         let mut sched = Scheduler::restore(sched);
+        sched.restore_resizes(snapshot.resizes);
         sched.record_transitions(true);
         let cache = ResultCache::restore(snapshot.cache, &mut sched);
         let mut progress = BTreeMap::new();

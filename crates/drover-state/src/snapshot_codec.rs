@@ -38,7 +38,9 @@ pub const MAGIC: [u8; 8] = *b"DROVSNAP";
 /// at the end (older snapshots read with an empty cache).
 /// Version 3 also holds the parts of large jobs sent ahead of their submission
 /// (`staging.rs`; older snapshots read with none).
-pub const FORMAT_VERSION: u32 = 3;
+/// Version 4 (format 4: dynamic resources) adds the resized reservations and resize
+/// histories at the end (`drover_sched::ResizeSnapshot`); version 3 reads with none.
+pub const FORMAT_VERSION: u32 = 4;
 /// The oldest version still read.
 const OLDEST_READ: u32 = 1;
 
@@ -63,6 +65,7 @@ impl From<StateSnapshotV1> for StateSnapshot {
             identities: Default::default(),
             cache: Default::default(),
             uploads: Vec::new(),
+            resizes: Default::default(),
         }
     }
 }
@@ -89,6 +92,36 @@ impl From<StateSnapshotV2> for StateSnapshot {
             identities: v2.identities,
             cache: Default::default(),
             uploads: Vec::new(),
+            resizes: Default::default(),
+        }
+    }
+}
+
+/// A version 3 state: the version 4 one without the resize state.
+#[derive(Deserialize)]
+struct StateSnapshotV3 {
+    sched: SchedulerSnapshot,
+    records: BTreeMap<TaskId, TaskRecord>,
+    jobs: BTreeMap<JobId, JobRecord>,
+    idempotency: Vec<crate::idempotency::KeyRecord>,
+    tokens: crate::acl::TokenSnapshot,
+    identities: crate::worker_identity::WorkerIdentities,
+    cache: crate::result_cache::CacheSnapshot,
+    uploads: Vec<crate::staging::UploadRecord>,
+}
+
+impl From<StateSnapshotV3> for StateSnapshot {
+    fn from(v3: StateSnapshotV3) -> StateSnapshot {
+        StateSnapshot {
+            sched: v3.sched,
+            records: v3.records,
+            jobs: v3.jobs,
+            idempotency: v3.idempotency,
+            tokens: v3.tokens,
+            identities: v3.identities,
+            cache: v3.cache,
+            uploads: v3.uploads,
+            resizes: Default::default(),
         }
     }
 }
@@ -438,6 +471,9 @@ impl<R: Read> SnapshotReader<R> {
                 2 => drover_sched::pre_driver_layout(|| StateSnapshotV2::deserialize(&mut de))
                     .map_err(SnapshotCodecError::Decode)?
                     .into(),
+                3 => StateSnapshotV3::deserialize(&mut de)
+                    .map_err(SnapshotCodecError::Decode)?
+                    .into(),
                 _ => StateSnapshot::deserialize(&mut de).map_err(SnapshotCodecError::Decode)?,
             }
         };
@@ -599,6 +635,150 @@ mod tests {
             .spec;
         assert_eq!(spec.command, vec!["false"]);
         assert_eq!((spec.checkpoint.clone(), spec.preemptible), (None, false));
+    }
+
+    /// A machine with a running task resized (granted) and a refused resize.
+    fn resized_machine() -> StateMachine {
+        use drover_sched::ResizeRequest;
+        use drover_types::{Attempt, Resources, TaskId, WorkerId, WorkerSpec};
+        let mut m = StateMachine::new(SchedulerConfig::default());
+        m.apply(&LogEntry {
+            now: Millis(1_000),
+            commands: vec![
+                Command::WorkerJoin {
+                    spec: WorkerSpec {
+                        name: "w".into(),
+                        capacity: Resources {
+                            cpu_milli: 4000,
+                            memory_bytes: 8 << 30,
+                            ..Default::default()
+                        },
+                        ..Default::default()
+                    },
+                    running: vec![],
+                },
+                Command::Submit {
+                    job: JobSpec {
+                        name: "grows".into(),
+                        tasks: vec![TaskSpec::command(["sleep", "9"])],
+                        ..Default::default()
+                    },
+                    idempotency: None,
+                    submitter: None,
+                    staged: None,
+                },
+            ],
+        });
+        let resize = |cpu: u32| Command::Resize {
+            task: TaskId(1),
+            attempt: Some(Attempt(1)),
+            worker: Some(WorkerId(1)),
+            request: ResizeRequest {
+                cpu_milli: Some(cpu),
+                memory_bytes: Some(2 << 30),
+            },
+        };
+        m.apply(&LogEntry {
+            now: Millis(2_000),
+            commands: vec![
+                Command::TaskStarted {
+                    task: TaskId(1),
+                    attempt: Attempt(1),
+                    worker: WorkerId(1),
+                },
+                resize(3000),
+                resize(9000),
+            ],
+        });
+        m
+    }
+
+    /// Format 4 (dynamic resources) keeps resized reservations and histories: the
+    /// restored worker counts the resized amounts, and the end frees exactly them.
+    #[test]
+    fn a_version_4_snapshot_keeps_resized_reservations() {
+        use drover_types::{Attempt, TaskId, WorkerId};
+        let m = resized_machine();
+        let out = write_snapshot(b"meta", &m.snapshot(), std::io::Cursor::new(Vec::new()))
+            .unwrap()
+            .into_inner();
+        let read = SnapshotReader::open(&out[..]).unwrap().state().unwrap();
+        let mut restored = StateMachine::restore(read);
+        let sched = restored.scheduler();
+        sched.check_invariants().unwrap();
+        assert_eq!(
+            sched.resized_reservation(TaskId(1)).unwrap().cpu_milli,
+            3000
+        );
+        assert_eq!(sched.resize_history(TaskId(1)).len(), 2);
+        assert_eq!(sched.worker(WorkerId(1)).unwrap().allocated.cpu_milli, 3000);
+        restored.apply(&LogEntry {
+            now: Millis(3_000),
+            commands: vec![Command::TaskFinished {
+                worker: WorkerId(1),
+                report: drover_proto::worker::AttemptReport {
+                    task: TaskId(1),
+                    attempt: Attempt(1),
+                    outcome: drover_types::Outcome::Exited { code: 0 },
+                    usage: Default::default(),
+                    result: String::new(),
+                    stdout_bytes: 0,
+                    stderr_bytes: 0,
+                    output_truncated: false,
+                    digest: String::new(),
+                },
+            }],
+        });
+        restored.scheduler().check_invariants().unwrap();
+        assert!(
+            restored
+                .scheduler()
+                .worker(WorkerId(1))
+                .unwrap()
+                .allocated
+                .is_zero()
+        );
+    }
+
+    /// A version-3 snapshot (no resize state) still reads, with none.
+    #[test]
+    fn a_version_3_snapshot_reads_without_resizes() {
+        let m = resized_machine();
+        let state = m.snapshot();
+        #[derive(serde::Serialize)]
+        struct V3<'a> {
+            sched: &'a drover_sched::SchedulerSnapshot,
+            records: &'a std::collections::BTreeMap<drover_types::TaskId, TaskRecord>,
+            jobs: &'a std::collections::BTreeMap<drover_types::JobId, crate::JobRecord>,
+            idempotency: &'a Vec<crate::idempotency::KeyRecord>,
+            tokens: &'a crate::acl::TokenSnapshot,
+            identities: &'a crate::worker_identity::WorkerIdentities,
+            cache: &'a crate::result_cache::CacheSnapshot,
+            uploads: &'a Vec<crate::staging::UploadRecord>,
+        }
+        let mut body = 0u32.to_le_bytes().to_vec();
+        body.extend(
+            postcard::to_stdvec(&V3 {
+                sched: &state.sched,
+                records: &state.records,
+                jobs: &state.jobs,
+                idempotency: &state.idempotency,
+                tokens: &state.tokens,
+                identities: &state.identities,
+                cache: &state.cache,
+                uploads: &state.uploads,
+            })
+            .unwrap(),
+        );
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend(3u32.to_le_bytes());
+        bytes.extend(crc32fast::hash(&body).to_le_bytes());
+        bytes.extend((body.len() as u64).to_le_bytes());
+        bytes.extend(&body);
+        let read = SnapshotReader::open(&bytes[..]).unwrap().state().unwrap();
+        assert!(read.resizes.is_empty());
+        assert_eq!(read.jobs, state.jobs);
+        StateMachine::restore(read);
     }
 
     /// Regression (fuzzing, `snapshot` target): a length near the limit in a tiny

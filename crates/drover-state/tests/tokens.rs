@@ -94,9 +94,10 @@ fn tokens_survive_a_snapshot_and_a_version_1_snapshot_still_reads() {
     let (r, _) = restored.apply(&entry(2_000, vec![create(Role::Admin, None)]));
     assert_eq!(r[0], CommandResult::TokenCreated { id: 3 });
 
-    // A version 1 snapshot is a version 3 one without the token table, the worker
-    // identities, the result cache and the staged uploads: written from a state with
-    // none, its last bytes are those four; a version 2 one lacks only the last two.
+    // A version 1 snapshot is a version 4 one without the token table, the worker
+    // identities, the result cache, the staged uploads and the resize state: written
+    // from a state with none, its last bytes are those five; a version 2 one lacks only
+    // the last three.
     let plain = StateMachine::new(SchedulerConfig::default());
     let snap = plain.snapshot();
     let v3 = write_snapshot(b"", &snap, Cursor::new(Vec::new()))
@@ -112,11 +113,17 @@ fn tokens_survive_a_snapshot_and_a_version_1_snapshot_still_reads() {
         old[16..24].copy_from_slice(&body_len.to_le_bytes());
         StateMachine::restore(SnapshotReader::open(&old[..]).unwrap().state().unwrap())
     };
-    let tail =
-        postcard::to_stdvec(&(&snap.tokens, &snap.identities, &snap.cache, &snap.uploads)).unwrap();
+    let tail = postcard::to_stdvec(&(
+        &snap.tokens,
+        &snap.identities,
+        &snap.cache,
+        &snap.uploads,
+        &snap.resizes,
+    ))
+    .unwrap();
     let old = older(tail, 1);
     assert_eq!(old.tokens().iter().count(), 0);
-    let tail = postcard::to_stdvec(&(&snap.cache, &snap.uploads)).unwrap();
+    let tail = postcard::to_stdvec(&(&snap.cache, &snap.uploads, &snap.resizes)).unwrap();
     let old = older(tail, 2);
     assert_eq!(old.cache().entries().count(), 0);
 }

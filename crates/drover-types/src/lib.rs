@@ -38,7 +38,9 @@ pub use priority_weights::{
     EffectivePriority, FactorInput, MAX_LABEL_VALUE, MAX_LABEL_WEIGHTS, MultifactorWeights,
     PriorityTerm, PriorityWeightsError, label_milli,
 };
-pub use resources::{ParseResourceError, Resources, format_bytes, parse_bytes, parse_cpus};
+pub use resources::{
+    ParseResourceError, Resources, format_bytes, format_cpus, parse_bytes, parse_cpus,
+};
 pub use role::Role;
 pub use secret::{REDACTED, SecretString};
 pub use state::{AttemptUsage, FailureCause, Outcome, TaskState};

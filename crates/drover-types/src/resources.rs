@@ -126,7 +126,8 @@ impl fmt::Display for Resources {
     }
 }
 
-fn format_cpus(milli: u32) -> String {
+/// Formats millicores as cores: `2`, `0.5`, `1.25`.
+pub fn format_cpus(milli: u32) -> String {
     if milli.is_multiple_of(1000) {
         (milli / 1000).to_string()
     } else {

@@ -7,6 +7,7 @@ use crate::fence::Fence;
 use crate::lifeline::Lifeline;
 use crate::metrics::WorkerMetrics;
 use crate::runner::{self, RunnerEvent};
+use crate::task_socket::{ResizeAsk, TaskSocket, TaskTokens};
 use drover_exec::{
     CgroupMode, DockerDriver, Driver, DriverConfig, HostInfo, HostSampler, ProcessDriver,
 };
@@ -130,6 +131,15 @@ struct Agent {
     preparing: BTreeSet<(TaskId, Attempt)>,
     /// Prepared checkpoint directories of waiting starts.
     prepared: HashMap<(TaskId, Attempt), crate::checkpointer::CheckpointSetup>,
+    /// Dynamic resources: the running attempts' tokens for the task socket, the socket
+    /// (none if it could not be opened: tasks then get no socket in their
+    /// environment), the requests it passes on, and those sent to the server and not
+    /// answered yet, by request number.
+    tokens: TaskTokens,
+    task_socket: Option<TaskSocket>,
+    asks: mpsc::Receiver<ResizeAsk>,
+    asked: HashMap<u64, ResizeAsk>,
+    next_ask: u64,
 }
 
 /// Runs a worker until `shutdown` resolves (or a fatal error). Running tasks are killed
@@ -243,6 +253,22 @@ pub async fn run_with_driver(
         }
     };
     let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let tokens = TaskTokens::default();
+    let (asks_tx, asks) = mpsc::channel(crate::task_socket::QUEUE);
+    // Inside the work directory, which the task user can pass through (not list).
+    let socket_path = work_root.join("agent.sock");
+    let task_socket = match TaskSocket::bind(
+        &socket_path,
+        config.checkpoint_owner,
+        tokens.clone(),
+        asks_tx,
+    ) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(path = %socket_path.display(), "no task socket (tasks cannot resize themselves): {e}");
+            None
+        }
+    };
     let fence = Fence::start(config.kill_grace, lifeline);
     let fence_fired = fence.subscribe();
     let mut agent = Agent {
@@ -274,6 +300,11 @@ pub async fn run_with_driver(
         restores: HashMap::new(),
         preparing: BTreeSet::new(),
         prepared: HashMap::new(),
+        tokens,
+        task_socket,
+        asks,
+        asked: HashMap::new(),
+        next_ask: 0,
     };
     // Attempts a previous run of this agent left behind cannot be watched any more:
     // end them, and report them ended so the server can retry them per their policy.
@@ -536,6 +567,9 @@ impl Agent {
                 tokio::select! {
                     _ = &mut *shutdown => return Ok(()),
                     ev = self.events_rx.recv() => if let Some(ev) = ev { self.record_offline(ev) },
+                    ask = self.asks.recv() => if let Some(ask) = ask {
+                        let _ = ask.reply.send(Err("the agent is not connected to the server; try again".into()));
+                    },
                     _ = self.fence_fired.changed() => self.on_fence_fired(),
                     _ = tokio::time::sleep_until(until) => break,
                 }
@@ -559,6 +593,7 @@ impl Agent {
         if let Some(h) = self.running.remove(&key) {
             self.allocated.sub(&h.resources);
         }
+        self.tokens.revoke(key.0, key.1);
         self.spawned.remove(&key);
         if self.fence.ended(key) && report.outcome == Outcome::Killed {
             report.outcome = Outcome::Fenced;
@@ -694,6 +729,9 @@ impl Agent {
     ) -> Result<SessionEnd, WorkerError> {
         let end = self.session(socket, shutdown).await;
         self.connected = false;
+        // Resizes sent and not answered: their tasks hear that the connection was lost
+        // (the decision, if one was made, is in the log and shown by `drover status`).
+        self.asked.clear();
         // Output the server may not have received goes out again, before anything
         // printed since.
         let mut again: Vec<OutputFrame> = std::mem::take(&mut self.unconfirmed_output)
@@ -892,6 +930,22 @@ impl Agent {
                         return Ok(SessionEnd::Disconnected(e));
                     }
                 }
+                ask = self.asks.recv() => {
+                    let Some(ask) = ask else { continue };
+                    let request = self.next_ask;
+                    self.next_ask += 1;
+                    let message = WorkerMessage::Resize {
+                        request,
+                        task: ask.task,
+                        attempt: ask.attempt,
+                        cpu_milli: ask.cpu_milli,
+                        memory_bytes: ask.memory_bytes,
+                    };
+                    self.asked.insert(request, ask);
+                    if let Err(e) = send_json(&mut socket, &message).await {
+                        return Ok(SessionEnd::Disconnected(e));
+                    }
+                }
                 _ = heartbeat.tick() => {
                     if last_proof.elapsed() > silence_limit {
                         return Ok(SessionEnd::Disconnected(format!("no heartbeat acknowledged for {:?}", last_proof.elapsed())));
@@ -989,10 +1043,18 @@ impl Agent {
             };
             let key = (start.task, start.attempt);
             let checkpoint = self.prepared.remove(&key);
+            let access = match (&self.task_socket, self.tokens.issue(key.0, key.1)) {
+                (Some(s), Some(token)) => Some(runner::TaskAccess {
+                    socket: s.path().to_path_buf(),
+                    token,
+                }),
+                _ => None,
+            };
             let handles = runner::launch(
                 &self.driver,
                 start,
                 checkpoint,
+                access,
                 self.events_tx.clone(),
                 &self.metrics,
             );
@@ -1109,9 +1171,75 @@ impl Agent {
                     }
                 });
             }
+            ServerMessage::ResizeAnswer { request, answer } => {
+                let Some(ask) = self.asked.remove(&request) else {
+                    return;
+                };
+                // Granted: the limits are set before the task hears so.
+                let set = if answer.granted {
+                    self.set_limits(ask.task, ask.attempt, answer.resources.clone())
+                } else {
+                    None
+                };
+                tokio::spawn(async move {
+                    if let Some(set) = set {
+                        let _ = set.await;
+                    }
+                    let _ = ask.reply.send(Ok(answer));
+                });
+            }
+            ServerMessage::SetLimits {
+                task,
+                attempt,
+                resources,
+            } => {
+                let _ = self.set_limits(task, attempt, resources);
+            }
             ServerMessage::Welcome { .. }
             | ServerMessage::Reject { .. }
             | ServerMessage::HeartbeatAck { .. } => {}
         }
+    }
+
+    /// A granted resize: the attempt now holds `resources` of this worker (so what
+    /// waits starts by the same count as the core's), and its driver's limits follow,
+    /// off the async threads (cgroup file writes). Idempotent: a resize asked by the
+    /// task is applied on its answer and again on the server's `SetLimits`.
+    fn set_limits(
+        &mut self,
+        task: TaskId,
+        attempt: Attempt,
+        resources: Resources,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        if let Some(start) = self
+            .waiting
+            .iter_mut()
+            .find(|s| (s.task, s.attempt) == (task, attempt))
+        {
+            // Resized before it began (the core had reserved it): it starts with the
+            // new amounts, and waits for room by them.
+            start.spec.resources = resources;
+            self.start_waiting();
+            return None;
+        }
+        let handles = self.running.get_mut(&(task, attempt))?;
+        self.allocated.sub(&handles.resources);
+        self.allocated.add(&resources);
+        let update = drover_exec::LimitUpdate {
+            memory_limit_bytes: (resources.memory_bytes > 0).then_some(resources.memory_bytes),
+            cpu_milli: resources.cpu_milli,
+        };
+        handles.resources = resources;
+        let setter = handles.limits.clone();
+        self.start_waiting();
+        let setter = setter?;
+        Some(tokio::task::spawn_blocking(move || {
+            match setter.set_limits(&update) {
+                Ok(()) => {
+                    tracing::info!(%task, %attempt, memory = ?update.memory_limit_bytes, cpu_milli = update.cpu_milli, "resized")
+                }
+                Err(e) => tracing::warn!(%task, %attempt, "could not apply a resize: {e}"),
+            }
+        }))
     }
 }

@@ -17,6 +17,7 @@ mod fence;
 mod lifeline;
 pub mod metrics;
 mod runner;
+mod task_socket;
 
 pub use agent::{WorkerError, identity, run, run_with_driver};
 pub use config::WorkerConfig;

@@ -1,7 +1,7 @@
 //! Running one attempt: launch through the driver, forward its output, report its end.
 
 use crate::checkpointer::{CheckpointSetup, Checkpointer};
-use drover_exec::{Driver, KillHandle, LaunchSpec, OutputChunk, Stream, UsageProbe};
+use drover_exec::{Driver, KillHandle, LaunchSpec, LimitSetter, OutputChunk, Stream, UsageProbe};
 use drover_proto::worker::{AttemptReport, AttemptUsage, OutputFrame, OutputStream, StartTask};
 use drover_types::Outcome;
 use std::sync::Arc;
@@ -66,11 +66,19 @@ fn stdin_of(start: &StartTask) -> Option<Vec<u8>> {
 
 /// The agent's handles on one running attempt.
 pub struct Handles {
-    /// What the attempt was given of this worker's capacity.
+    /// What the attempt was given of this worker's capacity (changed by a resize).
     pub resources: drover_types::Resources,
     pub kill: KillHandle,
     /// Samples the attempt's usage for heartbeats (none if it never started).
     pub probe: Option<Arc<dyn UsageProbe>>,
+    /// Changes its limits (a granted resize), when its driver can.
+    pub limits: Option<Arc<dyn LimitSetter>>,
+}
+
+/// How the attempt reaches its agent's task socket (dynamic resources).
+pub struct TaskAccess {
+    pub socket: std::path::PathBuf,
+    pub token: String,
 }
 
 /// Launches the attempt and returns its handles; a task reports its end through
@@ -79,11 +87,17 @@ pub fn launch(
     driver: &Arc<dyn Driver>,
     start: StartTask,
     checkpoint: Option<CheckpointSetup>,
+    access: Option<TaskAccess>,
     events: mpsc::UnboundedSender<RunnerEvent>,
     metrics: &crate::metrics::WorkerMetrics,
 ) -> Handles {
     let (out_tx, mut out_rx) = mpsc::channel::<OutputChunk>(256);
     let mut env = task_env(&start);
+    if let Some(a) = access {
+        use drover_proto::task_socket::{SOCKET_ENV, TOKEN_ENV};
+        env.insert(SOCKET_ENV.into(), a.socket.to_string_lossy().into_owned());
+        env.insert(TOKEN_ENV.into(), a.token);
+    }
     if let Some(c) = &checkpoint {
         env.insert(
             "DROVER_CHECKPOINT_DIR".into(),
@@ -135,11 +149,13 @@ pub fn launch(
                 resources,
                 kill: KillHandle::new(),
                 probe: None,
+                limits: None,
             };
         }
     };
     let kill = running.kill_handle();
     let probe = running.usage_probe();
+    let limits = running.limit_setter();
     let _ = events.send(RunnerEvent::Started(task, attempt));
     let checkpointer = checkpoint.map(|c| Checkpointer::start(task, attempt, c, events.clone()));
     let forward_events = events.clone();
@@ -189,5 +205,6 @@ pub fn launch(
         resources,
         kill,
         probe,
+        limits,
     }
 }

@@ -85,7 +85,7 @@ impl AttemptCgroup {
     /// Sets (or lifts) the memory limit. memsw (memory+swap) must stay at least the
     /// memory limit, so it is lifted first, then both are set to the same value: the
     /// task cannot swap its way past the limit.
-    pub(super) fn set_memory_limit(&self, limit: Option<u64>) -> io::Result<()> {
+    pub(crate) fn set_memory_limit(&self, limit: Option<u64>) -> io::Result<()> {
         let want = limit.unwrap_or(NO_LIMIT);
         if self.limit.load(Ordering::Relaxed) == want {
             return Ok(());

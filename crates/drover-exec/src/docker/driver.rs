@@ -276,6 +276,7 @@ impl DockerDriver {
             dir,
             kill,
             probe: Some(usage as Arc<dyn UsageProbe>),
+            limits: None,
             done: done_rx,
             stdout_path,
             stderr_path,

@@ -256,6 +256,7 @@ impl PluginDriver {
             dir,
             kill,
             probe: Some(usage as Arc<dyn UsageProbe>),
+            limits: None,
             done: done_rx,
             stdout_path,
             stderr_path,

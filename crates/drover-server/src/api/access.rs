@@ -65,6 +65,12 @@ pub const ROUTES: &[(Method, &str, Access)] = &[
         "/v1/tasks/{task}/cancel",
         client(Role::Submit, true),
     ),
+    // Dynamic resources: the same rights as cancelling (checked by the handler).
+    (
+        Method::POST,
+        "/v1/tasks/{task}/resize",
+        client(Role::Submit, true),
+    ),
     (
         Method::GET,
         "/v1/tasks/{task}/output",

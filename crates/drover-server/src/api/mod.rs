@@ -22,6 +22,7 @@ mod output;
 mod output_peer;
 mod raft;
 mod read_index;
+pub(crate) mod resize;
 mod state_failed;
 mod tasks;
 mod tokens;
@@ -57,6 +58,7 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<Node>> {
         .routes(routes!(tasks::list, tasks::submit_task))
         .routes(routes!(tasks::get))
         .routes(routes!(tasks::cancel))
+        .routes(routes!(resize::resize))
         .routes(routes!(output::read))
         .routes(routes!(events::stream))
         .routes(routes!(tasks::submit_job))

@@ -225,7 +225,7 @@ fn force_owner(job: &mut JobSpec, ns: &str, single: bool) -> Result<(), ApiError
 }
 
 /// 403 unless every task of `range` is within the caller's namespace.
-fn check_range(
+pub(crate) fn check_range(
     sm: &StateMachine,
     caller: &Caller,
     range: TaskRange,
@@ -243,7 +243,11 @@ fn check_range(
 }
 
 /// Resolves a task reference from a path: an id or a key naming a single task.
-fn resolve_one(sm: &StateMachine, text: &str, keep: &Retention) -> Result<TaskId, ApiError> {
+pub(crate) fn resolve_one(
+    sm: &StateMachine,
+    text: &str,
+    keep: &Retention,
+) -> Result<TaskId, ApiError> {
     let range = resolve(sm, text, keep)?;
     if range.count != 1 {
         return Err(ApiError::invalid(
@@ -376,6 +380,23 @@ pub(crate) fn task_info(
         cache_key: sm.cache().key_of(view.id).map(str::to_string),
         checkpoint: record.and_then(|r| r.checkpoint.clone()),
         effective_priority: sm.scheduler().effective_priority(view.id, now),
+        reserved: sm.scheduler().resized_reservation(view.id).cloned(),
+        resizes: sm
+            .scheduler()
+            .resize_history(view.id)
+            .iter()
+            .map(|r| drover_proto::api::ResizeInfo {
+                at: r.at,
+                attempt: r.attempt,
+                cpu_milli: r.request.cpu_milli,
+                memory_bytes: r.request.memory_bytes,
+                granted: r.decision.is_granted(),
+                reason: match &r.decision {
+                    drover_sched::ResizeDecision::Refused { refusal } => Some(refusal.to_string()),
+                    drover_sched::ResizeDecision::Granted { .. } => None,
+                },
+            })
+            .collect(),
     }
 }
 
