@@ -113,6 +113,9 @@ pub struct Scheduler {
     /// Tasks held back by the result cache, each with the task it waits for
     /// (`cache_hold.rs`). Not in the core's snapshot: the state machine restores it.
     pub(crate) held: BTreeMap<TaskId, TaskId>,
+    /// Splits by their first slot (`split.rs`). In snapshots through the state
+    /// machine's (format 4).
+    pub(crate) splits: BTreeMap<TaskId, crate::split::SplitRecord>,
 }
 
 /// One task state change, as recorded for [`Scheduler::take_transitions`].
@@ -177,6 +180,7 @@ impl Scheduler {
             timers: Timers::default(),
             transitions: None,
             held: BTreeMap::new(),
+            splits: BTreeMap::new(),
         }
     }
 
@@ -408,6 +412,11 @@ impl Scheduler {
             spec: &rec.spec,
             array_index: rec.array_index,
             array_count: rec.array_index.and(rec.spec.array.map(|a| a.len() as u32)),
+            slice: if rec.spec.split.is_some() {
+                self.chunk_slice(id)
+            } else {
+                None
+            },
             state: rec.state,
             attempt: Attempt(rec.attempt),
             worker: (rec.holder != NO_WORKER).then_some(WorkerId(rec.holder)),
@@ -478,6 +487,10 @@ impl Scheduler {
     }
 
     pub(crate) fn make_ready(&mut self, id: TaskId) {
+        if !self.splits.is_empty() && self.split_gated(id) {
+            // A split's slot without a slice waits for one (`split.rs`).
+            return;
+        }
         let now = self.now;
         let rec = &mut self.tasks[ix(id)];
         if rec.ready_at == NEVER {
@@ -533,8 +546,12 @@ impl Scheduler {
         self.propagate_failure(id);
     }
 
-    fn propagate_failure(&mut self, root: TaskId) {
+    pub(crate) fn propagate_failure(&mut self, root: TaskId) {
         let mut stack = vec![root];
+        if !self.splits.is_empty() {
+            // A chunk that failed stops its split: the slots without a slice fail too.
+            stack.extend(self.split_chunk_failed(root));
+        }
         while let Some(p) = stack.pop() {
             let n = self.tasks[ix(p)].children.len();
             for i in 0..n {
@@ -548,7 +565,7 @@ impl Scheduler {
         }
     }
 
-    fn end_final(&mut self, id: TaskId, state: TaskState) {
+    pub(crate) fn end_final(&mut self, id: TaskId, state: TaskState) {
         if !self.held.is_empty() {
             self.held.remove(&id);
         }
@@ -558,6 +575,9 @@ impl Scheduler {
 
     pub(crate) fn succeed(&mut self, id: TaskId) {
         self.end_final(id, TaskState::Succeeded);
+        if !self.splits.is_empty() {
+            self.split_chunk_succeeded(id);
+        }
         let n = self.tasks[ix(id)].children.len();
         for i in 0..n {
             let c = self.tasks[ix(id)].children[i];
@@ -962,9 +982,9 @@ impl Scheduler {
                 self.timers.arm(due, TIME_LIMIT, id);
             }
             if let Some(k) = &rec.spec.key
-                && first_of_entry(rec.array_index, rec.spec.array)
+                && first_of_entry(rec.array_index, &rec.spec)
             {
-                let count = rec.spec.array.map_or(1, |a| a.len() as u32);
+                let count = rec.spec.expanded_len() as u32;
                 self.keys.insert(k, TaskRange { first: id, count });
             }
         }

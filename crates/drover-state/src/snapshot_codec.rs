@@ -38,7 +38,9 @@ pub const MAGIC: [u8; 8] = *b"DROVSNAP";
 /// at the end (older snapshots read with an empty cache).
 /// Version 3 also holds the parts of large jobs sent ahead of their submission
 /// (`staging.rs`; older snapshots read with none).
-pub const FORMAT_VERSION: u32 = 3;
+/// Version 4 (adaptive splitting) adds the splits' progress at the end
+/// (`StateSnapshot::splits`; older snapshots read with none).
+pub const FORMAT_VERSION: u32 = 4;
 /// The oldest version still read.
 const OLDEST_READ: u32 = 1;
 
@@ -63,6 +65,7 @@ impl From<StateSnapshotV1> for StateSnapshot {
             identities: Default::default(),
             cache: Default::default(),
             uploads: Vec::new(),
+            splits: Vec::new(),
         }
     }
 }
@@ -89,6 +92,37 @@ impl From<StateSnapshotV2> for StateSnapshot {
             identities: v2.identities,
             cache: Default::default(),
             uploads: Vec::new(),
+            splits: Vec::new(),
+        }
+    }
+}
+
+/// A version 3 state: the version 4 one without the splits (format 4: adaptive
+/// splitting).
+#[derive(Deserialize)]
+struct StateSnapshotV3 {
+    sched: SchedulerSnapshot,
+    records: BTreeMap<TaskId, TaskRecord>,
+    jobs: BTreeMap<JobId, JobRecord>,
+    idempotency: Vec<crate::idempotency::KeyRecord>,
+    tokens: crate::acl::TokenSnapshot,
+    identities: crate::worker_identity::WorkerIdentities,
+    cache: crate::result_cache::CacheSnapshot,
+    uploads: Vec<crate::staging::UploadRecord>,
+}
+
+impl From<StateSnapshotV3> for StateSnapshot {
+    fn from(v3: StateSnapshotV3) -> StateSnapshot {
+        StateSnapshot {
+            sched: v3.sched,
+            records: v3.records,
+            jobs: v3.jobs,
+            idempotency: v3.idempotency,
+            tokens: v3.tokens,
+            identities: v3.identities,
+            cache: v3.cache,
+            uploads: v3.uploads,
+            splits: Vec::new(),
         }
     }
 }
@@ -436,6 +470,9 @@ impl<R: Read> SnapshotReader<R> {
                     .map_err(SnapshotCodecError::Decode)?
                     .into(),
                 2 => drover_sched::pre_driver_layout(|| StateSnapshotV2::deserialize(&mut de))
+                    .map_err(SnapshotCodecError::Decode)?
+                    .into(),
+                3 => StateSnapshotV3::deserialize(&mut de)
                     .map_err(SnapshotCodecError::Decode)?
                     .into(),
                 _ => StateSnapshot::deserialize(&mut de).map_err(SnapshotCodecError::Decode)?,

@@ -20,6 +20,7 @@ mod policy;
 mod resources;
 mod role;
 mod secret;
+mod split_spec;
 mod state;
 mod task_spec;
 mod time;
@@ -36,6 +37,9 @@ pub use policy::{PlacementPolicyKind, PolicyConfig, QueuePolicyKind};
 pub use resources::{ParseResourceError, Resources, format_bytes, parse_bytes, parse_cpus};
 pub use role::Role;
 pub use secret::{REDACTED, SecretString};
+pub use split_spec::{
+    AUTO_SPLIT_SLOTS, DEFAULT_CHUNK_DURATION_MS, MAX_SPLIT_CHUNKS, SplitChunks, SplitRange, SplitSpec,
+};
 pub use state::{AttemptUsage, FailureCause, Outcome, TaskState};
 pub use task_spec::{
     Backoff, DOCKER_DRIVER, LabelSelector, PROCESS_DRIVER, RetryPolicy, SelectorOp, TaskSpec,
