@@ -6,7 +6,7 @@
 use drover_proto::worker::{AttemptReport, AttemptUsage};
 use drover_sched::SchedulerConfig;
 use drover_state::{
-    Command, Dispatch, FORMAT_VERSION, LogEntry, SnapshotReader, StateMachine, write_snapshot,
+    Command, FORMAT_VERSION, LogEntry, SnapshotReader, StateMachine, write_snapshot,
 };
 use drover_types::{
     Attempt, DepRef, JobSpec, Millis, Outcome, Resources, SplitChunks, SplitRange, SplitSpec,
