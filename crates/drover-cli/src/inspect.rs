@@ -435,7 +435,11 @@ pub async fn job(g: &Global, a: JobArgs) -> Result<ExitCode> {
 
 /// A split of `drover job`: its range, how much of it chunks cover, their sizes.
 fn print_split(sp: &drover_proto::api::SplitInfo) {
-    let name = sp.key.as_deref().map(|k| format!(" {k}")).unwrap_or_default();
+    let name = sp
+        .key
+        .as_deref()
+        .map(|k| format!(" {k}"))
+        .unwrap_or_default();
     let how = match sp.chunk_duration_ms {
         Some(ms) => format!(
             "chunks {} (target {} each, first wave {})",
@@ -466,7 +470,12 @@ fn print_split(sp: &drover_proto::api::SplitInfo) {
         }
     );
     const SHOWN: usize = 32;
-    let mut sizes: Vec<String> = sp.chunk_sizes.iter().take(SHOWN).map(u64::to_string).collect();
+    let mut sizes: Vec<String> = sp
+        .chunk_sizes
+        .iter()
+        .take(SHOWN)
+        .map(u64::to_string)
+        .collect();
     if sp.chunk_sizes.len() > SHOWN {
         sizes.push(format!("… (+{} more)", sp.chunk_sizes.len() - SHOWN));
     }

@@ -56,24 +56,40 @@ fn the_split_example_sums_the_range_in_sized_chunks_and_drover_job_shows_them() 
         assert_eq!(a, next, "{t:#?}");
         next = b + 1;
         let sum: u64 = (a..=b).sum();
-        assert_eq!(t.result.as_deref(), Some(format!("{sum}\n").as_str()), "{t:#?}");
+        assert_eq!(
+            t.result.as_deref(),
+            Some(format!("{sum}\n").as_str()),
+            "{t:#?}"
+        );
     }
     assert_eq!(next, 1001);
     // A slot the range did not need ran nothing.
     let unused = c.task(128);
     assert_eq!(unused.state, TaskState::Succeeded, "{unused:#?}");
-    assert!(unused.attempts.is_empty() && unused.range_start.is_none(), "{unused:#?}");
+    assert!(
+        unused.attempts.is_empty() && unused.range_start.is_none(),
+        "{unused:#?}"
+    );
 
     let shown = c.cli_ok(&["job", "1"]).stdout;
-    assert!(shown.contains("split part (tasks 1 to 128): range 1-1000, chunks auto"), "{shown}");
+    assert!(
+        shown.contains("split part (tasks 1 to 128): range 1-1000, chunks auto"),
+        "{shown}"
+    );
     assert!(shown.contains("covered 1000/1000 (100%)"), "{shown}");
     assert!(
         shown.contains(&format!("{created} chunks made, {created} succeeded")),
         "{shown}"
     );
-    assert!(shown.contains("chunk sizes: 1, 1, 1, 1, 1, 1, 1, 1, "), "{shown}");
+    assert!(
+        shown.contains("chunk sizes: 1, 1, 1, 1, 1, 1, 1, 1, "),
+        "{shown}"
+    );
     let status = c.cli_ok(&["status", "1"]).stdout;
-    assert!(status.contains("split:     chunk 0 of 1-1000: 1-1 (1 items)"), "{status}");
+    assert!(
+        status.contains("split:     chunk 0 of 1-1000: 1-1 (1 items)"),
+        "{status}"
+    );
     let status = c.cli_ok(&["status", "128"]).stdout;
     assert!(status.contains("not needed"), "{status}");
 }
@@ -100,7 +116,11 @@ fn the_api_takes_a_fixed_count_and_refuses_bad_splits_by_field() {
     );
     let j = c.get_ok(&format!("/v1/jobs/{job}"));
     assert_eq!(j["splits"][0]["chunks"], "4", "{j}");
-    assert_eq!(j["splits"][0]["chunk_sizes"], json!([25, 25, 25, 25]), "{j}");
+    assert_eq!(
+        j["splits"][0]["chunk_sizes"],
+        json!([25, 25, 25, 25]),
+        "{j}"
+    );
 
     let refused = |task: serde_json::Value, field: &str| {
         let r = c.post("/v1/jobs", &json!({"tasks": [task]}));
@@ -111,7 +131,10 @@ fn the_api_takes_a_fixed_count_and_refuses_bad_splits_by_field() {
         json!({"command": ["true"], "split": {"range": "1-10"}, "array": {"start": 0, "end": 1}}),
         "tasks[0].split",
     );
-    refused(json!({"command": ["true"], "split": {"range": "10-1"}}), "tasks[0].split.range");
+    refused(
+        json!({"command": ["true"], "split": {"range": "10-1"}}),
+        "tasks[0].split.range",
+    );
     refused(
         json!({"command": ["true"], "split": {"range": "1-10", "chunks": 0}}),
         "tasks[0].split.chunks",
@@ -120,10 +143,16 @@ fn the_api_takes_a_fixed_count_and_refuses_bad_splits_by_field() {
         json!({"command": ["true"], "split": {"range": "1-10", "chunks": 2, "chunk_duration_ms": 5}}),
         "tasks[0].split.chunk_duration_ms",
     );
-    let r = c.post("/v1/jobs", &json!({"tasks": [{"command": ["true"], "split": {"range": "x"}}]}));
+    let r = c.post(
+        "/v1/jobs",
+        &json!({"tasks": [{"command": ["true"], "split": {"range": "x"}}]}),
+    );
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(
-        r.error()["field"].as_str().unwrap_or("").starts_with("tasks[0].split"),
+        r.error()["field"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("tasks[0].split"),
         "{}",
         r.text()
     );
@@ -143,7 +172,11 @@ fn the_cli_flags_make_a_split_and_refuse_a_bad_one() {
         "--",
         "echo $DROVER_RANGE_START:$DROVER_RANGE_END",
     ]);
-    let first: u64 = out.stdout.trim().parse().unwrap_or_else(|_| panic!("{out}"));
+    let first: u64 = out
+        .stdout
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{out}"));
     let mut slices = Vec::new();
     for id in first..first + 3 {
         let t = c.wait_final(id, SLOW);

@@ -355,7 +355,11 @@ fn check_references(s: &Scheduler) -> Result<(), String> {
 fn check_splits(s: &Scheduler) -> Result<(), String> {
     for (&first, rec) in &s.splits {
         if rec.first != first || rec.chunks.len() as u64 > rec.slots as u64 {
-            return Err(format!("split at {first}: {} slices for {} slots", rec.chunks.len(), rec.slots));
+            return Err(format!(
+                "split at {first}: {} slices for {} slots",
+                rec.chunks.len(),
+                rec.slots
+            ));
         }
         let mut next = rec.start;
         for (k, &(a, b)) in rec.chunks.iter().enumerate() {
@@ -375,11 +379,15 @@ fn check_splits(s: &Scheduler) -> Result<(), String> {
                 return Err(format!("split at {first}: slot {id} ran without a slice"));
             }
             if covered && t.state == TaskState::Waiting && t.remaining == 0 {
-                return Err(format!("split at {first}: slot {id} waits although the range is covered"));
+                return Err(format!(
+                    "split at {first}: slot {id} waits although the range is covered"
+                ));
             }
         }
         if (rec.chunks.len() as u64) == rec.slots as u64 && !covered {
-            return Err(format!("split at {first}: every slot has a slice but the range is not covered"));
+            return Err(format!(
+                "split at {first}: every slot has a slice but the range is not covered"
+            ));
         }
     }
     Ok(())

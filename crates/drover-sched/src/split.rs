@@ -148,13 +148,17 @@ impl SplitRecord {
             let k = self.chunks.len() as u64;
             return (len / n + u64::from(k < len % n)).min(rest);
         }
-        let wanted = if self.done_items == 0 {
-            (self.len() / (PROBE_DIVISOR * self.slots as u64)).max(1)
-        } else {
-            let target = self.chunk_duration_ms.unwrap_or(drover_types::DEFAULT_CHUNK_DURATION_MS);
-            let per = target as u128 * self.done_items as u128 / self.done_ms.max(1) as u128;
-            u64::try_from(per).unwrap_or(u64::MAX).max(1)
-        };
+        if self.done_items == 0 {
+            // A probe: small, whatever the slots left (at most MAX_WAVE of them).
+            return (self.len() / (PROBE_DIVISOR * self.slots as u64))
+                .max(1)
+                .min(rest);
+        }
+        let target = self
+            .chunk_duration_ms
+            .unwrap_or(drover_types::DEFAULT_CHUNK_DURATION_MS);
+        let per = target as u128 * self.done_items as u128 / self.done_ms.max(1) as u128;
+        let wanted = u64::try_from(per).unwrap_or(u64::MAX).max(1);
         let floor = rest.div_ceil(slots_left);
         wanted.max(floor).min(rest)
     }

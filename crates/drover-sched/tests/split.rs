@@ -8,9 +8,17 @@ mod common;
 
 use common::*;
 use drover_sched::{CancelTarget, Event, Scheduler, SplitRecord};
-use drover_types::{JobId, Outcome, SplitChunks, SplitRange, SplitSpec, TaskId, TaskSpec, TaskState};
+use drover_types::{
+    JobId, Outcome, SplitChunks, SplitRange, SplitSpec, TaskId, TaskSpec, TaskState,
+};
 
-fn split_task(key: &str, start: u64, end: u64, chunks: SplitChunks, target: Option<u64>) -> TaskSpec {
+fn split_task(
+    key: &str,
+    start: u64,
+    end: u64,
+    chunks: SplitChunks,
+    target: Option<u64>,
+) -> TaskSpec {
     TaskSpec {
         split: Some(SplitSpec {
             range: SplitRange { start, end },
@@ -76,7 +84,11 @@ fn an_automatic_split_probes_then_sizes_chunks_to_the_target_and_covers_the_rang
     );
     // Slots without a slice wait, and say why.
     assert_eq!(env.state(TaskId(first.0 + 4)), TaskState::Waiting);
-    assert!(env.reason(TaskId(first.0 + 4)).contains("slice"), "{}", env.reason(TaskId(first.0 + 4)));
+    assert!(
+        env.reason(TaskId(first.0 + 4)).contains("slice"),
+        "{}",
+        env.reason(TaskId(first.0 + 4))
+    );
     assert_eq!(env.s.task(first).unwrap().slice, Some((1, probe)));
 
     let ran = drain(&mut env, 1);
@@ -91,7 +103,11 @@ fn an_automatic_split_probes_then_sizes_chunks_to_the_target_and_covers_the_rang
         let left = 128 - k as u64;
         let rest: u64 = sizes[k..].iter().sum();
         let floor = rest.div_ceil(left);
-        let expected = if left == 1 { rest } else { 20_000u64.max(floor).min(rest) };
+        let expected = if left == 1 {
+            rest
+        } else {
+            20_000u64.max(floor).min(rest)
+        };
         assert_eq!(n, expected, "chunk {k} of {sizes:?}");
     }
     assert_eq!(sizes.iter().sum::<u64>(), 1_000_000);
@@ -135,7 +151,13 @@ fn slots_left_over_end_succeeded_once_the_range_is_covered() {
 fn a_fixed_count_assigns_equal_slices_at_submission() {
     let mut env = Env::new();
     env.join("w1", 16, 8);
-    let ids = env.submit(vec![split_task("part", 10, 1009, SplitChunks::Count(7), None)]);
+    let ids = env.submit(vec![split_task(
+        "part",
+        10,
+        1009,
+        SplitChunks::Count(7),
+        None,
+    )]);
     assert_eq!(ids.len(), 7);
     let r = record(&env, ids[0]);
     let sizes: Vec<u64> = r.chunks.iter().map(|(a, b)| b - a + 1).collect();
@@ -146,7 +168,13 @@ fn a_fixed_count_assigns_equal_slices_at_submission() {
     drain(&mut env, 1);
     assert!(ids.iter().all(|&t| env.state(t) == TaskState::Succeeded));
     // A fixed count never exceeds the range: 3 integers, 3 chunks.
-    let ids = env.submit(vec![split_task("small", 1, 3, SplitChunks::Count(64), None)]);
+    let ids = env.submit(vec![split_task(
+        "small",
+        1,
+        3,
+        SplitChunks::Count(64),
+        None,
+    )]);
     assert_eq!(ids.len(), 3);
 }
 
@@ -156,7 +184,7 @@ fn the_same_events_give_the_same_slices() {
         let mut env = Env::new();
         env.join("w1", 3, 8);
         env.join("w2", 2, 8);
-        let ids = env.submit(vec![split_task(
+        env.submit(vec![split_task(
             "part",
             0,
             123_456,
@@ -189,7 +217,13 @@ fn the_same_events_give_the_same_slices() {
 #[test]
 fn a_split_submitted_without_workers_probes_with_one_chunk_then_widens() {
     let mut env = Env::new();
-    let ids = env.submit(vec![split_task("part", 1, 10_000, SplitChunks::Auto, Some(1_000))]);
+    let ids = env.submit(vec![split_task(
+        "part",
+        1,
+        10_000,
+        SplitChunks::Auto,
+        Some(1_000),
+    )]);
     assert_eq!(record(&env, ids[0]).wave, 1);
     env.join("w1", 4, 8);
     let starts = env.starts();

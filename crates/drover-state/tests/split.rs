@@ -29,7 +29,10 @@ fn job() -> JobSpec {
             TaskSpec {
                 key: Some("part".into()),
                 split: Some(SplitSpec {
-                    range: SplitRange { start: 1, end: 5000 },
+                    range: SplitRange {
+                        start: 1,
+                        end: 5000,
+                    },
                     chunks: SplitChunks::Auto,
                     chunk_duration_ms: Some(400),
                 }),
@@ -64,12 +67,15 @@ fn machine() -> (StateMachine, u64) {
             running: vec![],
         }],
     ));
-    m.apply(&entry(1_001, vec![Command::Submit {
-        job: job(),
-        idempotency: None,
-        submitter: None,
-        staged: None,
-    }]));
+    m.apply(&entry(
+        1_001,
+        vec![Command::Submit {
+            job: job(),
+            idempotency: None,
+            submitter: None,
+            staged: None,
+        }],
+    ));
     (m, 1_002)
 }
 
@@ -113,14 +119,20 @@ fn run(m: &mut StateMachine, now: &mut u64, limit: usize) -> Option<Vec<String>>
                 assert!(start.slice.is_none());
             }
             let (a, b) = start.slice.unwrap_or((0, 0));
-            m.apply(&entry(*now, vec![Command::TaskStarted {
-                task,
-                attempt,
-                worker: WorkerId(1),
-            }]));
+            m.apply(&entry(
+                *now,
+                vec![Command::TaskStarted {
+                    task,
+                    attempt,
+                    worker: WorkerId(1),
+                }],
+            ));
             *now += b - a + 1;
             let sum: u64 = (a..=b).sum();
-            m.apply(&entry(*now, vec![finished(task, attempt, format!("{sum}\n"))]));
+            m.apply(&entry(
+                *now,
+                vec![finished(task, attempt, format!("{sum}\n"))],
+            ));
             *now += 1;
             ran += 1;
             if ran == limit {
@@ -151,11 +163,18 @@ fn starts_carry_slices_and_the_combine_step_reads_the_chunks_in_range_order() {
     let inputs = run(&mut m, &mut now, usize::MAX).expect("the combine step ran");
     let splits = m.scheduler().split_records();
     let slices = &splits[0].chunks;
-    assert_eq!(inputs.len(), slices.len(), "one input per chunk, none for unused slots");
+    assert_eq!(
+        inputs.len(),
+        slices.len(),
+        "one input per chunk, none for unused slots"
+    );
     for (input, (a, b)) in inputs.iter().zip(slices) {
         assert_eq!(*input, format!("{}\n", (*a..=*b).sum::<u64>()));
     }
-    let total: u64 = inputs.iter().map(|s| s.trim().parse::<u64>().unwrap()).sum();
+    let total: u64 = inputs
+        .iter()
+        .map(|s| s.trim().parse::<u64>().unwrap())
+        .sum();
     assert_eq!(total, 5000 * 5001 / 2);
 }
 
@@ -167,7 +186,10 @@ fn a_snapshot_midway_restores_a_machine_that_goes_on_the_same() {
     assert!(progress[0].chunks.len() > 3, "{progress:?}");
     assert!(progress[0].chunks.last().unwrap().1 < 5000, "{progress:?}");
     let bytes = encode(&m);
-    assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().unwrap()), FORMAT_VERSION);
+    assert_eq!(
+        u32::from_le_bytes(bytes[8..12].try_into().unwrap()),
+        FORMAT_VERSION
+    );
     assert_eq!(FORMAT_VERSION, 4);
     let mut r = decode(&bytes);
     r.scheduler().check_invariants().unwrap();

@@ -38,7 +38,8 @@ pub use resources::{ParseResourceError, Resources, format_bytes, parse_bytes, pa
 pub use role::Role;
 pub use secret::{REDACTED, SecretString};
 pub use split_spec::{
-    AUTO_SPLIT_SLOTS, DEFAULT_CHUNK_DURATION_MS, MAX_SPLIT_CHUNKS, SplitChunks, SplitRange, SplitSpec,
+    AUTO_SPLIT_SLOTS, DEFAULT_CHUNK_DURATION_MS, MAX_SPLIT_CHUNKS, SplitChunks, SplitRange,
+    SplitSpec,
 };
 pub use state::{AttemptUsage, FailureCause, Outcome, TaskState};
 pub use task_spec::{

@@ -190,7 +190,13 @@ mod tests {
     #[test]
     fn splits_read_from_json() {
         let s: SplitSpec = serde_json::from_str(r#"{"range":"1-1000","chunks":"auto"}"#).unwrap();
-        assert_eq!(s.range, SplitRange { start: 1, end: 1000 });
+        assert_eq!(
+            s.range,
+            SplitRange {
+                start: 1,
+                end: 1000
+            }
+        );
         assert_eq!(s.chunks, SplitChunks::Auto);
         assert_eq!(s.slots(), AUTO_SPLIT_SLOTS as u64);
         let s: SplitSpec = serde_json::from_str(r#"{"range":"0-9","chunks":64}"#).unwrap();

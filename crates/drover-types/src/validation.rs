@@ -249,6 +249,14 @@ pub fn validate_task(spec: &TaskSpec, limits: &Limits, path: &str) -> Check {
     }
     if let Some(split) = &spec.split {
         validate_split(split, spec.array.is_some(), &f)?;
+        if spec.cache.is_some() {
+            // A cached result is keyed by the slot, not by the slice the server gives
+            // it, which differs from one run to the next.
+            return Err(ValidationError::new(
+                f("cache"),
+                "a split's chunks cannot use the result cache",
+            ));
+        }
     }
     if let Some(array) = &spec.array {
         if array.is_empty() {
@@ -914,6 +922,55 @@ mod tests {
                     ..TaskSpec::command(["x"])
                 },
                 "image",
+            ),
+            (
+                "split and array",
+                TaskSpec {
+                    array: Some(ArraySpec { start: 0, end: 2 }),
+                    split: Some(crate::SplitSpec {
+                        range: crate::SplitRange { start: 1, end: 9 },
+                        chunks: crate::SplitChunks::Auto,
+                        chunk_duration_ms: None,
+                    }),
+                    ..TaskSpec::command(["x"])
+                },
+                "split",
+            ),
+            (
+                "empty split range",
+                TaskSpec {
+                    split: Some(crate::SplitSpec {
+                        range: crate::SplitRange { start: 9, end: 1 },
+                        chunks: crate::SplitChunks::Auto,
+                        chunk_duration_ms: None,
+                    }),
+                    ..TaskSpec::command(["x"])
+                },
+                "split.range",
+            ),
+            (
+                "too many split chunks",
+                TaskSpec {
+                    split: Some(crate::SplitSpec {
+                        range: crate::SplitRange { start: 1, end: 9 },
+                        chunks: crate::SplitChunks::Count(crate::MAX_SPLIT_CHUNKS + 1),
+                        chunk_duration_ms: None,
+                    }),
+                    ..TaskSpec::command(["x"])
+                },
+                "split.chunks",
+            ),
+            (
+                "a target duration with a fixed count",
+                TaskSpec {
+                    split: Some(crate::SplitSpec {
+                        range: crate::SplitRange { start: 1, end: 9 },
+                        chunks: crate::SplitChunks::Count(3),
+                        chunk_duration_ms: Some(1_000),
+                    }),
+                    ..TaskSpec::command(["x"])
+                },
+                "split.chunk_duration_ms",
             ),
             (
                 "empty array",

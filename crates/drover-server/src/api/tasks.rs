@@ -11,7 +11,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use drover_proto::api::{
-    AttemptInfo, CancelResponse, JobInfo, SplitInfo, SubmitResponse, TaskInfo, TaskList, TaskSummary,
+    AttemptInfo, CancelResponse, JobInfo, SplitInfo, SubmitResponse, TaskInfo, TaskList,
+    TaskSummary,
 };
 use drover_sched::{CancelTarget, ResolveError, TaskRange, TaskView};
 use drover_state::{Command, CommandResult, IdempotencyKey, StateMachine};
@@ -690,7 +691,9 @@ fn split_info(sched: &drover_sched::Scheduler, v: &drover_sched::SplitView<'_>) 
         slots: r.slots,
         range_start: r.start,
         range_end: r.end,
-        chunks: r.fixed.map_or_else(|| "auto".to_string(), |n| n.to_string()),
+        chunks: r
+            .fixed
+            .map_or_else(|| "auto".to_string(), |n| n.to_string()),
         chunk_duration_ms: r.fixed.is_none().then(|| r.spec().target_ms()),
         wave: r.wave,
         covered: v.covered,
