@@ -94,17 +94,18 @@ fn tokens_survive_a_snapshot_and_a_version_1_snapshot_still_reads() {
     let (r, _) = restored.apply(&entry(2_000, vec![create(Role::Admin, None)]));
     assert_eq!(r[0], CommandResult::TokenCreated { id: 3 });
 
-    // A version 1 snapshot is a version 3 one without the token table, the worker
-    // identities, the result cache and the staged uploads: written from a state with
-    // none, its last bytes are those four; a version 2 one lacks only the last two.
+    // A version 1 snapshot is a version 4 one without the token table, the worker
+    // identities, the result cache, the staged uploads and the splits: written from a
+    // state with none, its last bytes are those five; a version 2 one lacks only the
+    // last three, a version 3 one the last.
     let plain = StateMachine::new(SchedulerConfig::default());
     let snap = plain.snapshot();
-    let v3 = write_snapshot(b"", &snap, Cursor::new(Vec::new()))
+    let v4 = write_snapshot(b"", &snap, Cursor::new(Vec::new()))
         .unwrap()
         .into_inner();
     let older = |tail: Vec<u8>, version: u32| {
-        assert_eq!(&v3[v3.len() - tail.len()..], &tail[..]);
-        let mut old = v3[..v3.len() - tail.len()].to_vec();
+        assert_eq!(&v4[v4.len() - tail.len()..], &tail[..]);
+        let mut old = v4[..v4.len() - tail.len()].to_vec();
         let body_len = (old.len() - 24) as u64;
         let crc = crc32fast::hash(&old[24..]);
         old[8..12].copy_from_slice(&version.to_le_bytes());
@@ -112,11 +113,20 @@ fn tokens_survive_a_snapshot_and_a_version_1_snapshot_still_reads() {
         old[16..24].copy_from_slice(&body_len.to_le_bytes());
         StateMachine::restore(SnapshotReader::open(&old[..]).unwrap().state().unwrap())
     };
-    let tail =
-        postcard::to_stdvec(&(&snap.tokens, &snap.identities, &snap.cache, &snap.uploads)).unwrap();
+    let tail = postcard::to_stdvec(&(
+        &snap.tokens,
+        &snap.identities,
+        &snap.cache,
+        &snap.uploads,
+        &snap.splits,
+    ))
+    .unwrap();
     let old = older(tail, 1);
     assert_eq!(old.tokens().iter().count(), 0);
-    let tail = postcard::to_stdvec(&(&snap.cache, &snap.uploads)).unwrap();
+    let tail = postcard::to_stdvec(&(&snap.cache, &snap.uploads, &snap.splits)).unwrap();
     let old = older(tail, 2);
     assert_eq!(old.cache().entries().count(), 0);
+    let tail = postcard::to_stdvec(&(&snap.splits,)).unwrap();
+    let old = older(tail, 3);
+    assert!(old.scheduler().split_records().is_empty());
 }
