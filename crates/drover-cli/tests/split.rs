@@ -188,3 +188,42 @@ fn the_cli_flags_make_a_split_and_refuse_a_bad_one() {
     assert_ne!(bad.code(), Some(0), "{bad}");
     assert!(bad.stderr.contains("--chunks"), "{bad}");
 }
+
+/// Chunks that take 10 ms per integer (a sleep: never faster) and a 1 s target: after
+/// the one-integer probes, the server sizes chunks from what it measured, so none is
+/// longer than 100 integers, and the rest of the range is not given to one chunk.
+#[test]
+fn chunks_after_the_probes_are_sized_from_their_measured_runtimes() {
+    let mut c = Cluster::start("split-sized");
+    c.add_worker("w", &["--cpus", "4", "--memory", "4G"]);
+    let (job, first, _) = c.submit_job(json!({
+        "tasks": [
+            {"key": "p", "split": {"range": "1-400", "chunk_duration_ms": 1000},
+             "resources": {"cpu_milli": 500},
+             "shell": true,
+             "command": ["n=$((DROVER_RANGE_END - DROVER_RANGE_START + 1)); sleep $((n / 100)).$((n % 100 / 10))$((n % 10)); echo $n"]},
+            {"key": "c", "after": ["p"], "shell": true,
+             "command": ["s=0; while read -r x; do s=$((s + x)); done; echo $s"]},
+        ],
+    }));
+    let combine = c.wait_final(first + 128, Duration::from_secs(90));
+    assert_eq!(combine.state, TaskState::Succeeded, "{combine:#?}");
+    assert_eq!(combine.result.as_deref(), Some("400\n"), "{combine:#?}");
+    let j = c.get_ok(&format!("/v1/jobs/{job}"));
+    let split = &j["splits"][0];
+    assert_eq!(split["wave"], 8, "{j}");
+    let sizes: Vec<u64> = split["chunk_sizes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(&sizes[..8], &[1; 8], "{j}");
+    assert_eq!(sizes.iter().sum::<u64>(), 400, "{j}");
+    let sized = &sizes[8..];
+    assert!(
+        sized.len() >= 4,
+        "392 integers in chunks of at most 100: {j}"
+    );
+    assert!(sized.iter().all(|&n| n <= 100), "{j}");
+}
