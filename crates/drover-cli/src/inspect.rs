@@ -59,11 +59,14 @@ pub async fn status(g: &Global, a: StatusArgs) -> Result<ExitCode> {
     if let Some(sp) = &t.spec.split {
         let slot = t.array_index.unwrap_or(0);
         match (t.range_start, t.range_end) {
-            (Some(a), Some(b)) => println!(
-                "  split:     chunk {slot} of {}: {a}-{b} ({} items)",
-                sp.range,
-                b - a + 1
-            ),
+            (Some(a), Some(b)) => {
+                let n = b - a + 1;
+                let unit = if n == 1 { "integer" } else { "integers" };
+                println!(
+                    "  split:     chunk {slot} of {}: {a}-{b} ({n} {unit})",
+                    sp.range
+                )
+            }
             _ if t.state == drover_types::TaskState::Succeeded => println!(
                 "  split:     slot {slot} of {}: not needed (the range was covered)",
                 sp.range

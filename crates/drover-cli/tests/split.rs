@@ -87,7 +87,7 @@ fn the_split_example_sums_the_range_in_sized_chunks_and_drover_job_shows_them() 
     );
     let status = c.cli_ok(&["status", "1"]).stdout;
     assert!(
-        status.contains("split:     chunk 0 of 1-1000: 1-1 (1 items)"),
+        status.contains("split:     chunk 0 of 1-1000: 1-1 (1 integer)"),
         "{status}"
     );
     let status = c.cli_ok(&["status", "128"]).stdout;

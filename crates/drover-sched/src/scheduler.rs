@@ -116,6 +116,9 @@ pub struct Scheduler {
     /// Splits by their first slot (`split.rs`). In snapshots through the state
     /// machine's (format 4).
     pub(crate) splits: BTreeMap<TaskId, crate::split::SplitRecord>,
+    /// The wall time the worker reported for the attempt whose end is being applied
+    /// (`Scheduler::report_runtime`): only for the next event, never stored.
+    pub(crate) reported_runtime: Option<(TaskId, u64)>,
 }
 
 /// One task state change, as recorded for [`Scheduler::take_transitions`].
@@ -181,6 +184,7 @@ impl Scheduler {
             transitions: None,
             held: BTreeMap::new(),
             splits: BTreeMap::new(),
+            reported_runtime: None,
         }
     }
 
@@ -245,7 +249,18 @@ impl Scheduler {
         if result.is_err() {
             self.now = before;
         }
+        self.reported_runtime = None;
         result
+    }
+
+    /// Tells the core, before it applies the `TaskFinished` of `task`, the wall time the
+    /// worker measured for the attempt (from the same log command). A split sizes its
+    /// chunks from the longer of that and the time between the start's and the end's
+    /// entries: entries are stamped when the leader batches them, so a short attempt's
+    /// start and end can share one, while a worker cannot make a chunk look shorter
+    /// than the log saw it. Forgotten after the next event.
+    pub fn report_runtime(&mut self, task: TaskId, wall_ms: u64) {
+        self.reported_runtime = Some((task, wall_ms));
     }
 
     /// One scheduling round at `now`: fire due timers, place ready tasks, preempt.

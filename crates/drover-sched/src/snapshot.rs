@@ -248,6 +248,7 @@ pub(crate) fn restore(snap: SchedulerSnapshot) -> Scheduler {
         transitions: None,
         held: BTreeMap::new(),
         splits,
+        reported_runtime: None,
     };
     s.rebuild_indexes();
     s

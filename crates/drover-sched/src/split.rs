@@ -12,7 +12,8 @@
 //! - `chunks: auto` assigns a first wave of small *probe* slices, one per free slot of
 //!   the cluster for this task's shape at submission (at least 1, at most
 //!   [`MAX_WAVE`]). Each success of a chunk adds its slice's length and its runtime
-//!   (the log's time at its end minus its start, both entry times) to the split's
+//!   (the longer of the log's time at its end minus its start, both entry times, and
+//!   the wall time its worker reported in the same end command) to the split's
 //!   measure, and assigns the next slices, each sized so that it should take the
 //!   target duration at the measured rate, keeping about as many chunks in flight as
 //!   there were probes (more when more room is free then). A slice is never smaller
@@ -249,7 +250,12 @@ impl Scheduler {
             return;
         };
         rec.done_items = rec.done_items.saturating_add(b - a + 1);
-        let ms = started.map_or(0, |s| now.0.saturating_sub(s.0));
+        let logged = started.map_or(0, |s| now.0.saturating_sub(s.0));
+        let reported = match self.reported_runtime {
+            Some((t, wall)) if t == id => wall,
+            _ => 0,
+        };
+        let ms = logged.max(reported);
         rec.done_ms = rec.done_ms.saturating_add(ms.max(1));
         if rec.stopped {
             return;

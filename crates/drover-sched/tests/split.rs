@@ -331,3 +331,32 @@ fn a_snapshot_taken_midway_restores_the_same_progress() {
     assert_eq!(env.s.split_records(), twin.s.split_records());
     assert_eq!(twin.state(*ids.last().unwrap()), TaskState::Succeeded);
 }
+
+#[test]
+fn the_workers_wall_time_counts_when_longer_than_the_logs() {
+    let run = |wall_ms: u64| {
+        let mut env = Env::new();
+        env.join("w1", 1, 8);
+        let ids = env.submit(vec![split_task(
+            "part",
+            1,
+            100_000,
+            SplitChunks::Auto,
+            Some(1_000),
+        )]);
+        let t = env.starts()[0].0;
+        assert_eq!(t, ids[0]);
+        // Start and end in entries 1 ms apart (batched together, say).
+        env.started(t);
+        env.advance(1);
+        env.s.report_runtime(t, wall_ms);
+        env.exit(t, 0);
+        record(&env, ids[0]).chunks[1]
+    };
+    let probe = 100_000 / (4 * 128);
+    // The log alone (a report of 0 ms never shortens what the log saw): 195 integers
+    // in 1 ms, so 1 s takes the rest.
+    assert_eq!(run(0), (probe + 1, 100_000));
+    // The worker measured 195 ms: 1 s is 1000 integers.
+    assert_eq!(run(probe), (probe + 1, probe + 1000));
+}

@@ -507,6 +507,7 @@ impl StateMachine {
                     task: report.task,
                     attempt: report.attempt,
                 });
+                self.sched.report_runtime(report.task, report.usage.wall_ms);
                 Event::TaskFinished {
                     task: report.task,
                     attempt: report.attempt,
