@@ -61,6 +61,27 @@ pub async fn status(g: &Global, a: StatusArgs) -> Result<ExitCode> {
         println!("  cache key: {k}");
     }
     println!("  job:       {}", t.job);
+    if let Some(sp) = &t.spec.split {
+        let slot = t.array_index.unwrap_or(0);
+        match (t.range_start, t.range_end) {
+            (Some(a), Some(b)) => {
+                let n = b - a + 1;
+                let unit = if n == 1 { "integer" } else { "integers" };
+                println!(
+                    "  split:     chunk {slot} of {}: {a}-{b} ({n} {unit})",
+                    sp.range
+                )
+            }
+            _ if t.state == drover_types::TaskState::Succeeded => println!(
+                "  split:     slot {slot} of {}: not needed (the range was covered)",
+                sp.range
+            ),
+            _ => println!(
+                "  split:     slot {slot} of {}: no slice yet (sized as earlier chunks finish)",
+                sp.range
+            ),
+        }
+    }
     println!(
         "  command:   {}",
         render::command_line(&t.spec.command, t.spec.shell)
@@ -424,7 +445,62 @@ pub async fn job(g: &Global, a: JobArgs) -> Result<ExitCode> {
     for (s, n) in &info.states {
         println!("  {:<18} {n}", render::state(*s));
     }
+    for sp in &info.splits {
+        print_split(sp);
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A split of `drover job`: its range, how much of it chunks cover, their sizes.
+fn print_split(sp: &drover_proto::api::SplitInfo) {
+    let name = sp
+        .key
+        .as_deref()
+        .map(|k| format!(" {k}"))
+        .unwrap_or_default();
+    let how = match sp.chunk_duration_ms {
+        Some(ms) => format!(
+            "chunks {} (target {} each, first wave {})",
+            sp.chunks,
+            format_duration_ms(ms),
+            sp.wave
+        ),
+        None => format!("{} chunks", sp.chunks),
+    };
+    println!(
+        "  split{name} (tasks {} to {}): range {}-{}, {how}",
+        sp.first,
+        sp.first.0 + sp.slots as u64 - 1,
+        sp.range_start,
+        sp.range_end
+    );
+    let percent = (sp.covered as u128 * 100 / sp.total.max(1) as u128) as u64;
+    println!(
+        "    covered {}/{} ({percent}%) · {} chunks made, {} succeeded{}",
+        sp.covered,
+        sp.total,
+        sp.chunks_created,
+        sp.chunks_succeeded,
+        if sp.stopped {
+            " · stopped (a chunk did not succeed)"
+        } else {
+            ""
+        }
+    );
+    const SHOWN: usize = 32;
+    let mut sizes: Vec<String> = sp
+        .chunk_sizes
+        .iter()
+        .take(SHOWN)
+        .map(u64::to_string)
+        .collect();
+    if sp.chunk_sizes.len() > SHOWN {
+        sizes.push(format!("… (+{} more)", sp.chunk_sizes.len() - SHOWN));
+    }
+    println!("    chunk sizes: {}", sizes.join(", "));
+    if sp.items_per_second > 0 {
+        println!("    measured: {} items/s", sp.items_per_second);
+    }
 }
 
 #[derive(Debug, Args)]

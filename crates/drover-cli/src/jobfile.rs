@@ -299,12 +299,27 @@ struct TaskEntry {
     #[serde(default)]
     owner: String,
     array: Option<Array>,
+    split: Option<SplitEntry>,
     driver: Option<String>,
     image: Option<String>,
     cache: Option<Cache>,
     checkpoint: Option<CheckpointEntry>,
     #[serde(default)]
     preemptible: bool,
+}
+
+/// `split: {range: 1-1000000, chunks: auto}`, `chunks: 64`, or
+/// `chunk_duration: 30s` (automatic chunks aiming at that duration).
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a split: an object with a range and chunks or chunk_duration"
+)]
+struct SplitEntry {
+    range: Number,
+    #[serde(default)]
+    chunks: drover_types::SplitChunks,
+    chunk_duration: Option<Number>,
 }
 
 /// `checkpoint: {interval: 30s}`.
@@ -404,6 +419,24 @@ impl TaskEntry {
             ),
             Some(Array::Spec(spec)) => Some(spec),
         };
+        let split = match self.split {
+            None => None,
+            Some(s) => Some(drover_types::SplitSpec {
+                range: drover_types::SplitRange::parse(&s.range.text()).ok_or_else(|| {
+                    anyhow!(
+                        "{}: {:?} is not a range like 1-1000000",
+                        at("split.range"),
+                        s.range.text()
+                    )
+                })?,
+                chunks: s.chunks,
+                chunk_duration_ms: s
+                    .chunk_duration
+                    .map(|t| parse_duration_ms(&t.text()))
+                    .transpose()
+                    .with_context(|| at("split.chunk_duration"))?,
+            }),
+        };
         let cache = match self.cache {
             None | Some(Cache::On(false)) => None,
             Some(Cache::On(true)) => Some(drover_types::CacheSpec::default()),
@@ -466,6 +499,7 @@ impl TaskEntry {
             inputs: self.inputs,
             owner: self.owner,
             array,
+            split,
             driver: self.driver.or_else(|| {
                 self.image
                     .is_some()

@@ -63,6 +63,17 @@ pub struct SubmitArgs {
     /// Run as an array, e.g. 1-100: each task sees DROVER_TASK_INDEX and DROVER_TASK_COUNT
     #[arg(long)]
     array: Option<String>,
+    /// Split a range, e.g. 1-1000000, into chunks the server sizes: each chunk sees
+    /// DROVER_RANGE_START and DROVER_RANGE_END (inclusive)
+    #[arg(long, value_name = "RANGE", conflicts_with = "array")]
+    split: Option<String>,
+    /// With --split: `auto` (the default: probe chunks, then chunks sized from their
+    /// runtimes) or a fixed number of equal chunks
+    #[arg(long, value_name = "auto|N", requires = "split")]
+    chunks: Option<String>,
+    /// With --split and automatic chunks: the duration each chunk should take (default 30s)
+    #[arg(long, value_name = "DURATION", requires = "split")]
+    chunk_duration: Option<String>,
     /// KEY=VALUE (repeatable)
     #[arg(long = "label")]
     labels: Vec<String>,
@@ -156,6 +167,26 @@ fn task_from_args(a: &SubmitArgs) -> Result<TaskSpec> {
                 .ok_or_else(|| anyhow::anyhow!("--array {r:?} is not a range like 1-100"))?,
         );
     }
+    if let Some(r) = &a.split {
+        let range = drover_types::SplitRange::parse(r)
+            .ok_or_else(|| anyhow::anyhow!("--split {r:?} is not a range like 1-1000000"))?;
+        let chunks = match a.chunks.as_deref().map(str::trim) {
+            None | Some("auto") => drover_types::SplitChunks::Auto,
+            Some(n) => drover_types::SplitChunks::Count(n.parse().map_err(|_| {
+                anyhow::anyhow!("--chunks {n:?} is neither auto nor a number of chunks")
+            })?),
+        };
+        spec.split = Some(drover_types::SplitSpec {
+            range,
+            chunks,
+            chunk_duration_ms: a
+                .chunk_duration
+                .as_deref()
+                .map(parse_duration_ms)
+                .transpose()
+                .context("--chunk-duration")?,
+        });
+    }
     spec.labels = parse_pairs(&a.labels, "--label")?;
     spec.env = parse_pairs(&a.env, "--env")?;
     spec.secret_env = a
@@ -204,7 +235,7 @@ fn sink_ids(job: &JobSpec, first: TaskId) -> Vec<TaskId> {
     let mut by_key: HashMap<&str, usize> = HashMap::new();
     let mut next = first.0;
     for (i, t) in job.tasks.iter().enumerate() {
-        let n = t.array.map_or(1, |a| a.len());
+        let n = t.expanded_len();
         ranges.push((next, n));
         next += n;
         if let Some(k) = &t.key {

@@ -90,6 +90,12 @@ pub struct TaskInfo {
     pub result: Option<String>,
     pub array_index: Option<u32>,
     pub array_count: Option<u32>,
+    /// For a chunk of a split: the first and last integer of its slice (inclusive),
+    /// once the server assigned it one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range_start: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range_end: Option<u64>,
     pub deps: Vec<TaskId>,
     pub spec: TaskSpec,
     pub attempts: Vec<AttemptInfo>,
@@ -203,6 +209,41 @@ pub struct JobInfo {
     /// True when every task is in a final state.
     pub finished: bool,
     pub succeeded: bool,
+    /// The job's splits (tasks with `split`), in task order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub splits: Vec<SplitInfo>,
+}
+
+/// How far a split got: its range, the chunks made so far and their sizes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SplitInfo {
+    pub key: Option<String>,
+    /// Its first task (slot); its slots are `first .. first + slots`.
+    pub first: TaskId,
+    pub slots: u32,
+    /// The range, inclusive.
+    pub range_start: u64,
+    pub range_end: u64,
+    /// `auto`, or the fixed count.
+    pub chunks: String,
+    /// The target duration of an automatic split's chunks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk_duration_ms: Option<u64>,
+    /// The width of its first (probe) wave.
+    pub wave: u32,
+    /// Integers given to chunks so far, of `range_end - range_start + 1`.
+    pub covered: u64,
+    pub total: u64,
+    /// Chunks made so far, and how many of them succeeded.
+    pub chunks_created: u32,
+    pub chunks_succeeded: u32,
+    /// Each chunk's length, in range order.
+    pub chunk_sizes: Vec<u64>,
+    /// Items per second measured over the chunks that succeeded (0 before any).
+    pub items_per_second: u64,
+    /// A chunk ended without success: no more chunks are made.
+    pub stopped: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

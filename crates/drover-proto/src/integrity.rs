@@ -49,6 +49,10 @@ struct SignedStart<'a> {
     /// as they always did.
     #[serde(skip_serializing_if = "Option::is_none")]
     resume: Option<&'a crate::checkpoint::CheckpointRef>,
+    /// A split chunk's slice: signed, so that a chunk cannot be pointed at another
+    /// part of the range. Left out when none (starts without one hash as before).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    slice: Option<(u64, u64)>,
 }
 
 /// The SHA-256 digest of a start (all of it but its signature).
@@ -61,6 +65,7 @@ pub fn start_digest(start: &StartTask) -> [u8; 32] {
         array_count: start.array_count,
         inputs: &start.inputs,
         resume: start.resume.as_ref(),
+        slice: start.slice,
     };
     // Serializing plain data into a Vec cannot fail.
     let bytes = serde_json::to_vec(&signed).unwrap_or_default();
@@ -186,6 +191,7 @@ mod tests {
             spec: TaskSpec::command(["echo", "hi"]),
             array_index: Some(1),
             array_count: Some(3),
+            slice: None,
             inputs: vec!["in".into()],
             signature: String::new(),
             resume: None,

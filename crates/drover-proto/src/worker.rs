@@ -238,6 +238,10 @@ pub struct StartTask {
     pub spec: TaskSpec,
     pub array_index: Option<u32>,
     pub array_count: Option<u32>,
+    /// For a chunk of a split: its slice of the range, inclusive
+    /// (`DROVER_RANGE_START`, `DROVER_RANGE_END`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slice: Option<(u64, u64)>,
     /// Results of the task's dependencies, in dependency order; fed to its stdin.
     pub inputs: Vec<String>,
     /// The leader's ed25519 signature (hex) of the start's digest

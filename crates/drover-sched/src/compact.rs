@@ -182,6 +182,11 @@ struct TaskSpecC {
     inputs: Vec<String>,
     owner: String,
     array: Option<ArraySpec>,
+    /// Not written (format 4: adaptive splitting): the split's record carries it, in
+    /// the state machine's snapshot, and the restore puts it back into the slots'
+    /// specs; writing it here would change the shape of every task.
+    #[serde(skip)]
+    split: Option<drover_types::SplitSpec>,
     secret_env: BTreeMap<String, SecretString>,
     driver: Option<String>,
     image: Option<String>,
@@ -221,6 +226,11 @@ struct TaskSpecV2C {
     inputs: Vec<String>,
     owner: String,
     array: Option<ArraySpec>,
+    /// Not written (format 4: adaptive splitting): the split's record carries it, in
+    /// the state machine's snapshot, and the restore puts it back into the slots'
+    /// specs; writing it here would change the shape of every task.
+    #[serde(skip)]
+    split: Option<drover_types::SplitSpec>,
     secret_env: BTreeMap<String, SecretString>,
     #[serde(skip, default)]
     driver: Option<String>,

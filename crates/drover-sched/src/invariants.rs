@@ -128,7 +128,7 @@ pub(crate) fn check(s: &Scheduler) -> Result<(), String> {
                 ));
             }
             TaskState::Waiting => {
-                if unsucceeded.is_empty() && !s.held.contains_key(&id) {
+                if unsucceeded.is_empty() && !s.held.contains_key(&id) && !s.split_gated(id) {
                     return Err(format!(
                         "task {id} waits although all its parents succeeded"
                     ));
@@ -386,6 +386,50 @@ fn check_references(s: &Scheduler) -> Result<(), String> {
     let names = crate::keys::JobNames::rebuild(s.job_names.names.clone(), &s.jobs);
     if names != s.job_names {
         return Err("job-name index out of date".into());
+    }
+    check_splits(s)
+}
+
+/// Each split's slices cover its range from the start without gap or overlap, one per
+/// slot in slot order; a covered split has no slot waiting for a slice, and a slot
+/// without a slice never ran.
+fn check_splits(s: &Scheduler) -> Result<(), String> {
+    for (&first, rec) in &s.splits {
+        if rec.first != first || rec.chunks.len() as u64 > rec.slots as u64 {
+            return Err(format!(
+                "split at {first}: {} slices for {} slots",
+                rec.chunks.len(),
+                rec.slots
+            ));
+        }
+        let mut next = rec.start;
+        for (k, &(a, b)) in rec.chunks.iter().enumerate() {
+            if a != next || b < a || b > rec.end {
+                return Err(format!(
+                    "split at {first}: slice {k} is {a}-{b}, expected to start at {next} and end by {}",
+                    rec.end
+                ));
+            }
+            next = b.wrapping_add(1);
+        }
+        let covered = rec.chunks.last().is_some_and(|&(_, b)| b == rec.end);
+        for k in rec.chunks.len() as u64..rec.slots as u64 {
+            let id = TaskId(first.0 + k);
+            let Some(t) = s.tasks.get(id) else { continue };
+            if t.attempt != 0 {
+                return Err(format!("split at {first}: slot {id} ran without a slice"));
+            }
+            if covered && t.state == TaskState::Waiting && t.remaining == 0 {
+                return Err(format!(
+                    "split at {first}: slot {id} waits although the range is covered"
+                ));
+            }
+        }
+        if (rec.chunks.len() as u64) == rec.slots as u64 && !covered {
+            return Err(format!(
+                "split at {first}: every slot has a slice but the range is not covered"
+            ));
+        }
     }
     Ok(())
 }

@@ -225,9 +225,9 @@ impl crate::scheduler::Scheduler {
         let mut keys = KeyIndex::default();
         for (id, rec) in self.tasks.iter() {
             if let Some(k) = &rec.spec.key
-                && first_of_entry(rec.array_index, rec.spec.array)
+                && first_of_entry(rec.array_index, &rec.spec)
             {
-                let count = rec.spec.array.map_or(1, |a| a.len() as u32);
+                let count = rec.spec.expanded_len() as u32;
                 keys.insert(k, TaskRange { first: id, count });
             }
         }
@@ -235,12 +235,14 @@ impl crate::scheduler::Scheduler {
     }
 }
 
-/// Whether a task is the first of its entry (a plain task, or an array's first element).
-pub(crate) fn first_of_entry(
-    array_index: Option<u32>,
-    array: Option<drover_types::ArraySpec>,
-) -> bool {
-    array_index.is_none_or(|a| array.is_some_and(|arr| arr.start == a))
+/// Whether a task is the first of its entry (a plain task, an array's first element,
+/// a split's first slot).
+pub(crate) fn first_of_entry(array_index: Option<u32>, spec: &drover_types::TaskSpec) -> bool {
+    match (array_index, spec.array) {
+        (None, _) => true,
+        (Some(a), Some(arr)) => arr.start == a,
+        (Some(a), None) => a == 0,
+    }
 }
 
 #[cfg(test)]

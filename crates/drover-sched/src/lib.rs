@@ -30,6 +30,7 @@ mod retire;
 mod round;
 mod scheduler;
 mod snapshot;
+mod split;
 mod submit;
 mod task_slots;
 mod task_table;
@@ -48,4 +49,5 @@ pub use scheduler::{
     Applied, KILL_GRACE_MS, MAX_PREEMPTIONS_PER_ROUND, MAX_RETIRED_PER_EVENT, Scheduler,
     SchedulerConfig, SchedulerSnapshot, TIME_LIMIT_SLACK_MS, Transition,
 };
+pub use split::{MAX_WAVE, SplitRecord, SplitView};
 pub use view::{AttemptRecord, Counts, TaskRange, TaskView, WorkerView};

@@ -24,6 +24,9 @@ pub(crate) fn reason(s: &Scheduler, id: TaskId, _now: Millis) -> Option<String> 
                 "waiting for task {} with the same cache key: it completes from that result, or runs if that one fails",
                 runner.0
             ),
+            None if rec.remaining == 0 && s.split_gated(id) => {
+                "waiting for its slice of the split's range: the server sizes the next chunks as earlier ones finish".to_string()
+            }
             None => waiting(s, rec),
         },
         TaskState::Ready => format!("{}{}", requeued(s, rec), ready(s, id, rec)),

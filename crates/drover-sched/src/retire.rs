@@ -112,6 +112,9 @@ impl Scheduler {
             first: j.first,
             count: j.count,
         };
+        if !self.splits.is_empty() {
+            self.retire_splits(j.first, j.count);
+        }
         for n in j.first.0..j.first.0 + j.count as u64 {
             let id = TaskId(n);
             let rec = self.tasks.remove(id).expect("a held job's tasks are held");
@@ -119,9 +122,9 @@ impl Scheduler {
             self.dep_failed_by.remove(&id);
             self.forget_resizes(id);
             if let Some(k) = &rec.spec.key
-                && crate::keys::first_of_entry(rec.array_index, rec.spec.array)
+                && crate::keys::first_of_entry(rec.array_index, &rec.spec)
             {
-                let count = rec.spec.array.map_or(1, |a| a.len() as u32);
+                let count = rec.spec.expanded_len() as u32;
                 self.keys.remove(k, TaskRange { first: id, count });
             }
             // A parent still held (in an older job) forgets this child; parents of the

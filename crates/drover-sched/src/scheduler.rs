@@ -118,6 +118,12 @@ pub struct Scheduler {
     /// Resized reservations and resize decisions (`resize.rs`). Not in the core's
     /// snapshot: the state machine's snapshot carries it (format 4).
     pub(crate) resizes: crate::resize::Resizes,
+    /// Splits by their first slot (`split.rs`). In snapshots through the state
+    /// machine's (format 4).
+    pub(crate) splits: BTreeMap<TaskId, crate::split::SplitRecord>,
+    /// The wall time the worker reported for the attempt whose end is being applied
+    /// (`Scheduler::report_runtime`): only for the next event, never stored.
+    pub(crate) reported_runtime: Option<(TaskId, u64)>,
 }
 
 /// One task state change, as recorded for [`Scheduler::take_transitions`].
@@ -183,6 +189,8 @@ impl Scheduler {
             transitions: None,
             held: BTreeMap::new(),
             resizes: Default::default(),
+            splits: BTreeMap::new(),
+            reported_runtime: None,
         }
     }
 
@@ -253,7 +261,18 @@ impl Scheduler {
         if result.is_err() {
             self.now = before;
         }
+        self.reported_runtime = None;
         result
+    }
+
+    /// Tells the core, before it applies the `TaskFinished` of `task`, the wall time the
+    /// worker measured for the attempt (from the same log command). A split sizes its
+    /// chunks from the longer of that and the time between the start's and the end's
+    /// entries: entries are stamped when the leader batches them, so a short attempt's
+    /// start and end can share one, while a worker cannot make a chunk look shorter
+    /// than the log saw it. Forgotten after the next event.
+    pub fn report_runtime(&mut self, task: TaskId, wall_ms: u64) {
+        self.reported_runtime = Some((task, wall_ms));
     }
 
     /// One scheduling round at `now`: fire due timers, place ready tasks, preempt.
@@ -420,6 +439,11 @@ impl Scheduler {
             spec: &rec.spec,
             array_index: rec.array_index,
             array_count: rec.array_index.and(rec.spec.array.map(|a| a.len() as u32)),
+            slice: if rec.spec.split.is_some() {
+                self.chunk_slice(id)
+            } else {
+                None
+            },
             state: rec.state,
             attempt: Attempt(rec.attempt),
             worker: (rec.holder != NO_WORKER).then_some(WorkerId(rec.holder)),
@@ -517,6 +541,10 @@ impl Scheduler {
     }
 
     pub(crate) fn make_ready(&mut self, id: TaskId) {
+        if !self.splits.is_empty() && self.split_gated(id) {
+            // A split's slot without a slice waits for one (`split.rs`).
+            return;
+        }
         let now = self.now;
         let rec = &mut self.tasks[ix(id)];
         if rec.ready_at == NEVER {
@@ -577,8 +605,12 @@ impl Scheduler {
         self.propagate_failure(id);
     }
 
-    fn propagate_failure(&mut self, root: TaskId) {
+    pub(crate) fn propagate_failure(&mut self, root: TaskId) {
         let mut stack = vec![root];
+        if !self.splits.is_empty() {
+            // A chunk that failed stops its split: the slots without a slice fail too.
+            stack.extend(self.split_chunk_failed(root));
+        }
         while let Some(p) = stack.pop() {
             let n = self.tasks[ix(p)].children.len();
             for i in 0..n {
@@ -592,7 +624,7 @@ impl Scheduler {
         }
     }
 
-    fn end_final(&mut self, id: TaskId, state: TaskState) {
+    pub(crate) fn end_final(&mut self, id: TaskId, state: TaskState) {
         if !self.held.is_empty() {
             self.held.remove(&id);
         }
@@ -602,6 +634,9 @@ impl Scheduler {
 
     pub(crate) fn succeed(&mut self, id: TaskId) {
         self.end_final(id, TaskState::Succeeded);
+        if !self.splits.is_empty() {
+            self.split_chunk_succeeded(id);
+        }
         let n = self.tasks[ix(id)].children.len();
         for i in 0..n {
             let c = self.tasks[ix(id)].children[i];
@@ -1011,9 +1046,9 @@ impl Scheduler {
                 self.timers.arm(due, TIME_LIMIT, id);
             }
             if let Some(k) = &rec.spec.key
-                && first_of_entry(rec.array_index, rec.spec.array)
+                && first_of_entry(rec.array_index, &rec.spec)
             {
-                let count = rec.spec.array.map_or(1, |a| a.len() as u32);
+                let count = rec.spec.expanded_len() as u32;
                 self.keys.insert(k, TaskRange { first: id, count });
             }
         }

@@ -52,6 +52,11 @@ pub struct SchedulerSnapshot {
     placements: u64,
     #[serde(default)]
     owner_last_served: Vec<u64>,
+    /// format 4: adaptive splitting. Not in the core's own encoding: the state
+    /// machine's snapshot carries them (`StateSnapshot::splits`) and hands them back
+    /// with [`SchedulerSnapshot::set_splits`] before the restore.
+    #[serde(skip)]
+    splits: Vec<crate::split::SplitRecord>,
 }
 
 impl std::fmt::Debug for SchedulerSnapshot {
@@ -73,6 +78,16 @@ impl SchedulerSnapshot {
 
     pub fn task_count(&self) -> usize {
         self.tasks.len()
+    }
+
+    /// The splits' progress (format 4: adaptive splitting), kept by the state machine.
+    pub fn splits(&self) -> &[crate::split::SplitRecord] {
+        &self.splits
+    }
+
+    /// Gives back the splits read from the state machine's snapshot.
+    pub fn set_splits(&mut self, splits: Vec<crate::split::SplitRecord>) {
+        self.splits = splits;
     }
 
     /// For a snapshot written before the core kept job names (it has none): names its
@@ -122,6 +137,7 @@ pub(crate) fn take(s: &Scheduler) -> SchedulerSnapshot {
         placements: s.placements,
         owner_last_served: s.owner_last_served.clone(),
         dep_failed_by: s.dep_failed_by.clone(),
+        splits: s.splits.values().cloned().collect(),
     }
 }
 
@@ -143,6 +159,7 @@ pub(crate) fn restore(snap: SchedulerSnapshot) -> Scheduler {
         dep_failed_by,
         placements,
         owner_last_served,
+        splits,
     } = snap;
     let mut runs = specs.into_iter().peekable();
     let mut current: Arc<TaskSpec> = Arc::new(TaskSpec::default());
@@ -160,6 +177,22 @@ pub(crate) fn restore(snap: SchedulerSnapshot) -> Scheduler {
     } else {
         (1..=tasks.len() as u64).map(TaskId).collect()
     };
+    // The compact specs do not carry `split`: each split's record gives it back to
+    // its slots (before the indexes, whose key ranges count the slots).
+    let splits: BTreeMap<TaskId, crate::split::SplitRecord> =
+        splits.into_iter().map(|r| (r.first, r)).collect();
+    for rec in splits.values() {
+        // Task ids are in increasing order.
+        let Ok(at) = task_ids.binary_search(&rec.first) else {
+            continue;
+        };
+        let mut spec = (*tasks[at].spec).clone();
+        spec.split = Some(rec.spec());
+        let spec = Arc::new(spec);
+        for t in tasks.iter_mut().skip(at).take(rec.slots as usize) {
+            t.spec = spec.clone();
+        }
+    }
     let next_task = TaskId(next_task.max(task_ids.last().map_or(1, |l| l.0 + 1)));
     let tasks = TaskSlots::from_parts(task_ids, tasks, next_task);
     let job_ids = if job_ids.len() == jobs.len() {
@@ -215,6 +248,8 @@ pub(crate) fn restore(snap: SchedulerSnapshot) -> Scheduler {
         transitions: None,
         held: BTreeMap::new(),
         resizes: Default::default(),
+        splits,
+        reported_runtime: None,
     };
     s.rebuild_indexes();
     s

@@ -21,7 +21,7 @@ impl Scheduler {
         let mut local: HashMap<&str, TaskRange> = HashMap::new();
         let mut next = first;
         for t in &job.tasks {
-            let n = t.array.map_or(1, |a| a.len());
+            let n = t.expanded_len();
             if let Some(k) = &t.key {
                 local.insert(
                     k,
@@ -71,7 +71,7 @@ impl Scheduler {
                 };
                 // Checked before expanding, so that an oversized job is refused
                 // without first allocating its edges.
-                edges += range.count as u64 * t.array.map_or(1, |a| a.len());
+                edges += range.count as u64 * t.expanded_len();
                 if edges > MAX_EXPANDED_DEPS_PER_JOB {
                     return Err(ValidationError::new(
                         format!("tasks[{i}].after"),
@@ -117,8 +117,9 @@ impl Scheduler {
                 }
                 _ => self.shapes.intern(&spec),
             };
-            let n = spec.array.map_or(1, |a| a.len());
+            let n = spec.expanded_len();
             let array = spec.array;
+            let split = spec.split.is_some();
             let first_of_entry = self.tasks.next_id();
             if let Some(k) = &spec.key {
                 self.keys.insert(
@@ -148,7 +149,12 @@ impl Scheduler {
                     attempt: 0,
                     spent: 0,
                     remaining: 0,
-                    array_index: array.map(|a| a.start + k as u32),
+                    // A split's slots are numbered like an array's elements.
+                    array_index: match array {
+                        Some(a) => Some(a.start + k as u32),
+                        None if split => Some(k as u32),
+                        None => None,
+                    },
                     owner,
                     shape,
                     holder: NO_WORKER,
@@ -156,6 +162,9 @@ impl Scheduler {
                     state: TaskState::Waiting,
                     kill: None,
                 });
+            }
+            if let Some(split) = &spec.split {
+                self.split_submitted(first_of_entry, split, &spec.resources);
             }
         }
         self.counts[TaskState::Waiting as usize] += next - first;

@@ -29,6 +29,8 @@ pub struct TaskView<'a> {
     /// For an element of a task array: its index and the array's length.
     pub array_index: Option<u32>,
     pub array_count: Option<u32>,
+    /// For a chunk of a split: its slice of the range, inclusive, once assigned.
+    pub slice: Option<(u64, u64)>,
     pub state: TaskState,
     /// The current attempt (0 before the first placement).
     pub attempt: Attempt,

@@ -102,6 +102,11 @@ pub struct StateSnapshot {
     /// Resized reservations of placed attempts and the resize decisions per task.
     #[serde(default)]
     pub resizes: ResizeSnapshot,
+    // format 4: adaptive splitting
+    /// The splits' progress (slices assigned, measured rate); the core's own snapshot
+    /// does not encode them.
+    #[serde(default)]
+    pub splits: Vec<drover_sched::SplitRecord>,
 }
 
 #[derive(Debug)]
@@ -516,6 +521,7 @@ impl StateMachine {
                     task: report.task,
                     attempt: report.attempt,
                 });
+                self.sched.report_runtime(report.task, report.usage.wall_ms);
                 Event::TaskFinished {
                     task: report.task,
                     attempt: report.attempt,
@@ -805,9 +811,11 @@ impl StateMachine {
     /// task's dependencies in order (for split/combine).
     pub fn start_message(&self, task: TaskId, attempt: Attempt) -> Option<StartTask> {
         let view = self.sched.task(task)?;
+        // A split's slots that the range did not need ran nothing and give no input.
         let inputs = view
             .deps
             .iter()
+            .filter(|d| !self.sched.is_unused_slot(**d))
             .map(|d| {
                 self.records
                     .get(d)
@@ -821,6 +829,7 @@ impl StateMachine {
             spec: view.spec.clone(),
             array_index: view.array_index,
             array_count: view.array_count,
+            slice: view.slice,
             inputs,
             signature: String::new(),
             resume: self.resume_point(task, attempt, view.spec.checkpoint.is_some()),
@@ -846,8 +855,10 @@ impl StateMachine {
     }
 
     pub fn snapshot(&self) -> StateSnapshot {
+        let sched = self.sched.snapshot();
         StateSnapshot {
-            sched: self.sched.snapshot(),
+            splits: sched.splits().to_vec(),
+            sched,
             records: self.records.clone(),
             jobs: self.jobs.clone(),
             idempotency: self.idempotency.records(),
@@ -861,6 +872,7 @@ impl StateMachine {
 
     pub fn restore(snapshot: StateSnapshot) -> StateMachine {
         let mut sched = snapshot.sched;
+        sched.set_splits(snapshot.splits);
         // Snapshots from before the core knew job names: it learns them from ours.
         sched.adopt_job_names(|job| snapshot.jobs.get(&job).map(|r| r.name.as_str()));
         let mut sched = Scheduler::restore(sched);

@@ -38,8 +38,9 @@ pub const MAGIC: [u8; 8] = *b"DROVSNAP";
 /// at the end (older snapshots read with an empty cache).
 /// Version 3 also holds the parts of large jobs sent ahead of their submission
 /// (`staging.rs`; older snapshots read with none).
-/// Version 4 (format 4: dynamic resources) adds the resized reservations and resize
-/// histories at the end (`drover_sched::ResizeSnapshot`); version 3 reads with none.
+/// Version 4 adds, at the end, the resized reservations and resize histories
+/// (`drover_sched::ResizeSnapshot`, dynamic resources) and then the splits' progress
+/// (`StateSnapshot::splits`, adaptive splitting); older snapshots read with neither.
 pub const FORMAT_VERSION: u32 = 4;
 /// The oldest version still read.
 const OLDEST_READ: u32 = 1;
@@ -66,6 +67,7 @@ impl From<StateSnapshotV1> for StateSnapshot {
             cache: Default::default(),
             uploads: Vec::new(),
             resizes: Default::default(),
+            splits: Vec::new(),
         }
     }
 }
@@ -93,11 +95,12 @@ impl From<StateSnapshotV2> for StateSnapshot {
             cache: Default::default(),
             uploads: Vec::new(),
             resizes: Default::default(),
+            splits: Vec::new(),
         }
     }
 }
 
-/// A version 3 state: the version 4 one without the resize state.
+/// A version 3 state: the version 4 one without the resize state and the splits.
 #[derive(Deserialize)]
 struct StateSnapshotV3 {
     sched: SchedulerSnapshot,
@@ -122,6 +125,7 @@ impl From<StateSnapshotV3> for StateSnapshot {
             cache: v3.cache,
             uploads: v3.uploads,
             resizes: Default::default(),
+            splits: Vec::new(),
         }
     }
 }

@@ -123,6 +123,9 @@ fn full_spec(name: &str) -> TaskSpec {
         inputs: vec!["w1-data".into()],
         owner: "alice".into(),
         array: None,
+        // Not written through the core's snapshot either: a split's record carries it
+        // (`tests/split.rs`).
+        split: None,
         driver: Some("docker".into()),
         image: Some("drover-test-base:1".into()),
         // Not written through the core's snapshot: the state machine's cache table

@@ -95,17 +95,17 @@ fn tokens_survive_a_snapshot_and_a_version_1_snapshot_still_reads() {
     assert_eq!(r[0], CommandResult::TokenCreated { id: 3 });
 
     // A version 1 snapshot is a version 4 one without the token table, the worker
-    // identities, the result cache, the staged uploads and the resize state: written
-    // from a state with none, its last bytes are those five; a version 2 one lacks only
-    // the last three.
+    // identities, the result cache, the staged uploads, the resize state and the
+    // splits: written from a state with none, its last bytes are those six; a version 2
+    // one lacks only the last four, a version 3 one the last two.
     let plain = StateMachine::new(SchedulerConfig::default());
     let snap = plain.snapshot();
-    let v3 = write_snapshot(b"", &snap, Cursor::new(Vec::new()))
+    let v4 = write_snapshot(b"", &snap, Cursor::new(Vec::new()))
         .unwrap()
         .into_inner();
     let older = |tail: Vec<u8>, version: u32| {
-        assert_eq!(&v3[v3.len() - tail.len()..], &tail[..]);
-        let mut old = v3[..v3.len() - tail.len()].to_vec();
+        assert_eq!(&v4[v4.len() - tail.len()..], &tail[..]);
+        let mut old = v4[..v4.len() - tail.len()].to_vec();
         let body_len = (old.len() - 24) as u64;
         let crc = crc32fast::hash(&old[24..]);
         old[8..12].copy_from_slice(&version.to_le_bytes());
@@ -119,11 +119,16 @@ fn tokens_survive_a_snapshot_and_a_version_1_snapshot_still_reads() {
         &snap.cache,
         &snap.uploads,
         &snap.resizes,
+        &snap.splits,
     ))
     .unwrap();
     let old = older(tail, 1);
     assert_eq!(old.tokens().iter().count(), 0);
-    let tail = postcard::to_stdvec(&(&snap.cache, &snap.uploads, &snap.resizes)).unwrap();
+    let tail = postcard::to_stdvec(&(&snap.cache, &snap.uploads, &snap.resizes, &snap.splits))
+        .unwrap();
     let old = older(tail, 2);
     assert_eq!(old.cache().entries().count(), 0);
+    let tail = postcard::to_stdvec(&(&snap.resizes, &snap.splits)).unwrap();
+    let old = older(tail, 3);
+    assert!(old.scheduler().split_records().is_empty());
 }

@@ -21,6 +21,7 @@ mod priority_weights;
 mod resources;
 mod role;
 mod secret;
+mod split_spec;
 mod state;
 mod task_spec;
 mod time;
@@ -43,6 +44,10 @@ pub use resources::{
 };
 pub use role::Role;
 pub use secret::{REDACTED, SecretString};
+pub use split_spec::{
+    AUTO_SPLIT_SLOTS, DEFAULT_CHUNK_DURATION_MS, MAX_SPLIT_CHUNKS, SplitChunks, SplitRange,
+    SplitSpec,
+};
 pub use state::{AttemptUsage, FailureCause, Outcome, TaskState};
 pub use task_spec::{
     Backoff, DOCKER_DRIVER, LabelSelector, PROCESS_DRIVER, RetryPolicy, SelectorOp, TaskSpec,

@@ -5,6 +5,7 @@ use crate::checkpoint::CheckpointSpec;
 use crate::job::{ArraySpec, DepRef};
 use crate::resources::Resources;
 use crate::secret::{REDACTED, SecretString};
+use crate::split_spec::SplitSpec;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -100,6 +101,13 @@ pub struct TaskSpec {
     /// array names the whole array: depending on it means depending on every element.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub array: Option<ArraySpec>,
+    /// Cuts a range of integers into chunks the server sizes (see `SplitSpec`): each
+    /// chunk is a task that sees `DROVER_RANGE_START` and `DROVER_RANGE_END`
+    /// (inclusive). A key given to a split names every chunk, so a combine step that
+    /// depends on it waits for the whole range and reads the chunks' results in range
+    /// order. Not with `array`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub split: Option<SplitSpec>,
     /// The execution driver that runs the task: `process` (the default: a process
     /// tree on the worker's host), `docker` (a container of `image`), or a plugin's
     /// name. Only workers that declared the driver receive the task.
@@ -153,6 +161,7 @@ impl Default for TaskSpec {
             inputs: Vec::new(),
             owner: String::new(),
             array: None,
+            split: None,
             driver: None,
             image: None,
             cache: None,
@@ -179,6 +188,16 @@ impl TaskSpec {
         TaskSpec {
             command: args.into_iter().map(Into::into).collect(),
             ..TaskSpec::default()
+        }
+    }
+
+    /// How many tasks this entry expands into: an array's elements, a split's chunk
+    /// slots, else one.
+    pub fn expanded_len(&self) -> u64 {
+        match (&self.array, &self.split) {
+            (Some(a), _) => a.len(),
+            (None, Some(s)) => s.slots(),
+            (None, None) => 1,
         }
     }
 

@@ -10,6 +10,7 @@
 
 use crate::job::{DepRef, JobSpec, KeyRef};
 use crate::limits::Limits;
+use crate::split_spec::{MAX_SPLIT_CHUNKS, SplitChunks, SplitSpec};
 use crate::task_spec::{LabelSelector, SelectorOp, TaskSpec};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -246,6 +247,17 @@ pub fn validate_task(spec: &TaskSpec, limits: &Limits, path: &str) -> Check {
     if let Some(cache) = &spec.cache {
         validate_cache(cache, limits, &f)?;
     }
+    if let Some(split) = &spec.split {
+        validate_split(split, spec.array.is_some(), &f)?;
+        if spec.cache.is_some() {
+            // A cached result is keyed by the slot, not by the slice the server gives
+            // it, which differs from one run to the next.
+            return Err(ValidationError::new(
+                f("cache"),
+                "a split's chunks cannot use the result cache",
+            ));
+        }
+    }
     if let Some(array) = &spec.array {
         if array.is_empty() {
             return Err(ValidationError::new(
@@ -263,6 +275,53 @@ pub fn validate_task(spec: &TaskSpec, limits: &Limits, path: &str) -> Check {
                 ),
             ));
         }
+    }
+    Ok(())
+}
+
+fn validate_split(
+    split: &SplitSpec,
+    with_array: bool,
+    f: &impl Fn(&str) -> String,
+) -> Result<(), ValidationError> {
+    if with_array {
+        return Err(ValidationError::new(
+            f("split"),
+            "a task is either an array or a split, not both",
+        ));
+    }
+    if split.range.is_empty() {
+        return Err(ValidationError::new(
+            f("split.range"),
+            "end must not be below start",
+        ));
+    }
+    if split.range.len() == u64::MAX {
+        return Err(ValidationError::new(
+            f("split.range"),
+            "the range is too long",
+        ));
+    }
+    match split.chunks {
+        SplitChunks::Count(n) if n == 0 || n > MAX_SPLIT_CHUNKS => {
+            return Err(ValidationError::new(
+                f("split.chunks"),
+                format!("must be \"auto\" or 1 to {MAX_SPLIT_CHUNKS}"),
+            ));
+        }
+        SplitChunks::Count(_) if split.chunk_duration_ms.is_some() => {
+            return Err(ValidationError::new(
+                f("split.chunk_duration_ms"),
+                "a target duration is for chunks: auto (a fixed count sizes the chunks itself)",
+            ));
+        }
+        _ => {}
+    }
+    if split.chunk_duration_ms == Some(0) {
+        return Err(ValidationError::new(
+            f("split.chunk_duration_ms"),
+            "must be at least 1",
+        ));
     }
     Ok(())
 }
@@ -563,7 +622,7 @@ pub fn validate_job(job: &JobSpec, limits: &Limits) -> Result<u64, ValidationErr
             ));
         }
         validate_task(task, limits, &path)?;
-        total += task.array.map_or(1, |a| a.len());
+        total += task.expanded_len();
         if total > limits.max_tasks_per_job {
             return Err(ValidationError::new(
                 "tasks",
@@ -863,6 +922,55 @@ mod tests {
                     ..TaskSpec::command(["x"])
                 },
                 "image",
+            ),
+            (
+                "split and array",
+                TaskSpec {
+                    array: Some(ArraySpec { start: 0, end: 2 }),
+                    split: Some(crate::SplitSpec {
+                        range: crate::SplitRange { start: 1, end: 9 },
+                        chunks: crate::SplitChunks::Auto,
+                        chunk_duration_ms: None,
+                    }),
+                    ..TaskSpec::command(["x"])
+                },
+                "split",
+            ),
+            (
+                "empty split range",
+                TaskSpec {
+                    split: Some(crate::SplitSpec {
+                        range: crate::SplitRange { start: 9, end: 1 },
+                        chunks: crate::SplitChunks::Auto,
+                        chunk_duration_ms: None,
+                    }),
+                    ..TaskSpec::command(["x"])
+                },
+                "split.range",
+            ),
+            (
+                "too many split chunks",
+                TaskSpec {
+                    split: Some(crate::SplitSpec {
+                        range: crate::SplitRange { start: 1, end: 9 },
+                        chunks: crate::SplitChunks::Count(crate::MAX_SPLIT_CHUNKS + 1),
+                        chunk_duration_ms: None,
+                    }),
+                    ..TaskSpec::command(["x"])
+                },
+                "split.chunks",
+            ),
+            (
+                "a target duration with a fixed count",
+                TaskSpec {
+                    split: Some(crate::SplitSpec {
+                        range: crate::SplitRange { start: 1, end: 9 },
+                        chunks: crate::SplitChunks::Count(3),
+                        chunk_duration_ms: Some(1_000),
+                    }),
+                    ..TaskSpec::command(["x"])
+                },
+                "split.chunk_duration_ms",
             ),
             (
                 "empty array",

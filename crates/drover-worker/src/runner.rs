@@ -42,6 +42,11 @@ fn task_env(start: &StartTask) -> std::collections::BTreeMap<String, String> {
         env.insert("DROVER_TASK_INDEX".into(), i.to_string());
         env.insert("DROVER_TASK_COUNT".into(), n.to_string());
     }
+    if let Some((first, last)) = start.slice {
+        // Both ends inclusive.
+        env.insert("DROVER_RANGE_START".into(), first.to_string());
+        env.insert("DROVER_RANGE_END".into(), last.to_string());
+    }
     if !start.inputs.is_empty() {
         env.insert("DROVER_INPUT_COUNT".into(), start.inputs.len().to_string());
     }

@@ -49,6 +49,7 @@ fn touch(path: &std::path::Path, task: u64) -> StartTask {
         spec: TaskSpec::command(["touch", path.to_str().unwrap()]),
         array_index: None,
         array_count: None,
+        slice: None,
         inputs: vec![],
         signature: String::new(),
         resume: None,

@@ -11,7 +11,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use drover_proto::api::{
-    AttemptInfo, CancelResponse, JobInfo, SubmitResponse, TaskInfo, TaskList, TaskSummary,
+    AttemptInfo, CancelResponse, JobInfo, SplitInfo, SubmitResponse, TaskInfo, TaskList,
+    TaskSummary,
 };
 use drover_sched::{CancelTarget, ResolveError, TaskRange, TaskView};
 use drover_state::{Command, CommandResult, IdempotencyKey, StateMachine};
@@ -352,6 +353,8 @@ pub(crate) fn task_info(
         result: record.and_then(|r| r.result.clone()),
         array_index: view.array_index,
         array_count: view.array_count,
+        range_start: view.slice.map(|s| s.0),
+        range_end: view.slice.map(|s| s.1),
         deps: view.deps.to_vec(),
         // Secret env values reach the worker only; a read shows their names.
         spec: view.spec.redacted(),
@@ -693,5 +696,36 @@ pub async fn get_job(
         states,
         finished,
         succeeded,
+        splits: sm
+            .scheduler()
+            .splits_in(record.first, record.count)
+            .iter()
+            .map(|v| split_info(sm.scheduler(), v))
+            .collect(),
     }))
+}
+
+fn split_info(sched: &drover_sched::Scheduler, v: &drover_sched::SplitView<'_>) -> SplitInfo {
+    let r = v.record;
+    SplitInfo {
+        key: sched.task(r.first).and_then(|t| t.spec.key.clone()),
+        first: r.first,
+        slots: r.slots,
+        range_start: r.start,
+        range_end: r.end,
+        chunks: r
+            .fixed
+            .map_or_else(|| "auto".to_string(), |n| n.to_string()),
+        chunk_duration_ms: r.fixed.is_none().then(|| r.spec().target_ms()),
+        wave: r.wave,
+        covered: v.covered,
+        total: r.len(),
+        chunks_created: r.chunks.len() as u32,
+        chunks_succeeded: v.succeeded,
+        chunk_sizes: r.chunks.iter().map(|(a, b)| b - a + 1).collect(),
+        items_per_second: (r.done_items as u128 * 1000 / r.done_ms.max(1) as u128)
+            .try_into()
+            .unwrap_or(u64::MAX),
+        stopped: r.stopped,
+    }
 }
