@@ -11,6 +11,7 @@ mod agent;
 mod checkpoint_archive;
 mod checkpointer;
 mod config;
+mod data_catalog;
 mod connection;
 mod driver_set;
 mod fence;

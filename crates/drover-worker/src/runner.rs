@@ -79,11 +79,16 @@ pub fn launch(
     driver: &Arc<dyn Driver>,
     start: StartTask,
     checkpoint: Option<CheckpointSetup>,
+    data_dir: Option<&std::path::Path>,
     events: mpsc::UnboundedSender<RunnerEvent>,
     metrics: &crate::metrics::WorkerMetrics,
 ) -> Handles {
     let (out_tx, mut out_rx) = mpsc::channel::<OutputChunk>(256);
     let mut env = task_env(&start);
+    if let Some(dir) = data_dir {
+        // Where the task finds and leaves data keys (see `data_catalog.rs`).
+        env.insert("DROVER_DATA_DIR".into(), dir.to_string_lossy().into_owned());
+    }
     if let Some(c) = &checkpoint {
         env.insert(
             "DROVER_CHECKPOINT_DIR".into(),
