@@ -143,18 +143,18 @@ fn load_aware_placement_follows_usage_as_it_changes() {
     update(&mut env, b, 2000, None);
     update(&mut env, a, 0, None);
     assert_eq!(place(&mut env, task()), "a");
-    // Memory counts too: a at 90 % of its memory is busier than b at 100 % cpu? No:
-    // b is at 1000 ‰ (cpu), a at 900 ‰ (memory): a still goes first.
+    // Memory counts too: a at 75 % of its memory (above its 50 % of cpu reserved) is
+    // still below b at 100 % of its cpu: a goes first.
     env.ok(Event::WorkerHeartbeat {
         worker: a,
         usage: WorkerUsage {
             cpu_milli: 0,
-            memory_bytes: 8 * GIB * 9 / 10,
+            memory_bytes: 6 * GIB,
             ..WorkerUsage::default()
         },
         data_keys: None,
     });
-    assert_eq!(env.s.worker(a).unwrap().load_permille, 900);
+    assert_eq!(env.s.worker(a).unwrap().load_permille, 750);
     assert_eq!(env.s.worker(b).unwrap().load_permille, 1000);
     assert_eq!(place(&mut env, task()), "a");
 }
