@@ -606,7 +606,9 @@ pub async fn policy(g: &Global, a: PolicyArgs) -> Result<ExitCode> {
     }
     if let Some(p) = &a.placement {
         policy.placement = PlacementPolicyKind::from_name(p).ok_or_else(|| {
-            anyhow::anyhow!("{p:?} is not a placement policy: use binpack, spread, round-robin or load-aware")
+            anyhow::anyhow!(
+                "{p:?} is not a placement policy: use binpack, spread, round-robin or load-aware"
+            )
         })?;
     }
     if let Some(p) = &a.preemption {

@@ -1,10 +1,10 @@
 //! One worker's connection: handshake, reconciliation, then reports in and work out.
 
-use crate::worker_updates::{Logged, UpdateLimiter};
 use crate::api::ApiError;
 use crate::input_limits::OutputCap;
 use crate::node::Node;
 use crate::worker_identity::{CREDENTIAL_PREFIX, IssuedSecret, WorkerAuth};
+use crate::worker_updates::{Logged, UpdateLimiter};
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};

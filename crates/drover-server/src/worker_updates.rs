@@ -115,11 +115,7 @@ fn moved(capacity: &Resources, logged: &WorkerUsage, now: &WorkerUsage) -> bool 
         logged.cpu_milli as u64,
         now.cpu_milli as u64,
         capacity.cpu_milli as u64,
-    ) || far(
-        logged.memory_bytes,
-        now.memory_bytes,
-        capacity.memory_bytes,
-    )
+    ) || far(logged.memory_bytes, now.memory_bytes, capacity.memory_bytes)
 }
 
 #[cfg(test)]
@@ -155,7 +151,10 @@ mod tests {
         // The same list as logged: nothing.
         assert_eq!(l.observe(t0, logged(&[]), None, Some(vec![])), None);
         let got = l.observe(t0, logged(&[]), None, Some(vec![key("b"), key("a")]));
-        assert_eq!(got, Some((zero.clone(), Some(vec!["a".into(), "b".into()]))));
+        assert_eq!(
+            got,
+            Some((zero.clone(), Some(vec!["a".into(), "b".into()])))
+        );
         // Within the interval: kept, not proposed.
         let t1 = t0 + Duration::from_millis(500);
         assert_eq!(l.observe(t1, logged(&[]), None, Some(vec![key("c")])), None);

@@ -130,7 +130,8 @@ fn updates_steer_placement_the_same_on_every_replica_and_survive_a_snapshot() {
     let bytes = write_snapshot(b"m", &replicas[0].snapshot(), Cursor::new(Vec::new()))
         .unwrap()
         .into_inner();
-    let mut restored = StateMachine::restore(SnapshotReader::open(&bytes[..]).unwrap().state().unwrap());
+    let mut restored =
+        StateMachine::restore(SnapshotReader::open(&bytes[..]).unwrap().state().unwrap());
     let w = restored.scheduler().worker(WorkerId(1)).unwrap();
     assert_eq!(w.spec.data_keys, vec!["part1".to_string()]);
     assert_eq!(w.usage.cpu_milli, 3000);

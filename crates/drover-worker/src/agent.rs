@@ -1,8 +1,8 @@
 //! The agent's main loop: connect, run what the server starts, report, reconnect.
 
 use crate::config::WorkerConfig;
-use crate::data_catalog::DataCatalog;
 use crate::connection::{self, ConnectError, Socket};
+use crate::data_catalog::DataCatalog;
 use crate::driver_set::DriverSet;
 use crate::fence::Fence;
 use crate::lifeline::Lifeline;
