@@ -143,10 +143,12 @@ mod tests {
         let zero = WorkerUsage::default();
         let t0 = Instant::now();
         let mut l = UpdateLimiter::default();
-        let logged = |keys: &'static [String]| Logged {
-            capacity: &cap,
-            usage: &zero,
-            data_keys: keys,
+        let logged = |keys: &'static [String]| -> Logged<'_> {
+            Logged {
+                capacity: &cap,
+                usage: &zero,
+                data_keys: keys,
+            }
         };
         // The same list as logged: nothing.
         assert_eq!(l.observe(t0, logged(&[]), None, Some(vec![])), None);
@@ -175,24 +177,29 @@ mod tests {
         let cap = Resources::cpus(2000);
         let t0 = Instant::now();
         let mut l = UpdateLimiter::default();
-        let at = |logged: &WorkerUsage| Logged {
-            capacity: &cap,
-            usage: logged,
-            data_keys: &[],
-        };
+        fn at<'a>(cap: &'a Resources, logged: &'a WorkerUsage) -> Logged<'a> {
+            Logged {
+                capacity: cap,
+                usage: logged,
+                data_keys: &[],
+            }
+        }
         let zero = WorkerUsage::default();
         // 10 % of 2000 is 200: 150 is noise.
-        assert_eq!(l.observe(t0, at(&zero), Some(cpu(150)), None), None);
+        assert_eq!(l.observe(t0, at(&cap, &zero), Some(cpu(150)), None), None);
         assert_eq!(
-            l.observe(t0, at(&zero), Some(cpu(1000)), None),
+            l.observe(t0, at(&cap, &zero), Some(cpu(1000)), None),
             Some((cpu(1000), None))
         );
         // Moved again, but too soon.
         let t1 = t0 + Duration::from_secs(1);
-        assert_eq!(l.observe(t1, at(&cpu(1000)), Some(cpu(0)), None), None);
+        assert_eq!(
+            l.observe(t1, at(&cap, &cpu(1000)), Some(cpu(0)), None),
+            None
+        );
         let t2 = t0 + LOAD_MIN_INTERVAL;
         assert_eq!(
-            l.observe(t2, at(&cpu(1000)), Some(cpu(0)), None),
+            l.observe(t2, at(&cap, &cpu(1000)), Some(cpu(0)), None),
             Some((cpu(0), None))
         );
     }
