@@ -173,9 +173,14 @@ pub struct WorkerArgs {
     /// A label, KEY=VALUE (repeatable)
     #[arg(long = "label", value_name = "KEY=VALUE")]
     labels: Vec<String>,
-    /// Data keys this worker holds, for locality (repeatable)
+    /// Data keys this worker holds, for locality (repeatable), besides the files of
+    /// its data-keys directory
     #[arg(long = "data-key")]
     data_keys: Vec<String>,
+    /// The directory whose files are this worker's data keys (key = path relative to
+    /// it); tasks get it as DROVER_DATA_DIR [default: <data-dir>/data]
+    #[arg(long, value_name = "PATH")]
+    data_keys_dir: Option<PathBuf>,
     /// An execution driver to enable besides `process` (always on): `docker`
     /// (repeatable). Tasks naming a driver only go to workers that have it
     #[arg(long = "driver", value_name = "NAME")]
@@ -699,6 +704,8 @@ struct WorkerSettings {
     resources: BTreeMap<String, u64>,
     labels: BTreeMap<String, String>,
     data_keys: Vec<String>,
+    /// The data-keys directory, if not `<data_dir>/data`.
+    data_keys_dir: Option<PathBuf>,
     /// Drivers besides `process`.
     drivers: Vec<String>,
     /// Where driver plugins are found, if anywhere.
@@ -875,6 +882,7 @@ fn worker_settings(l: &Layers, a: &WorkerArgs) -> Result<WorkerSettings> {
         resources,
         labels,
         data_keys,
+        data_keys_dir: a.data_keys_dir.clone(),
         drivers,
         plugin_dir,
         kill_grace: l
@@ -1027,6 +1035,7 @@ fn worker_config(
     c.custom = s.resources.clone();
     c.labels = s.labels.clone();
     c.data_keys = s.data_keys.clone();
+    c.data_keys_dir = s.data_keys_dir.clone();
     c.drivers = s.drivers.clone();
     c.plugin_dir = s.plugin_dir.clone();
     c.kill_grace = s.kill_grace;

@@ -57,6 +57,9 @@ pub async fn status(g: &Global, a: StatusArgs) -> Result<ExitCode> {
     if let Some(e) = &t.effective_priority {
         println!("  effective priority {e}");
     }
+    if let Some(p) = &t.placement {
+        println!("  placement: {p}");
+    }
     if let Some(k) = &t.cache_key {
         println!("  cache key: {k}");
     }
@@ -584,6 +587,8 @@ pub async fn workers(g: &Global) -> Result<ExitCode> {
         "CPU (alloc/cap)",
         "MEMORY (alloc/cap)",
         "RUNNING",
+        "LOAD",
+        "DATA KEYS",
         "LAST SEEN",
         "IDENTITY",
         "DRIVERS",
@@ -609,6 +614,14 @@ pub async fn workers(g: &Global) -> Result<ExitCode> {
                 format_bytes(w.capacity.memory_bytes)
             ),
             w.running.len().to_string(),
+            // What load-aware placement goes by, and the tasks' measured CPU in it.
+            format!(
+                "{}.{}% (cpu {:.2})",
+                w.load_permille / 10,
+                w.load_permille % 10,
+                w.load.cpu_milli as f64 / 1000.0
+            ),
+            w.data_keys.len().to_string(),
             w.last_seen_ms_ago
                 .map(|ms| format!("{} ago", format_duration_ms(ms)))
                 .unwrap_or_else(|| "-".into()),
@@ -662,7 +675,7 @@ pub struct PolicyArgs {
     /// age=1,priority=1000,label:business_value=10
     #[arg(long, value_name = "WEIGHTS")]
     priority_weights: Option<String>,
-    /// Placement: binpack, spread, round-robin
+    /// Placement: binpack, spread, round-robin, load-aware
     #[arg(long)]
     placement: Option<String>,
     /// Allow preemption of lower-priority tasks: on or off
@@ -705,7 +718,9 @@ pub async fn policy(g: &Global, a: PolicyArgs) -> Result<ExitCode> {
     }
     if let Some(p) = &a.placement {
         policy.placement = PlacementPolicyKind::from_name(p).ok_or_else(|| {
-            anyhow::anyhow!("{p:?} is not a placement policy: use binpack, spread or round-robin")
+            anyhow::anyhow!(
+                "{p:?} is not a placement policy: use binpack, spread, round-robin or load-aware"
+            )
         })?;
     }
     if let Some(p) = &a.preemption {

@@ -87,6 +87,10 @@ pub struct SubmitArgs {
     /// Only on workers matching, e.g. zone=a (repeatable)
     #[arg(long = "constraint")]
     constraints: Vec<String>,
+    /// A data key the task reads (repeatable): workers holding it (a file of that name
+    /// in their data directory, or a --data-key) are preferred
+    #[arg(long = "input", value_name = "KEY")]
+    inputs: Vec<String>,
     /// Run COMMAND through /bin/sh -c (several words are joined with spaces, as ssh does)
     #[arg(long)]
     shell: bool,
@@ -208,6 +212,7 @@ fn task_from_args(a: &SubmitArgs) -> Result<TaskSpec> {
         .iter()
         .map(|c| parse_selector(c))
         .collect::<Result<_>>()?;
+    spec.inputs = a.inputs.clone();
     spec.driver = a.driver.clone();
     spec.image = a.image.clone();
     if spec.image.is_some() && spec.driver.is_none() {

@@ -100,6 +100,8 @@ fn main() {
             seq: 7,
             usage: WorkerUsage::default(),
             tasks: vec![],
+            load: None,
+            data: None,
         },
         WorkerMessage::Started {
             task: TaskId(1),

@@ -75,6 +75,11 @@ pub struct TaskInfo {
     pub state: TaskState,
     /// Why it is not running (or how it ended), in a sentence.
     pub reason: Option<String>,
+    /// Why its latest attempt went where it did, where placement had a choice that
+    /// matters (inputs held there, load-aware placement): "placed on w2: holds input
+    /// part1". Told from the state now, not recorded at the decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<String>,
     pub attempt: Attempt,
     pub max_attempts: u32,
     pub worker: Option<String>,
@@ -274,6 +279,17 @@ pub struct WorkerInfo {
     /// The execution drivers it runs tasks with (`process` at least), sorted.
     #[serde(default)]
     pub drivers: Vec<String>,
+    /// What its tasks were measured using, as last logged (`usage` is the host's live
+    /// reading, on the leader only): what load-aware placement goes by.
+    #[serde(default)]
+    pub load: WorkerUsage,
+    /// Its load as placement sees it, in thousandths of its capacity: per dimension the
+    /// larger of `load` and `allocated`, then the larger of CPU and memory.
+    #[serde(default)]
+    pub load_permille: u32,
+    /// The data keys it holds (files in its data directory and declared keys), sorted.
+    #[serde(default)]
+    pub data_keys: Vec<String>,
 }
 
 /// The state of the whole cluster at a glance.

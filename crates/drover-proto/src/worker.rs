@@ -109,6 +109,16 @@ pub enum WorkerMessage {
         /// Usage so far of each attempt running on the worker.
         #[serde(default)]
         tasks: Vec<RunningUsage>,
+        /// What this worker's tasks use now, all together (CPU rate over the last
+        /// interval, memory): what load-aware placement orders workers by, once the
+        /// leader logs it (`WorkerUpdate`). Not the host's figure (`usage`): workers
+        /// sharing a host would each be charged the others' tasks.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        load: Option<WorkerUsage>,
+        /// The data keys the worker holds, when they changed since the last list sent
+        /// on this connection (the hello's `spec.data_keys` has them at connect).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        data: Option<Vec<DataKey>>,
     },
     Started {
         task: TaskId,
@@ -147,6 +157,18 @@ pub struct AttemptReport {
     /// checked by the server. Empty in reports made before it was sent.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub digest: String,
+}
+
+/// One data key a worker holds: a file under its data directory (the key is the path
+/// relative to it, `/`-separated), or a key declared with `--data-key` (no digest).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataKey {
+    pub key: String,
+    /// SHA-256 of the file's content (64 hex digits); empty for a declared key.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sha256: String,
+    #[serde(default)]
+    pub bytes: u64,
 }
 
 /// A running attempt's usage so far, sent with heartbeats.

@@ -268,6 +268,12 @@ pub(crate) fn check(s: &Scheduler) -> Result<(), String> {
         {
             return Err(format!("worker {id} ({}) wrongly indexed", w.state));
         }
+        if w.placeable() && !s.pool.by_load.contains(&(w.load_permille(), id)) {
+            return Err(format!(
+                "worker {id}: load index out of date (load {} not indexed)",
+                w.load_permille()
+            ));
+        }
         if s.pool.by_name.get(&w.spec.name) != Some(&id) {
             return Err(format!("worker {id} missing from the name index"));
         }
@@ -283,6 +289,9 @@ pub(crate) fn check(s: &Scheduler) -> Result<(), String> {
     let placeable = s.pool.workers.iter().filter(|w| w.placeable()).count();
     if s.pool.free_cpu.len() != placeable || s.pool.free_mem.len() != placeable {
         return Err("free-CPU index has stale entries".into());
+    }
+    if s.pool.by_load.len() != placeable {
+        return Err("load index has stale entries".into());
     }
     for (o, u) in usage.iter().enumerate() {
         if s.owner_usage.get(o).copied().unwrap_or(0) != *u {

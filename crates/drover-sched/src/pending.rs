@@ -129,6 +129,52 @@ fn requeued(s: &Scheduler, rec: &TaskRec) -> String {
 }
 
 /// A worker as people know it: by its name (`gpu-03`), or its id when it has none.
+pub(crate) fn placement_note(s: &Scheduler, id: TaskId) -> Option<String> {
+    let rec = s.rec(id)?;
+    let w = rec.attempts.last()?.worker;
+    let worker = s.pool.get(w)?;
+    let name = worker_name(s, w);
+    let inputs = &rec.spec.inputs;
+    if !inputs.is_empty() && s.config.policy.locality_weight > 0 {
+        let held: Vec<&str> = inputs
+            .iter()
+            .filter(|k| s.pool.inputs_held(w, std::slice::from_ref(k)) > 0)
+            .map(String::as_str)
+            .collect();
+        let noun = if held.len() == 1 { "input" } else { "inputs" };
+        return Some(if held.is_empty() {
+            let holders = inputs
+                .iter()
+                .filter(|k| s.pool.data.contains_key(k.as_str()))
+                .count();
+            if holders == 0 {
+                format!("placed on {name}: no worker holds its inputs")
+            } else {
+                format!(
+                    "placed on {name}: it holds none of its inputs (no holder could take it then)"
+                )
+            }
+        } else if held.len() == inputs.len() {
+            format!("placed on {name}: holds {noun} {}", held.join(", "))
+        } else {
+            format!(
+                "placed on {name}: holds {noun} {} ({} of {})",
+                held.join(", "),
+                held.len(),
+                inputs.len()
+            )
+        });
+    }
+    if s.config.policy.placement == drover_types::PlacementPolicyKind::LoadAware {
+        return Some(format!(
+            "placed on {name} by load-aware placement (its load now: {}.{}% of capacity)",
+            worker.load_permille() / 10,
+            worker.load_permille() % 10
+        ));
+    }
+    None
+}
+
 fn worker_name(s: &Scheduler, w: WorkerId) -> String {
     match s.pool.get(w) {
         Some(r) if !r.spec.name.is_empty() => r.spec.name.clone(),

@@ -132,10 +132,38 @@ impl PlacementPolicy for RoundRobin {
     }
 }
 
+/// Load-aware: the least loaded worker first, by [`WorkerRec::load_permille`] (the
+/// larger of measured usage and reservations, relative to capacity; ties by id). The
+/// measured part is the usage workers report through the log (`WorkerUpdate`), so
+/// every replica orders workers alike. Walks the load index upwards: O(log W) to the
+/// first candidate; a worker too full for the task costs a step (the load index does
+/// not know the task's binding dimension), and past `POLICY_STEPS` steps the caller
+/// falls back to the fit tree, as for the other policies.
+///
+/// [`WorkerRec::load_permille`]: crate::worker_pool::WorkerRec::load_permille
+#[derive(Debug)]
+pub struct LoadAware;
+
+impl PlacementPolicy for LoadAware {
+    fn name(&self) -> &'static str {
+        "load-aware"
+    }
+    fn visit(
+        &self,
+        pool: &WorkerPool,
+        _req: &Resources,
+        _need: Need,
+        visit: &mut dyn FnMut(WorkerId) -> bool,
+    ) {
+        pool.by_load.iter().map(|e| e.1).any(visit);
+    }
+}
+
 pub fn build(kind: PlacementPolicyKind) -> Box<dyn PlacementPolicy> {
     match kind {
         PlacementPolicyKind::BinPack => Box::new(BinPack),
         PlacementPolicyKind::Spread => Box::new(Spread),
         PlacementPolicyKind::RoundRobin => Box::new(RoundRobin),
+        PlacementPolicyKind::LoadAware => Box::new(LoadAware),
     }
 }

@@ -207,8 +207,11 @@ impl Scheduler {
                 usage,
                 data_keys,
             } => self.known_worker(worker).map(|_| {
-                self.pool.workers[worker.0 as usize - 1].usage = usage;
-                if let Some(keys) = data_keys {
+                self.pool.set_usage(worker, usage);
+                if let Some(mut keys) = data_keys {
+                    // One order for every replica, whatever order the worker sent.
+                    keys.sort_unstable();
+                    keys.dedup();
                     self.pool.set_data_keys(worker, keys);
                 }
                 Applied::default()
@@ -352,6 +355,15 @@ impl Scheduler {
         crate::pending::reason(self, id, now.max(self.now))
     }
 
+    /// Why the task's latest attempt went to its worker, in a sentence for people, where
+    /// placement had a choice that matters: a task with inputs (does the worker hold
+    /// them?) or a load-aware placement (how loaded is the worker?). Told from the
+    /// state now, not recorded at the decision: a worker's keys and load may have
+    /// changed since. `None` for a task never placed, or with nothing to explain.
+    pub fn placement_note(&self, id: TaskId) -> Option<String> {
+        crate::pending::placement_note(self, id)
+    }
+
     pub fn worker(&self, id: WorkerId) -> Option<WorkerView<'_>> {
         let rec = self.pool.get(id)?;
         Some(WorkerView {
@@ -360,6 +372,7 @@ impl Scheduler {
             state: rec.state,
             allocated: rec.allocated.clone(),
             usage: &rec.usage,
+            load_permille: rec.load_permille(),
             running: rec.running_sorted(),
             queued: rec.queued.iter().copied().collect(),
         })

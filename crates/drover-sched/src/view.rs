@@ -60,7 +60,11 @@ pub struct WorkerView<'a> {
     pub state: WorkerState,
     /// Reserved by the attempts placed on it.
     pub allocated: Resources,
+    /// Its tasks' measured usage, as last reported through the log.
     pub usage: &'a WorkerUsage,
+    /// What load-aware placement orders it by: thousandths of its capacity (the larger
+    /// of measured usage and reservations, CPU or memory whichever is higher).
+    pub load_permille: u32,
     pub running: Vec<TaskId>,
     /// Prefetched to it, in the order it will start them (holding nothing yet).
     pub queued: Vec<TaskId>,

@@ -66,6 +66,31 @@ impl WorkerRec {
         (self.free_cpu(), self.free_mem(), gpus)
     }
 
+    /// The worker's load in thousandths of its capacity, for load-aware placement: per
+    /// dimension (CPU, memory) the larger of what its tasks were measured using (the
+    /// latest usage from the log) and what is reserved on it, relative to capacity;
+    /// then the larger of the two dimensions. Reservations count because a task just
+    /// placed uses nothing yet, and the measurement counts because a task may use more
+    /// than it reserved. Integers only: every replica computes the same.
+    pub fn load_permille(&self) -> u32 {
+        let cap = &self.spec.capacity;
+        let share = |used: u128, cap: u128| -> u32 {
+            if cap == 0 {
+                return 1000;
+            }
+            (used * 1000 / cap).min(u32::MAX as u128) as u32
+        };
+        let cpu = share(
+            self.usage.cpu_milli.max(self.allocated.cpu_milli) as u128,
+            cap.cpu_milli as u128,
+        );
+        let mem = share(
+            self.usage.memory_bytes.max(self.allocated.memory_bytes) as u128,
+            cap.memory_bytes as u128,
+        );
+        cpu.max(mem)
+    }
+
     pub fn running_sorted(&self) -> Vec<TaskId> {
         let mut v = self.running.clone();
         v.sort_unstable();
@@ -112,6 +137,12 @@ pub(crate) struct WorkerPool {
     pub rr_cursor: u32,
     /// Workers with prefetched tasks (promoted at the start of every round).
     pub with_queue: BTreeSet<WorkerId>,
+    /// (load in thousandths, id) of every placeable worker (see
+    /// [`WorkerRec::load_permille`]): load-aware placement walks it upwards.
+    pub by_load: BTreeSet<(u32, WorkerId)>,
+    /// The load each worker is indexed under in `by_load` (by slot), so that its entry
+    /// can be found after its usage or allocation changed.
+    pub load_key: Vec<u32>,
 }
 
 impl WorkerPool {
@@ -210,6 +241,8 @@ impl WorkerPool {
             let (free, free_mem) = (rec.free_cpu(), rec.free_mem());
             self.free_cpu.remove(&(free, w));
             self.free_mem.remove(&(free_mem, w));
+            let key = self.load_key[w.0 as usize - 1];
+            self.by_load.remove(&(key, w));
         }
         self.fit_tree.set(w, (0, 0, 0));
     }
@@ -222,6 +255,30 @@ impl WorkerPool {
             self.free_cpu.insert((free, w));
             self.free_mem.insert((free_mem, w));
             self.fit_tree.set(w, f);
+            self.index_load(w);
+        }
+    }
+
+    /// Puts a placeable worker into the load index under its current load.
+    fn index_load(&mut self, w: WorkerId) {
+        let slot = w.0 as usize - 1;
+        if self.load_key.len() <= slot {
+            self.load_key.resize(slot + 1, 0);
+        }
+        let key = self.workers[slot].load_permille();
+        self.load_key[slot] = key;
+        self.by_load.insert((key, w));
+    }
+
+    /// Records a worker's measured usage (from the log) and moves it in the load index.
+    pub fn set_usage(&mut self, w: WorkerId, usage: WorkerUsage) {
+        if self.rec(w).placeable() {
+            let key = self.load_key[w.0 as usize - 1];
+            self.by_load.remove(&(key, w));
+            self.rec_mut(w).usage = usage;
+            self.index_load(w);
+        } else {
+            self.rec_mut(w).usage = usage;
         }
     }
 
@@ -242,6 +299,9 @@ impl WorkerPool {
             self.free_mem.insert((after_mem, w));
         }
         self.fit_tree.set(w, f);
+        let key = self.load_key[w.0 as usize - 1];
+        self.by_load.remove(&(key, w));
+        self.index_load(w);
     }
 
     /// Binds a prefetched task to `w` (at the back of its queue).

@@ -77,7 +77,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<u8>().prop_map(Op::Stale),
         1 => any::<u8>().prop_map(Op::Cancel),
         1 => any::<u8>().prop_map(Op::CancelJob),
-        1 => (0u8..6, 0u8..3, any::<bool>()).prop_map(|(a, b, c)| Op::Policy(a, b, c)),
+        1 => (0u8..6, 0u8..4, any::<bool>()).prop_map(|(a, b, c)| Op::Policy(a, b, c)),
         4 => (0u16..3000).prop_map(Op::Advance),
     ]
 }
@@ -701,8 +701,11 @@ impl Harness {
                 let w = WorkerId((w as usize % self.m.workers.len()) as u32 + 1);
                 self.apply(Event::WorkerHeartbeat {
                     worker: w,
+                    // Loads that differ by worker and over time, so that the
+                    // load index moves (load-aware placement orders by it).
                     usage: WorkerUsage {
-                        cpu_milli: 5,
+                        cpu_milli: 5 + (w.0 * 700 + (self.m.now % 1300) as u32) % 4000,
+                        memory_bytes: (w.0 as u64 % 3) << 28,
                         ..Default::default()
                     },
                     data_keys: Some(if w.0.is_multiple_of(2) {
@@ -849,6 +852,7 @@ impl Harness {
                     PlacementPolicyKind::BinPack,
                     PlacementPolicyKind::Spread,
                     PlacementPolicyKind::RoundRobin,
+                    PlacementPolicyKind::LoadAware,
                 ][p as usize];
                 self.apply(Event::SetPolicy {
                     policy: PolicyConfig {

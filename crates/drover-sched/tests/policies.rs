@@ -208,6 +208,11 @@ fn placement_policies_choose_workers() {
             PlacementPolicyKind::RoundRobin,
             vec!["a", "b", "c", "a"],
         ),
+        (
+            "load-aware takes the least loaded relative to capacity (no usage reported: by reservations)",
+            PlacementPolicyKind::LoadAware,
+            vec!["a", "b", "c", "a"],
+        ),
     ];
     for (rule, kind, expected) in table {
         let mut env = Env::with_policy(policy(QueuePolicyKind::Fcfs, kind));
@@ -268,6 +273,7 @@ fn a_fit_is_found_even_past_many_workers_short_of_another_dimension() {
         PlacementPolicyKind::BinPack,
         PlacementPolicyKind::Spread,
         PlacementPolicyKind::RoundRobin,
+        PlacementPolicyKind::LoadAware,
     ] {
         let mut env = Env::with_policy(policy(QueuePolicyKind::Fcfs, kind));
         let mut gpu = worker("gpu", 2, 8);

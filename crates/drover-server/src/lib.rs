@@ -35,6 +35,7 @@ pub mod tls;
 pub mod ui;
 pub mod worker_identity;
 mod worker_session;
+pub mod worker_updates;
 
 pub use auth::ClusterToken;
 pub use config::{ServerConfig, TlsMode};

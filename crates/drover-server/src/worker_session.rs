@@ -4,6 +4,7 @@ use crate::api::ApiError;
 use crate::input_limits::OutputCap;
 use crate::node::Node;
 use crate::worker_identity::{CREDENTIAL_PREFIX, IssuedSecret, WorkerAuth};
+use crate::worker_updates::{Logged, UpdateLimiter};
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -598,6 +599,8 @@ async fn read_loop(
     let mut sampled_keys: Vec<(TaskId, Attempt)> = Vec::new();
     let sampled = &mut sampled_keys;
     let mut uploads = crate::checkpoint::Uploads::default();
+    // Which heartbeats become `WorkerUpdate`s (rate-limited; see `worker_updates.rs`).
+    let mut limiter = UpdateLimiter::default();
     while let Some(message) = stream.next().await {
         node.sessions.touch(worker, None);
         let message = match message {
@@ -612,7 +615,13 @@ async fn read_loop(
         };
         match message {
             Message::Text(text) => match serde_json::from_str::<WorkerMessage>(&text) {
-                Ok(WorkerMessage::Heartbeat { seq, usage, tasks }) => {
+                Ok(WorkerMessage::Heartbeat {
+                    seq,
+                    usage,
+                    tasks,
+                    load,
+                    data,
+                }) => {
                     // A worker declared lost (it stalled, or was cut off) must rejoin so
                     // that its stale attempts are reconciled: end this connection.
                     let lost = node
@@ -650,6 +659,28 @@ async fn read_loop(
                         );
                     }
                     *sampled = node.sessions.live_usage.record(sampled, tasks);
+                    let update = {
+                        let sm = node.state.read();
+                        sm.scheduler().worker(worker).and_then(|w| {
+                            limiter.observe(
+                                std::time::Instant::now(),
+                                Logged {
+                                    capacity: &w.spec.capacity,
+                                    usage: w.usage,
+                                    data_keys: &w.spec.data_keys,
+                                },
+                                load,
+                                data,
+                            )
+                        })
+                    };
+                    if let Some((usage, data_keys)) = update {
+                        node.proposer.propose_nowait(Command::WorkerUpdate {
+                            worker,
+                            usage,
+                            data_keys,
+                        });
+                    }
                 }
                 Ok(WorkerMessage::Started { task, attempt }) => {
                     node.proposer.propose_nowait(Command::TaskStarted {

@@ -94,6 +94,8 @@ async fn a_message_over_the_limit_ends_the_connection_and_the_worker_can_rejoin(
         seq: 1,
         usage: WorkerUsage::default(),
         tasks: vec![],
+        load: None,
+        data: None,
     };
     let small = serde_json::to_string(&heartbeat).unwrap();
     send(&mut socket, &small).await;

@@ -393,6 +393,8 @@ async fn heartbeats_are_acknowledged_and_the_welcome_sets_the_fence_inside_the_l
                 seq,
                 usage: Default::default(),
                 tasks: vec![],
+                load: None,
+                data: None,
             },
         )
         .await;

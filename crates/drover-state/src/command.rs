@@ -8,6 +8,7 @@ use drover_proto::worker::AttemptReport;
 use drover_sched::{CancelTarget, CoreError, ResizeDecision, ResizeRequest, TaskRange};
 use drover_types::{
     Attempt, JobId, JobSpec, Millis, PolicyConfig, TaskId, TaskSpec, WorkerId, WorkerSpec,
+    WorkerUsage,
 };
 use serde::{Deserialize, Serialize};
 
@@ -63,6 +64,16 @@ pub enum Command {
     },
     WorkerResume {
         worker: WorkerId,
+    },
+    /// What a worker measured and holds, proposed by the leader's session of that
+    /// worker, rate-limited (see `drover-server/src/worker_updates.rs`): its tasks'
+    /// usage (load-aware placement orders workers by it) and, when they changed, the
+    /// data keys it holds (locality scoring), which replace those it declared.
+    WorkerUpdate {
+        worker: WorkerId,
+        usage: WorkerUsage,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        data_keys: Option<Vec<String>>,
     },
     TaskStarted {
         task: TaskId,

@@ -17,7 +17,9 @@ use crate::staging::StagedRef;
 use drover_proto::checkpoint::CheckpointRef;
 use drover_proto::worker::AttemptReport;
 use drover_sched::{CancelTarget, ResizeRequest};
-use drover_types::{Attempt, JobSpec, PolicyConfig, TaskId, TaskSpec, WorkerId, WorkerSpec};
+use drover_types::{
+    Attempt, JobSpec, PolicyConfig, TaskId, TaskSpec, WorkerId, WorkerSpec, WorkerUsage,
+};
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -56,6 +58,12 @@ enum Tagged {
     },
     WorkerResume {
         worker: WorkerId,
+    },
+    WorkerUpdate {
+        worker: WorkerId,
+        usage: WorkerUsage,
+        #[serde(default)]
+        data_keys: Option<Vec<String>>,
     },
     TaskStarted {
         task: TaskId,
@@ -122,6 +130,7 @@ const VARIANTS: &[&str] = &[
     "worker_lost",
     "worker_drain",
     "worker_resume",
+    "worker_update",
     "task_started",
     "task_finished",
     "set_policy",
@@ -186,6 +195,14 @@ struct WorkerJoinFields {
 #[derive(Deserialize)]
 struct WorkerFields {
     worker: WorkerId,
+}
+
+#[derive(Deserialize)]
+struct WorkerUpdateFields {
+    worker: WorkerId,
+    usage: WorkerUsage,
+    #[serde(default)]
+    data_keys: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -313,6 +330,14 @@ impl<'de> Visitor<'de> for CommandVisitor {
             "worker_resume" => Command::WorkerResume {
                 worker: WorkerFields::deserialize(rest)?.worker,
             },
+            "worker_update" => {
+                let f = WorkerUpdateFields::deserialize(rest)?;
+                Command::WorkerUpdate {
+                    worker: f.worker,
+                    usage: f.usage,
+                    data_keys: f.data_keys,
+                }
+            }
             "task_started" => {
                 let f = TaskStartedFields::deserialize(rest)?;
                 Command::TaskStarted {
@@ -467,6 +492,20 @@ mod tests {
             },
             Command::WorkerResume {
                 worker: WorkerId(3),
+            },
+            Command::WorkerUpdate {
+                worker: WorkerId(2),
+                usage: WorkerUsage {
+                    cpu_milli: 1500,
+                    memory_bytes: 1 << 30,
+                    disk_free_bytes: 7,
+                },
+                data_keys: Some(vec!["part1".into(), "dir/part2".into()]),
+            },
+            Command::WorkerUpdate {
+                worker: WorkerId(2),
+                usage: WorkerUsage::default(),
+                data_keys: None,
             },
             Command::TaskStarted {
                 task: TaskId(4),

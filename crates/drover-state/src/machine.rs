@@ -504,6 +504,15 @@ impl StateMachine {
             Command::WorkerLost { worker } => Event::WorkerLost { worker: *worker },
             Command::WorkerDrain { worker } => Event::WorkerDrain { worker: *worker },
             Command::WorkerResume { worker } => Event::WorkerResume { worker: *worker },
+            Command::WorkerUpdate {
+                worker,
+                usage,
+                data_keys,
+            } => Event::WorkerHeartbeat {
+                worker: *worker,
+                usage: usage.clone(),
+                data_keys: data_keys.clone(),
+            },
             Command::TaskStarted {
                 task,
                 attempt,

@@ -180,7 +180,7 @@ impl QueuePolicyKind {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(
     rename_all = "snake_case",
-    expecting = "one of bin_pack, spread, round_robin"
+    expecting = "one of bin_pack, spread, round_robin, load_aware"
 )]
 pub enum PlacementPolicyKind {
     /// Fill the busiest worker that fits, keeping others free for big tasks.
@@ -192,6 +192,11 @@ pub enum PlacementPolicyKind {
     /// Workers in turn.
     #[serde(alias = "round-robin", alias = "roundrobin")]
     RoundRobin,
+    /// The worker with the lowest load that fits: the larger of its measured usage
+    /// (reported by the worker through the log) and its reservations, relative to its
+    /// capacity, CPU or memory whichever is higher.
+    #[serde(alias = "load-aware", alias = "loadaware")]
+    LoadAware,
 }
 
 impl PlacementPolicyKind {
@@ -200,6 +205,7 @@ impl PlacementPolicyKind {
             PlacementPolicyKind::BinPack => "binpack",
             PlacementPolicyKind::Spread => "spread",
             PlacementPolicyKind::RoundRobin => "round-robin",
+            PlacementPolicyKind::LoadAware => "load-aware",
         }
     }
 
@@ -209,6 +215,9 @@ impl PlacementPolicyKind {
             "spread" => Some(PlacementPolicyKind::Spread),
             "round-robin" | "round_robin" | "roundrobin" | "rr" => {
                 Some(PlacementPolicyKind::RoundRobin)
+            }
+            "load-aware" | "load_aware" | "loadaware" | "load" => {
+                Some(PlacementPolicyKind::LoadAware)
             }
             _ => None,
         }

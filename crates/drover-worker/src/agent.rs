@@ -2,6 +2,7 @@
 
 use crate::config::WorkerConfig;
 use crate::connection::{self, ConnectError, Socket};
+use crate::data_catalog::DataCatalog;
 use crate::driver_set::DriverSet;
 use crate::fence::Fence;
 use crate::lifeline::Lifeline;
@@ -13,8 +14,8 @@ use drover_exec::{
 };
 use drover_proto::integrity::TaskVerifier;
 use drover_proto::worker::{
-    AttemptReport, AttemptUsage, OutputFrame, PROTOCOL_VERSION, RunningUsage, ServerMessage,
-    StartTask, WorkerMessage,
+    AttemptReport, AttemptUsage, DataKey, OutputFrame, PROTOCOL_VERSION, RunningUsage,
+    ServerMessage, StartTask, WorkerMessage,
 };
 use drover_types::{Attempt, Outcome, Resources, TaskId, WorkerSpec};
 use futures_util::{SinkExt, StreamExt};
@@ -140,6 +141,15 @@ struct Agent {
     asks: mpsc::Receiver<ResizeAsk>,
     asked: HashMap<u64, ResizeAsk>,
     next_ask: u64,
+    /// The files of the data directory, scanned on their own thread (none for agents
+    /// run by [`run_with_driver`], such as the scale harness's simulated ones).
+    data: Option<DataCatalog>,
+    /// The data keys last sent on this connection (in the hello or a heartbeat): a
+    /// heartbeat carries the list only when it differs.
+    data_sent: Vec<DataKey>,
+    /// Each running attempt's CPU time at the previous heartbeat, for the CPU rate of
+    /// the worker's load.
+    cpu_seen: HashMap<(TaskId, Attempt), (u64, Instant)>,
 }
 
 /// Runs a worker until `shutdown` resolves (or a fatal error). Running tasks are killed
@@ -207,7 +217,37 @@ pub async fn run(
     tracing::info!(drivers = ?drivers.names(), "execution drivers ready");
     let host = HostInfo::detect(&work_root)?;
     let capacity = config.capacity(&host.capacity);
-    run_with_driver(config, Arc::new(drivers), capacity, shutdown, lifeline).await
+    let data = start_data_catalog(&config, driver_config.task_user.as_ref())?;
+    serve_agent(
+        config,
+        Arc::new(drivers),
+        capacity,
+        shutdown,
+        lifeline,
+        Some(data),
+    )
+    .await
+}
+
+/// Makes the data directory (0700, owned by the task user when tasks run as another
+/// user, so that they can write into it) and starts scanning it.
+fn start_data_catalog(
+    config: &WorkerConfig,
+    task_user: Option<&drover_exec::TaskUser>,
+) -> Result<DataCatalog, WorkerError> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = config.data_keys_dir();
+    let err = |source| WorkerError::DataDir {
+        path: dir.clone(),
+        source,
+    };
+    std::fs::create_dir_all(&dir).map_err(err)?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+    if let Some(u) = task_user {
+        std::os::unix::fs::chown(&dir, Some(u.uid), Some(u.gid)).map_err(err)?;
+    }
+    tracing::info!(dir = %dir.display(), "data keys: the files of this directory");
+    DataCatalog::start(dir.clone()).map_err(err)
 }
 
 /// [`run`] with a driver of the caller's choice and the capacity to declare as given
@@ -220,6 +260,17 @@ pub async fn run_with_driver(
     capacity: Resources,
     shutdown: impl Future<Output = ()>,
     lifeline: Option<Lifeline>,
+) -> Result<(), WorkerError> {
+    serve_agent(config, driver, capacity, shutdown, lifeline, None).await
+}
+
+async fn serve_agent(
+    config: WorkerConfig,
+    driver: Arc<dyn Driver>,
+    capacity: Resources,
+    shutdown: impl Future<Output = ()>,
+    lifeline: Option<Lifeline>,
+    data: Option<DataCatalog>,
 ) -> Result<(), WorkerError> {
     let (work_root, _) = identity(&config);
     std::fs::create_dir_all(&work_root).map_err(|source| WorkerError::DataDir {
@@ -305,6 +356,9 @@ pub async fn run_with_driver(
         asks,
         asked: HashMap::new(),
         next_ask: 0,
+        data,
+        data_sent: Vec::new(),
+        cpu_seen: HashMap::new(),
     };
     // Attempts a previous run of this agent left behind cannot be watched any more:
     // end them, and report them ended so the server can retry them per their policy.
@@ -754,9 +808,13 @@ impl Agent {
         while let Ok(ev) = self.events_rx.try_recv() {
             self.record_offline(ev);
         }
+        // The keys it holds now replace whatever the server has for it.
+        self.data_sent = self.data_keys();
+        let mut spec = self.spec.clone();
+        spec.data_keys = self.data_sent.iter().map(|k| k.key.clone()).collect();
         let hello = WorkerMessage::Hello {
             protocol_version: PROTOCOL_VERSION,
-            spec: self.spec.clone(),
+            spec,
             kill_grace_ms: self.config.kill_grace.as_millis() as u64,
             running: self
                 .running
@@ -911,6 +969,10 @@ impl Agent {
                             }
                             RunnerEvent::Finished(report) => {
                                 ended = true;
+                                // The attempt may have left files for later tasks.
+                                if let Some(catalog) = &self.data {
+                                    catalog.rescan();
+                                }
                                 let report = self.record_end(report);
                                 feed_json(&mut socket, &WorkerMessage::Finished(report)).await
                             }
@@ -952,17 +1014,77 @@ impl Agent {
                     }
                     let usage = self.sampler.sample();
                     let tasks = self.running_usage();
+                    let load = Some(self.load_of(&tasks));
+                    let keys = self.data_keys();
+                    let data = if keys != self.data_sent {
+                        self.data_sent = keys.clone();
+                        Some(keys)
+                    } else {
+                        None
+                    };
                     let seq = self.next_beat;
                     self.next_beat += 1;
                     if self.beats.len() == MAX_UNACKED_HEARTBEATS {
                         self.beats.pop_front();
                     }
                     self.beats.push_back((seq, Instant::now()));
-                    if let Err(e) = send_json(&mut socket, &WorkerMessage::Heartbeat { seq, usage, tasks }).await {
+                    if let Err(e) = send_json(&mut socket, &WorkerMessage::Heartbeat { seq, usage, tasks, load, data }).await {
                         return Ok(SessionEnd::Disconnected(e));
                     }
                 }
             }
+        }
+    }
+
+    /// The keys this worker holds: those declared at start (`--data-key`, no digest)
+    /// and the files of its data directory, sorted by key, one entry per key.
+    fn data_keys(&self) -> Vec<DataKey> {
+        let mut keys: Vec<DataKey> = self
+            .config
+            .data_keys
+            .iter()
+            .map(|k| DataKey {
+                key: k.clone(),
+                sha256: String::new(),
+                bytes: 0,
+            })
+            .collect();
+        if let Some(catalog) = &self.data {
+            keys.extend(catalog.current().iter().cloned());
+        }
+        // A file wins over a declared key of the same name (it has a digest).
+        keys.sort_by(|a, b| a.key.cmp(&b.key).then(b.sha256.cmp(&a.sha256)));
+        keys.dedup_by(|a, b| a.key == b.key);
+        keys
+    }
+
+    /// What this worker's tasks use now, together: CPU as the rate since the previous
+    /// heartbeat (since the attempt began, for its first), memory as the sum of their
+    /// peaks. Measured per attempt (process tree or cgroup), so workers sharing a host
+    /// are each charged their own tasks only.
+    fn load_of(&mut self, tasks: &[RunningUsage]) -> drover_types::WorkerUsage {
+        let now = Instant::now();
+        let mut cpu_milli: u64 = 0;
+        let mut memory_bytes: u64 = 0;
+        let mut seen = HashMap::with_capacity(tasks.len());
+        for t in tasks {
+            let key = (t.task, t.attempt);
+            let cpu = t.usage.cpu_time_ms;
+            cpu_milli += match self.cpu_seen.get(&key) {
+                Some(&(before, at)) => {
+                    let ms = now.saturating_duration_since(at).as_millis().max(1) as u64;
+                    cpu.saturating_sub(before) * 1000 / ms
+                }
+                None => cpu * 1000 / t.usage.wall_ms.max(1),
+            };
+            memory_bytes += t.usage.peak_memory_bytes;
+            seen.insert(key, (cpu, now));
+        }
+        self.cpu_seen = seen;
+        drover_types::WorkerUsage {
+            cpu_milli: u32::try_from(cpu_milli).unwrap_or(u32::MAX),
+            memory_bytes,
+            disk_free_bytes: 0,
         }
     }
 
@@ -1055,6 +1177,7 @@ impl Agent {
                 start,
                 checkpoint,
                 access,
+                self.data.as_ref().map(DataCatalog::dir),
                 self.events_tx.clone(),
                 &self.metrics,
             );

@@ -26,7 +26,11 @@ pub struct WorkerConfig {
     pub gpus: u32,
     pub custom: BTreeMap<String, u64>,
     pub labels: BTreeMap<String, String>,
+    /// Data keys declared at start, held besides the files of the data directory.
     pub data_keys: Vec<String>,
+    /// The directory whose files are this worker's data keys (`DROVER_DATA_DIR` for
+    /// tasks); `None`: `<data_dir>/data`.
+    pub data_keys_dir: Option<PathBuf>,
     /// Between SIGTERM and SIGKILL at a time limit or a kill.
     pub kill_grace: Duration,
     /// Bytes of stdout and of stderr kept per attempt.
@@ -70,6 +74,13 @@ impl WorkerConfig {
         self.data_dir.join("checkpoints")
     }
 
+    /// The directory whose files are this worker's data keys.
+    pub fn data_keys_dir(&self) -> PathBuf {
+        self.data_keys_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("data"))
+    }
+
     /// Where this worker keeps the credential the server gave it.
     pub fn credential_path(&self) -> PathBuf {
         self.data_dir.join("credential")
@@ -94,6 +105,7 @@ impl WorkerConfig {
             custom: BTreeMap::new(),
             labels: BTreeMap::new(),
             data_keys: Vec::new(),
+            data_keys_dir: None,
             kill_grace: Duration::from_secs(5),
             output_limit_bytes: 64 << 20,
             result_limit_bytes: 64 << 10,

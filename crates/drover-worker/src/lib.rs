@@ -12,6 +12,7 @@ mod checkpoint_archive;
 mod checkpointer;
 mod config;
 mod connection;
+mod data_catalog;
 mod driver_set;
 mod fence;
 mod lifeline;

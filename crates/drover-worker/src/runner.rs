@@ -93,6 +93,7 @@ pub fn launch(
     start: StartTask,
     checkpoint: Option<CheckpointSetup>,
     access: Option<TaskAccess>,
+    data_dir: Option<&std::path::Path>,
     events: mpsc::UnboundedSender<RunnerEvent>,
     metrics: &crate::metrics::WorkerMetrics,
 ) -> Handles {
@@ -102,6 +103,10 @@ pub fn launch(
         use drover_proto::task_socket::{SOCKET_ENV, TOKEN_ENV};
         env.insert(SOCKET_ENV.into(), a.socket.to_string_lossy().into_owned());
         env.insert(TOKEN_ENV.into(), a.token);
+    }
+    if let Some(dir) = data_dir {
+        // Where the task finds and leaves data keys (see `data_catalog.rs`).
+        env.insert("DROVER_DATA_DIR".into(), dir.to_string_lossy().into_owned());
     }
     if let Some(c) = &checkpoint {
         env.insert(

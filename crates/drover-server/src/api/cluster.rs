@@ -132,6 +132,9 @@ pub async fn workers(State(node): State<Arc<Node>>) -> Json<Vec<WorkerInfo>> {
                     .credential_of(&w.spec.name)
                     .map(|(id, _)| id.to_string()),
                 drivers: w.spec.driver_names(),
+                load: w.usage.clone(),
+                load_permille: w.load_permille,
+                data_keys: w.spec.data_keys.clone(),
             }
         })
         .collect();

@@ -338,6 +338,7 @@ pub(crate) fn task_info(
         name: view.spec.name.clone(),
         state: view.state,
         reason: sm.scheduler().pending_reason(view.id, now),
+        placement: sm.scheduler().placement_note(view.id),
         attempt: view.attempt,
         max_attempts: view.spec.retry.max_attempts,
         worker: shown_worker(sm, view),
