@@ -62,6 +62,9 @@ pub struct AttemptInfo {
     /// directory), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resumed_from: Option<crate::checkpoint::CheckpointRef>,
+    /// The GPU indices its worker gave it (each held by no other running attempt).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpus: Vec<u32>,
 }
 
 /// Everything about one task.
@@ -178,6 +181,10 @@ pub struct WorkerInfo {
     /// The execution drivers it runs tasks with (`process` at least), sorted.
     #[serde(default)]
     pub drivers: Vec<String>,
+    /// The limits its kernel enforces on every task (memory, cpu, pids), how, and
+    /// the GPU indices it hands out.
+    #[serde(default)]
+    pub isolation: drover_types::Isolation,
 }
 
 /// The state of the whole cluster at a glance.

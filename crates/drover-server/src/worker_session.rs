@@ -272,6 +272,7 @@ async fn serve(
                     task: report.task,
                     attempt: report.attempt,
                     worker: id,
+                gpus: Vec::new(),
                 });
             }
             reported.push((
@@ -657,11 +658,16 @@ async fn read_loop(
                     }
                     *sampled = node.sessions.live_usage.record(sampled, tasks);
                 }
-                Ok(WorkerMessage::Started { task, attempt }) => {
+                Ok(WorkerMessage::Started {
+                    task,
+                    attempt,
+                    gpus,
+                }) => {
                     node.proposer.propose_nowait(Command::TaskStarted {
                         task,
                         attempt,
                         worker,
+                        gpus,
                     });
                 }
                 Ok(WorkerMessage::Finished(mut report)) => {

@@ -489,10 +489,12 @@ impl StateMachine {
                 task,
                 attempt,
                 worker,
+                gpus,
             } => Event::TaskStarted {
                 task: *task,
                 attempt: *attempt,
                 worker: *worker,
+                gpus: gpus.clone(),
             },
             Command::TaskFinished { worker, report } => {
                 // Whatever the core says, the worker may forget this report: either it

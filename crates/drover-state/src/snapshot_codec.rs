@@ -38,7 +38,9 @@ pub const MAGIC: [u8; 8] = *b"DROVSNAP";
 /// at the end (older snapshots read with an empty cache).
 /// Version 3 also holds the parts of large jobs sent ahead of their submission
 /// (`staging.rs`; older snapshots read with none).
-pub const FORMAT_VERSION: u32 = 3;
+/// Version 4 (format 4: isolation) added the isolation of worker specs (older
+/// snapshots read with workers that did not say: `drover_sched::pre_isolation_layout`).
+pub const FORMAT_VERSION: u32 = 4;
 /// The oldest version still read.
 const OLDEST_READ: u32 = 1;
 
@@ -438,6 +440,9 @@ impl<R: Read> SnapshotReader<R> {
                 2 => drover_sched::pre_driver_layout(|| StateSnapshotV2::deserialize(&mut de))
                     .map_err(SnapshotCodecError::Decode)?
                     .into(),
+                // format 4: isolation
+                3 => drover_sched::pre_isolation_layout(|| StateSnapshot::deserialize(&mut de))
+                    .map_err(SnapshotCodecError::Decode)?,
                 _ => StateSnapshot::deserialize(&mut de).map_err(SnapshotCodecError::Decode)?,
             }
         };

@@ -14,6 +14,7 @@ mod config;
 mod connection;
 mod driver_set;
 mod fence;
+pub mod gpus;
 mod lifeline;
 pub mod metrics;
 mod runner;

@@ -48,6 +48,42 @@ fn task_env(start: &StartTask) -> std::collections::BTreeMap<String, String> {
     env
 }
 
+/// The devices the worker gave an attempt.
+#[derive(Clone, Debug, Default)]
+pub struct Devices {
+    /// GPU indices it holds alone while it runs.
+    pub gpu_ids: Vec<u32>,
+    /// Whether the worker has GPUs at all: then a task given none is told so (an empty
+    /// list), rather than left to see every device of the host.
+    pub worker_has_gpus: bool,
+}
+
+/// The variables naming an attempt's GPUs: CUDA's, the NVIDIA container runtime's,
+/// ROCm's and HIP's, and Drover's own. Set over the task's own `env`, so a task
+/// cannot name devices it was not given.
+fn gpu_env(devices: &Devices, env: &mut std::collections::BTreeMap<String, String>) {
+    if devices.gpu_ids.is_empty() && !devices.worker_has_gpus {
+        return;
+    }
+    let list = devices
+        .gpu_ids
+        .iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    for name in [
+        "CUDA_VISIBLE_DEVICES",
+        "ROCR_VISIBLE_DEVICES",
+        "HIP_VISIBLE_DEVICES",
+        "DROVER_GPU_IDS",
+    ] {
+        env.insert(name.into(), list.clone());
+    }
+    // The NVIDIA container runtime reads an empty value as "all": `void` is its "none".
+    let nvidia = if list.is_empty() { "void".to_string() } else { list };
+    env.insert("NVIDIA_VISIBLE_DEVICES".into(), nvidia);
+}
+
 /// The results of the task's dependencies, one after the other, each ending in a
 /// newline: what a combine step reads on its stdin.
 fn stdin_of(start: &StartTask) -> Option<Vec<u8>> {
@@ -78,12 +114,14 @@ pub struct Handles {
 pub fn launch(
     driver: &Arc<dyn Driver>,
     start: StartTask,
+    devices: Devices,
     checkpoint: Option<CheckpointSetup>,
     events: mpsc::UnboundedSender<RunnerEvent>,
     metrics: &crate::metrics::WorkerMetrics,
 ) -> Handles {
     let (out_tx, mut out_rx) = mpsc::channel::<OutputChunk>(256);
     let mut env = task_env(&start);
+    gpu_env(&devices, &mut env);
     if let Some(c) = &checkpoint {
         env.insert(
             "DROVER_CHECKPOINT_DIR".into(),

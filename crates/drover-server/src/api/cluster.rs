@@ -132,6 +132,7 @@ pub async fn workers(State(node): State<Arc<Node>>) -> Json<Vec<WorkerInfo>> {
                     .credential_of(&w.spec.name)
                     .map(|(id, _)| id.to_string()),
                 drivers: w.spec.driver_names(),
+                isolation: w.spec.isolation.clone(),
             }
         })
         .collect();
