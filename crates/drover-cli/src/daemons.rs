@@ -1441,6 +1441,11 @@ pub async fn up(g: &Global, a: UpArgs) -> Result<ExitCode> {
         config.join_token = join_token;
         config.cpu_milli = cpu_milli;
         config.memory_bytes = memory_bytes;
+        // One local worker offers the GPUs it finds; several would each find them all
+        // and hand the same devices out twice, so they offer none (not split yet).
+        if up.workers > 1 {
+            config.gpu_ids = Some(Vec::new());
+        }
         config.tls = worker_tls.clone();
         confine.apply(&mut config);
         listed.push(serde_json::json!({
