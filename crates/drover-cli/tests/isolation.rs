@@ -189,5 +189,5 @@ fn a_task_asking_half_a_cpu_uses_about_half_a_core() {
         usage.cpu_time_ms
     );
     assert!(share < 0.7, "held near half a core: {share:.2}");
-    assert!(usage.cpu_time_ms > 300, "it did run: {usage:?}");
+    assert!(usage.cpu_time_ms > 100, "it did run: {usage:?}");
 }
