@@ -175,7 +175,7 @@ fn a_task_asking_half_a_cpu_uses_about_half_a_core() {
     c.add_worker("w", &["--cpus", "2", "--memory", "2G"]);
     // Two busy loops for 2 s: unconfined they would take both cores.
     let id = c.submit(json!({
-        "command": ["for i in 1 2; do (while :; do :; done) & done; sleep 2; kill $(jobs -p)"],
+        "command": ["for i in 1 2; do (while :; do :; done) & p=\"$p $!\"; done; sleep 2; kill $p"],
         "shell": true,
         "resources": {"cpu_milli": 500},
     }));
