@@ -25,7 +25,10 @@ fn seen_devices(result: &str) -> Vec<u32> {
     let line = result.trim();
     let parts: Vec<&str> = line.split('|').collect();
     assert_eq!(parts.len(), 5, "{line:?}");
-    assert!(parts.iter().all(|p| *p == parts[0]), "all name the same devices: {line:?}");
+    assert!(
+        parts.iter().all(|p| *p == parts[0]),
+        "all name the same devices: {line:?}"
+    );
     parts[0].split(',').map(|i| i.parse().unwrap()).collect()
 }
 
@@ -87,11 +90,19 @@ fn two_gpu_tasks_get_disjoint_devices_a_third_waits_and_status_names_them() {
     let gc = seen_devices(third.result.as_deref().unwrap());
     assert_eq!((ga.len(), gb.len(), gc.len()), (2, 2, 2));
     let both: BTreeSet<u32> = ga.iter().chain(&gb).copied().collect();
-    assert_eq!(both, BTreeSet::from([0, 1, 2, 3]), "disjoint: {ga:?} {gb:?}");
+    assert_eq!(
+        both,
+        BTreeSet::from([0, 1, 2, 3]),
+        "disjoint: {ga:?} {gb:?}"
+    );
     assert!(gc == ga || gc == gb, "the third got a freed pair: {gc:?}");
     // The attempt records what it was given: API and `drover status`.
     assert_eq!(a.attempts.last().unwrap().gpus, ga);
-    let list = ga.iter().map(|g| g.to_string()).collect::<Vec<_>>().join(",");
+    let list = ga
+        .iter()
+        .map(|g| g.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
     let status = c.cli_ok(&["status", &by_cli.to_string()]).stdout;
     assert!(status.contains(&format!("gpus {list}")), "{status}");
 
@@ -107,7 +118,11 @@ fn two_gpu_tasks_get_disjoint_devices_a_third_waits_and_status_names_them() {
     assert_eq!(w.isolation.gpu_ids, vec![0, 1, 2, 3]);
     assert_eq!(
         w.isolation.enforced,
-        vec![EnforcedLimit::Memory, EnforcedLimit::Cpu, EnforcedLimit::Pids],
+        vec![
+            EnforcedLimit::Memory,
+            EnforcedLimit::Cpu,
+            EnforcedLimit::Pids
+        ],
         "{:?}",
         w.isolation
     );

@@ -23,7 +23,11 @@ fn busy_pair(task: u64, cpu_milli: u32) -> drover_exec::LaunchSpec {
 fn cpu_cgroup(printed: &str) -> std::path::PathBuf {
     let line = printed
         .lines()
-        .find(|l| l.split(':').nth(1).is_some_and(|c| c.split(',').any(|x| x == "cpu")))
+        .find(|l| {
+            l.split(':')
+                .nth(1)
+                .is_some_and(|c| c.split(',').any(|x| x == "cpu"))
+        })
         .unwrap_or_else(|| panic!("no cpu line in {printed}"));
     let path = line.splitn(3, ':').nth(2).unwrap();
     assert!(path.contains("/drover/"), "outside its cgroup: {printed}");
@@ -67,9 +71,7 @@ async fn a_task_is_held_to_its_cpus_by_a_cfs_quota() {
     assert!(f.usage.cpu_time_ms > 100, "it did run: {:?}", f.usage);
 
     // The same cgroup, reused by a task asking for no cpus: no quota left behind.
-    let b = d
-        .launch(sh(2, "cat /proc/self/cgroup; sleep 0.3"))
-        .unwrap();
+    let b = d.launch(sh(2, "cat /proc/self/cgroup; sleep 0.3")).unwrap();
     tokio::time::sleep(Duration::from_millis(150)).await;
     let printed = std::fs::read_to_string(root.0.join("logs/2.1.stdout")).unwrap();
     let quota = std::fs::read_to_string(cpu_cgroup(&printed).join("cpu.cfs_quota_us")).unwrap();
@@ -95,11 +97,18 @@ async fn without_quotas_the_cpu_hierarchy_is_left_alone() {
     let printed = String::from_utf8(f.result).unwrap();
     let cpu_line = printed
         .lines()
-        .find(|l| l.split(':').nth(1).is_some_and(|c| c.split(',').any(|x| x == "cpu")))
+        .find(|l| {
+            l.split(':')
+                .nth(1)
+                .is_some_and(|c| c.split(',').any(|x| x == "cpu"))
+        })
         .unwrap();
     // Unless cpu shares a hierarchy with a controller in use (`cpu,cpuacct`).
     if !cpu_line.contains("cpuacct") {
-        assert!(!cpu_line.contains("/drover/"), "no cpu cgroup of its own: {printed}");
+        assert!(
+            !cpu_line.contains("/drover/"),
+            "no cpu cgroup of its own: {printed}"
+        );
     }
 }
 
@@ -110,7 +119,11 @@ async fn the_driver_reports_what_it_enforces_and_why_not() {
     let i = on.isolation();
     assert_eq!(
         i.enforced,
-        vec![EnforcedLimit::Memory, EnforcedLimit::Cpu, EnforcedLimit::Pids],
+        vec![
+            EnforcedLimit::Memory,
+            EnforcedLimit::Cpu,
+            EnforcedLimit::Pids
+        ],
         "{}",
         i.mechanism
     );
@@ -121,7 +134,8 @@ async fn the_driver_reports_what_it_enforces_and_why_not() {
     let i = off.isolation();
     assert!(i.enforced.is_empty());
     assert!(
-        i.mechanism.starts_with("none: no writable cgroup hierarchy"),
+        i.mechanism
+            .starts_with("none: no writable cgroup hierarchy"),
         "{}",
         i.mechanism
     );

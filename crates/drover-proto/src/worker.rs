@@ -380,7 +380,7 @@ mod tests {
         let m = WorkerMessage::Started {
             task: TaskId(1),
             attempt: Attempt(1),
-        gpus: Vec::new(),
+            gpus: Vec::new(),
         };
         let s = serde_json::to_string(&m).unwrap();
         assert_eq!(s, r#"{"type":"started","task":1,"attempt":1}"#);

@@ -197,7 +197,7 @@ fn run_to_completion(s: &mut Scheduler, mut now: u64) -> RunStats {
                         task,
                         attempt,
                         worker,
-                    gpus: Vec::new(),
+                        gpus: Vec::new(),
                     },
                 )
                 .unwrap();
@@ -453,7 +453,7 @@ fn decision_case(scale: usize) {
                             task,
                             attempt,
                             worker,
-                        gpus: Vec::new(),
+                            gpus: Vec::new(),
                         },
                     )
                     .unwrap();

@@ -19,10 +19,9 @@
 use crate::scheduler::SchedulerConfig;
 use crate::view::AttemptRecord;
 use drover_types::{
-    EnforcedLimit, Isolation,
-    ArraySpec, Attempt, Backoff, DepRef, FailureCause, LabelSelector, Limits, Millis, Outcome,
-    PlacementPolicyKind, PolicyConfig, QueuePolicyKind, Resources, RetryPolicy, SecretString,
-    TaskId, TaskSpec, WorkerId, WorkerSpec,
+    ArraySpec, Attempt, Backoff, DepRef, EnforcedLimit, FailureCause, Isolation, LabelSelector,
+    Limits, Millis, Outcome, PlacementPolicyKind, PolicyConfig, QueuePolicyKind, Resources,
+    RetryPolicy, SecretString, TaskId, TaskSpec, WorkerId, WorkerSpec,
 };
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;

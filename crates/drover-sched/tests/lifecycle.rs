@@ -226,7 +226,7 @@ fn reports_from_stale_attempts_or_wrong_workers_are_rejected_and_change_nothing(
         task: t,
         attempt: Attempt(1),
         worker: other,
-    gpus: Vec::new(),
+        gpus: Vec::new(),
     });
     assert!(
         matches!(wrong, Err(CoreError::WrongWorker { .. })),
@@ -236,7 +236,7 @@ fn reports_from_stale_attempts_or_wrong_workers_are_rejected_and_change_nothing(
         task: t,
         attempt: Attempt(2),
         worker: placed.2,
-    gpus: Vec::new(),
+        gpus: Vec::new(),
     });
     assert!(
         matches!(
@@ -265,7 +265,7 @@ fn reports_from_stale_attempts_or_wrong_workers_are_rejected_and_change_nothing(
             task: t,
             attempt: Attempt(1),
             worker: placed.2,
-        gpus: Vec::new(),
+            gpus: Vec::new(),
         },
     ] {
         let r = env.apply(e);
@@ -290,7 +290,7 @@ fn reports_from_stale_attempts_or_wrong_workers_are_rejected_and_change_nothing(
             task: TaskId(9),
             attempt: Attempt(1),
             worker: other,
-        gpus: Vec::new(),
+            gpus: Vec::new(),
         }),
         Err(CoreError::UnknownTask(_))
     ));

@@ -279,12 +279,28 @@ fn an_attempt_keeps_the_gpu_indices_of_its_start_report() {
     };
     // (event, accepted?, the first task's attempt gpus after it)
     let table: Vec<(Event, bool, Vec<u32>)> = vec![
-        (started(ids[0], drover_types::Attempt(1), vec![2, 3]), true, vec![2, 3]),
+        (
+            started(ids[0], drover_types::Attempt(1), vec![2, 3]),
+            true,
+            vec![2, 3],
+        ),
         // Repeated after a reconnect: the same report, nothing changes.
-        (started(ids[0], drover_types::Attempt(1), vec![2, 3]), true, vec![2, 3]),
+        (
+            started(ids[0], drover_types::Attempt(1), vec![2, 3]),
+            true,
+            vec![2, 3],
+        ),
         // A stale attempt number is fenced off.
-        (started(ids[0], drover_types::Attempt(7), vec![0]), false, vec![2, 3]),
-        (started(ids[1], drover_types::Attempt(1), vec![0, 1]), true, vec![2, 3]),
+        (
+            started(ids[0], drover_types::Attempt(7), vec![0]),
+            false,
+            vec![2, 3],
+        ),
+        (
+            started(ids[1], drover_types::Attempt(1), vec![0, 1]),
+            true,
+            vec![2, 3],
+        ),
     ];
     for (event, accepted, want) in table {
         let desc = format!("{event:?}");

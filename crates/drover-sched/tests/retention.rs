@@ -399,7 +399,7 @@ impl Run {
                             task: t,
                             attempt,
                             worker,
-                        gpus: Vec::new(),
+                            gpus: Vec::new(),
                         },
                     );
                     format!("start {t}: {r:?}")

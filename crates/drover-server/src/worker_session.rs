@@ -272,7 +272,7 @@ async fn serve(
                     task: report.task,
                     attempt: report.attempt,
                     worker: id,
-                gpus: Vec::new(),
+                    gpus: Vec::new(),
                 });
             }
             reported.push((

@@ -95,7 +95,7 @@ fn main() {
                 task,
                 attempt,
                 worker,
-            gpus: Vec::new(),
+                gpus: Vec::new(),
             });
             commands.push(Command::TaskFinished {
                 worker,

@@ -616,7 +616,14 @@ fn a_version_3_snapshot_reads_without_isolation() {
     let (_, now) = decode(&encode(&m, b"")).unwrap();
     assert_eq!(as_json(&now), as_json(&m));
     assert_eq!(
-        now.scheduler().workers().next().unwrap().spec.isolation.enforced.len(),
+        now.scheduler()
+            .workers()
+            .next()
+            .unwrap()
+            .spec
+            .isolation
+            .enforced
+            .len(),
         3
     );
 }

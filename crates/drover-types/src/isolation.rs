@@ -77,7 +77,11 @@ mod tests {
         };
         assert_eq!(none.summary(), "none");
         let all = Isolation {
-            enforced: vec![EnforcedLimit::Memory, EnforcedLimit::Cpu, EnforcedLimit::Pids],
+            enforced: vec![
+                EnforcedLimit::Memory,
+                EnforcedLimit::Cpu,
+                EnforcedLimit::Pids,
+            ],
             mechanism: "cgroup v1".into(),
             gpu_ids: vec![],
         };

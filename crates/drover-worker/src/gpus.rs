@@ -31,10 +31,14 @@ pub async fn discover(dev_dir: &Path) -> Vec<u32> {
                 return ids;
             }
         }
-        Ok(Ok(out)) => tracing::info!(status = %out.status, "nvidia-smi failed; looking for GPU devices in /dev"),
+        Ok(Ok(out)) => {
+            tracing::info!(status = %out.status, "nvidia-smi failed; looking for GPU devices in /dev")
+        }
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
         Ok(Err(e)) => tracing::info!("cannot run nvidia-smi: {e}; looking for GPU devices in /dev"),
-        Err(_) => tracing::warn!("nvidia-smi did not answer in {NVIDIA_SMI_TIMEOUT:?}; looking for GPU devices in /dev"),
+        Err(_) => tracing::warn!(
+            "nvidia-smi did not answer in {NVIDIA_SMI_TIMEOUT:?}; looking for GPU devices in /dev"
+        ),
     }
     let dir = dev_dir.to_path_buf();
     tokio::task::spawn_blocking(move || device_indices(&dir))
@@ -45,10 +49,7 @@ pub async fn discover(dev_dir: &Path) -> Vec<u32> {
 /// Indices one per line (`nvidia-smi --query-gpu=index --format=csv,noheader`),
 /// sorted and without repeats; lines that are not numbers are skipped.
 fn parse_index_list(text: &str) -> Vec<u32> {
-    let set: BTreeSet<u32> = text
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect();
+    let set: BTreeSet<u32> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
     set.into_iter().collect()
 }
 
@@ -182,7 +183,14 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("drover-gpus-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        for name in ["nvidia0", "nvidia2", "nvidiactl", "nvidia-uvm", "nvidia-caps", "null"] {
+        for name in [
+            "nvidia0",
+            "nvidia2",
+            "nvidiactl",
+            "nvidia-uvm",
+            "nvidia-caps",
+            "null",
+        ] {
             std::fs::write(dir.join(name), "").unwrap();
         }
         assert_eq!(device_indices(&dir), vec![0, 2]);

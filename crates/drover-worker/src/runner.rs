@@ -80,7 +80,11 @@ fn gpu_env(devices: &Devices, env: &mut std::collections::BTreeMap<String, Strin
         env.insert(name.into(), list.clone());
     }
     // The NVIDIA container runtime reads an empty value as "all": `void` is its "none".
-    let nvidia = if list.is_empty() { "void".to_string() } else { list };
+    let nvidia = if list.is_empty() {
+        "void".to_string()
+    } else {
+        list
+    };
     env.insert("NVIDIA_VISIBLE_DEVICES".into(), nvidia);
 }
 

@@ -148,7 +148,10 @@ impl AttemptCgroup {
     /// than without any cgroup; said in the log.
     pub(super) fn set_cpu_limit_or_warn(&self, cpu_milli: Option<u32>) {
         if let Err(e) = self.set_cpu_limit(cpu_milli) {
-            tracing::warn!(?cpu_milli, "cannot set the attempt's cpu quota, running without: {e}");
+            tracing::warn!(
+                ?cpu_milli,
+                "cannot set the attempt's cpu quota, running without: {e}"
+            );
             // Unknown state now: the next call writes whatever it wants.
             self.cpu_quota.store(NO_LIMIT - 1, Ordering::Relaxed);
         }

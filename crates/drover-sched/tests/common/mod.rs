@@ -119,7 +119,7 @@ impl Env {
             task: t,
             attempt: a,
             worker: w,
-        gpus: Vec::new(),
+            gpus: Vec::new(),
         });
     }
 
