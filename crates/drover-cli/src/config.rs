@@ -114,6 +114,8 @@ const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
             ("memory", Kind::Size),
             ("disk", Kind::Size),
             ("gpus", Kind::Count),
+            // `"0,1,2,3"`, like --gpu-ids.
+            ("gpu_ids", Kind::Text),
             ("resources", Kind::CountMap),
             ("labels", Kind::TextMap),
             ("data_keys", Kind::TextList),
@@ -127,6 +129,7 @@ const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
             ("allow_paths", Kind::TextList),
             // A number in the file; `max` (no limit of its own) by flag or environment.
             ("task_pids_max", Kind::Count),
+            ("task_cpu_quota", Kind::Bool),
         ],
     ),
     (

@@ -164,9 +164,14 @@ pub struct WorkerArgs {
     /// Scratch disk to offer, e.g. 100G [default: the size of the data directory's file system]
     #[arg(long)]
     disk: Option<String>,
-    /// GPUs to offer [default: 0]
-    #[arg(long, value_name = "N")]
+    /// GPUs to offer, as indices 0..N-1 [default: those found by nvidia-smi, else
+    /// /dev/nvidia*, else none]
+    #[arg(long, value_name = "N", conflicts_with = "gpu_ids")]
     gpus: Option<String>,
+    /// The GPU indices to offer, e.g. 0,1,2,3: each task asking for GPUs gets its own
+    /// (CUDA_VISIBLE_DEVICES and the like name them) [default: as for --gpus]
+    #[arg(long, value_name = "LIST")]
+    gpu_ids: Option<String>,
     /// A custom resource, NAME=COUNT (repeatable)
     #[arg(long = "resource", value_name = "NAME=COUNT")]
     resources: Vec<String>,
@@ -231,6 +236,10 @@ pub struct ConfineArgs {
     /// limit of its own); over it the task ends as too_many_processes [default: 4096]
     #[arg(long, value_name = "N")]
     task_pids_max: Option<String>,
+    /// Do not cap tasks at their cpus (cgroup cpu quota): cpus then only count for
+    /// placement, and a task may use every idle core
+    #[arg(long)]
+    no_cpu_quota: bool,
 }
 
 #[derive(Debug, Args)]
@@ -700,7 +709,8 @@ struct WorkerSettings {
     cpu_milli: Option<u32>,
     memory_bytes: Option<u64>,
     disk_bytes: Option<u64>,
-    gpus: u32,
+    /// `None`: found on the host when the worker starts.
+    gpu_ids: Option<Vec<u32>>,
     resources: BTreeMap<String, u64>,
     labels: BTreeMap<String, String>,
     data_keys: Vec<String>,
@@ -724,6 +734,7 @@ struct ConfineSettings {
     allow_paths: Vec<PathBuf>,
     /// `None`: no limit of its own (`max`).
     pids_max: Option<u64>,
+    cpu_quota: bool,
 }
 
 fn confine_settings(l: &Layers, a: &ConfineArgs) -> Result<ConfineSettings> {
@@ -776,6 +787,16 @@ fn confine_settings(l: &Layers, a: &ConfineArgs) -> Result<ConfineSettings> {
         )?,
         allow_paths,
         pids_max,
+        cpu_quota: l
+            .value(
+                a.no_cpu_quota.then_some("false"),
+                "--no-cpu-quota",
+                "worker",
+                "task_cpu_quota",
+                Some("true"),
+                parse_bool,
+            )?
+            .unwrap_or(true),
     })
 }
 
@@ -784,6 +805,7 @@ impl ConfineSettings {
         c.task_user = self.task_user.clone();
         c.allowed_paths = self.allow_paths.clone();
         c.pids_limit = self.pids_max;
+        c.cpu_quota = self.cpu_quota;
     }
 }
 
@@ -869,16 +891,7 @@ fn worker_settings(l: &Layers, a: &WorkerArgs) -> Result<WorkerSettings> {
             None,
             parse_size,
         )?,
-        gpus: l
-            .value(
-                a.gpus.as_deref(),
-                "--gpus",
-                "worker",
-                "gpus",
-                Some("0"),
-                parse_count,
-            )?
-            .unwrap_or(0),
+        gpu_ids: gpu_ids(l, a)?,
         resources,
         labels,
         data_keys,
@@ -931,6 +944,36 @@ fn worker_settings(l: &Layers, a: &WorkerArgs) -> Result<WorkerSettings> {
     })
 }
 
+/// `--gpu-ids` (or `gpu_ids` in the file), else `--gpus N` as 0..N-1, else `None`:
+/// found on the host.
+fn gpu_ids(l: &Layers, a: &WorkerArgs) -> Result<Option<Vec<u32>>> {
+    let listed = l.value(
+        a.gpu_ids.as_deref(),
+        "--gpu-ids",
+        "worker",
+        "gpu_ids",
+        None,
+        |t: &str| drover_worker::gpus::parse_gpu_ids(t).map_err(anyhow::Error::msg),
+    )?;
+    let count: Option<u32> = l.value(
+        a.gpus.as_deref(),
+        "--gpus",
+        "worker",
+        "gpus",
+        None,
+        parse_count,
+    )?;
+    match (listed, count) {
+        (Some(ids), Some(n)) if ids.len() != n as usize => bail!(
+            "--gpus {n} and --gpu-ids with {} indices disagree: give one of them",
+            ids.len()
+        ),
+        (Some(ids), _) => Ok(Some(ids)),
+        (None, Some(n)) => Ok(Some((0..n).collect())),
+        (None, None) => Ok(None),
+    }
+}
+
 fn print_worker(p: &mut Printer, s: &WorkerSettings, server: Option<&str>) {
     let t = p.section("worker");
     let text = |v: &str| toml::Value::String(v.to_string());
@@ -947,7 +990,10 @@ fn print_worker(p: &mut Printer, s: &WorkerSettings, server: Option<&str>) {
     if let Some(d) = s.disk_bytes {
         t.insert("disk".into(), show_size(d));
     }
-    t.insert("gpus".into(), show_count(u64::from(s.gpus)));
+    if let Some(ids) = &s.gpu_ids {
+        let list: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+        t.insert("gpu_ids".into(), text(&list.join(",")));
+    }
     if !s.resources.is_empty() {
         let m = s
             .resources
@@ -993,6 +1039,10 @@ fn print_worker(p: &mut Printer, s: &WorkerSettings, server: Option<&str>) {
     if let Some(n) = s.confine.pids_max {
         t.insert("task_pids_max".into(), show_count(n));
     }
+    t.insert(
+        "task_cpu_quota".into(),
+        toml::Value::Boolean(s.confine.cpu_quota),
+    );
 }
 
 /// A join token for a local worker of `drover up`, unless it holds a credential the
@@ -1031,7 +1081,7 @@ fn worker_config(
     c.cpu_milli = s.cpu_milli;
     c.memory_bytes = s.memory_bytes;
     c.disk_bytes = s.disk_bytes;
-    c.gpus = s.gpus;
+    c.gpu_ids = s.gpu_ids.clone();
     c.custom = s.resources.clone();
     c.labels = s.labels.clone();
     c.data_keys = s.data_keys.clone();
@@ -1400,6 +1450,11 @@ pub async fn up(g: &Global, a: UpArgs) -> Result<ExitCode> {
         config.join_token = join_token;
         config.cpu_milli = cpu_milli;
         config.memory_bytes = memory_bytes;
+        // One local worker offers the GPUs it finds; several would each find them all
+        // and hand the same devices out twice, so they offer none (not split yet).
+        if up.workers > 1 {
+            config.gpu_ids = Some(Vec::new());
+        }
         config.tls = worker_tls.clone();
         confine.apply(&mut config);
         listed.push(serde_json::json!({

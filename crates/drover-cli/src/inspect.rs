@@ -102,6 +102,12 @@ pub async fn status(g: &Global, a: StatusArgs) -> Result<ExitCode> {
             _ => println!("  worker:    {w}"),
         }
     }
+    // The devices of the latest attempt (held by no other running attempt).
+    if let Some(at) = t.attempts.last()
+        && !at.gpus.is_empty()
+    {
+        println!("  devices:   gpus {}", gpu_list(&at.gpus));
+    }
     println!("  submitted: {}", render::when(Some(t.submitted_at)));
     if t.started_at.is_some() {
         println!("  started:   {}", render::when(t.started_at));
@@ -158,8 +164,13 @@ pub async fn status(g: &Global, a: StatusArgs) -> Result<ExitCode> {
                 .as_ref()
                 .map(|c| format!(" · resumed from {c}"))
                 .unwrap_or_default();
+            let gpus = if at.gpus.is_empty() {
+                String::new()
+            } else {
+                format!(" · gpus {}", gpu_list(&at.gpus))
+            };
             println!(
-                "    #{} on {} ({}): {how}{resumed}",
+                "    #{} on {} ({}): {how}{gpus}{resumed}",
                 at.attempt, at.worker_name, at.worker
             );
         }
@@ -592,8 +603,14 @@ pub async fn workers(g: &Global) -> Result<ExitCode> {
         "LAST SEEN",
         "IDENTITY",
         "DRIVERS",
+        "ISOLATION",
     ]);
+    // Workers that enforce nothing say why, under the table (the reason is long).
+    let mut notes = Vec::new();
     for w in &list {
+        if w.isolation.enforced.is_empty() && !w.isolation.mechanism.is_empty() {
+            notes.push(format!("{} {}: {}", w.id, w.name, w.isolation.mechanism));
+        }
         let state = if w.connected {
             w.state.to_string()
         } else {
@@ -631,10 +648,32 @@ pub async fn workers(g: &Global) -> Result<ExitCode> {
                 None => "cluster token".into(),
             },
             w.drivers.join(","),
+            isolation_cell(&w.isolation),
         ]);
     }
     println!("{table}");
+    for n in notes {
+        println!("{n}");
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `2,3`.
+fn gpu_list(ids: &[u32]) -> String {
+    ids.iter()
+        .map(|g| g.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `memory,cpu,pids gpus 0,1`: the limits the worker's kernel enforces on every task
+/// (`none`, or `unknown` for a worker that did not say) and the GPU indices it hands out.
+fn isolation_cell(i: &drover_types::Isolation) -> String {
+    let mut cell = i.summary();
+    if !i.gpu_ids.is_empty() {
+        cell.push_str(&format!(" gpus {}", gpu_list(&i.gpu_ids)));
+    }
+    cell
 }
 
 #[derive(Debug, Args)]

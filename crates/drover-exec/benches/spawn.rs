@@ -1,6 +1,10 @@
 //! Per-attempt cost of the process driver against a bare `std::process::Command`.
 //!
-//! `cargo bench -p drover-exec --bench spawn [-- --quick] [--root <dir>] [--mode=cgroup|off] [--task-user=USER]`
+//! `cargo bench -p drover-exec --bench spawn [-- --quick] [--root <dir>] [--mode=cgroup|off] [--task-user=USER] [--cpu-quota=off]`
+//!
+//! Tasks ask for one cpu, as a default task does; `--cpu-quota=off` leaves the cpu
+//! controller out (what a spawn cost before cpu quotas, where `cpu` is a hierarchy of
+//! its own).
 //!
 //! `--task-user` runs the tasks as that user (needs root): the user switch makes std
 //! fork instead of posix_spawn.
@@ -36,6 +40,7 @@ fn spec(task: u64, workdir: Option<&std::path::Path>) -> LaunchSpec {
         attempt: 1,
         command: vec!["/bin/true".to_string()],
         workdir: workdir.map(|w| w.to_path_buf()),
+        cpu_milli: 1000,
         ..LaunchSpec::default()
     }
 }
@@ -147,6 +152,7 @@ fn main() {
         // The "given workdir" variant runs in the root itself, a host path.
         cfg.allowed_paths = vec![root.clone()];
         cfg.task_user = task_user.clone();
+        cfg.cpu_quota = !std::env::args().any(|a| a == "--cpu-quota=off");
         let d = ProcessDriver::new(cfg).expect("driver");
         let label = if d.cgroups_active() { "cgroup" } else { "off" };
         eprintln!(

@@ -7,7 +7,7 @@ use std::time::Duration;
 /// Whether to use cgroups for attempts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum CgroupMode {
-    /// Use cgroup v1 controllers (memory, cpuacct, pids, else freezer) where they are mounted
+    /// Use cgroup v1 controllers (memory, cpuacct, cpu, pids, else freezer) where they are mounted
     /// and writable; fall back to process-group and /proc based control otherwise.
     #[default]
     Auto,
@@ -59,6 +59,10 @@ pub struct DriverConfig {
     /// cgroup controller is available; over it, the attempt is ended as
     /// `TooManyProcesses`. `None`: no limit of its own.
     pub pids_limit: Option<u64>,
+    /// Cap each attempt at the cpus it asked for (`LaunchSpec::cpu_milli`) with a CFS
+    /// quota, where the cpu cgroup controller is available. Off: cpus only count for
+    /// placement, and a task may use every idle core.
+    pub cpu_quota: bool,
 }
 
 impl DriverConfig {
@@ -82,7 +86,7 @@ impl DriverConfig {
 
     /// Defaults: 64 MiB per stream, 1 MiB result, 5 s grace, cgroups `Auto`,
     /// [`DEFAULT_ENV_PASSTHROUGH`], 100 ms polling, tasks as the agent's user, no
-    /// allowed host paths, [`DEFAULT_PIDS_LIMIT`].
+    /// allowed host paths, [`DEFAULT_PIDS_LIMIT`], cpu quotas on.
     pub fn new(work_root: impl Into<PathBuf>, agent_id: impl Into<String>) -> Self {
         DriverConfig {
             work_root: work_root.into(),
@@ -99,6 +103,7 @@ impl DriverConfig {
             task_user: None,
             allowed_paths: Vec::new(),
             pids_limit: Some(DEFAULT_PIDS_LIMIT),
+            cpu_quota: true,
         }
     }
 }

@@ -36,4 +36,10 @@ pub trait Driver: Send + Sync {
     fn drivers(&self) -> Vec<String> {
         vec![drover_types::PROCESS_DRIVER.to_string()]
     }
+
+    /// The limits this driver has the kernel enforce on every attempt, and how; the
+    /// worker declares it when it joins (`drover workers`). Default: did not say.
+    fn isolation(&self) -> drover_types::Isolation {
+        drover_types::Isolation::default()
+    }
 }

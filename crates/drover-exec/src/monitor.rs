@@ -50,9 +50,10 @@ impl Shared {
 
 /// A resize of a process-driver attempt: the memory cgroup's limit is written at once
 /// (raising it lets the task allocate more from now on; lowering it below what the
-/// task uses makes the kernel reclaim or OOM-kill, as at a launch with that limit), and
-/// the polling fallback checks the new value. Blocking (cgroup file writes): call it
-/// off the async threads.
+/// task uses makes the kernel reclaim or OOM-kill, as at a launch with that limit), the
+/// polling fallback checks the new value, and the CFS quota follows the new cpus (when
+/// the worker enforces cpu quotas: the attempt then has a cpu cgroup). Blocking (cgroup
+/// file writes): call it off the async threads.
 impl crate::LimitSetter for Shared {
     fn set_limits(&self, update: &crate::LimitUpdate) -> Result<(), crate::ExecError> {
         if let Some(cg) = &self.cgroup {
@@ -63,8 +64,10 @@ impl crate::LimitSetter for Shared {
             update.memory_limit_bytes.unwrap_or(u64::MAX),
             Ordering::Relaxed,
         );
-        // cpu quota: wired at merge (the CFS quota setter of the cpu-limits branch
-        // goes here, from `update.cpu_milli`).
+        if let Some(cg) = &self.cgroup {
+            cg.set_cpu_limit((update.cpu_milli > 0).then_some(update.cpu_milli))
+                .map_err(crate::ExecError::SetLimits)?;
+        }
         Ok(())
     }
 }

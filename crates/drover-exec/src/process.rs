@@ -1,7 +1,7 @@
 //! Tasks as child processes of the agent.
 
 use crate::attempt::{RunningAttempt, UsageProbe};
-use crate::cgroup::CgroupRoot;
+use crate::cgroup::{AttemptLimits, CgroupRoot};
 use crate::config::{CgroupMode, DEFAULT_PATH, DriverConfig};
 use crate::confine;
 use crate::driver::{Driver, OrphanReport};
@@ -78,7 +78,7 @@ impl ProcessDriver {
         let incarnation = format!("{:x}-{:x}", std::process::id(), nanos);
         let (cgroups, cgroup_note) = match cfg.cgroups {
             CgroupMode::Off => (None, Some("disabled by configuration".to_string())),
-            CgroupMode::Auto => match CgroupRoot::detect(id, &incarnation) {
+            CgroupMode::Auto => match CgroupRoot::detect(id, &incarnation, cfg.cpu_quota) {
                 Ok(root) => (Some(Arc::new(root)), None),
                 Err(why) => (None, Some(why)),
             },
@@ -119,6 +119,37 @@ impl ProcessDriver {
             (Some(c), _) => format!("cgroup v1 ({})", c.controllers().join(", ")),
             (None, Some(why)) => format!("process groups + /proc (no cgroups: {why})"),
             (None, None) => "process groups + /proc".to_string(),
+        }
+    }
+
+    /// The limits the kernel enforces on every attempt: those whose controller is in
+    /// use (memory, cpu when quotas are on, pids), and how, or `none: <why>`. Without
+    /// a memory cgroup a memory limit is still polled, which is not enforcement.
+    pub fn isolation(&self) -> drover_types::Isolation {
+        use crate::cgroup::Controller;
+        use drover_types::EnforcedLimit;
+        let Some(root) = &self.cgroups else {
+            let why = self.cgroup_note.as_deref().unwrap_or("no cgroups");
+            return drover_types::Isolation {
+                enforced: Vec::new(),
+                mechanism: format!("none: no writable cgroup hierarchy ({why})"),
+                gpu_ids: Vec::new(),
+            };
+        };
+        let mut enforced = Vec::new();
+        if root.has(Controller::Memory) {
+            enforced.push(EnforcedLimit::Memory);
+        }
+        if root.has(Controller::Cpu) {
+            enforced.push(EnforcedLimit::Cpu);
+        }
+        if self.cfg.pids_limit.is_some() && root.has(Controller::Pids) {
+            enforced.push(EnforcedLimit::Pids);
+        }
+        drover_types::Isolation {
+            enforced,
+            mechanism: self.mode_description(),
+            gpu_ids: Vec::new(),
         }
     }
 
@@ -255,7 +286,11 @@ impl ProcessDriver {
         };
 
         let cgroup = match &self.cgroups {
-            Some(root) => match root.acquire(spec.memory_limit_bytes, self.cfg.pids_limit) {
+            Some(root) => match root.acquire(&AttemptLimits {
+                memory_bytes: spec.memory_limit_bytes,
+                cpu_milli: (self.cfg.cpu_quota && spec.cpu_milli > 0).then_some(spec.cpu_milli),
+                pids: self.cfg.pids_limit,
+            }) {
                 Ok(cg) => Some(cg),
                 Err(e) => {
                     tracing::warn!(
@@ -485,6 +520,10 @@ impl Driver for ProcessDriver {
     /// Removes the attempt directory and its two log files.
     fn remove_attempt_dir(&self, task: u64, attempt: u32) -> Result<(), ExecError> {
         self.do_remove(task, attempt)
+    }
+
+    fn isolation(&self) -> drover_types::Isolation {
+        ProcessDriver::isolation(self)
     }
 }
 

@@ -20,8 +20,8 @@ pub struct LaunchSpec {
     pub workdir: Option<PathBuf>,
     pub time_limit: Option<Duration>,
     pub memory_limit_bytes: Option<u64>,
-    /// Not enforced by the process driver (see the README); the docker driver makes
-    /// it the container's `nano_cpus`.
+    /// Thousandths of a cpu: the process driver's CFS quota (with a cpu cgroup and
+    /// `DriverConfig::cpu_quota`), the docker driver's `nano_cpus`. 0: no limit.
     pub cpu_milli: u32,
     /// Written to the task's stdin, which is then closed. `None`: stdin is /dev/null.
     pub stdin: Option<Vec<u8>>,

@@ -106,6 +106,7 @@ fn main() {
         WorkerMessage::Started {
             task: TaskId(1),
             attempt: Attempt(1),
+            gpus: Vec::new(),
         },
         WorkerMessage::Finished(report.clone()),
     ];
@@ -178,6 +179,7 @@ fn main() {
                     task: TaskId(1),
                     attempt: Attempt(1),
                     worker: WorkerId(1),
+                    gpus: Vec::new(),
                 },
                 Command::TaskFinished {
                     worker: WorkerId(1),

@@ -62,6 +62,9 @@ pub struct AttemptInfo {
     /// directory), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resumed_from: Option<crate::checkpoint::CheckpointRef>,
+    /// The GPU indices its worker gave it (each held by no other running attempt).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpus: Vec<u32>,
 }
 
 /// Everything about one task.
@@ -290,6 +293,10 @@ pub struct WorkerInfo {
     /// The data keys it holds (files in its data directory and declared keys), sorted.
     #[serde(default)]
     pub data_keys: Vec<String>,
+    /// The limits its kernel enforces on every task (memory, cpu, pids), how, and
+    /// the GPU indices it hands out.
+    #[serde(default)]
+    pub isolation: drover_types::Isolation,
 }
 
 /// The state of the whole cluster at a glance.

@@ -123,6 +123,10 @@ pub enum WorkerMessage {
     Started {
         task: TaskId,
         attempt: Attempt,
+        /// The GPU indices the worker gave the attempt (none: it asked for none, or a
+        /// worker from before GPU indices).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        gpus: Vec<u32>,
     },
     Finished(AttemptReport),
     /// A piece of a checkpoint of a running (or just stopped) attempt.
@@ -428,6 +432,7 @@ mod tests {
         let m = WorkerMessage::Started {
             task: TaskId(1),
             attempt: Attempt(1),
+            gpus: Vec::new(),
         };
         let s = serde_json::to_string(&m).unwrap();
         assert_eq!(s, r#"{"type":"started","task":1,"attempt":1}"#);

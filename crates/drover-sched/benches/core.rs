@@ -197,6 +197,7 @@ fn run_to_completion(s: &mut Scheduler, mut now: u64) -> RunStats {
                         task,
                         attempt,
                         worker,
+                        gpus: Vec::new(),
                     },
                 )
                 .unwrap();
@@ -459,6 +460,7 @@ fn decision_case(scale: usize) {
                             task,
                             attempt,
                             worker,
+                            gpus: Vec::new(),
                         },
                     )
                     .unwrap();

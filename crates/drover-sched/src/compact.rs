@@ -19,8 +19,9 @@
 use crate::scheduler::SchedulerConfig;
 use crate::view::AttemptRecord;
 use drover_types::{
-    ArraySpec, Attempt, Backoff, DepRef, FailureCause, LabelSelector, Limits, Millis,
-    MultifactorWeights, Outcome, PlacementPolicyKind, PolicyConfig, QueuePolicyKind, Resources,
+    ArraySpec, Attempt, Backoff, DepRef, EnforcedLimit, FailureCause, Isolation, LabelSelector,
+    Limits, Millis, MultifactorWeights, Outcome, PlacementPolicyKind, PolicyConfig,
+    QueuePolicyKind, Resources,
     RetryPolicy, SecretString, TaskId, TaskSpec, WorkerId, WorkerSpec,
 };
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -67,8 +68,17 @@ struct DepRefW(#[serde(with = "DepRefC")] DepRef);
 struct LabelSelectorW(#[serde(with = "LabelSelectorC")] LabelSelector);
 #[derive(Serialize, Deserialize)]
 struct OutcomeW(#[serde(with = "OutcomeC")] Outcome);
-#[derive(Serialize, Deserialize)]
-struct AttemptRecordW(#[serde(with = "AttemptRecordC")] AttemptRecord);
+struct AttemptRecordW(AttemptRecord);
+
+impl<'de> Deserialize<'de> for AttemptRecordW {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if reading_pre_isolation_layout() {
+            AttemptRecordV3C::deserialize(d).map(AttemptRecordW)
+        } else {
+            AttemptRecordC::deserialize(d).map(AttemptRecordW)
+        }
+    }
+}
 struct TaskSpecW(TaskSpec);
 
 impl<'de> Deserialize<'de> for TaskSpecW {
@@ -107,11 +117,42 @@ pub fn pre_driver_layout<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+thread_local! {
+    // format 4: isolation
+    /// Set while a snapshot of state format 3 is decoded on this thread: its worker
+    /// specs lack `isolation` (read as "did not say"). Formats 1 and 2 lack it too;
+    /// [`pre_driver_layout`] covers them.
+    static PRE_ISOLATION_LAYOUT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Formats 1 and 2 ([`pre_driver_layout`]) lack isolation too.
+fn reading_pre_isolation_layout() -> bool {
+    PRE_ISOLATION_LAYOUT.with(|c| c.get()) || reading_pre_driver_layout()
+}
+
+/// Runs `f` (a decode of a binary snapshot of state format 3 on this thread) reading
+/// worker specs without their isolation; an encode inside `f` writes that layout too.
+// format 4: isolation
+pub fn pre_isolation_layout<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            PRE_ISOLATION_LAYOUT.with(|c| c.set(self.0));
+        }
+    }
+    let _reset = Reset(PRE_ISOLATION_LAYOUT.with(|c| c.replace(true)));
+    f()
+}
+
 /// Writes an attempt without copying it.
 struct AttemptRef<'a>(&'a AttemptRecord);
 impl Serialize for AttemptRef<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        AttemptRecordC::serialize(self.0, s)
+        if reading_pre_isolation_layout() {
+            AttemptRecordV3C::serialize(self.0, s)
+        } else {
+            AttemptRecordC::serialize(self.0, s)
+        }
     }
 }
 
@@ -307,6 +348,25 @@ struct AttemptRecordC {
     outcome: Option<Outcome>,
     #[serde(with = "option_failure")]
     failure: Option<FailureCause>,
+    // format 4: isolation (the GPU indices the worker gave the attempt)
+    gpus: Vec<u32>,
+}
+
+/// [`AttemptRecordC`] as written before GPU indices (state format 3 and older).
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "AttemptRecord")]
+struct AttemptRecordV3C {
+    attempt: Attempt,
+    worker: WorkerId,
+    assigned_at: Millis,
+    started_at: Option<Millis>,
+    ended_at: Option<Millis>,
+    #[serde(with = "option_outcome")]
+    outcome: Option<Outcome>,
+    #[serde(with = "option_failure")]
+    failure: Option<FailureCause>,
+    #[serde(skip, default)]
+    gpus: Vec<u32>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -399,6 +459,32 @@ struct WorkerSpecC {
     labels: BTreeMap<String, String>,
     data_keys: Vec<String>,
     drivers: Vec<String>,
+    // format 4: isolation (what the worker enforces on tasks, its GPU indices)
+    #[serde(with = "IsolationC")]
+    isolation: Isolation,
+}
+
+// format 4: isolation
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "Isolation")]
+struct IsolationC {
+    enforced: Vec<EnforcedLimit>,
+    mechanism: String,
+    gpu_ids: Vec<u32>,
+}
+
+/// [`WorkerSpecC`] as written before isolation (state format 3).
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "WorkerSpec")]
+struct WorkerSpecV3C {
+    name: String,
+    #[serde(with = "ResourcesC")]
+    capacity: Resources,
+    labels: BTreeMap<String, String>,
+    data_keys: Vec<String>,
+    drivers: Vec<String>,
+    #[serde(skip, default)]
+    isolation: Isolation,
 }
 
 /// [`WorkerSpecC`] as written before drivers.
@@ -412,6 +498,8 @@ struct WorkerSpecV2C {
     data_keys: Vec<String>,
     #[serde(skip, default)]
     drivers: Vec<String>,
+    #[serde(skip, default)]
+    isolation: Isolation,
 }
 
 /// Defines a `with`-module for one snapshot field: the type's own serde in a
@@ -455,11 +543,15 @@ either_format!(
     WorkerSpec,
     |v, s| if reading_pre_driver_layout() {
         WorkerSpecV2C::serialize(v, s)
+    } else if reading_pre_isolation_layout() {
+        WorkerSpecV3C::serialize(v, s)
     } else {
         WorkerSpecC::serialize(v, s)
     },
     |d| if reading_pre_driver_layout() {
         WorkerSpecV2C::deserialize(d)
+    } else if reading_pre_isolation_layout() {
+        WorkerSpecV3C::deserialize(d)
     } else {
         WorkerSpecC::deserialize(d)
     }

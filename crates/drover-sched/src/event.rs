@@ -48,6 +48,8 @@ pub enum Event {
         task: TaskId,
         attempt: Attempt,
         worker: WorkerId,
+        /// The GPU indices the worker gave it (recorded on the attempt, for display).
+        gpus: Vec<u32>,
     },
     /// The attempt ended on the worker.
     TaskFinished {

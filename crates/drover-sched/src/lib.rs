@@ -39,7 +39,7 @@ mod view;
 mod worker_pool;
 
 pub use action::{Action, KillReason, Plan};
-pub use compact::pre_driver_layout;
+pub use compact::{pre_driver_layout, pre_isolation_layout};
 pub use error::{CoreError, InvariantViolation, ResolveError};
 pub use event::{CancelTarget, Event};
 pub use resize::{

@@ -377,6 +377,7 @@ impl Scheduler {
             ended_at: None,
             outcome: None,
             failure: None,
+            gpus: Vec::new(),
         });
         let attempt = Attempt(rec.attempt);
         let res = &self.shapes.list[rec.shape as usize].res;

@@ -239,7 +239,8 @@ impl Scheduler {
                 task,
                 attempt,
                 worker,
-            } => self.task_started(task, attempt, worker),
+                gpus,
+            } => self.task_started(task, attempt, worker, gpus),
             Event::TaskFinished {
                 task,
                 attempt,
@@ -804,6 +805,7 @@ impl Scheduler {
         task: TaskId,
         attempt: Attempt,
         worker: WorkerId,
+        gpus: Vec<u32>,
     ) -> Result<Applied, CoreError> {
         self.check_fence(task, attempt, worker)?;
         if self.tasks[ix(task)].slot == PREFETCHED {
@@ -822,6 +824,9 @@ impl Scheduler {
             && a.started_at.is_none()
         {
             a.started_at = Some(now);
+            // The first report names the devices; a repeat (after a reconnect) names
+            // the same ones.
+            a.gpus = gpus;
         }
         if rec.state == TaskState::Assigned {
             rec.started_at = Some(now);

@@ -18,6 +18,9 @@ pub struct AttemptRecord {
     pub outcome: Option<Outcome>,
     /// Why the attempt ended without success, when it did.
     pub failure: Option<FailureCause>,
+    /// The GPU indices its worker gave it (from its start report).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpus: Vec<u32>,
 }
 
 /// A task as the core knows it.

@@ -226,6 +226,7 @@ fn reports_from_stale_attempts_or_wrong_workers_are_rejected_and_change_nothing(
         task: t,
         attempt: Attempt(1),
         worker: other,
+        gpus: Vec::new(),
     });
     assert!(
         matches!(wrong, Err(CoreError::WrongWorker { .. })),
@@ -235,6 +236,7 @@ fn reports_from_stale_attempts_or_wrong_workers_are_rejected_and_change_nothing(
         task: t,
         attempt: Attempt(2),
         worker: placed.2,
+        gpus: Vec::new(),
     });
     assert!(
         matches!(
@@ -263,6 +265,7 @@ fn reports_from_stale_attempts_or_wrong_workers_are_rejected_and_change_nothing(
             task: t,
             attempt: Attempt(1),
             worker: placed.2,
+            gpus: Vec::new(),
         },
     ] {
         let r = env.apply(e);
@@ -286,7 +289,8 @@ fn reports_from_stale_attempts_or_wrong_workers_are_rejected_and_change_nothing(
         env.apply(Event::TaskStarted {
             task: TaskId(9),
             attempt: Attempt(1),
-            worker: other
+            worker: other,
+            gpus: Vec::new(),
         }),
         Err(CoreError::UnknownTask(_))
     ));

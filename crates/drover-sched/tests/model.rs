@@ -754,6 +754,7 @@ impl Harness {
                     task: Self::task_id(t),
                     attempt: Attempt(k.attempt),
                     worker: WorkerId(k.worker.unwrap() as u32 + 1),
+                    gpus: Vec::new(),
                 };
                 self.m.tasks[t].state = TaskState::Running;
                 self.m.tasks[t].started = Some(self.m.now);

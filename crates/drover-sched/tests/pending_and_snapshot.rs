@@ -244,3 +244,87 @@ fn backoff_reasons_say_what_failed_and_when_the_retry_is() {
         "attempt 1 exited with code 7; retry 2 of 3 at 00:16:44 after backoff"
     );
 }
+
+/// The GPU indices a worker reports with a start are kept on the attempt (a repeated
+/// report changes nothing, a stale one is refused), survive a snapshot, and the next
+/// attempt starts without any.
+#[test]
+fn an_attempt_keeps_the_gpu_indices_of_its_start_report() {
+    let mut env = Env::new();
+    let w = env.join_spec(drover_types::WorkerSpec {
+        isolation: drover_types::Isolation {
+            enforced: vec![drover_types::EnforcedLimit::Memory],
+            mechanism: "cgroup v1 (memory)".into(),
+            gpu_ids: vec![0, 1, 2, 3],
+        },
+        ..gpu_worker("g", 4)
+    });
+    let ids = env.submit(vec![
+        drover_types::TaskSpec {
+            retry: drover_types::RetryPolicy {
+                max_attempts: 2,
+                ..Default::default()
+            },
+            ..gpus(task(), 2)
+        },
+        gpus(task(), 2),
+    ]);
+    let starts = env.starts();
+    assert_eq!(starts.len(), 2);
+    let started = |t: TaskId, a: drover_types::Attempt, g: Vec<u32>| Event::TaskStarted {
+        task: t,
+        attempt: a,
+        worker: w,
+        gpus: g,
+    };
+    // (event, accepted?, the first task's attempt gpus after it)
+    let table: Vec<(Event, bool, Vec<u32>)> = vec![
+        (
+            started(ids[0], drover_types::Attempt(1), vec![2, 3]),
+            true,
+            vec![2, 3],
+        ),
+        // Repeated after a reconnect: the same report, nothing changes.
+        (
+            started(ids[0], drover_types::Attempt(1), vec![2, 3]),
+            true,
+            vec![2, 3],
+        ),
+        // A stale attempt number is fenced off.
+        (
+            started(ids[0], drover_types::Attempt(7), vec![0]),
+            false,
+            vec![2, 3],
+        ),
+        (
+            started(ids[1], drover_types::Attempt(1), vec![0, 1]),
+            true,
+            vec![2, 3],
+        ),
+    ];
+    for (event, accepted, want) in table {
+        let desc = format!("{event:?}");
+        assert_eq!(env.apply(event).is_ok(), accepted, "{desc}");
+        assert_eq!(env.s.task(ids[0]).unwrap().attempts[0].gpus, want, "{desc}");
+    }
+    assert_eq!(env.s.task(ids[1]).unwrap().attempts[0].gpus, vec![0, 1]);
+    // Through a snapshot (JSON, as the API's tests read it) and back.
+    let json = serde_json::to_string(&env.s.snapshot()).unwrap();
+    let snap: SchedulerSnapshot = serde_json::from_str(&json).unwrap();
+    let restored = Scheduler::restore(snap);
+    restored.check_invariants().unwrap();
+    assert_eq!(restored.task(ids[0]).unwrap().attempts[0].gpus, vec![2, 3]);
+    assert_eq!(
+        restored.workers().next().unwrap().spec.isolation.gpu_ids,
+        vec![0, 1, 2, 3]
+    );
+    // A retry is a new attempt: no devices until its own start report.
+    env.exit(ids[0], 1);
+    env.advance(3_600_000); // past any backoff
+    let again = env.starts();
+    assert_eq!(again[0].0, ids[0]);
+    let rec = env.s.task(ids[0]).unwrap();
+    assert_eq!(rec.attempts.len(), 2);
+    assert!(rec.attempts[1].gpus.is_empty());
+    assert_eq!(rec.attempts[0].gpus, vec![2, 3]);
+}

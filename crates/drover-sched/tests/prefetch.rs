@@ -21,6 +21,7 @@ fn started(env: &mut Env, t: TaskId, w: drover_types::WorkerId) {
         task: t,
         attempt: a,
         worker: w,
+        gpus: Vec::new(),
     });
 }
 

@@ -399,6 +399,7 @@ impl Run {
                             task: t,
                             attempt,
                             worker,
+                            gpus: Vec::new(),
                         },
                     );
                     format!("start {t}: {r:?}")

@@ -273,6 +273,7 @@ async fn serve(
                     task: report.task,
                     attempt: report.attempt,
                     worker: id,
+                    gpus: Vec::new(),
                 });
             }
             reported.push((
@@ -682,11 +683,16 @@ async fn read_loop(
                         });
                     }
                 }
-                Ok(WorkerMessage::Started { task, attempt }) => {
+                Ok(WorkerMessage::Started {
+                    task,
+                    attempt,
+                    gpus,
+                }) => {
                     node.proposer.propose_nowait(Command::TaskStarted {
                         task,
                         attempt,
                         worker,
+                        gpus,
                     });
                 }
                 Ok(WorkerMessage::Finished(mut report)) => {

@@ -334,6 +334,7 @@ async fn output_and_ends_of_an_attempt_placed_on_another_worker_are_dropped() {
         &WorkerMessage::Started {
             task,
             attempt: start.attempt,
+            gpus: Vec::new(),
         },
     )
     .await;

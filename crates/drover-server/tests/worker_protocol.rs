@@ -200,6 +200,7 @@ async fn a_start_lost_in_flight_is_sent_again_when_the_worker_reconnects() {
         &WorkerMessage::Started {
             task: again.task,
             attempt: again.attempt,
+            gpus: Vec::new(),
         },
     )
     .await;
@@ -235,6 +236,7 @@ async fn ends_reported_in_the_hello_are_recorded_and_acknowledged() {
         &WorkerMessage::Started {
             task: start.task,
             attempt: start.attempt,
+            gpus: Vec::new(),
         },
     )
     .await;
@@ -312,6 +314,7 @@ async fn a_report_from_a_worker_declared_lost_is_rejected() {
         &WorkerMessage::Started {
             task: start.task,
             attempt: start.attempt,
+            gpus: Vec::new(),
         },
     )
     .await;

@@ -71,6 +71,7 @@ fn main() {
                     task: start.task,
                     attempt: start.attempt,
                     worker,
+                    gpus: Vec::new(),
                 });
                 commands.push(Command::TaskFinished {
                     worker,

@@ -95,6 +95,7 @@ fn main() {
                 task,
                 attempt,
                 worker,
+                gpus: Vec::new(),
             });
             commands.push(Command::TaskFinished {
                 worker,

@@ -79,6 +79,9 @@ pub enum Command {
         task: TaskId,
         attempt: Attempt,
         worker: WorkerId,
+        /// The GPU indices the worker gave the attempt.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        gpus: Vec<u32>,
     },
     TaskFinished {
         worker: WorkerId,

@@ -69,6 +69,8 @@ enum Tagged {
         task: TaskId,
         attempt: Attempt,
         worker: WorkerId,
+        #[serde(default)]
+        gpus: Vec<u32>,
     },
     TaskFinished {
         worker: WorkerId,
@@ -210,6 +212,8 @@ struct TaskStartedFields {
     task: TaskId,
     attempt: Attempt,
     worker: WorkerId,
+    #[serde(default)]
+    gpus: Vec<u32>,
 }
 
 #[derive(Deserialize)]
@@ -344,6 +348,7 @@ impl<'de> Visitor<'de> for CommandVisitor {
                     task: f.task,
                     attempt: f.attempt,
                     worker: f.worker,
+                    gpus: f.gpus,
                 }
             }
             "task_finished" => {
@@ -511,6 +516,13 @@ mod tests {
                 task: TaskId(4),
                 attempt: Attempt(2),
                 worker: WorkerId(1),
+                gpus: vec![],
+            },
+            Command::TaskStarted {
+                task: TaskId(5),
+                attempt: Attempt(1),
+                worker: WorkerId(1),
+                gpus: vec![2, 3],
             },
             Command::SetPolicy {
                 policy: PolicyConfig::default(),

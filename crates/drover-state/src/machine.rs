@@ -517,10 +517,12 @@ impl StateMachine {
                 task,
                 attempt,
                 worker,
+                gpus,
             } => Event::TaskStarted {
                 task: *task,
                 attempt: *attempt,
                 worker: *worker,
+                gpus: gpus.clone(),
             },
             Command::TaskFinished { worker, report } => {
                 // Whatever the core says, the worker may forget this report: either it

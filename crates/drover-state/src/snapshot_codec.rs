@@ -38,9 +38,12 @@ pub const MAGIC: [u8; 8] = *b"DROVSNAP";
 /// at the end (older snapshots read with an empty cache).
 /// Version 3 also holds the parts of large jobs sent ahead of their submission
 /// (`staging.rs`; older snapshots read with none).
-/// Version 4 adds, at the end, the resized reservations and resize histories
-/// (`drover_sched::ResizeSnapshot`, dynamic resources) and then the splits' progress
-/// (`StateSnapshot::splits`, adaptive splitting); older snapshots read with neither.
+/// Version 4 adds the isolation of worker specs and the GPU indices of attempts (older
+/// snapshots read with workers that did not say and attempts without GPUs, through
+/// `drover_sched::pre_isolation_layout`) and, at the end, the resized reservations and
+/// resize histories (`drover_sched::ResizeSnapshot`, dynamic resources) and then the
+/// splits' progress (`StateSnapshot::splits`, adaptive splitting); older snapshots
+/// read with neither.
 pub const FORMAT_VERSION: u32 = 4;
 /// The oldest version still read.
 const OLDEST_READ: u32 = 1;
@@ -475,9 +478,11 @@ impl<R: Read> SnapshotReader<R> {
                 2 => drover_sched::pre_driver_layout(|| StateSnapshotV2::deserialize(&mut de))
                     .map_err(SnapshotCodecError::Decode)?
                     .into(),
-                3 => StateSnapshotV3::deserialize(&mut de)
-                    .map_err(SnapshotCodecError::Decode)?
-                    .into(),
+                3 => {
+                    drover_sched::pre_isolation_layout(|| StateSnapshotV3::deserialize(&mut de))
+                        .map_err(SnapshotCodecError::Decode)?
+                        .into()
+                }
                 _ => StateSnapshot::deserialize(&mut de).map_err(SnapshotCodecError::Decode)?,
             }
         };
@@ -689,6 +694,7 @@ mod tests {
                     task: TaskId(1),
                     attempt: Attempt(1),
                     worker: WorkerId(1),
+                    gpus: Vec::new(),
                 },
                 resize(3000),
                 resize(9000),

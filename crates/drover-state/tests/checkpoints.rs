@@ -83,6 +83,7 @@ fn the_latest_checkpoint_is_recorded_and_the_next_attempt_resumes_from_it() {
             task: t,
             attempt: Attempt(1),
             worker: w,
+            gpus: Vec::new(),
         }],
     ));
 

@@ -69,6 +69,7 @@ fn started(task: u64) -> Command {
         task: TaskId(task),
         attempt: Attempt(1),
         worker: WorkerId(1),
+        gpus: Vec::new(),
     }
 }
 

@@ -91,6 +91,7 @@ impl Cluster {
                 task,
                 attempt,
                 worker: WorkerId(1),
+                gpus: Vec::new(),
             },
             Command::TaskFinished {
                 worker: WorkerId(1),

@@ -36,6 +36,7 @@ fn finish_all(
                 task: start.task,
                 attempt: start.attempt,
                 worker: *worker,
+                gpus: Vec::new(),
             });
             commands.push(Command::TaskFinished {
                 worker: *worker,

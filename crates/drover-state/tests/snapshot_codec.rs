@@ -41,6 +41,15 @@ fn worker(name: &str, cpus: u32, labels: &[(&str, &str)]) -> Command {
                 .collect(),
             data_keys: vec![format!("{name}-data")],
             drivers: vec!["process".into(), "docker".into()],
+            isolation: drover_types::Isolation {
+                enforced: vec![
+                    drover_types::EnforcedLimit::Memory,
+                    drover_types::EnforcedLimit::Cpu,
+                    drover_types::EnforcedLimit::Pids,
+                ],
+                mechanism: "cgroup v1 (memory, cpuacct, cpu, pids)".into(),
+                gpu_ids: vec![cpus],
+            },
         },
         running: vec![],
     }
@@ -234,6 +243,7 @@ fn rich() -> StateMachine {
             task: t,
             attempt: a,
             worker: w,
+            gpus: vec![t.0 as u32 % 3],
         };
         match start.spec.command[0].as_str() {
             "assigned" => {}
@@ -595,4 +605,64 @@ fn a_multifactor_policy_round_trips_through_the_binary_format() {
         restored.apply_indexed(200, &more),
     );
     assert_eq!(a.dispatches, b.dispatches);
+}
+
+/// A version 3 snapshot (worker specs without isolation, attempts without GPU
+/// indices) still reads: its workers did not say what they enforce, its attempts name
+/// no GPUs, and everything else is as it was.
+#[test]
+fn a_version_3_snapshot_reads_without_isolation() {
+    let m = rich();
+    let state = m.snapshot();
+    // Version 3's shape is version 4's with the scheduler's state in the layout before
+    // isolation, and without the resize state and the splits at the end.
+    let mut body = 0u32.to_le_bytes().to_vec();
+    let full = drover_sched::pre_isolation_layout(|| postcard::to_stdvec(&state).unwrap());
+    let tail = postcard::to_stdvec(&(&state.resizes, &state.splits)).unwrap();
+    assert_eq!(&full[full.len() - tail.len()..], &tail[..]);
+    body.extend(&full[..full.len() - tail.len()]);
+    let mut v3 = drover_state::MAGIC.to_vec();
+    v3.extend(3u32.to_le_bytes());
+    v3.extend(crc32fast::hash(&body).to_le_bytes());
+    v3.extend((body.len() as u64).to_le_bytes());
+    v3.extend(&body);
+    let (_, old) = decode(&v3).expect("a version 3 snapshot reads");
+    let workers: Vec<_> = old.scheduler().workers().collect();
+    assert!(!workers.is_empty());
+    for w in &workers {
+        assert_eq!(w.spec.isolation, drover_types::Isolation::default());
+        assert_eq!(w.spec.isolation.summary(), "unknown");
+        assert!(!w.spec.drivers.is_empty(), "the fields before it are kept");
+    }
+    let mut with_gpus = 0;
+    for i in 1..=40 {
+        let (Some(a), Some(b)) = (
+            m.scheduler().task(TaskId(i)),
+            old.scheduler().task(TaskId(i)),
+        ) else {
+            continue;
+        };
+        assert_eq!(a.state, b.state, "task {i}");
+        assert_eq!(a.attempts.len(), b.attempts.len(), "task {i}");
+        with_gpus += a.attempts.iter().filter(|r| !r.gpus.is_empty()).count();
+        assert!(b.attempts.iter().all(|r| r.gpus.is_empty()));
+        for (x, y) in a.attempts.iter().zip(b.attempts) {
+            assert_eq!((x.started_at, &x.outcome), (y.started_at, &y.outcome));
+        }
+    }
+    assert!(with_gpus > 0, "the rich state has attempts with GPUs");
+    // The current version keeps both.
+    let (_, now) = decode(&encode(&m, b"")).unwrap();
+    assert_eq!(as_json(&now), as_json(&m));
+    assert_eq!(
+        now.scheduler()
+            .workers()
+            .next()
+            .unwrap()
+            .spec
+            .isolation
+            .enforced
+            .len(),
+        3
+    );
 }

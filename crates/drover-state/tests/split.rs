@@ -125,6 +125,7 @@ fn run(m: &mut StateMachine, now: &mut u64, limit: usize) -> Option<Vec<String>>
                     task,
                     attempt,
                     worker: WorkerId(1),
+                    gpus: Vec::new(),
                 }],
             ));
             *now += b - a + 1;

@@ -75,6 +75,7 @@ fn drive(machine: &mut StateMachine, first: Vec<Command>, rounds: usize) -> Vec<
                 task: t,
                 attempt: a,
                 worker: w,
+                gpus: Vec::new(),
             });
             commands.push(finished(w, t, a, 0, &t.0.to_string()));
         }
@@ -164,6 +165,7 @@ fn a_restored_snapshot_behaves_like_the_original() {
                     task: *t,
                     attempt: *a,
                     worker: *w,
+                    gpus: Vec::new(),
                 },
                 finished(*w, *t, *a, 0, "x"),
             ]

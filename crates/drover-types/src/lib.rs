@@ -12,6 +12,7 @@ mod cache_spec;
 mod checkpoint;
 mod ids;
 pub mod input;
+mod isolation;
 mod job;
 mod limits;
 #[cfg(feature = "openapi")]
@@ -32,6 +33,7 @@ pub use cache_spec::{CacheSpec, DEFAULT_CACHE_TTL_MS, MAX_CACHE_TTL_MS};
 pub use checkpoint::{CheckpointSpec, MAX_CHECKPOINT_INTERVAL_MS, MIN_CHECKPOINT_INTERVAL_MS};
 pub use ids::{Attempt, JobId, TaskId, WorkerId, WorkerRef};
 pub use input::{Input, InputError, from_input};
+pub use isolation::{EnforcedLimit, Isolation};
 pub use job::{ArraySpec, DepRef, JobSpec, KeyRef};
 pub use limits::Limits;
 pub use policy::{PlacementPolicyKind, PolicyConfig, QueuePolicyKind};

@@ -1,5 +1,6 @@
 //! Workers as the core sees them.
 
+use crate::isolation::Isolation;
 use crate::resources::Resources;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -19,6 +20,8 @@ pub struct WorkerSpec {
     /// The execution drivers it runs tasks with (`process`, `docker`, plugins). Empty
     /// (a worker or snapshot from before drivers) means `process` only.
     pub drivers: Vec<String>,
+    /// What it enforces on its tasks and the GPU indices it hands out.
+    pub isolation: Isolation,
 }
 
 impl WorkerSpec {

@@ -90,6 +90,8 @@ struct Agent {
     waiting: VecDeque<StartTask>,
     /// Sum of the resources of `running`.
     allocated: Resources,
+    /// Which GPU indices each attempt of `running` holds.
+    gpus: crate::gpus::GpuAllocator,
     /// Connected and welcomed: waiting starts may begin (never while cut off, when the
     /// server may be about to give them to another worker).
     connected: bool,
@@ -178,6 +180,7 @@ pub async fn run(
     driver_config.task_user = drover_exec::TaskUser::for_agent(config.task_user.as_deref())?;
     driver_config.allowed_paths = config.allowed_paths.clone();
     driver_config.pids_limit = config.pids_limit;
+    driver_config.cpu_quota = config.cpu_quota;
     let driver = ProcessDriver::new(driver_config.clone())?;
     match &driver.config().task_user {
         Some(u) => {
@@ -215,6 +218,10 @@ pub async fn run(
         }
     }
     tracing::info!(drivers = ?drivers.names(), "execution drivers ready");
+    if config.gpu_ids.is_none() {
+        config.gpu_ids = Some(crate::gpus::discover(std::path::Path::new("/dev")).await);
+    }
+    tracing::info!(gpus = ?config.gpu_ids, "GPU indices handed out to tasks");
     let host = HostInfo::detect(&work_root)?;
     let capacity = config.capacity(&host.capacity);
     let data = start_data_catalog(&config, driver_config.task_user.as_ref())?;
@@ -277,12 +284,22 @@ async fn serve_agent(
         path: work_root.clone(),
         source,
     })?;
+    // The indices to hand out: as given (or found) by `run`, else 0..gpus of the
+    // declared capacity (a caller of this function that only counts them).
+    let gpu_ids = match &config.gpu_ids {
+        Some(ids) if ids.len() == capacity.gpus as usize => ids.clone(),
+        _ => (0..capacity.gpus).collect(),
+    };
+    let mut isolation = driver.isolation();
+    isolation.gpu_ids = gpu_ids.clone();
+    tracing::info!(enforced = %isolation.summary(), how = %isolation.mechanism, "task isolation");
     let spec = WorkerSpec {
         name: config.name.clone(),
         capacity,
         labels: config.labels.clone(),
         data_keys: config.data_keys.clone(),
         drivers: driver.drivers(),
+        isolation,
     };
     let metrics = Arc::new(WorkerMetrics::new());
     if let Some(addr) = config.metrics_listen {
@@ -331,6 +348,7 @@ async fn serve_agent(
         spawned: BTreeSet::new(),
         waiting: VecDeque::new(),
         allocated: Resources::default(),
+        gpus: crate::gpus::GpuAllocator::new(gpu_ids),
         connected: false,
         unacked: BTreeMap::new(),
         events_tx,
@@ -648,6 +666,7 @@ impl Agent {
             self.allocated.sub(&h.resources);
         }
         self.tokens.revoke(key.0, key.1);
+        self.gpus.release(key);
         self.spawned.remove(&key);
         if self.fence.ended(key) && report.outcome == Outcome::Killed {
             report.outcome = Outcome::Fenced;
@@ -891,8 +910,7 @@ impl Agent {
         self.connected = true;
         let started: Vec<(TaskId, Attempt)> = self.spawned.iter().copied().collect();
         for (task, attempt) in started {
-            if let Err(e) = send_json(&mut socket, &WorkerMessage::Started { task, attempt }).await
-            {
+            if let Err(e) = send_json(&mut socket, &self.started_message(task, attempt)).await {
                 return Ok(SessionEnd::Disconnected(e));
             }
         }
@@ -957,7 +975,7 @@ impl Agent {
                                 if self.running.contains_key(&(task, attempt)) {
                                     self.spawned.insert((task, attempt));
                                 }
-                                feed_json(&mut socket, &WorkerMessage::Started { task, attempt }).await
+                                feed_json(&mut socket, &self.started_message(task, attempt)).await
                             }
                             RunnerEvent::Output(frame) => self.send_output(&mut socket, frame).await,
                             RunnerEvent::Checkpoint(chunk) => {
@@ -1143,6 +1161,15 @@ impl Agent {
         sent
     }
 
+    /// The report that an attempt started, with the GPU indices it holds.
+    fn started_message(&self, task: TaskId, attempt: Attempt) -> WorkerMessage {
+        WorkerMessage::Started {
+            task,
+            attempt,
+            gpus: self.gpus.held_by((task, attempt)).to_vec(),
+        }
+    }
+
     /// Starts waiting attempts from the head while each fits beside what runs. Never
     /// while cut off or past the fence: the server may be giving them to another worker.
     fn start_waiting(&mut self) {
@@ -1160,6 +1187,11 @@ impl Agent {
             {
                 break;
             }
+            // Counted capacity and indices agree unless the declared count exceeds the
+            // indices (never by `run`); then it waits like a start that does not fit.
+            if !self.gpus.has_free(head.spec.resources.gpus) {
+                break;
+            }
             let Some(start) = self.waiting.pop_front() else {
                 break;
             };
@@ -1172,9 +1204,17 @@ impl Agent {
                 }),
                 _ => None,
             };
+            let gpu_ids = self
+                .gpus
+                .take(key, start.spec.resources.gpus)
+                .unwrap_or_default();
             let handles = runner::launch(
                 &self.driver,
                 start,
+                runner::Devices {
+                    gpu_ids,
+                    worker_has_gpus: !self.gpus.ids().is_empty(),
+                },
                 checkpoint,
                 access,
                 self.data.as_ref().map(DataCatalog::dir),

@@ -23,7 +23,9 @@ pub struct WorkerConfig {
     pub cpu_milli: Option<u32>,
     pub memory_bytes: Option<u64>,
     pub disk_bytes: Option<u64>,
-    pub gpus: u32,
+    /// The GPU indices to hand out to tasks; `None`: found on the host
+    /// ([`crate::gpus::discover`]: nvidia-smi, else `/dev/nvidia*`).
+    pub gpu_ids: Option<Vec<u32>>,
     pub custom: BTreeMap<String, u64>,
     pub labels: BTreeMap<String, String>,
     /// Data keys declared at start, held besides the files of the data directory.
@@ -55,6 +57,8 @@ pub struct WorkerConfig {
     pub allowed_paths: Vec<PathBuf>,
     /// Processes and threads per attempt (cgroup pids); `None`: no limit of its own.
     pub pids_limit: Option<u64>,
+    /// Cap each task at its cpus with a CFS quota (cgroup cpu), where available.
+    pub cpu_quota: bool,
     /// Execution drivers to enable besides `process` (always there): `docker`.
     pub drivers: Vec<String>,
     /// A directory of driver plugins: each executable in it is started and enabled
@@ -101,7 +105,7 @@ impl WorkerConfig {
             cpu_milli: None,
             memory_bytes: None,
             disk_bytes: None,
-            gpus: 0,
+            gpu_ids: None,
             custom: BTreeMap::new(),
             labels: BTreeMap::new(),
             data_keys: Vec::new(),
@@ -116,6 +120,7 @@ impl WorkerConfig {
             task_user: None,
             allowed_paths: Vec::new(),
             pids_limit: Some(drover_exec::DEFAULT_PIDS_LIMIT),
+            cpu_quota: true,
             drivers: Vec::new(),
             plugin_dir: None,
             max_checkpoint_bytes: 256 << 20,
@@ -123,13 +128,17 @@ impl WorkerConfig {
         }
     }
 
-    /// The capacity to declare: detected values with the overrides applied.
+    /// The capacity to declare: detected values with the overrides applied; as many
+    /// GPUs as `gpu_ids` names (the detected count without it).
     pub fn capacity(&self, detected: &Resources) -> Resources {
         Resources {
             cpu_milli: self.cpu_milli.unwrap_or(detected.cpu_milli),
             memory_bytes: self.memory_bytes.unwrap_or(detected.memory_bytes),
             disk_bytes: self.disk_bytes.unwrap_or(detected.disk_bytes),
-            gpus: self.gpus,
+            gpus: self
+                .gpu_ids
+                .as_ref()
+                .map_or(detected.gpus, |ids| ids.len() as u32),
             custom: self.custom.clone(),
         }
     }

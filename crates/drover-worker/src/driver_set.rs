@@ -86,6 +86,15 @@ impl Driver for DriverSet {
         first
     }
 
+    /// The `process` driver's: the one tasks run with unless they name another
+    /// (docker sets its own container limits; plugins say nothing).
+    fn isolation(&self) -> drover_types::Isolation {
+        self.drivers
+            .get(PROCESS_DRIVER)
+            .map(|d| d.isolation())
+            .unwrap_or_default()
+    }
+
     fn drivers(&self) -> Vec<String> {
         self.names()
     }

@@ -15,6 +15,7 @@ mod connection;
 mod data_catalog;
 mod driver_set;
 mod fence;
+pub mod gpus;
 mod lifeline;
 pub mod metrics;
 mod runner;

@@ -53,6 +53,46 @@ fn task_env(start: &StartTask) -> std::collections::BTreeMap<String, String> {
     env
 }
 
+/// The devices the worker gave an attempt.
+#[derive(Clone, Debug, Default)]
+pub struct Devices {
+    /// GPU indices it holds alone while it runs.
+    pub gpu_ids: Vec<u32>,
+    /// Whether the worker has GPUs at all: then a task given none is told so (an empty
+    /// list), rather than left to see every device of the host.
+    pub worker_has_gpus: bool,
+}
+
+/// The variables naming an attempt's GPUs: CUDA's, the NVIDIA container runtime's,
+/// ROCm's and HIP's, and Drover's own. Set over the task's own `env`, so a task
+/// cannot name devices it was not given.
+fn gpu_env(devices: &Devices, env: &mut std::collections::BTreeMap<String, String>) {
+    if devices.gpu_ids.is_empty() && !devices.worker_has_gpus {
+        return;
+    }
+    let list = devices
+        .gpu_ids
+        .iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    for name in [
+        "CUDA_VISIBLE_DEVICES",
+        "ROCR_VISIBLE_DEVICES",
+        "HIP_VISIBLE_DEVICES",
+        "DROVER_GPU_IDS",
+    ] {
+        env.insert(name.into(), list.clone());
+    }
+    // The NVIDIA container runtime reads an empty value as "all": `void` is its "none".
+    let nvidia = if list.is_empty() {
+        "void".to_string()
+    } else {
+        list
+    };
+    env.insert("NVIDIA_VISIBLE_DEVICES".into(), nvidia);
+}
+
 /// The results of the task's dependencies, one after the other, each ending in a
 /// newline: what a combine step reads on its stdin.
 fn stdin_of(start: &StartTask) -> Option<Vec<u8>> {
@@ -91,6 +131,7 @@ pub struct TaskAccess {
 pub fn launch(
     driver: &Arc<dyn Driver>,
     start: StartTask,
+    devices: Devices,
     checkpoint: Option<CheckpointSetup>,
     access: Option<TaskAccess>,
     data_dir: Option<&std::path::Path>,
@@ -108,6 +149,7 @@ pub fn launch(
         // Where the task finds and leaves data keys (see `data_catalog.rs`).
         env.insert("DROVER_DATA_DIR".into(), dir.to_string_lossy().into_owned());
     }
+    gpu_env(&devices, &mut env);
     if let Some(c) = &checkpoint {
         env.insert(
             "DROVER_CHECKPOINT_DIR".into(),

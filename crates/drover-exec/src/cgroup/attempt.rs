@@ -1,6 +1,6 @@
 //! One attempt's cgroups: limits, counters, and killing everything inside.
 
-use super::{Controller, read_u64};
+use super::{AttemptLimits, Controller, read_u64};
 use crate::sys;
 use std::fs;
 use std::io;
@@ -9,6 +9,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// [`AttemptCgroup::limit`] value for "no limit".
 const NO_LIMIT: u64 = u64::MAX;
+/// The CFS period written into every new attempt cgroup (the kernel's default, made
+/// explicit so the quota's arithmetic does not depend on what a parent set).
+const CFS_PERIOD_US: u64 = 100_000;
+/// The kernel refuses a quota below 1 ms.
+const CFS_MIN_QUOTA_US: u64 = 1_000;
 
 /// One attempt's cgroup directories.
 #[derive(Debug)]
@@ -16,6 +21,9 @@ pub(crate) struct AttemptCgroup {
     pub(super) dirs: Vec<(Controller, PathBuf)>,
     /// The memory limit currently set ([`NO_LIMIT`] for none), to skip rewriting it.
     limit: AtomicU64,
+    /// The CFS quota currently set, µs per [`CFS_PERIOD_US`] ([`NO_LIMIT`] for none;
+    /// a new cgroup starts there), to skip rewriting it: most tasks ask for the same.
+    cpu_quota: AtomicU64,
     /// `oom_kill` count when the current attempt began (the counter cannot be reset).
     oom_base: AtomicU64,
     /// Whether it was ever frozen (then its state is checked before reuse).
@@ -29,6 +37,7 @@ impl AttemptCgroup {
         AttemptCgroup {
             dirs,
             limit: AtomicU64::new(NO_LIMIT),
+            cpu_quota: AtomicU64::new(NO_LIMIT),
             oom_base: AtomicU64::new(0),
             froze: AtomicBool::new(false),
             pids_refused_base: AtomicU64::new(0),
@@ -107,14 +116,52 @@ impl AttemptCgroup {
         Ok(())
     }
 
+    /// Sets (or lifts) the CFS bandwidth limit: `cpu_milli` thousandths of a cpu, as
+    /// `cpu.cfs_quota_us` over a period of [`CFS_PERIOD_US`]. A task using more threads
+    /// than that is throttled for the rest of each period, whatever core it runs on.
+    pub(crate) fn set_cpu_limit(&self, cpu_milli: Option<u32>) -> io::Result<()> {
+        let Some(dir) = self.dir(Controller::Cpu) else {
+            return Ok(());
+        };
+        let want = cpu_milli.map_or(NO_LIMIT, |m| {
+            (u64::from(m) * CFS_PERIOD_US / 1000).max(CFS_MIN_QUOTA_US)
+        });
+        if self.cpu_quota.load(Ordering::Relaxed) == want {
+            return Ok(());
+        }
+        let period = dir.join("cpu.cfs_period_us");
+        if read_u64(period.clone()) != Some(CFS_PERIOD_US) {
+            fs::write(&period, CFS_PERIOD_US.to_string())?;
+        }
+        let value = if want == NO_LIMIT {
+            "-1".to_string()
+        } else {
+            want.to_string()
+        };
+        fs::write(dir.join("cpu.cfs_quota_us"), value)?;
+        self.cpu_quota.store(want, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// [`set_cpu_limit`](Self::set_cpu_limit) at a spawn: a quota the kernel refuses
+    /// (above a quota the agent's own cgroup has) leaves the task without one rather
+    /// than without any cgroup; said in the log.
+    pub(super) fn set_cpu_limit_or_warn(&self, cpu_milli: Option<u32>) {
+        if let Err(e) = self.set_cpu_limit(cpu_milli) {
+            tracing::warn!(
+                ?cpu_milli,
+                "cannot set the attempt's cpu quota, running without: {e}"
+            );
+            // Unknown state now: the next call writes whatever it wants.
+            self.cpu_quota.store(NO_LIMIT - 1, Ordering::Relaxed);
+        }
+    }
+
     /// Makes a reused cgroup look new: counters zeroed, limits set.
-    pub(super) fn reset(
-        &self,
-        memory_limit: Option<u64>,
-        pids_limit: Option<u64>,
-    ) -> io::Result<()> {
-        self.set_memory_limit(memory_limit)?;
-        self.set_pids_limit(pids_limit)?;
+    pub(super) fn reset(&self, limits: &AttemptLimits) -> io::Result<()> {
+        self.set_memory_limit(limits.memory_bytes)?;
+        self.set_pids_limit(limits.pids)?;
+        self.set_cpu_limit_or_warn(limits.cpu_milli);
         if let Some(d) = self.dir(Controller::Cpuacct) {
             fs::write(d.join("cpuacct.usage"), "0")?;
         }
@@ -142,10 +189,20 @@ impl AttemptCgroup {
         self.dir(c).is_some()
     }
 
+    /// One directory per hierarchy: a co-mounted pair (`cpu,cpuacct`) is listed
+    /// under both controllers but is one directory, entered and removed once.
+    pub(super) fn hierarchies(&self) -> impl Iterator<Item = &(Controller, PathBuf)> {
+        self.dirs
+            .iter()
+            .enumerate()
+            .filter(|(i, (_, d))| !self.dirs[..*i].iter().any(|(_, e)| e == d))
+            .map(|(_, x)| x)
+    }
+
     /// Moves `pid` (and so its future children) into every hierarchy.
     pub(crate) fn attach(&self, pid: u32) -> io::Result<()> {
         let pid = pid.to_string();
-        for (_, dir) in &self.dirs {
+        for (_, dir) in self.hierarchies() {
             fs::write(dir.join("cgroup.procs"), &pid)?;
         }
         Ok(())
@@ -298,7 +355,7 @@ impl AttemptCgroup {
     /// Removes the directories. Fails (EBUSY) for any that still hold processes.
     pub(crate) fn rmdir(&self) -> bool {
         let mut ok = true;
-        for (_, dir) in &self.dirs {
+        for (_, dir) in self.hierarchies() {
             match fs::remove_dir(dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}

@@ -12,11 +12,22 @@
 //! kill without a fork race; `pids.max = 0` does that job too (nothing inside can
 //! fork, so the set only shrinks while it is SIGKILLed), so the pids limit costs no
 //! extra write per spawn.
+//!
+//! The `cpu` controller (CFS bandwidth: `cpu.cfs_quota_us` over `cpu.cfs_period_us`)
+//! caps an attempt at the cpus it asked for. Where `cpu` is co-mounted with
+//! `cpuacct` (`cpu,cpuacct`, the usual systemd layout) both name one directory and
+//! a spawn writes into it once; where each has its own hierarchy, as on hosts that
+//! mount every controller apart, it is one more hierarchy per spawn (two `tasks`
+//! writes: in and back; measured in the crate's README). Every attempt enters it,
+//! a task asking for no cpus too (quota -1): its limit can then be set later
+//! ([`AttemptCgroup::set_limits`]) without moving live processes.
 
 mod attempt;
+mod limits;
 mod root;
 
 pub(crate) use attempt::AttemptCgroup;
+pub(crate) use limits::AttemptLimits;
 pub(crate) use root::CgroupRoot;
 
 use std::fs;
@@ -26,15 +37,17 @@ use std::path::PathBuf;
 pub(crate) enum Controller {
     Memory,
     Cpuacct,
+    Cpu,
     Pids,
     Freezer,
 }
 
 impl Controller {
     /// In order of preference; `Freezer` only where `Pids` is unusable.
-    pub(super) const ALL: [Controller; 4] = [
+    pub(super) const ALL: [Controller; 5] = [
         Controller::Memory,
         Controller::Cpuacct,
+        Controller::Cpu,
         Controller::Pids,
         Controller::Freezer,
     ];
@@ -43,6 +56,7 @@ impl Controller {
         match self {
             Controller::Memory => "memory",
             Controller::Cpuacct => "cpuacct",
+            Controller::Cpu => "cpu",
             Controller::Pids => "pids",
             Controller::Freezer => "freezer",
         }

@@ -1,6 +1,6 @@
 //! This agent's share of the cgroup hierarchies, and its pool of idle attempt cgroups.
 
-use super::{AttemptCgroup, Controller, find_mount, own_cgroup};
+use super::{AttemptCgroup, AttemptLimits, Controller, find_mount, own_cgroup};
 use crate::sys;
 use std::fs;
 use std::io;
@@ -28,9 +28,14 @@ pub(crate) struct CgroupRoot {
 }
 
 impl CgroupRoot {
-    /// Finds the usable controllers and creates this agent's base directories.
-    /// `Err` says why none is usable.
-    pub(crate) fn detect(agent_id: &str, incarnation: &str) -> Result<CgroupRoot, String> {
+    /// Finds the usable controllers and creates this agent's base directories;
+    /// `cpu` only `with_cpu` (quotas on: without them it would cost a hierarchy per
+    /// spawn for nothing). `Err` says why none is usable.
+    pub(crate) fn detect(
+        agent_id: &str,
+        incarnation: &str,
+        with_cpu: bool,
+    ) -> Result<CgroupRoot, String> {
         let mountinfo = fs::read_to_string("/proc/self/mountinfo")
             .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
         let own = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
@@ -40,6 +45,9 @@ impl CgroupRoot {
         for c in Controller::ALL {
             if c == Controller::Freezer && bases.iter().any(|(b, _)| *b == Controller::Pids) {
                 continue; // see the module's doc: pids does the freezer's job
+            }
+            if c == Controller::Cpu && !with_cpu {
+                continue;
             }
             let Some((root, mount_point)) = find_mount(&mountinfo, c.name()) else {
                 reasons.push(format!("{} not mounted (cgroup v1)", c.name()));
@@ -57,6 +65,13 @@ impl CgroupRoot {
             let home = dir.clone();
             dir.push("drover");
             dir.push(agent_id);
+            // Co-mounted with a controller already taken (`cpu,cpuacct`): the same
+            // directory, listed under both names for lookups; written once per spawn.
+            if bases.iter().any(|(_, b)| *b == dir) {
+                bases.push((c, dir));
+                homes.push((c, home));
+                continue;
+            }
             match fs::create_dir_all(&dir) {
                 Ok(()) => {
                     bases.push((c, dir));
@@ -85,21 +100,22 @@ impl CgroupRoot {
         }
     }
 
+    /// Whether attempts get controller `c`.
+    pub(crate) fn has(&self, c: Controller) -> bool {
+        self.bases.iter().any(|(x, _)| *x == c)
+    }
+
     pub(crate) fn controllers(&self) -> Vec<&'static str> {
         self.bases.iter().map(|(c, _)| c.name()).collect()
     }
 
-    /// A clean attempt cgroup with `memory_limit` and `pids_limit` set: an idle one
-    /// from the pool (counters reset) or a new one.
-    pub(crate) fn acquire(
-        &self,
-        memory_limit: Option<u64>,
-        pids_limit: Option<u64>,
-    ) -> io::Result<Arc<AttemptCgroup>> {
+    /// A clean attempt cgroup with `limits` set: an idle one from the pool (counters
+    /// reset) or a new one.
+    pub(crate) fn acquire(&self, limits: &AttemptLimits) -> io::Result<Arc<AttemptCgroup>> {
         loop {
             let idle = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
             let Some(cg) = idle else { break };
-            match cg.reset(memory_limit, pids_limit) {
+            match cg.reset(limits) {
                 Ok(()) => return Ok(cg),
                 Err(e) => {
                     tracing::debug!("dropping an idle attempt cgroup that cannot be reset: {e}");
@@ -110,12 +126,13 @@ impl CgroupRoot {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let cg = self.create(&format!("{}.c{n}", self.incarnation))?;
         if let Err(e) = cg
-            .set_memory_limit(memory_limit)
-            .and_then(|()| cg.set_pids_limit(pids_limit))
+            .set_memory_limit(limits.memory_bytes)
+            .and_then(|()| cg.set_pids_limit(limits.pids))
         {
             cg.rmdir();
             return Err(e);
         }
+        cg.set_cpu_limit_or_warn(limits.cpu_milli);
         Ok(Arc::new(cg))
     }
 
@@ -141,6 +158,10 @@ impl CgroupRoot {
         let mut cg = AttemptCgroup::new(Vec::with_capacity(self.bases.len()));
         for (c, base) in &self.bases {
             let dir = base.join(name);
+            if cg.dirs.iter().any(|(_, d)| *d == dir) {
+                cg.dirs.push((*c, dir)); // co-mounted: created already
+                continue;
+            }
             match fs::create_dir(&dir) {
                 Ok(()) => {}
                 // A leftover of an earlier incarnation with the same name (pid and
@@ -170,7 +191,7 @@ impl CgroupRoot {
         let tid = sys::gettid().to_string();
         let mut entered = Vec::with_capacity(cg.dirs.len());
         let mut all = true;
-        for (c, dir) in &cg.dirs {
+        for (c, dir) in cg.hierarchies() {
             if fs::write(dir.join("tasks"), &tid).is_ok() {
                 entered.push(*c);
             } else {

@@ -119,6 +119,7 @@ impl Env {
             task: t,
             attempt: a,
             worker: w,
+            gpus: Vec::new(),
         });
     }
 
@@ -218,4 +219,16 @@ pub fn kills(actions: &[Action]) -> Vec<(TaskId, KillReason)> {
             _ => None,
         })
         .collect()
+}
+
+pub fn gpus(mut t: TaskSpec, n: u32) -> TaskSpec {
+    t.resources.gpus = n;
+    t
+}
+
+/// A worker with 8 cpus, 32 GiB and `n` GPUs.
+pub fn gpu_worker(name: &str, n: u32) -> WorkerSpec {
+    let mut w = worker(name, 8, 32);
+    w.capacity.gpus = n;
+    w
 }

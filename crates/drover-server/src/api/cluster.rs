@@ -135,6 +135,7 @@ pub async fn workers(State(node): State<Arc<Node>>) -> Json<Vec<WorkerInfo>> {
                 load: w.usage.clone(),
                 load_permille: w.load_permille,
                 data_keys: w.spec.data_keys.clone(),
+                isolation: w.spec.isolation.clone(),
             }
         })
         .collect();

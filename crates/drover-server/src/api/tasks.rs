@@ -378,6 +378,7 @@ pub(crate) fn task_info(
                         .find(|(at, _)| *at == a.attempt)
                         .map(|(_, c)| c.clone())
                 }),
+                gpus: a.gpus.clone(),
             })
             .collect(),
         cached_from: sm.cache().served_from(view.id),
