@@ -21,8 +21,7 @@ use crate::view::AttemptRecord;
 use drover_types::{
     ArraySpec, Attempt, Backoff, DepRef, EnforcedLimit, FailureCause, Isolation, LabelSelector,
     Limits, Millis, MultifactorWeights, Outcome, PlacementPolicyKind, PolicyConfig,
-    QueuePolicyKind, Resources,
-    RetryPolicy, SecretString, TaskId, TaskSpec, WorkerId, WorkerSpec,
+    QueuePolicyKind, Resources, RetryPolicy, SecretString, TaskId, TaskSpec, WorkerId, WorkerSpec,
 };
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;

@@ -478,11 +478,9 @@ impl<R: Read> SnapshotReader<R> {
                 2 => drover_sched::pre_driver_layout(|| StateSnapshotV2::deserialize(&mut de))
                     .map_err(SnapshotCodecError::Decode)?
                     .into(),
-                3 => {
-                    drover_sched::pre_isolation_layout(|| StateSnapshotV3::deserialize(&mut de))
-                        .map_err(SnapshotCodecError::Decode)?
-                        .into()
-                }
+                3 => drover_sched::pre_isolation_layout(|| StateSnapshotV3::deserialize(&mut de))
+                    .map_err(SnapshotCodecError::Decode)?
+                    .into(),
                 _ => StateSnapshot::deserialize(&mut de).map_err(SnapshotCodecError::Decode)?,
             }
         };

@@ -124,8 +124,8 @@ fn tokens_survive_a_snapshot_and_a_version_1_snapshot_still_reads() {
     .unwrap();
     let old = older(tail, 1);
     assert_eq!(old.tokens().iter().count(), 0);
-    let tail = postcard::to_stdvec(&(&snap.cache, &snap.uploads, &snap.resizes, &snap.splits))
-        .unwrap();
+    let tail =
+        postcard::to_stdvec(&(&snap.cache, &snap.uploads, &snap.resizes, &snap.splits)).unwrap();
     let old = older(tail, 2);
     assert_eq!(old.cache().entries().count(), 0);
     let tail = postcard::to_stdvec(&(&snap.resizes, &snap.splits)).unwrap();
