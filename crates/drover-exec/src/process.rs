@@ -35,6 +35,11 @@ use tokio::sync::{oneshot, watch};
 /// restarted agent can find its predecessor's.
 pub const MARKER_VAR: &str = "DROVER_EXEC_MARKER";
 
+/// Spawner threads kept inside an idle attempt cgroup (cgroup mode). A launch that
+/// finds none ready moves its own thread, paying the cgroup move on its path; a few
+/// cover the starts of a busy worker while each re-arms in a few milliseconds.
+const ARMED_SPAWNERS: usize = 4;
+
 /// Runs each attempt as a child process in its own process group, and (when
 /// available) its own cgroups.
 #[derive(Debug)]
@@ -254,19 +259,40 @@ impl ProcessDriver {
             }
         };
 
-        let cgroup = match &self.cgroups {
-            Some(root) => match root.acquire(spec.memory_limit_bytes, self.cfg.pids_limit) {
-                Ok(cg) => Some(cg),
+        // A spawner thread already inside an idle cgroup, when one is ready: the
+        // launch then moves no thread between cgroups (see cgroup/spawner.rs).
+        let armed = self.cgroups.as_ref().and_then(|root| {
+            root.start_spawners(ARMED_SPAWNERS);
+            let armed = root.take_armed()?;
+            match armed
+                .cgroup()
+                .reset(spec.memory_limit_bytes, self.cfg.pids_limit)
+            {
+                Ok(()) => Some(armed),
                 Err(e) => {
-                    tracing::warn!(
-                        task = spec.task,
-                        attempt = spec.attempt,
-                        "cannot set up an attempt cgroup, running without: {e}"
-                    );
+                    // Dropped unused: its thread puts the cgroup back, where the
+                    // next acquire tries again or removes it.
+                    tracing::debug!("cannot reset an armed spawner's cgroup: {e}");
                     None
                 }
-            },
-            None => None,
+            }
+        });
+        let cgroup = match (&self.cgroups, &armed) {
+            (_, Some(a)) => Some(a.cgroup().clone()),
+            (None, None) => None,
+            (Some(root), None) => {
+                match root.acquire(spec.memory_limit_bytes, self.cfg.pids_limit) {
+                    Ok(cg) => Some(cg),
+                    Err(e) => {
+                        tracing::warn!(
+                            task = spec.task,
+                            attempt = spec.attempt,
+                            "cannot set up an attempt cgroup, running without: {e}"
+                        );
+                        None
+                    }
+                }
+            }
         };
 
         let mut cmd = Command::new(&program);
@@ -288,8 +314,12 @@ impl ProcessDriver {
             sys::switch_user_before_exec(&mut cmd, u.uid, u.gid);
         }
         let started = tokio::time::Instant::now();
-        let (spawned, born_inside) = match (&self.cgroups, &cgroup) {
-            (Some(root), Some(cg)) => root.spawn_inside(cg, || cmd.spawn()),
+        let (spawned, born_inside) = match (&self.cgroups, &cgroup, armed) {
+            (Some(root), Some(cg), Some(armed)) => match armed.spawn(cmd) {
+                Ok(spawned) => (spawned, true),
+                Err(mut cmd) => root.spawn_inside(cg, || cmd.spawn()),
+            },
+            (Some(root), Some(cg), None) => root.spawn_inside(cg, || cmd.spawn()),
             _ => (cmd.spawn(), false),
         };
         let mut child = match spawned {
@@ -459,6 +489,16 @@ impl ProcessDriver {
                 }
             })
             .collect()
+    }
+}
+
+impl Drop for ProcessDriver {
+    /// Stops the spawner threads, so that the last holder of the cgroup root removes
+    /// every idle cgroup.
+    fn drop(&mut self) {
+        if let Some(root) = &self.cgroups {
+            root.close_spawners();
+        }
     }
 }
 
