@@ -317,7 +317,7 @@ impl ProcessDriver {
         let (spawned, born_inside) = match (&self.cgroups, &cgroup, armed) {
             (Some(root), Some(cg), Some(armed)) => match armed.spawn(cmd) {
                 Ok(spawned) => (spawned, true),
-                Err(mut cmd) => root.spawn_inside(cg, || cmd.spawn()),
+                Err(mut cmd) => root.spawn_inside(cg, move || cmd.spawn()),
             },
             (Some(root), Some(cg), None) => root.spawn_inside(cg, || cmd.spawn()),
             _ => (cmd.spawn(), false),

@@ -43,10 +43,10 @@ impl ArmedSpawner {
 
     /// Spawns `cmd` from inside the cgroup; blocks for the spawn only. `Err` gives the
     /// command back when the thread is gone (the caller spawns it another way).
-    pub(crate) fn spawn(self, cmd: Command) -> Result<io::Result<Child>, Command> {
+    pub(crate) fn spawn(self, cmd: Command) -> Result<io::Result<Child>, Box<Command>> {
         let (reply_tx, reply_rx) = sync_channel(1);
         if let Err(e) = self.jobs.send((cmd, reply_tx)) {
-            return Err(e.0.0);
+            return Err(Box::new(e.0.0));
         }
         Ok(reply_rx.recv().unwrap_or_else(|_| {
             Err(io::Error::other(
