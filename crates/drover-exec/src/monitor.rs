@@ -275,7 +275,22 @@ impl Monitor {
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(usage);
         if let Some(cg) = self.shared.cgroup.clone() {
-            release_cgroup(self.cgroup_root.as_deref(), &cg).await;
+            if cg.spawner_inside() {
+                // The spawner thread is still on its way out (a short task): the
+                // release waits for it, but the report of the end does not.
+                let root = self.cgroup_root.clone();
+                tokio::spawn(async move {
+                    for _ in 0..500 {
+                        if !cg.spawner_inside() {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    release_cgroup(root.as_deref(), &cg).await;
+                });
+            } else {
+                release_cgroup(self.cgroup_root.as_deref(), &cg).await;
+            }
         }
         Finished {
             outcome,

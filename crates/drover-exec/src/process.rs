@@ -35,6 +35,11 @@ use tokio::sync::{oneshot, watch};
 /// restarted agent can find its predecessor's.
 pub const MARKER_VAR: &str = "DROVER_EXEC_MARKER";
 
+/// Spawner threads kept inside an idle attempt cgroup (cgroup mode). A launch that
+/// finds none ready moves its own thread, paying the cgroup move on its path; a few
+/// cover the starts of a busy worker while each re-arms in a few milliseconds.
+const ARMED_SPAWNERS: usize = 4;
+
 /// Runs each attempt as a child process in its own process group, and (when
 /// available) its own cgroups.
 #[derive(Debug)]
@@ -285,12 +290,30 @@ impl ProcessDriver {
             }
         };
 
-        let cgroup = match &self.cgroups {
-            Some(root) => match root.acquire(&AttemptLimits {
-                memory_bytes: spec.memory_limit_bytes,
-                cpu_milli: (self.cfg.cpu_quota && spec.cpu_milli > 0).then_some(spec.cpu_milli),
-                pids: self.cfg.pids_limit,
-            }) {
+        let limits = AttemptLimits {
+            memory_bytes: spec.memory_limit_bytes,
+            cpu_milli: (self.cfg.cpu_quota && spec.cpu_milli > 0).then_some(spec.cpu_milli),
+            pids: self.cfg.pids_limit,
+        };
+        // A spawner thread already inside an idle cgroup, when one is ready: the
+        // launch then moves no thread between cgroups (see cgroup/spawner.rs).
+        let armed = self.cgroups.as_ref().and_then(|root| {
+            root.start_spawners(ARMED_SPAWNERS);
+            let armed = root.take_armed()?;
+            match armed.cgroup().reset(&limits) {
+                Ok(()) => Some(armed),
+                Err(e) => {
+                    // Dropped unused: its thread puts the cgroup back, where the
+                    // next acquire tries again or removes it.
+                    tracing::debug!("cannot reset an armed spawner's cgroup: {e}");
+                    None
+                }
+            }
+        });
+        let cgroup = match (&self.cgroups, &armed) {
+            (_, Some(a)) => Some(a.cgroup().clone()),
+            (None, None) => None,
+            (Some(root), None) => match root.acquire(&limits) {
                 Ok(cg) => Some(cg),
                 Err(e) => {
                     tracing::warn!(
@@ -301,7 +324,6 @@ impl ProcessDriver {
                     None
                 }
             },
-            None => None,
         };
 
         let mut cmd = Command::new(&program);
@@ -323,8 +345,12 @@ impl ProcessDriver {
             sys::switch_user_before_exec(&mut cmd, u.uid, u.gid);
         }
         let started = tokio::time::Instant::now();
-        let (spawned, born_inside) = match (&self.cgroups, &cgroup) {
-            (Some(root), Some(cg)) => root.spawn_inside(cg, || cmd.spawn()),
+        let (spawned, born_inside) = match (&self.cgroups, &cgroup, armed) {
+            (Some(root), Some(cg), Some(armed)) => match armed.spawn(cmd) {
+                Ok(spawned) => (spawned, true),
+                Err(mut cmd) => root.spawn_inside(cg, move || cmd.spawn()),
+            },
+            (Some(root), Some(cg), None) => root.spawn_inside(cg, || cmd.spawn()),
             _ => (cmd.spawn(), false),
         };
         let mut child = match spawned {
@@ -496,6 +522,16 @@ impl ProcessDriver {
                 }
             })
             .collect()
+    }
+}
+
+impl Drop for ProcessDriver {
+    /// Stops the spawner threads, so that the last holder of the cgroup root removes
+    /// every idle cgroup.
+    fn drop(&mut self) {
+        if let Some(root) = &self.cgroups {
+            root.close_spawners();
+        }
     }
 }
 

@@ -225,8 +225,9 @@ async fn a_missing_image_fails_to_spawn_and_usage_comes_from_the_stats() {
         }
         other => panic!("expected SpawnFailed, got {other:?}"),
     }
-    // Busy for about three seconds: the stats stream samples it.
-    let script = "i=0; while [ $i -lt 600000 ]; do i=$((i+1)); done; echo $i";
+    // Busy for several seconds (600,000 rounds took under a second on an idle host,
+    // close to the 500 ms the test asks for): the stats stream samples it.
+    let script = "i=0; while [ $i -lt 3000000 ]; do i=$((i+1)); done; echo $i";
     let a = d.launch(in_image(&image, 2, script)).unwrap();
     let f = a.wait().await;
     assert_eq!(f.outcome, Outcome::Exited { code: 0 }, "{f:?}");

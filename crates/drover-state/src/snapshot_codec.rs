@@ -765,7 +765,8 @@ mod tests {
             uploads: &'a Vec<crate::staging::UploadRecord>,
         }
         let mut body = 0u32.to_le_bytes().to_vec();
-        body.extend(
+        // Version 3's scheduler state is also in the layout before isolation.
+        body.extend(drover_sched::pre_isolation_layout(|| {
             postcard::to_stdvec(&V3 {
                 sched: &state.sched,
                 records: &state.records,
@@ -776,8 +777,8 @@ mod tests {
                 cache: &state.cache,
                 uploads: &state.uploads,
             })
-            .unwrap(),
-        );
+            .unwrap()
+        }));
         let mut bytes = MAGIC.to_vec();
         bytes.extend(3u32.to_le_bytes());
         bytes.extend(crc32fast::hash(&body).to_le_bytes());

@@ -5,7 +5,7 @@ use crate::sys;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// [`AttemptCgroup::limit`] value for "no limit".
 const NO_LIMIT: u64 = u64::MAX;
@@ -30,6 +30,11 @@ pub(crate) struct AttemptCgroup {
     pub(super) froze: AtomicBool,
     /// `max` of pids.events (forks refused at the limit) when the attempt began.
     pids_refused_base: AtomicU64,
+    /// Spawner threads of the agent inside right now (see `spawner.rs`): one waits
+    /// here before a launch and leaves just after it (a count, not a flag: a cgroup
+    /// can go back to the pool, and be entered by the next spawner, before the last
+    /// one is out).
+    spawners_inside: AtomicU32,
 }
 
 impl AttemptCgroup {
@@ -41,7 +46,21 @@ impl AttemptCgroup {
             oom_base: AtomicU64::new(0),
             froze: AtomicBool::new(false),
             pids_refused_base: AtomicU64::new(0),
+            spawners_inside: AtomicU32::new(0),
         }
+    }
+
+    pub(super) fn set_spawner_inside(&self, inside: bool) {
+        if inside {
+            self.spawners_inside.fetch_add(1, Ordering::AcqRel);
+        } else {
+            self.spawners_inside.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// True while a spawner thread is inside (for a few milliseconds after a launch).
+    pub(crate) fn spawner_inside(&self) -> bool {
+        self.spawners_inside.load(Ordering::Acquire) > 0
     }
 
     /// Sets (or lifts) `pids.max`: how many processes and threads may be inside at once.
@@ -158,7 +177,7 @@ impl AttemptCgroup {
     }
 
     /// Makes a reused cgroup look new: counters zeroed, limits set.
-    pub(super) fn reset(&self, limits: &AttemptLimits) -> io::Result<()> {
+    pub(crate) fn reset(&self, limits: &AttemptLimits) -> io::Result<()> {
         self.set_memory_limit(limits.memory_bytes)?;
         self.set_pids_limit(limits.pids)?;
         self.set_cpu_limit_or_warn(limits.cpu_milli);
@@ -299,8 +318,16 @@ impl AttemptCgroup {
         pids
     }
 
-    /// Async form of [`kill_all_blocking`](Self::kill_all_blocking).
+    /// Async form of [`kill_all_blocking`](Self::kill_all_blocking). A kill right after
+    /// the launch first lets the spawner thread leave (bounded), so that the
+    /// race-free way (`pids.max = 0`) is open to it.
     pub(crate) async fn kill_all(&self) -> Vec<i32> {
+        for _ in 0..100 {
+            if !self.spawner_inside() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
         if self.stop_forks() {
             let mut pids = self.signal_all(libc::SIGKILL);
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
