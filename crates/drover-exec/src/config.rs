@@ -63,6 +63,11 @@ pub struct DriverConfig {
     /// quota, where the cpu cgroup controller is available. Off: cpus only count for
     /// placement, and a task may use every idle core.
     pub cpu_quota: bool,
+    /// A process this driver never signals or freezes, besides its own: the worker
+    /// agent's, when the driver is the agent's reaper. The agent's spawner threads wait
+    /// inside idle attempt cgroups (`cgroup/spawner.rs`), so those cgroups list the
+    /// agent's pid, and a reaper killing "everything inside" would kill the agent.
+    pub spare_pid: Option<u32>,
 }
 
 impl DriverConfig {
@@ -104,6 +109,7 @@ impl DriverConfig {
             allowed_paths: Vec::new(),
             pids_limit: Some(DEFAULT_PIDS_LIMIT),
             cpu_quota: true,
+            spare_pid: None,
         }
     }
 }

@@ -83,10 +83,12 @@ impl ProcessDriver {
         let incarnation = format!("{:x}-{:x}", std::process::id(), nanos);
         let (cgroups, cgroup_note) = match cfg.cgroups {
             CgroupMode::Off => (None, Some("disabled by configuration".to_string())),
-            CgroupMode::Auto => match CgroupRoot::detect(id, &incarnation, cfg.cpu_quota) {
-                Ok(root) => (Some(Arc::new(root)), None),
-                Err(why) => (None, Some(why)),
-            },
+            CgroupMode::Auto => {
+                match CgroupRoot::detect(id, &incarnation, cfg.cpu_quota, cfg.spare_pid) {
+                    Ok(root) => (Some(Arc::new(root)), None),
+                    Err(why) => (None, Some(why)),
+                }
+            }
         };
         match &cgroup_note {
             None => {

@@ -105,6 +105,10 @@ pub fn reap_when_agent_exits(
     config: &WorkerConfig,
     lifeline: impl Read + Send + 'static,
 ) -> Vec<OrphanReport> {
+    // The reaper is the agent's child (`drover worker` starts it): the agent's process,
+    // which the driver below must never kill (its spawner threads wait inside idle
+    // attempt cgroups). Read now: once the agent is gone it is no longer the parent.
+    let agent_pid = std::os::unix::process::parent_id();
     let (tx, rx) = mpsc::channel::<Duration>();
     // Reading blocks; deadlines are kept on this thread.
     std::thread::spawn(move || {
@@ -120,6 +124,7 @@ pub fn reap_when_agent_exits(
     let driver = || {
         let (work_root, agent_id) = identity(config);
         let mut driver_config = DriverConfig::new(&work_root, agent_id);
+        driver_config.spare_pid = Some(agent_pid);
         driver_config.cgroups = if config.cgroups {
             CgroupMode::Auto
         } else {

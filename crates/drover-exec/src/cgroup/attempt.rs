@@ -35,12 +35,16 @@ pub(crate) struct AttemptCgroup {
     /// can go back to the pool, and be entered by the next spawner, before the last
     /// one is out).
     spawners_inside: AtomicU32,
+    /// A pid besides our own never listed by [`procs`](Self::procs), so never
+    /// signalled (0: none): the worker agent's, in its reaper.
+    spare_pid: i32,
 }
 
 impl AttemptCgroup {
-    pub(super) fn new(dirs: Vec<(Controller, PathBuf)>) -> Self {
+    pub(super) fn new(dirs: Vec<(Controller, PathBuf)>, spare_pid: Option<u32>) -> Self {
         AttemptCgroup {
             dirs,
+            spare_pid: spare_pid.map_or(0, |p| p as i32),
             limit: AtomicU64::new(NO_LIMIT),
             cpu_quota: AtomicU64::new(NO_LIMIT),
             oom_base: AtomicU64::new(0),
@@ -238,7 +242,7 @@ impl AttemptCgroup {
                 out.extend(
                     text.split_ascii_whitespace()
                         .filter_map(|s| s.parse::<i32>().ok())
-                        .filter(|p| *p != me),
+                        .filter(|p| *p != me && *p != self.spare_pid),
                 );
                 break;
             }
@@ -248,10 +252,13 @@ impl AttemptCgroup {
 
     /// True when a thread of the agent is inside (see [`CgroupRoot::spawn_inside`]).
     fn holds_agent(&self) -> bool {
-        let me = std::process::id().to_string();
+        let me = std::process::id() as i32;
         self.dirs.iter().any(|(_, dir)| {
-            fs::read_to_string(dir.join("cgroup.procs"))
-                .is_ok_and(|t| t.split_ascii_whitespace().any(|p| p == me))
+            fs::read_to_string(dir.join("cgroup.procs")).is_ok_and(|t| {
+                t.split_ascii_whitespace()
+                    .filter_map(|s| s.parse::<i32>().ok())
+                    .any(|p| p == me || p == self.spare_pid)
+            })
         })
     }
 

@@ -33,6 +33,8 @@ pub(crate) struct CgroupRoot {
     spawner_threads: Mutex<Vec<JoinHandle<()>>>,
     spawners_started: AtomicBool,
     spawners_closed: AtomicBool,
+    /// `DriverConfig::spare_pid`: given to every attempt cgroup it makes or finds.
+    spare_pid: Option<u32>,
 }
 
 impl CgroupRoot {
@@ -43,6 +45,7 @@ impl CgroupRoot {
         agent_id: &str,
         incarnation: &str,
         with_cpu: bool,
+        spare_pid: Option<u32>,
     ) -> Result<CgroupRoot, String> {
         let mountinfo = fs::read_to_string("/proc/self/mountinfo")
             .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
@@ -108,6 +111,7 @@ impl CgroupRoot {
                 spawner_threads: Mutex::new(Vec::new()),
                 spawners_started: AtomicBool::new(false),
                 spawners_closed: AtomicBool::new(false),
+                spare_pid,
             })
         }
     }
@@ -265,7 +269,7 @@ impl CgroupRoot {
 
     /// Creates a cgroup named `name` in every hierarchy. On failure nothing is left.
     fn create(&self, name: &str) -> io::Result<AttemptCgroup> {
-        let mut cg = AttemptCgroup::new(Vec::with_capacity(self.bases.len()));
+        let mut cg = AttemptCgroup::new(Vec::with_capacity(self.bases.len()), self.spare_pid);
         for (c, base) in &self.bases {
             let dir = base.join(name);
             if cg.dirs.iter().any(|(_, d)| *d == dir) {
@@ -345,7 +349,10 @@ impl CgroupRoot {
                 let name = e.file_name().to_string_lossy().into_owned();
                 match out.iter_mut().find(|(n, _)| *n == name) {
                     Some((_, cg)) => cg.dirs.push((*c, e.path())),
-                    None => out.push((name, AttemptCgroup::new(vec![(*c, e.path())]))),
+                    None => out.push((
+                        name,
+                        AttemptCgroup::new(vec![(*c, e.path())], self.spare_pid),
+                    )),
                 }
             }
         }
