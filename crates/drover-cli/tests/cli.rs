@@ -182,6 +182,29 @@ fn completion_scripts_load_into_their_shells() {
     assert_eq!(out.code(), Some(1), "--json does not apply: {out}");
 }
 
+/// `drover … | head`: a reader that goes away early ends the CLI quietly (status 141,
+/// nothing on stderr: no panic message), while SIGPIPE itself stays ignored so that a
+/// socket to a killed server gives the client an error, not a death by signal 13 (the
+/// failover test's continuous submitter covers that side).
+#[test]
+fn a_closed_stdout_ends_the_cli_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut cmd = drover_command();
+    cmd.args(["completions", "bash"])
+        .stdout(writer)
+        .stderr(Stdio::piped());
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.signal(), None, "not killed by SIGPIPE: {out:?}");
+    assert_eq!(out.status.code(), Some(141), "{out:?}");
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn a_negative_priority_is_taken_and_other_negative_values_are_refused_clearly() {
     let c = Cluster::start("negative");

@@ -343,12 +343,17 @@ impl CliOutput {
 
 impl std::fmt::Display for CliOutput {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::os::unix::process::ExitStatusExt;
+        // A process ended by a signal has no exit code: name the signal instead.
+        match (self.status.code(), self.status.signal()) {
+            (Some(code), _) => write!(f, "exit {code}")?,
+            (None, Some(sig)) => write!(f, "killed by signal {sig}")?,
+            (None, None) => write!(f, "exit unknown")?,
+        }
         write!(
             f,
-            "exit {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.status.code(),
-            self.stdout,
-            self.stderr
+            "\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.stdout, self.stderr
         )
     }
 }
