@@ -156,7 +156,7 @@ fn main() {
         let d = ProcessDriver::new(cfg).expect("driver");
         let label = if d.cgroups_active() { "cgroup" } else { "off" };
         eprintln!(
-            "driver: {} (a spawn writes its thread into each hierarchy and back); tasks as {}",
+            "driver: {} (with cgroups, spawner threads wait inside idle attempt cgroups: a spawn moves no thread when one is ready); tasks as {}",
             d.mode_description(),
             task_user
                 .as_ref()
