@@ -549,17 +549,23 @@ mod tests {
             })
             .unwrap(),
         );
-        let mut bytes = MAGIC.to_vec();
-        bytes.extend(1u32.to_le_bytes());
-        bytes.extend(crc32fast::hash(&body).to_le_bytes());
-        bytes.extend((body.len() as u64).to_le_bytes());
-        bytes.extend(&body);
+        let bytes = framed(1, &body);
         let read = SnapshotReader::open(&bytes[..]).unwrap().state().unwrap();
         assert_eq!(read.jobs, state.jobs);
         assert_eq!(read.records, state.records);
         assert_eq!(read.identities, Default::default());
         let restored = StateMachine::restore(read);
         assert_eq!(restored.job(drover_types::JobId(1)).unwrap().name, "old");
+    }
+
+    /// A snapshot file of `version` around `body`: magic, version, CRC, length, body.
+    fn framed(version: u32, body: &[u8]) -> Vec<u8> {
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend(version.to_le_bytes());
+        bytes.extend(crc32fast::hash(body).to_le_bytes());
+        bytes.extend((body.len() as u64).to_le_bytes());
+        bytes.extend(body);
+        bytes
     }
 
     /// Task records as formats 1 and 2 wrote them.
@@ -626,11 +632,7 @@ mod tests {
             })
             .unwrap(),
         );
-        let mut bytes = MAGIC.to_vec();
-        bytes.extend(2u32.to_le_bytes());
-        bytes.extend(crc32fast::hash(&body).to_le_bytes());
-        bytes.extend((body.len() as u64).to_le_bytes());
-        bytes.extend(&body);
+        let bytes = framed(2, &body);
         let read = SnapshotReader::open(&bytes[..]).unwrap().state().unwrap();
         assert_eq!(read.jobs, state.jobs);
         assert_eq!(read.records, state.records);
@@ -779,11 +781,7 @@ mod tests {
             })
             .unwrap()
         }));
-        let mut bytes = MAGIC.to_vec();
-        bytes.extend(3u32.to_le_bytes());
-        bytes.extend(crc32fast::hash(&body).to_le_bytes());
-        bytes.extend((body.len() as u64).to_le_bytes());
-        bytes.extend(&body);
+        let bytes = framed(3, &body);
         let read = SnapshotReader::open(&bytes[..]).unwrap().state().unwrap();
         assert!(read.resizes.is_empty());
         assert_eq!(read.jobs, state.jobs);
