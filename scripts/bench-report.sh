@@ -12,6 +12,8 @@
 #   scripts/bench-report.sh --no-profile       # skip perf
 #
 # Run it on a quiet machine: the figures are only comparable within one report.
+# No `| head` in this script: with pipefail, a writer cut off by head dies of SIGPIPE and
+# the script exits 141 (it did, in CI, once the core bench printed a sixth line).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -104,10 +106,10 @@ profile_e2e() {
     [ -s "$run/perf-$who.data" ] || continue
     {
       echo "by library (self time):"
-      perf report -q -i "$run/perf-$who.data" --no-children --sort dso --percent-limit 1 --stdio 2>/dev/null | sed '/^$/d' | head -15
+      perf report -q -i "$run/perf-$who.data" --no-children --sort dso --percent-limit 1 --stdio 2>/dev/null | awk 'NF && n++ < 15'
       echo
       echo "hottest symbols (self time, ≥ 1%):"
-      perf report -q -i "$run/perf-$who.data" --no-children --sort sym --percent-limit 1 --stdio -g none 2>/dev/null | sed '/^$/d' | head -25
+      perf report -q -i "$run/perf-$who.data" --no-children --sort sym --percent-limit 1 --stdio -g none 2>/dev/null | awk 'NF && n++ < 25'
     } > "$run/perf-$who.txt"
   done
 }
@@ -151,7 +153,7 @@ grep '^bench=' "$run/queued.log"
 
 step "scheduling core"
 cargo bench -p drover-sched --bench core -- $quick > "$run/core.log" 2>&1
-grep '^bench=' "$run/core.log" | head -5
+grep '^bench=' "$run/core.log"
 
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$run/meta.txt"
 step "report"
