@@ -27,6 +27,7 @@ pub mod plugin;
 mod process;
 mod proctree;
 mod simulated;
+mod spawn_request;
 mod spec;
 mod sys;
 

@@ -11,6 +11,7 @@ use crate::kill::KillHandle;
 use crate::monitor::{Monitor, Shared};
 use crate::output::Drain;
 use crate::proctree;
+use crate::spawn_request::SpawnRequest;
 use crate::spec::{LaunchSpec, Stream};
 use crate::sys;
 use drover_types::Outcome;
@@ -332,9 +333,9 @@ impl ProcessDriver {
         cmd.args(&args)
             .env_clear()
             .envs(&env)
-            .current_dir(&workdir)
-            // Own group: one killpg reaches the whole tree. No pre_exec, so std can
-            // use posix_spawn (vfork-like), the cheapest way to start a process.
+            // Own group: one killpg reaches the whole tree. No pre_exec on an armed
+            // spawner, so std can use posix_spawn (vfork-like), the cheapest way to
+            // start a process (see spawn_request.rs).
             .process_group(0)
             .stdin(if spec.stdin.is_some() {
                 Stdio::piped()
@@ -343,17 +344,19 @@ impl ProcessDriver {
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        if let Some(u) = user {
-            sys::switch_user_before_exec(&mut cmd, u.uid, u.gid);
-        }
+        let request = SpawnRequest {
+            cmd,
+            cwd: workdir.clone(),
+            user: user.map(|u| (u.uid, u.gid)),
+        };
         let started = tokio::time::Instant::now();
         let (spawned, born_inside) = match (&self.cgroups, &cgroup, armed) {
-            (Some(root), Some(cg), Some(armed)) => match armed.spawn(cmd) {
+            (Some(root), Some(cg), Some(armed)) => match armed.spawn(request) {
                 Ok(spawned) => (spawned, true),
-                Err(mut cmd) => root.spawn_inside(cg, move || cmd.spawn()),
+                Err(request) => root.spawn_inside(cg, move || request.spawn_forking()),
             },
-            (Some(root), Some(cg), None) => root.spawn_inside(cg, || cmd.spawn()),
-            _ => (cmd.spawn(), false),
+            (Some(root), Some(cg), None) => root.spawn_inside(cg, || request.spawn_forking()),
+            _ => (request.spawn_forking(), false),
         };
         let mut child = match spawned {
             Ok(c) => c,

@@ -188,6 +188,33 @@ pub(crate) fn set_non_dumpable() -> io::Result<()> {
     Ok(())
 }
 
+/// Gives the calling thread a working directory (and umask, root) of its own, so that
+/// a `chdir` on it leaves the agent's other threads where they are.
+pub(crate) fn unshare_thread_fs() -> io::Result<()> {
+    // SAFETY: unshare takes a flag and touches no memory of ours.
+    if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Makes the calling thread, and only it, `uid`:`gid` with no supplementary groups:
+/// real, effective and saved ids alike, so neither it nor a child it starts can
+/// return to the agent's. Raw system calls: glibc's wrappers would change every
+/// thread of the process.
+pub(crate) fn become_user_on_this_thread(uid: u32, gid: u32) -> io::Result<()> {
+    // SAFETY: three system calls with integer arguments and a null list (no groups).
+    let failed = unsafe {
+        libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) != 0
+            || libc::syscall(libc::SYS_setresgid, gid, gid, gid) != 0
+            || libc::syscall(libc::SYS_setresuid, uid, uid, uid) != 0
+    };
+    if failed {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Makes the child of `cmd` drop to `uid`:`gid` with no supplementary groups, right
 /// before exec. std runs this after its own `chdir` (still as the agent), so the
 /// task starts in its directory even when the directories above it are closed to

@@ -231,6 +231,17 @@ impl AttemptCgroup {
         Ok(())
     }
 
+    /// Whether thread `tid` is still inside (its `tasks` in the first hierarchy).
+    pub(super) fn lists_thread(&self, tid: i32) -> bool {
+        let Some((_, dir)) = self.dirs.first() else {
+            return false;
+        };
+        fs::read_to_string(dir.join("tasks")).is_ok_and(|text| {
+            text.split_ascii_whitespace()
+                .any(|t| t.parse::<i32>() == Ok(tid))
+        })
+    }
+
     /// The processes in the attempt. Every hierarchy holds the same set; any will do.
     /// Never the agent itself: should a spawning thread have failed to move back
     /// out, the agent must not signal (or freeze) itself.

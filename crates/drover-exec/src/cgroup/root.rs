@@ -229,20 +229,6 @@ impl CgroupRoot {
             .all(|(_, dir)| fs::write(dir.join("tasks"), tid).is_ok())
     }
 
-    /// Moves thread `tid` back into the agent's own cgroups.
-    pub(super) fn go_home(&self, tid: &str) {
-        for (c, home) in &self.homes {
-            let tasks = home.join("tasks");
-            if let Err(e) = fs::write(&tasks, tid).or_else(|_| fs::write(&tasks, tid)) {
-                tracing::error!(
-                    controller = c.name(),
-                    "cannot move a spawner thread back to {}: {e}",
-                    home.display()
-                );
-            }
-        }
-    }
-
     /// Returns an unused cgroup to the pool, or removes it.
     pub(super) fn give_back(&self, cg: &Arc<AttemptCgroup>) {
         if !self.recycle(cg) {
