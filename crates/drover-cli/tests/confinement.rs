@@ -439,3 +439,74 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
     }
     found
 }
+
+/// The `attempts` directory of worker `short` (found under its data directory).
+fn attempts_dir_of(c: &Cluster, short: &str) -> std::path::PathBuf {
+    let mut stack = vec![c.root.join(format!("wdata-{short}"))];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() && !p.is_symlink() {
+                if p.file_name().is_some_and(|n| n == "attempts") {
+                    return p;
+                }
+                stack.push(p);
+            }
+        }
+    }
+    panic!("no attempts directory under wdata-{short}");
+}
+
+/// Attempt directories are reused (a rename instead of mkdir + rmdir), and a reused
+/// one is indistinguishable from a new one: empty, 0700, the task user's, whatever the
+/// last task did to its mode; a directory a task left files in is not reused.
+#[test]
+fn a_reused_attempt_directory_starts_empty_and_closed() {
+    assert_root();
+    let mut c = Cluster::start("confine-reuse");
+    c.add_worker("w", &["--cpus", "1", "--memory", "1G"]);
+    let attempts = attempts_dir_of(&c, "w");
+    // Runs `script` and waits for its directory to be handed back after its end.
+    let run = |c: &Cluster, script: &str| -> String {
+        let id = c.submit(json!({"command": ["sh", "-c", script]}));
+        let t = c.wait_final(id, SLOW);
+        assert_eq!(t.state, TaskState::Succeeded, "{t:#?}");
+        poll(
+            "the attempt directory to be handed back",
+            SLOW,
+            || (!attempts.join(format!("{id}.1")).exists()).then_some(()),
+            || c.logs(),
+        );
+        t.result.unwrap_or_default()
+    };
+    let show = "stat -c '%a %U' .; ls -A | wc -l";
+    let pooled = || {
+        std::fs::read_dir(attempts.join(".pool"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let nobody = "nobody";
+    run(&c, &format!("{show}; chmod 777 ."));
+    assert_eq!(pooled(), 1, "the first attempt's empty directory was kept");
+    let second = run(&c, show);
+    assert_eq!(
+        second.split_whitespace().collect::<Vec<_>>(),
+        ["700", nobody, "0"],
+        "{second}"
+    );
+    assert_eq!(
+        pooled(),
+        1,
+        "taken for the second attempt, kept again after it"
+    );
+    // Files left behind: that directory is removed, not kept; the next attempt
+    // starts empty anyway.
+    run(&c, &format!("{show}; touch left-behind; mkdir sub"));
+    assert_eq!(pooled(), 0, "a directory with files is not kept");
+    let fourth = run(&c, show);
+    assert_eq!(
+        fourth.split_whitespace().collect::<Vec<_>>(),
+        ["700", nobody, "0"],
+        "{fourth}"
+    );
+}

@@ -10,6 +10,7 @@
 //! the host for the worker's join and heartbeats. See README.md for the guarantees.
 
 mod attempt;
+mod attempt_dir_pool;
 mod cgroup;
 mod config;
 pub mod confine;

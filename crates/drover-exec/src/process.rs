@@ -1,6 +1,7 @@
 //! Tasks as child processes of the agent.
 
 use crate::attempt::{RunningAttempt, UsageProbe};
+use crate::attempt_dir_pool::AttemptDirPool;
 use crate::cgroup::{AttemptLimits, CgroupRoot};
 use crate::config::{CgroupMode, DEFAULT_PATH, DriverConfig};
 use crate::confine;
@@ -51,6 +52,9 @@ pub struct ProcessDriver {
     /// The agent's pass-through variables, captured once.
     base_env: BTreeMap<String, String>,
     cgroups: Option<Arc<CgroupRoot>>,
+    /// Empty attempt directories for reuse: with cgroups and a task user only (see
+    /// attempt_dir_pool.rs).
+    dir_pool: Option<AttemptDirPool>,
     /// Why cgroups are not used, when they are not.
     cgroup_note: Option<String>,
     /// Distinguishes this driver's processes from a previous agent run's.
@@ -97,8 +101,19 @@ impl ProcessDriver {
             }
             Some(why) => tracing::info!("process driver runs without cgroups: {why}"),
         }
+        let dir_pool = match (&cgroups, &cfg.task_user) {
+            (Some(_), Some(_)) => match AttemptDirPool::new(&attempts_dir) {
+                Ok(pool) => Some(pool),
+                Err(e) => {
+                    tracing::warn!("attempt directories will not be reused: {e}");
+                    None
+                }
+            },
+            _ => None,
+        };
         Ok(ProcessDriver {
             cfg,
+            dir_pool,
             attempts_dir,
             logs_dir,
             base_env,
@@ -263,7 +278,9 @@ impl ProcessDriver {
                 }
             }
             relative => {
-                fresh_dir(&dir)?;
+                if !self.dir_pool.as_ref().is_some_and(|p| p.take_into(&dir)) {
+                    fresh_dir(&dir)?;
+                }
                 if let Some(u) = user {
                     confine::prepare_attempt_dir(&dir, u)
                         .map_err(|e| ExecError::io("handing over", &dir, e))?;
@@ -571,11 +588,18 @@ impl Driver for ProcessDriver {
 impl ProcessDriver {
     fn do_remove(&self, task: u64, attempt: u32) -> Result<(), ExecError> {
         let dir = self.attempt_dir(task, attempt);
+        if self.dir_pool.as_ref().is_some_and(|p| p.give_back(&dir)) {
+            return self.remove_logs(task, attempt);
+        }
         match fs::remove_dir_all(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(ExecError::io("removing", dir, e)),
         }
+        self.remove_logs(task, attempt)
+    }
+
+    fn remove_logs(&self, task: u64, attempt: u32) -> Result<(), ExecError> {
         for stream in [Stream::Stdout, Stream::Stderr] {
             let p = self.log_path(task, attempt, stream);
             match fs::remove_file(&p) {

@@ -188,6 +188,69 @@ pub(crate) fn set_non_dumpable() -> io::Result<()> {
     Ok(())
 }
 
+/// Whether `path` carries extended attributes (ACLs included). A file system
+/// without them (ENOTSUP) carries none.
+pub(crate) fn has_xattrs(path: &Path) -> bool {
+    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
+        return true;
+    };
+    // SAFETY: a NUL-terminated path and a null buffer of size 0 (asks for the size).
+    let n = unsafe { libc::llistxattr(c.as_ptr(), std::ptr::null_mut(), 0) };
+    if n < 0 {
+        return io::Error::last_os_error().raw_os_error() != Some(libc::ENOTSUP);
+    }
+    n > 0
+}
+
+/// `rename` that fails with `AlreadyExists` instead of replacing an empty `to`.
+pub(crate) fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
+    let (Ok(f), Ok(t)) = (
+        CString::new(from.as_os_str().as_bytes()),
+        CString::new(to.as_os_str().as_bytes()),
+    ) else {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    };
+    // SAFETY: two NUL-terminated paths, relative to the working directory.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            f.as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sets extended attribute `name` on `path` (tests).
+#[cfg(test)]
+pub(crate) fn set_xattr(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
+    let (Ok(p), Ok(n)) = (
+        CString::new(path.as_os_str().as_bytes()),
+        CString::new(name),
+    ) else {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    };
+    // SAFETY: NUL-terminated strings and a value with its length.
+    let r = unsafe {
+        libc::setxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Gives the calling thread a working directory (and umask, root) of its own, so that
 /// a `chdir` on it leaves the agent's other threads where they are.
 pub(crate) fn unshare_thread_fs() -> io::Result<()> {
