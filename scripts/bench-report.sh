@@ -91,8 +91,9 @@ profile_e2e() {
     for p in $(descendants "$bench_pid"); do
       args=$(ps -o args= -p "$p" 2>/dev/null || true)
       case "$args" in
-        *"drover server"*|*"/drover server"*) [ -z "$server" ] && server=$p ;;
-        *"drover worker"*|*"/drover worker"*) [ -z "$worker" ] && worker=$p ;;
+        # `drover --data-dir DIR server ...` (global options come first).
+        *drover*" server "*) [ -z "$server" ] && server=$p ;;
+        *drover*" worker "*) [ -z "$worker" ] && worker=$p ;;
       esac
     done
   done
