@@ -370,12 +370,19 @@ fn check_references(s: &Scheduler) -> Result<(), String> {
         }
     }
     let mut complete = std::collections::BTreeSet::new();
-    for (id, open, done_at) in s.recompute_jobs_progress() {
+    for p in s.recompute_jobs_progress() {
+        let (id, open, done_at) = (p.job, p.open, p.done_at);
         let j = &s.jobs[&id];
         if (j.open, j.done_at) != (open, done_at) {
             return Err(format!(
                 "job {id}: open {} done at {} but its tasks say {open} and {done_at}",
                 j.open, j.done_at
+            ));
+        }
+        if j.states != p.states {
+            return Err(format!(
+                "job {id}: counts per state {:?} but its tasks say {:?}",
+                j.states, p.states
             ));
         }
         if open == 0 {

@@ -162,36 +162,53 @@ impl Scheduler {
         }
     }
 
-    /// Recomputes every job's open count and completion time, and the complete set,
-    /// from the task table (restore, invariant checks).
-    pub(crate) fn recompute_jobs_progress(&self) -> Vec<(JobId, u32, Millis)> {
+    /// Recomputes every job's open count, completion time and count per state, and
+    /// the complete set, from the task table (restore, invariant checks).
+    pub(crate) fn recompute_jobs_progress(&self) -> Vec<JobProgress> {
         self.jobs
             .iter()
             .map(|(&id, j)| {
                 let mut open = 0;
                 let mut done_at = Millis::ZERO;
+                let mut states = [0; TaskState::ALL.len()];
                 for n in j.first.0..j.first.0 + j.count as u64 {
                     let rec = &self.tasks[n as usize - 1];
+                    states[rec.state as usize] += 1;
                     if rec.state.is_final() {
                         done_at = done_at.max(rec.ended_at.unwrap_or(Millis::ZERO));
                     } else {
                         open += 1;
                     }
                 }
-                (id, open, if open == 0 { done_at } else { Millis::ZERO })
+                JobProgress {
+                    job: id,
+                    open,
+                    done_at: if open == 0 { done_at } else { Millis::ZERO },
+                    states,
+                }
             })
             .collect()
     }
 
     pub(crate) fn rebuild_jobs_progress(&mut self) {
         self.complete.clear();
-        for (id, open, done_at) in self.recompute_jobs_progress() {
-            let j = self.jobs.get_mut(&id).expect("listed from the jobs");
-            j.open = open;
-            j.done_at = done_at;
-            if open == 0 {
-                self.complete.insert((done_at, id));
+        for p in self.recompute_jobs_progress() {
+            let j = self.jobs.get_mut(&p.job).expect("listed from the jobs");
+            j.open = p.open;
+            j.done_at = p.done_at;
+            j.states = p.states;
+            if p.open == 0 {
+                self.complete.insert((p.done_at, p.job));
             }
         }
     }
+}
+
+/// A job's derived progress, recomputed from its tasks.
+#[derive(Debug)]
+pub(crate) struct JobProgress {
+    pub job: JobId,
+    pub open: u32,
+    pub done_at: Millis,
+    pub states: [u32; TaskState::ALL.len()],
 }

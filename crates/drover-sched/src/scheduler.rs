@@ -478,20 +478,37 @@ impl Scheduler {
 
     pub(crate) fn set_state(&mut self, id: TaskId, state: TaskState) {
         let rec = &mut self.tasks[ix(id)];
-        self.counts[rec.state as usize] -= 1;
+        let (job, was) = (rec.job, rec.state);
+        rec.state = state;
+        self.counts[was as usize] -= 1;
         self.counts[state as usize] += 1;
-        let (job, was_final) = (rec.job, rec.state.is_final());
         if let Some(log) = &mut self.transitions {
             log.push(Transition {
                 task: id,
-                from: rec.state,
+                from: was,
                 to: state,
             });
         }
-        rec.state = state;
-        if was_final != state.is_final() {
+        if let Some(j) = self.jobs.get_mut(&job) {
+            j.states[was as usize] -= 1;
+            j.states[state as usize] += 1;
+        }
+        if was.is_final() != state.is_final() {
             self.job_finality(job, state.is_final());
         }
+    }
+
+    /// How many of job `job`'s tasks are in each state (states with none left out),
+    /// read from counts kept as tasks change state: O(1) whatever the job's size.
+    pub fn job_states(&self, job: JobId) -> Option<Vec<(TaskState, u64)>> {
+        let j = self.jobs.get(&job)?;
+        Some(
+            TaskState::ALL
+                .iter()
+                .filter(|s| j.states[**s as usize] > 0)
+                .map(|s| (*s, u64::from(j.states[*s as usize])))
+                .collect(),
+        )
     }
 
     pub(crate) fn key_input(&self, id: TaskId) -> KeyInput<'_> {

@@ -72,6 +72,10 @@ pub(crate) struct JobRec {
     /// Its tasks not in a final state yet. Derived (rebuilt on restore).
     #[serde(skip)]
     pub open: u32,
+    /// How many of its tasks are in each state, indexed by `TaskState as usize`:
+    /// a job's status is read from here, not by visiting its tasks. Derived.
+    #[serde(skip)]
+    pub states: [u32; TaskState::ALL.len()],
     /// When the job last became complete (`open` reached 0): the latest `ended_at` of
     /// its tasks. Derived.
     #[serde(skip)]
