@@ -98,16 +98,20 @@ profile_e2e() {
     done
   done
   sleep 3
+  local recorders=""
   for who in server worker; do
     pid=${!who}
     perf record -q -F 499 -g -p "$pid" -o "$run/perf-$who.data" -- sleep 20 >/dev/null 2>&1 &
+    recorders="$recorders $!"
   done
-  wait
+  # Only the recorders: a bare `wait` would also reap the bench itself, and the
+  # caller's `wait` for it would then fail (127).
+  wait $recorders || true
   for who in server worker; do
     [ -s "$run/perf-$who.data" ] || continue
     {
       echo "by library (self time):"
-      perf report -q -i "$run/perf-$who.data" --no-children --sort dso --percent-limit 1 --stdio 2>/dev/null | awk 'NF && n++ < 15'
+      perf report -q -i "$run/perf-$who.data" --no-children --sort dso --percent-limit 1 --stdio -g none 2>/dev/null | awk 'NF && n++ < 15'
       echo
       echo "hottest symbols (self time, ≥ 1%):"
       perf report -q -i "$run/perf-$who.data" --no-children --sort sym --percent-limit 1 --stdio -g none 2>/dev/null | awk 'NF && n++ < 25'
