@@ -106,18 +106,26 @@ fn reading_pre_driver_layout() -> bool {
 /// every worker has `process` only, which is what they were. An encode inside `f`
 /// writes that layout too (for tests that make an old snapshot).
 pub fn pre_driver_layout<R>(f: impl FnOnce() -> R) -> R {
-    struct Reset(bool);
+    with_flag_set(&PRE_DRIVER_LAYOUT, f)
+}
+
+/// Runs `f` with the thread-local `flag` set, and puts back what it was after (also
+/// when `f` panics).
+fn with_flag_set<R>(
+    flag: &'static std::thread::LocalKey<std::cell::Cell<bool>>,
+    f: impl FnOnce() -> R,
+) -> R {
+    struct Reset(&'static std::thread::LocalKey<std::cell::Cell<bool>>, bool);
     impl Drop for Reset {
         fn drop(&mut self) {
-            PRE_DRIVER_LAYOUT.with(|c| c.set(self.0));
+            self.0.with(|c| c.set(self.1));
         }
     }
-    let _reset = Reset(PRE_DRIVER_LAYOUT.with(|c| c.replace(true)));
+    let _reset = Reset(flag, flag.with(|c| c.replace(true)));
     f()
 }
 
 thread_local! {
-    // format 4: isolation
     /// Set while a snapshot of state format 3 is decoded on this thread: its worker
     /// specs lack `isolation` (read as "did not say"). Formats 1 and 2 lack it too;
     /// [`pre_driver_layout`] covers them.
@@ -131,16 +139,8 @@ fn reading_pre_isolation_layout() -> bool {
 
 /// Runs `f` (a decode of a binary snapshot of state format 3 on this thread) reading
 /// worker specs without their isolation; an encode inside `f` writes that layout too.
-// format 4: isolation
 pub fn pre_isolation_layout<R>(f: impl FnOnce() -> R) -> R {
-    struct Reset(bool);
-    impl Drop for Reset {
-        fn drop(&mut self) {
-            PRE_ISOLATION_LAYOUT.with(|c| c.set(self.0));
-        }
-    }
-    let _reset = Reset(PRE_ISOLATION_LAYOUT.with(|c| c.replace(true)));
-    f()
+    with_flag_set(&PRE_ISOLATION_LAYOUT, f)
 }
 
 /// Writes an attempt without copying it.

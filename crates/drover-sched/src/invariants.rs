@@ -373,10 +373,11 @@ fn check_references(s: &Scheduler) -> Result<(), String> {
     for p in s.recompute_jobs_progress() {
         let (id, open, done_at) = (p.job, p.open, p.done_at);
         let j = &s.jobs[&id];
-        if (j.open, j.done_at) != (open, done_at) {
+        if (j.open(), j.done_at) != (open, done_at) {
             return Err(format!(
                 "job {id}: open {} done at {} but its tasks say {open} and {done_at}",
-                j.open, j.done_at
+                j.open(),
+                j.done_at
             ));
         }
         if j.states != p.states {

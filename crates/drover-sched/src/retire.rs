@@ -142,23 +142,19 @@ impl Scheduler {
         range
     }
 
-    /// Keeps a job's count of open tasks, and the set of complete jobs, as one of its
-    /// tasks enters (`to_final`) or leaves a final state.
+    /// Keeps the set of complete jobs as one of job `job`'s tasks enters (`to_final`)
+    /// or leaves a final state; its counts per state are already updated.
     pub(crate) fn job_finality(&mut self, job: JobId, to_final: bool) {
         let Some(j) = self.jobs.get_mut(&job) else {
             return;
         };
-        if to_final {
-            j.open -= 1;
-            if j.open == 0 {
-                j.done_at = self.now;
-                self.complete.insert((self.now, job));
-            }
-        } else {
-            if j.open == 0 {
-                self.complete.remove(&(j.done_at, job));
-            }
-            j.open += 1;
+        let open = j.open();
+        if to_final && open == 0 {
+            j.done_at = self.now;
+            self.complete.insert((self.now, job));
+        } else if !to_final && open == 1 {
+            // Complete until this task left its final state.
+            self.complete.remove(&(j.done_at, job));
         }
     }
 
@@ -194,7 +190,6 @@ impl Scheduler {
         self.complete.clear();
         for p in self.recompute_jobs_progress() {
             let j = self.jobs.get_mut(&p.job).expect("listed from the jobs");
-            j.open = p.open;
             j.done_at = p.done_at;
             j.states = p.states;
             if p.open == 0 {

@@ -174,7 +174,6 @@ impl Scheduler {
                 first: TaskId(first),
                 count: (next - first) as u32,
                 name: job_name,
-                open: (next - first) as u32,
                 states: {
                     let mut states = [0; TaskState::ALL.len()];
                     states[TaskState::Waiting as usize] = (next - first) as u32;

@@ -69,17 +69,26 @@ pub(crate) struct JobRec {
     /// The job's name as a number in `JobNames` (0: none).
     #[serde(default)]
     pub name: u32,
-    /// Its tasks not in a final state yet. Derived (rebuilt on restore).
-    #[serde(skip)]
-    pub open: u32,
     /// How many of its tasks are in each state, indexed by `TaskState as usize`:
-    /// a job's status is read from here, not by visiting its tasks. Derived.
+    /// a job's status and its open count are read from here, not by visiting its
+    /// tasks. Derived (rebuilt on restore).
     #[serde(skip)]
     pub states: [u32; TaskState::ALL.len()],
     /// When the job last became complete (`open` reached 0): the latest `ended_at` of
     /// its tasks. Derived.
     #[serde(skip)]
     pub done_at: Millis,
+}
+
+impl JobRec {
+    /// Its tasks not in a final state yet.
+    pub(crate) fn open(&self) -> u32 {
+        TaskState::ALL
+            .iter()
+            .filter(|s| !s.is_final())
+            .map(|s| self.states[*s as usize])
+            .sum()
+    }
 }
 
 /// What decides whether a task can fit on a worker: its resources and hard constraints

@@ -58,22 +58,27 @@ struct StateSnapshotV1 {
     idempotency: Vec<crate::idempotency::KeyRecord>,
 }
 
-impl From<StateSnapshotV1> for StateSnapshot {
-    fn from(v1: StateSnapshotV1) -> StateSnapshot {
-        StateSnapshot {
+// Each older shape converts into the next one up, adding only the fields its
+// successor brought; `StateSnapshot` is reached through the chain.
+impl From<StateSnapshotV1> for StateSnapshotV2 {
+    fn from(v1: StateSnapshotV1) -> StateSnapshotV2 {
+        StateSnapshotV2 {
             sched: v1.sched,
-            records: v1.records.into_iter().map(|(t, r)| (t, r.into())).collect(),
+            records: v1.records,
             jobs: v1.jobs,
             idempotency: v1.idempotency,
             tokens: Default::default(),
             identities: Default::default(),
-            cache: Default::default(),
-            uploads: Vec::new(),
-            resizes: Default::default(),
-            splits: Vec::new(),
         }
     }
 }
+
+impl From<StateSnapshotV1> for StateSnapshot {
+    fn from(v1: StateSnapshotV1) -> StateSnapshot {
+        StateSnapshotV2::from(v1).into()
+    }
+}
+
 /// A version 2 state: task records without checkpoints (and task specs in their
 /// version 2 shape: see `drover_sched::pre_driver_layout`).
 #[derive(Deserialize)]
@@ -86,9 +91,9 @@ struct StateSnapshotV2 {
     identities: crate::worker_identity::WorkerIdentities,
 }
 
-impl From<StateSnapshotV2> for StateSnapshot {
-    fn from(v2: StateSnapshotV2) -> StateSnapshot {
-        StateSnapshot {
+impl From<StateSnapshotV2> for StateSnapshotV3 {
+    fn from(v2: StateSnapshotV2) -> StateSnapshotV3 {
+        StateSnapshotV3 {
             sched: v2.sched,
             records: v2.records.into_iter().map(|(t, r)| (t, r.into())).collect(),
             jobs: v2.jobs,
@@ -97,9 +102,13 @@ impl From<StateSnapshotV2> for StateSnapshot {
             identities: v2.identities,
             cache: Default::default(),
             uploads: Vec::new(),
-            resizes: Default::default(),
-            splits: Vec::new(),
         }
+    }
+}
+
+impl From<StateSnapshotV2> for StateSnapshot {
+    fn from(v2: StateSnapshotV2) -> StateSnapshot {
+        StateSnapshotV3::from(v2).into()
     }
 }
 
