@@ -17,6 +17,7 @@
 //! every field).
 
 use crate::scheduler::SchedulerConfig;
+use crate::stored_spec::StoredSpec;
 use crate::view::AttemptRecord;
 use drover_types::{
     ArraySpec, Attempt, Backoff, DepRef, EnforcedLimit, FailureCause, Isolation, LabelSelector,
@@ -25,7 +26,6 @@ use drover_types::{
 };
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 #[derive(Serialize, Deserialize)]
 #[serde(remote = "Resources")]
@@ -566,22 +566,45 @@ either_format!(
 );
 either_format!(
     specs,
-    Vec<(u64, Arc<TaskSpec>)>,
+    Vec<(u64, StoredSpec)>,
     |v, s| s.collect_seq(v.iter().map(|(i, spec)| (*i, SpecRef(spec)))),
-    |d| Ok(Vec::<(u64, TaskSpecW)>::deserialize(d)?
-        .into_iter()
-        .map(|(i, w)| (i, Arc::new(w.0)))
-        .collect())
+    |d| d.deserialize_seq(SpecRuns)
 );
 
-/// Writes a shared spec without copying it (there may be a million).
-struct SpecRef<'a>(&'a TaskSpec);
+/// Writes a spec whole (the format has no templates: a task that keeps its own key,
+/// name and command is put together one at a time, and the reader shares templates
+/// again), without copying a whole one (there may be a million).
+struct SpecRef<'a>(&'a StoredSpec);
 impl Serialize for SpecRef<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let spec = self.0.to_spec();
         if reading_pre_driver_layout() {
-            TaskSpecV2C::serialize(self.0, s)
+            TaskSpecV2C::serialize(&spec, s)
         } else {
-            TaskSpecC::serialize(self.0, s)
+            TaskSpecC::serialize(&spec, s)
         }
+    }
+}
+
+/// Reads the runs of specs one at a time, each kept as the core keeps a submitted one
+/// (sharing its template with the one before), so that a million specs are never all
+/// held whole at once.
+struct SpecRuns;
+impl<'de> serde::de::Visitor<'de> for SpecRuns {
+    type Value = Vec<(u64, StoredSpec)>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a sequence of (first task, spec)")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        // The hint comes from the input: capped, so a corrupt length cannot reserve much.
+        let mut runs: Vec<(u64, StoredSpec)> =
+            Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
+        while let Some((first, TaskSpecW(spec))) = seq.next_element::<(u64, TaskSpecW)>()? {
+            let kept = StoredSpec::new(spec, runs.last().map(|(_, prev)| prev));
+            runs.push((first, kept));
+        }
+        Ok(runs)
     }
 }

@@ -98,10 +98,11 @@ pub(crate) fn check(s: &Scheduler) -> Result<(), String> {
                 rec.attempts.len()
             ));
         }
-        if rec.spent > rec.attempt || rec.spent > rec.spec.retry.max_attempts {
+        if rec.spent > rec.attempt || rec.spent > rec.spec.shared().retry.max_attempts {
             return Err(format!(
                 "task {id}: {} attempts spent of {}",
-                rec.spent, rec.spec.retry.max_attempts
+                rec.spent,
+                rec.spec.shared().retry.max_attempts
             ));
         }
         let unsucceeded: BTreeSet<TaskId> = rec
@@ -175,7 +176,7 @@ pub(crate) fn check(s: &Scheduler) -> Result<(), String> {
                 return Err(format!("task {id} in backoff has no timer"));
             }
         }
-        if rec.limit_ms != rec.spec.max_runtime_ms.unwrap_or(0) {
+        if rec.limit_ms != rec.spec.shared().max_runtime_ms.unwrap_or(0) {
             return Err(format!("task {id}: time limit copy out of date"));
         }
         if rec.state == TaskState::Running

@@ -224,10 +224,10 @@ impl crate::scheduler::Scheduler {
     pub(crate) fn recompute_key_index(&self) -> KeyIndex {
         let mut keys = KeyIndex::default();
         for (id, rec) in self.tasks.iter() {
-            if let Some(k) = &rec.spec.key
-                && first_of_entry(rec.array_index, &rec.spec)
+            if let Some(k) = rec.spec.key()
+                && first_of_entry(rec.array_index, rec.spec.shared())
             {
-                let count = rec.spec.expanded_len() as u32;
+                let count = rec.spec.shared().expanded_len() as u32;
                 keys.insert(k, TaskRange { first: id, count });
             }
         }

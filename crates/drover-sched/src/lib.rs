@@ -31,6 +31,7 @@ mod round;
 mod scheduler;
 mod snapshot;
 mod split;
+mod stored_spec;
 mod submit;
 mod task_slots;
 mod task_table;
@@ -50,4 +51,5 @@ pub use scheduler::{
     SchedulerConfig, SchedulerSnapshot, TIME_LIMIT_SLACK_MS, Transition,
 };
 pub use split::{MAX_WAVE, SplitRecord, SplitView};
+pub use stored_spec::StoredSpec;
 pub use view::{AttemptRecord, Counts, TaskRange, TaskView, WorkerView};

@@ -16,7 +16,7 @@ pub(crate) const AHEAD_CAP: u64 = 10_000;
 
 pub(crate) fn reason(s: &Scheduler, id: TaskId, _now: Millis) -> Option<String> {
     let rec = s.rec(id)?;
-    let max = rec.spec.retry.max_attempts;
+    let max = rec.spec.shared().retry.max_attempts;
     Some(match rec.state {
         TaskState::Running => return None,
         TaskState::Waiting => match s.held.get(&id) {
@@ -134,7 +134,7 @@ pub(crate) fn placement_note(s: &Scheduler, id: TaskId) -> Option<String> {
     let w = rec.attempts.last()?.worker;
     let worker = s.pool.get(w)?;
     let name = worker_name(s, w);
-    let inputs = &rec.spec.inputs;
+    let inputs = &rec.spec.shared().inputs;
     if !inputs.is_empty() && s.config.policy.locality_weight > 0 {
         let held: Vec<&str> = inputs
             .iter()
@@ -185,8 +185,8 @@ fn worker_name(s: &Scheduler, w: WorkerId) -> String {
 /// `a`, or `17 (name)`, or `17`.
 fn short_label(s: &Scheduler, id: TaskId) -> String {
     let spec = &s.tasks[ix(id)].spec;
-    match &spec.key {
-        Some(k) if spec.array.is_none() => k.clone(),
+    match spec.key() {
+        Some(k) if spec.shared().array.is_none() => k.to_owned(),
         _ => long_label(s, id),
     }
 }
@@ -195,10 +195,9 @@ fn long_label(s: &Scheduler, id: TaskId) -> String {
     let rec = &s.tasks[ix(id)];
     let spec = &rec.spec;
     let name = spec
-        .key
-        .as_deref()
+        .key()
         .filter(|k| !k.is_empty())
-        .or((!spec.name.is_empty()).then_some(spec.name.as_str()));
+        .or((!spec.name().is_empty()).then_some(spec.name()));
     match (name, rec.array_index) {
         (Some(n), Some(i)) => format!("{id} ({n}[{i}])"),
         (Some(n), None) => format!("{id} ({n})"),
@@ -364,7 +363,7 @@ fn why_no_preemption(
     workers: &[(WorkerId, &crate::worker_pool::WorkerRec)],
 ) -> String {
     let shape = &s.shapes.list[rec.shape as usize];
-    let priority = rec.spec.priority;
+    let priority = rec.spec.shared().priority;
     let (mut stopping, mut evictable, mut not_retryable, mut not_lower) = (0u64, 0u64, 0u64, 0u64);
     let mut names: Vec<String> = Vec::new();
     for &(w, wr) in workers {
@@ -378,9 +377,9 @@ fn why_no_preemption(
                 stopping += 1;
             } else if !tr.state.is_on_worker() {
                 continue;
-            } else if tr.spec.priority >= priority {
+            } else if tr.spec.shared().priority >= priority {
                 not_lower += 1;
-            } else if !tr.spec.is_preemptible() {
+            } else if !tr.spec.shared().is_preemptible() {
                 not_retryable += 1;
             } else {
                 evictable += 1;

@@ -35,7 +35,7 @@ impl Scheduler {
     pub(crate) fn try_preempt(&mut self, id: TaskId, actions: &mut Vec<Action>) {
         let now = self.now;
         let rec = &self.tasks[ix(id)];
-        let priority = rec.spec.priority;
+        let priority = rec.spec.shared().priority;
         let shape = &self.shapes.list[rec.shape as usize];
         let mut best: Option<(Cost, Vec<TaskId>)> = None;
         for &w in &self.pool.active {
@@ -50,11 +50,11 @@ impl Scheduler {
                 if tr.kill.is_some() {
                     alloc.sub(self.held_resources(t));
                 } else if tr.state.is_on_worker()
-                    && tr.spec.priority < priority
-                    && tr.spec.is_preemptible()
+                    && tr.spec.shared().priority < priority
+                    && tr.spec.shared().is_preemptible()
                 {
                     let lost = tr.started_at.map_or(0, |s| now.saturating_sub(s));
-                    cands.push((tr.spec.priority, lost, t));
+                    cands.push((tr.spec.shared().priority, lost, t));
                 }
             }
             if shape.res.fits_beside(&alloc, &wr.spec.capacity) {

@@ -121,10 +121,10 @@ impl Scheduler {
             self.counts[rec.state as usize] -= 1;
             self.dep_failed_by.remove(&id);
             self.forget_resizes(id);
-            if let Some(k) = &rec.spec.key
-                && crate::keys::first_of_entry(rec.array_index, &rec.spec)
+            if let Some(k) = rec.spec.key()
+                && crate::keys::first_of_entry(rec.array_index, rec.spec.shared())
             {
-                let count = rec.spec.expanded_len() as u32;
+                let count = rec.spec.shared().expanded_len() as u32;
                 self.keys.remove(k, TaskRange { first: id, count });
             }
             // A parent still held (in an older job) forgets this child; parents of the

@@ -94,9 +94,10 @@ impl Scheduler {
         } else {
             None
         };
-        let score_inputs = policy.locality_weight > 0 && spec.is_some_and(|s| !s.inputs.is_empty());
+        let score_inputs =
+            policy.locality_weight > 0 && spec.is_some_and(|s| !s.shared().inputs.is_empty());
         let score_affinity =
-            policy.affinity_weight > 0 && spec.is_some_and(|s| !s.affinity.is_empty());
+            policy.affinity_weight > 0 && spec.is_some_and(|s| !s.shared().affinity.is_empty());
         // The policy's order is followed for at most POLICY_STEPS workers; past that,
         // the fit tree finds the first fitting worker by id in O(log W). So a decision
         // is bounded even when many workers have the binding resource free but not
@@ -138,7 +139,7 @@ impl Scheduler {
             return cands.first().copied();
         };
         if score_inputs {
-            for key in spec.inputs.iter().take(LOCALITY_KEYS) {
+            for key in spec.shared().inputs.iter().take(LOCALITY_KEYS) {
                 if let Some(holders) = pool.data.get(key.as_str()) {
                     for &w in holders.iter().take(LOCALITY_CANDIDATES) {
                         if !cands.contains(&w) && eligible(w) {
@@ -152,11 +153,17 @@ impl Scheduler {
         for &w in &cands {
             let mut score = 0u64;
             if score_inputs {
-                score += policy.locality_weight as u64 * pool.inputs_held(w, &spec.inputs) as u64;
+                score += policy.locality_weight as u64
+                    * pool.inputs_held(w, &spec.shared().inputs) as u64;
             }
             if score_affinity {
                 let labels = &pool.rec(w).spec.labels;
-                let n = spec.affinity.iter().filter(|s| s.matches(labels)).count() as u64;
+                let n = spec
+                    .shared()
+                    .affinity
+                    .iter()
+                    .filter(|s| s.matches(labels))
+                    .count() as u64;
                 score += policy.affinity_weight as u64 * n;
             }
             if best.is_none_or(|(b, _)| score > b) {

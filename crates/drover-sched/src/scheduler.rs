@@ -452,8 +452,10 @@ impl Scheduler {
             job: rec.job,
             spec: &rec.spec,
             array_index: rec.array_index,
-            array_count: rec.array_index.and(rec.spec.array.map(|a| a.len() as u32)),
-            slice: if rec.spec.split.is_some() {
+            array_count: rec
+                .array_index
+                .and(rec.spec.shared().array.map(|a| a.len() as u32)),
+            slice: if rec.spec.shared().split.is_some() {
                 self.chunk_slice(id)
             } else {
                 None
@@ -514,11 +516,15 @@ impl Scheduler {
     pub(crate) fn key_input(&self, id: TaskId) -> KeyInput<'_> {
         let rec = &self.tasks[ix(id)];
         KeyInput {
-            priority: rec.spec.priority,
+            priority: rec.spec.shared().priority,
             ready_at: rec.ready_at,
-            runtime_hint: rec.spec.expected_runtime_ms.or(rec.spec.max_runtime_ms),
-            cpu_milli: rec.spec.resources.cpu_milli,
-            labels: &rec.spec.labels,
+            runtime_hint: rec
+                .spec
+                .shared()
+                .expected_runtime_ms
+                .or(rec.spec.shared().max_runtime_ms),
+            cpu_milli: rec.spec.shared().resources.cpu_milli,
+            labels: &rec.spec.shared().labels,
         }
     }
 
@@ -534,10 +540,10 @@ impl Scheduler {
         let now = now.max(self.now);
         Some(
             weights.explain(&FactorInput {
-                priority: rec.spec.priority,
+                priority: rec.spec.shared().priority,
                 waited_ms: now.0.saturating_sub(rec.ready_at.0),
-                cpu_milli: rec.spec.resources.cpu_milli,
-                labels: &rec.spec.labels,
+                cpu_milli: rec.spec.shared().resources.cpu_milli,
+                labels: &rec.spec.shared().labels,
                 owner_cpu_milli: self
                     .owner_usage
                     .get(rec.owner as usize)
@@ -752,7 +758,7 @@ impl Scheduler {
             return;
         }
         rec.spent += 1;
-        let retry = &rec.spec.retry;
+        let retry = &rec.spec.shared().retry;
         let retry_ok = rec.spent < retry.max_attempts
             && match &end {
                 // The exit-code filter applies to exit codes only; signals, OOM,
@@ -1065,7 +1071,7 @@ impl Scheduler {
         self.owner_usage = vec![0; self.owners.names.len()];
         for id in self.tasks.ids() {
             let rec = &mut self.tasks[ix(id)];
-            rec.shape = self.shapes.intern(&rec.spec);
+            rec.shape = self.shapes.intern(rec.spec.shared());
             self.counts[rec.state as usize] += 1;
             if rec.holder != NO_WORKER && rec.slot != PREFETCHED {
                 self.owner_usage[rec.owner as usize] +=
@@ -1080,10 +1086,10 @@ impl Scheduler {
             {
                 self.timers.arm(due, TIME_LIMIT, id);
             }
-            if let Some(k) = &rec.spec.key
-                && first_of_entry(rec.array_index, &rec.spec)
+            if let Some(k) = rec.spec.key()
+                && first_of_entry(rec.array_index, rec.spec.shared())
             {
-                let count = rec.spec.expanded_len() as u32;
+                let count = rec.spec.shared().expanded_len() as u32;
                 self.keys.insert(k, TaskRange { first: id, count });
             }
         }

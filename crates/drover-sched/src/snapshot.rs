@@ -6,11 +6,12 @@
 use crate::keys::{JobNames, KeyIndex};
 use crate::queue::ReadyQueue;
 use crate::scheduler::{Scheduler, SchedulerConfig};
+use crate::stored_spec::StoredSpec;
 use crate::task_slots::TaskSlots;
 use crate::task_table::{JobRec, Owners, TaskRec};
 use crate::worker_pool::{WorkerPool, WorkerRec};
 use crate::{placement, queue_policy};
-use drover_types::{JobId, Millis, TaskId, TaskSpec, WorkerId, WorkerState};
+use drover_types::{JobId, Millis, TaskId, WorkerId, WorkerState};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -32,7 +33,7 @@ pub struct SchedulerSnapshot {
     next_task: u64,
     /// Each spec once: (index of the first task of the run of tasks sharing it, spec).
     #[serde(with = "crate::compact::specs")]
-    specs: Vec<(u64, Arc<TaskSpec>)>,
+    specs: Vec<(u64, StoredSpec)>,
     jobs: Vec<JobRec>,
     /// The jobs' ids, when some were retired (empty: 1, 2, 3, …).
     #[serde(default)]
@@ -107,7 +108,7 @@ impl SchedulerSnapshot {
 }
 
 pub(crate) fn take(s: &Scheduler) -> SchedulerSnapshot {
-    let mut specs: Vec<(u64, Arc<TaskSpec>)> = Vec::new();
+    let mut specs: Vec<(u64, StoredSpec)> = Vec::new();
     let mut tasks = Vec::with_capacity(s.tasks.len());
     let mut task_ids = Vec::with_capacity(s.tasks.len());
     for (i, (id, rec)) in s.tasks.iter().enumerate() {
@@ -115,7 +116,7 @@ pub(crate) fn take(s: &Scheduler) -> SchedulerSnapshot {
         tasks.push(rec.clone());
         if specs
             .last()
-            .is_none_or(|(_, last)| !Arc::ptr_eq(last, &rec.spec))
+            .is_none_or(|(_, last)| !last.same_whole(&rec.spec))
         {
             specs.push((i as u64, rec.spec.clone()));
         }
@@ -162,15 +163,27 @@ pub(crate) fn restore(snap: SchedulerSnapshot) -> Scheduler {
         splits,
     } = snap;
     let mut runs = specs.into_iter().peekable();
-    let mut current: Arc<TaskSpec> = Arc::new(TaskSpec::default());
+    let mut current: Option<StoredSpec> = None;
+    let count = tasks.len();
     for (i, rec) in tasks.iter_mut().enumerate() {
         while let Some((start, _)) = runs.peek() {
             if *start as usize > i {
                 break;
             }
-            current = runs.next().map(|(_, s)| s).unwrap_or_default();
+            current = runs.next().map(|(_, s)| s);
         }
-        rec.spec = current.clone();
+        // The last task of a run takes its spec; the others (an array's elements)
+        // share it.
+        let run_ends = match runs.peek() {
+            Some((start, _)) => *start as usize <= i + 1,
+            None => i + 1 == count,
+        };
+        rec.spec = if run_ends {
+            current.take()
+        } else {
+            current.clone()
+        }
+        .unwrap_or_default();
     }
     let task_ids = if task_ids.len() == tasks.len() {
         task_ids
@@ -186,9 +199,9 @@ pub(crate) fn restore(snap: SchedulerSnapshot) -> Scheduler {
         let Ok(at) = task_ids.binary_search(&rec.first) else {
             continue;
         };
-        let mut spec = (*tasks[at].spec).clone();
+        let mut spec = tasks[at].spec.to_spec().into_owned();
         spec.split = Some(rec.spec());
-        let spec = Arc::new(spec);
+        let spec = StoredSpec::whole(Arc::new(spec));
         for t in tasks.iter_mut().skip(at).take(rec.slots as usize) {
             t.spec = spec.clone();
         }

@@ -243,7 +243,7 @@ impl Scheduler {
         let now = self.now;
         let started = self.tasks[ix(id)].started_at;
         let spec = self.tasks[ix(id)].spec.clone();
-        let free = self.free_slots_for(&spec.resources);
+        let free = self.free_slots_for(&spec.shared().resources);
         let rec = self.splits.get_mut(&first).expect("found above");
         let Some((a, b)) = rec.slice_of(id) else {
             // A slot left over (ended by `split_chunk_succeeded` itself).

@@ -2,6 +2,7 @@
 
 use crate::error::CoreError;
 use crate::scheduler::{Applied, MAX_EXPANDED_DEPS_PER_JOB, Scheduler, ix};
+use crate::stored_spec::StoredSpec;
 use crate::task_table::{JobRec, NEVER, NO_WORKER, TaskRec};
 use crate::view::TaskRange;
 use drover_types::{
@@ -94,7 +95,7 @@ impl Scheduler {
         let job_name = self.job_names.record(&job.name, job_id);
         let default_owner = job.owner;
         self.tasks.reserve((next - first) as usize);
-        let mut last: Option<(u32, u32, Arc<drover_types::TaskSpec>)> = None;
+        let mut last: Option<(u32, u32, StoredSpec)> = None;
         for (mut spec, deps) in job.tasks.into_iter().zip(resolved) {
             if spec.owner.is_empty() {
                 spec.owner.clone_from(&default_owner);
@@ -102,16 +103,16 @@ impl Scheduler {
             // Consecutive tasks of a job usually share owner and shape: compare with
             // the previous one before hashing.
             let owner = match &last {
-                Some((o, _, prev)) if prev.owner == spec.owner => *o,
+                Some((o, _, prev)) if prev.shared().owner == spec.owner => *o,
                 _ => self.owners.intern(&spec.owner),
             };
             let shape = match &last {
                 Some((_, sh, prev))
-                    if prev.resources == spec.resources
-                        && prev.constraints == spec.constraints
-                        && prev.inputs.is_empty() == spec.inputs.is_empty()
-                        && prev.affinity.is_empty() == spec.affinity.is_empty()
-                        && prev.driver == spec.driver =>
+                    if prev.shared().resources == spec.resources
+                        && prev.shared().constraints == spec.constraints
+                        && prev.shared().inputs.is_empty() == spec.inputs.is_empty()
+                        && prev.shared().affinity.is_empty() == spec.affinity.is_empty()
+                        && prev.shared().driver == spec.driver =>
                 {
                     *sh
                 }
@@ -130,9 +131,11 @@ impl Scheduler {
                     },
                 );
             }
-            // One spec for all the elements of an array.
-            let spec = Arc::new(spec);
-            last = Some((owner, shape, spec.clone()));
+            let limit_ms = spec.max_runtime_ms.unwrap_or(0);
+            let split_spec = spec.split.clone().map(|s| (s, spec.resources.clone()));
+            // One spec for all the elements of an array; a plain task keeps its own key,
+            // name and command over the template it shares with the one before.
+            let spec = StoredSpec::new(spec, last.as_ref().map(|(_, _, prev)| prev));
             for k in 0..n {
                 self.tasks.push(TaskRec {
                     spec: spec.clone(),
@@ -145,7 +148,7 @@ impl Scheduler {
                     started_at: None,
                     ended_at: None,
                     wake_at: Millis::ZERO,
-                    limit_ms: spec.max_runtime_ms.unwrap_or(0),
+                    limit_ms,
                     attempt: 0,
                     spent: 0,
                     remaining: 0,
@@ -163,9 +166,10 @@ impl Scheduler {
                     kill: None,
                 });
             }
-            if let Some(split) = &spec.split {
-                self.split_submitted(first_of_entry, split, &spec.resources);
+            if let Some((split, resources)) = &split_spec {
+                self.split_submitted(first_of_entry, split, resources);
             }
+            last = Some((owner, shape, spec));
         }
         self.counts[TaskState::Waiting as usize] += next - first;
         self.jobs.insert(

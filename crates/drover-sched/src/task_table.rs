@@ -1,6 +1,7 @@
 //! The task table: one compact record per task, in a dense vector indexed by id.
 
 use crate::action::KillReason;
+use crate::stored_spec::StoredSpec;
 use crate::view::AttemptRecord;
 use drover_types::{JobId, LabelSelector, Millis, Resources, TaskId, TaskSpec, TaskState};
 use serde::{Deserialize, Serialize};
@@ -16,13 +17,14 @@ pub(crate) const PREFETCHED: u32 = u32::MAX;
 /// "Never ready yet" in [`TaskRec::ready_at`].
 pub(crate) const NEVER: Millis = Millis(u64::MAX);
 
-/// One task. Kept small (no per-task strings: the spec is shared, and one `Arc` serves
-/// all the elements of an array) so that a million queued tasks fit easily in memory.
+/// One task. Kept small (the spec's template is shared, a plain task keeps only its key,
+/// name and command packed, and one `Arc` serves all the elements of an array) so that
+/// a million queued tasks fit easily in memory.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct TaskRec {
     /// Restored separately by the snapshot, which stores each shared spec once.
     #[serde(skip)]
-    pub spec: Arc<TaskSpec>,
+    pub spec: StoredSpec,
     pub job: JobId,
     /// Resolved dependencies in the order given.
     pub deps: Arc<[TaskId]>,
@@ -208,18 +210,38 @@ mod tests {
     use super::*;
 
     /// A million queued tasks must fit in about 1 GiB of server memory; the record is
-    /// the part every task pays whatever its spec (the spec is shared by an array's
-    /// elements). Printed with `--nocapture` for the memory notes in
-    /// `docs/benchmarks.md`.
+    /// the part every task pays whatever its spec, and a plain task of a generated job
+    /// adds only its packed key, name and command (its template, a whole `TaskSpec`,
+    /// is shared; an array's elements share one spec). Printed with `--nocapture` for
+    /// the memory notes in `docs/benchmarks.md`.
     #[test]
     fn a_task_record_stays_small() {
         let rec = std::mem::size_of::<TaskRec>();
+        let template = StoredSpec::new(
+            TaskSpec {
+                name: "t0".into(),
+                ..TaskSpec::command(["sleep", "1"])
+            },
+            None,
+        );
+        let task = StoredSpec::new(
+            TaskSpec {
+                name: "t999999".into(),
+                ..TaskSpec::command(["sleep", "1"])
+            },
+            Some(&template),
+        );
         println!(
-            "TaskRec {rec} B, TaskSpec {} B, Resources {} B, AttemptRecord {} B",
+            "TaskRec {rec} B, own fields of a generated task {} B, TaskSpec {} B, \
+             Resources {} B, AttemptRecord {} B",
+            task.own_bytes(),
             std::mem::size_of::<TaskSpec>(),
             std::mem::size_of::<Resources>(),
             std::mem::size_of::<AttemptRecord>(),
         );
-        assert!(rec <= 192, "TaskRec grew to {rec} bytes");
+        assert!(rec <= 200, "TaskRec grew to {rec} bytes");
+        assert!(task.shares_template_with(&template));
+        // One small allocation (malloc's smallest classes hold up to 24 bytes).
+        assert!(task.own_bytes() <= 24, "{} bytes", task.own_bytes());
     }
 }

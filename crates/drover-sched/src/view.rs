@@ -1,8 +1,8 @@
 //! Read-only views of the core's state, for the API and for pending reasons.
 
 use drover_types::{
-    Attempt, FailureCause, JobId, Millis, Outcome, Resources, TaskId, TaskSpec, TaskState,
-    WorkerId, WorkerSpec, WorkerState, WorkerUsage,
+    Attempt, FailureCause, JobId, Millis, Outcome, Resources, TaskId, TaskState, WorkerId,
+    WorkerSpec, WorkerState, WorkerUsage,
 };
 use serde::{Deserialize, Serialize};
 
@@ -28,7 +28,9 @@ pub struct AttemptRecord {
 pub struct TaskView<'a> {
     pub id: TaskId,
     pub job: JobId,
-    pub spec: &'a TaskSpec,
+    /// Its spec: `spec.to_spec()` whole; `spec.shared()` for any field but key, name
+    /// and command without putting it together.
+    pub spec: &'a crate::StoredSpec,
     /// For an element of a task array: its index and the array's length.
     pub array_index: Option<u32>,
     pub array_count: Option<u32>,

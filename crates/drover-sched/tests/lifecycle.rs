@@ -27,8 +27,8 @@ fn ids_are_consecutive_and_arrays_expand_in_index_order() {
     assert!(env.s.resolve(&DepRef::Id(TaskId(6))).is_err());
     // The elements of an array share one spec.
     assert!(std::ptr::eq(
-        env.s.task(TaskId(2)).unwrap().spec,
-        env.s.task(TaskId(4)).unwrap().spec
+        env.s.task(TaskId(2)).unwrap().spec.shared(),
+        env.s.task(TaskId(4)).unwrap().spec.shared()
     ));
     let more = env.submit(vec![task()]);
     assert_eq!(more, vec![TaskId(6)]);

@@ -127,8 +127,8 @@ fn a_restored_core_behaves_identically() {
     restored.check_invariants().unwrap();
     assert_eq!(restored.counts(), env.s.counts());
     assert!(std::ptr::eq(
-        restored.task(TaskId(2)).unwrap().spec,
-        restored.task(TaskId(5)).unwrap().spec
+        restored.task(TaskId(2)).unwrap().spec.shared(),
+        restored.task(TaskId(5)).unwrap().spec.shared()
     ));
     let script: Vec<(u64, Option<Event>)> = vec![
         (1_000_600, None),

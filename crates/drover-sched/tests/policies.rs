@@ -106,7 +106,7 @@ fn fair_share_serves_owners_in_proportion_to_their_weights() {
     let starts = env.starts();
     let alice = starts
         .iter()
-        .filter(|s| env.s.task(s.0).unwrap().spec.owner == "alice")
+        .filter(|s| env.s.task(s.0).unwrap().spec.shared().owner == "alice")
         .count();
     assert_eq!(
         (starts.len(), alice),
@@ -137,7 +137,7 @@ fn fair_share_on_a_single_slot_takes_turns_between_owners() {
         let starts = env.starts();
         assert_eq!(starts.len(), 1, "one slot");
         let t = starts[0].0;
-        order.push(env.s.task(t).unwrap().spec.owner.clone());
+        order.push(env.s.task(t).unwrap().spec.shared().owner.clone());
         env.run_ok(t);
     }
     assert_eq!(order, ["alice", "bob", "alice", "bob", "alice", "alice"]);
@@ -152,7 +152,7 @@ fn the_job_owner_is_the_default_owner() {
         ..Default::default()
     };
     let r = env.ok(Event::Submit { job }).job.unwrap().1;
-    assert_eq!(env.s.task(r.first).unwrap().spec.owner, "carol");
+    assert_eq!(env.s.task(r.first).unwrap().spec.shared().owner, "carol");
 }
 
 #[test]

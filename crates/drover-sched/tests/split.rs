@@ -312,7 +312,7 @@ fn a_snapshot_taken_midway_restores_the_same_progress() {
     restored.check_invariants().unwrap();
     assert_eq!(restored.split_records(), before);
     // Slots get their `split` back, and the key still names every slot.
-    assert!(restored.task(ids[5]).unwrap().spec.split.is_some());
+    assert!(restored.task(ids[5]).unwrap().spec.shared().split.is_some());
     assert_eq!(
         restored
             .resolve(&drover_types::DepRef::Key("part".into()))

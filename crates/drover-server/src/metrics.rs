@@ -460,7 +460,7 @@ impl ServerMetrics {
         let mut by_reason: std::collections::BTreeMap<&'static str, i64> = Default::default();
         for t in sched.tasks_after(None) {
             *by_class
-                .entry((t.state, priority_class(t.spec.priority)))
+                .entry((t.state, priority_class(t.spec.shared().priority)))
                 .or_default() += 1;
             if let Some(k) = reason_kind(t.state) {
                 *by_reason.entry(k).or_default() += 1;

@@ -709,7 +709,7 @@ impl StateMachine {
         let Some(view) = self.sched.task(task) else {
             return reject("not_found", format!("no task {task}"));
         };
-        if view.spec.checkpoint.is_none() {
+        if view.spec.shared().checkpoint.is_none() {
             return reject(
                 "invalid_request",
                 format!("task {task} does not take checkpoints"),
@@ -837,13 +837,13 @@ impl StateMachine {
         Some(StartTask {
             task,
             attempt,
-            spec: view.spec.clone(),
+            spec: view.spec.to_spec().into_owned(),
             array_index: view.array_index,
             array_count: view.array_count,
             slice: view.slice,
             inputs,
             signature: String::new(),
-            resume: self.resume_point(task, attempt, view.spec.checkpoint.is_some()),
+            resume: self.resume_point(task, attempt, view.spec.shared().checkpoint.is_some()),
         })
     }
 

@@ -119,7 +119,10 @@ impl ResultCache {
     /// Remembers the opt-ins of a submitted job's tasks.
     pub fn submitted(&mut self, sched: &Scheduler, tasks: TaskRange) {
         for n in tasks.first.0..tasks.first.0 + tasks.count as u64 {
-            if let Some(c) = sched.task(TaskId(n)).and_then(|v| v.spec.cache.clone()) {
+            if let Some(c) = sched
+                .task(TaskId(n))
+                .and_then(|v| v.spec.shared().cache.clone())
+            {
                 self.opted.insert(TaskId(n), c);
             }
         }
@@ -170,8 +173,9 @@ impl ResultCache {
                     .unwrap_or("")
             })
             .collect();
+        let spec = view.spec.to_spec();
         let key = cache_key(&KeyInputs {
-            spec: view.spec,
+            spec: &spec,
             cache,
             array: view.array_index.zip(view.array_count),
             dep_results: &dep_results,

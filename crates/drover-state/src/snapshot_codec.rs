@@ -646,11 +646,13 @@ mod tests {
         assert_eq!(read.jobs, state.jobs);
         assert_eq!(read.records, state.records);
         let restored = StateMachine::restore(read);
-        let spec = &restored
+        let spec = restored
             .scheduler()
             .task(drover_types::TaskId(2))
             .unwrap()
-            .spec;
+            .spec
+            .to_spec()
+            .into_owned();
         assert_eq!(spec.command, vec!["false"]);
         assert_eq!((spec.checkpoint.clone(), spec.preemptible), (None, false));
     }

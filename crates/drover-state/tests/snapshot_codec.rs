@@ -559,9 +559,9 @@ fn a_version_2_snapshot_reads_with_process_drivers() {
             continue;
         };
         assert_eq!(a.state, b.state, "task {i}");
-        with_drivers += usize::from(a.spec.driver.is_some());
-        assert_eq!(b.spec.driver, None);
-        assert_eq!(b.spec.image, None);
+        with_drivers += usize::from(a.spec.shared().driver.is_some());
+        assert_eq!(b.spec.shared().driver, None);
+        assert_eq!(b.spec.shared().image, None);
     }
     assert!(with_drivers > 0, "the rich state has docker tasks");
     // Read as version 3, the same bytes are garbage or a different state: the layouts
@@ -665,4 +665,72 @@ fn a_version_3_snapshot_reads_without_isolation() {
             .len(),
         3
     );
+}
+
+/// A generated job (tasks that differ only in key, name and command, in runs that
+/// differ in more) comes back from the binary format with every spec whole and equal,
+/// and the tasks of a run share one template again, as they did when submitted: a
+/// restart must not cost a million queued tasks a whole spec each.
+#[test]
+fn a_generated_job_reads_back_with_its_templates_shared() {
+    let mut m = StateMachine::new(SchedulerConfig::default());
+    let tasks: Vec<TaskSpec> = (0..300)
+        .map(|i| TaskSpec {
+            key: (i % 3 == 0).then(|| format!("k{i}")),
+            name: format!("t{i}"),
+            command: vec!["echo".into(), i.to_string()],
+            // Three runs: the template changes at 100 and at 200.
+            priority: i / 100,
+            ..TaskSpec::default()
+        })
+        // And an array, kept whole and shared by its elements.
+        .chain([TaskSpec {
+            key: Some("arr".into()),
+            array: Some(ArraySpec { start: 0, end: 2 }),
+            ..task("arr")
+        }])
+        .collect();
+    let submit = Command::Submit {
+        job: JobSpec {
+            name: "generated".into(),
+            owner: "alice".into(),
+            tasks: tasks.clone(),
+        },
+        idempotency: None,
+        submitter: None,
+        staged: None,
+    };
+    let (results, _) = m.apply(&entry(1_000, vec![submit]));
+    assert!(
+        matches!(results[0], drover_state::CommandResult::Submitted { .. }),
+        "{results:?}"
+    );
+    let (_, restored) = decode(&encode(&m, b"")).unwrap();
+    restored.scheduler().check_invariants().unwrap();
+    let view = |n: u64| restored.scheduler().task(TaskId(n)).unwrap();
+    let mut ids = 1u64;
+    for spec in &tasks {
+        let len = spec.expanded_len();
+        for _ in 0..len {
+            let expected = TaskSpec {
+                owner: if spec.owner.is_empty() {
+                    "alice".into()
+                } else {
+                    spec.owner.clone()
+                },
+                ..spec.clone()
+            };
+            assert_eq!(*view(ids).spec.to_spec(), expected, "task {ids}");
+            assert_eq!(view(ids).spec.name(), expected.name);
+            assert_eq!(view(ids).spec.key(), expected.key.as_deref());
+            ids += 1;
+        }
+    }
+    let shared = |a: u64, b: u64| std::ptr::eq(view(a).spec.shared(), view(b).spec.shared());
+    assert!(shared(1, 100) && shared(101, 200) && shared(201, 300));
+    assert!(!shared(100, 101) && !shared(200, 201) && !shared(300, 301));
+    assert!(shared(301, 303));
+    // Put together from the template: the template itself holds no task's own fields.
+    assert!(view(1).spec.shared().name.is_empty() && view(1).spec.shared().command.is_empty());
+    assert_eq!(as_json(&restored), as_json(&m));
 }

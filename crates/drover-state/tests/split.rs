@@ -196,7 +196,15 @@ fn a_snapshot_midway_restores_a_machine_that_goes_on_the_same() {
     r.scheduler().check_invariants().unwrap();
     assert_eq!(r.scheduler().split_records(), progress);
     assert_eq!(as_json(&r), as_json(&m));
-    assert!(r.scheduler().task(TaskId(7)).unwrap().spec.split.is_some());
+    assert!(
+        r.scheduler()
+            .task(TaskId(7))
+            .unwrap()
+            .spec
+            .shared()
+            .split
+            .is_some()
+    );
     let (mut now_r, mut now_m) = (now, now);
     let a = run(&mut m, &mut now_m, usize::MAX);
     let b = run(&mut r, &mut now_r, usize::MAX);

@@ -60,7 +60,7 @@ fn task_count(m: &StateMachine) -> usize {
 fn names(m: &StateMachine) -> Vec<String> {
     m.scheduler()
         .tasks_after(None)
-        .map(|v| v.spec.name.clone())
+        .map(|v| v.spec.name().to_owned())
         .collect()
 }
 
@@ -157,7 +157,14 @@ fn a_snapshot_taken_half_way_gives_a_replica_that_completes_the_job_identically(
     }
     assert_eq!(names(&a), names(&b));
     assert_eq!(task_count(&b), 6);
-    let spec = |m: &StateMachine| m.scheduler().task(TaskId(4)).unwrap().spec.clone();
+    let spec = |m: &StateMachine| {
+        m.scheduler()
+            .task(TaskId(4))
+            .unwrap()
+            .spec
+            .to_spec()
+            .into_owned()
+    };
     assert_eq!(spec(&a), spec(&b));
     assert_eq!(a.record(TaskId(4)), None::<&TaskRecord>);
 }

@@ -200,8 +200,8 @@ pub async fn get_results(
             next_after = Some(view.id.0 - 1);
             break;
         }
-        if view.spec.labels.get(LABEL_KEY).map(String::as_str) != Some(LABEL_VALUE)
-            || !caller.sees(&view.spec.owner)
+        if view.spec.shared().labels.get(LABEL_KEY).map(String::as_str) != Some(LABEL_VALUE)
+            || !caller.sees(&view.spec.shared().owner)
         {
             continue;
         }

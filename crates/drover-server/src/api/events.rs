@@ -98,7 +98,7 @@ fn in_namespace(sm: &drover_state::StateMachine, ns: &str, e: &ClusterEvent) -> 
     };
     sm.scheduler()
         .task(task)
-        .is_some_and(|v| v.spec.owner == ns)
+        .is_some_and(|v| v.spec.shared().owner == ns)
 }
 
 fn parse(

@@ -81,7 +81,7 @@ pub async fn read(
             .scheduler()
             .task(range.first)
             .ok_or_else(|| ApiError::not_found(format!("no task {task:?}")))?;
-        caller.check_owner(&view.spec.owner, &format!("task {}", view.id))?;
+        caller.check_owner(&view.spec.shared().owner, &format!("task {}", view.id))?;
         // A task completed from the result cache ran nothing: its output is the
         // output of the run that made the entry (same owner: keys never cross owners).
         if q.attempt.is_none()

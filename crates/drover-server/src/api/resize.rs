@@ -53,7 +53,7 @@ pub(crate) fn answer_of(
         sched
             .resized_reservation(task)
             .cloned()
-            .or_else(|| sched.task(task).map(|v| v.spec.resources.clone()))
+            .or_else(|| sched.task(task).map(|v| v.spec.shared().resources.clone()))
             .unwrap_or_default()
     };
     match decision {

@@ -237,7 +237,7 @@ pub(crate) fn check_range(
     }
     for n in range.first.0..range.first.0 + range.count as u64 {
         if let Some(v) = sm.scheduler().task(TaskId(n)) {
-            caller.check_owner(&v.spec.owner, what)?;
+            caller.check_owner(&v.spec.shared().owner, what)?;
         }
     }
     Ok(())
@@ -334,13 +334,13 @@ pub(crate) fn task_info(
     TaskInfo {
         id: view.id,
         job: view.job,
-        key: view.spec.key.clone(),
-        name: view.spec.name.clone(),
+        key: view.spec.key().map(str::to_owned),
+        name: view.spec.name().to_owned(),
         state: view.state,
         reason: sm.scheduler().pending_reason(view.id, now),
         placement: sm.scheduler().placement_note(view.id),
         attempt: view.attempt,
-        max_attempts: view.spec.retry.max_attempts,
+        max_attempts: view.spec.shared().retry.max_attempts,
         worker: shown_worker(sm, view),
         submitted_at: view.submitted_at,
         started_at: view.started_at,
@@ -358,7 +358,7 @@ pub(crate) fn task_info(
         range_end: view.slice.map(|s| s.1),
         deps: view.deps.to_vec(),
         // Secret env values reach the worker only; a read shows their names.
-        spec: view.spec.redacted(),
+        spec: view.spec.to_spec().redacted(),
         attempts: view
             .attempts
             .iter()
@@ -410,10 +410,10 @@ fn summary(sm: &StateMachine, view: &TaskView<'_>) -> TaskSummary {
     TaskSummary {
         id: view.id,
         job: view.job,
-        key: view.spec.key.clone(),
-        name: view.spec.name.clone(),
+        key: view.spec.key().map(str::to_owned),
+        name: view.spec.name().to_owned(),
         state: view.state,
-        priority: view.spec.priority,
+        priority: view.spec.shared().priority,
         attempt: view.attempt,
         worker: shown_worker(sm, view),
         submitted_at: view.submitted_at,
@@ -447,7 +447,7 @@ pub async fn get(
         .scheduler()
         .task(id)
         .ok_or_else(|| ApiError::not_found(format!("no task {task:?}")))?;
-    caller.check_owner(&view.spec.owner, &format!("task {id}"))?;
+    caller.check_owner(&view.spec.shared().owner, &format!("task {id}"))?;
     Ok(Json(task_info(&sm, &view, now, &node.sessions.live_usage)))
 }
 
@@ -551,15 +551,15 @@ pub async fn list(
         if states.as_ref().is_some_and(|s| !s.contains(&view.state)) {
             continue;
         }
-        if q.name.as_ref().is_some_and(|n| &view.spec.name != n) {
+        if q.name.as_ref().is_some_and(|n| view.spec.name() != n) {
             continue;
         }
         // A namespace-scoped token lists only its namespace's tasks.
-        if !caller.sees(&view.spec.owner) {
+        if !caller.sees(&view.spec.shared().owner) {
             continue;
         }
         if let Some((k, v)) = label
-            && view.spec.labels.get(k).map(String::as_str) != Some(v)
+            && view.spec.shared().labels.get(k).map(String::as_str) != Some(v)
         {
             continue;
         }
@@ -712,7 +712,9 @@ pub async fn get_job(
 fn split_info(sched: &drover_sched::Scheduler, v: &drover_sched::SplitView<'_>) -> SplitInfo {
     let r = v.record;
     SplitInfo {
-        key: sched.task(r.first).and_then(|t| t.spec.key.clone()),
+        key: sched
+            .task(r.first)
+            .and_then(|t| t.spec.key().map(str::to_owned)),
         first: r.first,
         slots: r.slots,
         range_start: r.start,

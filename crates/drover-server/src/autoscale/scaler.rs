@@ -225,7 +225,7 @@ impl<P: Provider> Scaler<P> {
         let mut pending: Vec<Need> = sched
             .ready_tasks(PENDING_SCAN)
             .iter()
-            .map(|t| need(t.spec))
+            .map(|t| need(t.spec.shared()))
             .collect();
         // Tasks prefetched to a worker wait behind what it runs: they are demand too (a
         // new worker gets them, retracted from where they wait).
@@ -235,7 +235,7 @@ impl<P: Provider> Scaler<P> {
                     break;
                 }
                 if let Some(t) = sched.task(*id) {
-                    pending.push(need(t.spec));
+                    pending.push(need(t.spec.shared()));
                 }
             }
         }
