@@ -366,6 +366,12 @@ impl RaftSnapshotBuilder<TypeConfig> for StateStore {
             bytes,
             "built a snapshot"
         );
+        // The copy and the encoding's transient allocations were freed among the
+        // state's, often on other threads' heaps than the trim after the submission
+        // saw: measured, 1 run in 3 kept ~200 MiB more with a million tasks queued.
+        if bytes >= crate::heap_trim::AFTER_SNAPSHOT_BYTES {
+            crate::heap_trim::release_in_background();
+        }
         *self
             .shared
             .snapshot_stats
